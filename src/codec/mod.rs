@@ -1,0 +1,385 @@
+//! Finding, removing and adding the `requesty` member of a JSON body, byte for byte.
+//!
+//! Pure functions over bytes, with no I/O, usable without the middleware:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use requesty_metadata::codec;
+//!
+//! let body = Bytes::from_static(br#"{"model":"gpt-4o","temperature":1.0e0,"requesty":{"tags":["a"]}}"#);
+//! let (body, scan) = codec::extract(body, &Default::default()).unwrap();
+//! assert_eq!(body, &br#"{"model":"gpt-4o","temperature":1.0e0}"#[..]);
+//! assert_eq!(scan.metadata().unwrap().tags, ["a"]);
+//! assert_eq!(scan.model(), Some("gpt-4o"));
+//! ```
+//!
+//! | input | result |
+//! |---|---|
+//! | `"requesty"` inside a string or a nested object | not the member; untouched |
+//! | key spelled with escapes (`"requ\u0065sty"`) | the member: found and stripped |
+//! | two `requesty` members | error ([`ErrorKind::Duplicate`](crate::ErrorKind::Duplicate)) |
+//! | `"requesty": null` | no metadata; stripped |
+//! | invalid metadata (wrong type, over a [`Limits`] bound) | error naming the field and the rule |
+//! | unknown keys inside `requesty` | kept in [`RequestMetadata::other`] |
+//! | not a JSON object, malformed, truncated, nested too deep | [`BodyKind::NotObject`] / [`BodyKind::Malformed`]: no metadata, body untouched |
+//!
+//! The scan is one pass. It validates the structure of the whole body (so that where it thinks a member
+//! ends is where every conforming parser thinks so too) but not the contents of strings: UTF-8 and
+//! escapes are left for the downstream parser to judge, except inside the `requesty` member and in
+//! keys that might spell one of the names it looks for.
+
+mod lexer;
+mod member;
+mod splice;
+
+pub(crate) use member::check;
+
+use crate::error::{ErrorKind, MetadataError};
+use crate::{Limits, RequestMetadata};
+use bytes::{Bytes, BytesMut};
+use lexer::{key_eq, Lexer, Malformed};
+use std::ops::Range;
+
+/// What kind of body a scan saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// A well-formed JSON object.
+    Object,
+    /// Something other than an object: an array, a scalar, empty, or not JSON at all.
+    NotObject,
+    /// It starts like an object but is not well-formed JSON (or nests deeper than
+    /// [`Limits::max_depth`]).
+    Malformed,
+}
+
+/// What one pass over a body found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scan {
+    kind: BodyKind,
+    metadata: Option<RequestMetadata>,
+    member: Option<Spans>,
+    /// Where a new last member goes, and whether it needs a leading comma.
+    insert_at: usize,
+    has_members: bool,
+    model: Option<String>,
+    stream: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Spans {
+    value: Range<usize>,
+    removal: Range<usize>,
+}
+
+impl Scan {
+    fn unusable(kind: BodyKind) -> Self {
+        Self {
+            kind,
+            metadata: None,
+            member: None,
+            insert_at: 0,
+            has_members: false,
+            model: None,
+            stream: None,
+        }
+    }
+
+    /// Whether the body was a well-formed object.
+    pub fn kind(&self) -> BodyKind {
+        self.kind
+    }
+
+    /// The parsed `requesty` member; `None` when absent or `null`.
+    pub fn metadata(&self) -> Option<&RequestMetadata> {
+        self.metadata.as_ref()
+    }
+
+    /// Takes the parsed metadata out of the scan.
+    pub fn take_metadata(&mut self) -> Option<RequestMetadata> {
+        self.metadata.take()
+    }
+
+    /// The bytes [`strip`] removes: the member with the comma that goes with it. `None` when the body
+    /// has no `requesty` member.
+    pub fn member_range(&self) -> Option<Range<usize>> {
+        self.member.as_ref().map(|m| m.removal.clone())
+    }
+
+    /// The top-level `model`, when it is a string.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// The top-level `stream` flag, when it is a boolean.
+    pub fn stream(&self) -> Option<bool> {
+        self.stream
+    }
+}
+
+/// Scans `body` once: finds the top-level `requesty` member, parses and checks it, and notes `model`
+/// and `stream`.
+///
+/// A body that is not a well-formed object is not an error: the scan says so in
+/// [`Scan::kind`] and carries nothing. Errors are for a body that is well-formed but whose metadata
+/// breaks a rule.
+pub fn scan(body: &[u8], limits: &Limits) -> Result<Scan, MetadataError> {
+    let mut scan = match scan_object(body, limits.depth()) {
+        Ok(Some(scan)) => scan,
+        Ok(None) => return Ok(Scan::unusable(BodyKind::NotObject)),
+        Err(Found::Malformed) => return Ok(Scan::unusable(BodyKind::Malformed)),
+        Err(Found::Duplicate) => {
+            return Err(MetadataError::new(
+                ErrorKind::Duplicate,
+                "requesty",
+                "the body has more than one `requesty` member",
+            ))
+        }
+    };
+    if let Some(spans) = &scan.member {
+        scan.metadata = member::parse(&body[spans.value.clone()], limits)?;
+    }
+    Ok(scan)
+}
+
+/// Removes the member `scan` found. A body without one is handed back as the very same buffer.
+///
+/// Every other byte keeps its value and order. When no other handle shares `body`'s buffer the edit
+/// happens in place, moving only the shorter side of the member.
+pub fn strip(body: Bytes, scan: &Scan) -> Bytes {
+    match scan.member_range() {
+        Some(range) => splice::splice(body, range, b""),
+        None => body,
+    }
+}
+
+/// [`strip`] on a buffer the caller owns.
+pub fn strip_in_place(body: &mut BytesMut, scan: &Scan) {
+    if let Some(range) = scan.member_range() {
+        splice::splice_in_place(body, range, b"");
+    }
+}
+
+/// [`scan`] then [`strip`]: the body without its member, and what the scan found.
+pub fn extract(body: Bytes, limits: &Limits) -> Result<(Bytes, Scan), MetadataError> {
+    let scan = scan(&body, limits)?;
+    Ok((strip(body, &scan), scan))
+}
+
+/// Why [`inject`] left a body alone.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum InjectError {
+    /// The body is not a well-formed JSON object; send the metadata as headers instead.
+    NotAnObject,
+    /// The body's own `requesty` member is invalid.
+    Metadata(MetadataError),
+}
+
+impl std::fmt::Display for InjectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InjectError::NotAnObject => f.write_str("the body is not a well-formed JSON object"),
+            InjectError::Metadata(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for InjectError {}
+
+/// Adds `metadata` to the body as its `requesty` member.
+///
+/// Without a member, `"requesty":{…}` becomes the object's last member. With one, the two merge
+/// ([`RequestMetadata::merge`]) with the body's member winning, since it is the most specific source,
+/// and only that member's value is rewritten. Nothing else is re-serialized. Empty metadata leaves a
+/// body without a member unchanged. On error `body` is left as it was.
+///
+/// ```
+/// use bytes::Bytes;
+/// use requesty_metadata::{codec, RequestMetadata};
+///
+/// let mut body = Bytes::from_static(b"{\"model\":\"m\", \"n\":1.50}\n");
+/// codec::inject(&mut body, &RequestMetadata::new().trace_id("t"), &Default::default()).unwrap();
+/// assert_eq!(body, &b"{\"model\":\"m\", \"n\":1.50,\"requesty\":{\"trace_id\":\"t\"}}\n"[..]);
+/// ```
+pub fn inject(
+    body: &mut Bytes,
+    metadata: &RequestMetadata,
+    limits: &Limits,
+) -> Result<(), InjectError> {
+    let (range, insert) = plan_inject(body, metadata, limits)?;
+    *body = splice::splice(std::mem::take(body), range, &insert);
+    Ok(())
+}
+
+/// [`inject`] on a buffer the caller owns: appends in place when it has spare capacity.
+pub fn inject_in_place(
+    body: &mut BytesMut,
+    metadata: &RequestMetadata,
+    limits: &Limits,
+) -> Result<(), InjectError> {
+    let (range, insert) = plan_inject(body, metadata, limits)?;
+    splice::splice_in_place(body, range, &insert);
+    Ok(())
+}
+
+/// The range to replace and the bytes to put there.
+fn plan_inject(
+    body: &[u8],
+    metadata: &RequestMetadata,
+    limits: &Limits,
+) -> Result<(Range<usize>, Vec<u8>), InjectError> {
+    let mut scan = scan(body, limits).map_err(InjectError::Metadata)?;
+    if scan.kind != BodyKind::Object {
+        return Err(InjectError::NotAnObject);
+    }
+    match scan.member.take() {
+        Some(spans) => {
+            let merged = match scan.metadata.take() {
+                Some(existing) => metadata.clone().merged(existing),
+                None => metadata.clone(),
+            };
+            Ok((spans.value, to_json(&merged)))
+        }
+        None if metadata.is_empty() => Ok((scan.insert_at..scan.insert_at, Vec::new())),
+        None => {
+            let mut insert = Vec::with_capacity(128);
+            if scan.has_members {
+                insert.push(b',');
+            }
+            insert.extend_from_slice(br#""requesty":"#);
+            insert.extend_from_slice(&to_json(metadata));
+            Ok((scan.insert_at..scan.insert_at, insert))
+        }
+    }
+}
+
+fn to_json(metadata: &RequestMetadata) -> Vec<u8> {
+    // Serializing a struct of strings and `serde_json::Value`s into a Vec cannot fail.
+    serde_json::to_vec(metadata).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+enum Found {
+    Malformed,
+    Duplicate,
+}
+
+impl From<Malformed> for Found {
+    fn from(_: Malformed) -> Self {
+        Found::Malformed
+    }
+}
+
+/// The single pass: walks the top-level object's members, skipping every value, and records the
+/// spans of the members it cares about. `Ok(None)` when the body is not an object.
+fn scan_object(body: &[u8], max_depth: usize) -> Result<Option<Scan>, Found> {
+    let mut lx = Lexer::new(body, max_depth);
+    lx.skip_ws();
+    if lx.peek().ok() != Some(b'{') {
+        return Ok(None);
+    }
+    if max_depth == 0 {
+        return Err(Found::Malformed);
+    }
+    let mut scan = Scan::unusable(BodyKind::Object);
+    lx.pos += 1;
+    scan.insert_at = lx.pos;
+    lx.skip_ws();
+    let mut model: Option<(Range<usize>, bool)> = None;
+    // The member's key start and the end of the value before it, until we know what follows it.
+    let mut pending: Option<(usize, Option<usize>, Range<usize>)> = None;
+    let mut prev_end: Option<usize> = None;
+    let mut duplicate = false;
+    if lx.peek()? == b'}' {
+        lx.pos += 1;
+    } else {
+        loop {
+            let key_start = lx.pos;
+            if lx.peek()? != b'"' {
+                return Err(Found::Malformed);
+            }
+            let escaped = lx.skip_string()?;
+            let key = &body[key_start + 1..lx.pos - 1];
+            lx.skip_ws();
+            lx.expect(b':')?;
+            lx.skip_ws();
+            let value = lx.skip_value(1)?;
+            if key_eq(key, escaped, b"requesty")? {
+                if scan.member.is_some() || pending.is_some() {
+                    // Reported once the rest is known to be well-formed: a malformed body is passed
+                    // through, not rejected.
+                    duplicate = true;
+                } else {
+                    pending = Some((key_start, prev_end, value.clone()));
+                }
+            } else if key_eq(key, escaped, b"model")? {
+                model = (body[value.start] == b'"').then(|| (value.clone(), escaped_string(body, &value)));
+            } else if key_eq(key, escaped, b"stream")? {
+                scan.stream = match body[value.start] {
+                    b't' => Some(true),
+                    b'f' => Some(false),
+                    _ => None,
+                };
+            }
+            prev_end = Some(value.end);
+            lx.skip_ws();
+            match lx.peek()? {
+                b',' => {
+                    lx.pos += 1;
+                    lx.skip_ws();
+                    if let Some((start, _, value)) = pending.take() {
+                        scan.member = Some(Spans {
+                            value,
+                            removal: start..lx.pos,
+                        });
+                    }
+                }
+                b'}' => {
+                    lx.pos += 1;
+                    break;
+                }
+                _ => return Err(Found::Malformed),
+            }
+        }
+        if let Some((start, before, value)) = pending.take() {
+            // The last member takes the comma before it; the only member takes none.
+            let removal = before.unwrap_or(start)..value.end;
+            scan.member = Some(Spans { value, removal });
+        }
+        scan.has_members = true;
+        scan.insert_at = prev_end.unwrap_or(scan.insert_at);
+    }
+    finish(&mut lx)?;
+    if duplicate {
+        return Err(Found::Duplicate);
+    }
+    if let Some((range, escaped)) = model {
+        scan.model = decode_string(&body[range], escaped);
+    }
+    Ok(Some(scan))
+}
+
+/// Whether the string value in `range` contains an escape (checked only for `model`, which is short).
+fn escaped_string(body: &[u8], range: &Range<usize>) -> bool {
+    memchr::memchr(b'\\', &body[range.clone()]).is_some()
+}
+
+/// Decodes a JSON string value; `None` when it is not valid text.
+fn decode_string(raw: &[u8], escaped: bool) -> Option<String> {
+    if escaped {
+        serde_json::from_slice(raw).ok()
+    } else {
+        std::str::from_utf8(raw.get(1..raw.len() - 1)?)
+            .ok()
+            .map(str::to_owned)
+    }
+}
+
+/// Checks that only whitespace follows the top-level object.
+fn finish(lx: &mut Lexer<'_>) -> Result<(), Malformed> {
+    lx.skip_ws();
+    if lx.at_end() {
+        Ok(())
+    } else {
+        Err(Malformed)
+    }
+}

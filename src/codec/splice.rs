@@ -1,0 +1,85 @@
+//! Replacing one byte range of a body, moving as few bytes as possible and copying none when the
+//! buffer is ours alone.
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::ops::Range;
+
+/// Replaces `body[range]` with `insert`. Every byte outside `range` keeps its value and order.
+///
+/// When no one else holds the buffer it is edited in place, moving only the shorter side of the
+/// range when shrinking and only the tail when growing; otherwise the result is built with one copy.
+pub(crate) fn splice(body: Bytes, range: Range<usize>, insert: &[u8]) -> Bytes {
+    if range.is_empty() && insert.is_empty() {
+        return body;
+    }
+    match body.try_into_mut() {
+        Ok(mut owned) => {
+            splice_in_place(&mut owned, range, insert);
+            owned.freeze()
+        }
+        Err(shared) => {
+            let mut out = BytesMut::with_capacity(shared.len() - range.len() + insert.len());
+            out.extend_from_slice(&shared[..range.start]);
+            out.extend_from_slice(insert);
+            out.extend_from_slice(&shared[range.end..]);
+            out.freeze()
+        }
+    }
+}
+
+/// [`splice`] on a buffer the caller owns.
+pub(crate) fn splice_in_place(buf: &mut BytesMut, range: Range<usize>, insert: &[u8]) {
+    let len = buf.len();
+    let removed = range.len();
+    let added = insert.len();
+    let head = range.start;
+    let tail = len - range.end;
+    if added <= removed && head < tail {
+        // Shift the head right over the gap, then drop the bytes now unused at the front.
+        let shift = removed - added;
+        buf.copy_within(0..head, shift);
+        buf[shift + head..shift + head + added].copy_from_slice(insert);
+        buf.advance(shift);
+    } else {
+        if added > removed {
+            buf.resize(len + added - removed, 0);
+        }
+        buf.copy_within(range.end..len, range.start + added);
+        buf[range.start..range.start + added].copy_from_slice(insert);
+        buf.truncate(len - removed + added);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(body: &str, range: Range<usize>, insert: &str) {
+        let want = format!("{}{}{}", &body[..range.start], insert, &body[range.end..]);
+        let unique = splice(Bytes::from(body.to_owned()), range.clone(), insert.as_bytes());
+        assert_eq!(unique, want.as_bytes());
+        let keep = Bytes::from(body.to_owned());
+        let shared = splice(keep.clone(), range, insert.as_bytes());
+        assert_eq!(shared, want.as_bytes());
+        assert_eq!(keep, body.as_bytes(), "a shared buffer is never written");
+    }
+
+    #[test]
+    fn every_range_and_insert() {
+        let body = "0123456789";
+        for start in 0..=body.len() {
+            for end in start..=body.len() {
+                for insert in ["", "a", "abc", "abcdefghijklmnop"] {
+                    check(body, start..end, insert);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn untouched_body_is_the_same_buffer() {
+        let body = Bytes::from_static(b"{}");
+        let ptr = body.as_ptr();
+        assert_eq!(splice(body, 1..1, b"").as_ptr(), ptr);
+    }
+}

@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+mod error;
+mod limits;
+mod metadata;
+pub mod server;
+
+pub use error::{ErrorKind, MetadataError};
+pub use limits::Limits;
+pub use metadata::RequestMetadata;
+pub use server::RequestyMetadataLayer;

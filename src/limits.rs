@@ -1,0 +1,83 @@
+//! Bounds on what a request may carry, so a client cannot make the layer do unbounded work.
+
+/// Limits applied to metadata from the body and from headers, and to the body scan itself.
+///
+/// Every limit has a default that fits real traffic with room to spare; raise one with its setter when
+/// your clients need more.
+///
+/// | limit | default | what happens past it |
+/// |---|---|---|
+/// | [`max_depth`](Self::max_depth) | 128 | the body is treated as malformed (passed through untouched, or rejected when configured) |
+/// | [`max_tags`](Self::max_tags) | 64 | `400`, `param: requesty.tags` |
+/// | [`max_tag_len`](Self::max_tag_len) | 256 bytes | `400`, `param: requesty.tags` |
+/// | [`max_id_len`](Self::max_id_len) | 256 bytes | `400`, `param: requesty.user_id` / `requesty.trace_id` |
+/// | [`max_extra_entries`](Self::max_extra_entries) | 64 | `400`, `param: requesty.extra` |
+/// | [`max_extra_bytes`](Self::max_extra_bytes) | 16 KiB of JSON | `400`, `param: requesty.extra` |
+/// | [`max_member_bytes`](Self::max_member_bytes) | 64 KiB of JSON | `400`, `param: requesty` |
+///
+/// ```
+/// use requesty_metadata::Limits;
+///
+/// let limits = Limits::default().max_tags(16).max_depth(64);
+/// assert_eq!(limits.tags(), 16);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    depth: usize,
+    tags: usize,
+    tag_len: usize,
+    id_len: usize,
+    extra_entries: usize,
+    extra_bytes: usize,
+    member_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            depth: 128,
+            tags: 64,
+            tag_len: 256,
+            id_len: 256,
+            extra_entries: 64,
+            extra_bytes: 16 * 1024,
+            member_bytes: 64 * 1024,
+        }
+    }
+}
+
+macro_rules! limit {
+    ($(#[$doc:meta] $field:ident, $setter:ident;)*) => {
+        impl Limits {
+            $(
+                #[$doc]
+                pub fn $setter(mut self, value: usize) -> Self {
+                    self.$field = value;
+                    self
+                }
+
+                #[doc = concat!("The value set by [`", stringify!($setter), "`](Self::", stringify!($setter), ").")]
+                pub fn $field(&self) -> usize {
+                    self.$field
+                }
+            )*
+        }
+    };
+}
+
+limit! {
+    /// Deepest nesting of arrays and objects in a body (the top-level object counts as 1).
+    depth, max_depth;
+    /// Most tags one request may carry (body and headers together).
+    tags, max_tags;
+    /// Longest tag, in bytes.
+    tag_len, max_tag_len;
+    /// Longest `user_id` or `trace_id`, in bytes.
+    id_len, max_id_len;
+    /// Most keys in `extra`.
+    extra_entries, max_extra_entries;
+    /// Largest `extra` object, in bytes of JSON as sent.
+    extra_bytes, max_extra_bytes;
+    /// Largest `requesty` member value, in bytes of JSON as sent.
+    member_bytes, max_member_bytes;
+}

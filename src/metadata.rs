@@ -1,0 +1,208 @@
+//! The typed request metadata and its merge rules.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Metadata a client attaches to an LLM request so a gateway can attribute cost and group workflows.
+///
+/// Serialized, it is exactly the wire object a client puts under the top-level `requesty` member of a
+/// JSON body:
+///
+/// ```
+/// use requesty_metadata::RequestMetadata;
+///
+/// let meta = RequestMetadata::new()
+///     .tag("workflow-a")
+///     .user_id("user_1234")
+///     .trace_id("session_abc123")
+///     .extra("country", "canada");
+/// assert_eq!(
+///     serde_json::to_string(&meta).unwrap(),
+///     r#"{"tags":["workflow-a"],"user_id":"user_1234","trace_id":"session_abc123","extra":{"country":"canada"}}"#
+/// );
+/// ```
+///
+/// Absent fields are omitted. `origin_referer` and `origin_title` come from the `HTTP-Referer` and
+/// `X-Title` headers; they serialize only when set. Keys a client sends that this version does not know
+/// are kept in [`other`](Self::other) so they survive a strip and a later inject unchanged.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestMetadata {
+    /// Labels for grouping and cost attribution, in the order first seen, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The end user the request is made for, as the client asserts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The business workflow or session the request belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Free-form fields (`X-Requesty-<Name>` headers land here too, under the lowercased name).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
+    /// The `HTTP-Referer` header of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_referer: Option<String>,
+    /// The `X-Title` header of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_title: Option<String>,
+    /// Members of the wire object this version does not know, kept verbatim for forward compatibility.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl RequestMetadata {
+    /// Empty metadata; the same as [`Default::default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tag unless it is already present.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        push_unique(&mut self.tags, tag.into());
+        self
+    }
+
+    /// Sets the user id.
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.user_id = Some(user_id.into());
+        self
+    }
+
+    /// Sets the trace id.
+    pub fn trace_id(mut self, trace_id: impl Into<String>) -> Self {
+        self.trace_id = Some(trace_id.into());
+        self
+    }
+
+    /// Sets one `extra` field.
+    pub fn extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the origin referer (normally read from `HTTP-Referer`).
+    pub fn origin_referer(mut self, referer: impl Into<String>) -> Self {
+        self.origin_referer = Some(referer.into());
+        self
+    }
+
+    /// Sets the origin title (normally read from `X-Title`).
+    pub fn origin_title(mut self, title: impl Into<String>) -> Self {
+        self.origin_title = Some(title.into());
+        self
+    }
+
+    /// True when no field carries a value.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Combines `other` into `self`, `other` being the winning side.
+    ///
+    /// | field | rule |
+    /// |---|---|
+    /// | `tags` | union: `self`'s tags, then `other`'s new ones, in order, no duplicates |
+    /// | `user_id`, `trace_id`, `origin_*` | `other`'s value when it has one, else `self`'s |
+    /// | `extra`, unknown members | per key: `other`'s value wins |
+    ///
+    /// ```
+    /// use requesty_metadata::RequestMetadata;
+    ///
+    /// let mut base = RequestMetadata::new().tag("a").tag("b").user_id("u1").extra("tier", "free");
+    /// base.merge(RequestMetadata::new().tag("b").tag("c").trace_id("t").extra("tier", "pro"));
+    /// assert_eq!(base.tags, ["a", "b", "c"]);
+    /// assert_eq!(base.user_id.as_deref(), Some("u1"));
+    /// assert_eq!(base.trace_id.as_deref(), Some("t"));
+    /// assert_eq!(base.extra["tier"], "pro");
+    /// ```
+    pub fn merge(&mut self, other: RequestMetadata) {
+        for tag in other.tags {
+            push_unique(&mut self.tags, tag);
+        }
+        merge_option(&mut self.user_id, other.user_id);
+        merge_option(&mut self.trace_id, other.trace_id);
+        merge_option(&mut self.origin_referer, other.origin_referer);
+        merge_option(&mut self.origin_title, other.origin_title);
+        self.extra.extend(other.extra);
+        self.other.extend(other.other);
+    }
+
+    /// [`merge`](Self::merge) by value, for chaining.
+    pub fn merged(mut self, other: RequestMetadata) -> Self {
+        self.merge(other);
+        self
+    }
+}
+
+fn push_unique(tags: &mut Vec<String>, tag: String) {
+    if !tags.contains(&tag) {
+        tags.push(tag);
+    }
+}
+
+fn merge_option(mine: &mut Option<String>, theirs: Option<String>) {
+    if theirs.is_some() {
+        *mine = theirs;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_as_the_wire_object_and_back() {
+        let meta = RequestMetadata::new()
+            .tag("a")
+            .user_id("u")
+            .trace_id("t")
+            .extra("country", "ca");
+        let json = serde_json::to_string(&meta).unwrap();
+        assert_eq!(
+            json,
+            r#"{"tags":["a"],"user_id":"u","trace_id":"t","extra":{"country":"ca"}}"#
+        );
+        let back: RequestMetadata = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, meta);
+        assert_eq!(serde_json::to_string(&RequestMetadata::new()).unwrap(), "{}");
+    }
+
+    #[test]
+    fn unknown_members_round_trip() {
+        let back: RequestMetadata =
+            serde_json::from_str(r#"{"tags":["x"],"future":{"n":1}}"#).unwrap();
+        assert_eq!(back.other["future"]["n"], 1);
+        assert_eq!(
+            serde_json::to_string(&back).unwrap(),
+            r#"{"tags":["x"],"future":{"n":1}}"#
+        );
+    }
+
+    #[test]
+    fn tag_builder_skips_duplicates() {
+        assert_eq!(RequestMetadata::new().tag("a").tag("a").tags, ["a"]);
+    }
+
+    #[test]
+    fn merge_rules() {
+        let mut a = RequestMetadata::new()
+            .tag("x")
+            .tag("y")
+            .user_id("ua")
+            .trace_id("ta")
+            .extra("k1", 1)
+            .extra("k2", "a");
+        a.other.insert("o".into(), Value::from(1));
+        let mut b = RequestMetadata::new().tag("y").tag("z").user_id("ub").extra("k2", "b");
+        b.other.insert("o".into(), Value::from(2));
+        a.merge(b);
+        assert_eq!(a.tags, ["x", "y", "z"]);
+        assert_eq!(a.user_id.as_deref(), Some("ub"));
+        assert_eq!(a.trace_id.as_deref(), Some("ta"));
+        assert_eq!(a.extra["k1"], 1);
+        assert_eq!(a.extra["k2"], "b");
+        assert_eq!(a.other["o"], 2);
+        assert!(!a.is_empty());
+        assert!(RequestMetadata::new().is_empty());
+    }
+}
