@@ -1,0 +1,121 @@
+//! The response body: the inner service's body passed through frame by frame, keeping the request's
+//! span open until it ends.
+
+use super::complete::Tracker;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+pin_project! {
+    /// The response body of [`ExtractMetadata`](super::ExtractMetadata): the inner body unchanged, or
+    /// the layer's own error body.
+    ///
+    /// The request's span stays open until this body returns its last frame, reports
+    /// [`is_end_stream`](Body::is_end_stream), or is dropped (then the span records
+    /// `response.completed = false`).
+    pub struct ResponseBody<B: Body> {
+        #[pin]
+        kind: Kind<B>,
+        tracker: Option<Tracker>,
+    }
+
+    impl<B: Body> PinnedDrop for ResponseBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(tracker) = this.tracker {
+                let ended = match &*this.kind {
+                    Kind::Inner { body } => body.is_end_stream(),
+                    Kind::Error { bytes } => bytes.is_none(),
+                };
+                tracker.finish(ended);
+            }
+        }
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Error { bytes: Option<Bytes> },
+    }
+}
+
+impl<B: Body> ResponseBody<B> {
+    pub(crate) fn inner(body: B, tracker: Option<Tracker>) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+            tracker,
+        }
+    }
+
+    pub(crate) fn error(bytes: Bytes, tracker: Option<Tracker>) -> Self {
+        Self {
+            kind: Kind::Error { bytes: Some(bytes) },
+            tracker,
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let _entered = this.tracker.as_ref().map(|t| t.span().enter());
+        let (result, ended) = match this.kind.project() {
+            KindProj::Inner { mut body } => {
+                let result = match body.as_mut().poll_frame(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) => result,
+                };
+                let ended = match &result {
+                    None => Some(true),
+                    Some(Err(_)) => Some(false),
+                    Some(Ok(_)) => body.is_end_stream().then_some(true),
+                };
+                (result, ended)
+            }
+            KindProj::Error { bytes } => {
+                let result = bytes.take().map(|b| Ok(Frame::data(b)));
+                (result, Some(true))
+            }
+        };
+        drop(_entered);
+        if let (Some(completed), Some(tracker)) = (ended, this.tracker.as_mut()) {
+            tracker.finish(completed);
+        }
+        Poll::Ready(result)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Error { bytes } => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Error { bytes } => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+impl<B: Body> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,88 @@
+//! The end of a request: when the response body ended or was dropped, what the span records and what
+//! the completion hook sees.
+
+use crate::RequestMetadata;
+use http::{Method, StatusCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Span;
+
+pub(crate) type OnComplete = Arc<dyn Fn(&Completion<'_>) + Send + Sync>;
+
+/// One finished request, as [`RequestyMetadataLayer::on_complete`](crate::RequestyMetadataLayer::on_complete)
+/// sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Completion<'a> {
+    /// The request's metadata, when it carried any.
+    pub metadata: Option<&'a RequestMetadata>,
+    /// The request method.
+    pub method: &'a Method,
+    /// The request path.
+    pub path: &'a str,
+    /// The body's `model`, when it had one.
+    pub model: Option<&'a str>,
+    /// The response status (`400`/`413` for requests this layer rejected).
+    pub status: StatusCode,
+    /// From the request reaching the layer to the response body's end (or drop).
+    pub latency: Duration,
+    /// `false` when the response body was dropped before it ended: a client that went away
+    /// mid-stream.
+    pub completed: bool,
+}
+
+/// What a request keeps for the completion hook (only when one is set). Boxed so a response body stays
+/// small.
+pub(crate) struct Request {
+    pub(crate) metadata: Option<RequestMetadata>,
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) model: Option<String>,
+    pub(crate) start: Instant,
+    pub(crate) on_complete: OnComplete,
+}
+
+/// Held by the response body: closes the span and calls the hook exactly once.
+pub(crate) struct Tracker {
+    span: Span,
+    request: Option<Box<Request>>,
+    status: StatusCode,
+    done: bool,
+}
+
+impl Tracker {
+    pub(crate) fn new(span: Span, request: Option<Box<Request>>, status: StatusCode) -> Self {
+        span.record("http.response.status_code", status.as_u16());
+        Self {
+            span,
+            request,
+            status,
+            done: false,
+        }
+    }
+
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Records the end; later calls do nothing.
+    pub(crate) fn finish(&mut self, completed: bool) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.span.record("response.completed", completed);
+        if let Some(r) = &self.request {
+            (r.on_complete)(&Completion {
+                metadata: r.metadata.as_ref(),
+                method: &r.method,
+                path: &r.path,
+                model: r.model.as_deref(),
+                status: self.status,
+                latency: r.start.elapsed(),
+                completed,
+            });
+        }
+        // Close the span now rather than whenever the body value is dropped.
+        self.span = Span::none();
+    }
+}

@@ -1,0 +1,425 @@
+//! [`ResponseFuture`]: reads the JSON body when there is one, then runs the inner service in the
+//! request's span.
+
+use super::complete::{self, Tracker};
+use super::layer::Config;
+use super::span::{MakeSpan, RequestInfo};
+use super::ResponseBody;
+use crate::error::{error_body, MetadataError};
+use crate::{codec, RequestMetadata};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+use tower_service::Service;
+use tracing::Span;
+
+/// Everything a request needs between `call` and the inner service's call.
+pub(crate) struct Pending<S, M> {
+    pub(crate) inner: S,
+    pub(crate) parts: Parts,
+    pub(crate) header_metadata: RequestMetadata,
+    pub(crate) config: Arc<Config>,
+    pub(crate) make_span: M,
+    pub(crate) start: Instant,
+}
+
+pin_project! {
+    /// The future of [`ExtractMetadata`](super::ExtractMetadata).
+    pub struct ResponseFuture<S, B, M>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B, M>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, M>
+    where
+        S: Service<Request<B>>,
+    {
+        Collect {
+            #[pin]
+            body: B,
+            collected: Collected,
+            pending: Option<Pending<S, M>>,
+        },
+        Call {
+            #[pin]
+            future: S::Future,
+            span: Span,
+            request: Option<Box<complete::Request>>,
+        },
+        Reject {
+            rejection: Option<(StatusCode, Bytes, Tracker)>,
+        },
+    }
+}
+
+impl<S, B, M> ResponseFuture<S, B, M>
+where
+    S: Service<Request<B>>,
+    B: Body + From<Bytes>,
+    M: MakeSpan,
+{
+    pub(crate) fn collect(pending: Pending<S, M>, body: B) -> Self {
+        let capacity = body.size_hint().lower().min(pending.config.max_body as u64) as usize;
+        Self {
+            state: State::Collect {
+                body,
+                collected: Collected::new(capacity),
+                pending: Some(pending),
+            },
+        }
+    }
+
+    pub(crate) fn call(pending: Pending<S, M>, body: B) -> Self {
+        let metadata = non_empty(pending.header_metadata.clone());
+        Self {
+            state: start(pending, body, metadata, None, None),
+        }
+    }
+
+    pub(crate) fn reject(pending: Pending<S, M>, status: StatusCode, body: Bytes) -> Self {
+        Self {
+            state: reject(pending, status, body),
+        }
+    }
+
+    pub(crate) fn too_large(pending: Pending<S, M>) -> Self {
+        let body = too_large_body(pending.config.max_body);
+        Self::reject(pending, StatusCode::PAYLOAD_TOO_LARGE, body)
+    }
+}
+
+impl<S, B, M, ResBody> Future for ResponseFuture<S, B, M>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    B: Body + From<Bytes>,
+    ResBody: Body<Data = Bytes>,
+    M: MakeSpan,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Collect {
+                    mut body,
+                    collected,
+                    pending,
+                } => {
+                    let outcome = ready!(collected.poll_body(body.as_mut(), cx, max_body(pending)));
+                    let Some(pending) = pending.take() else {
+                        unreachable!("a collecting future always holds its request")
+                    };
+                    let next = match outcome {
+                        Ok(()) => read_json(pending, std::mem::take(collected)),
+                        Err(CollectError::TooLarge) => {
+                            let body = too_large_body(pending.config.max_body);
+                            reject(pending, StatusCode::PAYLOAD_TOO_LARGE, body)
+                        }
+                        Err(CollectError::Read) => {
+                            let body =
+                                error_body("the request body could not be read", None, "body_read_error");
+                            reject(pending, StatusCode::BAD_REQUEST, body)
+                        }
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Call {
+                    future,
+                    span,
+                    request,
+                } => {
+                    let result = {
+                        let _entered = span.enter();
+                        ready!(future.poll(cx))
+                    };
+                    let span = std::mem::replace(span, Span::none());
+                    let request = request.take();
+                    return Poll::Ready(match result {
+                        Ok(response) => {
+                            let (parts, body) = response.into_parts();
+                            let tracker = Tracker::new(span, request, parts.status);
+                            Ok(Response::from_parts(
+                                parts,
+                                ResponseBody::inner(body, Some(tracker)),
+                            ))
+                        }
+                        Err(error) => {
+                            Tracker::new(span, request, StatusCode::INTERNAL_SERVER_ERROR)
+                                .finish(false);
+                            Err(error)
+                        }
+                    });
+                }
+                StateProj::Reject { rejection } => {
+                    let Some((status, body, tracker)) = rejection.take() else {
+                        unreachable!("a rejecting future is polled once more after it completed")
+                    };
+                    let mut response = Response::new(ResponseBody::error(body, Some(tracker)));
+                    *response.status_mut() = status;
+                    response
+                        .headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    return Poll::Ready(Ok(response));
+                }
+            }
+        }
+    }
+}
+
+fn max_body<S, M>(pending: &Option<Pending<S, M>>) -> usize {
+    pending.as_ref().map_or(0, |p| p.config.max_body)
+}
+
+/// Scans the collected JSON body, merges its metadata over the headers', strips the member and calls
+/// the inner service, or rejects the request.
+fn read_json<S, B, M>(mut pending: Pending<S, M>, collected: Collected) -> State<S, B, M>
+where
+    S: Service<Request<B>>,
+    B: Body + From<Bytes>,
+    M: MakeSpan,
+{
+    let config = pending.config.clone();
+    let mut scan = match codec::scan(collected.as_slice(), &config.limits) {
+        Ok(scan) => scan,
+        Err(error) => return reject_metadata(pending, &error),
+    };
+    if scan.kind() == codec::BodyKind::Malformed && config.reject_malformed {
+        let body = error_body("the request body is not valid JSON", None, "invalid_json");
+        return reject(pending, StatusCode::BAD_REQUEST, body);
+    }
+    let mut metadata = std::mem::take(&mut pending.header_metadata);
+    if let Some(from_body) = scan.take_metadata() {
+        metadata.merge(from_body);
+        if let Err(error) = codec::check(&metadata, &config.limits) {
+            return reject_metadata(pending, &error);
+        }
+    }
+    let body = if config.strip_body && scan.member_range().is_some() {
+        let body = collected.strip(&scan);
+        let headers = &mut pending.parts.headers;
+        headers.remove(TRANSFER_ENCODING);
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        body
+    } else {
+        collected.into_bytes()
+    };
+    let model = scan.model().map(str::to_owned);
+    start(pending, B::from(body), non_empty(metadata), model, scan.stream())
+}
+
+fn reject_metadata<S, B, M>(pending: Pending<S, M>, error: &MetadataError) -> State<S, B, M>
+where
+    S: Service<Request<B>>,
+    M: MakeSpan,
+{
+    reject(pending, error.status(), error.to_json())
+}
+
+/// Makes the span and calls the inner service inside it.
+fn start<S, B, M>(
+    pending: Pending<S, M>,
+    body: B,
+    metadata: Option<RequestMetadata>,
+    model: Option<String>,
+    stream: Option<bool>,
+) -> State<S, B, M>
+where
+    S: Service<Request<B>>,
+    M: MakeSpan,
+{
+    let Pending {
+        mut inner,
+        parts,
+        config,
+        mut make_span,
+        start,
+        ..
+    } = pending;
+    let span = make_span.make_span(&RequestInfo {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        metadata: metadata.as_ref(),
+        model: model.as_deref(),
+        stream,
+    });
+    let request = config.on_complete.as_ref().map(|hook| {
+        Box::new(complete::Request {
+            metadata: metadata.clone(),
+            method: parts.method.clone(),
+            path: parts.uri.path().to_owned(),
+            model,
+            start,
+            on_complete: hook.clone(),
+        })
+    });
+    let mut req = Request::from_parts(parts, body);
+    if let Some(metadata) = metadata {
+        req.extensions_mut().insert(metadata);
+    }
+    let future = {
+        let _entered = span.enter();
+        inner.call(req)
+    };
+    State::Call {
+        future,
+        span,
+        request,
+    }
+}
+
+/// Answers for the layer, in a span of its own so rejected requests are traced and logged too.
+fn reject<S, B, M>(pending: Pending<S, M>, status: StatusCode, body: Bytes) -> State<S, B, M>
+where
+    S: Service<Request<B>>,
+    M: MakeSpan,
+{
+    let Pending {
+        parts,
+        config,
+        mut make_span,
+        start,
+        header_metadata,
+        ..
+    } = pending;
+    let metadata = non_empty(header_metadata);
+    let span = make_span.make_span(&RequestInfo {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        metadata: metadata.as_ref(),
+        model: None,
+        stream: None,
+    });
+    let request = config.on_complete.as_ref().map(|hook| {
+        Box::new(complete::Request {
+            metadata,
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            model: None,
+            start,
+            on_complete: hook.clone(),
+        })
+    });
+    State::Reject {
+        rejection: Some((status, body, Tracker::new(span, request, status))),
+    }
+}
+
+fn non_empty(metadata: RequestMetadata) -> Option<RequestMetadata> {
+    (!metadata.is_empty()).then_some(metadata)
+}
+
+fn too_large_body(max: usize) -> Bytes {
+    error_body(
+        &format!("the request body is larger than the limit of {max} bytes"),
+        None,
+        "request_too_large",
+    )
+}
+
+enum CollectError {
+    TooLarge,
+    Read,
+}
+
+/// The body read so far: the first frame kept as it came (no copy for a one-frame body), later ones
+/// appended to one buffer.
+#[derive(Default)]
+pub(crate) struct Collected {
+    first: Option<Bytes>,
+    rest: Option<BytesMut>,
+    len: usize,
+    capacity: usize,
+}
+
+impl Collected {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
+    fn poll_body<B: Body>(
+        &mut self,
+        mut body: Pin<&mut B>,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<Result<(), CollectError>> {
+        loop {
+            if body.is_end_stream() {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(body.as_mut().poll_frame(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Err(_)) => return Poll::Ready(Err(CollectError::Read)),
+                Some(Ok(frame)) => {
+                    // Trailers carry no JSON; a request body with trailers is rare enough that they
+                    // are not kept.
+                    if let Ok(mut data) = frame.into_data() {
+                        self.len += data.remaining();
+                        if self.len > max {
+                            return Poll::Ready(Err(CollectError::TooLarge));
+                        }
+                        self.push(&mut data);
+                    }
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, data: &mut impl Buf) {
+        if self.first.is_none() && self.rest.is_none() {
+            self.first = Some(data.copy_to_bytes(data.remaining()));
+            return;
+        }
+        let rest = self.rest.get_or_insert_with(|| {
+            let first = self.first.take().unwrap_or_default();
+            let mut buf = BytesMut::with_capacity(self.capacity.max(first.len() * 2));
+            buf.extend_from_slice(&first);
+            buf
+        });
+        rest.put(data);
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match (&self.rest, &self.first) {
+            (Some(rest), _) => rest,
+            (None, Some(first)) => first,
+            (None, None) => &[],
+        }
+    }
+
+    fn strip(self, scan: &codec::Scan) -> Bytes {
+        match self.rest {
+            Some(mut rest) => {
+                codec::strip_in_place(&mut rest, scan);
+                rest.freeze()
+            }
+            None => codec::strip(self.first.unwrap_or_default(), scan),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self.rest {
+            Some(rest) => rest.freeze(),
+            None => self.first.unwrap_or_default(),
+        }
+    }
+}

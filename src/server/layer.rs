@@ -1,0 +1,185 @@
+//! [`RequestyMetadataLayer`]: the options and the tower `Layer`.
+
+use super::complete::{Completion, OnComplete};
+use super::service::ExtractMetadata;
+use super::span::{DefaultMakeSpan, MakeSpan};
+use crate::Limits;
+use std::sync::Arc;
+use tower_layer::Layer;
+use tracing::Level;
+
+/// Reads request metadata on the server side, strips it, and traces each request in a span.
+///
+/// For each request the service:
+/// 1. reads `X-Requesty-*`, `HTTP-Referer` and `X-Title` headers, and removes the `X-Requesty-*` ones;
+/// 2. for a JSON body (`application/json`, `application/*+json`, not content-encoded) buffers it up to
+///    [`max_body_bytes`](Self::max_body_bytes), finds and strips the top-level `requesty` member in one
+///    pass, and sets `Content-Length`; other bodies pass through unbuffered;
+/// 3. merges header and body metadata (the body wins: [`RequestMetadata::merge`](crate::RequestMetadata::merge))
+///    and puts the result in the request's extensions, when there is any;
+/// 4. runs the inner service in a span ([`DefaultMakeSpan`] unless [`make_span_with`](Self::make_span_with)
+///    says otherwise) that stays open until the response body has ended or was dropped.
+///
+/// ```
+/// use axum::{routing::post, Extension, Router};
+/// use requesty_metadata::{RequestMetadata, RequestyMetadataLayer};
+///
+/// async fn chat(meta: Option<Extension<RequestMetadata>>) -> String {
+///     format!("{:?}", meta.and_then(|Extension(m)| m.trace_id))
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/v1/chat/completions", post(chat))
+///     .layer(RequestyMetadataLayer::new());
+/// ```
+///
+/// | answer | when | `code` |
+/// |---|---|---|
+/// | `400` | invalid metadata in the body or headers (the error names the field) | see [`ErrorKind::code`](crate::ErrorKind::code) |
+/// | `400` | malformed JSON, only with [`reject_malformed`](Self::reject_malformed) | `invalid_json` |
+/// | `400` | the request body could not be read | `body_read_error` |
+/// | `413` | a JSON body over [`max_body_bytes`](Self::max_body_bytes) | `request_too_large` |
+///
+/// In each case the inner service is not called, and the body is OpenAI-style:
+/// `{"error":{"message":"…","type":"invalid_request_error","param":"requesty.tags","code":"…"}}`.
+#[derive(Clone)]
+pub struct RequestyMetadataLayer<M = DefaultMakeSpan> {
+    pub(crate) config: Arc<Config>,
+    pub(crate) make_span: M,
+}
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) limits: Limits,
+    pub(crate) max_body: usize,
+    pub(crate) strip_body: bool,
+    pub(crate) strip_headers: bool,
+    pub(crate) reject_malformed: bool,
+    pub(crate) on_complete: Option<OnComplete>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            max_body: 32 * 1024 * 1024,
+            strip_body: true,
+            strip_headers: true,
+            reject_malformed: false,
+            on_complete: None,
+        }
+    }
+}
+
+impl RequestyMetadataLayer {
+    /// The server layer with its defaults: 32 MiB body limit, metadata stripped from body and headers,
+    /// malformed JSON passed through, `INFO` spans.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config::default()),
+            make_span: DefaultMakeSpan::new(),
+        }
+    }
+
+    /// Sets the level of the default span (`INFO` unless set).
+    pub fn span_level(mut self, level: Level) -> Self {
+        self.make_span = self.make_span.level(level);
+        self
+    }
+}
+
+impl Default for RequestyMetadataLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M> RequestyMetadataLayer<M> {
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Limits on tags, ids, `extra` and nesting ([`Limits`] lists the defaults).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config().limits = limits;
+        self
+    }
+
+    /// The largest JSON body buffered, in bytes (default 32 MiB). Larger ones get `413`; a declared
+    /// `Content-Length` is checked before reading, a chunked body while reading.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.config().max_body = bytes;
+        self
+    }
+
+    /// Leaves the `requesty` member in the body (default: stripped), for an inner service that wants
+    /// to see it. The metadata is read and traced either way.
+    pub fn keep_body_metadata(mut self, keep: bool) -> Self {
+        self.config().strip_body = !keep;
+        self
+    }
+
+    /// Leaves `X-Requesty-*` headers on the request (default: removed).
+    pub fn keep_headers(mut self, keep: bool) -> Self {
+        self.config().strip_headers = !keep;
+        self
+    }
+
+    /// Answers `400` to a JSON body that is not well-formed (default: passed through untouched, for
+    /// the inner service to judge).
+    pub fn reject_malformed(mut self, reject: bool) -> Self {
+        self.config().reject_malformed = reject;
+        self
+    }
+
+    /// Calls `f` once per request, after the response body has ended or was dropped: the place for
+    /// an access log or analytics.
+    ///
+    /// ```
+    /// use requesty_metadata::{server::Completion, RequestyMetadataLayer};
+    ///
+    /// let layer = RequestyMetadataLayer::new().on_complete(|done: &Completion<'_>| {
+    ///     let trace = done.metadata.and_then(|m| m.trace_id.as_deref());
+    ///     println!("{} {:?} {:?} {:?}", done.status, trace, done.model, done.latency);
+    /// });
+    /// ```
+    pub fn on_complete<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Completion<'_>) + Send + Sync + 'static,
+    {
+        self.config().on_complete = Some(Arc::new(f));
+        self
+    }
+
+    /// Makes each request's span with `make_span` instead of [`DefaultMakeSpan`].
+    pub fn make_span_with<N: MakeSpan>(self, make_span: N) -> RequestyMetadataLayer<N> {
+        RequestyMetadataLayer {
+            config: self.config,
+            make_span,
+        }
+    }
+}
+
+impl<S, M: Clone> Layer<S> for RequestyMetadataLayer<M> {
+    type Service = ExtractMetadata<S, M>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ExtractMetadata {
+            inner,
+            config: self.config.clone(),
+            make_span: self.make_span.clone(),
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for RequestyMetadataLayer<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestyMetadataLayer")
+            .field("limits", &self.config.limits)
+            .field("max_body_bytes", &self.config.max_body)
+            .field("strip_body", &self.config.strip_body)
+            .field("strip_headers", &self.config.strip_headers)
+            .field("reject_malformed", &self.config.reject_malformed)
+            .finish_non_exhaustive()
+    }
+}
