@@ -127,6 +127,30 @@ impl RequestMetadata {
         self.other.extend(other.other);
     }
 
+    /// Fills what `self` lacks from `fallback`: the mirror of [`merge`](Self::merge) with `self` as
+    /// the winning side, so `self`'s tags come first.
+    ///
+    /// The server layer combines body and header metadata this way, the body winning:
+    ///
+    /// ```
+    /// use requesty_metadata::RequestMetadata;
+    ///
+    /// let body = RequestMetadata::new().tag("b").trace_id("from-body");
+    /// let headers = RequestMetadata::new().tag("h").tag("b").trace_id("from-header").user_id("u");
+    /// let combined = body.with_fallback(headers);
+    /// assert_eq!(combined.tags, ["b", "h"]);
+    /// assert_eq!(combined.trace_id.as_deref(), Some("from-body"));
+    /// assert_eq!(combined.user_id.as_deref(), Some("u"));
+    /// ```
+    pub fn with_fallback(self, mut fallback: RequestMetadata) -> Self {
+        let fallback_tags = std::mem::replace(&mut fallback.tags, self.tags.clone());
+        let mut combined = fallback.merged(self);
+        for tag in fallback_tags {
+            push_unique(&mut combined.tags, tag);
+        }
+        combined
+    }
+
     /// [`merge`](Self::merge) by value, for chaining.
     pub fn merged(mut self, other: RequestMetadata) -> Self {
         self.merge(other);

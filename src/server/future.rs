@@ -204,7 +204,7 @@ where
     }
     let mut metadata = std::mem::take(&mut pending.header_metadata);
     if let Some(from_body) = scan.take_metadata() {
-        metadata.merge(from_body);
+        metadata = from_body.with_fallback(metadata);
         if let Err(error) = codec::check(&metadata, &config.limits) {
             return reject_metadata(pending, &error);
         }

@@ -1,0 +1,628 @@
+//! The server layer through real stacks: axum on a loopback port, reqwest and hyper clients, a
+//! recording tracing subscriber.
+//!
+//! Every test installs a recorder, even those that read no span: tests run on parallel threads, and
+//! a callsite first hit on a thread without a subscriber could otherwise be cached as disabled.
+
+mod support;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::{Extension, Router};
+use futures_util::StreamExt;
+use requesty_metadata::{Limits, RequestMetadata, RequestyMetadataLayer};
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{client, serve, Recorder};
+
+/// Echoes the body it received byte for byte, and reports in headers what else it saw.
+async fn echo(
+    State(calls): State<Arc<AtomicUsize>>,
+    meta: Option<Extension<RequestMetadata>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    calls.fetch_add(1, Ordering::SeqCst);
+    tracing::info!(handler_trace_id = meta.as_ref().and_then(|m| m.trace_id.as_deref()), "handled");
+    let seen = meta.map(|Extension(m)| serde_json::to_string(&m).unwrap());
+    let names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert("x-seen-metadata", HeaderValue::from_str(&seen.unwrap_or_default()).unwrap());
+    h.insert("x-seen-headers", HeaderValue::from_str(&names.join(",")).unwrap());
+    if let Some(len) = headers.get("content-length") {
+        h.insert("x-seen-content-length", len.clone());
+    }
+    response
+}
+
+fn app(layer: RequestyMetadataLayer) -> (Router, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let router = Router::new()
+        .route("/v1/{*rest}", any(echo))
+        .with_state(calls.clone())
+        .layer(layer);
+    (router, calls)
+}
+
+fn seen_metadata(response: &reqwest::Response) -> Option<RequestMetadata> {
+    let raw = response.headers().get("x-seen-metadata")?.to_str().unwrap();
+    (!raw.is_empty()).then(|| serde_json::from_str(raw).unwrap())
+}
+
+const CHAT: &str = r#"{"model":"openai/gpt-4o","requesty":{"tags":["workflow-a"],"user_id":"user_1234","trace_id":"session_abc123","extra":{"country":"canada","tier":"premium"}},"temperature":1.0e0,"messages":[{"role":"user","content":"caf\u00e9 \"hi\""}],"seed":123456789012345678901234567890}"#;
+const CHAT_STRIPPED: &str = r#"{"model":"openai/gpt-4o","temperature":1.0e0,"messages":[{"role":"user","content":"caf\u00e9 \"hi\""}],"seed":123456789012345678901234567890}"#;
+
+#[tokio::test]
+async fn body_metadata_is_stripped_byte_exactly_and_reaches_the_handler() {
+    let (recorder, _guard) = Recorder::install();
+    let (app, _) = app(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let meta = seen_metadata(&response).expect("metadata in extensions");
+    assert_eq!(
+        response.headers()["x-seen-content-length"],
+        CHAT_STRIPPED.len().to_string().as_str()
+    );
+    assert_eq!(response.bytes().await.unwrap(), CHAT_STRIPPED.as_bytes());
+    assert_eq!(
+        meta,
+        RequestMetadata::new()
+            .tag("workflow-a")
+            .user_id("user_1234")
+            .trace_id("session_abc123")
+            .extra("country", "canada")
+            .extra("tier", "premium")
+    );
+
+    let spans = recorder.wait_closed(1).await;
+    let span = &spans[0];
+    assert_eq!(span.field("trace_id"), Some("session_abc123"));
+    assert_eq!(span.field("user_id"), Some("user_1234"));
+    assert_eq!(span.field("tags"), Some("workflow-a"));
+    let extra: Value = serde_json::from_str(span.field("extra").unwrap()).unwrap();
+    assert_eq!(extra, json!({"country": "canada", "tier": "premium"}));
+    assert_eq!(span.field("http.request.method"), Some("POST"));
+    assert_eq!(span.field("url.path"), Some("/v1/chat/completions"));
+    assert_eq!(span.field("http.response.status_code"), Some("200"));
+    assert_eq!(span.field("gen_ai.request.model"), Some("openai/gpt-4o"));
+    assert_eq!(span.field("gen_ai.operation.name"), Some("chat"));
+    assert_eq!(span.field("otel.name"), Some("chat openai/gpt-4o"));
+    assert_eq!(span.field("otel.kind"), Some("server"));
+    assert_eq!(span.field("response.completed"), Some("true"));
+    assert_eq!(span.events.len(), 1, "the handler ran inside the span");
+}
+
+#[tokio::test]
+async fn keep_body_metadata_leaves_the_body_alone() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, _) = app(RequestyMetadataLayer::new().keep_body_metadata(true));
+    let addr = serve(app).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(CHAT)
+        .send()
+        .await
+        .unwrap();
+    assert!(seen_metadata(&response).is_some());
+    assert_eq!(response.bytes().await.unwrap(), CHAT.as_bytes());
+}
+
+#[tokio::test]
+async fn headers_are_read_and_removed_origin_headers_stay() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, _) = app(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let response = client()
+        .get(format!("http://{addr}/v1/models"))
+        .header("X-Requesty-Trace-Id", "t-1")
+        .header("x-requesty-user-id", "u-1")
+        .header("X-REQUESTY-TAGS", "a, b")
+        .header("X-Requesty-Team", "platform")
+        .header("HTTP-Referer", "https://app.example")
+        .header("X-Title", "My App")
+        .send()
+        .await
+        .unwrap();
+    let meta = seen_metadata(&response).unwrap();
+    assert_eq!(
+        meta,
+        RequestMetadata::new()
+            .trace_id("t-1")
+            .user_id("u-1")
+            .tag("a")
+            .tag("b")
+            .extra("team", "platform")
+            .origin_referer("https://app.example")
+            .origin_title("My App")
+    );
+    let seen = response.headers()["x-seen-headers"].to_str().unwrap();
+    assert!(!seen.contains("x-requesty"), "{seen}");
+    assert!(seen.contains("http-referer") && seen.contains("x-title"), "{seen}");
+}
+
+#[tokio::test]
+async fn keep_headers_forwards_them() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, _) = app(RequestyMetadataLayer::new().keep_headers(true));
+    let addr = serve(app).await;
+    let response = client()
+        .get(format!("http://{addr}/v1/models"))
+        .header("X-Requesty-Trace-Id", "t-1")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers()["x-seen-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-requesty-trace-id"));
+}
+
+#[tokio::test]
+async fn body_wins_over_headers_and_tags_unite_body_first() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, _) = app(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json; charset=utf-8")
+        .header("X-Requesty-Trace-Id", "from-header")
+        .header("X-Requesty-User-Id", "user-header")
+        .header("X-Requesty-Tags", "h1,shared")
+        .header("X-Requesty-Country", "fr")
+        .header("X-Requesty-Team", "infra")
+        .body(r#"{"requesty":{"trace_id":"from-body","tags":["b1","shared"],"extra":{"country":"ca"}},"model":"m"}"#)
+        .send()
+        .await
+        .unwrap();
+    let meta = seen_metadata(&response).unwrap();
+    assert_eq!(meta.trace_id.as_deref(), Some("from-body"));
+    assert_eq!(meta.user_id.as_deref(), Some("user-header"));
+    assert_eq!(meta.tags, ["b1", "shared", "h1"]);
+    assert_eq!(meta.extra["country"], "ca");
+    assert_eq!(meta.extra["team"], "infra");
+    assert_eq!(response.bytes().await.unwrap(), &br#"{"model":"m"}"#[..]);
+}
+
+#[tokio::test]
+async fn no_metadata_means_no_extension_and_the_same_bytes() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, _) = app(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let body = "{\"model\" : \"m\",\n \"n\": 1.50 }\n";
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(seen_metadata(&response).is_none());
+    assert_eq!(response.bytes().await.unwrap(), body.as_bytes());
+}
+
+async fn expect_error(response: reqwest::Response, status: u16, param: Value, code: &str) {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    let error = &body["error"];
+    assert_eq!(error["type"], "invalid_request_error");
+    assert_eq!(error["param"], param, "{body}");
+    assert_eq!(error["code"], code, "{body}");
+    assert!(error["message"].as_str().unwrap().len() > 10);
+}
+
+#[tokio::test]
+async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not_called() {
+    let (recorder, _guard) = Recorder::install();
+    let (app, calls) = app(RequestyMetadataLayer::new().limits(Limits::default().max_tags(2)));
+    let addr = serve(app).await;
+    let client = client();
+    let post = |body: &'static str| {
+        client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let cases = [
+        (r#"{"requesty":{"tags":"a"}}"#, "requesty.tags", "invalid_metadata_type"),
+        (r#"{"requesty":{"tags":["a","b","c"]}}"#, "requesty.tags", "metadata_limit_exceeded"),
+        (r#"{"requesty":{"user_id":5}}"#, "requesty.user_id", "invalid_metadata_type"),
+        (r#"{"requesty":{"extra":[]}}"#, "requesty.extra", "invalid_metadata_type"),
+        (r#"{"requesty":[]}"#, "requesty", "invalid_metadata_type"),
+        (r#"{"requesty":{},"requ\u0065sty":{}}"#, "requesty", "duplicate_metadata"),
+    ];
+    for (body, param, code) in cases {
+        expect_error(post(body).send().await.unwrap(), 400, json!(param), code).await;
+    }
+    // Tags from headers and body together count against the limit.
+    let response = post(r#"{"requesty":{"tags":["a","b"]}}"#)
+        .header("x-requesty-tags", "c")
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 400, json!("requesty.tags"), "metadata_limit_exceeded").await;
+    // Headers alone too, before the body is read.
+    let response = client
+        .get(format!("http://{addr}/v1/models"))
+        .header("x-requesty-tags", "a,b,c")
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 400, json!("requesty.tags"), "metadata_limit_exceeded").await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // Rejected requests are traced too.
+    let spans = recorder.wait_closed(cases.len() + 2).await;
+    assert!(spans
+        .iter()
+        .all(|s| s.field("http.response.status_code") == Some("400")));
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_a_413_declared_or_chunked() {
+    let (_recorder, _guard) = Recorder::install();
+    let limit = 1024;
+    let (app, calls) = app(RequestyMetadataLayer::new().max_body_bytes(limit));
+    let addr = serve(app).await;
+    let client = client();
+    let url = format!("http://{addr}/v1/chat/completions");
+    let body_of = |len: usize| {
+        let mut body = String::from(r#"{"requesty":{"tags":["t"]},"pad":""#);
+        body.push_str(&"x".repeat(len - body.len() - 2));
+        body.push_str("\"}");
+        assert_eq!(body.len(), len);
+        body
+    };
+    for (len, ok) in [(limit - 1, true), (limit, true), (limit + 1, false)] {
+        // Declared length.
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body_of(len))
+            .send()
+            .await
+            .unwrap();
+        if ok {
+            assert_eq!(response.status(), 200, "{len}");
+            assert!(seen_metadata(&response).is_some());
+        } else {
+            expect_error(response, 413, Value::Null, "request_too_large").await;
+        }
+        // Chunked: no length up front, limited while reading.
+        let chunks: Vec<Result<Bytes, Infallible>> = body_of(len)
+            .into_bytes()
+            .chunks(100)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+            .send()
+            .await
+            .unwrap();
+        if ok {
+            assert_eq!(response.status(), 200, "chunked {len}");
+            assert!(seen_metadata(&response).is_some());
+        } else {
+            expect_error(response, 413, Value::Null, "request_too_large").await;
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn non_json_bodies_pass_through_byte_for_byte() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, _) = app(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let client = client();
+    let tagged = br#"{"requesty":{"tags":["a"]},"x":1}"#.to_vec();
+    let mut binary: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    binary.extend_from_slice(&tagged);
+    for (content_type, encoding, body) in [
+        (Some("text/plain"), None, tagged.clone()),
+        (None, None, tagged.clone()),
+        (Some("application/octet-stream"), None, binary),
+        (Some("application/json"), Some("gzip"), tagged.clone()),
+        (Some("application/json"), None, b"{\"requesty\":{\"tags\":[\"a\"]},".to_vec()),
+        (Some("application/json"), None, b"[1, {\"requesty\":{}}]".to_vec()),
+    ] {
+        let mut request = client.post(format!("http://{addr}/v1/files")).body(body.clone());
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        if let Some(ce) = encoding {
+            request = request.header("content-encoding", ce);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(seen_metadata(&response).is_none(), "{content_type:?} {encoding:?}");
+        assert_eq!(response.bytes().await.unwrap(), body, "{content_type:?} {encoding:?}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_can_be_rejected() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, calls) = app(RequestyMetadataLayer::new().reject_malformed(true));
+    let addr = serve(app).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(r#"{"model": "m","#)
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 400, Value::Null, "invalid_json").await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+/// An SSE-like response: `frames` chunks, `gap` apart; endless when `frames` is `None`.
+fn sse(frames: Option<usize>, gap: Duration) -> Response {
+    let stream = futures_util::stream::unfold(0usize, move |i| async move {
+        if frames.is_some_and(|n| i >= n) {
+            return None;
+        }
+        tokio::time::sleep(gap).await;
+        Some((Ok::<_, Infallible>(Bytes::from(format!("data: {i}\n\n"))), i + 1))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn span_stays_open_until_the_last_chunk_of_a_stream() {
+    let (recorder, _guard) = Recorder::install();
+    let router = Router::new()
+        .route("/v1/chat/completions", post(|| async { sse(Some(3), Duration::from_millis(50)) }))
+        .layer(RequestyMetadataLayer::new());
+    let addr = serve(router).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(r#"{"model":"m","stream":true,"requesty":{"trace_id":"s-1"}}"#)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first, &b"data: 0\n\n"[..]);
+    let span = &recorder.requests()[0];
+    assert!(!span.closed, "the span must outlive the response head");
+    assert_eq!(span.field("http.response.status_code"), Some("200"));
+    let mut rest = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(rest, b"data: 1\n\ndata: 2\n\n");
+    let spans = recorder.wait_closed(1).await;
+    assert_eq!(spans[0].field("trace_id"), Some("s-1"));
+    assert_eq!(spans[0].field("response.completed"), Some("true"));
+}
+
+#[tokio::test]
+async fn client_dropping_mid_stream_is_recorded_as_cut_off() {
+    let (recorder, _guard) = Recorder::install();
+    let completions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = completions.clone();
+    let layer = RequestyMetadataLayer::new().on_complete(move |done| {
+        seen.lock().unwrap().push((done.completed, done.status));
+    });
+    let router = Router::new()
+        .route("/v1/chat/completions", post(|| async { sse(None, Duration::from_millis(10)) }))
+        .layer(layer);
+    let addr = serve(router).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(r#"{"model":"m","stream":true,"requesty":{"trace_id":"cut"}}"#)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    assert!(!recorder.requests()[0].closed);
+    drop(stream);
+    let spans = recorder.wait_closed(1).await;
+    assert_eq!(spans[0].field("trace_id"), Some("cut"));
+    assert_eq!(spans[0].field("response.completed"), Some("false"));
+    assert_eq!(*completions.lock().unwrap(), [(false, StatusCode::OK)]);
+}
+
+#[tokio::test]
+async fn completion_hook_runs_once_per_request_after_the_body() {
+    let (_recorder, _guard) = Recorder::install();
+    let completions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = completions.clone();
+    let layer = RequestyMetadataLayer::new().on_complete(move |done| {
+        seen.lock().unwrap().push((
+            done.metadata.and_then(|m| m.trace_id.clone()),
+            done.model.map(str::to_owned),
+            done.status,
+            done.completed,
+        ));
+    });
+    let (app, _) = app(layer);
+    let addr = serve(app).await;
+    let client = client();
+    let url = format!("http://{addr}/v1/chat/completions");
+    let ok = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"gpt","requesty":{"trace_id":"t"}}"#)
+        .send()
+        .await
+        .unwrap();
+    ok.bytes().await.unwrap();
+    let bad = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-requesty-trace-id", "h")
+        .body(r#"{"requesty":{"tags":1}}"#)
+        .send()
+        .await
+        .unwrap();
+    bad.bytes().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        *completions.lock().unwrap(),
+        [
+            (Some("t".into()), Some("gpt".into()), StatusCode::OK, true),
+            (Some("h".into()), None, StatusCode::BAD_REQUEST, true),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn readied_service_is_called_behind_a_buffer() {
+    let (_recorder, _guard) = Recorder::install();
+    // `Buffer` hands out one slot per `poll_ready`; calling a clone that was not readied panics.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let inner = tower::service_fn({
+        let calls = calls.clone();
+        move |req: axum::http::Request<Body>| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let seen = req.extensions().get::<RequestMetadata>().cloned();
+                let body = axum::body::to_bytes(req.into_body(), usize::MAX).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok::<_, Infallible>(
+                    format!("{}|{}", seen.and_then(|m| m.trace_id).unwrap_or_default(), body.len())
+                        .into_response(),
+                )
+            }
+        }
+    });
+    let service = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |_: tower::BoxError| async { StatusCode::SERVICE_UNAVAILABLE },
+        ))
+        .layer(RequestyMetadataLayer::new())
+        .buffer(4)
+        .service(inner);
+    let router = Router::new().route_service("/v1/chat/completions", service);
+    let addr = serve(router).await;
+    let client = client();
+    let requests = (0..40).map(|i| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"requesty":{{"trace_id":"b{i}"}},"n":{i}}}"#))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let text = response.text().await.unwrap();
+            let want = format!(r#"{{"n":{i}}}"#);
+            assert_eq!(text, format!("b{i}|{}", want.len()));
+        }
+    });
+    futures_util::future::join_all(requests).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 40);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_requests_do_not_cross_talk() {
+    let (recorder, _guard) = Recorder::install();
+    let (app, _) = app(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let client = client();
+    let requests = (0..200).map(|i| {
+        let client = client.clone();
+        async move {
+            let body = format!(
+                r#"{{"model":"m{i}","requesty":{{"trace_id":"trace-{i}","user_id":"user-{i}","tags":["t{i}"]}}}}"#
+            );
+            let response = client
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .header("x-requesty-request", i.to_string())
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let meta = seen_metadata(&response).unwrap();
+            assert_eq!(meta.trace_id, Some(format!("trace-{i}")));
+            assert_eq!(meta.user_id, Some(format!("user-{i}")));
+            assert_eq!(meta.tags, [format!("t{i}")]);
+            assert_eq!(meta.extra["request"], i.to_string());
+            assert_eq!(
+                response.text().await.unwrap(),
+                format!(r#"{{"model":"m{i}"}}"#)
+            );
+        }
+    });
+    futures_util::future::join_all(requests).await;
+    let spans = recorder.wait_closed(200).await;
+    assert_eq!(spans.len(), 200);
+    for span in &spans {
+        let trace = span.field("trace_id").unwrap();
+        let i = trace.strip_prefix("trace-").unwrap();
+        assert_eq!(span.field("user_id"), Some(format!("user-{i}").as_str()));
+        assert_eq!(span.field("gen_ai.request.model"), Some(format!("m{i}").as_str()));
+        // The handler's event landed in its own request's span.
+        assert_eq!(span.events.len(), 1);
+        assert_eq!(
+            span.events[0].get("handler_trace_id").map(String::as_str),
+            Some(trace)
+        );
+    }
+}
+
+#[tokio::test]
+async fn works_under_a_plain_hyper_server() {
+    let (_recorder, _guard) = Recorder::install();
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+
+    let (app, _) = app(RequestyMetadataLayer::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service = TowerToHyperService::new(app);
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+            .unwrap();
+    });
+    // A hyper client this time.
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let request = axum::http::Request::post(format!("http://{addr}/v1/embeddings"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            br#"{"input":"x","requesty":{"user_id":"u"}}"#,
+        )))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["x-seen-metadata"]
+        .to_str()
+        .unwrap()
+        .contains(r#""user_id":"u""#));
+    use http_body_util::BodyExt;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, &br#"{"input":"x"}"#[..]);
+}
