@@ -92,7 +92,7 @@ async fn body_metadata_is_stripped_byte_exactly_and_reaches_the_handler() {
     let span = &spans[0];
     assert_eq!(span.field("trace_id"), Some("session_abc123"));
     assert_eq!(span.field("user_id"), Some("user_1234"));
-    assert_eq!(span.field("tags"), Some("workflow-a"));
+    assert_eq!(span.field("tags"), Some(r#"["workflow-a"]"#));
     let extra: Value = serde_json::from_str(span.field("extra").unwrap()).unwrap();
     assert_eq!(extra, json!({"country": "canada", "tier": "premium"}));
     assert_eq!(span.field("http.request.method"), Some("POST"));
@@ -415,6 +415,33 @@ async fn span_stays_open_until_the_last_chunk_of_a_stream() {
     assert_eq!(rest, b"data: 1\n\ndata: 2\n\n");
     let spans = recorder.wait_closed(1).await;
     assert_eq!(spans[0].field("trace_id"), Some("s-1"));
+    assert_eq!(spans[0].field("response.completed"), Some("true"));
+}
+
+#[tokio::test]
+async fn a_streamed_body_with_a_declared_length_counts_as_completed() {
+    // hyper stops polling once it has written `Content-Length` bytes, without asking for the end.
+    let (recorder, _guard) = Recorder::install();
+    let router = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|| async {
+                let mut response = sse(Some(3), Duration::from_millis(5));
+                response
+                    .headers_mut()
+                    .insert("content-length", HeaderValue::from_static("27"));
+                response
+            }),
+        )
+        .layer(RequestyMetadataLayer::new());
+    let addr = serve(router).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.bytes().await.unwrap(), &b"data: 0\n\ndata: 1\n\ndata: 2\n\n"[..]);
+    let spans = recorder.wait_closed(1).await;
     assert_eq!(spans[0].field("response.completed"), Some("true"));
 }
 

@@ -19,16 +19,20 @@ pin_project! {
         #[pin]
         kind: Kind<B>,
         tracker: Option<Tracker>,
+        // Bytes still to come when the response declared its length: a server stops polling once it
+        // has written that many, so this is how the end is seen for bodies that cannot tell.
+        remaining: Option<u64>,
     }
 
     impl<B: Body> PinnedDrop for ResponseBody<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(tracker) = this.tracker {
-                let ended = match &*this.kind {
-                    Kind::Inner { body } => body.is_end_stream(),
-                    Kind::Error { bytes } => bytes.is_none(),
-                };
+                let ended = *this.remaining == Some(0)
+                    || match &*this.kind {
+                        Kind::Inner { body } => body.is_end_stream(),
+                        Kind::Error { bytes } => bytes.is_none(),
+                    };
                 tracker.finish(ended);
             }
         }
@@ -44,10 +48,12 @@ pin_project! {
 }
 
 impl<B: Body> ResponseBody<B> {
-    pub(crate) fn inner(body: B, tracker: Option<Tracker>) -> Self {
+    /// Wraps the inner body; `declared` is the response's `Content-Length`, when it has one.
+    pub(crate) fn inner(body: B, tracker: Option<Tracker>, declared: Option<u64>) -> Self {
         Self {
             kind: Kind::Inner { body },
             tracker,
+            remaining: declared,
         }
     }
 
@@ -55,6 +61,7 @@ impl<B: Body> ResponseBody<B> {
         Self {
             kind: Kind::Error { bytes: Some(bytes) },
             tracker,
+            remaining: None,
         }
     }
 }
@@ -78,10 +85,16 @@ where
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(result) => result,
                 };
+                if let (Some(Ok(frame)), Some(remaining)) = (&result, this.remaining.as_mut()) {
+                    let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    *remaining = remaining.saturating_sub(len);
+                }
                 let ended = match &result {
                     None => Some(true),
                     Some(Err(_)) => Some(false),
-                    Some(Ok(_)) => body.is_end_stream().then_some(true),
+                    Some(Ok(_)) => {
+                        (body.is_end_stream() || *this.remaining == Some(0)).then_some(true)
+                    }
                 };
                 (result, ended)
             }

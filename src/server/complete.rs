@@ -22,6 +22,8 @@ pub struct Completion<'a> {
     pub path: &'a str,
     /// The body's `model`, when it had one.
     pub model: Option<&'a str>,
+    /// The body's `stream` flag, when it had one.
+    pub stream: Option<bool>,
     /// The response status (`400`/`413` for requests this layer rejected).
     pub status: StatusCode,
     /// From the request reaching the layer to the response body's end (or drop).
@@ -38,6 +40,7 @@ pub(crate) struct Request {
     pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) model: Option<String>,
+    pub(crate) stream: Option<bool>,
     pub(crate) start: Instant,
     pub(crate) on_complete: OnComplete,
 }
@@ -77,6 +80,7 @@ impl Tracker {
                 method: &r.method,
                 path: &r.path,
                 model: r.model.as_deref(),
+                stream: r.stream,
                 status: self.status,
                 latency: r.start.elapsed(),
                 completed,

@@ -4,6 +4,7 @@
 use super::complete::{self, Tracker};
 use super::layer::Config;
 use super::span::{MakeSpan, RequestInfo};
+use super::service::declared_length;
 use super::ResponseBody;
 use crate::error::{error_body, MetadataError};
 use crate::{codec, RequestMetadata};
@@ -152,10 +153,11 @@ where
                     return Poll::Ready(match result {
                         Ok(response) => {
                             let (parts, body) = response.into_parts();
+                            let declared = declared_length(&parts.headers);
                             let tracker = Tracker::new(span, request, parts.status);
                             Ok(Response::from_parts(
                                 parts,
-                                ResponseBody::inner(body, Some(tracker)),
+                                ResponseBody::inner(body, Some(tracker), declared),
                             ))
                         }
                         Err(error) => {
@@ -264,6 +266,7 @@ where
             method: parts.method.clone(),
             path: parts.uri.path().to_owned(),
             model,
+            stream,
             start,
             on_complete: hook.clone(),
         })
@@ -312,6 +315,7 @@ where
             method: parts.method,
             path: parts.uri.path().to_owned(),
             model: None,
+            stream: None,
             start,
             on_complete: hook.clone(),
         })

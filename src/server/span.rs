@@ -78,7 +78,7 @@ where
 /// | field | value |
 /// |---|---|
 /// | `trace_id`, `user_id` | from the metadata |
-/// | `tags` | the tags joined with `,` |
+/// | `tags` | the tags as a JSON array string (a tag may itself contain a comma) |
 /// | `extra` | the `extra` object as a JSON string |
 /// | `http.request.method`, `url.path` | from the request |
 /// | `http.response.status_code` | recorded when the response head arrives |
@@ -125,33 +125,46 @@ macro_rules! span_at {
 
 impl MakeSpan for DefaultMakeSpan {
     fn make_span(&mut self, info: &RequestInfo<'_>) -> Span {
+        use tracing::field::Empty;
         let operation = info.operation();
+        let span = span_at!(
+            self.level,
+            "llm_request",
+            trace_id = Empty,
+            user_id = Empty,
+            tags = Empty,
+            extra = Empty,
+            http.request.method = info.method.as_str(),
+            url.path = info.uri.path(),
+            http.response.status_code = Empty,
+            gen_ai.request.model = info.model,
+            gen_ai.operation.name = operation,
+            otel.name = Empty,
+            otel.kind = "server",
+            response.completed = Empty,
+        );
+        // The formatted fields cost allocations: make them only for a span someone records.
+        if span.is_disabled() {
+            return span;
+        }
         let name = match (operation, info.model) {
             (Some(op), Some(model)) => format!("{op} {model}"),
             (Some(op), None) => op.to_owned(),
             (None, _) => info.method.as_str().to_owned(),
         };
-        let meta = info.metadata;
-        let tags = meta.filter(|m| !m.tags.is_empty()).map(|m| m.tags.join(","));
-        let extra = meta
-            .filter(|m| !m.extra.is_empty())
-            .map(|m| serde_json::Value::Object(m.extra.clone()).to_string());
-        span_at!(
-            self.level,
-            "llm_request",
-            trace_id = meta.and_then(|m| m.trace_id.as_deref()),
-            user_id = meta.and_then(|m| m.user_id.as_deref()),
-            tags = tags.as_deref(),
-            extra = extra.as_deref(),
-            http.request.method = info.method.as_str(),
-            url.path = info.uri.path(),
-            http.response.status_code = tracing::field::Empty,
-            gen_ai.request.model = info.model,
-            gen_ai.operation.name = operation,
-            otel.name = name,
-            otel.kind = "server",
-            response.completed = tracing::field::Empty,
-        )
+        span.record("otel.name", name);
+        if let Some(meta) = info.metadata {
+            span.record("trace_id", meta.trace_id.as_deref());
+            span.record("user_id", meta.user_id.as_deref());
+            // Serializing strings and JSON values cannot fail.
+            if !meta.tags.is_empty() {
+                span.record("tags", serde_json::to_string(&meta.tags).unwrap_or_default());
+            }
+            if !meta.extra.is_empty() {
+                span.record("extra", serde_json::to_string(&meta.extra).unwrap_or_default());
+            }
+        }
+        span
     }
 }
 
