@@ -1,0 +1,700 @@
+//! A small LLM gateway built on `RequestyMetadataLayer`: run it first to see the layer at work.
+//!
+//! ```text
+//! cargo run --example gateway -- [--listen ADDR] [--upstream URL] [--log-format pretty|json] [--keep-metadata]
+//! ```
+//!
+//! Without `--upstream` it answers from a built-in mock provider (OpenAI chat completions and
+//! embeddings, Anthropic messages, models; streaming too), so it runs offline. With `--upstream` it
+//! forwards everything under `/v1/` to that base URL and streams the answer back as it arrives.
+//!
+//! Either way the layer reads the request's metadata (a `requesty` body member, `X-Requesty-*`,
+//! `HTTP-Referer` and `X-Title` headers), strips it unless `--keep-metadata`, and once the response
+//! body has ended writes one access-log line to stdout. Try:
+//!
+//! ```text
+//! curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \
+//!   -H 'X-Requesty-Team: platform' -H 'X-Title: My App' \
+//!   -d '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],
+//!        "requesty":{"tags":["demo"],"user_id":"u1","trace_id":"t1","extra":{"country":"canada"}}}'
+//! ```
+//!
+//! The mock's `x-mock-saw-requesty` response header says whether the body it received still had the
+//! `requesty` member. Spans go to stderr at `WARN` unless `RUST_LOG` says otherwise
+//! (`RUST_LOG=requesty_metadata=info` prints each request's span when it closes).
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use requesty_metadata::server::Completion;
+use requesty_metadata::RequestyMetadataLayer;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "\
+usage: gateway [--listen ADDR] [--upstream URL] [--log-format pretty|json] [--keep-metadata]
+
+  --listen ADDR        address to listen on (default 127.0.0.1:8080; port 0 picks a free one)
+  --upstream URL       forward /v1/* to this base URL, e.g. https://api.openai.com
+                       (default: answer from the built-in mock provider)
+  --log-format FORMAT  access log on stdout: pretty (default) or json, one line per request
+  --keep-metadata      pass the `requesty` body member and X-Requesty-* headers on
+                       (default: strip them before the provider sees the request)
+  -h, --help           print this help
+
+RUST_LOG sets what goes to stderr (default: warn).
+";
+
+#[derive(Clone, Copy)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+struct Args {
+    listen: String,
+    upstream: Option<reqwest::Url>,
+    log_format: LogFormat,
+    keep_metadata: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("gateway: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+
+    // stderr, so spans and warnings never mix with the access log on stdout.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_span_events(FmtSpan::CLOSE)
+        .init();
+    // reqwest is built without a default crypto provider; pick ring once, before any TLS happens.
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .expect("no other rustls crypto provider is installed yet");
+
+    let log_format = args.log_format;
+    let layer = RequestyMetadataLayer::new()
+        .keep_body_metadata(args.keep_metadata)
+        .keep_headers(args.keep_metadata)
+        .on_complete(move |done: &Completion<'_>| log_completion(log_format, done));
+    let routes = match &args.upstream {
+        Some(url) => proxy::routes(url),
+        None => mock::routes(),
+    };
+    // The layer wraps the provider routes in both modes, so the mock sees exactly what a real
+    // provider would.
+    let app = routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(layer);
+
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("gateway: cannot listen on {}: {error}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has a local address");
+    println!("gateway listening on http://{addr}");
+    // Flushed now: a script waiting for this line may be reading through a pipe.
+    let _ = std::io::stdout().flush();
+    match &args.upstream {
+        Some(url) => eprintln!("forwarding /v1/* to {url}"),
+        None => eprintln!("answering /v1/* from the mock provider (no --upstream given)"),
+    }
+    let strip = if args.keep_metadata {
+        "kept"
+    } else {
+        "stripped"
+    };
+    eprintln!("request metadata is {strip}; press Ctrl-C to stop");
+
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("shutting down: finishing requests in flight");
+    };
+    if let Err(error) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        eprintln!("gateway: server error: {error}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// `None` means `--help`. Takes `--flag value` and `--flag=value`.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut parsed = Args {
+        listen: "127.0.0.1:8080".to_owned(),
+        upstream: None,
+        log_format: LogFormat::Pretty,
+        keep_metadata: false,
+    };
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+            None => (arg, None),
+        };
+        let needs_value = matches!(flag.as_str(), "--listen" | "--upstream" | "--log-format");
+        let value = match (needs_value, inline) {
+            (true, Some(value)) => value,
+            (true, None) => args.next().ok_or_else(|| format!("{flag} needs a value"))?,
+            (false, Some(_)) => return Err(format!("{flag} takes no value")),
+            (false, None) => String::new(),
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--listen" => parsed.listen = value,
+            "--upstream" => parsed.upstream = Some(parse_upstream(&value)?),
+            "--log-format" => {
+                parsed.log_format = match value.as_str() {
+                    "pretty" => LogFormat::Pretty,
+                    "json" => LogFormat::Json,
+                    other => return Err(format!("--log-format is pretty or json, not {other:?}")),
+                }
+            }
+            "--keep-metadata" => parsed.keep_metadata = true,
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    Ok(Some(parsed))
+}
+
+fn parse_upstream(value: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(value).map_err(|e| format!("--upstream {value:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+        return Err(format!(
+            "--upstream {value:?}: expected an http(s) base URL without a query"
+        ));
+    }
+    Ok(url)
+}
+
+/// The `--log-format json` line: a struct rather than `json!` so the fields keep this order.
+#[derive(Serialize)]
+struct AccessLog<'a> {
+    trace_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    tags: &'a [String],
+    extra: &'a Map<String, Value>,
+    origin_referer: Option<&'a str>,
+    origin_title: Option<&'a str>,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    model: Option<&'a str>,
+    latency_ms: f64,
+    completed: bool,
+}
+
+/// One access-log line per request, written after its response body ended (or the client left).
+fn log_completion(format: LogFormat, done: &Completion<'_>) {
+    let meta = done.metadata;
+    let latency_ms = (done.latency.as_secs_f64() * 10_000.0).round() / 10.0;
+    let line = match format {
+        LogFormat::Json => {
+            let no_extra = Map::new();
+            let line = AccessLog {
+                trace_id: meta.and_then(|m| m.trace_id.as_deref()),
+                user_id: meta.and_then(|m| m.user_id.as_deref()),
+                tags: meta.map_or(&[], |m| m.tags.as_slice()),
+                extra: meta.map_or(&no_extra, |m| &m.extra),
+                origin_referer: meta.and_then(|m| m.origin_referer.as_deref()),
+                origin_title: meta.and_then(|m| m.origin_title.as_deref()),
+                method: done.method.as_str(),
+                path: done.path,
+                status: done.status.as_u16(),
+                model: done.model,
+                latency_ms,
+                completed: done.completed,
+            };
+            serde_json::to_string(&line).unwrap_or_default()
+        }
+        LogFormat::Pretty => {
+            let mut line = format!("{} {} {}", done.status.as_u16(), done.method, done.path);
+            let mut field = |key: &str, value: Option<&str>| {
+                if let Some(value) = value {
+                    // Quote only what would be ambiguous unquoted.
+                    if value.is_empty() || value.contains(char::is_whitespace) {
+                        line.push_str(&format!(" {key}={value:?}"));
+                    } else {
+                        line.push_str(&format!(" {key}={value}"));
+                    }
+                }
+            };
+            field("model", done.model);
+            if let Some(m) = meta {
+                field("trace_id", m.trace_id.as_deref());
+                field("user_id", m.user_id.as_deref());
+                field("referer", m.origin_referer.as_deref());
+                field("title", m.origin_title.as_deref());
+                if !m.tags.is_empty() {
+                    line.push_str(&format!(" tags=[{}]", m.tags.join(",")));
+                }
+                if !m.extra.is_empty() {
+                    // JSON delimits itself, so it needs no quoting.
+                    line.push_str(&format!(" extra={}", Value::Object(m.extra.clone())));
+                }
+            }
+            let end = if done.completed {
+                ""
+            } else {
+                " (client went away)"
+            };
+            format!("{line} {latency_ms}ms{end}")
+        }
+    };
+    // A closed stdout (e.g. piped into `head`) must not take the server down.
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// An OpenAI-style error, the shape LLM clients know how to show.
+fn error_response(status: StatusCode, message: &str, kind: &str, code: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    (status, Json(body)).into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    let message = format!("no route for {method} {}", uri.path());
+    error_response(
+        StatusCode::NOT_FOUND,
+        &message,
+        "invalid_request_error",
+        "not_found",
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let message = format!("{method} is not allowed on {}", uri.path());
+    let status = StatusCode::METHOD_NOT_ALLOWED;
+    error_response(
+        status,
+        &message,
+        "invalid_request_error",
+        "method_not_allowed",
+    )
+}
+
+/// Forwards `/v1/*` to a real provider and streams its answer back.
+mod proxy {
+    use super::*;
+    use axum::body::HttpBody as _;
+    use axum::extract::State;
+    use axum::http::header::{CONNECTION, CONTENT_LENGTH};
+    use axum::http::HeaderMap;
+    use axum::routing::any;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    struct Upstream {
+        client: reqwest::Client,
+        /// The base URL without its trailing `/`; the request's path and query are appended.
+        base: String,
+    }
+
+    pub fn routes(base: &reqwest::Url) -> Router {
+        let client = reqwest::Client::builder()
+            // A proxy passes redirects on to its client instead of following them.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("the HTTP client builds once a TLS provider is installed");
+        let upstream = Upstream {
+            client,
+            base: base.as_str().trim_end_matches('/').to_owned(),
+        };
+        Router::new()
+            .route("/v1/{*rest}", any(forward))
+            .with_state(Arc::new(upstream))
+    }
+
+    async fn forward(State(upstream): State<Arc<Upstream>>, request: Request) -> Response {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let url = format!("{}{path}", upstream.base);
+        let mut headers = copy_headers(&parts.headers, &["host", "content-length"]);
+        let mut outgoing = upstream.client.request(parts.method, url);
+        // The layer rebuilt a JSON body without the `requesty` member, so its exact size is known:
+        // send that as Content-Length. Other bodies stream through as they arrive; an empty one
+        // (a GET) is not sent at all.
+        let size = body.size_hint().exact();
+        if size != Some(0) {
+            if let Some(len) = size {
+                headers.insert(CONTENT_LENGTH, len.into());
+            }
+            outgoing = outgoing.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+        }
+        let answer = match outgoing.headers(headers).send().await {
+            Ok(answer) => answer,
+            Err(error) => {
+                let message = format!(
+                    "the upstream provider could not be reached: {}",
+                    causes(&error)
+                );
+                tracing::warn!("{message}");
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    &message,
+                    "api_error",
+                    "upstream_unreachable",
+                );
+            }
+        };
+        let status = answer.status();
+        let headers = copy_headers(answer.headers(), &[]);
+        // Frame by frame, so server-sent events reach the client as the provider sends them.
+        let mut response = Response::new(Body::from_stream(answer.bytes_stream()));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        response
+    }
+
+    /// Copies end-to-end headers: drops hop-by-hop ones, those `Connection` names, and `also`.
+    fn copy_headers(headers: &HeaderMap, also: &[&str]) -> HeaderMap {
+        let named: Vec<String> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|name| name.trim().to_ascii_lowercase())
+            .collect();
+        let keep = |name: &str| {
+            !matches!(
+                name,
+                "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+            ) && !name.starts_with("proxy-")
+                && !also.contains(&name)
+                && !named.iter().any(|n| n == name)
+        };
+        headers
+            .iter()
+            .filter(|(name, _)| keep(name.as_str()))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
+    }
+
+    /// The error and its causes: reqwest's own message alone rarely says what went wrong.
+    fn causes(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}
+
+/// A stand-in provider with the response shapes of OpenAI and Anthropic, so the gateway runs offline.
+mod mock {
+    use super::*;
+    use axum::body::Bytes;
+    use axum::extract::FromRequest;
+    use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+    use axum::http::HeaderValue;
+    use axum::routing::{get, post};
+    use futures_util::StreamExt;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// The reply, in the pieces a stream sends it in.
+    const REPLY: [&str; 6] = ["Hello", " from", " the", " mock", " provider", "."];
+    /// The pause between stream frames, so a client sees them arrive one by one.
+    const FRAME_DELAY: Duration = Duration::from_millis(20);
+
+    pub fn routes() -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/messages", post(messages))
+            .route("/v1/embeddings", post(embeddings))
+            .route("/v1/models", get(models))
+    }
+
+    /// What the provider received, after the layer did its work.
+    struct Received {
+        body: Value,
+        saw_body_metadata: bool,
+        saw_header_metadata: bool,
+    }
+
+    impl<S: Send + Sync> FromRequest<S> for Received {
+        type Rejection = Response;
+
+        async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+            let saw_header_metadata = request
+                .headers()
+                .keys()
+                .any(|name| name.as_str().starts_with("x-requesty-"));
+            let bytes = Bytes::from_request(request, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            let body = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    let message = format!("the request body is not valid JSON: {e}");
+                    error_response(
+                        StatusCode::BAD_REQUEST,
+                        &message,
+                        "invalid_request_error",
+                        "invalid_json",
+                    )
+                })?
+            };
+            Ok(Self {
+                saw_body_metadata: body.get("requesty").is_some(),
+                saw_header_metadata,
+                body,
+            })
+        }
+    }
+
+    impl Received {
+        /// The request's `model`, echoed back like a provider does.
+        fn model(&self) -> String {
+            self.body["model"]
+                .as_str()
+                .unwrap_or("mock-model")
+                .to_owned()
+        }
+
+        fn stream(&self) -> bool {
+            self.body["stream"].as_bool() == Some(true)
+        }
+
+        /// Roughly four bytes per token, the rule of thumb providers quote.
+        fn input_tokens(&self, member: &str) -> u64 {
+            (self.body[member].to_string().len() as u64 / 4).max(1)
+        }
+
+        /// Adds headers that show whether metadata reached the provider.
+        fn reply(&self, response: impl IntoResponse) -> Response {
+            let mut response = response.into_response();
+            let flag = |saw: bool| HeaderValue::from_static(if saw { "true" } else { "false" });
+            let headers = response.headers_mut();
+            headers.insert("x-mock-saw-requesty", flag(self.saw_body_metadata));
+            headers.insert(
+                "x-mock-saw-requesty-headers",
+                flag(self.saw_header_metadata),
+            );
+            response
+        }
+    }
+
+    async fn chat_completions(req: Received) -> Response {
+        let id = format!("chatcmpl-mock{}", next_id());
+        let model = req.model();
+        let prompt_tokens = req.input_tokens("messages");
+        let completion_tokens = REPLY.len() as u64;
+        let usage = json!({
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        });
+        if !req.stream() {
+            return req.reply(Json(json!({
+                "id": id,
+                "object": "chat.completion",
+                "created": now(),
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": REPLY.concat(), "refusal": null, "annotations": []},
+                    "logprobs": null,
+                    "finish_reason": "stop",
+                }],
+                "usage": usage,
+                "system_fingerprint": "fp_mock",
+            })));
+        }
+
+        let include_usage = req.body["stream_options"]["include_usage"].as_bool() == Some(true);
+        let created = now();
+        let chunk = |choices: Value, usage: Option<&Value>| {
+            let mut chunk = json!({
+                "id": id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_mock",
+                "choices": choices,
+            });
+            // With include_usage, every chunk carries `usage`: null until the last one.
+            if include_usage {
+                chunk["usage"] = usage.cloned().unwrap_or(Value::Null);
+            }
+            format!("data: {chunk}\n\n")
+        };
+        let delta = |delta: Value, finish: Option<&str>| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+        let mut frames = vec![chunk(
+            delta(json!({"role": "assistant", "content": ""}), None),
+            None,
+        )];
+        for piece in REPLY {
+            frames.push(chunk(delta(json!({"content": piece}), None), None));
+        }
+        frames.push(chunk(delta(json!({}), Some("stop")), None));
+        if include_usage {
+            frames.push(chunk(json!([]), Some(&usage)));
+        }
+        frames.push("data: [DONE]\n\n".to_owned());
+        req.reply(sse(frames))
+    }
+
+    async fn messages(req: Received) -> Response {
+        let id = format!("msg_mock{}", next_id());
+        let model = req.model();
+        let input_tokens = req.input_tokens("messages");
+        let output_tokens = REPLY.len() as u64;
+        if !req.stream() {
+            return req.reply(Json(json!({
+                "id": id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": REPLY.concat()}],
+                "stop_reason": "end_turn",
+                "stop_sequence": null,
+                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            })));
+        }
+
+        let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+        let mut frames = vec![
+            event(
+                "message_start",
+                json!({"type": "message_start", "message": {
+                    "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+                    "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                }}),
+            ),
+            event(
+                "content_block_start",
+                json!({
+                    "type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""},
+                }),
+            ),
+            event("ping", json!({"type": "ping"})),
+        ];
+        for piece in REPLY {
+            frames.push(event("content_block_delta", json!({
+                "type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece},
+            })));
+        }
+        frames.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ));
+        frames.push(event(
+            "message_delta",
+            json!({
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": output_tokens},
+            }),
+        ));
+        frames.push(event("message_stop", json!({"type": "message_stop"})));
+        req.reply(sse(frames))
+    }
+
+    async fn embeddings(req: Received) -> Response {
+        let inputs: Vec<String> = match &req.body["input"] {
+            Value::Array(items) => items.iter().map(Value::to_string).collect(),
+            one => vec![one.to_string()],
+        };
+        let data: Vec<Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(index, text)| json!({"object": "embedding", "index": index, "embedding": embed(text)}))
+            .collect();
+        let tokens = req.input_tokens("input");
+        req.reply(Json(json!({
+            "object": "list",
+            "data": data,
+            "model": req.model(),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        })))
+    }
+
+    async fn models(req: Received) -> Response {
+        let ids = [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "claude-sonnet-4-5",
+            "text-embedding-3-small",
+        ];
+        let data: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": "mock"}))
+            .collect();
+        req.reply(Json(json!({"object": "list", "data": data})))
+    }
+
+    /// Server-sent events, one frame at a time with a pause before each.
+    fn sse(frames: Vec<String>) -> Response {
+        let stream = futures_util::stream::iter(frames).then(|frame| async move {
+            tokio::time::sleep(FRAME_DELAY).await;
+            Ok::<_, Infallible>(frame)
+        });
+        let headers = [
+            (CONTENT_TYPE, "text/event-stream"),
+            (CACHE_CONTROL, "no-cache"),
+        ];
+        (headers, Body::from_stream(stream)).into_response()
+    }
+
+    /// A small vector that depends only on `text`, so the same input always embeds the same way.
+    fn embed(text: &str) -> Vec<f64> {
+        // FNV-1a for the seed, then xorshift for each dimension.
+        let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (0..8)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let unit = (state >> 11) as f64 / (1_u64 << 53) as f64;
+                ((unit * 2.0 - 1.0) * 1e6).round() / 1e6
+            })
+            .collect()
+    }
+
+    fn next_id() -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
