@@ -21,13 +21,16 @@
 //! | `"requesty": null` | no metadata; stripped |
 //! | invalid metadata (wrong type, over a [`Limits`] bound) | error naming the field and the rule |
 //! | unknown keys inside `requesty` | kept in [`RequestMetadata::other`] |
-//! | not a JSON object, malformed, truncated, nested too deep | [`BodyKind::NotObject`] / [`BodyKind::Malformed`]: no metadata, body untouched |
+//! | not a JSON object; malformed at the top level; unbalanced, truncated or nested too deep | [`BodyKind::NotObject`] / [`BodyKind::Malformed`]: no metadata, body untouched |
 //!
-//! The scan is one pass. It validates the structure of the whole body (so that where it thinks a member
-//! ends is where every conforming parser thinks so too) but not the contents of strings: UTF-8 and
-//! escapes are left for the downstream parser to judge, except inside the `requesty` member and in
-//! keys that might spell one of the names it looks for.
+//! The scan is one pass. The top level is checked strictly (every key, colon, comma and scalar), and
+//! nested arrays and objects are crossed 64 bytes at a time with strings, escapes and bracket balance
+//! tracked exactly, so where the scan thinks a member ends is where every conforming parser thinks so
+//! too. It does not judge what a downstream parser would reject anyway: the grammar inside nested
+//! values (commas, colons, literals, bracket kinds), UTF-8, and escapes in strings other than keys
+//! and the `requesty` member. Such a body is treated like a valid one.
 
+mod blocks;
 mod lexer;
 mod member;
 mod splice;
