@@ -76,42 +76,67 @@ pub(crate) fn check(meta: &RequestMetadata, limits: &Limits) -> Result<(), Metad
     Ok(())
 }
 
-/// Calls `f(key_range, key_escaped, value_range)` for each member of the object `raw`, ranges relative
-/// to `raw`. The object has already been validated by the body scan.
+/// Calls `f(key_range, key_escaped, value_range)` for each member of the object `raw` (ranges relative
+/// to `raw`, the key's without its quotes).
 fn for_each_member(
     raw: &[u8],
     max_depth: usize,
     mut f: impl FnMut(Range<usize>, bool, Range<usize>) -> Result<(), MetadataError>,
 ) -> Result<(), MetadataError> {
     let mut lx = Lexer::new(raw, max_depth);
-    let m = |_: Malformed| malformed();
-    lx.expect(b'{').map_err(m)?;
-    lx.skip_ws();
-    if lx.peek().map_err(m)? == b'}' {
-        return Ok(());
-    }
-    loop {
-        let key_start = lx.pos + 1;
+    walk(&mut lx, b'{', b'}', |lx| {
         if lx.peek().map_err(m)? != b'"' {
             return Err(malformed());
         }
+        let key_start = lx.pos + 1;
         let escaped = lx.skip_string().map_err(m)?;
         let key = key_start..lx.pos - 1;
         lx.skip_ws();
         lx.expect(b':').map_err(m)?;
         lx.skip_ws();
         let value = lx.skip_value(2).map_err(m)?;
-        f(key, escaped, value)?;
+        f(key, escaped, value)
+    })
+}
+
+/// Calls `f(value_range)` for each element of the array `raw`.
+fn for_each_element(
+    raw: &[u8],
+    max_depth: usize,
+    mut f: impl FnMut(Range<usize>) -> Result<(), MetadataError>,
+) -> Result<(), MetadataError> {
+    let mut lx = Lexer::new(raw, max_depth);
+    walk(&mut lx, b'[', b']', |lx| f(lx.skip_value(3).map_err(m)?))
+}
+
+/// The comma-separated items of a container between `open` and `close`; `item` reads one.
+fn walk(
+    lx: &mut Lexer<'_>,
+    open: u8,
+    close: u8,
+    mut item: impl FnMut(&mut Lexer<'_>) -> Result<(), MetadataError>,
+) -> Result<(), MetadataError> {
+    lx.expect(open).map_err(m)?;
+    lx.skip_ws();
+    if lx.peek().map_err(m)? == close {
+        return Ok(());
+    }
+    loop {
+        item(lx)?;
         lx.skip_ws();
         match lx.peek().map_err(m)? {
             b',' => {
                 lx.pos += 1;
                 lx.skip_ws();
             }
-            b'}' => return Ok(()),
+            b if b == close => return Ok(()),
             _ => return Err(malformed()),
         }
     }
+}
+
+fn m(_: Malformed) -> MetadataError {
+    malformed()
 }
 
 #[derive(Default)]
@@ -157,24 +182,30 @@ impl Field {
 }
 
 fn tags(raw: &[u8], limits: &Limits) -> Result<Vec<String>, MetadataError> {
-    if raw.first() == Some(&b'n') {
-        return Ok(Vec::new());
-    }
-    let list: Vec<String> = serde_json::from_slice(raw).map_err(|_| {
+    let wrong = || {
         MetadataError::new(
             ErrorKind::InvalidType,
             "requesty.tags",
             "`requesty.tags` must be an array of strings",
         )
-    })?;
-    check_tags(list.iter().map(String::as_str), list.len(), limits)?;
-    let mut unique = Vec::with_capacity(list.len());
-    for tag in list {
-        if !unique.contains(&tag) {
-            unique.push(tag);
-        }
+    };
+    match raw.first() {
+        Some(b'n') => return Ok(Vec::new()),
+        Some(b'[') => {}
+        _ => return Err(wrong()),
     }
-    Ok(unique)
+    let mut list: Vec<String> = Vec::new();
+    let mut count = 0;
+    for_each_element(raw, limits.depth(), |value| {
+        let tag = string(&raw[value]).map_err(|_| wrong())?;
+        count += 1;
+        check_tags(std::iter::once(tag.as_str()), count, limits)?;
+        if !list.contains(&tag) {
+            list.push(tag);
+        }
+        Ok(())
+    })?;
+    Ok(list)
 }
 
 fn check_tags<'a>(
@@ -233,13 +264,27 @@ fn check_id(value: &str, name: &str, limits: &Limits) -> Result<(), MetadataErro
 
 /// A string field; `null` counts as absent.
 fn text(raw: &[u8], name: &str) -> Result<Option<String>, MetadataError> {
-    serde_json::from_slice::<Option<String>>(raw).map_err(|_| {
+    if raw.first() == Some(&b'n') {
+        return Ok(None);
+    }
+    string(raw).map(Some).map_err(|_| {
         MetadataError::new(
             ErrorKind::InvalidType,
             format!("requesty.{name}"),
             format!("`requesty.{name}` must be a string"),
         )
     })
+}
+
+/// Decodes a JSON string value; `Err` when `raw` is not one (or is not valid text).
+fn string(raw: &[u8]) -> Result<String, Malformed> {
+    match raw {
+        [b'"', inner @ .., b'"'] if !inner.iter().any(|&b| b == b'\\' || b < 0x20) => {
+            std::str::from_utf8(inner).map(str::to_owned).map_err(|_| Malformed)
+        }
+        [b'"', ..] => serde_json::from_slice(raw).map_err(|_| Malformed),
+        _ => Err(Malformed),
+    }
 }
 
 fn extra(raw: &[u8], limits: &Limits) -> Result<Map<String, Value>, MetadataError> {
@@ -264,10 +309,26 @@ fn extra(raw: &[u8], limits: &Limits) -> Result<Map<String, Value>, MetadataErro
             ),
         ));
     }
-    let map: Map<String, Value> = serde_json::from_slice(raw).map_err(|_| malformed())?;
-    if map.len() > limits.extra_entries() {
-        return Err(too_many_extra(map.len(), limits));
-    }
+    let mut map = Map::new();
+    for_each_member(raw, limits.depth(), |key, escaped, value| {
+        let name = if escaped {
+            decode_key(&raw[key])?
+        } else {
+            std::str::from_utf8(&raw[key]).map_err(|_| malformed())?.to_owned()
+        };
+        let raw_value = &raw[value];
+        let value = match raw_value.first() {
+            Some(b'"') => Value::String(string(raw_value).map_err(m)?),
+            _ => serde_json::from_slice(raw_value).map_err(|_| malformed())?,
+        };
+        if map.len() == limits.extra_entries() {
+            return Err(too_many_extra(map.len() + 1, limits));
+        }
+        if map.insert(name.clone(), value).is_some() {
+            return Err(duplicate(&format!("extra.{name}")));
+        }
+        Ok(())
+    })?;
     Ok(map)
 }
 
