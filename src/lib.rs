@@ -6,11 +6,13 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 pub mod codec;
+mod current;
 mod error;
 mod limits;
 mod metadata;
 pub mod server;
 
+pub use current::{current, in_current, scope, Scoped};
 pub use error::{ErrorKind, MetadataError};
 pub use limits::Limits;
 pub use metadata::RequestMetadata;

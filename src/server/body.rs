@@ -78,7 +78,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
-        let _entered = this.tracker.as_ref().map(|t| t.span().enter());
+        let _entered = this.tracker.as_ref().map(Tracker::enter);
         let (result, ended) = match this.kind.project() {
             KindProj::Inner { mut body } => {
                 let result = match body.as_mut().poll_frame(cx) {

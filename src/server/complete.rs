@@ -36,7 +36,7 @@ pub struct Completion<'a> {
 /// What a request keeps for the completion hook (only when one is set). Boxed so a response body stays
 /// small.
 pub(crate) struct Request {
-    pub(crate) metadata: Option<RequestMetadata>,
+    pub(crate) metadata: Option<Arc<RequestMetadata>>,
     pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) model: Option<String>,
@@ -48,6 +48,8 @@ pub(crate) struct Request {
 /// Held by the response body: closes the span and calls the hook exactly once.
 pub(crate) struct Tracker {
     span: Span,
+    /// The request's metadata, current while the body is polled (a streaming handler may call on).
+    current: Option<Arc<RequestMetadata>>,
     request: Option<Box<Request>>,
     status: StatusCode,
     done: bool,
@@ -58,14 +60,21 @@ impl Tracker {
         span.record("http.response.status_code", status.as_u16());
         Self {
             span,
+            current: None,
             request,
             status,
             done: false,
         }
     }
 
-    pub(crate) fn span(&self) -> &Span {
-        &self.span
+    pub(crate) fn current(mut self, current: Option<Arc<RequestMetadata>>) -> Self {
+        self.current = current;
+        self
+    }
+
+    /// Enters the span and makes the metadata current, for one poll of the body.
+    pub(crate) fn enter(&self) -> (tracing::span::Entered<'_>, crate::current::Restore) {
+        (self.span.enter(), crate::current::enter(self.current.clone()))
     }
 
     /// Records the end; later calls do nothing.
@@ -76,7 +85,7 @@ impl Tracker {
         self.span.record("response.completed", completed);
         if let Some(r) = &self.request {
             (r.on_complete)(&Completion {
-                metadata: r.metadata.as_ref(),
+                metadata: r.metadata.as_deref(),
                 method: &r.method,
                 path: &r.path,
                 model: r.model.as_deref(),
@@ -88,5 +97,6 @@ impl Tracker {
         }
         // Close the span now rather than whenever the body value is dropped.
         self.span = Span::none();
+        self.current = None;
     }
 }

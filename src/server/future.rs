@@ -59,6 +59,7 @@ pin_project! {
             #[pin]
             future: S::Future,
             span: Span,
+            current: Option<Arc<RequestMetadata>>,
             request: Option<Box<complete::Request>>,
         },
         Reject {
@@ -84,8 +85,8 @@ where
         }
     }
 
-    pub(crate) fn call(pending: Pending<S, M>, body: B) -> Self {
-        let metadata = non_empty(pending.header_metadata.clone());
+    pub(crate) fn call(mut pending: Pending<S, M>, body: B) -> Self {
+        let metadata = non_empty(std::mem::take(&mut pending.header_metadata));
         Self {
             state: start(pending, body, metadata, None, None),
         }
@@ -142,19 +143,22 @@ where
                 StateProj::Call {
                     future,
                     span,
+                    current,
                     request,
                 } => {
                     let result = {
                         let _entered = span.enter();
+                        let _current = crate::current::enter(current.clone());
                         ready!(future.poll(cx))
                     };
                     let span = std::mem::replace(span, Span::none());
+                    let current = current.take();
                     let request = request.take();
                     return Poll::Ready(match result {
                         Ok(response) => {
                             let (parts, body) = response.into_parts();
                             let declared = declared_length(&parts.headers);
-                            let tracker = Tracker::new(span, request, parts.status);
+                            let tracker = Tracker::new(span, request, parts.status).current(current);
                             Ok(Response::from_parts(
                                 parts,
                                 ResponseBody::inner(body, Some(tracker), declared),
@@ -260,9 +264,11 @@ where
         model: model.as_deref(),
         stream,
     });
+    // Shared by the propagation scope and the completion hook; the extension gets the value itself.
+    let current = metadata.as_ref().map(|m| Arc::new(m.clone()));
     let request = config.on_complete.as_ref().map(|hook| {
         Box::new(complete::Request {
-            metadata: metadata.clone(),
+            metadata: current.clone(),
             method: parts.method.clone(),
             path: parts.uri.path().to_owned(),
             model,
@@ -277,11 +283,13 @@ where
     }
     let future = {
         let _entered = span.enter();
+        let _current = crate::current::enter(current.clone());
         inner.call(req)
     };
     State::Call {
         future,
         span,
+        current,
         request,
     }
 }
@@ -311,7 +319,7 @@ where
     });
     let request = config.on_complete.as_ref().map(|hook| {
         Box::new(complete::Request {
-            metadata,
+            metadata: metadata.map(Arc::new),
             method: parts.method,
             path: parts.uri.path().to_owned(),
             model: None,

@@ -1,0 +1,99 @@
+//! The metadata of the request being served, for code that calls onward without being handed it.
+//!
+//! While the server layer runs your service for a request (its future, and the response body as it
+//! streams), that request's metadata is *current*: [`current`] returns it, and the client side
+//! ([`InjectMetadataLayer`](crate::InjectMetadataLayer), and the reqwest middleware) adds it to
+//! outgoing calls. So a gateway or agent that handles a tagged request and calls another service passes
+//! `trace_id`, `user_id` and tags along with no code.
+//!
+//! It follows the future, not the thread: it is set each time the future is polled and restored after,
+//! so it is right whichever worker thread polls it, and two requests on one thread never see each
+//! other's. A task you spawn is a new future and does not inherit it; carry it over with
+//! [`scope`] (or [`in_current`] as a shorthand):
+//!
+//! ```
+//! # async fn demo() {
+//! let work = async { requesty_metadata::current().and_then(|m| m.trace_id.clone()) };
+//! let handle = tokio::spawn(requesty_metadata::in_current(work));
+//! # handle.await.unwrap();
+//! # }
+//! ```
+
+use crate::RequestMetadata;
+use pin_project_lite::pin_project;
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<RequestMetadata>>> = const { RefCell::new(None) };
+}
+
+/// The metadata of the request being served on this task, when it carried any.
+pub fn current() -> Option<Arc<RequestMetadata>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Runs `future` with `metadata` as the current metadata.
+///
+/// ```
+/// use requesty_metadata::{current, scope, RequestMetadata};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let meta = RequestMetadata::new().trace_id("t-1");
+/// let seen = scope(Some(meta.into()), async { current().and_then(|m| m.trace_id.clone()) }).await;
+/// assert_eq!(seen.as_deref(), Some("t-1"));
+/// assert!(current().is_none());
+/// # });
+/// ```
+pub fn scope<F: Future>(metadata: Option<Arc<RequestMetadata>>, future: F) -> Scoped<F> {
+    Scoped { future, metadata }
+}
+
+/// Runs `future` with this task's current metadata, wherever it is polled: wrap spawned tasks in it.
+pub fn in_current<F: Future>(future: F) -> Scoped<F> {
+    scope(current(), future)
+}
+
+pin_project! {
+    /// A future polled with some metadata current. Made by [`scope`] and [`in_current`].
+    pub struct Scoped<F> {
+        #[pin]
+        future: F,
+        metadata: Option<Arc<RequestMetadata>>,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _current = enter(this.metadata.clone());
+        this.future.poll(cx)
+    }
+}
+
+impl<F> std::fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scoped")
+            .field("metadata", &self.metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes `metadata` current until the guard drops (also on unwinding), then restores what was.
+pub(crate) fn enter(metadata: Option<Arc<RequestMetadata>>) -> Restore {
+    Restore(CURRENT.with(|c| c.replace(metadata)))
+}
+
+pub(crate) struct Restore(Option<Arc<RequestMetadata>>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
+}
