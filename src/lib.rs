@@ -6,14 +6,19 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 pub mod codec;
+mod collect;
+mod content;
 mod current;
 mod error;
+mod headers;
 mod limits;
 mod metadata;
+mod mode;
 pub mod server;
 
 pub use current::{current, in_current, scope, Scoped};
 pub use error::{ErrorKind, MetadataError};
 pub use limits::Limits;
 pub use metadata::RequestMetadata;
+pub use mode::{BodyMode, HeadersOnly, JsonBodies};
 pub use server::RequestyMetadataLayer;

@@ -4,11 +4,12 @@
 use super::complete::{self, Tracker};
 use super::layer::Config;
 use super::span::{MakeSpan, RequestInfo};
-use super::service::declared_length;
 use super::ResponseBody;
+use crate::collect::{CollectError, Collected};
+use crate::content::declared_length;
 use crate::error::{error_body, MetadataError};
 use crate::{codec, RequestMetadata};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -54,6 +55,7 @@ pin_project! {
             body: B,
             collected: Collected,
             pending: Option<Pending<S, M>>,
+            rebuild: fn(Bytes) -> B,
         },
         Call {
             #[pin]
@@ -71,16 +73,17 @@ pin_project! {
 impl<S, B, M> ResponseFuture<S, B, M>
 where
     S: Service<Request<B>>,
-    B: Body + From<Bytes>,
+    B: Body,
     M: MakeSpan,
 {
-    pub(crate) fn collect(pending: Pending<S, M>, body: B) -> Self {
+    pub(crate) fn collect(pending: Pending<S, M>, body: B, rebuild: fn(Bytes) -> B) -> Self {
         let capacity = body.size_hint().lower().min(pending.config.max_body as u64) as usize;
         Self {
             state: State::Collect {
                 body,
                 collected: Collected::new(capacity),
                 pending: Some(pending),
+                rebuild,
             },
         }
     }
@@ -107,7 +110,7 @@ where
 impl<S, B, M, ResBody> Future for ResponseFuture<S, B, M>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
-    B: Body + From<Bytes>,
+    B: Body,
     ResBody: Body<Data = Bytes>,
     M: MakeSpan,
 {
@@ -121,13 +124,14 @@ where
                     mut body,
                     collected,
                     pending,
+                    rebuild,
                 } => {
                     let outcome = ready!(collected.poll_body(body.as_mut(), cx, max_body(pending)));
                     let Some(pending) = pending.take() else {
                         unreachable!("a collecting future always holds its request")
                     };
                     let next = match outcome {
-                        Ok(()) => read_json(pending, std::mem::take(collected)),
+                        Ok(()) => read_json(pending, std::mem::take(collected), *rebuild),
                         Err(CollectError::TooLarge) => {
                             let body = too_large_body(pending.config.max_body);
                             reject(pending, StatusCode::PAYLOAD_TOO_LARGE, body)
@@ -193,10 +197,13 @@ fn max_body<S, M>(pending: &Option<Pending<S, M>>) -> usize {
 
 /// Scans the collected JSON body, merges its metadata over the headers', strips the member and calls
 /// the inner service, or rejects the request.
-fn read_json<S, B, M>(mut pending: Pending<S, M>, collected: Collected) -> State<S, B, M>
+fn read_json<S, B, M>(
+    mut pending: Pending<S, M>,
+    collected: Collected,
+    rebuild: fn(Bytes) -> B,
+) -> State<S, B, M>
 where
     S: Service<Request<B>>,
-    B: Body + From<Bytes>,
     M: MakeSpan,
 {
     let config = pending.config.clone();
@@ -225,7 +232,7 @@ where
         collected.into_bytes()
     };
     let model = scan.model().map(str::to_owned);
-    start(pending, B::from(body), non_empty(metadata), model, scan.stream())
+    start(pending, rebuild(body), non_empty(metadata), model, scan.stream())
 }
 
 fn reject_metadata<S, B, M>(pending: Pending<S, M>, error: &MetadataError) -> State<S, B, M>
@@ -343,95 +350,4 @@ fn too_large_body(max: usize) -> Bytes {
         None,
         "request_too_large",
     )
-}
-
-enum CollectError {
-    TooLarge,
-    Read,
-}
-
-/// The body read so far: the first frame kept as it came (no copy for a one-frame body), later ones
-/// appended to one buffer.
-#[derive(Default)]
-pub(crate) struct Collected {
-    first: Option<Bytes>,
-    rest: Option<BytesMut>,
-    len: usize,
-    capacity: usize,
-}
-
-impl Collected {
-    fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            ..Self::default()
-        }
-    }
-
-    fn poll_body<B: Body>(
-        &mut self,
-        mut body: Pin<&mut B>,
-        cx: &mut Context<'_>,
-        max: usize,
-    ) -> Poll<Result<(), CollectError>> {
-        loop {
-            if body.is_end_stream() {
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(body.as_mut().poll_frame(cx)) {
-                None => return Poll::Ready(Ok(())),
-                Some(Err(_)) => return Poll::Ready(Err(CollectError::Read)),
-                Some(Ok(frame)) => {
-                    // Trailers carry no JSON; a request body with trailers is rare enough that they
-                    // are not kept.
-                    if let Ok(mut data) = frame.into_data() {
-                        self.len += data.remaining();
-                        if self.len > max {
-                            return Poll::Ready(Err(CollectError::TooLarge));
-                        }
-                        self.push(&mut data);
-                    }
-                }
-            }
-        }
-    }
-
-    fn push(&mut self, data: &mut impl Buf) {
-        if self.first.is_none() && self.rest.is_none() {
-            self.first = Some(data.copy_to_bytes(data.remaining()));
-            return;
-        }
-        let rest = self.rest.get_or_insert_with(|| {
-            let first = self.first.take().unwrap_or_default();
-            let mut buf = BytesMut::with_capacity(self.capacity.max(first.len() * 2));
-            buf.extend_from_slice(&first);
-            buf
-        });
-        rest.put(data);
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match (&self.rest, &self.first) {
-            (Some(rest), _) => rest,
-            (None, Some(first)) => first,
-            (None, None) => &[],
-        }
-    }
-
-    fn strip(self, scan: &codec::Scan) -> Bytes {
-        match self.rest {
-            Some(mut rest) => {
-                codec::strip_in_place(&mut rest, scan);
-                rest.freeze()
-            }
-            None => codec::strip(self.first.unwrap_or_default(), scan),
-        }
-    }
-
-    fn into_bytes(self) -> Bytes {
-        match self.rest {
-            Some(rest) => rest.freeze(),
-            None => self.first.unwrap_or_default(),
-        }
-    }
 }

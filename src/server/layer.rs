@@ -3,7 +3,8 @@
 use super::complete::{Completion, OnComplete};
 use super::service::ExtractMetadata;
 use super::span::{DefaultMakeSpan, MakeSpan};
-use crate::Limits;
+use crate::{HeadersOnly, JsonBodies, Limits};
+use std::marker::PhantomData;
 use std::sync::Arc;
 use tower_layer::Layer;
 use tracing::Level;
@@ -43,9 +44,10 @@ use tracing::Level;
 /// In each case the inner service is not called, and the body is OpenAI-style:
 /// `{"error":{"message":"…","type":"invalid_request_error","param":"requesty.tags","code":"…"}}`.
 #[derive(Clone)]
-pub struct RequestyMetadataLayer<M = DefaultMakeSpan> {
+pub struct RequestyMetadataLayer<M = DefaultMakeSpan, R = JsonBodies> {
     pub(crate) config: Arc<Config>,
     pub(crate) make_span: M,
+    pub(crate) mode: PhantomData<fn() -> R>,
 }
 
 #[derive(Clone)]
@@ -78,9 +80,13 @@ impl RequestyMetadataLayer {
         Self {
             config: Arc::new(Config::default()),
             make_span: DefaultMakeSpan::new(),
+            mode: PhantomData,
         }
     }
 
+}
+
+impl<R> RequestyMetadataLayer<DefaultMakeSpan, R> {
     /// Sets the level of the default span (`INFO` unless set).
     pub fn span_level(mut self, level: Level) -> Self {
         self.make_span = self.make_span.level(level);
@@ -94,7 +100,7 @@ impl Default for RequestyMetadataLayer {
     }
 }
 
-impl<M> RequestyMetadataLayer<M> {
+impl<M, R> RequestyMetadataLayer<M, R> {
     fn config(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
     }
@@ -152,27 +158,40 @@ impl<M> RequestyMetadataLayer<M> {
     }
 
     /// Makes each request's span with `make_span` instead of [`DefaultMakeSpan`].
-    pub fn make_span_with<N: MakeSpan>(self, make_span: N) -> RequestyMetadataLayer<N> {
+    pub fn make_span_with<N: MakeSpan>(self, make_span: N) -> RequestyMetadataLayer<N, R> {
         RequestyMetadataLayer {
             config: self.config,
             make_span,
+            mode: PhantomData,
+        }
+    }
+
+    /// Reads metadata from headers only and never touches a body, whatever its type: for tonic
+    /// (`Server::builder().layer(RequestyMetadataLayer::new().headers_only())`) and other protocols
+    /// whose bodies are not JSON.
+    pub fn headers_only(self) -> RequestyMetadataLayer<M, HeadersOnly> {
+        RequestyMetadataLayer {
+            config: self.config,
+            make_span: self.make_span,
+            mode: PhantomData,
         }
     }
 }
 
-impl<S, M: Clone> Layer<S> for RequestyMetadataLayer<M> {
-    type Service = ExtractMetadata<S, M>;
+impl<S, M: Clone, R> Layer<S> for RequestyMetadataLayer<M, R> {
+    type Service = ExtractMetadata<S, M, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ExtractMetadata {
             inner,
             config: self.config.clone(),
             make_span: self.make_span.clone(),
+            mode: PhantomData,
         }
     }
 }
 
-impl<M> std::fmt::Debug for RequestyMetadataLayer<M> {
+impl<M, R> std::fmt::Debug for RequestyMetadataLayer<M, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestyMetadataLayer")
             .field("limits", &self.config.limits)

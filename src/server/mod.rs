@@ -7,7 +7,6 @@
 mod body;
 mod complete;
 mod future;
-mod headers;
 mod layer;
 mod service;
 mod span;

@@ -3,11 +3,13 @@
 use super::future::{Pending, ResponseFuture};
 use super::layer::Config;
 use super::span::{DefaultMakeSpan, MakeSpan};
-use super::{headers, ResponseBody};
+use super::ResponseBody;
+use crate::content::{declared_length, is_encoded, is_json};
+use crate::{headers, BodyMode, JsonBodies};
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -17,19 +19,32 @@ use tower_service::Service;
 ///
 /// The inner service receives the same request body type it would without the layer: a JSON body is
 /// rebuilt with `B::from(Bytes)` after the member is stripped; any other body is the original value.
-#[derive(Clone)]
-pub struct ExtractMetadata<S, M = DefaultMakeSpan> {
+/// With [`HeadersOnly`](crate::HeadersOnly) bodies are never read and may be of any type.
+pub struct ExtractMetadata<S, M = DefaultMakeSpan, R = JsonBodies> {
     pub(crate) inner: S,
     pub(crate) config: Arc<Config>,
     pub(crate) make_span: M,
+    pub(crate) mode: PhantomData<fn() -> R>,
 }
 
-impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for ExtractMetadata<S, M>
+impl<S: Clone, M: Clone, R> Clone for ExtractMetadata<S, M, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            make_span: self.make_span.clone(),
+            mode: PhantomData,
+        }
+    }
+}
+
+impl<S, M, R, ReqBody, ResBody> Service<Request<ReqBody>> for ExtractMetadata<S, M, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    ReqBody: Body + From<Bytes>,
+    ReqBody: Body,
     ResBody: Body<Data = Bytes>,
     M: MakeSpan + Clone,
+    R: BodyMode<ReqBody>,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -50,7 +65,7 @@ where
         if config.strip_headers {
             headers::remove(&mut parts.headers);
         }
-        let read_body = is_json(&parts.headers) && !is_encoded(&parts.headers);
+        let rebuild = R::rebuild().filter(|_| is_json(&parts.headers) && !is_encoded(&parts.headers));
         let declared = declared_length(&parts.headers);
         let (header_metadata, rejection) = match checked {
             Ok(meta) => (meta, None),
@@ -67,44 +82,17 @@ where
         if let Some(error) = rejection {
             return ResponseFuture::reject(pending, error.status(), error.to_json());
         }
-        if !read_body {
+        let Some(rebuild) = rebuild else {
             return ResponseFuture::call(pending, body);
-        }
+        };
         match declared {
             Some(len) if len > pending.config.max_body as u64 => ResponseFuture::too_large(pending),
-            _ => ResponseFuture::collect(pending, body),
+            _ => ResponseFuture::collect(pending, body, rebuild),
         }
     }
 }
 
-/// `application/json` or `application/*+json`, with any parameters.
-fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    let Some((kind, sub)) = essence.split_once('/') else {
-        return false;
-    };
-    let sub = sub.as_bytes();
-    kind.eq_ignore_ascii_case("application")
-        && (sub.eq_ignore_ascii_case(b"json")
-            || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json")))
-}
-
-/// A body with a content coding other than `identity` is not readable as JSON here.
-fn is_encoded(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(CONTENT_ENCODING)
-        .iter()
-        .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
-}
-
-pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
-}
-
-impl<S, M> std::fmt::Debug for ExtractMetadata<S, M>
+impl<S, M, R> std::fmt::Debug for ExtractMetadata<S, M, R>
 where
     S: std::fmt::Debug,
 {
@@ -112,40 +100,5 @@ where
         f.debug_struct("ExtractMetadata")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_static(v)))
-            .collect()
-    }
-
-    #[test]
-    fn json_content_types() {
-        for yes in [
-            "application/json",
-            "Application/JSON; charset=utf-8",
-            "application/vnd.api+json",
-        ] {
-            assert!(is_json(&headers(&[("content-type", yes)])), "{yes}");
-        }
-        for no in ["text/plain", "application/jsonx", "multipart/form-data", "+json", "application/+jso"] {
-            assert!(!is_json(&headers(&[("content-type", no)])), "{no}");
-        }
-        assert!(!is_json(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn content_encoding() {
-        assert!(is_encoded(&headers(&[("content-encoding", "gzip")])));
-        assert!(!is_encoded(&headers(&[("content-encoding", "identity")])));
-        assert!(!is_encoded(&HeaderMap::new()));
     }
 }

@@ -1,0 +1,98 @@
+//! Reading a request body into memory, bounded, copying as little as possible.
+
+use crate::codec;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http_body::Body;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+pub(crate) enum CollectError {
+    TooLarge,
+    Read,
+}
+
+/// The body read so far: the first frame kept as it came (no copy for a one-frame body), later ones
+/// appended to one buffer.
+#[derive(Default)]
+pub(crate) struct Collected {
+    first: Option<Bytes>,
+    rest: Option<BytesMut>,
+    len: usize,
+    capacity: usize,
+}
+
+impl Collected {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn poll_body<B: Body>(
+        &mut self,
+        mut body: Pin<&mut B>,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<Result<(), CollectError>> {
+        loop {
+            if body.is_end_stream() {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(body.as_mut().poll_frame(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Err(_)) => return Poll::Ready(Err(CollectError::Read)),
+                Some(Ok(frame)) => {
+                    // Trailers carry no JSON; a request body with trailers is rare enough that they
+                    // are not kept.
+                    if let Ok(mut data) = frame.into_data() {
+                        self.len += data.remaining();
+                        if self.len > max {
+                            return Poll::Ready(Err(CollectError::TooLarge));
+                        }
+                        self.push(&mut data);
+                    }
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, data: &mut impl Buf) {
+        if self.first.is_none() && self.rest.is_none() {
+            self.first = Some(data.copy_to_bytes(data.remaining()));
+            return;
+        }
+        let rest = self.rest.get_or_insert_with(|| {
+            let first = self.first.take().unwrap_or_default();
+            let mut buf = BytesMut::with_capacity(self.capacity.max(first.len() * 2));
+            buf.extend_from_slice(&first);
+            buf
+        });
+        rest.put(data);
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match (&self.rest, &self.first) {
+            (Some(rest), _) => rest,
+            (None, Some(first)) => first,
+            (None, None) => &[],
+        }
+    }
+
+    pub(crate) fn strip(self, scan: &codec::Scan) -> Bytes {
+        match self.rest {
+            Some(mut rest) => {
+                codec::strip_in_place(&mut rest, scan);
+                rest.freeze()
+            }
+            None => codec::strip(self.first.unwrap_or_default(), scan),
+        }
+    }
+
+    pub(crate) fn into_bytes(self) -> Bytes {
+        match self.rest {
+            Some(rest) => rest.freeze(),
+            None => self.first.unwrap_or_default(),
+        }
+    }
+}
