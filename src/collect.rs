@@ -1,6 +1,7 @@
 //! Reading a request body into memory, bounded, copying as little as possible.
 
-use crate::codec;
+use crate::codec::splice;
+use std::ops::Range;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body::Body;
 use std::pin::Pin;
@@ -79,13 +80,14 @@ impl Collected {
         }
     }
 
-    pub(crate) fn strip(self, scan: &codec::Scan) -> Bytes {
+    /// Replaces `range` with `insert`, in place when the bytes were copied into our own buffer.
+    pub(crate) fn splice(self, range: Range<usize>, insert: &[u8]) -> Bytes {
         match self.rest {
             Some(mut rest) => {
-                codec::strip_in_place(&mut rest, scan);
+                splice::splice_in_place(&mut rest, range, insert);
                 rest.freeze()
             }
-            None => codec::strip(self.first.unwrap_or_default(), scan),
+            None => splice::splice(self.first.unwrap_or_default(), range, insert),
         }
     }
 

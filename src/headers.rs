@@ -44,6 +44,61 @@ pub(crate) fn read(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError
     Ok(meta)
 }
 
+/// Writes `meta` as headers, replacing any `X-Requesty-*` already there: `X-Requesty-Trace-Id`,
+/// `X-Requesty-User-Id`, `X-Requesty-Tags` (comma-joined), `X-Requesty-<Name>` for each string
+/// `extra` value, and `HTTP-Referer` / `X-Title` when the request has none.
+///
+/// Every value is checked so that no input can start a new header line: what cannot be carried
+/// (control characters, a tag with a comma, an `extra` name that is not a header token or that would
+/// read back as a core field, a non-string `extra` value) is left out, with a warning.
+pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
+    remove(headers);
+    let missing_origin = [REFERER, TITLE].map(|name| !headers.contains_key(name));
+    let mut put = |name: &str, value: &str| {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.insert(name, value);
+            }
+            _ => tracing::warn!(header = name, "metadata left out: not a valid header"),
+        }
+    };
+    if let Some(trace_id) = &meta.trace_id {
+        put("x-requesty-trace-id", trace_id);
+    }
+    if let Some(user_id) = &meta.user_id {
+        put("x-requesty-user-id", user_id);
+    }
+    let (carried, split): (Vec<&str>, Vec<&str>) = meta
+        .tags
+        .iter()
+        .map(|t| t.as_str())
+        .partition(|t| !t.contains(',') && t.trim() == *t && !t.is_empty());
+    if !split.is_empty() {
+        tracing::warn!(tags = ?split, "tags left out: a comma or edge whitespace cannot travel in X-Requesty-Tags");
+    }
+    if !carried.is_empty() {
+        put("x-requesty-tags", &carried.join(","));
+    }
+    for (key, value) in &meta.extra {
+        let name = format!("{PREFIX}{}", key.to_ascii_lowercase());
+        match value.as_str() {
+            Some(text) if !matches!(&name[PREFIX.len()..], "trace-id" | "user-id" | "tags" | "") => {
+                put(&name, text)
+            }
+            _ => tracing::warn!(key = %key, "extra field left out: only string values travel in headers"),
+        }
+    }
+    let origin = [(REFERER, &meta.origin_referer), (TITLE, &meta.origin_title)];
+    for ((name, value), missing) in origin.into_iter().zip(missing_origin) {
+        if let (Some(value), true) = (value, missing) {
+            put(name, value);
+        }
+    }
+}
+
 /// Removes every `X-Requesty-*` header; the origin headers stay (they are ordinary HTTP).
 pub(crate) fn remove(headers: &mut HeaderMap) {
     let names: Vec<HeaderName> = headers
@@ -94,6 +149,45 @@ mod tests {
         remove(&mut h);
         assert!(h.keys().all(|k| !k.as_str().starts_with(PREFIX)));
         assert!(h.contains_key("x-title") && h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn written_headers_read_back_the_same() {
+        let meta = RequestMetadata::new()
+            .trace_id("t")
+            .user_id("u")
+            .tag("a")
+            .tag("b c")
+            .extra("team", "platform")
+            .extra("Region", "eu")
+            .origin_title("App");
+        let mut h = HeaderMap::new();
+        h.insert("x-requesty-stale", HeaderValue::from_static("old"));
+        write(&meta, &mut h);
+        let mut want = meta.clone();
+        want.extra.remove("Region");
+        want.extra.insert("region".into(), "eu".into());
+        assert_eq!(read(&h).unwrap(), want);
+    }
+
+    #[test]
+    fn what_headers_cannot_carry_is_left_out_never_injected() {
+        let meta = RequestMetadata::new()
+            .trace_id("t\r\nx-injected: 1")
+            .user_id("u\n")
+            .tag("ok")
+            .tag("a,b")
+            .tag(" padded")
+            .extra("bad name", "v")
+            .extra("tags", "smuggled")
+            .extra("n", 1)
+            .extra("fine", "caf\u{e9}");
+        let mut h = HeaderMap::new();
+        write(&meta, &mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-requesty-tags", "x-requesty-fine"]);
+        assert_eq!(h["x-requesty-tags"], "ok");
+        assert_eq!(read(&h).unwrap().extra["fine"], "caf\u{e9}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+pub mod client;
 pub mod codec;
 mod collect;
 mod content;
@@ -14,11 +15,15 @@ mod headers;
 mod limits;
 mod metadata;
 mod mode;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 pub mod server;
 
 pub use current::{current, in_current, scope, Scoped};
 pub use error::{ErrorKind, MetadataError};
 pub use limits::Limits;
+pub use client::InjectMetadataLayer;
 pub use metadata::RequestMetadata;
 pub use mode::{BodyMode, HeadersOnly, JsonBodies};
 pub use server::RequestyMetadataLayer;

@@ -33,7 +33,7 @@
 mod blocks;
 mod lexer;
 mod member;
-mod splice;
+pub(crate) mod splice;
 
 pub(crate) use member::check;
 
@@ -193,8 +193,8 @@ impl std::error::Error for InjectError {}
 ///
 /// Without a member, `"requesty":{…}` becomes the object's last member. With one, the two merge
 /// ([`RequestMetadata::merge`]) with the body's member winning, since it is the most specific source,
-/// and only that member's value is rewritten. Nothing else is re-serialized. Empty metadata leaves a
-/// body without a member unchanged. On error `body` is left as it was.
+/// and only that member's value is rewritten. Nothing else is re-serialized. Empty metadata leaves the
+/// body unchanged. On error `body` is left as it was.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -235,23 +235,33 @@ fn plan_inject(
     if scan.kind != BodyKind::Object {
         return Err(InjectError::NotAnObject);
     }
-    match scan.member.take() {
-        Some(spans) => {
-            let merged = match scan.metadata.take() {
-                Some(existing) => metadata.clone().merged(existing),
-                None => metadata.clone(),
-            };
-            Ok((spans.value, to_json(&merged)))
-        }
-        None if metadata.is_empty() => Ok((scan.insert_at..scan.insert_at, Vec::new())),
-        None => {
-            let mut insert = Vec::with_capacity(128);
-            if scan.has_members {
-                insert.push(b',');
+    if metadata.is_empty() {
+        return Ok((0..0, Vec::new()));
+    }
+    let merged = match scan.take_metadata() {
+        Some(existing) => metadata.clone().merged(existing),
+        None => metadata.clone(),
+    };
+    Ok(scan.edit(&merged))
+}
+
+impl Scan {
+    /// The edit that makes the body's member `metadata`: its value replaced, a new last member, or,
+    /// for empty metadata, the member removed. Meaningful for [`BodyKind::Object`] scans only.
+    pub(crate) fn edit(&self, metadata: &RequestMetadata) -> (Range<usize>, Vec<u8>) {
+        match &self.member {
+            Some(spans) if metadata.is_empty() => (spans.removal.clone(), Vec::new()),
+            Some(spans) => (spans.value.clone(), to_json(metadata)),
+            None if metadata.is_empty() => (self.insert_at..self.insert_at, Vec::new()),
+            None => {
+                let mut insert = Vec::with_capacity(128);
+                if self.has_members {
+                    insert.push(b',');
+                }
+                insert.extend_from_slice(br#""requesty":"#);
+                insert.extend_from_slice(&to_json(metadata));
+                (self.insert_at..self.insert_at, insert)
             }
-            insert.extend_from_slice(br#""requesty":"#);
-            insert.extend_from_slice(&to_json(metadata));
-            Ok((scan.insert_at..scan.insert_at, insert))
         }
     }
 }

@@ -17,14 +17,17 @@ pub(crate) fn splice(body: Bytes, range: Range<usize>, insert: &[u8]) -> Bytes {
             splice_in_place(&mut owned, range, insert);
             owned.freeze()
         }
-        Err(shared) => {
-            let mut out = BytesMut::with_capacity(shared.len() - range.len() + insert.len());
-            out.extend_from_slice(&shared[..range.start]);
-            out.extend_from_slice(insert);
-            out.extend_from_slice(&shared[range.end..]);
-            out.freeze()
-        }
+        Err(shared) => spliced(&shared, range, insert),
     }
+}
+
+/// [`splice`] into a new buffer, for bytes that are borrowed.
+pub(crate) fn spliced(body: &[u8], range: Range<usize>, insert: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(body.len() - range.len() + insert.len());
+    out.extend_from_slice(&body[..range.start]);
+    out.extend_from_slice(insert);
+    out.extend_from_slice(&body[range.end..]);
+    out.freeze()
 }
 
 /// [`splice`] on a buffer the caller owns.

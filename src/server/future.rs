@@ -222,8 +222,9 @@ where
             return reject_metadata(pending, &error);
         }
     }
-    let body = if config.strip_body && scan.member_range().is_some() {
-        let body = collected.strip(&scan);
+    let strip = scan.member_range().filter(|_| config.strip_body);
+    let body = if let Some(member) = strip {
+        let body = collected.splice(member, b"");
         let headers = &mut pending.parts.headers;
         headers.remove(TRANSFER_ENCODING);
         headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));

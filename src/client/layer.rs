@@ -1,0 +1,199 @@
+//! [`InjectMetadataLayer`]: options and the tower `Layer`.
+
+use super::service::InjectMetadata;
+use crate::{HeadersOnly, JsonBodies, Limits, RequestMetadata, RequestyMetadataLayer};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use tower_layer::Layer;
+
+/// Where outgoing metadata travels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Carrier {
+    /// The `requesty` body member for JSON bodies of known size; headers for everything else.
+    #[default]
+    Body,
+    /// Always headers; bodies are never read.
+    Headers,
+    /// Headers always, and the body member too where there is a JSON body.
+    Both,
+}
+
+/// A metadata field, for [`InjectMetadataLayer::drop_fields`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Field {
+    /// `tags`
+    Tags,
+    /// `user_id`
+    UserId,
+    /// `trace_id`
+    TraceId,
+    /// `extra`
+    Extra,
+    /// `origin_referer` and `origin_title`
+    Origin,
+    /// Members this version does not know ([`RequestMetadata::other`]).
+    Other,
+}
+
+impl Field {
+    fn clear(self, meta: &mut RequestMetadata) {
+        match self {
+            Field::Tags => meta.tags.clear(),
+            Field::UserId => meta.user_id = None,
+            Field::TraceId => meta.trace_id = None,
+            Field::Extra => meta.extra.clear(),
+            Field::Origin => {
+                meta.origin_referer = None;
+                meta.origin_title = None;
+            }
+            Field::Other => meta.other.clear(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct InjectConfig {
+    pub(crate) defaults: RequestMetadata,
+    pub(crate) carrier: Carrier,
+    pub(crate) propagate: bool,
+    pub(crate) dropped: Vec<Field>,
+    pub(crate) limits: Limits,
+    pub(crate) max_body: usize,
+}
+
+impl InjectConfig {
+    /// Applies the boundary: what must not leave through this client.
+    pub(crate) fn filter(&self, mut meta: RequestMetadata) -> RequestMetadata {
+        for field in &self.dropped {
+            field.clear(&mut meta);
+        }
+        meta
+    }
+}
+
+/// Adds metadata to outgoing requests; see [the module docs](crate::client) for where it comes from
+/// and where it goes.
+///
+/// ```
+/// use requesty_metadata::{RequestMetadata, RequestyMetadataLayer};
+/// use tower::ServiceBuilder;
+///
+/// # fn client<S>(inner: S) {
+/// let service = ServiceBuilder::new()
+///     .layer(RequestyMetadataLayer::inject(RequestMetadata::new().tag("billing-agent")))
+///     .service(inner);
+/// # }
+/// ```
+///
+/// Calling a third party (a provider directly rather than your gateway), drop what is internal:
+///
+/// ```
+/// use requesty_metadata::client::Field;
+/// use requesty_metadata::{RequestMetadata, RequestyMetadataLayer};
+///
+/// let to_provider = RequestyMetadataLayer::inject(RequestMetadata::new())
+///     .drop_fields([Field::UserId, Field::Extra, Field::Origin]);
+/// let nothing_leaves = RequestyMetadataLayer::inject(RequestMetadata::new()).drop_all();
+/// ```
+pub struct InjectMetadataLayer<R = JsonBodies> {
+    pub(crate) config: Arc<InjectConfig>,
+    mode: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for InjectMetadataLayer<R> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            mode: PhantomData,
+        }
+    }
+}
+
+impl RequestyMetadataLayer {
+    /// The client-side layer, adding `defaults` (and whatever else applies, see
+    /// [`client`](crate::client)) to every outgoing request.
+    pub fn inject(defaults: RequestMetadata) -> InjectMetadataLayer {
+        InjectMetadataLayer {
+            config: Arc::new(InjectConfig {
+                defaults,
+                carrier: Carrier::default(),
+                propagate: true,
+                dropped: Vec::new(),
+                limits: Limits::default(),
+                max_body: 32 * 1024 * 1024,
+            }),
+            mode: PhantomData,
+        }
+    }
+}
+
+impl<R> InjectMetadataLayer<R> {
+    fn config(&mut self) -> &mut InjectConfig {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Where the metadata travels (default [`Carrier::Body`]: the body member where possible).
+    pub fn carrier(mut self, carrier: Carrier) -> Self {
+        self.config().carrier = carrier;
+        self
+    }
+
+    /// Whether the metadata of the request being served is added (default `true`).
+    pub fn propagate(mut self, propagate: bool) -> Self {
+        self.config().propagate = propagate;
+        self
+    }
+
+    /// Never sends these fields, whatever their source, including a member already in the body:
+    /// the boundary for calls that leave your system.
+    pub fn drop_fields(mut self, fields: impl IntoIterator<Item = Field>) -> Self {
+        self.config().dropped.extend(fields);
+        self
+    }
+
+    /// Sends no metadata at all, and removes any the request already carries.
+    pub fn drop_all(self) -> Self {
+        use Field::*;
+        self.drop_fields([Tags, UserId, TraceId, Extra, Origin, Other])
+    }
+
+    /// Limits for reading a `requesty` member already in a body (see [`Limits`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config().limits = limits;
+        self
+    }
+
+    /// The largest body read to add the member (default 32 MiB); larger ones get headers.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.config().max_body = bytes;
+        self
+    }
+
+    /// Header form only, for any body type: wrap a tonic `Channel` with this.
+    pub fn headers_only(self) -> InjectMetadataLayer<HeadersOnly> {
+        let mut layer = InjectMetadataLayer {
+            config: self.config,
+            mode: PhantomData,
+        };
+        layer.config().carrier = Carrier::Headers;
+        layer
+    }
+}
+
+impl<S, R> Layer<S> for InjectMetadataLayer<R> {
+    type Service = InjectMetadata<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InjectMetadata::new(inner, self.config.clone())
+    }
+}
+
+impl<R> std::fmt::Debug for InjectMetadataLayer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InjectMetadataLayer")
+            .field("config", &self.config)
+            .finish()
+    }
+}

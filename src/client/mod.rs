@@ -1,0 +1,24 @@
+//! The client side: add metadata to outgoing requests.
+//!
+//! [`InjectMetadataLayer`] (made by [`RequestyMetadataLayer::inject`](crate::RequestyMetadataLayer::inject))
+//! wraps any HTTP client service (hyper-util's client, a tonic `Channel`, ...). For each request it
+//! combines, later sources winning ([`RequestMetadata::merge`](crate::RequestMetadata::merge)):
+//!
+//! 1. the layer's defaults;
+//! 2. the metadata of the request being served, when the call happens inside a server layer's
+//!    request ([`current`](crate::current)), unless [`propagate(false)`](InjectMetadataLayer::propagate);
+//! 3. a [`RequestMetadata`](crate::RequestMetadata) in the outgoing request's extensions;
+//! 4. what the request already carries: `X-Requesty-*` headers, then a `requesty` body member.
+//!
+//! A JSON body whose size is known gets the result as its `requesty` member, spliced in without
+//! re-serializing anything else, with `Content-Length` updated. Other bodies (streams, non-JSON,
+//! [`HeadersOnly`](crate::HeadersOnly) mode) get the header form. [`Carrier`] chooses.
+
+mod future;
+mod layer;
+mod service;
+
+pub use future::InjectFuture;
+pub(crate) use layer::InjectConfig;
+pub use layer::{Carrier, Field, InjectMetadataLayer};
+pub use service::InjectMetadata;

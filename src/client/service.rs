@@ -1,0 +1,110 @@
+//! [`InjectMetadata`]: the service the inject layer wraps around a client.
+
+use super::future::{InjectFuture, Pending};
+use super::layer::{Carrier, InjectConfig};
+use crate::content::{is_encoded, is_json};
+use crate::{headers, BodyMode, JsonBodies, RequestMetadata};
+use http::Request;
+use http_body::Body;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// Room left after a read body so the member is appended without moving it.
+const HEADROOM: usize = 512;
+
+/// The service made by [`InjectMetadataLayer`](super::InjectMetadataLayer).
+pub struct InjectMetadata<S, R = JsonBodies> {
+    inner: S,
+    config: Arc<InjectConfig>,
+    mode: PhantomData<fn() -> R>,
+}
+
+impl<S, R> InjectMetadata<S, R> {
+    pub(crate) fn new(inner: S, config: Arc<InjectConfig>) -> Self {
+        Self {
+            inner,
+            config,
+            mode: PhantomData,
+        }
+    }
+}
+
+impl<S: Clone, R> Clone for InjectMetadata<S, R> {
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone(), self.config.clone())
+    }
+}
+
+impl<S, R, B> Service<Request<B>> for InjectMetadata<S, R>
+where
+    S: Service<Request<B>> + Clone,
+    B: Body,
+    R: BodyMode<B>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = InjectFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (mut parts, body) = req.into_parts();
+        let config = &self.config;
+        let mut metadata = config.defaults.clone();
+        if config.propagate {
+            if let Some(current) = crate::current() {
+                metadata.merge(RequestMetadata::clone(&current));
+            }
+        }
+        if let Some(own) = parts.extensions.get::<RequestMetadata>() {
+            metadata.merge(own.clone());
+        }
+        // Headers the caller set are the request's own; they are rewritten from the result below.
+        // One that is not valid text cannot be read, and is replaced like the rest.
+        if let Ok(own) = headers::read(&parts.headers) {
+            metadata.merge(own);
+        }
+        let size = body
+            .size_hint()
+            .exact()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= config.max_body);
+        let rebuild = R::rebuild().filter(|_| {
+            config.carrier != Carrier::Headers
+                && is_json(&parts.headers)
+                && !is_encoded(&parts.headers)
+        });
+        match (rebuild, size) {
+            (Some(rebuild), Some(size)) => InjectFuture::collect(
+                Pending {
+                    inner,
+                    parts,
+                    metadata,
+                    config: config.clone(),
+                },
+                body,
+                rebuild,
+                size + HEADROOM,
+            ),
+            _ => {
+                headers::write(&config.filter(metadata), &mut parts.headers);
+                InjectFuture::call(inner.call(Request::from_parts(parts, body)))
+            }
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, R> std::fmt::Debug for InjectMetadata<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InjectMetadata")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
