@@ -5,10 +5,14 @@ use http::HeaderMap;
 
 /// `application/json` or `application/*+json`, with any parameters.
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = value.split(';').next().unwrap_or_default().trim();
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|value| is_json_type(value.split(';').next().unwrap_or_default().trim()))
+}
+
+/// Whether a media type without parameters (`type/subtype`) is JSON.
+pub(crate) fn is_json_type(essence: &str) -> bool {
     let Some((kind, sub)) = essence.split_once('/') else {
         return false;
     };

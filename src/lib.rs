@@ -19,6 +19,7 @@ mod mode;
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
 pub mod server;
+pub mod usage;
 
 pub use current::{current, in_current, scope, Scoped};
 pub use error::{ErrorKind, MetadataError};

@@ -19,6 +19,7 @@ mod layer;
 mod service;
 
 pub use future::InjectFuture;
+#[cfg(feature = "reqwest")]
 pub(crate) use layer::InjectConfig;
 pub use layer::{Carrier, Field, InjectMetadataLayer};
 pub use service::InjectMetadata;

@@ -1,0 +1,270 @@
+//! Reading token usage, model, id and finish reasons from responses as they stream by.
+//!
+//! A [`UsageReader`] is fed the response body frame by frame and never holds on to it: a JSON
+//! response keeps at most its first and last 64 KiB, a server-sent-event stream at most one event
+//! (64 KiB), whatever the response's size. It understands the OpenAI shapes (chat completions,
+//! completions, embeddings, responses; streams with `stream_options.include_usage`) and the Anthropic
+//! messages shape (JSON and its `message_start` / `message_delta` events). Anything else yields an empty
+//! [`ResponseInfo`].
+//!
+//! ```
+//! use requesty_metadata::usage::UsageReader;
+//!
+//! let mut reader = UsageReader::new("text/event-stream").unwrap();
+//! reader.feed(b"data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_");
+//! reader.feed(b"tokens\":19,\"completion_tokens\":6}}\r\n\r\ndata: [DONE]\n\n");
+//! let info = reader.finish();
+//! assert_eq!(info.usage.input_tokens, Some(19));
+//! assert_eq!(info.usage.output_tokens, Some(6));
+//! assert!(info.done);
+//! ```
+
+mod json;
+mod sse;
+
+use serde_json::Value;
+
+/// Token counts, as the provider reported them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Prompt tokens (`prompt_tokens` or `input_tokens`).
+    pub input_tokens: Option<u64>,
+    /// Generated tokens (`completion_tokens` or `output_tokens`).
+    pub output_tokens: Option<u64>,
+    /// Prompt tokens served from the provider's cache (`prompt_tokens_details.cached_tokens`,
+    /// `cache_read_input_tokens`).
+    pub cache_read_input_tokens: Option<u64>,
+    /// Prompt tokens written to the provider's cache (`cache_creation_input_tokens`).
+    pub cache_creation_input_tokens: Option<u64>,
+}
+
+/// What a response said about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResponseInfo {
+    /// The response id (`chatcmpl-…`, `msg_…`).
+    pub id: Option<String>,
+    /// The model that answered (often more specific than the one requested).
+    pub model: Option<String>,
+    /// Why generation stopped, per choice (`stop`, `length`, `end_turn`, `tool_use`, …).
+    pub finish_reasons: Vec<String>,
+    /// Token usage.
+    pub usage: Usage,
+    /// Whether a stream said it was finished (`data: [DONE]`, `message_stop`); `false` for JSON.
+    pub done: bool,
+}
+
+/// Reads a response body on the side; see [the module docs](self).
+#[derive(Debug)]
+pub struct UsageReader {
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Json(json::JsonReader),
+    Sse(sse::SseReader),
+}
+
+impl UsageReader {
+    /// A reader for a response of this `Content-Type`, or `None` when the type is neither JSON nor
+    /// server-sent events.
+    pub fn new(content_type: &str) -> Option<Self> {
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        let kind = if essence.eq_ignore_ascii_case("text/event-stream") {
+            Kind::Sse(sse::SseReader::default())
+        } else if crate::content::is_json_type(essence) {
+            Kind::Json(json::JsonReader::default())
+        } else {
+            return None;
+        };
+        Some(Self { kind })
+    }
+
+    /// Whether this reader reads a stream of events.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.kind, Kind::Sse(_))
+    }
+
+    /// Reads the next bytes of the body.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        match &mut self.kind {
+            Kind::Json(reader) => reader.feed(bytes),
+            Kind::Sse(reader) => reader.feed(bytes),
+        }
+    }
+
+    /// Whether generated text has been seen yet (streams only).
+    pub fn saw_token(&self) -> bool {
+        match &self.kind {
+            Kind::Json(_) => false,
+            Kind::Sse(reader) => reader.saw_token,
+        }
+    }
+
+    /// What the body said, once it has ended (or as far as it got).
+    pub fn finish(self) -> ResponseInfo {
+        match self.kind {
+            Kind::Json(reader) => reader.finish(),
+            Kind::Sse(reader) => reader.finish(),
+        }
+    }
+}
+
+/// Takes what one JSON document (a whole response, or one event) says into `info`. Later documents
+/// override earlier counts: a stream's last usage is its total.
+fn absorb(value: &Value, info: &mut ResponseInfo) {
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    if info.id.is_none() {
+        info.id = value.get("id").and_then(text);
+    }
+    if info.model.is_none() {
+        info.model = value.get("model").and_then(text);
+    }
+    let mut reasons = Vec::new();
+    if let Some(choices) = value.get("choices").and_then(Value::as_array) {
+        reasons.extend(choices.iter().filter_map(|c| c.get("finish_reason")?.as_str()));
+    }
+    reasons.extend(value.get("stop_reason").and_then(Value::as_str));
+    if let Some(delta) = value.get("delta") {
+        reasons.extend(delta.get("stop_reason").and_then(Value::as_str));
+    }
+    for reason in reasons {
+        if !info.finish_reasons.iter().any(|r| r == reason) {
+            info.finish_reasons.push(reason.to_owned());
+        }
+    }
+    if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
+        let count = |path: &[&str]| {
+            path.iter()
+                .try_fold(usage, |v, key| v.get(key))
+                .and_then(Value::as_u64)
+        };
+        let u = &mut info.usage;
+        u.input_tokens = count(&["prompt_tokens"]).or(count(&["input_tokens"])).or(u.input_tokens);
+        u.output_tokens = count(&["completion_tokens"])
+            .or(count(&["output_tokens"]))
+            .or(u.output_tokens);
+        u.cache_read_input_tokens = count(&["prompt_tokens_details", "cached_tokens"])
+            .or(count(&["input_tokens_details", "cached_tokens"]))
+            .or(count(&["cache_read_input_tokens"]))
+            .or(u.cache_read_input_tokens);
+        u.cache_creation_input_tokens = count(&["cache_creation_input_tokens"])
+            .or(u.cache_creation_input_tokens);
+    }
+    // Anthropic's first event wraps the message.
+    if let Some(message) = value.get("message").filter(|m| m.is_object()) {
+        absorb(message, info);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPENAI_JSON: &[u8] = include_bytes!("../../tests/data/openai-chat-response.json");
+    const OPENAI_SSE: &[u8] = include_bytes!("../../tests/data/openai-chat-stream.sse");
+    const ANTHROPIC_JSON: &[u8] = include_bytes!("../../tests/data/anthropic-messages-response.json");
+    const ANTHROPIC_SSE: &[u8] = include_bytes!("../../tests/data/anthropic-messages-stream.sse");
+
+    fn read(content_type: &str, frames: &[&[u8]]) -> (ResponseInfo, bool) {
+        let mut reader = UsageReader::new(content_type).unwrap();
+        for frame in frames {
+            reader.feed(frame);
+        }
+        let token = reader.saw_token();
+        (reader.finish(), token)
+    }
+
+    fn openai() -> ResponseInfo {
+        ResponseInfo {
+            id: Some("chatcmpl-AbC123".into()),
+            model: Some("gpt-4o-2024-08-06".into()),
+            finish_reasons: vec!["stop".into()],
+            usage: Usage {
+                input_tokens: Some(19),
+                output_tokens: Some(6),
+                cache_read_input_tokens: Some(0),
+                cache_creation_input_tokens: None,
+            },
+            done: true,
+        }
+    }
+
+    fn anthropic() -> ResponseInfo {
+        ResponseInfo {
+            id: Some("msg_01XyZ".into()),
+            model: Some("claude-sonnet-4-5-20250929".into()),
+            finish_reasons: vec!["end_turn".into()],
+            usage: Usage {
+                input_tokens: Some(21),
+                output_tokens: Some(7),
+                cache_read_input_tokens: Some(0),
+                cache_creation_input_tokens: Some(0),
+            },
+            done: true,
+        }
+    }
+
+    #[test]
+    fn recorded_json_responses() {
+        let (info, _) = read("application/json", &[OPENAI_JSON]);
+        assert_eq!(info, ResponseInfo { id: Some("chatcmpl-AbC124".into()), done: false, ..openai() });
+        let (info, _) = read("application/json; charset=utf-8", &[ANTHROPIC_JSON]);
+        assert_eq!(info, ResponseInfo { done: false, ..anthropic() });
+    }
+
+    #[test]
+    fn recorded_streams_split_at_every_byte_position() {
+        for (stream, want) in [(OPENAI_SSE, openai()), (ANTHROPIC_SSE, anthropic())] {
+            let crlf: Vec<u8> = stream
+                .split(|&b| b == b'\n')
+                .collect::<Vec<_>>()
+                .join(&b"\r\n"[..]);
+            let cr: Vec<u8> = stream.iter().map(|&b| if b == b'\n' { b'\r' } else { b }).collect();
+            for body in [stream.to_vec(), crlf, cr] {
+                for at in 0..=body.len() {
+                    let (info, token) = read("text/event-stream", &[&body[..at], &body[at..]]);
+                    assert_eq!(info, want, "split at {at}");
+                    assert!(token);
+                }
+                // And one byte per frame.
+                let bytes: Vec<&[u8]> = body.chunks(1).collect();
+                assert_eq!(read("text/event-stream", &bytes).0, want);
+            }
+        }
+    }
+
+    #[test]
+    fn comments_keep_alives_and_unknown_fields_are_skipped() {
+        let body = b": keep-alive\n\nid: 7\nretry: 100\nevent: ping\ndata: {\"type\":\"ping\"}\n\n:\n\ndata: [DONE]\n\n";
+        let (info, token) = read("text/event-stream", &[body]);
+        assert!(info.done && !token);
+        assert_eq!(info.usage, Usage::default());
+    }
+
+    #[test]
+    fn a_stream_cut_mid_event_keeps_what_came_before() {
+        let cut = &OPENAI_SSE[..OPENAI_SSE.len() / 2];
+        let (info, token) = read("text/event-stream", &[cut]);
+        assert!(!info.done && token);
+        assert_eq!(info.model.as_deref(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(info.usage.input_tokens, None);
+    }
+
+    #[test]
+    fn other_types_are_not_read() {
+        assert!(UsageReader::new("text/plain").is_none());
+        assert!(UsageReader::new("application/octet-stream").is_none());
+        assert!(UsageReader::new("application/problem+json").is_some());
+    }
+
+    #[test]
+    fn embeddings_usage() {
+        let body = br#"{"object":"list","data":[],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}"#;
+        let (info, _) = read("application/json", &[body]);
+        assert_eq!(info.usage.input_tokens, Some(8));
+        assert_eq!(info.model.as_deref(), Some("text-embedding-3-small"));
+    }
+}

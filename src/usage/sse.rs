@@ -1,0 +1,185 @@
+//! A server-sent-event stream, read one event at a time with bounded memory.
+//!
+//! Lines end in LF, CRLF or CR, and may be split across frames anywhere (even between CR and LF).
+//! Comments (`:`) and keep-alives are skipped. Most events are content deltas: they are looked at for
+//! the first generated text without being parsed; only the rare events that carry an id, usage or a
+//! finish reason are parsed. Buffers are reused, so a warmed-up stream allocates nothing per frame.
+
+use super::{absorb, ResponseInfo};
+use memchr::memmem;
+use serde_json::Value;
+
+/// The longest line, and the most data in one event, that is read; longer ones are skipped.
+const MAX_EVENT: usize = 64 * 1024;
+
+#[derive(Debug, Default)]
+pub(super) struct SseReader {
+    /// A line begun in an earlier frame.
+    line: Vec<u8>,
+    /// The current line is too long: drop bytes until its end.
+    skipping_line: bool,
+    /// The last frame ended in CR: a LF at the start of the next one ends nothing.
+    after_cr: bool,
+    /// The current event's data lines, joined with LF.
+    data: Vec<u8>,
+    /// The current event is too large to read.
+    skipping_event: bool,
+    pub(super) info: ResponseInfo,
+    pub(super) saw_token: bool,
+    parsed_first: bool,
+}
+
+impl SseReader {
+    pub(super) fn feed(&mut self, mut bytes: &[u8]) {
+        if self.after_cr {
+            self.after_cr = false;
+            if let Some(rest) = bytes.strip_prefix(b"\n") {
+                bytes = rest;
+            }
+        }
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', bytes) {
+            let (part, rest) = bytes.split_at(end);
+            let crlf = rest.starts_with(b"\r\n");
+            if rest.len() == 1 && rest[0] == b'\r' {
+                self.after_cr = true;
+            }
+            bytes = &rest[if crlf { 2 } else { 1 }..];
+            if self.skipping_line {
+                self.skipping_line = false;
+                self.line.clear();
+                continue;
+            }
+            if self.line.is_empty() {
+                self.line_end(part);
+            } else {
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(part);
+                self.line_end(&line);
+                line.clear();
+                self.line = line;
+            }
+        }
+        if !self.skipping_line {
+            if self.line.len() + bytes.len() > MAX_EVENT {
+                self.skipping_line = true;
+                self.line.clear();
+            } else {
+                self.line.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    fn line_end(&mut self, line: &[u8]) {
+        if line.is_empty() {
+            self.dispatch();
+            return;
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(0) => return, // a comment or keep-alive
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        if field != b"data" || self.skipping_event {
+            return;
+        }
+        if self.data.len() + value.len() + 1 > MAX_EVENT {
+            self.skipping_event = true;
+            self.data.clear();
+            return;
+        }
+        if !self.data.is_empty() {
+            self.data.push(b'\n');
+        }
+        self.data.extend_from_slice(value);
+    }
+
+    fn dispatch(&mut self) {
+        let skipped = std::mem::take(&mut self.skipping_event);
+        if !skipped && !self.data.is_empty() {
+            self.event();
+        }
+        self.data.clear();
+    }
+
+    fn event(&mut self) {
+        let data = &self.data[..];
+        if data == b"[DONE]" {
+            self.info.done = true;
+            return;
+        }
+        if !self.saw_token && has_text(data) {
+            self.saw_token = true;
+        }
+        if memmem::find(data, b"\"message_stop\"").is_some() {
+            self.info.done = true;
+        }
+        if !self.parsed_first || worth_parsing(data) {
+            self.parsed_first = true;
+            if let Ok(value) = serde_json::from_slice::<Value>(data) {
+                absorb(&value, &mut self.info);
+            }
+        }
+    }
+
+    pub(super) fn finish(mut self) -> ResponseInfo {
+        // A stream that ends without a blank line still ends its last event.
+        if !self.line.is_empty() && !self.skipping_line {
+            let line = std::mem::take(&mut self.line);
+            self.line_end(&line);
+        }
+        self.dispatch();
+        self.info
+    }
+}
+
+/// Events that carry usage, a finish reason or the message's identity.
+fn worth_parsing(data: &[u8]) -> bool {
+    [
+        &b"\"usage\":{"[..],
+        b"\"usage\": {",
+        b"\"finish_reason\":\"",
+        b"\"finish_reason\": \"",
+        b"\"stop_reason\":\"",
+        b"\"stop_reason\": \"",
+        b"\"message_start\"",
+    ]
+    .iter()
+    .any(|needle| memmem::find(data, needle).is_some())
+}
+
+/// Whether an event carries generated text: a non-empty `content` or `text` delta.
+fn has_text(data: &[u8]) -> bool {
+    [&b"\"content\":\""[..], b"\"text\":\"", b"\"content\": \"", b"\"text\": \""]
+        .iter()
+        .any(|needle| {
+            memmem::find_iter(data, needle).any(|at| data.get(at + needle.len()) != Some(&b'"'))
+        })
+        && memmem::find(data, b"\"delta\"").is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_events_and_lines_are_skipped_with_bounded_memory() {
+        let mut reader = SseReader::default();
+        let huge = vec![b'x'; 200 * 1024];
+        reader.feed(b"data: ");
+        for chunk in huge.chunks(1000) {
+            reader.feed(chunk);
+            assert!(reader.line.capacity() <= 2 * MAX_EVENT);
+        }
+        reader.feed(b"\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n");
+        // Many lines that together are too large for one event.
+        for _ in 0..100 {
+            reader.feed(&[b"data: ".as_slice(), &huge[..1000], b"\n"].concat());
+        }
+        reader.feed(b"\n");
+        assert!(reader.data.capacity() <= 2 * MAX_EVENT);
+        assert_eq!(reader.finish().usage.input_tokens, Some(1));
+    }
+}
