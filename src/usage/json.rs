@@ -1,63 +1,53 @@
 //! A JSON response, read with bounded memory: the whole of a small one, the ends of a large one.
 
-use super::{absorb, ResponseInfo};
+use super::{absorb, ResponseInfo, KEEP};
+use bytes::Bytes;
 use serde_json::Value;
 use std::collections::VecDeque;
-
-/// How much of each end of a large response is kept.
-const KEEP: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 pub(super) struct JsonReader {
     /// The first `KEEP` bytes: `id` and `model` come first in every shape.
     head: Vec<u8>,
-    /// The last `KEEP` bytes past the head: `usage` and finish reasons come last.
-    tail: VecDeque<u8>,
-    overflowed: bool,
 }
 
 impl JsonReader {
-    pub(super) fn feed(&mut self, mut bytes: &[u8]) {
+    /// Copies what still fits in the head; returns the rest.
+    pub(super) fn feed<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
         let room = KEEP - self.head.len();
         let (to_head, rest) = bytes.split_at(room.min(bytes.len()));
         self.head.extend_from_slice(to_head);
-        bytes = rest;
-        if bytes.is_empty() {
-            return;
-        }
-        if bytes.len() >= KEEP {
-            self.overflowed |= !self.tail.is_empty() || bytes.len() > KEEP;
-            self.tail.clear();
-            bytes = &bytes[bytes.len() - KEEP..];
-        }
-        let excess = (self.tail.len() + bytes.len()).saturating_sub(KEEP);
-        if excess > 0 {
-            self.overflowed = true;
-            self.tail.drain(..excess);
-        }
-        self.tail.extend(bytes);
+        rest
     }
 
-    pub(super) fn finish(mut self) -> ResponseInfo {
+    pub(super) fn full(&self) -> bool {
+        self.head.len() == KEEP
+    }
+
+    /// Reads the head and the window on the last frames; `dropped` says whether bytes between them
+    /// were let go.
+    pub(super) fn finish(mut self, tail: VecDeque<Bytes>, dropped: bool) -> ResponseInfo {
         let mut info = ResponseInfo::default();
-        if !self.overflowed {
+        if !dropped {
             // Everything is here: parse it whole.
-            self.head.extend(self.tail.drain(..));
+            for frame in &tail {
+                self.head.extend_from_slice(frame);
+            }
             if let Ok(value) = serde_json::from_slice::<Value>(&self.head) {
                 absorb(&value, &mut info);
             }
             return info;
         }
         // A large response: read the members that sit at its ends, one value at a time.
-        let tail = self.tail.make_contiguous();
-        for (bytes, keys) in [(&self.head[..], ["id", "model"]), (&*tail, ["usage", "stop_reason"])] {
+        let tail: Vec<u8> = tail.iter().flat_map(|f| f.iter().copied()).collect();
+        for (bytes, keys) in [(&self.head[..], ["id", "model"]), (&tail[..], ["usage", "stop_reason"])] {
             for key in keys {
                 if let Some(value) = member_value(bytes, key) {
                     absorb(&serde_json::json!({ key: value }), &mut info);
                 }
             }
         }
-        for reason in all_values(tail, "finish_reason") {
+        for reason in all_values(&tail, "finish_reason") {
             absorb(&serde_json::json!({ "stop_reason": reason }), &mut info);
         }
         info
@@ -90,7 +80,8 @@ fn all_values<'a>(fragment: &'a [u8], key: &str) -> impl Iterator<Item = Value> 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::usage::UsageReader;
+    use bytes::Bytes;
 
     #[test]
     fn a_large_response_keeps_only_its_ends_and_still_reads_them() {
@@ -98,30 +89,18 @@ mod tests {
         let body = format!(
             r#"{{"id":"chatcmpl-1","model":"gpt-4o","choices":[{{"message":{{"content":"{filler}"}},"finish_reason":"length"}}],"usage":{{"prompt_tokens":3,"completion_tokens":4}}}}"#
         );
-        let mut reader = JsonReader::default();
-        for chunk in body.as_bytes().chunks(1000) {
-            reader.feed(chunk);
-            assert!(reader.head.len() <= KEEP && reader.tail.len() <= KEEP);
-        }
-        let info = reader.finish();
-        assert_eq!(info.id.as_deref(), Some("chatcmpl-1"));
-        assert_eq!(info.model.as_deref(), Some("gpt-4o"));
-        assert_eq!(info.finish_reasons, ["length"]);
-        assert_eq!(info.usage.input_tokens, Some(3));
-        assert_eq!(info.usage.output_tokens, Some(4));
-    }
-
-    #[test]
-    fn feeding_in_any_split_gives_the_same_bytes() {
-        let body: Vec<u8> = (0..(3 * KEEP) as u32).map(|i| (i % 251) as u8).collect();
-        for chunk in [1, 7, KEEP - 1, KEEP, KEEP + 1, 2 * KEEP + 5] {
-            let mut reader = JsonReader::default();
-            for piece in body.chunks(chunk) {
-                reader.feed(piece);
+        let body = Bytes::from(body);
+        for frame in [1000, 64 * 1024, 200 * 1024, body.len()] {
+            let mut reader = UsageReader::new("application/json").unwrap();
+            for at in (0..body.len()).step_by(frame) {
+                reader.feed(&body.slice(at..body.len().min(at + frame)));
             }
-            assert_eq!(reader.head, body[..KEEP]);
-            assert!(reader.tail.iter().eq(body[body.len() - KEEP..].iter()), "chunk {chunk}");
-            assert!(reader.overflowed);
+            let info = reader.finish();
+            assert_eq!(info.id.as_deref(), Some("chatcmpl-1"), "{frame}");
+            assert_eq!(info.model.as_deref(), Some("gpt-4o"));
+            assert_eq!(info.finish_reasons, ["length"]);
+            assert_eq!(info.usage.input_tokens, Some(3));
+            assert_eq!(info.usage.output_tokens, Some(4));
         }
     }
 }

@@ -1,18 +1,23 @@
 //! Reading token usage, model, id and finish reasons from responses as they stream by.
 //!
-//! A [`UsageReader`] is fed the response body frame by frame and never holds on to it: a JSON
-//! response keeps at most its first and last 64 KiB, a server-sent-event stream at most one event
-//! (64 KiB), whatever the response's size. It understands the OpenAI shapes (chat completions,
-//! completions, embeddings, responses; streams with `stream_options.include_usage`) and the Anthropic
-//! messages shape (JSON and its `message_start` / `message_delta` events). Anything else yields an empty
-//! [`ResponseInfo`].
+//! A [`UsageReader`] is fed the response body frame by frame and never copies more than a bounded
+//! part of it. Everything a response says about itself sits at its ends: `id` and `model` first, and
+//! `usage` and the finish reasons last. So the reader reads the beginning (the first 64 KiB, or for a
+//! stream until the first generated text), then only keeps a window on the last 64 KiB of frames
+//! (shared, not copied) and reads that when the body ends. Per frame in between it does no more than
+//! keep a reference, so it costs next to nothing on long streams.
+//!
+//! It understands the OpenAI shapes (chat completions, completions, embeddings, responses; streams
+//! with `stream_options.include_usage`) and the Anthropic messages shape (JSON and its
+//! `message_start` / `message_delta` events). Anything else yields an empty [`ResponseInfo`].
 //!
 //! ```
+//! use bytes::Bytes;
 //! use requesty_metadata::usage::UsageReader;
 //!
 //! let mut reader = UsageReader::new("text/event-stream").unwrap();
-//! reader.feed(b"data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_");
-//! reader.feed(b"tokens\":19,\"completion_tokens\":6}}\r\n\r\ndata: [DONE]\n\n");
+//! reader.feed(&Bytes::from_static(b"data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_"));
+//! reader.feed(&Bytes::from_static(b"tokens\":19,\"completion_tokens\":6}}\r\n\r\ndata: [DONE]\n\n"));
 //! let info = reader.finish();
 //! assert_eq!(info.usage.input_tokens, Some(19));
 //! assert_eq!(info.usage.output_tokens, Some(6));
@@ -22,7 +27,9 @@
 mod json;
 mod sse;
 
+use bytes::Bytes;
 use serde_json::Value;
+use std::collections::VecDeque;
 
 /// Token counts, as the provider reported them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,10 +62,16 @@ pub struct ResponseInfo {
     pub done: bool,
 }
 
+/// How much of each end of a body is read.
+const KEEP: usize = 64 * 1024;
+
 /// Reads a response body on the side; see [the module docs](self).
 #[derive(Debug)]
 pub struct UsageReader {
     kind: Kind,
+    /// Whether the beginning has been read; later frames only go to the window.
+    head_read: bool,
+    window: Window,
 }
 
 #[derive(Debug)]
@@ -79,7 +92,11 @@ impl UsageReader {
         } else {
             return None;
         };
-        Some(Self { kind })
+        Some(Self {
+            kind,
+            head_read: false,
+            window: Window::default(),
+        })
     }
 
     /// Whether this reader reads a stream of events.
@@ -87,12 +104,25 @@ impl UsageReader {
         matches!(self.kind, Kind::Sse(_))
     }
 
-    /// Reads the next bytes of the body.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        match &mut self.kind {
-            Kind::Json(reader) => reader.feed(bytes),
-            Kind::Sse(reader) => reader.feed(bytes),
+    /// Reads the next frame of the body (cloning a `Bytes` is a reference count, not a copy).
+    pub fn feed(&mut self, frame: &Bytes) {
+        if self.head_read {
+            self.window.push(frame);
+            return;
         }
+        self.head_read = match &mut self.kind {
+            Kind::Json(reader) => {
+                let rest = reader.feed(frame);
+                if !rest.is_empty() {
+                    self.window.push(&frame.slice(frame.len() - rest.len()..));
+                }
+                reader.full()
+            }
+            Kind::Sse(reader) => {
+                reader.feed(frame);
+                reader.read_enough()
+            }
+        };
     }
 
     /// Whether generated text has been seen yet (streams only).
@@ -105,11 +135,77 @@ impl UsageReader {
 
     /// What the body said, once it has ended (or as far as it got).
     pub fn finish(self) -> ResponseInfo {
+        let Window { frames, dropped, .. } = self.window;
         match self.kind {
-            Kind::Json(reader) => reader.finish(),
-            Kind::Sse(reader) => reader.finish(),
+            Kind::Json(reader) => reader.finish(frames, dropped),
+            Kind::Sse(mut reader) if !dropped => {
+                // The window continues where the reader stopped: read on.
+                for frame in &frames {
+                    reader.feed(frame);
+                }
+                reader.finish()
+            }
+            Kind::Sse(reader) => {
+                // The window starts mid-stream: read its events, from the first whole one.
+                let mut tail = sse::SseReader::resynchronizing();
+                for frame in &frames {
+                    tail.feed(frame);
+                }
+                let mut info = reader.finish();
+                let tail = tail.finish();
+                merge(&mut info, tail);
+                info
+            }
         }
     }
+}
+
+/// The last frames of a body, at least `KEEP` bytes of them when there are that many.
+#[derive(Debug, Default)]
+struct Window {
+    frames: VecDeque<Bytes>,
+    len: usize,
+    /// Whether frames were let go, so the window no longer follows on from the head.
+    dropped: bool,
+}
+
+impl Window {
+    fn push(&mut self, frame: &Bytes) {
+        let frame = if frame.len() > KEEP {
+            // Keep a copy of the end only, not the whole allocation behind a large frame.
+            self.frames.clear();
+            self.len = 0;
+            self.dropped = true;
+            Bytes::copy_from_slice(&frame[frame.len() - KEEP..])
+        } else {
+            frame.clone()
+        };
+        self.len += frame.len();
+        self.frames.push_back(frame);
+        while let Some(front) = self.frames.front() {
+            if self.len - front.len() < KEEP {
+                break;
+            }
+            self.len -= front.len();
+            self.frames.pop_front();
+            self.dropped = true;
+        }
+    }
+}
+
+/// Adds what the end of a stream said to what its beginning said.
+fn merge(info: &mut ResponseInfo, tail: ResponseInfo) {
+    info.id = info.id.take().or(tail.id);
+    info.model = info.model.take().or(tail.model);
+    if !tail.finish_reasons.is_empty() {
+        info.finish_reasons = tail.finish_reasons;
+    }
+    let (u, t) = (&mut info.usage, tail.usage);
+    u.input_tokens = t.input_tokens.or(u.input_tokens);
+    u.output_tokens = t.output_tokens.or(u.output_tokens);
+    u.cache_read_input_tokens = t.cache_read_input_tokens.or(u.cache_read_input_tokens);
+    u.cache_creation_input_tokens = t.cache_creation_input_tokens.or(u.cache_creation_input_tokens);
+    info.done = tail.done;
 }
 
 /// Takes what one JSON document (a whole response, or one event) says into `info`. Later documents
@@ -171,7 +267,7 @@ mod tests {
     fn read(content_type: &str, frames: &[&[u8]]) -> (ResponseInfo, bool) {
         let mut reader = UsageReader::new(content_type).unwrap();
         for frame in frames {
-            reader.feed(frame);
+            reader.feed(&Bytes::copy_from_slice(frame));
         }
         let token = reader.saw_token();
         (reader.finish(), token)
@@ -251,6 +347,33 @@ mod tests {
         assert!(!info.done && token);
         assert_eq!(info.model.as_deref(), Some("gpt-4o-2024-08-06"));
         assert_eq!(info.usage.input_tokens, None);
+    }
+
+    #[test]
+    fn a_long_stream_is_read_at_its_ends() {
+        let mut body = String::from("data: {\"id\":\"c9\",\"model\":\"gpt-4o\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n");
+        for i in 0..2000 {
+            body.push_str(&format!("data: {{\"id\":\"c9\",\"choices\":[{{\"delta\":{{\"content\":\"word {i} \"}},\"finish_reason\":null}}],\"usage\":null}}\n\n"));
+        }
+        body.push_str("data: {\"id\":\"c9\",\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\n\n");
+        body.push_str("data: {\"id\":\"c9\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2000}}\n\ndata: [DONE]\n\n");
+        let body = Bytes::from(body);
+        assert!(body.len() > 3 * KEEP);
+        for frame in [1, 1024, 4096, 100_000] {
+            let mut reader = UsageReader::new("text/event-stream").unwrap();
+            for at in (0..body.len()).step_by(frame) {
+                reader.feed(&body.slice(at..body.len().min(at + frame)));
+                assert!(reader.window.len <= 2 * KEEP);
+            }
+            assert!(reader.window.dropped);
+            let info = reader.finish();
+            assert_eq!(info.id.as_deref(), Some("c9"), "{frame}");
+            assert_eq!(info.model.as_deref(), Some("gpt-4o"));
+            assert_eq!(info.finish_reasons, ["length"]);
+            assert_eq!(info.usage.input_tokens, Some(5));
+            assert_eq!(info.usage.output_tokens, Some(2000));
+            assert!(info.done);
+        }
     }
 
     #[test]

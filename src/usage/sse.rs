@@ -5,7 +5,7 @@
 //! the first generated text without being parsed; only the rare events that carry an id, usage or a
 //! finish reason are parsed. Buffers are reused, so a warmed-up stream allocates nothing per frame.
 
-use super::{absorb, ResponseInfo};
+use super::{absorb, ResponseInfo, KEEP};
 use memchr::memmem;
 use serde_json::Value;
 
@@ -27,10 +27,29 @@ pub(super) struct SseReader {
     pub(super) info: ResponseInfo,
     pub(super) saw_token: bool,
     parsed_first: bool,
+    /// Bytes read so far.
+    read: usize,
+    /// Started mid-stream: lines are ignored until the first blank one.
+    resync: bool,
 }
 
 impl SseReader {
+    /// A reader for a window that may start in the middle of an event.
+    pub(super) fn resynchronizing() -> Self {
+        Self {
+            resync: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the beginning of the stream has told what it will: the response's identity and the
+    /// first generated text (or 64 KiB went by without them).
+    pub(super) fn read_enough(&self) -> bool {
+        (self.parsed_first && self.saw_token) || self.read >= KEEP
+    }
+
     pub(super) fn feed(&mut self, mut bytes: &[u8]) {
+        self.read += bytes.len();
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
@@ -71,7 +90,11 @@ impl SseReader {
 
     fn line_end(&mut self, line: &[u8]) {
         if line.is_empty() {
+            self.resync = false;
             self.dispatch();
+            return;
+        }
+        if self.resync {
             return;
         }
         let (field, value) = match memchr::memchr(b':', line) {
