@@ -11,6 +11,7 @@ mod collect;
 mod content;
 mod current;
 mod error;
+mod genai;
 mod headers;
 mod limits;
 mod metadata;

@@ -311,7 +311,8 @@ fn extra(raw: &[u8], limits: &Limits) -> Result<Map<String, Value>, MetadataErro
     }
     let mut map = Map::new();
     for_each_member(raw, limits.depth(), |key, escaped, value| {
-        let name = if escaped {
+        // Raw control characters are invalid JSON too: let serde_json reject them.
+        let name = if escaped || raw[key.clone()].iter().any(|&b| b < 0x20) {
             decode_key(&raw[key])?
         } else {
             std::str::from_utf8(&raw[key]).map_err(|_| malformed())?.to_owned()

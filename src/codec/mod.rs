@@ -66,6 +66,22 @@ pub struct Scan {
     has_members: bool,
     model: Option<String>,
     stream: Option<bool>,
+    parameters: Parameters,
+}
+
+/// The request's sampling parameters, when the body sets them as numbers at its top level: the
+/// `gen_ai.request.*` span attributes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Parameters {
+    /// `temperature`
+    pub temperature: Option<f64>,
+    /// `top_p`
+    pub top_p: Option<f64>,
+    /// `max_tokens` (or `max_completion_tokens`, or `max_output_tokens`)
+    pub max_tokens: Option<u64>,
+    /// `seed`
+    pub seed: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +100,7 @@ impl Scan {
             has_members: false,
             model: None,
             stream: None,
+            parameters: Parameters::default(),
         }
     }
 
@@ -116,6 +133,11 @@ impl Scan {
     /// The top-level `stream` flag, when it is a boolean.
     pub fn stream(&self) -> Option<bool> {
         self.stream
+    }
+
+    /// The top-level sampling parameters.
+    pub fn parameters(&self) -> Parameters {
+        self.parameters
     }
 }
 
@@ -271,6 +293,23 @@ fn to_json(metadata: &RequestMetadata) -> Vec<u8> {
     serde_json::to_vec(metadata).unwrap_or_else(|_| b"{}".to_vec())
 }
 
+impl Parameters {
+    /// Notes a top-level member if it is a numeric sampling parameter (the value is already known to
+    /// be well-formed).
+    fn note(&mut self, key: &[u8], value: &[u8]) {
+        let number = || std::str::from_utf8(value).ok();
+        match key {
+            b"temperature" => self.temperature = number().and_then(|n| n.parse().ok()),
+            b"top_p" => self.top_p = number().and_then(|n| n.parse().ok()),
+            b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens" => {
+                self.max_tokens = number().and_then(|n| n.parse().ok())
+            }
+            b"seed" => self.seed = number().and_then(|n| n.parse().ok()),
+            _ => {}
+        }
+    }
+}
+
 enum Found {
     Malformed,
     Duplicate,
@@ -332,6 +371,8 @@ fn scan_object(body: &[u8], max_depth: usize) -> Result<Option<Scan>, Found> {
                     b'f' => Some(false),
                     _ => None,
                 };
+            } else if !escaped {
+                scan.parameters.note(key, &body[value.clone()]);
             }
             prev_end = Some(value.end);
             lx.skip_ws();

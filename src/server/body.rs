@@ -78,32 +78,33 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
-        let _entered = this.tracker.as_ref().map(Tracker::enter);
-        let (result, ended) = match this.kind.project() {
-            KindProj::Inner { mut body } => {
-                let result = match body.as_mut().poll_frame(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(result) => result,
-                };
-                if let (Some(Ok(frame)), Some(remaining)) = (&result, this.remaining.as_mut()) {
-                    let len = frame.data_ref().map_or(0, |d| d.len() as u64);
-                    *remaining = remaining.saturating_sub(len);
+        let entered = this.tracker.as_ref().map(Tracker::enter);
+        let (result, end_of_body) = match this.kind.project() {
+            KindProj::Inner { mut body } => match body.as_mut().poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(result) => {
+                    let at_end = body.is_end_stream();
+                    (result, at_end)
                 }
-                let ended = match &result {
-                    None => Some(true),
-                    Some(Err(_)) => Some(false),
-                    Some(Ok(_)) => {
-                        (body.is_end_stream() || *this.remaining == Some(0)).then_some(true)
-                    }
-                };
-                (result, ended)
-            }
-            KindProj::Error { bytes } => {
-                let result = bytes.take().map(|b| Ok(Frame::data(b)));
-                (result, Some(true))
-            }
+            },
+            KindProj::Error { bytes } => (bytes.take().map(|b| Ok(Frame::data(b))), true),
         };
-        drop(_entered);
+        drop(entered);
+        if let Some(Ok(frame)) = &result {
+            if let Some(data) = frame.data_ref() {
+                if let Some(remaining) = this.remaining.as_mut() {
+                    *remaining = remaining.saturating_sub(data.len() as u64);
+                }
+                if let Some(tracker) = this.tracker.as_mut() {
+                    tracker.observe(data);
+                }
+            }
+        }
+        let ended = match &result {
+            None => Some(true),
+            Some(Err(_)) => Some(false),
+            Some(Ok(_)) => (end_of_body || *this.remaining == Some(0)).then_some(true),
+        };
         if let (Some(completed), Some(tracker)) = (ended, this.tracker.as_mut()) {
             tracker.finish(completed);
         }

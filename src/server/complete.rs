@@ -1,8 +1,12 @@
 //! The end of a request: when the response body ended or was dropped, what the span records and what
 //! the completion hook sees.
 
+use super::span::record_response;
+use crate::usage::{ResponseInfo, UsageReader};
 use crate::RequestMetadata;
-use http::{Method, StatusCode};
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Method, StatusCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Span;
@@ -28,6 +32,13 @@ pub struct Completion<'a> {
     pub status: StatusCode,
     /// From the request reaching the layer to the response body's end (or drop).
     pub latency: Duration,
+    /// Until the first byte of the response body.
+    pub time_to_first_byte: Option<Duration>,
+    /// Streams: until the first generated text.
+    pub time_to_first_token: Option<Duration>,
+    /// What a JSON or event-stream response said about itself: usage, response model, id, finish
+    /// reasons.
+    pub response: Option<&'a ResponseInfo>,
     /// `false` when the response body was dropped before it ended: a client that went away
     /// mid-stream.
     pub completed: bool,
@@ -41,28 +52,43 @@ pub(crate) struct Request {
     pub(crate) path: String,
     pub(crate) model: Option<String>,
     pub(crate) stream: Option<bool>,
-    pub(crate) start: Instant,
     pub(crate) on_complete: OnComplete,
 }
 
-/// Held by the response body: closes the span and calls the hook exactly once.
+/// Held by the response body: reads usage on the side, closes the span and calls the hook exactly
+/// once.
 pub(crate) struct Tracker {
     span: Span,
     /// The request's metadata, current while the body is polled (a streaming handler may call on).
     current: Option<Arc<RequestMetadata>>,
     request: Option<Box<Request>>,
     status: StatusCode,
+    start: Instant,
+    first_byte: Option<Duration>,
+    first_token: Option<Duration>,
+    reader: Option<UsageReader>,
     done: bool,
 }
 
 impl Tracker {
-    pub(crate) fn new(span: Span, request: Option<Box<Request>>, status: StatusCode) -> Self {
+    /// `headers` are the response's, when there is a response body worth reading for usage.
+    pub(crate) fn new(
+        span: Span,
+        request: Option<Box<Request>>,
+        status: StatusCode,
+        start: Instant,
+        headers: Option<&HeaderMap>,
+    ) -> Self {
         span.record("http.response.status_code", status.as_u16());
         Self {
             span,
             current: None,
             request,
             status,
+            start,
+            first_byte: None,
+            first_token: None,
+            reader: headers.and_then(reader_for),
             done: false,
         }
     }
@@ -77,10 +103,27 @@ impl Tracker {
         (self.span.enter(), crate::current::enter(self.current.clone()))
     }
 
+    /// Looks at a data frame on its way out.
+    pub(crate) fn observe(&mut self, data: &Bytes) {
+        if self.first_byte.is_none() && !data.is_empty() {
+            self.first_byte = Some(self.start.elapsed());
+        }
+        if let Some(reader) = &mut self.reader {
+            reader.feed(data);
+            if self.first_token.is_none() && reader.saw_token() {
+                self.first_token = Some(self.start.elapsed());
+            }
+        }
+    }
+
     /// Records the end; later calls do nothing.
     pub(crate) fn finish(&mut self, completed: bool) {
         if std::mem::replace(&mut self.done, true) {
             return;
+        }
+        let response = self.reader.take().map(UsageReader::finish);
+        if let Some(info) = &response {
+            record_response(&self.span, info, self.first_token);
         }
         self.span.record("response.completed", completed);
         if let Some(r) = &self.request {
@@ -91,7 +134,10 @@ impl Tracker {
                 model: r.model.as_deref(),
                 stream: r.stream,
                 status: self.status,
-                latency: r.start.elapsed(),
+                latency: self.start.elapsed(),
+                time_to_first_byte: self.first_byte,
+                time_to_first_token: self.first_token,
+                response: response.as_ref(),
                 completed,
             });
         }
@@ -99,4 +145,12 @@ impl Tracker {
         self.span = Span::none();
         self.current = None;
     }
+}
+
+/// A usage reader for a JSON or event-stream response that is not content-encoded.
+fn reader_for(headers: &HeaderMap) -> Option<UsageReader> {
+    if crate::content::is_encoded(headers) {
+        return None;
+    }
+    UsageReader::new(headers.get(CONTENT_TYPE)?.to_str().ok()?)
 }

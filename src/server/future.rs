@@ -8,7 +8,8 @@ use super::ResponseBody;
 use crate::collect::{CollectError, Collected};
 use crate::content::declared_length;
 use crate::error::{error_body, MetadataError};
-use crate::{codec, RequestMetadata};
+use crate::codec::{self, Parameters};
+use crate::RequestMetadata;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::request::Parts;
@@ -22,6 +23,24 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 use tower_service::Service;
 use tracing::Span;
+
+/// What the body said besides the metadata.
+#[derive(Default)]
+struct Facts {
+    model: Option<String>,
+    stream: Option<bool>,
+    parameters: Parameters,
+}
+
+impl Facts {
+    fn of(scan: &codec::Scan) -> Self {
+        Self {
+            model: scan.model().map(str::to_owned),
+            stream: scan.stream(),
+            parameters: scan.parameters(),
+        }
+    }
+}
 
 /// Everything a request needs between `call` and the inner service's call.
 pub(crate) struct Pending<S, M> {
@@ -63,6 +82,7 @@ pin_project! {
             span: Span,
             current: Option<Arc<RequestMetadata>>,
             request: Option<Box<complete::Request>>,
+            start: Instant,
         },
         Reject {
             rejection: Option<(StatusCode, Bytes, Tracker)>,
@@ -91,13 +111,13 @@ where
     pub(crate) fn call(mut pending: Pending<S, M>, body: B) -> Self {
         let metadata = non_empty(std::mem::take(&mut pending.header_metadata));
         Self {
-            state: start(pending, body, metadata, None, None),
+            state: start(pending, body, metadata, Facts::default()),
         }
     }
 
     pub(crate) fn reject(pending: Pending<S, M>, status: StatusCode, body: Bytes) -> Self {
         Self {
-            state: reject(pending, status, body),
+            state: reject(pending, status, body, Facts::default()),
         }
     }
 
@@ -134,12 +154,12 @@ where
                         Ok(()) => read_json(pending, std::mem::take(collected), *rebuild),
                         Err(CollectError::TooLarge) => {
                             let body = too_large_body(pending.config.max_body);
-                            reject(pending, StatusCode::PAYLOAD_TOO_LARGE, body)
+                            reject(pending, StatusCode::PAYLOAD_TOO_LARGE, body, Facts::default())
                         }
                         Err(CollectError::Read) => {
                             let body =
                                 error_body("the request body could not be read", None, "body_read_error");
-                            reject(pending, StatusCode::BAD_REQUEST, body)
+                            reject(pending, StatusCode::BAD_REQUEST, body, Facts::default())
                         }
                     };
                     this.state.set(next);
@@ -149,6 +169,7 @@ where
                     span,
                     current,
                     request,
+                    start,
                 } => {
                     let result = {
                         let _entered = span.enter();
@@ -162,15 +183,17 @@ where
                         Ok(response) => {
                             let (parts, body) = response.into_parts();
                             let declared = declared_length(&parts.headers);
-                            let tracker = Tracker::new(span, request, parts.status).current(current);
+                            let tracker =
+                                Tracker::new(span, request, parts.status, *start, Some(&parts.headers))
+                                    .current(current);
                             Ok(Response::from_parts(
                                 parts,
                                 ResponseBody::inner(body, Some(tracker), declared),
                             ))
                         }
                         Err(error) => {
-                            Tracker::new(span, request, StatusCode::INTERNAL_SERVER_ERROR)
-                                .finish(false);
+                            let status = StatusCode::INTERNAL_SERVER_ERROR;
+                            Tracker::new(span, request, status, *start, None).finish(false);
                             Err(error)
                         }
                     });
@@ -209,17 +232,18 @@ where
     let config = pending.config.clone();
     let mut scan = match codec::scan(collected.as_slice(), &config.limits) {
         Ok(scan) => scan,
-        Err(error) => return reject_metadata(pending, &error),
+        Err(error) => return reject_metadata(pending, &error, Facts::default()),
     };
     if scan.kind() == codec::BodyKind::Malformed && config.reject_malformed {
         let body = error_body("the request body is not valid JSON", None, "invalid_json");
-        return reject(pending, StatusCode::BAD_REQUEST, body);
+        return reject(pending, StatusCode::BAD_REQUEST, body, Facts::default());
     }
+    let facts = Facts::of(&scan);
     let mut metadata = std::mem::take(&mut pending.header_metadata);
     if let Some(from_body) = scan.take_metadata() {
         metadata = from_body.with_fallback(metadata);
         if let Err(error) = codec::check(&metadata, &config.limits) {
-            return reject_metadata(pending, &error);
+            return reject_metadata(pending, &error, facts);
         }
     }
     let strip = scan.member_range().filter(|_| config.strip_body);
@@ -232,16 +256,19 @@ where
     } else {
         collected.into_bytes()
     };
-    let model = scan.model().map(str::to_owned);
-    start(pending, rebuild(body), non_empty(metadata), model, scan.stream())
+    start(pending, rebuild(body), non_empty(metadata), facts)
 }
 
-fn reject_metadata<S, B, M>(pending: Pending<S, M>, error: &MetadataError) -> State<S, B, M>
+fn reject_metadata<S, B, M>(
+    pending: Pending<S, M>,
+    error: &MetadataError,
+    facts: Facts,
+) -> State<S, B, M>
 where
     S: Service<Request<B>>,
     M: MakeSpan,
 {
-    reject(pending, error.status(), error.to_json())
+    reject(pending, error.status(), error.to_json(), facts)
 }
 
 /// Makes the span and calls the inner service inside it.
@@ -249,8 +276,7 @@ fn start<S, B, M>(
     pending: Pending<S, M>,
     body: B,
     metadata: Option<RequestMetadata>,
-    model: Option<String>,
-    stream: Option<bool>,
+    facts: Facts,
 ) -> State<S, B, M>
 where
     S: Service<Request<B>>,
@@ -269,8 +295,9 @@ where
         uri: &parts.uri,
         headers: &parts.headers,
         metadata: metadata.as_ref(),
-        model: model.as_deref(),
-        stream,
+        model: facts.model.as_deref(),
+        stream: facts.stream,
+        parameters: facts.parameters,
     });
     // Shared by the propagation scope and the completion hook; the extension gets the value itself.
     let current = metadata.as_ref().map(|m| Arc::new(m.clone()));
@@ -279,9 +306,8 @@ where
             metadata: current.clone(),
             method: parts.method.clone(),
             path: parts.uri.path().to_owned(),
-            model,
-            stream,
-            start,
+            model: facts.model,
+            stream: facts.stream,
             on_complete: hook.clone(),
         })
     });
@@ -299,11 +325,17 @@ where
         span,
         current,
         request,
+        start,
     }
 }
 
 /// Answers for the layer, in a span of its own so rejected requests are traced and logged too.
-fn reject<S, B, M>(pending: Pending<S, M>, status: StatusCode, body: Bytes) -> State<S, B, M>
+fn reject<S, B, M>(
+    pending: Pending<S, M>,
+    status: StatusCode,
+    body: Bytes,
+    facts: Facts,
+) -> State<S, B, M>
 where
     S: Service<Request<B>>,
     M: MakeSpan,
@@ -322,22 +354,22 @@ where
         uri: &parts.uri,
         headers: &parts.headers,
         metadata: metadata.as_ref(),
-        model: None,
-        stream: None,
+        model: facts.model.as_deref(),
+        stream: facts.stream,
+        parameters: facts.parameters,
     });
     let request = config.on_complete.as_ref().map(|hook| {
         Box::new(complete::Request {
             metadata: metadata.map(Arc::new),
             method: parts.method,
             path: parts.uri.path().to_owned(),
-            model: None,
-            stream: None,
-            start,
+            model: facts.model,
+            stream: facts.stream,
             on_complete: hook.clone(),
         })
     });
     State::Reject {
-        rejection: Some((status, body, Tracker::new(span, request, status))),
+        rejection: Some((status, body, Tracker::new(span, request, status, start, None))),
     }
 }
 

@@ -92,6 +92,28 @@ impl<R> RequestyMetadataLayer<DefaultMakeSpan, R> {
         self.make_span = self.make_span.level(level);
         self
     }
+
+    /// Names the provider behind this service in spans ([`DefaultMakeSpan::provider`]).
+    pub fn provider(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.make_span = self.make_span.provider(name);
+        self
+    }
+
+    /// Records a keyed hash of user ids instead of the ids ([`DefaultMakeSpan::hash_user_ids`]).
+    pub fn hash_user_ids(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.make_span = self.make_span.hash_user_ids(key);
+        self
+    }
+
+    /// Records only these `extra` keys in spans ([`DefaultMakeSpan::extra_allowlist`]).
+    pub fn extra_allowlist<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        self.make_span = self.make_span.extra_allowlist(keys);
+        self
+    }
 }
 
 impl Default for RequestyMetadataLayer {

@@ -1,7 +1,12 @@
 //! The per-request span: what it is made from and how to customize it.
 
+use crate::codec::Parameters;
+use crate::genai;
+use crate::usage::ResponseInfo;
 use crate::RequestMetadata;
 use http::{HeaderMap, Method, Uri};
+use std::sync::Arc;
+use std::time::Duration;
 use tracing::{Level, Span};
 
 /// What is known about a request when its span is made: after the metadata has been read from the
@@ -21,27 +26,15 @@ pub struct RequestInfo<'a> {
     pub model: Option<&'a str>,
     /// The body's top-level `stream` flag.
     pub stream: Option<bool>,
+    /// The body's sampling parameters.
+    pub parameters: Parameters,
 }
 
 impl RequestInfo<'_> {
     /// The GenAI operation the path names (`chat`, `text_completion`, `embeddings`), per the
     /// OpenTelemetry GenAI conventions.
     pub fn operation(&self) -> Option<&'static str> {
-        operation(self.uri.path())
-    }
-}
-
-/// The GenAI operation for an OpenAI- or Anthropic-style path.
-pub(crate) fn operation(path: &str) -> Option<&'static str> {
-    let path = path.trim_end_matches('/');
-    if path.ends_with("/chat/completions") || path.ends_with("/messages") || path.ends_with("/responses") {
-        Some("chat")
-    } else if path.ends_with("/completions") {
-        Some("text_completion")
-    } else if path.ends_with("/embeddings") {
-        Some("embeddings")
-    } else {
-        None
+        genai::operation(self.uri.path())
     }
 }
 
@@ -73,35 +66,81 @@ where
     }
 }
 
-/// The default span, named `llm_request`, with every field declared up front so later records land:
+/// The default span, named `llm_request`, with every field declared up front so later records land.
 ///
 /// | field | value |
 /// |---|---|
-/// | `trace_id`, `user_id` | from the metadata |
-/// | `tags` | the tags as a JSON array string (a tag may itself contain a comma) |
+/// | `trace_id`, `user_id`; also as `requesty.trace_id`, `requesty.user_id` | from the metadata |
+/// | `tags`, `requesty.tags` | the tags as a JSON array string (a tag may itself contain a comma) |
 /// | `extra` | the `extra` object as a JSON string |
+/// | `gen_ai.conversation.id` | the `trace_id` |
+/// | `user.id`, or `user.hash` with [`hash_user_ids`](Self::hash_user_ids) | the `user_id` |
 /// | `http.request.method`, `url.path` | from the request |
 /// | `http.response.status_code` | recorded when the response head arrives |
-/// | `gen_ai.request.model` | the body's `model` |
 /// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`) |
+/// | `gen_ai.provider.name` | [`provider`](Self::provider), or the model's routing prefix (`openai/…`), the path or the model family |
+/// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body |
+/// | `requesty.stream` | the body's `stream` flag |
+/// | `gen_ai.response.model`, `gen_ai.response.id`, `gen_ai.response.finish_reasons` | from the response, when it ends |
+/// | `gen_ai.usage.input_tokens`, `…output_tokens`, `…cache_read.input_tokens`, `…cache_creation.input_tokens` | from the response's `usage` |
+/// | `requesty.time_to_first_token_ms` | streams: until the first generated text |
 /// | `otel.name` | `{operation} {model}` (or the method when the path names no operation) |
 /// | `otel.kind` | `server` |
 /// | `response.completed` | `true` when the response body ended, `false` when it was dropped first |
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct DefaultMakeSpan {
     level: Level,
+    provider: Option<Arc<str>>,
+    user_hash_key: Option<Arc<[u8]>>,
+    extra_allowlist: Option<Arc<[String]>>,
 }
 
 impl DefaultMakeSpan {
     /// Spans at `INFO`.
     pub fn new() -> Self {
-        Self { level: Level::INFO }
+        Self {
+            level: Level::INFO,
+            provider: None,
+            user_hash_key: None,
+            extra_allowlist: None,
+        }
     }
 
     /// Sets the span level.
     pub fn level(mut self, level: Level) -> Self {
         self.level = level;
         self
+    }
+
+    /// Names the provider behind this service (`gen_ai.provider.name`) instead of inferring it.
+    pub fn provider(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.provider = Some(name.into());
+        self
+    }
+
+    /// Records `user.hash`, a keyed hash of the user id (HMAC-SHA-256 with `key`), instead of the
+    /// raw id in any field, so raw user ids never leave the process through spans. The same key
+    /// gives the same hash, so per-user views still work.
+    pub fn hash_user_ids(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.user_hash_key = Some(key.as_ref().into());
+        self
+    }
+
+    /// Records only these `extra` keys (default: all of them).
+    pub fn extra_allowlist<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        self.extra_allowlist = Some(keys.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Whether an `extra` key may be recorded.
+    pub(crate) fn allows_extra(&self, key: &str) -> bool {
+        self.extra_allowlist
+            .as_ref()
+            .is_none_or(|keys| keys.iter().any(|k| k == key))
     }
 }
 
@@ -134,11 +173,31 @@ impl MakeSpan for DefaultMakeSpan {
             user_id = Empty,
             tags = Empty,
             extra = Empty,
+            requesty.trace_id = Empty,
+            requesty.user_id = Empty,
+            requesty.tags = Empty,
+            requesty.stream = info.stream,
+            requesty.time_to_first_token_ms = Empty,
+            gen_ai.conversation.id = Empty,
+            user.id = Empty,
+            user.hash = Empty,
             http.request.method = info.method.as_str(),
             url.path = info.uri.path(),
             http.response.status_code = Empty,
-            gen_ai.request.model = info.model,
             gen_ai.operation.name = operation,
+            gen_ai.provider.name = Empty,
+            gen_ai.request.model = info.model,
+            gen_ai.request.temperature = info.parameters.temperature,
+            gen_ai.request.top_p = info.parameters.top_p,
+            gen_ai.request.max_tokens = info.parameters.max_tokens,
+            gen_ai.request.seed = info.parameters.seed,
+            gen_ai.response.model = Empty,
+            gen_ai.response.id = Empty,
+            gen_ai.response.finish_reasons = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            gen_ai.usage.cache_read.input_tokens = Empty,
+            gen_ai.usage.cache_creation.input_tokens = Empty,
             otel.name = Empty,
             otel.kind = "server",
             response.completed = Empty,
@@ -153,31 +212,76 @@ impl MakeSpan for DefaultMakeSpan {
             (None, _) => info.method.as_str().to_owned(),
         };
         span.record("otel.name", name);
+        let provider = match &self.provider {
+            Some(name) => Some(name.to_string()),
+            None => genai::provider(info.model, info.uri.path()),
+        };
+        span.record("gen_ai.provider.name", provider);
         if let Some(meta) = info.metadata {
-            span.record("trace_id", meta.trace_id.as_deref());
-            span.record("user_id", meta.user_id.as_deref());
-            // Serializing strings and JSON values cannot fail.
-            if !meta.tags.is_empty() {
-                span.record("tags", serde_json::to_string(&meta.tags).unwrap_or_default());
-            }
-            if !meta.extra.is_empty() {
-                span.record("extra", serde_json::to_string(&meta.extra).unwrap_or_default());
-            }
+            record_metadata(&span, meta, self);
         }
         span
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::operation;
+/// Records the metadata fields, applying the privacy options.
+fn record_metadata(span: &Span, meta: &RequestMetadata, options: &DefaultMakeSpan) {
+    if let Some(trace_id) = meta.trace_id.as_deref() {
+        for field in ["trace_id", "requesty.trace_id", "gen_ai.conversation.id"] {
+            span.record(field, trace_id);
+        }
+    }
+    if let Some(user_id) = meta.user_id.as_deref() {
+        match &options.user_hash_key {
+            Some(key) => {
+                span.record("user.hash", genai::user_hash(key, user_id));
+            }
+            None => {
+                for field in ["user_id", "requesty.user_id", "user.id"] {
+                    span.record(field, user_id);
+                }
+            }
+        }
+    }
+    // Serializing strings and JSON values cannot fail.
+    if !meta.tags.is_empty() {
+        let tags = serde_json::to_string(&meta.tags).unwrap_or_default();
+        span.record("tags", tags.as_str());
+        span.record("requesty.tags", tags);
+    }
+    let extra: serde_json::Map<_, _> = meta
+        .extra
+        .iter()
+        .filter(|(key, _)| options.allows_extra(key))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    if !extra.is_empty() {
+        span.record("extra", serde_json::to_string(&extra).unwrap_or_default());
+    }
+}
 
-    #[test]
-    fn operations_from_paths() {
-        assert_eq!(operation("/v1/chat/completions"), Some("chat"));
-        assert_eq!(operation("/v1/messages/"), Some("chat"));
-        assert_eq!(operation("/v1/completions"), Some("text_completion"));
-        assert_eq!(operation("/v1/embeddings"), Some("embeddings"));
-        assert_eq!(operation("/v1/models"), None);
+/// Records what the response said, once its body has ended.
+pub(crate) fn record_response(span: &Span, info: &ResponseInfo, first_token: Option<Duration>) {
+    span.record("gen_ai.response.model", info.model.as_deref());
+    span.record("gen_ai.response.id", info.id.as_deref());
+    if !info.finish_reasons.is_empty() {
+        let reasons = serde_json::to_string(&info.finish_reasons).unwrap_or_default();
+        span.record("gen_ai.response.finish_reasons", reasons);
+    }
+    let usage = &info.usage;
+    // Integers as i64, which OpenTelemetry exports as ints.
+    let count = |n: Option<u64>| n.and_then(|n| i64::try_from(n).ok());
+    span.record("gen_ai.usage.input_tokens", count(usage.input_tokens));
+    span.record("gen_ai.usage.output_tokens", count(usage.output_tokens));
+    span.record(
+        "gen_ai.usage.cache_read.input_tokens",
+        count(usage.cache_read_input_tokens),
+    );
+    span.record(
+        "gen_ai.usage.cache_creation.input_tokens",
+        count(usage.cache_creation_input_tokens),
+    );
+    if let Some(ttft) = first_token {
+        span.record("requesty.time_to_first_token_ms", ttft.as_secs_f64() * 1000.0);
     }
 }
