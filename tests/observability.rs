@@ -1,0 +1,174 @@
+//! GenAI span attributes and usage read from real responses, through an axum server on loopback.
+
+mod support;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use requesty_metadata::server::Completion;
+use requesty_metadata::RequestyMetadataLayer;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{client, serve, Recorder, SpanRecord};
+
+const OPENAI_JSON: &[u8] = include_bytes!("data/openai-chat-response.json");
+const OPENAI_SSE: &[u8] = include_bytes!("data/openai-chat-stream.sse");
+const ANTHROPIC_JSON: &[u8] = include_bytes!("data/anthropic-messages-response.json");
+const ANTHROPIC_SSE: &[u8] = include_bytes!("data/anthropic-messages-stream.sse");
+
+/// Answers with `body` as `content_type`, in frames of `frame` bytes, `gap` apart.
+fn answer(body: &'static [u8], content_type: &'static str, frame: usize, gap: Duration) -> Response {
+    let frames: Vec<Bytes> = body.chunks(frame).map(Bytes::from_static).collect();
+    let stream = futures_util::stream::unfold(frames.into_iter(), move |mut frames| async move {
+        let next = frames.next()?;
+        tokio::time::sleep(gap).await;
+        Some((Ok::<_, Infallible>(next), frames))
+    });
+    Response::builder()
+        .header("content-type", content_type)
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+fn app(layer: RequestyMetadataLayer) -> Router {
+    Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|body: Bytes| async move {
+                if body.windows(14).any(|w| w == b"\"stream\": true") {
+                    answer(OPENAI_SSE, "text/event-stream", 97, Duration::from_millis(2))
+                } else {
+                    answer(OPENAI_JSON, "application/json", 100, Duration::ZERO)
+                }
+            }),
+        )
+        .route(
+            "/v1/messages",
+            post(|body: Bytes| async move {
+                if body.windows(14).any(|w| w == b"\"stream\": true") {
+                    answer(ANTHROPIC_SSE, "text/event-stream; charset=utf-8", 61, Duration::from_millis(2))
+                } else {
+                    answer(ANTHROPIC_JSON, "application/json", 1000, Duration::ZERO)
+                }
+            }),
+        )
+        .layer(layer)
+}
+
+async fn call(addr: std::net::SocketAddr, path: &str, body: &str) -> Bytes {
+    let response = client()
+        .post(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap()
+}
+
+fn field<'a>(span: &'a SpanRecord, name: &str) -> &'a str {
+    span.field(name).unwrap_or_else(|| panic!("no {name} in {span:#?}"))
+}
+
+#[tokio::test]
+async fn openai_stream_usage_and_attributes() {
+    let (recorder, _guard) = Recorder::install();
+    let addr = serve(app(RequestyMetadataLayer::new())).await;
+    let body = r#"{"model": "openai/gpt-4o", "temperature": 0.7, "max_tokens": 300, "top_p": 1, "seed": 42,
+        "stream": true, "stream_options": {"include_usage": true},
+        "messages": [], "requesty": {"trace_id": "wf-1", "user_id": "u-9", "tags": ["a", "b,c"]}}"#;
+    let received = call(addr, "/v1/chat/completions", body).await;
+    assert_eq!(received, OPENAI_SSE, "the stream passes through untouched");
+    let spans = recorder.wait_closed(1).await;
+    let span = &spans[0];
+    assert_eq!(field(span, "otel.name"), "chat openai/gpt-4o");
+    assert_eq!(field(span, "gen_ai.operation.name"), "chat");
+    assert_eq!(field(span, "gen_ai.provider.name"), "openai");
+    assert_eq!(field(span, "gen_ai.request.model"), "openai/gpt-4o");
+    assert_eq!(field(span, "gen_ai.request.temperature"), "0.7");
+    assert_eq!(field(span, "gen_ai.request.max_tokens"), "300");
+    assert_eq!(field(span, "gen_ai.request.top_p"), "1.0");
+    assert_eq!(field(span, "gen_ai.request.seed"), "42");
+    assert_eq!(field(span, "requesty.stream"), "true");
+    assert_eq!(field(span, "gen_ai.response.model"), "gpt-4o-2024-08-06");
+    assert_eq!(field(span, "gen_ai.response.id"), "chatcmpl-AbC123");
+    assert_eq!(field(span, "gen_ai.response.finish_reasons"), r#"["stop"]"#);
+    assert_eq!(field(span, "gen_ai.usage.input_tokens"), "19");
+    assert_eq!(field(span, "gen_ai.usage.output_tokens"), "6");
+    assert_eq!(field(span, "gen_ai.usage.cache_read.input_tokens"), "0");
+    assert_eq!(field(span, "requesty.trace_id"), "wf-1");
+    assert_eq!(field(span, "gen_ai.conversation.id"), "wf-1");
+    assert_eq!(field(span, "requesty.user_id"), "u-9");
+    assert_eq!(field(span, "user.id"), "u-9");
+    assert_eq!(field(span, "requesty.tags"), r#"["a","b,c"]"#);
+    let ttft: f64 = field(span, "requesty.time_to_first_token_ms").parse().unwrap();
+    assert!(ttft > 0.0);
+    assert_eq!(field(span, "response.completed"), "true");
+}
+
+#[tokio::test]
+async fn anthropic_json_and_stream_usage() {
+    let (recorder, _guard) = Recorder::install();
+    let addr = serve(app(RequestyMetadataLayer::new())).await;
+    call(addr, "/v1/messages", r#"{"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": []}"#).await;
+    call(addr, "/v1/messages", r#"{"model": "claude-sonnet-4-5", "stream": true, "messages": []}"#).await;
+    let spans = recorder.wait_closed(2).await;
+    for span in &spans {
+        assert_eq!(field(span, "gen_ai.provider.name"), "anthropic");
+        assert_eq!(field(span, "gen_ai.response.model"), "claude-sonnet-4-5-20250929");
+        assert_eq!(field(span, "gen_ai.response.id"), "msg_01XyZ");
+        assert_eq!(field(span, "gen_ai.response.finish_reasons"), r#"["end_turn"]"#);
+        assert_eq!(field(span, "gen_ai.usage.input_tokens"), "21");
+        assert_eq!(field(span, "gen_ai.usage.output_tokens"), "7");
+        assert_eq!(field(span, "gen_ai.usage.cache_creation.input_tokens"), "0");
+    }
+    assert!(spans[0].field("requesty.time_to_first_token_ms").is_none());
+    assert!(spans[1].field("requesty.time_to_first_token_ms").is_some());
+}
+
+#[tokio::test]
+async fn user_ids_can_be_hashed_and_extra_keys_allowlisted() {
+    let (recorder, _guard) = Recorder::install();
+    let layer = RequestyMetadataLayer::new()
+        .hash_user_ids("secret-key")
+        .extra_allowlist(["country"])
+        .provider("my-gateway");
+    let addr = serve(app(layer)).await;
+    let body = r#"{"model": "gpt-4o", "messages": [],
+        "requesty": {"user_id": "alice@example.com", "extra": {"country": "ca", "email": "alice@example.com"}}}"#;
+    call(addr, "/v1/chat/completions", body).await;
+    call(addr, "/v1/chat/completions", body).await;
+    let spans = recorder.wait_closed(2).await;
+    for span in &spans {
+        for (name, value) in &span.fields {
+            assert!(!value.contains("alice"), "{name} leaks the user: {value}");
+        }
+        assert_eq!(field(span, "extra"), r#"{"country":"ca"}"#);
+        assert_eq!(field(span, "gen_ai.provider.name"), "my-gateway");
+        assert_eq!(field(span, "user.hash").len(), 32);
+    }
+    assert_eq!(spans[0].field("user.hash"), spans[1].field("user.hash"));
+}
+
+#[tokio::test]
+async fn the_completion_hook_sees_usage_and_timings() {
+    let (_recorder, _guard) = Recorder::install();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let layer = RequestyMetadataLayer::new().on_complete(move |done: &Completion<'_>| {
+        let response = done.response.cloned();
+        sink.lock().unwrap().push((response, done.time_to_first_byte, done.time_to_first_token));
+    });
+    let addr = serve(app(layer)).await;
+    call(addr, "/v1/chat/completions", r#"{"model":"gpt-4o","stream": true,"messages":[]}"#).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let seen = seen.lock().unwrap();
+    let (response, first_byte, first_token) = &seen[0];
+    let response = response.as_ref().expect("an event stream is read");
+    assert_eq!(response.usage.output_tokens, Some(6));
+    assert!(response.done);
+    assert!(first_byte.unwrap() <= first_token.unwrap());
+}
