@@ -207,14 +207,24 @@ struct AccessLog<'a> {
     path: &'a str,
     status: u16,
     model: Option<&'a str>,
+    response_model: Option<&'a str>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cached_tokens: Option<u64>,
+    finish_reasons: &'a [String],
     latency_ms: f64,
+    time_to_first_token_ms: Option<f64>,
     completed: bool,
 }
 
 /// One access-log line per request, written after its response body ended (or the client left).
 fn log_completion(format: LogFormat, done: &Completion<'_>) {
     let meta = done.metadata;
-    let latency_ms = (done.latency.as_secs_f64() * 10_000.0).round() / 10.0;
+    let ms = |d: std::time::Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
+    let latency_ms = ms(done.latency);
+    let ttft_ms = done.time_to_first_token.map(ms);
+    let response = done.response;
+    let usage = response.map(|r| r.usage).unwrap_or_default();
     let line = match format {
         LogFormat::Json => {
             let no_extra = Map::new();
@@ -229,7 +239,13 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
                 path: done.path,
                 status: done.status.as_u16(),
                 model: done.model,
+                response_model: response.and_then(|r| r.model.as_deref()),
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cached_tokens: usage.cache_read_input_tokens,
+                finish_reasons: response.map_or(&[], |r| r.finish_reasons.as_slice()),
                 latency_ms,
+                time_to_first_token_ms: ttft_ms,
                 completed: done.completed,
             };
             serde_json::to_string(&line).unwrap_or_default()
@@ -259,6 +275,12 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
                     // JSON delimits itself, so it needs no quoting.
                     line.push_str(&format!(" extra={}", Value::Object(m.extra.clone())));
                 }
+            }
+            if let (Some(input), Some(output)) = (usage.input_tokens, usage.output_tokens) {
+                line.push_str(&format!(" tokens={input}+{output}"));
+            }
+            if let Some(ttft) = ttft_ms {
+                line.push_str(&format!(" ttft={ttft}ms"));
             }
             let end = if done.completed {
                 ""
