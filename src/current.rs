@@ -97,3 +97,18 @@ impl Drop for Restore {
         CURRENT.with(|c| *c.borrow_mut() = previous);
     }
 }
+
+/// Lends `slot`'s metadata to the thread while the guard lives, and takes it back after: no
+/// reference counting per poll, for code polled many times (a streaming body).
+pub(crate) fn lend(slot: &mut Option<Arc<RequestMetadata>>) -> Lent<'_> {
+    CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), slot));
+    Lent(slot)
+}
+
+pub(crate) struct Lent<'a>(&'a mut Option<Arc<RequestMetadata>>);
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), self.0));
+    }
+}

@@ -78,7 +78,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
-        let entered = this.tracker.as_ref().map(Tracker::enter);
+        let entered = this.tracker.as_mut().map(Tracker::enter);
         let (result, end_of_body) = match this.kind.project() {
             KindProj::Inner { mut body } => match body.as_mut().poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,

@@ -99,8 +99,8 @@ impl Tracker {
     }
 
     /// Enters the span and makes the metadata current, for one poll of the body.
-    pub(crate) fn enter(&self) -> (tracing::span::Entered<'_>, crate::current::Restore) {
-        (self.span.enter(), crate::current::enter(self.current.clone()))
+    pub(crate) fn enter(&mut self) -> (tracing::span::Entered<'_>, crate::current::Lent<'_>) {
+        (self.span.enter(), crate::current::lend(&mut self.current))
     }
 
     /// Looks at a data frame on its way out.

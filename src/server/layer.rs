@@ -114,6 +114,15 @@ impl<R> RequestyMetadataLayer<DefaultMakeSpan, R> {
         self.make_span = self.make_span.extra_allowlist(keys);
         self
     }
+
+    /// Puts every request with the same `trace_id` in one OpenTelemetry trace
+    /// ([`DefaultMakeSpan::group_by_trace_id`]).
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    pub fn group_by_trace_id(mut self, group: bool) -> Self {
+        self.make_span = self.make_span.group_by_trace_id(group);
+        self
+    }
 }
 
 impl Default for RequestyMetadataLayer {

@@ -87,12 +87,16 @@ where
 /// | `otel.name` | `{operation} {model}` (or the method when the path names no operation) |
 /// | `otel.kind` | `server` |
 /// | `response.completed` | `true` when the response body ended, `false` when it was dropped first |
+/// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
+/// | parent (feature `opentelemetry`) | the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`) |
 #[derive(Clone, Debug)]
 pub struct DefaultMakeSpan {
     level: Level,
     provider: Option<Arc<str>>,
     user_hash_key: Option<Arc<[u8]>>,
     extra_allowlist: Option<Arc<[String]>>,
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) group_by_trace_id: bool,
 }
 
 impl DefaultMakeSpan {
@@ -103,6 +107,8 @@ impl DefaultMakeSpan {
             provider: None,
             user_hash_key: None,
             extra_allowlist: None,
+            #[cfg(feature = "opentelemetry")]
+            group_by_trace_id: false,
         }
     }
 
@@ -133,6 +139,16 @@ impl DefaultMakeSpan {
         K: Into<String>,
     {
         self.extra_allowlist = Some(keys.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Puts every request carrying the same `trace_id` in one OpenTelemetry trace (default: off),
+    /// so a multi-request workflow reads as one trace. A W3C `traceparent` header still wins; see
+    /// [`otel`](crate::otel) for how it shows in Jaeger or Tempo.
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    pub fn group_by_trace_id(mut self, group: bool) -> Self {
+        self.group_by_trace_id = group;
         self
     }
 
@@ -220,6 +236,8 @@ impl MakeSpan for DefaultMakeSpan {
         if let Some(meta) = info.metadata {
             record_metadata(&span, meta, self);
         }
+        #[cfg(feature = "opentelemetry")]
+        crate::otel::decorate(&span, info, self);
         span
     }
 }

@@ -146,13 +146,14 @@ impl UsageReader {
                 reader.finish()
             }
             Kind::Sse(reader) => {
-                // The window starts mid-stream: read its events, from the first whole one.
-                let mut tail = sse::SseReader::resynchronizing();
-                for frame in &frames {
-                    tail.feed(frame);
+                // The window starts mid-stream. The last events are the ones that matter (finish
+                // reasons, usage, the end): read a short tail first, the whole window only if that
+                // was not enough.
+                let mut tail = read_tail(&frames, 4096);
+                if !tail.done || tail.usage == Usage::default() {
+                    tail = read_tail(&frames, usize::MAX);
                 }
                 let mut info = reader.finish();
-                let tail = tail.finish();
                 merge(&mut info, tail);
                 info
             }
@@ -191,6 +192,21 @@ impl Window {
             self.dropped = true;
         }
     }
+}
+
+/// Reads the events in the last `limit` bytes of `frames`, from the first whole one.
+fn read_tail(frames: &VecDeque<Bytes>, limit: usize) -> ResponseInfo {
+    let mut reader = sse::SseReader::resynchronizing();
+    let mut skip = frames.iter().map(Bytes::len).sum::<usize>().saturating_sub(limit);
+    for frame in frames {
+        if skip >= frame.len() {
+            skip -= frame.len();
+            continue;
+        }
+        reader.feed(&frame[skip..]);
+        skip = 0;
+    }
+    reader.finish()
 }
 
 /// Adds what the end of a stream said to what its beginning said.

@@ -6,7 +6,8 @@
 //! finish reason are parsed. Buffers are reused, so a warmed-up stream allocates nothing per frame.
 
 use super::{absorb, ResponseInfo, KEEP};
-use memchr::memmem;
+use memchr::memmem::Finder;
+use std::sync::LazyLock;
 use serde_json::Value;
 
 /// The longest line, and the most data in one event, that is read; longer ones are skipped.
@@ -136,7 +137,7 @@ impl SseReader {
         if !self.saw_token && has_text(data) {
             self.saw_token = true;
         }
-        if memmem::find(data, b"\"message_stop\"").is_some() {
+        if MESSAGE_STOP.find(data).is_some() {
             self.info.done = true;
         }
         if !self.parsed_first || worth_parsing(data) {
@@ -158,29 +159,47 @@ impl SseReader {
     }
 }
 
+/// Substring searches prepared once: building a searcher costs more than running it on one event.
+macro_rules! needles {
+    ($($name:ident = $text:literal;)*) => {
+        $(static $name: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new($text));)*
+    };
+}
+
+needles! {
+    REASON = b"_reason\"";
+    USAGE = b"\"usage\"";
+    MESSAGE_START = b"\"message_start\"";
+    MESSAGE_STOP = b"\"message_stop\"";
+    DELTA = b"\"delta\"";
+    CONTENT = b"\"content\"";
+    TEXT = b"\"text\"";
+}
+
+/// Whether some `key` (a quoted name) in `data` has a value for which `test` holds; `test` sees the
+/// text after the colon.
+fn any_value(key: &Finder<'_>, data: &[u8], test: impl Fn(&[u8]) -> bool) -> bool {
+    let len = key.needle().len();
+    key.find_iter(data).any(|at| {
+        data[at + len..]
+            .trim_ascii_start()
+            .strip_prefix(b":")
+            .is_some_and(|value| test(value.trim_ascii_start()))
+    })
+}
+
 /// Events that carry usage, a finish reason or the message's identity.
 fn worth_parsing(data: &[u8]) -> bool {
-    [
-        &b"\"usage\":{"[..],
-        b"\"usage\": {",
-        b"\"finish_reason\":\"",
-        b"\"finish_reason\": \"",
-        b"\"stop_reason\":\"",
-        b"\"stop_reason\": \"",
-        b"\"message_start\"",
-    ]
-    .iter()
-    .any(|needle| memmem::find(data, needle).is_some())
+    any_value(&REASON, data, |v| v.starts_with(b"\""))
+        || any_value(&USAGE, data, |v| v.starts_with(b"{"))
+        || MESSAGE_START.find(data).is_some()
 }
 
 /// Whether an event carries generated text: a non-empty `content` or `text` delta.
 fn has_text(data: &[u8]) -> bool {
-    [&b"\"content\":\""[..], b"\"text\":\"", b"\"content\": \"", b"\"text\": \""]
-        .iter()
-        .any(|needle| {
-            memmem::find_iter(data, needle).any(|at| data.get(at + needle.len()) != Some(&b'"'))
-        })
-        && memmem::find(data, b"\"delta\"").is_some()
+    let non_empty_string = |v: &[u8]| v.starts_with(b"\"") && v.get(1) != Some(&b'"');
+    DELTA.find(data).is_some()
+        && (any_value(&CONTENT, data, non_empty_string) || any_value(&TEXT, data, non_empty_string))
 }
 
 #[cfg(test)]
