@@ -16,16 +16,19 @@ mod headers;
 mod limits;
 mod metadata;
 mod mode;
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub mod otel;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
 pub mod server;
 pub mod usage;
 
+pub use client::InjectMetadataLayer;
 pub use current::{current, in_current, scope, Scoped};
 pub use error::{ErrorKind, MetadataError};
 pub use limits::Limits;
-pub use client::InjectMetadataLayer;
 pub use metadata::RequestMetadata;
 pub use mode::{BodyMode, HeadersOnly, JsonBodies};
 pub use server::RequestyMetadataLayer;

@@ -17,7 +17,7 @@
 //! |---|---|
 //! | `"requesty"` inside a string or a nested object | not the member; untouched |
 //! | key spelled with escapes (`"requ\u0065sty"`) | the member: found and stripped |
-//! | two `requesty` members | error ([`ErrorKind::Duplicate`](crate::ErrorKind::Duplicate)) |
+//! | two `requesty` members | error ([`ErrorKind::Duplicate`](crate::ErrorKind)) |
 //! | `"requesty": null` | no metadata; stripped |
 //! | invalid metadata (wrong type, over a [`Limits`] bound) | error naming the field and the rule |
 //! | unknown keys inside `requesty` | kept in [`RequestMetadata::other`] |
@@ -364,7 +364,8 @@ fn scan_object(body: &[u8], max_depth: usize) -> Result<Option<Scan>, Found> {
                     pending = Some((key_start, prev_end, value.clone()));
                 }
             } else if key_eq(key, escaped, b"model")? {
-                model = (body[value.start] == b'"').then(|| (value.clone(), escaped_string(body, &value)));
+                model = (body[value.start] == b'"')
+                    .then(|| (value.clone(), escaped_string(body, &value)));
             } else if key_eq(key, escaped, b"stream")? {
                 scan.stream = match body[value.start] {
                     b't' => Some(true),

@@ -79,7 +79,7 @@ impl Tracker {
         start: Instant,
         headers: Option<&HeaderMap>,
     ) -> Self {
-        span.record("http.response.status_code", status.as_u16());
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         Self {
             span,
             current: None,

@@ -5,10 +5,10 @@ use super::complete::{self, Tracker};
 use super::layer::Config;
 use super::span::{MakeSpan, RequestInfo};
 use super::ResponseBody;
+use crate::codec::{self, Parameters};
 use crate::collect::{CollectError, Collected};
 use crate::content::declared_length;
 use crate::error::{error_body, MetadataError};
-use crate::codec::{self, Parameters};
 use crate::RequestMetadata;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
@@ -154,11 +154,19 @@ where
                         Ok(()) => read_json(pending, std::mem::take(collected), *rebuild),
                         Err(CollectError::TooLarge) => {
                             let body = too_large_body(pending.config.max_body);
-                            reject(pending, StatusCode::PAYLOAD_TOO_LARGE, body, Facts::default())
+                            reject(
+                                pending,
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                body,
+                                Facts::default(),
+                            )
                         }
                         Err(CollectError::Read) => {
-                            let body =
-                                error_body("the request body could not be read", None, "body_read_error");
+                            let body = error_body(
+                                "the request body could not be read",
+                                None,
+                                "body_read_error",
+                            );
                             reject(pending, StatusCode::BAD_REQUEST, body, Facts::default())
                         }
                     };
@@ -183,9 +191,14 @@ where
                         Ok(response) => {
                             let (parts, body) = response.into_parts();
                             let declared = declared_length(&parts.headers);
-                            let tracker =
-                                Tracker::new(span, request, parts.status, *start, Some(&parts.headers))
-                                    .current(current);
+                            let tracker = Tracker::new(
+                                span,
+                                request,
+                                parts.status,
+                                *start,
+                                Some(&parts.headers),
+                            )
+                            .current(current);
                             Ok(Response::from_parts(
                                 parts,
                                 ResponseBody::inner(body, Some(tracker), declared),
@@ -369,7 +382,11 @@ where
         })
     });
     State::Reject {
-        rejection: Some((status, body, Tracker::new(span, request, status, start, None))),
+        rejection: Some((
+            status,
+            body,
+            Tracker::new(span, request, status, start, None),
+        )),
     }
 }
 

@@ -83,7 +83,6 @@ impl RequestyMetadataLayer {
             mode: PhantomData,
         }
     }
-
 }
 
 impl<R> RequestyMetadataLayer<DefaultMakeSpan, R> {

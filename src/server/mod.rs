@@ -1,7 +1,7 @@
 //! The server side: read metadata from requests, strip it, and trace each request until its response
 //! body ends.
 //!
-//! [`RequestyMetadataLayer`](crate::RequestyMetadataLayer) is the entry point; this module holds the
+//! [`RequestyMetadataLayer`] is the entry point; this module holds the
 //! service, future and body types it produces and the span customization hooks.
 
 mod body;

@@ -65,7 +65,8 @@ where
         if config.strip_headers {
             headers::remove(&mut parts.headers);
         }
-        let rebuild = R::rebuild().filter(|_| is_json(&parts.headers) && !is_encoded(&parts.headers));
+        let rebuild =
+            R::rebuild().filter(|_| is_json(&parts.headers) && !is_encoded(&parts.headers));
         let declared = declared_length(&parts.headers);
         let (header_metadata, rejection) = match checked {
             Ok(meta) => (meta, None),

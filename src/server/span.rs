@@ -205,7 +205,10 @@ impl MakeSpan for DefaultMakeSpan {
             gen_ai.request.model = info.model,
             gen_ai.request.temperature = info.parameters.temperature,
             gen_ai.request.top_p = info.parameters.top_p,
-            gen_ai.request.max_tokens = info.parameters.max_tokens,
+            gen_ai.request.max_tokens = info
+                .parameters
+                .max_tokens
+                .and_then(|n| i64::try_from(n).ok()),
             gen_ai.request.seed = info.parameters.seed,
             gen_ai.response.model = Empty,
             gen_ai.response.id = Empty,
@@ -300,6 +303,9 @@ pub(crate) fn record_response(span: &Span, info: &ResponseInfo, first_token: Opt
         count(usage.cache_creation_input_tokens),
     );
     if let Some(ttft) = first_token {
-        span.record("requesty.time_to_first_token_ms", ttft.as_secs_f64() * 1000.0);
+        span.record(
+            "requesty.time_to_first_token_ms",
+            ttft.as_secs_f64() * 1000.0,
+        );
     }
 }

@@ -1,0 +1,210 @@
+//! OpenTelemetry extras for [`DefaultMakeSpan`], for a subscriber with a [`tracing_opentelemetry`]
+//! layer (feature `opentelemetry`).
+//!
+//! ```no_run
+//! use opentelemetry::trace::TracerProvider as _;
+//! use requesty_metadata::RequestyMetadataLayer;
+//! use tracing_subscriber::prelude::*;
+//!
+//! // Add an exporter (OTLP, stdout, ...) to the provider.
+//! let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+//! tracing_subscriber::registry()
+//!     .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("gateway")))
+//!     .init();
+//! let layer = RequestyMetadataLayer::new().group_by_trace_id(true);
+//! ```
+//!
+//! # `extra`, one attribute per key
+//!
+//! A `tracing` span's fields are fixed where it is declared, so the free-form `extra` object is
+//! also set as one attribute per key, `requesty.extra.<key>`, searchable on its own: strings stay
+//! strings, integers are ints, other numbers doubles, booleans bools, and anything else (arrays,
+//! objects, `null`) its JSON text. [`extra_allowlist`](crate::server::DefaultMakeSpan::extra_allowlist)
+//! applies.
+//!
+//! # The caller's trace: `traceparent`
+//!
+//! A request with a valid W3C `traceparent` header (and its `tracestate`) gets the caller's span as
+//! its parent, so the gateway's span joins the caller's trace, whether or not grouping is on: a
+//! caller that propagates a trace asked for it. An invalid `traceparent` is ignored. A caller that
+//! sent the sampled flag unset gets its decision honored by a parent-based sampler (the SDK's
+//! default).
+//!
+//! # One trace per workflow: `group_by_trace_id`
+//!
+//! An agent workflow makes many independent requests, and each would be a trace of its own. With
+//! [`group_by_trace_id(true)`](crate::RequestyMetadataLayer::group_by_trace_id), every request
+//! carrying the same business `trace_id` (and no `traceparent`) gets the same remote parent: its
+//! trace id is the first 16 bytes of the SHA-256 of the `trace_id` ([`group_trace_id`]), its span
+//! id the next 8, sampled. No process has to remember anything, so requests served by different
+//! replicas, hours apart, still land in one trace.
+//!
+//! How it shows in Jaeger or Grafana Tempo:
+//! - one trace per business `trace_id`, each request a span directly under the root;
+//! - the root is never exported (it stands for the workflow, not for a call), so Jaeger warns
+//!   about an "invalid parent span ID" and Tempo lists the trace with "root span not yet
+//!   received": expected, not data loss;
+//! - find a workflow by the tag `requesty.trace_id` (Jaeger: Tags `requesty.trace_id=session_abc123`;
+//!   Tempo: `{ span.requesty.trace_id = "session_abc123" }`), or open it by the id
+//!   [`group_trace_id`] returns;
+//! - a request with a `traceparent` stays in its caller's trace and is not grouped.
+//!
+//! Either parent is set when the span is made, before it is first entered (it is made after the
+//! metadata was read, which is what makes this possible). It replaces the parent the span would
+//! have had from an enclosing `tracing` span, so with grouping on, put this layer outside any
+//! other layer that makes spans.
+
+use crate::server::{DefaultMakeSpan, RequestInfo};
+use http::HeaderMap;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::{Context, Value};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use sha2::{Digest, Sha256};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The OpenTelemetry trace id that requests with this business `trace_id` share under
+/// [`group_by_trace_id`](crate::RequestyMetadataLayer::group_by_trace_id): the first 16 bytes of
+/// its SHA-256 (never the invalid all-zero id). Its hex form (`to_string`) opens the workflow in
+/// Jaeger or Tempo directly.
+///
+/// ```
+/// let id = requesty_metadata::otel::group_trace_id("session_abc123");
+/// assert_eq!(id, requesty_metadata::otel::group_trace_id("session_abc123"));
+/// assert_eq!(id.to_string().len(), 32);
+/// ```
+pub fn group_trace_id(trace_id: &str) -> TraceId {
+    group_parent(trace_id).trace_id()
+}
+
+/// The synthetic, never-exported parent of a workflow's spans.
+fn group_parent(trace_id: &str) -> SpanContext {
+    let digest = Sha256::digest(trace_id.as_bytes());
+    let mut trace = [0; 16];
+    trace.copy_from_slice(&digest[..16]);
+    let mut span = [0; 8];
+    span.copy_from_slice(&digest[16..24]);
+    // All-zero ids are invalid and would make the span a root: never produce one.
+    if trace == [0; 16] {
+        trace[15] = 1;
+    }
+    if span == [0; 8] {
+        span[7] = 1;
+    }
+    SpanContext::new(
+        TraceId::from_bytes(trace),
+        SpanId::from_bytes(span),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::NONE,
+    )
+}
+
+/// Sets the `extra` attributes and the parent on a span [`DefaultMakeSpan`] just made.
+pub(crate) fn decorate(span: &Span, info: &RequestInfo<'_>, options: &DefaultMakeSpan) {
+    if let Some(meta) = info.metadata {
+        let allowed = meta
+            .extra
+            .iter()
+            .filter(|(key, _)| options.allows_extra(key));
+        for (key, value) in allowed {
+            span.set_attribute(format!("requesty.extra.{key}"), attribute(value));
+        }
+    }
+    let parent = caller_context(info.headers).or_else(|| {
+        let trace_id = info.metadata?.trace_id.as_deref()?;
+        options
+            .group_by_trace_id
+            .then(|| Context::new().with_remote_span_context(group_parent(trace_id)))
+    });
+    if let Some(parent) = parent {
+        // Fails only without a tracing-opentelemetry layer, where there is no parent to set.
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// The caller's span context from a valid `traceparent` header.
+fn caller_context(headers: &HeaderMap) -> Option<Context> {
+    if !headers.contains_key("traceparent") {
+        return None;
+    }
+    let context = TraceContextPropagator::new().extract(&Headers(headers));
+    let valid = context.span().span_context().is_valid();
+    valid.then_some(context)
+}
+
+/// An `extra` value as a typed attribute.
+fn attribute(value: &serde_json::Value) -> Value {
+    use serde_json::Value as Json;
+    match value {
+        Json::String(s) => s.clone().into(),
+        Json::Bool(b) => (*b).into(),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => i.into(),
+            // Integers beyond i64 keep their digits rather than lose them to a double.
+            None if n.is_f64() => n.as_f64().unwrap_or_default().into(),
+            None => n.to_string().into(),
+        },
+        other => other.to_string().into(),
+    }
+}
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key)?.to_str().ok()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn group_parents_are_stable_valid_and_distinct() {
+        let a = group_parent("wf-1");
+        assert_eq!(a, group_parent("wf-1"));
+        assert!(a.is_valid() && a.is_remote() && a.is_sampled());
+        assert_ne!(a.trace_id(), group_parent("wf-2").trace_id());
+        assert!(group_parent("").is_valid());
+    }
+
+    #[test]
+    fn extra_values_keep_their_types() {
+        assert_eq!(attribute(&json!("ca")), Value::from("ca"));
+        assert_eq!(attribute(&json!(2)), Value::I64(2));
+        assert_eq!(attribute(&json!(0.5)), Value::F64(0.5));
+        assert_eq!(attribute(&json!(true)), Value::Bool(true));
+        assert_eq!(
+            attribute(&json!(u64::MAX)),
+            Value::from(u64::MAX.to_string())
+        );
+        assert_eq!(attribute(&json!({"a": [1]})), Value::from(r#"{"a":[1]}"#));
+        assert_eq!(attribute(&json!(null)), Value::from("null"));
+    }
+
+    #[test]
+    fn only_a_valid_traceparent_is_a_parent() {
+        let mut headers = HeaderMap::new();
+        assert!(caller_context(&headers).is_none());
+        headers.insert("traceparent", "00-zz-00f067aa0ba902b7-01".parse().unwrap());
+        assert!(caller_context(&headers).is_none());
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        headers.insert("traceparent", traceparent.parse().unwrap());
+        let context = caller_context(&headers).expect("a valid traceparent");
+        let span = context.span();
+        let parent = span.span_context();
+        assert_eq!(
+            parent.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(parent.span_id().to_string(), "00f067aa0ba902b7");
+    }
+}

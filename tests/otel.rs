@@ -1,0 +1,308 @@
+//! The `opentelemetry` feature end to end: request spans exported over OTLP/HTTP to a receiver on
+//! loopback, decoded from protobuf and checked for trace grouping, `traceparent` parents, typed
+//! attributes and privacy.
+#![cfg(feature = "opentelemetry")]
+
+mod support;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use prost::Message;
+use requesty_metadata::otel::group_trace_id;
+use requesty_metadata::RequestyMetadataLayer;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{client, serve};
+use tracing::subscriber::DefaultGuard;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
+const OPENAI_JSON: &[u8] = include_bytes!("data/openai-chat-response.json");
+const OPENAI_SSE: &[u8] = include_bytes!("data/openai-chat-stream.sse");
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+type Spans = Arc<Mutex<Vec<Span>>>;
+
+/// An OTLP/HTTP receiver on its own thread and runtime, so exports never wait on the test's.
+fn receiver() -> (SocketAddr, Spans) {
+    let spans = Spans::default();
+    let sink = spans.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = Router::new().route(
+                "/v1/traces",
+                post(move |body: Bytes| async move {
+                    let request = ExportTraceServiceRequest::decode(body).unwrap();
+                    let mut spans = sink.lock().unwrap();
+                    for resource in request.resource_spans {
+                        for scope in resource.scope_spans {
+                            spans.extend(scope.spans);
+                        }
+                    }
+                    Response::builder()
+                        .header("content-type", "application/x-protobuf")
+                        .body(Body::from(
+                            ExportTraceServiceResponse::default().encode_to_vec(),
+                        ))
+                        .unwrap()
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (rx.recv_timeout(Duration::from_secs(10)).unwrap(), spans)
+}
+
+/// This thread's subscriber: the tracing-opentelemetry layer, batching to the receiver.
+struct Otel {
+    provider: SdkTracerProvider,
+    spans: Spans,
+    _guard: DefaultGuard,
+}
+
+impl Otel {
+    fn install() -> Self {
+        let (addr, spans) = receiver();
+        // Plain HTTP, but the exporter's client wants a crypto provider all the same.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(format!("http://{addr}/v1/traces"))
+            .with_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .build();
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("test"))
+            .with_filter(Targets::new().with_target("requesty_metadata", tracing::Level::TRACE));
+        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        Otel {
+            provider,
+            spans,
+            _guard: guard,
+        }
+    }
+
+    /// Flushes until `count` spans have arrived (bounded).
+    async fn exported(&self, count: usize) -> Vec<Span> {
+        for _ in 0..100 {
+            let provider = self.provider.clone();
+            tokio::task::spawn_blocking(move || provider.force_flush())
+                .await
+                .unwrap()
+                .unwrap();
+            let spans = self.spans.lock().unwrap().clone();
+            if spans.len() >= count {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "{count} spans were not exported: {:#?}",
+            self.spans.lock().unwrap()
+        );
+    }
+
+    async fn shutdown(self) {
+        let provider = self.provider;
+        tokio::task::spawn_blocking(move || provider.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn app(layer: RequestyMetadataLayer) -> Router {
+    Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|body: Bytes| async move {
+                let (content, content_type) = if body.windows(14).any(|w| w == b"\"stream\": true")
+                {
+                    (OPENAI_SSE, "text/event-stream")
+                } else {
+                    (OPENAI_JSON, "application/json")
+                };
+                Response::builder()
+                    .header("content-type", content_type)
+                    .body(Body::from(content))
+                    .unwrap()
+            }),
+        )
+        .layer(layer)
+}
+
+async fn call(addr: SocketAddr, body: &str, traceparent: Option<&str>) {
+    let mut request = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(traceparent) = traceparent {
+        request = request.header("traceparent", traceparent);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+}
+
+fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+}
+
+fn string(value: &str) -> Value {
+    Value::StringValue(value.into())
+}
+
+/// The span whose `requesty.extra.req` is `name`.
+fn request<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| attr(s, "requesty.extra.req") == Some(&string(name)))
+        .unwrap_or_else(|| panic!("no span for request {name} in {spans:#?}"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn workflows_share_a_trace_and_traceparent_wins() {
+    let otel = Otel::install();
+    let addr = serve(app(RequestyMetadataLayer::new().group_by_trace_id(true))).await;
+    let a = r#"{"model": "gpt-4o", "messages": [], "requesty": {"trace_id": "wf-1", "user_id": "u-9",
+        "extra": {"req": "a", "country": "ca", "step": 2, "ratio": 0.5, "beta": true, "cfg": {"k": [1]}}}}"#;
+    let b = r#"{"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
+        "messages": [], "requesty": {"trace_id": "wf-1", "extra": {"req": "b"}}}"#;
+    let c = r#"{"model": "gpt-4o", "messages": [], "requesty": {"trace_id": "wf-2", "extra": {"req": "c"}}}"#;
+    let d = r#"{"model": "gpt-4o", "messages": [], "requesty": {"trace_id": "wf-1", "extra": {"req": "d"}}}"#;
+    let e = r#"{"model": "gpt-4o", "messages": [], "requesty": {"extra": {"req": "e"}}}"#;
+    call(addr, a, None).await;
+    call(addr, b, None).await;
+    call(addr, c, None).await;
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    call(addr, d, Some(&traceparent)).await;
+    call(addr, e, None).await;
+    let spans = otel.exported(5).await;
+    let [a, b, c, d, e] = ["a", "b", "c", "d", "e"].map(|name| request(&spans, name));
+
+    // One trace per business trace_id, under one synthetic parent.
+    assert_eq!(a.trace_id, group_trace_id("wf-1").to_bytes());
+    assert_eq!(b.trace_id, a.trace_id);
+    assert_eq!(b.parent_span_id, a.parent_span_id);
+    assert_eq!(a.parent_span_id.len(), 8);
+    assert_eq!(c.trace_id, group_trace_id("wf-2").to_bytes());
+    assert_ne!(c.trace_id, a.trace_id);
+    // The caller's traceparent wins over grouping.
+    assert_eq!(hex(&d.trace_id), CALLER_TRACE);
+    assert_eq!(hex(&d.parent_span_id), CALLER_SPAN);
+    // No trace_id, no traceparent: a root of its own.
+    assert!(e.parent_span_id.is_empty());
+    assert!(![&a.trace_id, &c.trace_id, &d.trace_id].contains(&&e.trace_id));
+
+    for span in [a, b] {
+        assert_eq!(span.name, "chat gpt-4o");
+        assert_eq!(span.kind, SpanKind::Server as i32);
+        assert_eq!(
+            attr(span, "gen_ai.usage.input_tokens"),
+            Some(&Value::IntValue(19))
+        );
+        assert_eq!(
+            attr(span, "gen_ai.usage.output_tokens"),
+            Some(&Value::IntValue(6))
+        );
+        assert_eq!(attr(span, "gen_ai.request.model"), Some(&string("gpt-4o")));
+        assert_eq!(attr(span, "gen_ai.operation.name"), Some(&string("chat")));
+        assert_eq!(attr(span, "gen_ai.provider.name"), Some(&string("openai")));
+        assert_eq!(attr(span, "requesty.trace_id"), Some(&string("wf-1")));
+        assert_eq!(attr(span, "gen_ai.conversation.id"), Some(&string("wf-1")));
+        assert_eq!(
+            attr(span, "response.completed"),
+            Some(&Value::BoolValue(true))
+        );
+    }
+    assert_eq!(attr(b, "requesty.stream"), Some(&Value::BoolValue(true)));
+    assert_eq!(
+        attr(b, "gen_ai.response.id"),
+        Some(&string("chatcmpl-AbC123"))
+    );
+    assert_eq!(attr(a, "user.id"), Some(&string("u-9")));
+    assert_eq!(attr(a, "requesty.extra.country"), Some(&string("ca")));
+    assert_eq!(attr(a, "requesty.extra.step"), Some(&Value::IntValue(2)));
+    assert_eq!(
+        attr(a, "requesty.extra.ratio"),
+        Some(&Value::DoubleValue(0.5))
+    );
+    assert_eq!(
+        attr(a, "requesty.extra.beta"),
+        Some(&Value::BoolValue(true))
+    );
+    assert_eq!(attr(a, "requesty.extra.cfg"), Some(&string(r#"{"k":[1]}"#)));
+    otel.shutdown().await;
+}
+
+#[tokio::test]
+async fn hashed_user_ids_never_leave_and_grouping_is_opt_in() {
+    let otel = Otel::install();
+    let layer = RequestyMetadataLayer::new()
+        .hash_user_ids("secret-key")
+        .extra_allowlist(["req", "country"]);
+    let addr = serve(app(layer)).await;
+    let body = r#"{"model": "gpt-4o", "messages": [], "requesty": {"trace_id": "wf-1",
+        "user_id": "alice@example.com", "extra": {"req": "p", "country": "ca", "email": "alice@example.com"}}}"#;
+    call(addr, body, None).await;
+    let body = body.replace(r#""req": "p""#, r#""req": "q""#);
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    call(addr, &body, Some(&traceparent)).await;
+    let spans = otel.exported(2).await;
+    let (p, q) = (request(&spans, "p"), request(&spans, "q"));
+
+    for span in [p, q] {
+        for kv in &span.attributes {
+            let value = format!("{:?}", kv.value);
+            assert!(
+                !kv.key.contains("alice") && !value.contains("alice"),
+                "{} leaks the user: {value}",
+                kv.key
+            );
+        }
+        match attr(span, "user.hash") {
+            Some(Value::StringValue(hash)) => assert_eq!(hash.len(), 32),
+            other => panic!("user.hash is {other:?}"),
+        }
+        assert_eq!(attr(span, "requesty.extra.country"), Some(&string("ca")));
+        assert!(attr(span, "requesty.extra.email").is_none());
+        assert!(attr(span, "user.id").is_none());
+    }
+    // Grouping is off by default; a traceparent is honored all the same.
+    assert!(p.parent_span_id.is_empty());
+    assert_ne!(p.trace_id, group_trace_id("wf-1").to_bytes());
+    assert_eq!(hex(&q.trace_id), CALLER_TRACE);
+    assert_eq!(hex(&q.parent_span_id), CALLER_SPAN);
+    otel.shutdown().await;
+}
