@@ -34,7 +34,9 @@ impl Service<Request<Body>> for Bare {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         Box::pin(async move {
-            let body = to_bytes(req.into_body(), usize::MAX).await.unwrap_or_default();
+            let body = to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap_or_default();
             Ok(Response::new(Body::from(body.len().to_string())))
         })
     }
@@ -46,7 +48,10 @@ struct Naive<S>(S);
 
 impl<S> Service<Request<Body>> for Naive<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send,
 {
     type Response = Response<Body>;
@@ -67,7 +72,9 @@ where
             let meta = value.as_object_mut().and_then(|o| o.remove("requesty"));
             common::keep(meta);
             let body = serde_json::to_vec(&value).unwrap_or_default();
-            inner.call(Request::from_parts(parts, Body::from(body))).await
+            inner
+                .call(Request::from_parts(parts, Body::from(body)))
+                .await
         })
     }
 }
@@ -104,7 +111,9 @@ fn cases() -> Cases {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let layer = RequestyMetadataLayer::new();
     for (name, body) in cases() {
         let mut group = c.benchmark_group(format!("layer/{name}"));
@@ -119,7 +128,9 @@ fn bench(c: &mut Criterion) {
 
 /// The ratios the targets are stated in, measured back to back in this run.
 fn ratios() {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
     let layer = RequestyMetadataLayer::new();
     println!("\nlayer ratios (median of same-run samples):");
     for (name, body) in cases() {

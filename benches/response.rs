@@ -83,8 +83,8 @@ fn stream_frames() -> Vec<Bytes> {
 
 fn service(
     frames: Vec<Bytes>,
-) -> impl tower::Service<Request<axum::body::Body>, Response = Response<Frames>, Error = Infallible> + Clone
-{
+) -> impl tower::Service<Request<axum::body::Body>, Response = Response<Frames>, Error = Infallible>
+       + Clone {
     tower::service_fn(move |_: Request<axum::body::Body>| {
         let frames = frames.clone();
         async move {
@@ -135,14 +135,20 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("response/1MB-sse-1KB-frames");
     group.bench_function("bare", |b| {
         b.iter_batched(
-            || rt.block_on(bare.clone().oneshot(request())).map(Response::into_body),
+            || {
+                rt.block_on(bare.clone().oneshot(request()))
+                    .map(Response::into_body)
+            },
             |body| body.map(drain),
             BatchSize::SmallInput,
         )
     });
     group.bench_function("layer", |b| {
         b.iter_batched(
-            || rt.block_on(layered.clone().oneshot(request())).map(Response::into_body),
+            || {
+                rt.block_on(layered.clone().oneshot(request()))
+                    .map(Response::into_body)
+            },
             |body| body.map(drain),
             BatchSize::SmallInput,
         )
@@ -163,11 +169,15 @@ fn ratios() {
     let mut layer_ns = Vec::new();
     let mut allocations = 0;
     for _ in 0..200 {
-        let body = rt.block_on(bare.clone().oneshot(request())).map(Response::into_body);
+        let body = rt
+            .block_on(bare.clone().oneshot(request()))
+            .map(Response::into_body);
         let start = std::time::Instant::now();
         common::keep(body.map(drain).ok());
         bare_ns.push(start.elapsed().as_nanos() as f64);
-        let body = rt.block_on(layered.clone().oneshot(request())).map(Response::into_body);
+        let body = rt
+            .block_on(layered.clone().oneshot(request()))
+            .map(Response::into_body);
         let start = std::time::Instant::now();
         allocations = body.map(drain).unwrap_or_default();
         layer_ns.push(start.elapsed().as_nanos() as f64);

@@ -70,6 +70,10 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Metadata {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<RequestMetadata>().cloned().map(Metadata))
+        Ok(parts
+            .extensions
+            .get::<RequestMetadata>()
+            .cloned()
+            .map(Metadata))
     }
 }

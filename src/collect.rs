@@ -1,9 +1,9 @@
 //! Reading a request body into memory, bounded, copying as little as possible.
 
 use crate::codec::splice;
-use std::ops::Range;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body::Body;
+use std::ops::Range;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 

@@ -31,7 +31,13 @@ pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
 }
 
 pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -42,7 +48,12 @@ mod tests {
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    HeaderValue::from_static(v),
+                )
+            })
             .collect()
     }
 
@@ -55,7 +66,13 @@ mod tests {
         ] {
             assert!(is_json(&headers(&[("content-type", yes)])), "{yes}");
         }
-        for no in ["text/plain", "application/jsonx", "multipart/form-data", "+json", "application/+jso"] {
+        for no in [
+            "text/plain",
+            "application/jsonx",
+            "multipart/form-data",
+            "+json",
+            "application/+jso",
+        ] {
             assert!(!is_json(&headers(&[("content-type", no)])), "{no}");
         }
         assert!(!is_json(&HeaderMap::new()));

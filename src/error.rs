@@ -44,7 +44,11 @@ pub struct MetadataError {
 }
 
 impl MetadataError {
-    pub(crate) fn new(kind: ErrorKind, param: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        kind: ErrorKind,
+        param: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             kind,
             param: param.into(),

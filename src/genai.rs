@@ -84,11 +84,23 @@ mod tests {
     #[test]
     fn providers_from_models_and_paths() {
         let p = |m: Option<&str>, path| provider(m, path);
-        assert_eq!(p(Some("openai/gpt-4o"), "/v1/chat/completions").as_deref(), Some("openai"));
-        assert_eq!(p(Some("Anthropic/claude-3"), "/x").as_deref(), Some("anthropic"));
-        assert_eq!(p(Some("claude-sonnet-4-5"), "/v1/chat/completions").as_deref(), Some("anthropic"));
+        assert_eq!(
+            p(Some("openai/gpt-4o"), "/v1/chat/completions").as_deref(),
+            Some("openai")
+        );
+        assert_eq!(
+            p(Some("Anthropic/claude-3"), "/x").as_deref(),
+            Some("anthropic")
+        );
+        assert_eq!(
+            p(Some("claude-sonnet-4-5"), "/v1/chat/completions").as_deref(),
+            Some("anthropic")
+        );
         assert_eq!(p(None, "/v1/messages").as_deref(), Some("anthropic"));
-        assert_eq!(p(Some("gpt-4o-mini"), "/v1/chat/completions").as_deref(), Some("openai"));
+        assert_eq!(
+            p(Some("gpt-4o-mini"), "/v1/chat/completions").as_deref(),
+            Some("openai")
+        );
         assert_eq!(p(Some("my-finetune"), "/v1/chat/completions"), None);
     }
 

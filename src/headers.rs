@@ -54,16 +54,14 @@ pub(crate) fn read(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError
 pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     remove(headers);
     let missing_origin = [REFERER, TITLE].map(|name| !headers.contains_key(name));
-    let mut put = |name: &str, value: &str| {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            (Ok(name), Ok(value)) => {
-                headers.insert(name, value);
-            }
-            _ => tracing::warn!(header = name, "metadata left out: not a valid header"),
+    let mut put = |name: &str, value: &str| match (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_bytes(value.as_bytes()),
+    ) {
+        (Ok(name), Ok(value)) => {
+            headers.insert(name, value);
         }
+        _ => tracing::warn!(header = name, "metadata left out: not a valid header"),
     };
     if let Some(trace_id) = &meta.trace_id {
         put("x-requesty-trace-id", trace_id);
@@ -85,10 +83,14 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     for (key, value) in &meta.extra {
         let name = format!("{PREFIX}{}", key.to_ascii_lowercase());
         match value.as_str() {
-            Some(text) if !matches!(&name[PREFIX.len()..], "trace-id" | "user-id" | "tags" | "") => {
+            Some(text)
+                if !matches!(&name[PREFIX.len()..], "trace-id" | "user-id" | "tags" | "") =>
+            {
                 put(&name, text)
             }
-            _ => tracing::warn!(key = %key, "extra field left out: only string values travel in headers"),
+            _ => {
+                tracing::warn!(key = %key, "extra field left out: only string values travel in headers")
+            }
         }
     }
     let origin = [(REFERER, &meta.origin_referer), (TITLE, &meta.origin_title)];
@@ -135,7 +137,10 @@ mod tests {
         h.append("X-REQUESTY-TAGS", HeaderValue::from_static("a, b,,a"));
         h.append("x-requesty-tags", HeaderValue::from_static("c"));
         h.insert("X-Requesty-Team", HeaderValue::from_static("platform"));
-        h.insert("HTTP-Referer", HeaderValue::from_static("https://app.example"));
+        h.insert(
+            "HTTP-Referer",
+            HeaderValue::from_static("https://app.example"),
+        );
         h.insert("X-Title", HeaderValue::from_static("My App"));
         h.insert("content-type", HeaderValue::from_static("application/json"));
         let meta = read(&h).unwrap();

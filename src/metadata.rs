@@ -188,7 +188,10 @@ mod tests {
         );
         let back: RequestMetadata = serde_json::from_str(&json).unwrap();
         assert_eq!(back, meta);
-        assert_eq!(serde_json::to_string(&RequestMetadata::new()).unwrap(), "{}");
+        assert_eq!(
+            serde_json::to_string(&RequestMetadata::new()).unwrap(),
+            "{}"
+        );
     }
 
     #[test]
@@ -217,7 +220,11 @@ mod tests {
             .extra("k1", 1)
             .extra("k2", "a");
         a.other.insert("o".into(), Value::from(1));
-        let mut b = RequestMetadata::new().tag("y").tag("z").user_id("ub").extra("k2", "b");
+        let mut b = RequestMetadata::new()
+            .tag("y")
+            .tag("z")
+            .user_id("ub")
+            .extra("k2", "b");
         b.other.insert("o".into(), Value::from(2));
         a.merge(b);
         assert_eq!(a.tags, ["x", "y", "z"]);

@@ -19,7 +19,12 @@ const ANTHROPIC_JSON: &[u8] = include_bytes!("data/anthropic-messages-response.j
 const ANTHROPIC_SSE: &[u8] = include_bytes!("data/anthropic-messages-stream.sse");
 
 /// Answers with `body` as `content_type`, in frames of `frame` bytes, `gap` apart.
-fn answer(body: &'static [u8], content_type: &'static str, frame: usize, gap: Duration) -> Response {
+fn answer(
+    body: &'static [u8],
+    content_type: &'static str,
+    frame: usize,
+    gap: Duration,
+) -> Response {
     let frames: Vec<Bytes> = body.chunks(frame).map(Bytes::from_static).collect();
     let stream = futures_util::stream::unfold(frames.into_iter(), move |mut frames| async move {
         let next = frames.next()?;
@@ -38,7 +43,12 @@ fn app(layer: RequestyMetadataLayer) -> Router {
             "/v1/chat/completions",
             post(|body: Bytes| async move {
                 if body.windows(14).any(|w| w == b"\"stream\": true") {
-                    answer(OPENAI_SSE, "text/event-stream", 97, Duration::from_millis(2))
+                    answer(
+                        OPENAI_SSE,
+                        "text/event-stream",
+                        97,
+                        Duration::from_millis(2),
+                    )
                 } else {
                     answer(OPENAI_JSON, "application/json", 100, Duration::ZERO)
                 }
@@ -48,7 +58,12 @@ fn app(layer: RequestyMetadataLayer) -> Router {
             "/v1/messages",
             post(|body: Bytes| async move {
                 if body.windows(14).any(|w| w == b"\"stream\": true") {
-                    answer(ANTHROPIC_SSE, "text/event-stream; charset=utf-8", 61, Duration::from_millis(2))
+                    answer(
+                        ANTHROPIC_SSE,
+                        "text/event-stream; charset=utf-8",
+                        61,
+                        Duration::from_millis(2),
+                    )
                 } else {
                     answer(ANTHROPIC_JSON, "application/json", 1000, Duration::ZERO)
                 }
@@ -70,7 +85,8 @@ async fn call(addr: std::net::SocketAddr, path: &str, body: &str) -> Bytes {
 }
 
 fn field<'a>(span: &'a SpanRecord, name: &str) -> &'a str {
-    span.field(name).unwrap_or_else(|| panic!("no {name} in {span:#?}"))
+    span.field(name)
+        .unwrap_or_else(|| panic!("no {name} in {span:#?}"))
 }
 
 #[tokio::test]
@@ -104,7 +120,9 @@ async fn openai_stream_usage_and_attributes() {
     assert_eq!(field(span, "requesty.user_id"), "u-9");
     assert_eq!(field(span, "user.id"), "u-9");
     assert_eq!(field(span, "requesty.tags"), r#"["a","b,c"]"#);
-    let ttft: f64 = field(span, "requesty.time_to_first_token_ms").parse().unwrap();
+    let ttft: f64 = field(span, "requesty.time_to_first_token_ms")
+        .parse()
+        .unwrap();
     assert!(ttft > 0.0);
     assert_eq!(field(span, "response.completed"), "true");
 }
@@ -113,14 +131,30 @@ async fn openai_stream_usage_and_attributes() {
 async fn anthropic_json_and_stream_usage() {
     let (recorder, _guard) = Recorder::install();
     let addr = serve(app(RequestyMetadataLayer::new())).await;
-    call(addr, "/v1/messages", r#"{"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": []}"#).await;
-    call(addr, "/v1/messages", r#"{"model": "claude-sonnet-4-5", "stream": true, "messages": []}"#).await;
+    call(
+        addr,
+        "/v1/messages",
+        r#"{"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": []}"#,
+    )
+    .await;
+    call(
+        addr,
+        "/v1/messages",
+        r#"{"model": "claude-sonnet-4-5", "stream": true, "messages": []}"#,
+    )
+    .await;
     let spans = recorder.wait_closed(2).await;
     for span in &spans {
         assert_eq!(field(span, "gen_ai.provider.name"), "anthropic");
-        assert_eq!(field(span, "gen_ai.response.model"), "claude-sonnet-4-5-20250929");
+        assert_eq!(
+            field(span, "gen_ai.response.model"),
+            "claude-sonnet-4-5-20250929"
+        );
         assert_eq!(field(span, "gen_ai.response.id"), "msg_01XyZ");
-        assert_eq!(field(span, "gen_ai.response.finish_reasons"), r#"["end_turn"]"#);
+        assert_eq!(
+            field(span, "gen_ai.response.finish_reasons"),
+            r#"["end_turn"]"#
+        );
         assert_eq!(field(span, "gen_ai.usage.input_tokens"), "21");
         assert_eq!(field(span, "gen_ai.usage.output_tokens"), "7");
         assert_eq!(field(span, "gen_ai.usage.cache_creation.input_tokens"), "0");
@@ -160,10 +194,17 @@ async fn the_completion_hook_sees_usage_and_timings() {
     let sink = seen.clone();
     let layer = RequestyMetadataLayer::new().on_complete(move |done: &Completion<'_>| {
         let response = done.response.cloned();
-        sink.lock().unwrap().push((response, done.time_to_first_byte, done.time_to_first_token));
+        sink.lock()
+            .unwrap()
+            .push((response, done.time_to_first_byte, done.time_to_first_token));
     });
     let addr = serve(app(layer)).await;
-    call(addr, "/v1/chat/completions", r#"{"model":"gpt-4o","stream": true,"messages":[]}"#).await;
+    call(
+        addr,
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o","stream": true,"messages":[]}"#,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let seen = seen.lock().unwrap();
     let (response, first_byte, first_token) = &seen[0];

@@ -29,13 +29,22 @@ async fn echo(
     body: Bytes,
 ) -> Response {
     calls.fetch_add(1, Ordering::SeqCst);
-    tracing::info!(handler_trace_id = meta.as_ref().and_then(|m| m.trace_id.as_deref()), "handled");
+    tracing::info!(
+        handler_trace_id = meta.as_ref().and_then(|m| m.trace_id.as_deref()),
+        "handled"
+    );
     let seen = meta.map(|Extension(m)| serde_json::to_string(&m).unwrap());
     let names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
     let mut response = body.into_response();
     let h = response.headers_mut();
-    h.insert("x-seen-metadata", HeaderValue::from_str(&seen.unwrap_or_default()).unwrap());
-    h.insert("x-seen-headers", HeaderValue::from_str(&names.join(",")).unwrap());
+    h.insert(
+        "x-seen-metadata",
+        HeaderValue::from_str(&seen.unwrap_or_default()).unwrap(),
+    );
+    h.insert(
+        "x-seen-headers",
+        HeaderValue::from_str(&names.join(",")).unwrap(),
+    );
     if let Some(len) = headers.get("content-length") {
         h.insert("x-seen-content-length", len.clone());
     }
@@ -152,7 +161,10 @@ async fn headers_are_read_and_removed_origin_headers_stay() {
     );
     let seen = response.headers()["x-seen-headers"].to_str().unwrap();
     assert!(!seen.contains("x-requesty"), "{seen}");
-    assert!(seen.contains("http-referer") && seen.contains("x-title"), "{seen}");
+    assert!(
+        seen.contains("http-referer") && seen.contains("x-title"),
+        "{seen}"
+    );
 }
 
 #[tokio::test]
@@ -239,12 +251,32 @@ async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not
             .body(body)
     };
     let cases = [
-        (r#"{"requesty":{"tags":"a"}}"#, "requesty.tags", "invalid_metadata_type"),
-        (r#"{"requesty":{"tags":["a","b","c"]}}"#, "requesty.tags", "metadata_limit_exceeded"),
-        (r#"{"requesty":{"user_id":5}}"#, "requesty.user_id", "invalid_metadata_type"),
-        (r#"{"requesty":{"extra":[]}}"#, "requesty.extra", "invalid_metadata_type"),
+        (
+            r#"{"requesty":{"tags":"a"}}"#,
+            "requesty.tags",
+            "invalid_metadata_type",
+        ),
+        (
+            r#"{"requesty":{"tags":["a","b","c"]}}"#,
+            "requesty.tags",
+            "metadata_limit_exceeded",
+        ),
+        (
+            r#"{"requesty":{"user_id":5}}"#,
+            "requesty.user_id",
+            "invalid_metadata_type",
+        ),
+        (
+            r#"{"requesty":{"extra":[]}}"#,
+            "requesty.extra",
+            "invalid_metadata_type",
+        ),
         (r#"{"requesty":[]}"#, "requesty", "invalid_metadata_type"),
-        (r#"{"requesty":{},"requ\u0065sty":{}}"#, "requesty", "duplicate_metadata"),
+        (
+            r#"{"requesty":{},"requ\u0065sty":{}}"#,
+            "requesty",
+            "duplicate_metadata",
+        ),
     ];
     for (body, param, code) in cases {
         expect_error(post(body).send().await.unwrap(), 400, json!(param), code).await;
@@ -255,7 +287,13 @@ async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not
         .send()
         .await
         .unwrap();
-    expect_error(response, 400, json!("requesty.tags"), "metadata_limit_exceeded").await;
+    expect_error(
+        response,
+        400,
+        json!("requesty.tags"),
+        "metadata_limit_exceeded",
+    )
+    .await;
     // Headers alone too, before the body is read.
     let response = client
         .get(format!("http://{addr}/v1/models"))
@@ -263,7 +301,13 @@ async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not
         .send()
         .await
         .unwrap();
-    expect_error(response, 400, json!("requesty.tags"), "metadata_limit_exceeded").await;
+    expect_error(
+        response,
+        400,
+        json!("requesty.tags"),
+        "metadata_limit_exceeded",
+    )
+    .await;
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
     // Rejected requests are traced too.
@@ -312,7 +356,9 @@ async fn body_over_the_limit_is_a_413_declared_or_chunked() {
         let response = client
             .post(&url)
             .header("content-type", "application/json")
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
             .send()
             .await
             .unwrap();
@@ -340,10 +386,20 @@ async fn non_json_bodies_pass_through_byte_for_byte() {
         (None, None, tagged.clone()),
         (Some("application/octet-stream"), None, binary),
         (Some("application/json"), Some("gzip"), tagged.clone()),
-        (Some("application/json"), None, b"{\"requesty\":{\"tags\":[\"a\"]},".to_vec()),
-        (Some("application/json"), None, b"[1, {\"requesty\":{}}]".to_vec()),
+        (
+            Some("application/json"),
+            None,
+            b"{\"requesty\":{\"tags\":[\"a\"]},".to_vec(),
+        ),
+        (
+            Some("application/json"),
+            None,
+            b"[1, {\"requesty\":{}}]".to_vec(),
+        ),
     ] {
-        let mut request = client.post(format!("http://{addr}/v1/files")).body(body.clone());
+        let mut request = client
+            .post(format!("http://{addr}/v1/files"))
+            .body(body.clone());
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
@@ -352,8 +408,15 @@ async fn non_json_bodies_pass_through_byte_for_byte() {
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200);
-        assert!(seen_metadata(&response).is_none(), "{content_type:?} {encoding:?}");
-        assert_eq!(response.bytes().await.unwrap(), body, "{content_type:?} {encoding:?}");
+        assert!(
+            seen_metadata(&response).is_none(),
+            "{content_type:?} {encoding:?}"
+        );
+        assert_eq!(
+            response.bytes().await.unwrap(),
+            body,
+            "{content_type:?} {encoding:?}"
+        );
     }
 }
 
@@ -380,7 +443,10 @@ fn sse(frames: Option<usize>, gap: Duration) -> Response {
             return None;
         }
         tokio::time::sleep(gap).await;
-        Some((Ok::<_, Infallible>(Bytes::from(format!("data: {i}\n\n"))), i + 1))
+        Some((
+            Ok::<_, Infallible>(Bytes::from(format!("data: {i}\n\n"))),
+            i + 1,
+        ))
     });
     Response::builder()
         .header("content-type", "text/event-stream")
@@ -392,7 +458,10 @@ fn sse(frames: Option<usize>, gap: Duration) -> Response {
 async fn span_stays_open_until_the_last_chunk_of_a_stream() {
     let (recorder, _guard) = Recorder::install();
     let router = Router::new()
-        .route("/v1/chat/completions", post(|| async { sse(Some(3), Duration::from_millis(50)) }))
+        .route(
+            "/v1/chat/completions",
+            post(|| async { sse(Some(3), Duration::from_millis(50)) }),
+        )
         .layer(RequestyMetadataLayer::new());
     let addr = serve(router).await;
     let response = client()
@@ -440,7 +509,10 @@ async fn a_streamed_body_with_a_declared_length_counts_as_completed() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.bytes().await.unwrap(), &b"data: 0\n\ndata: 1\n\ndata: 2\n\n"[..]);
+    assert_eq!(
+        response.bytes().await.unwrap(),
+        &b"data: 0\n\ndata: 1\n\ndata: 2\n\n"[..]
+    );
     let spans = recorder.wait_closed(1).await;
     assert_eq!(spans[0].field("response.completed"), Some("true"));
 }
@@ -454,7 +526,10 @@ async fn client_dropping_mid_stream_is_recorded_as_cut_off() {
         seen.lock().unwrap().push((done.completed, done.status));
     });
     let router = Router::new()
-        .route("/v1/chat/completions", post(|| async { sse(None, Duration::from_millis(10)) }))
+        .route(
+            "/v1/chat/completions",
+            post(|| async { sse(None, Duration::from_millis(10)) }),
+        )
         .layer(layer);
     let addr = serve(router).await;
     let response = client()
@@ -530,11 +605,17 @@ async fn readied_service_is_called_behind_a_buffer() {
             async move {
                 calls.fetch_add(1, Ordering::SeqCst);
                 let seen = req.extensions().get::<RequestMetadata>().cloned();
-                let body = axum::body::to_bytes(req.into_body(), usize::MAX).await.unwrap();
+                let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 Ok::<_, Infallible>(
-                    format!("{}|{}", seen.and_then(|m| m.trace_id).unwrap_or_default(), body.len())
-                        .into_response(),
+                    format!(
+                        "{}|{}",
+                        seen.and_then(|m| m.trace_id).unwrap_or_default(),
+                        body.len()
+                    )
+                    .into_response(),
                 )
             }
         }
@@ -607,7 +688,10 @@ async fn two_hundred_concurrent_requests_do_not_cross_talk() {
         let trace = span.field("trace_id").unwrap();
         let i = trace.strip_prefix("trace-").unwrap();
         assert_eq!(span.field("user_id"), Some(format!("user-{i}").as_str()));
-        assert_eq!(span.field("gen_ai.request.model"), Some(format!("m{i}").as_str()));
+        assert_eq!(
+            span.field("gen_ai.request.model"),
+            Some(format!("m{i}").as_str())
+        );
         // The handler's event landed in its own request's span.
         assert_eq!(span.events.len(), 1);
         assert_eq!(

@@ -30,13 +30,17 @@ pub fn chat_request(target: usize, with_metadata: bool) -> Vec<u8> {
 /// A request of about `target` bytes carrying one base64 image, metadata last when `with_metadata`.
 pub fn image_request(target: usize, with_metadata: bool) -> Vec<u8> {
     let base64: String = (0..target)
-        .map(|i| b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[i * 7 % 64] as char)
+        .map(|i| {
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[i * 7 % 64] as char
+        })
         .collect();
     let mut body = format!(
         r#"{{"model":"openai/gpt-4o","messages":[{{"role":"user","content":[{{"type":"text","text":"What is in this image?"}},{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{base64}"}}}}]}}]"#
     );
     if with_metadata {
-        body.push_str(r#","requesty":{"tags":["bench"],"user_id":"user_1234","trace_id":"session_abc123"}"#);
+        body.push_str(
+            r#","requesty":{"tags":["bench"],"user_id":"user_1234","trace_id":"session_abc123"}"#,
+        );
     }
     body.push('}');
     body.into_bytes()

@@ -54,7 +54,12 @@ pin_project! {
 }
 
 impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
-    pub(crate) fn collect(pending: Pending<S>, body: B, rebuild: fn(Bytes) -> B, capacity: usize) -> Self {
+    pub(crate) fn collect(
+        pending: Pending<S>,
+        body: B,
+        rebuild: fn(Bytes) -> B,
+        capacity: usize,
+    ) -> Self {
         Self {
             state: State::Collect {
                 body,

@@ -124,7 +124,10 @@ pub(crate) fn skip_container(
         in_string = ((strings as i64) >> 63) as u64;
         let opens = m.open & !strings;
         let closes = m.close & !strings;
-        let (n_open, n_close) = (u64::from(opens.count_ones()), u64::from(closes.count_ones()));
+        let (n_open, n_close) = (
+            u64::from(opens.count_ones()),
+            u64::from(closes.count_ones()),
+        );
         if open > n_close && open + n_open <= allowed {
             // Cannot close here, cannot get too deep here: take the block whole.
             open = open + n_open - n_close;
@@ -198,7 +201,12 @@ mod tests {
                 }
                 let got = escapes.next(backslash);
                 for i in 0..64 {
-                    assert_eq!(got >> i & 1 == 1, want[k * 64 + i], "round {round} byte {}", k * 64 + i);
+                    assert_eq!(
+                        got >> i & 1 == 1,
+                        want[k * 64 + i],
+                        "round {round} byte {}",
+                        k * 64 + i
+                    );
                 }
             }
         }

@@ -253,7 +253,20 @@ mod tests {
 
     #[test]
     fn rejects_bad_scalars_and_unbalanced_containers() {
-        for bad in ["", "01", "1.", "-", "1e", "tru", "nul", "[", "\"abc", "\"a\\", "[1", "{\"a\":[}"] {
+        for bad in [
+            "",
+            "01",
+            "1.",
+            "-",
+            "1e",
+            "tru",
+            "nul",
+            "[",
+            "\"abc",
+            "\"a\\",
+            "[1",
+            "{\"a\":[}",
+        ] {
             assert!(skip(bad).is_err(), "{bad}");
             assert!(serde_json::from_str::<serde_json::Value>(bad).is_err());
         }

@@ -64,7 +64,11 @@ pub(crate) fn parse(raw: &[u8], limits: &Limits) -> Result<Option<RequestMetadat
 
 /// Checks header- or code-built metadata against the same limits the body parser applies.
 pub(crate) fn check(meta: &RequestMetadata, limits: &Limits) -> Result<(), MetadataError> {
-    check_tags(meta.tags.iter().map(String::as_str), meta.tags.len(), limits)?;
+    check_tags(
+        meta.tags.iter().map(String::as_str),
+        meta.tags.len(),
+        limits,
+    )?;
     for (name, value) in [("user_id", &meta.user_id), ("trace_id", &meta.trace_id)] {
         if let Some(v) = value {
             check_id(v, name, limits)?;
@@ -280,7 +284,9 @@ fn text(raw: &[u8], name: &str) -> Result<Option<String>, MetadataError> {
 fn string(raw: &[u8]) -> Result<String, Malformed> {
     match raw {
         [b'"', inner @ .., b'"'] if !inner.iter().any(|&b| b == b'\\' || b < 0x20) => {
-            std::str::from_utf8(inner).map(str::to_owned).map_err(|_| Malformed)
+            std::str::from_utf8(inner)
+                .map(str::to_owned)
+                .map_err(|_| Malformed)
         }
         [b'"', ..] => serde_json::from_slice(raw).map_err(|_| Malformed),
         _ => Err(Malformed),
@@ -315,7 +321,9 @@ fn extra(raw: &[u8], limits: &Limits) -> Result<Map<String, Value>, MetadataErro
         let name = if escaped || raw[key.clone()].iter().any(|&b| b < 0x20) {
             decode_key(&raw[key])?
         } else {
-            std::str::from_utf8(&raw[key]).map_err(|_| malformed())?.to_owned()
+            std::str::from_utf8(&raw[key])
+                .map_err(|_| malformed())?
+                .to_owned()
         };
         let raw_value = &raw[value];
         let value = match raw_value.first() {
@@ -325,10 +333,15 @@ fn extra(raw: &[u8], limits: &Limits) -> Result<Map<String, Value>, MetadataErro
         if map.len() == limits.extra_entries() {
             return Err(too_many_extra(map.len() + 1, limits));
         }
-        if map.insert(name.clone(), value).is_some() {
-            return Err(duplicate(&format!("extra.{name}")));
+        match map.entry(name) {
+            serde_json::map::Entry::Occupied(entry) => {
+                Err(duplicate(&format!("extra.{}", entry.key())))
+            }
+            serde_json::map::Entry::Vacant(entry) => {
+                entry.insert(value);
+                Ok(())
+            }
         }
-        Ok(())
     })?;
     Ok(map)
 }

@@ -59,7 +59,11 @@ mod tests {
 
     fn check(body: &str, range: Range<usize>, insert: &str) {
         let want = format!("{}{}{}", &body[..range.start], insert, &body[range.end..]);
-        let unique = splice(Bytes::from(body.to_owned()), range.clone(), insert.as_bytes());
+        let unique = splice(
+            Bytes::from(body.to_owned()),
+            range.clone(),
+            insert.as_bytes(),
+        );
         assert_eq!(unique, want.as_bytes());
         let keep = Bytes::from(body.to_owned());
         let shared = splice(keep.clone(), range, insert.as_bytes());

@@ -40,7 +40,10 @@ impl JsonReader {
         }
         // A large response: read the members that sit at its ends, one value at a time.
         let tail: Vec<u8> = tail.iter().flat_map(|f| f.iter().copied()).collect();
-        for (bytes, keys) in [(&self.head[..], ["id", "model"]), (&tail[..], ["usage", "stop_reason"])] {
+        for (bytes, keys) in [
+            (&self.head[..], ["id", "model"]),
+            (&tail[..], ["usage", "stop_reason"]),
+        ] {
             for key in keys {
                 if let Some(value) = member_value(bytes, key) {
                     absorb(&serde_json::json!({ key: value }), &mut info);

@@ -135,7 +135,9 @@ impl UsageReader {
 
     /// What the body said, once it has ended (or as far as it got).
     pub fn finish(self) -> ResponseInfo {
-        let Window { frames, dropped, .. } = self.window;
+        let Window {
+            frames, dropped, ..
+        } = self.window;
         match self.kind {
             Kind::Json(reader) => reader.finish(frames, dropped),
             Kind::Sse(mut reader) if !dropped => {
@@ -197,7 +199,11 @@ impl Window {
 /// Reads the events in the last `limit` bytes of `frames`, from the first whole one.
 fn read_tail(frames: &VecDeque<Bytes>, limit: usize) -> ResponseInfo {
     let mut reader = sse::SseReader::resynchronizing();
-    let mut skip = frames.iter().map(Bytes::len).sum::<usize>().saturating_sub(limit);
+    let mut skip = frames
+        .iter()
+        .map(Bytes::len)
+        .sum::<usize>()
+        .saturating_sub(limit);
     for frame in frames {
         if skip >= frame.len() {
             skip -= frame.len();
@@ -220,7 +226,9 @@ fn merge(info: &mut ResponseInfo, tail: ResponseInfo) {
     u.input_tokens = t.input_tokens.or(u.input_tokens);
     u.output_tokens = t.output_tokens.or(u.output_tokens);
     u.cache_read_input_tokens = t.cache_read_input_tokens.or(u.cache_read_input_tokens);
-    u.cache_creation_input_tokens = t.cache_creation_input_tokens.or(u.cache_creation_input_tokens);
+    u.cache_creation_input_tokens = t
+        .cache_creation_input_tokens
+        .or(u.cache_creation_input_tokens);
     info.done = tail.done;
 }
 
@@ -236,7 +244,11 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
     }
     let mut reasons = Vec::new();
     if let Some(choices) = value.get("choices").and_then(Value::as_array) {
-        reasons.extend(choices.iter().filter_map(|c| c.get("finish_reason")?.as_str()));
+        reasons.extend(
+            choices
+                .iter()
+                .filter_map(|c| c.get("finish_reason")?.as_str()),
+        );
     }
     reasons.extend(value.get("stop_reason").and_then(Value::as_str));
     if let Some(delta) = value.get("delta") {
@@ -254,7 +266,9 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
                 .and_then(Value::as_u64)
         };
         let u = &mut info.usage;
-        u.input_tokens = count(&["prompt_tokens"]).or(count(&["input_tokens"])).or(u.input_tokens);
+        u.input_tokens = count(&["prompt_tokens"])
+            .or(count(&["input_tokens"]))
+            .or(u.input_tokens);
         u.output_tokens = count(&["completion_tokens"])
             .or(count(&["output_tokens"]))
             .or(u.output_tokens);
@@ -262,8 +276,8 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
             .or(count(&["input_tokens_details", "cached_tokens"]))
             .or(count(&["cache_read_input_tokens"]))
             .or(u.cache_read_input_tokens);
-        u.cache_creation_input_tokens = count(&["cache_creation_input_tokens"])
-            .or(u.cache_creation_input_tokens);
+        u.cache_creation_input_tokens =
+            count(&["cache_creation_input_tokens"]).or(u.cache_creation_input_tokens);
     }
     // Anthropic's first event wraps the message.
     if let Some(message) = value.get("message").filter(|m| m.is_object()) {
@@ -277,7 +291,8 @@ mod tests {
 
     const OPENAI_JSON: &[u8] = include_bytes!("../../tests/data/openai-chat-response.json");
     const OPENAI_SSE: &[u8] = include_bytes!("../../tests/data/openai-chat-stream.sse");
-    const ANTHROPIC_JSON: &[u8] = include_bytes!("../../tests/data/anthropic-messages-response.json");
+    const ANTHROPIC_JSON: &[u8] =
+        include_bytes!("../../tests/data/anthropic-messages-response.json");
     const ANTHROPIC_SSE: &[u8] = include_bytes!("../../tests/data/anthropic-messages-stream.sse");
 
     fn read(content_type: &str, frames: &[&[u8]]) -> (ResponseInfo, bool) {
@@ -322,9 +337,22 @@ mod tests {
     #[test]
     fn recorded_json_responses() {
         let (info, _) = read("application/json", &[OPENAI_JSON]);
-        assert_eq!(info, ResponseInfo { id: Some("chatcmpl-AbC124".into()), done: false, ..openai() });
+        assert_eq!(
+            info,
+            ResponseInfo {
+                id: Some("chatcmpl-AbC124".into()),
+                done: false,
+                ..openai()
+            }
+        );
         let (info, _) = read("application/json; charset=utf-8", &[ANTHROPIC_JSON]);
-        assert_eq!(info, ResponseInfo { done: false, ..anthropic() });
+        assert_eq!(
+            info,
+            ResponseInfo {
+                done: false,
+                ..anthropic()
+            }
+        );
     }
 
     #[test]
@@ -334,7 +362,10 @@ mod tests {
                 .split(|&b| b == b'\n')
                 .collect::<Vec<_>>()
                 .join(&b"\r\n"[..]);
-            let cr: Vec<u8> = stream.iter().map(|&b| if b == b'\n' { b'\r' } else { b }).collect();
+            let cr: Vec<u8> = stream
+                .iter()
+                .map(|&b| if b == b'\n' { b'\r' } else { b })
+                .collect();
             for body in [stream.to_vec(), crlf, cr] {
                 for at in 0..=body.len() {
                     let (info, token) = read("text/event-stream", &[&body[..at], &body[at..]]);
@@ -371,7 +402,9 @@ mod tests {
         for i in 0..2000 {
             body.push_str(&format!("data: {{\"id\":\"c9\",\"choices\":[{{\"delta\":{{\"content\":\"word {i} \"}},\"finish_reason\":null}}],\"usage\":null}}\n\n"));
         }
-        body.push_str("data: {\"id\":\"c9\",\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\n\n");
+        body.push_str(
+            "data: {\"id\":\"c9\",\"choices\":[{\"delta\":{},\"finish_reason\":\"length\"}]}\n\n",
+        );
         body.push_str("data: {\"id\":\"c9\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2000}}\n\ndata: [DONE]\n\n");
         let body = Bytes::from(body);
         assert!(body.len() > 3 * KEEP);

@@ -7,8 +7,8 @@
 
 use super::{absorb, ResponseInfo, KEEP};
 use memchr::memmem::Finder;
-use std::sync::LazyLock;
 use serde_json::Value;
+use std::sync::LazyLock;
 
 /// The longest line, and the most data in one event, that is read; longer ones are skipped.
 const MAX_EVENT: usize = 64 * 1024;

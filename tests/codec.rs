@@ -1,0 +1,844 @@
+//! One test per rule of the body codec, through its public API.
+
+use bytes::{Bytes, BytesMut};
+use requesty_metadata::codec::{self, BodyKind, InjectError, Scan};
+use requesty_metadata::{ErrorKind, Limits, MetadataError, RequestMetadata};
+use serde_json::{json, Value};
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+/// Scans and strips `body` (a unique buffer), returning the scan and the stripped text.
+fn run(body: &str) -> (Scan, String) {
+    let (out, scan) = codec::extract(Bytes::from(body.to_owned()), &limits())
+        .unwrap_or_else(|e| panic!("{body}: {e}"));
+    (scan, String::from_utf8(out.to_vec()).unwrap())
+}
+
+fn error(body: &str) -> MetadataError {
+    error_with(body, &limits())
+}
+
+fn error_with(body: &str, limits: &Limits) -> MetadataError {
+    match codec::scan(body.as_bytes(), limits) {
+        Ok(scan) => panic!("{body}: expected an error, got {scan:?}"),
+        Err(e) => e,
+    }
+}
+
+fn kind(body: &[u8]) -> BodyKind {
+    kind_with(body, &limits())
+}
+
+fn kind_with(body: &[u8], limits: &Limits) -> BodyKind {
+    let scan = codec::scan(body, limits).unwrap();
+    if scan.kind() != BodyKind::Object {
+        assert_eq!(scan.metadata(), None);
+        assert_eq!(scan.member_range(), None);
+        assert_eq!(scan.model(), None);
+        assert_eq!(scan.stream(), None);
+    }
+    scan.kind()
+}
+
+/// `body` comes back from `extract` as the very same allocation, and `strip_in_place` leaves it alone.
+fn assert_untouched(body: &[u8]) {
+    let input = Bytes::copy_from_slice(body);
+    let ptr = input.as_ptr();
+    let (out, scan) = codec::extract(input, &limits()).unwrap();
+    assert_eq!(scan.member_range(), None);
+    assert_eq!(out.as_ptr(), ptr, "{}", String::from_utf8_lossy(body));
+    assert_eq!(out, body);
+    let mut owned = BytesMut::from(body);
+    let ptr = owned.as_ptr();
+    codec::strip_in_place(&mut owned, &scan);
+    assert_eq!((owned.as_ptr(), &owned[..]), (ptr, body));
+}
+
+fn value(text: &[u8]) -> Value {
+    serde_json::from_slice(text).unwrap()
+}
+
+fn without_requesty(text: &str) -> Value {
+    let mut v = value(text.as_bytes());
+    v.as_object_mut().unwrap().remove("requesty");
+    v
+}
+
+fn meta(json: Value) -> RequestMetadata {
+    serde_json::from_value(json).unwrap()
+}
+
+#[test]
+fn requesty_inside_a_string_or_nested_object_is_not_the_member() {
+    for body in [
+        r#"{"note":"\"requesty\": {\"tags\":[\"x\"]}","model":"m"}"#,
+        r#"{"a":{"requesty":{"tags":["y"]}},"b":[{"requesty":1},"requesty"]}"#,
+        r#"{"messages":[{"role":"user","content":"requesty"}],"requesty_x":1,"Requesty":2,"request":3}"#,
+        r#"{"requesty\n":1,"requ\\esty":2," requesty":3}"#,
+    ] {
+        let scan = codec::scan(body.as_bytes(), &limits()).unwrap();
+        assert_eq!(scan.kind(), BodyKind::Object);
+        assert_eq!(scan.metadata(), None);
+        assert_untouched(body.as_bytes());
+    }
+}
+
+#[test]
+fn a_key_spelled_with_escapes_is_the_member() {
+    for key in [
+        r"requ\u0065sty",
+        r"\u0072equesty",
+        r"r\u0065qu\u0065st\u0079",
+        r"\u0072\u0065\u0071\u0075\u0065\u0073\u0074\u0079",
+    ] {
+        let body = format!(r#"{{"a":1,"{key}":{{"tags":["x"]}},"b":2}}"#);
+        let (scan, out) = run(&body);
+        assert_eq!(scan.metadata().unwrap().tags, ["x"], "{body}");
+        assert_eq!(out, r#"{"a":1,"b":2}"#);
+    }
+}
+
+#[test]
+fn two_members_are_a_duplicate_error() {
+    for body in [
+        r#"{"requesty":{},"requesty":{}}"#,
+        r#"{"requesty":{"tags":["a"]},"model":"m","requesty":null}"#,
+        r#"{"requesty":null,"requ\u0065sty":{"tags":["a"]}}"#,
+        r#"{"\u0072equesty":1,"requesty":"not even valid metadata"}"#,
+    ] {
+        let e = error(body);
+        assert_eq!(
+            (e.kind(), e.param()),
+            (ErrorKind::Duplicate, "requesty"),
+            "{body}"
+        );
+        assert!(codec::extract(Bytes::from(body), &limits()).is_err());
+        let mut bytes = Bytes::from(body);
+        let injected = codec::inject(&mut bytes, &RequestMetadata::new().tag("t"), &limits());
+        assert!(
+            matches!(injected, Err(InjectError::Metadata(e)) if e.kind() == ErrorKind::Duplicate)
+        );
+        assert_eq!(bytes, body.as_bytes());
+    }
+}
+
+#[test]
+fn a_duplicate_in_a_malformed_body_is_passed_through() {
+    assert_eq!(
+        kind(br#"{"requesty":{},"requesty":{}"#),
+        BodyKind::Malformed
+    );
+    assert_eq!(
+        kind(br#"{"requesty":{},"requesty":{}} x"#),
+        BodyKind::Malformed
+    );
+}
+
+#[test]
+fn a_null_member_has_no_metadata_but_is_stripped() {
+    let (scan, out) = run(r#"{"a":1, "requesty" : null }"#);
+    assert_eq!(scan.metadata(), None);
+    assert!(scan.member_range().is_some());
+    assert_eq!(out, r#"{"a":1 }"#);
+    assert_eq!(run(r#"{"requesty":null}"#).1, "{}");
+}
+
+#[test]
+fn a_member_that_is_not_an_object_is_invalid() {
+    for member in [
+        "1",
+        r#""tags""#,
+        "[]",
+        r#"[{"tags":["a"]}]"#,
+        "true",
+        "false",
+        "-0.5e1",
+    ] {
+        let e = error(&format!(r#"{{"requesty":{member}}}"#));
+        assert_eq!(
+            (e.kind(), e.param()),
+            (ErrorKind::InvalidType, "requesty"),
+            "{member}"
+        );
+    }
+}
+
+#[test]
+fn field_types_are_checked() {
+    let cases = [
+        (r#"{"tags":"a"}"#, "requesty.tags"),
+        (r#"{"tags":[1]}"#, "requesty.tags"),
+        (r#"{"tags":["a",null]}"#, "requesty.tags"),
+        (r#"{"tags":{"a":"b"}}"#, "requesty.tags"),
+        (r#"{"tags":[["a"]]}"#, "requesty.tags"),
+        (r#"{"user_id":1}"#, "requesty.user_id"),
+        (r#"{"user_id":["u"]}"#, "requesty.user_id"),
+        (r#"{"trace_id":true}"#, "requesty.trace_id"),
+        (r#"{"trace_id":{}}"#, "requesty.trace_id"),
+        (r#"{"extra":[]}"#, "requesty.extra"),
+        (r#"{"extra":"k=v"}"#, "requesty.extra"),
+        (r#"{"extra":1}"#, "requesty.extra"),
+        (r#"{"origin_referer":2}"#, "requesty.origin_referer"),
+        (r#"{"t\u0061gs":"a"}"#, "requesty.tags"),
+    ];
+    for (member, param) in cases {
+        let e = error(&format!(r#"{{"model":"m","requesty":{member}}}"#));
+        assert_eq!(
+            (e.kind(), e.param()),
+            (ErrorKind::InvalidType, param),
+            "{member}"
+        );
+    }
+    // `null` counts as absent for every field.
+    let (scan, _) =
+        run(r#"{"requesty":{"tags":null,"user_id":null,"trace_id":null,"extra":null}}"#);
+    assert_eq!(scan.metadata(), Some(&RequestMetadata::new()));
+}
+
+#[test]
+fn a_field_given_twice_inside_the_member_is_a_duplicate() {
+    for (member, param) in [
+        (r#"{"tags":[],"tags":["a"]}"#, "requesty.tags"),
+        (r#"{"user_id":"a","user_\u0069d":"b"}"#, "requesty.user_id"),
+        (r#"{"future":1,"future":2}"#, "requesty.future"),
+    ] {
+        let e = error(&format!(r#"{{"requesty":{member}}}"#));
+        assert_eq!(
+            (e.kind(), e.param()),
+            (ErrorKind::Duplicate, param),
+            "{member}"
+        );
+    }
+}
+
+fn strings(n: usize, len: usize) -> String {
+    let items: Vec<String> = (0..n).map(|i| format!(r#""{:0>len$}""#, i)).collect();
+    format!("[{}]", items.join(","))
+}
+
+fn extra_entries(n: usize) -> String {
+    let items: Vec<String> = (0..n).map(|i| format!(r#""k{i}":{i}"#)).collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// The member `{"k":"xxx…"}` (as `extra`) or `{"note":"xxx…"}` (as the whole member) of exactly `len`
+/// bytes.
+fn sized_object(key: &str, len: usize) -> String {
+    let pad = len - key.len() - 7;
+    format!(r#"{{"{key}":"{}"}}"#, "x".repeat(pad))
+}
+
+#[test]
+fn every_default_limit_is_enforced_at_its_boundary() {
+    let d = limits();
+    let cases: Vec<(String, String, &str, ErrorKind)> = vec![
+        (
+            format!(r#"{{"tags":{}}}"#, strings(d.tags(), 3)),
+            format!(r#"{{"tags":{}}}"#, strings(d.tags() + 1, 3)),
+            "requesty.tags",
+            ErrorKind::TooMany,
+        ),
+        (
+            format!(r#"{{"tags":["a",{}]}}"#, json!("x".repeat(d.tag_len()))),
+            format!(r#"{{"tags":["a",{}]}}"#, json!("x".repeat(d.tag_len() + 1))),
+            "requesty.tags",
+            ErrorKind::TooLong,
+        ),
+        (
+            // Lengths count UTF-8 bytes of the decoded text, not bytes as sent.
+            format!(r#"{{"tags":["{}"]}}"#, r"\u00e9".repeat(d.tag_len() / 2)),
+            format!(r#"{{"tags":["{}"]}}"#, "é".repeat(d.tag_len() / 2 + 1)),
+            "requesty.tags",
+            ErrorKind::TooLong,
+        ),
+        (
+            format!(r#"{{"user_id":"{}"}}"#, "u".repeat(d.id_len())),
+            format!(r#"{{"user_id":"{}"}}"#, "u".repeat(d.id_len() + 1)),
+            "requesty.user_id",
+            ErrorKind::TooLong,
+        ),
+        (
+            format!(r#"{{"trace_id":"{}"}}"#, "t".repeat(d.id_len())),
+            format!(r#"{{"trace_id":"{}"}}"#, "t".repeat(d.id_len() + 1)),
+            "requesty.trace_id",
+            ErrorKind::TooLong,
+        ),
+        (
+            format!(r#"{{"extra":{}}}"#, extra_entries(d.extra_entries())),
+            format!(r#"{{"extra":{}}}"#, extra_entries(d.extra_entries() + 1)),
+            "requesty.extra",
+            ErrorKind::TooMany,
+        ),
+        (
+            format!(r#"{{"extra":{}}}"#, sized_object("k", d.extra_bytes())),
+            format!(r#"{{"extra":{}}}"#, sized_object("k", d.extra_bytes() + 1)),
+            "requesty.extra",
+            ErrorKind::TooLong,
+        ),
+        (
+            sized_object("note", d.member_bytes()),
+            sized_object("note", d.member_bytes() + 1),
+            "requesty",
+            ErrorKind::TooLong,
+        ),
+    ];
+    for (ok, over, param, rule) in cases {
+        let (scan, out) = run(&format!(r#"{{"model":"m","requesty":{ok}}}"#));
+        assert!(scan.metadata().is_some(), "{param} at its limit");
+        assert_eq!(out, r#"{"model":"m"}"#);
+        let e = error(&format!(r#"{{"model":"m","requesty":{over}}}"#));
+        assert_eq!((e.kind(), e.param()), (rule, param));
+    }
+}
+
+#[test]
+fn configured_limits_are_enforced() {
+    let l = Limits::default()
+        .max_tags(2)
+        .max_tag_len(3)
+        .max_id_len(2)
+        .max_extra_entries(1)
+        .max_extra_bytes(13)
+        .max_member_bytes(57);
+    let ok = r#"{"requesty":{"tags":["abc","d"],"user_id":"ab","extra":{"k":"12345"}}}"#;
+    assert!(codec::scan(ok.as_bytes(), &l).unwrap().metadata().is_some());
+    // `ok`'s member is exactly 57 bytes.
+    let long_member = sized_object("note", 58);
+    for (member, param, rule) in [
+        (
+            r#"{"tags":["a","b","c"]}"#,
+            "requesty.tags",
+            ErrorKind::TooMany,
+        ),
+        (r#"{"tags":["abcd"]}"#, "requesty.tags", ErrorKind::TooLong),
+        (
+            r#"{"user_id":"abc"}"#,
+            "requesty.user_id",
+            ErrorKind::TooLong,
+        ),
+        (
+            r#"{"trace_id":"abc"}"#,
+            "requesty.trace_id",
+            ErrorKind::TooLong,
+        ),
+        (
+            r#"{"extra":{"a":1,"b":2}}"#,
+            "requesty.extra",
+            ErrorKind::TooMany,
+        ),
+        (
+            r#"{"extra":{"k":"123456"}}"#,
+            "requesty.extra",
+            ErrorKind::TooLong,
+        ),
+        (long_member.as_str(), "requesty", ErrorKind::TooLong),
+    ] {
+        let e = error_with(&format!(r#"{{"requesty":{member}}}"#), &l);
+        assert_eq!((e.kind(), e.param()), (rule, param), "{member}");
+    }
+}
+
+#[test]
+fn errors_render_as_openai_error_bodies() {
+    for body in [
+        r#"{"requesty":{"tags":"a"}}"#.to_owned(),
+        format!(r#"{{"requesty":{{"user_id":"{}"}}}}"#, "u".repeat(300)),
+        r#"{"requesty":{},"requesty":{}}"#.to_owned(),
+    ] {
+        let e = error(&body);
+        assert_eq!(e.status().as_u16(), 400);
+        assert!(!e.message().is_empty());
+        assert_eq!(e.to_string(), e.message());
+        assert_eq!(
+            value(&e.to_json()),
+            json!({"error": {
+                "message": e.message(),
+                "type": "invalid_request_error",
+                "param": e.param(),
+                "code": e.kind().code(),
+            }})
+        );
+    }
+    let codes = [
+        (ErrorKind::InvalidType, "invalid_metadata_type"),
+        (ErrorKind::TooMany, "metadata_limit_exceeded"),
+        (ErrorKind::TooLong, "metadata_too_long"),
+        (ErrorKind::Duplicate, "duplicate_metadata"),
+    ];
+    for (kind, code) in codes {
+        assert_eq!(kind.code(), code);
+    }
+}
+
+#[test]
+fn unknown_keys_in_the_member_are_kept_and_survive_strip_then_inject() {
+    let body = r#"{"model":"m","requesty":{"tags":["a"],"future":{"n":[1,2.5,"x"]},"v2":"\u00e9","extra":{"k":true}}}"#;
+    let (mut scan, out) = run(body);
+    let metadata = scan.take_metadata().unwrap();
+    assert_eq!(metadata.other["future"], json!({"n": [1, 2.5, "x"]}));
+    assert_eq!(metadata.other["v2"], "é");
+    assert_eq!(out, r#"{"model":"m"}"#);
+    let mut stripped = Bytes::from(out);
+    codec::inject(&mut stripped, &metadata, &limits()).unwrap();
+    assert_eq!(value(&stripped), value(body.as_bytes()));
+}
+
+#[test]
+fn bodies_that_are_not_objects_carry_nothing() {
+    for body in [
+        "",
+        "   \n",
+        "[]",
+        r#"[{"requesty":{"tags":["a"]}}]"#,
+        "1",
+        "-0",
+        r#""{}""#,
+        "true",
+        "null",
+        "hello",
+        "<html></html>",
+        "\u{feff}{}",
+        "}{",
+        "]",
+    ] {
+        assert_eq!(kind(body.as_bytes()), BodyKind::NotObject, "{body:?}");
+        assert_untouched(body.as_bytes());
+    }
+}
+
+#[test]
+fn malformed_bodies_carry_nothing() {
+    for body in [
+        "{",
+        "{ ",
+        r#"{"a""#,
+        r#"{"a":"#,
+        r#"{"a":}"#,
+        r#"{"a":1,}"#,
+        r#"{"a" 1}"#,
+        r#"{"a":1}}"#,
+        r#"{"a":1} x"#,
+        r#"{"a":1}{}"#,
+        r#"{"a":01}"#,
+        r#"{"a":1.}"#,
+        r#"{"a":.5}"#,
+        r#"{"a":+1}"#,
+        r#"{"a":1e}"#,
+        r#"{"a":tru}"#,
+        r#"{"a":True}"#,
+        r#"{'a':1}"#,
+        r#"{a:1}"#,
+        r#"{"a":[}"#,
+        r#"{"a":[[]}"#,
+        r#"{"a":[]]}"#,
+        r#"{"a":"x}"#,
+        r#"{"a":["x]}"#,
+        "{,}",
+        r#"{"a":1,,"b":2}"#,
+        "{\"a\":1}\u{0}",
+        r#"{"requ\qesty":{}}"#,
+        r#"{"requ\u00":{}}"#,
+        r#"{"requesty":{"tags":["x"]}"#,
+        r#"{"requesty":{"tags":["x"]},}"#,
+        "{\"a\":1\u{a0}}",
+    ] {
+        assert_eq!(kind(body.as_bytes()), BodyKind::Malformed, "{body:?}");
+        assert!(codec::scan(body.as_bytes(), &limits()).is_ok());
+        assert_untouched(body.as_bytes());
+    }
+}
+
+/// Inside nested values only strings and bracket balance decide where a member ends; grammar there
+/// (and UTF-8 and escapes in ordinary strings) is the downstream parser's to reject.
+#[test]
+fn grammar_inside_nested_values_is_left_to_the_downstream_parser() {
+    for body in [
+        r#"{"a":[1,],"requesty":{"tags":["x"]}}"#,
+        r#"{"a":[1 2],"requesty":{"tags":["x"]}}"#,
+        r#"{"a":{"b"},"requesty":{"tags":["x"]}}"#,
+        r#"{"a":[},"requesty":{"tags":["x"]}}"#,
+        r#"{"a":{],"requesty":{"tags":["x"]}}"#,
+        r#"{"a":[tru, nul],"requesty":{"tags":["x"]}}"#,
+        r#"{"a":"\q \ud800","requesty":{"tags":["x"]}}"#,
+    ] {
+        assert!(serde_json::from_str::<Value>(body).is_err());
+        let (scan, out) = run(body);
+        assert_eq!(scan.kind(), BodyKind::Object, "{body}");
+        assert_eq!(scan.metadata().unwrap().tags, ["x"]);
+        let (end, _) = body.split_once(r#","requesty""#).unwrap();
+        assert_eq!(out, format!("{end}}}"));
+    }
+}
+
+/// Removing the member must never turn a body a parser rejects into one it accepts, so everything
+/// inside it is checked: grammar, UTF-8, escapes, control characters.
+#[test]
+fn the_member_is_read_strictly() {
+    let members: [&[u8]; 14] = [
+        br#"{"tags":["x",]}"#,
+        br#"{"extra":{"k":[1,]}}"#,
+        br#"{"future":[1 2]}"#,
+        br#"{"future":[{"a":1}}}"#,
+        b"{\"tags\":[\"a\x01\"]}",
+        b"{\"user_id\":\"\xff\"}",
+        br#"{"trace_id":"\ud800"}"#,
+        br#"{"tags":["\q"]}"#,
+        b"{\"extra\":{\"k\x00\":1}}",
+        b"{\"extra\":{\"\xc3\":1}}",
+        br#"{"extra":{"\udc00":1}}"#,
+        b"{\"extra\":{\"k\":\"\t\"}}",
+        b"{\"fu\x1fture\":1}",
+        br#"{"future":"\u12"}"#,
+    ];
+    for member in members {
+        let body = [&br#"{"requesty":"#[..], member, b"}"].concat();
+        assert!(serde_json::from_slice::<Value>(&body).is_err());
+        match codec::scan(&body, &limits()) {
+            Err(e) => assert_eq!(
+                e.kind(),
+                ErrorKind::InvalidType,
+                "{}",
+                String::from_utf8_lossy(member)
+            ),
+            Ok(scan) => panic!("{}: {scan:?}", String::from_utf8_lossy(member)),
+        }
+    }
+}
+
+/// Every strict prefix of a valid body is either empty (not an object) or an unfinished object.
+#[test]
+fn every_truncation_of_a_valid_body_is_malformed() {
+    let body = br#"{ "model" : "openai/gpt-4o", "messages":[{"role":"user","content":"caf\u00e9 \"x\" \\ \/"}],
+        "temperature":1.0e-1, "n":-0, "big":123456789012345678901234567890, "stream":true, "stop":null,
+        "requesty":{"tags":["a","b"],"user_id":"u","extra":{"k":[1,{"x":false}]}}, "z":{} }"#;
+    assert!(codec::scan(body, &limits()).unwrap().metadata().is_some());
+    for end in 0..body.len() {
+        let prefix = &body[..end];
+        let want = if end == 0 {
+            BodyKind::NotObject
+        } else {
+            BodyKind::Malformed
+        };
+        assert_eq!(kind(prefix), want, "{}", String::from_utf8_lossy(prefix));
+        assert_untouched(prefix);
+        let mut b = Bytes::copy_from_slice(prefix);
+        let injected = codec::inject(&mut b, &RequestMetadata::new().tag("t"), &limits());
+        assert!(matches!(injected, Err(InjectError::NotAnObject)));
+        assert_eq!(b, prefix);
+    }
+}
+
+fn nested_arrays(depth: usize) -> String {
+    // The top-level object is depth 1; each bracket adds one.
+    let n = depth - 1;
+    format!(r#"{{"a":{}{}}}"#, "[".repeat(n), "]".repeat(n))
+}
+
+fn nested_objects(depth: usize) -> String {
+    let n = depth - 1;
+    format!(r#"{{{}{}}}"#, r#""a":{"#.repeat(n), "}".repeat(n))
+}
+
+#[test]
+fn nesting_deeper_than_the_default_limit_is_malformed() {
+    assert_eq!(limits().depth(), 128);
+    for nested in [nested_arrays, nested_objects] {
+        assert_eq!(kind(nested(128).as_bytes()), BodyKind::Object);
+        assert_eq!(kind(nested(129).as_bytes()), BodyKind::Malformed);
+        assert_untouched(nested(129).as_bytes());
+    }
+    // The member counts at its place in the body.
+    let member = format!(
+        r#"{{"requesty":{{"future":{}{}}}}}"#,
+        "[".repeat(126),
+        "]".repeat(126)
+    );
+    assert_eq!(kind(member.as_bytes()), BodyKind::Object);
+    let member = format!(
+        r#"{{"requesty":{{"future":{}{}}}}}"#,
+        "[".repeat(127),
+        "]".repeat(127)
+    );
+    assert_eq!(kind(member.as_bytes()), BodyKind::Malformed);
+}
+
+#[test]
+fn nesting_deeper_than_a_configured_limit_is_malformed() {
+    let l = Limits::default().max_depth(4);
+    for nested in [nested_arrays, nested_objects] {
+        assert_eq!(kind_with(nested(4).as_bytes(), &l), BodyKind::Object);
+        assert_eq!(kind_with(nested(5).as_bytes(), &l), BodyKind::Malformed);
+    }
+    let one = Limits::default().max_depth(1);
+    assert_eq!(kind_with(br#"{"a":1}"#, &one), BodyKind::Object);
+    assert_eq!(kind_with(br#"{"a":[]}"#, &one), BodyKind::Malformed);
+    assert_eq!(
+        kind_with(b"{}", &Limits::default().max_depth(0)),
+        BodyKind::Malformed
+    );
+    let deep = Limits::default().max_depth(1000);
+    assert_eq!(
+        kind_with(nested_arrays(1000).as_bytes(), &deep),
+        BodyKind::Object
+    );
+    assert_eq!(
+        kind_with(nested_arrays(1001).as_bytes(), &deep),
+        BodyKind::Malformed
+    );
+}
+
+#[test]
+fn a_million_levels_do_not_overflow_the_stack() {
+    const N: usize = 1_000_000;
+    assert_eq!(kind("[".repeat(N).as_bytes()), BodyKind::NotObject);
+    let open = format!(r#"{{"a":{}"#, "[".repeat(N));
+    assert_eq!(kind(open.as_bytes()), BodyKind::Malformed);
+    let objects = r#"{"a":"#.repeat(N);
+    assert_eq!(kind(objects.as_bytes()), BodyKind::Malformed);
+    let unbounded = Limits::default().max_depth(usize::MAX);
+    assert_eq!(kind_with(open.as_bytes(), &unbounded), BodyKind::Malformed);
+    assert_eq!(
+        kind_with(nested_arrays(N).as_bytes(), &unbounded),
+        BodyKind::Object
+    );
+    // The member parser is no recursive descent either.
+    let unbounded = unbounded.max_member_bytes(usize::MAX);
+    let member = format!(
+        r#"{{"requesty":{{"future":{}{}}}}}"#,
+        "[".repeat(N),
+        "]".repeat(N)
+    );
+    assert!(codec::scan(member.as_bytes(), &unbounded).is_err());
+}
+
+#[test]
+fn strip_keeps_every_other_byte() {
+    let cases = [
+        // first
+        (
+            r#"{"requesty":{"tags":["a"]},"model":"m","n":1.0e0}"#,
+            r#"{"model":"m","n":1.0e0}"#,
+        ),
+        (
+            "{ \n  \"requesty\" : { \"tags\" : [ \"a\" ] } ,\n  \"n\" : -0 }",
+            "{ \n  \"n\" : -0 }",
+        ),
+        // middle
+        (
+            "{\"a\":1.0e0 , \"requesty\":null ,\t\"b\":123456789012345678901234567890}",
+            "{\"a\":1.0e0 , \"b\":123456789012345678901234567890}",
+        ),
+        (
+            r#"{"a":[1,2],"requ\u0065sty":{},"b":{"requesty":1}}"#,
+            r#"{"a":[1,2],"b":{"requesty":1}}"#,
+        ),
+        // last
+        (
+            "{\"s\":\"caf\\u00e9 \\/ \\\"q\\\"\" ,\r\n \"requesty\":{\"user_id\":\"u\"}\n}\n",
+            "{\"s\":\"caf\\u00e9 \\/ \\\"q\\\"\"\n}\n",
+        ),
+        (
+            r#"{"n":-0.0E+00,"requesty":{"trace_id":"t"}}"#,
+            r#"{"n":-0.0E+00}"#,
+        ),
+        // only
+        (r#"{ "requesty": {} }"#, "{  }"),
+        (r#"{"requesty":{}}"#, "{}"),
+        (
+            "\r\n{\t\"requesty\"\t:\t{\"tags\":[]}\t}\r\n",
+            "\r\n{\t\t}\r\n",
+        ),
+    ];
+    for (body, want) in cases {
+        let (scan, out) = run(body);
+        assert_eq!(out, want, "{body:?}");
+        assert_eq!(value(out.as_bytes()), without_requesty(body));
+        let range = scan.member_range().unwrap();
+        assert_eq!(
+            format!("{}{}", &body[..range.start], &body[range.end..]),
+            want
+        );
+        // The same edit on a buffer someone else holds, and on an owned one.
+        let shared = Bytes::from(body);
+        assert_eq!(codec::strip(shared.clone(), &scan), want.as_bytes());
+        assert_eq!(shared, body.as_bytes());
+        let mut owned = BytesMut::from(body);
+        codec::strip_in_place(&mut owned, &scan);
+        assert_eq!(owned, want.as_bytes());
+    }
+}
+
+#[test]
+fn a_body_without_a_member_is_the_same_buffer() {
+    for body in [
+        "{}",
+        r#"{"model":"m","n":1.0e0,"big":123456789012345678901234567890,"z":-0,"s":"\u00e9\/"}"#,
+        " {\n\t\"a\" : [ ]\r\n} \n",
+    ] {
+        assert_untouched(body.as_bytes());
+    }
+}
+
+const INJECTED: &str = r#""requesty":{"tags":["a"]}"#;
+
+fn injected(body: &str, metadata: &RequestMetadata) -> String {
+    let mut bytes = Bytes::from(body.to_owned());
+    codec::inject(&mut bytes, metadata, &limits()).unwrap();
+    let mut owned = BytesMut::from(body);
+    codec::inject_in_place(&mut owned, metadata, &limits()).unwrap();
+    assert_eq!(bytes, owned);
+    let shared = Bytes::from(body.to_owned());
+    let mut copy = shared.clone();
+    codec::inject(&mut copy, metadata, &limits()).unwrap();
+    assert_eq!(copy, bytes);
+    assert_eq!(shared, body.as_bytes());
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[test]
+fn inject_appends_the_member_last() {
+    let m = RequestMetadata::new().tag("a");
+    for (body, want) in [
+        ("{}", format!("{{{INJECTED}}}")),
+        ("{ }", format!("{{{INJECTED} }}")),
+        (r#"{"a":1}"#, format!(r#"{{"a":1,{INJECTED}}}"#)),
+        ("{\"a\":1 }\n", format!("{{\"a\":1,{INJECTED} }}\n")),
+        (
+            "{\"a\":[1]}\r\n\t ",
+            format!("{{\"a\":[1],{INJECTED}}}\r\n\t "),
+        ),
+        (
+            r#" {"a":{"requesty":1}}"#,
+            format!(r#" {{"a":{{"requesty":1}},{INJECTED}}}"#),
+        ),
+    ] {
+        assert_eq!(injected(body, &m), want, "{body:?}");
+    }
+}
+
+#[test]
+fn inject_merges_with_the_member_in_the_body() {
+    let body = r#"{"x":1, "requesty" : {"tags":["b","c"],"user_id":"body","extra":{"k":"body","only_body":1},"future":2} ,"y":2}"#;
+    let ours = meta(json!({
+        "tags": ["a", "b"], "user_id": "ours", "trace_id": "t",
+        "extra": {"k": "ours", "only_ours": 3}, "future": 1
+    }));
+    let want = meta(json!({
+        "tags": ["a", "b", "c"], "user_id": "body", "trace_id": "t",
+        "extra": {"k": "body", "only_body": 1, "only_ours": 3}, "future": 2
+    }));
+    let out = injected(body, &ours);
+    // Only the member's value is rewritten.
+    let value = serde_json::to_string(&want).unwrap();
+    assert_eq!(out, format!(r#"{{"x":1, "requesty" : {value} ,"y":2}}"#));
+    let scan = codec::scan(out.as_bytes(), &limits()).unwrap();
+    assert_eq!(scan.metadata(), Some(&want));
+}
+
+#[test]
+fn inject_replaces_a_null_member() {
+    let m = RequestMetadata::new().tag("a");
+    assert_eq!(
+        injected(r#"{"a":1,"requesty":null}"#, &m),
+        format!(r#"{{"a":1,{INJECTED}}}"#)
+    );
+    assert_eq!(
+        injected(r#"{"requesty" : null , "a":1}"#, &m),
+        r#"{"requesty" : {"tags":["a"]} , "a":1}"#
+    );
+}
+
+#[test]
+fn inject_refuses_bodies_that_are_not_objects() {
+    let m = RequestMetadata::new().tag("a");
+    for body in [
+        "",
+        "[1]",
+        "1",
+        "null",
+        r#""{}""#,
+        "{",
+        r#"{"a":1,}"#,
+        r#"{"a":1}x"#,
+    ] {
+        let mut b = Bytes::from(body);
+        let ptr = b.as_ptr();
+        assert!(matches!(
+            codec::inject(&mut b, &m, &limits()),
+            Err(InjectError::NotAnObject)
+        ));
+        assert_eq!((b.as_ptr(), &b[..]), (ptr, body.as_bytes()));
+        let mut owned = BytesMut::from(body);
+        let result = codec::inject_in_place(&mut owned, &m, &limits());
+        assert!(matches!(result, Err(InjectError::NotAnObject)));
+        assert_eq!(owned, body.as_bytes());
+    }
+}
+
+#[test]
+fn inject_reports_an_invalid_member_and_leaves_the_body() {
+    let body = r#"{"requesty":{"tags":1}}"#;
+    let mut b = Bytes::from(body);
+    match codec::inject(&mut b, &RequestMetadata::new().tag("a"), &limits()) {
+        Err(InjectError::Metadata(e)) => assert_eq!(e.param(), "requesty.tags"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(b, body.as_bytes());
+}
+
+#[test]
+fn empty_metadata_leaves_a_body_without_a_member_unchanged() {
+    for body in ["{}", r#"{"a":1}"#, "{ }\n"] {
+        let mut b = Bytes::from(body);
+        let ptr = b.as_ptr();
+        codec::inject(&mut b, &RequestMetadata::new(), &limits()).unwrap();
+        assert_eq!((b.as_ptr(), &b[..]), (ptr, body.as_bytes()));
+    }
+}
+
+/// With headroom in the buffer the member is appended without moving the body.
+#[test]
+fn inject_in_place_uses_spare_capacity() {
+    let body = br#"{"model":"m","messages":[]}"#;
+    let mut buf = BytesMut::with_capacity(body.len() + 512);
+    buf.extend_from_slice(body);
+    let ptr = buf.as_ptr();
+    codec::inject_in_place(&mut buf, &RequestMetadata::new().tag("a"), &limits()).unwrap();
+    assert_eq!(buf.as_ptr(), ptr);
+    assert_eq!(
+        buf,
+        format!(r#"{{"model":"m","messages":[],{INJECTED}}}"#).as_bytes()
+    );
+}
+
+#[test]
+fn model_and_stream_are_reported() {
+    let cases = [
+        (
+            r#"{"model":"openai/gpt-4o","stream":true}"#,
+            Some("openai/gpt-4o"),
+            Some(true),
+        ),
+        (
+            r#"{"stream" : false , "model" : "m"}"#,
+            Some("m"),
+            Some(false),
+        ),
+        (
+            r#"{"m\u006Fdel":"caf\u00e9 \"x\"","str\u0065am":false}"#,
+            Some("café \"x\""),
+            Some(false),
+        ),
+        (r#"{"model":1,"stream":"true"}"#, None, None),
+        (r#"{"model":null,"stream":null}"#, None, None),
+        (r#"{"model":["m"],"stream":1}"#, None, None),
+        (r#"{"x":{"model":"m","stream":true}}"#, None, None),
+        (r#"{"requesty":{"tags":[]},"model":"m"}"#, Some("m"), None),
+    ];
+    for (body, model, stream) in cases {
+        let scan = codec::scan(body.as_bytes(), &limits()).unwrap();
+        assert_eq!((scan.model(), scan.stream()), (model, stream), "{body}");
+    }
+}
