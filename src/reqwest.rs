@@ -26,12 +26,16 @@
 
 use crate::client::{Carrier, InjectConfig, InjectMetadataLayer};
 use crate::codec::{self, splice::spliced};
-use crate::content::{is_encoded, is_json};
+use crate::content::{declared_length, is_encoded, is_json};
+use crate::server::span::{MakeSpan, RequestInfo};
+use crate::server::{ResponseBody, Tracker};
 use crate::{headers, RequestMetadata};
 use http::header::CONTENT_LENGTH;
 use http::{Extensions, HeaderValue};
 use reqwest_middleware::{Middleware, Next, Result};
 use std::sync::Arc;
+use std::time::Instant;
+use tracing::{Instrument, Span};
 
 /// Adds metadata to every request of a `reqwest_middleware` client.
 #[derive(Clone, Debug)]
@@ -83,7 +87,8 @@ impl Middleware for MetadataMiddleware {
             .body()
             .and_then(reqwest::Body::as_bytes)
             .filter(|bytes| json && bytes.len() <= config.max_body);
-        // `Some(replacement)` when the body carries the metadata; `None` inside when it needs no edit.
+        // `Some((replacement, scan))` when the body carries the metadata; `replacement` is `None`
+        // when it needs no edit.
         let in_body = buffered.and_then(|bytes| {
             let mut scan = codec::scan(bytes, &config.limits).ok()?;
             if scan.kind() != codec::BodyKind::Object {
@@ -93,11 +98,12 @@ impl Middleware for MetadataMiddleware {
                 metadata.merge(existing);
             }
             let (range, insert) = scan.edit(&config.filter(metadata.clone()));
-            Some((!range.is_empty() || !insert.is_empty()).then(|| spliced(bytes, range, &insert)))
+            let changed = !range.is_empty() || !insert.is_empty();
+            Some((changed.then(|| spliced(bytes, range, &insert)), scan))
         });
         let metadata = config.filter(metadata);
-        match in_body {
-            Some(replacement) => {
+        let scan = match in_body {
+            Some((replacement, scan)) => {
                 if let Some(body) = replacement {
                     if req.headers().contains_key(CONTENT_LENGTH) {
                         req.headers_mut()
@@ -111,9 +117,46 @@ impl Middleware for MetadataMiddleware {
                 } else {
                     headers::remove(req.headers_mut());
                 }
+                Some(scan)
             }
-            None => headers::write(&metadata, req.headers_mut()),
-        }
-        next.run(req, extensions).await
+            None => {
+                headers::write(&metadata, req.headers_mut());
+                None
+            }
+        };
+        let uri: http::Uri = req.url().as_str().parse().unwrap_or_default();
+        let span = config.make_span.clone().make_span(&RequestInfo {
+            method: req.method(),
+            uri: &uri,
+            headers: req.headers(),
+            metadata: (!metadata.is_empty()).then_some(&metadata),
+            model: scan.as_ref().and_then(codec::Scan::model),
+            stream: scan.as_ref().and_then(codec::Scan::stream),
+            parameters: scan
+                .as_ref()
+                .map(codec::Scan::parameters)
+                .unwrap_or_default(),
+        });
+        let start = Instant::now();
+        let response = next.run(req, extensions).instrument(span.clone()).await?;
+        Ok(traced(response, span, start))
     }
+}
+
+/// The response with its body passed through the tracker, so the client span lasts until the body
+/// ends and records the usage it carries.
+fn traced(response: reqwest::Response, span: Span, start: Instant) -> reqwest::Response {
+    use reqwest::ResponseBuilderExt;
+    let url = response.url().clone();
+    let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+    // The conversion drops the URL, which `Response::url` must still answer: reqwest keeps it in an
+    // extension only its response builder can write.
+    let mut with_url = http::Response::builder().url(url);
+    if let Some(extensions) = with_url.extensions_mut() {
+        parts.extensions.extend(std::mem::take(extensions));
+    }
+    let declared = declared_length(&parts.headers);
+    let tracker = Tracker::new(span, None, parts.status, start, Some(&parts.headers));
+    let body = reqwest::Body::wrap(ResponseBody::inner(body, Some(tracker), declared));
+    reqwest::Response::from(http::Response::from_parts(parts, body))
 }

@@ -213,3 +213,98 @@ async fn the_completion_hook_sees_usage_and_timings() {
     assert!(response.done);
     assert!(first_byte.unwrap() <= first_token.unwrap());
 }
+
+/// Waits (bounded) until `count` client spans have closed.
+async fn client_spans(recorder: &Recorder, count: usize) -> Vec<SpanRecord> {
+    for _ in 0..200 {
+        let closed: Vec<_> = recorder
+            .named("llm_client_request")
+            .into_iter()
+            .filter(|s| s.closed)
+            .collect();
+        if closed.len() >= count {
+            return closed;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("client spans did not close: {:#?}", recorder.spans());
+}
+
+fn check_client_span(span: &SpanRecord) {
+    assert_eq!(field(span, "otel.kind"), "client");
+    assert_eq!(field(span, "otel.name"), "chat gpt-4o");
+    assert_eq!(field(span, "gen_ai.request.model"), "gpt-4o");
+    assert_eq!(field(span, "gen_ai.request.temperature"), "0.5");
+    assert_eq!(field(span, "requesty.trace_id"), "client-wf");
+    assert_eq!(field(span, "http.response.status_code"), "200");
+    assert_eq!(field(span, "gen_ai.response.model"), "gpt-4o-2024-08-06");
+    assert_eq!(field(span, "gen_ai.usage.input_tokens"), "19");
+    assert_eq!(field(span, "gen_ai.usage.output_tokens"), "6");
+    assert_eq!(field(span, "response.completed"), "true");
+}
+
+#[tokio::test]
+async fn the_inject_layer_records_a_client_span_with_usage() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioExecutor;
+    use requesty_metadata::RequestMetadata;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let (recorder, _guard) = Recorder::install();
+    let addr = serve(app(RequestyMetadataLayer::new())).await;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let service = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(
+            RequestMetadata::new().trace_id("client-wf"),
+        ))
+        .service(client);
+    let request = http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            br#"{"model":"gpt-4o","temperature":0.5,"messages":[]}"#,
+        )))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert!(recorder
+        .named("llm_client_request")
+        .iter()
+        .all(|s| !s.closed));
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, OPENAI_JSON);
+    let spans = client_spans(&recorder, 1).await;
+    check_client_span(&spans[0]);
+    // The server saw the injected trace id.
+    let server = recorder.wait_closed(1).await;
+    assert_eq!(field(&server[0], "trace_id"), "client-wf");
+}
+
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn the_reqwest_middleware_records_a_client_span_with_usage() {
+    use requesty_metadata::{reqwest::MetadataMiddleware, RequestMetadata};
+
+    let (recorder, _guard) = Recorder::install();
+    let addr = serve(app(RequestyMetadataLayer::new())).await;
+    let client = reqwest_middleware::ClientBuilder::new(client())
+        .with(MetadataMiddleware::new(
+            RequestMetadata::new().trace_id("client-wf"),
+        ))
+        .build();
+    let url = format!("http://{addr}/v1/chat/completions");
+    let response = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"gpt-4o","temperature":0.5,"messages":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.url().as_str(),
+        url,
+        "the URL survives the body wrapping"
+    );
+    assert_eq!(response.bytes().await.unwrap(), OPENAI_JSON);
+    let spans = client_spans(&recorder, 1).await;
+    check_client_span(&spans[0]);
+}

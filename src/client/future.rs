@@ -1,19 +1,26 @@
-//! [`InjectFuture`]: reads a JSON body of known size, adds the member, then calls the client.
+//! [`InjectFuture`]: reads a JSON body of known size, adds the member, then calls the client in a
+//! client span that lasts until the response body ends.
 
 use super::layer::{Carrier, InjectConfig};
+use crate::codec::{self, Parameters};
 use crate::collect::Collected;
-use crate::{codec, headers, RequestMetadata};
+use crate::content::declared_length;
+use crate::server::span::{MakeSpan, RequestInfo};
+use crate::server::{ResponseBody, Tracker};
+use crate::{headers, RequestMetadata};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{HeaderValue, Request};
+use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Instant;
 use tower_service::Service;
+use tracing::Span;
 
 pub(crate) struct Pending<S> {
     pub(crate) inner: S,
@@ -49,6 +56,8 @@ pin_project! {
         Call {
             #[pin]
             future: S::Future,
+            span: Span,
+            start: Instant,
         },
     }
 }
@@ -70,19 +79,26 @@ impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
         }
     }
 
-    pub(crate) fn call(future: S::Future) -> Self {
+    /// Sends the request as it is now, in a client span made from it.
+    pub(crate) fn call(
+        mut inner: S,
+        request: Request<B>,
+        metadata: &RequestMetadata,
+        config: &InjectConfig,
+    ) -> Self {
         Self {
-            state: State::Call { future },
+            state: call(&mut inner, request, metadata, config, None),
         }
     }
 }
 
-impl<S, B> Future for InjectFuture<S, B>
+impl<S, B, ResBody> Future for InjectFuture<S, B>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
     B: Body,
+    ResBody: Body<Data = Bytes>,
 {
-    type Output = Result<S::Response, S::Error>;
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -103,10 +119,30 @@ where
                     let Some(pending) = pending.take() else {
                         unreachable!("a collecting future always holds its request")
                     };
-                    let future = send(pending, std::mem::take(collected), *rebuild);
-                    this.state.set(State::Call { future });
+                    let next = send(pending, std::mem::take(collected), *rebuild);
+                    this.state.set(next);
                 }
-                StateProj::Call { future } => return future.poll(cx),
+                StateProj::Call {
+                    future,
+                    span,
+                    start,
+                } => {
+                    let result = {
+                        let _entered = span.enter();
+                        ready!(future.poll(cx))
+                    };
+                    let span = std::mem::replace(span, Span::none());
+                    return Poll::Ready(result.map(|response| {
+                        let (parts, body) = response.into_parts();
+                        let declared = declared_length(&parts.headers);
+                        let tracker =
+                            Tracker::new(span, None, parts.status, *start, Some(&parts.headers));
+                        Response::from_parts(
+                            parts,
+                            ResponseBody::inner(body, Some(tracker), declared),
+                        )
+                    }));
+                }
             }
         }
     }
@@ -114,7 +150,7 @@ where
 
 /// Puts the metadata into the body (or, for a body that is not a JSON object, the headers) and calls
 /// the client.
-fn send<S, B>(pending: Pending<S>, collected: Collected, rebuild: fn(Bytes) -> B) -> S::Future
+fn send<S, B>(pending: Pending<S>, collected: Collected, rebuild: fn(Bytes) -> B) -> State<S, B>
 where
     S: Service<Request<B>>,
 {
@@ -124,12 +160,12 @@ where
         mut metadata,
         config,
     } = pending;
-    let body = match codec::scan(collected.as_slice(), &config.limits) {
+    let (body, scan) = match codec::scan(collected.as_slice(), &config.limits) {
         Ok(mut scan) if scan.kind() == codec::BodyKind::Object => {
             if let Some(existing) = scan.take_metadata() {
                 metadata.merge(existing);
             }
-            let metadata = config.filter(metadata);
+            metadata = config.filter(metadata);
             let (range, insert) = scan.edit(&metadata);
             let body = collected.splice(range, &insert);
             if config.carrier == Carrier::Both {
@@ -141,13 +177,48 @@ where
             parts
                 .headers
                 .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-            body
+            (body, Some(scan))
         }
         // Not an object, or an invalid member of the caller's own: the body is left as it is.
         _ => {
-            headers::write(&config.filter(metadata), &mut parts.headers);
-            collected.into_bytes()
+            metadata = config.filter(metadata);
+            headers::write(&metadata, &mut parts.headers);
+            (collected.into_bytes(), None)
         }
     };
-    inner.call(Request::from_parts(parts, rebuild(body)))
+    let request = Request::from_parts(parts, rebuild(body));
+    call(&mut inner, request, &metadata, &config, scan.as_ref())
+}
+
+/// Makes the client span and calls the client inside it.
+fn call<S, B>(
+    inner: &mut S,
+    request: Request<B>,
+    metadata: &RequestMetadata,
+    config: &InjectConfig,
+    scan: Option<&codec::Scan>,
+) -> State<S, B>
+where
+    S: Service<Request<B>>,
+{
+    let span = config.make_span.clone().make_span(&RequestInfo {
+        method: request.method(),
+        uri: request.uri(),
+        headers: request.headers(),
+        metadata: (!metadata.is_empty()).then_some(metadata),
+        model: scan.and_then(codec::Scan::model),
+        stream: scan.and_then(codec::Scan::stream),
+        parameters: scan
+            .map(codec::Scan::parameters)
+            .unwrap_or(Parameters::default()),
+    });
+    let future = {
+        let _entered = span.enter();
+        inner.call(request)
+    };
+    State::Call {
+        future,
+        span,
+        start: Instant::now(),
+    }
 }

@@ -1,6 +1,7 @@
 //! [`InjectMetadataLayer`]: options and the tower `Layer`.
 
 use super::service::InjectMetadata;
+use crate::server::DefaultMakeSpan;
 use crate::{HeadersOnly, JsonBodies, Limits, RequestMetadata, RequestyMetadataLayer};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub(crate) struct InjectConfig {
     pub(crate) dropped: Vec<Field>,
     pub(crate) limits: Limits,
     pub(crate) max_body: usize,
+    pub(crate) make_span: DefaultMakeSpan,
 }
 
 impl InjectConfig {
@@ -123,6 +125,7 @@ impl RequestyMetadataLayer {
                 dropped: Vec::new(),
                 limits: Limits::default(),
                 max_body: 32 * 1024 * 1024,
+                make_span: DefaultMakeSpan::client(),
             }),
             mode: PhantomData,
         }
@@ -168,6 +171,13 @@ impl<R> InjectMetadataLayer<R> {
     /// The largest body read to add the member (default 32 MiB); larger ones get headers.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.config().max_body = bytes;
+        self
+    }
+
+    /// Sets the level of the client span (`INFO` unless set).
+    pub fn span_level(mut self, level: tracing::Level) -> Self {
+        let config = self.config();
+        config.make_span = config.make_span.clone().level(level);
         self
     }
 

@@ -13,6 +13,10 @@
 //! A JSON body whose size is known gets the result as its `requesty` member, spliced in without
 //! re-serializing anything else, with `Content-Length` updated. Other bodies (streams, non-JSON,
 //! [`HeadersOnly`](crate::HeadersOnly) mode) get the header form. [`Carrier`] chooses.
+//!
+//! Each call runs in an `llm_client_request` span ([`DefaultMakeSpan::client`](crate::server::DefaultMakeSpan::client)):
+//! the server span's fields with `otel.kind = client`, open until the response body has ended, with
+//! the usage, response model and finish reasons read from the response as it streams.
 
 mod future;
 mod layer;

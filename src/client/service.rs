@@ -3,8 +3,10 @@
 use super::future::{InjectFuture, Pending};
 use super::layer::{Carrier, InjectConfig};
 use crate::content::{is_encoded, is_json};
+use crate::server::ResponseBody;
 use crate::{headers, BodyMode, JsonBodies, RequestMetadata};
-use http::Request;
+use bytes::Bytes;
+use http::{Request, Response};
 use http_body::Body;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -37,13 +39,14 @@ impl<S: Clone, R> Clone for InjectMetadata<S, R> {
     }
 }
 
-impl<S, R, B> Service<Request<B>> for InjectMetadata<S, R>
+impl<S, R, B, ResBody> Service<Request<B>> for InjectMetadata<S, R>
 where
-    S: Service<Request<B>> + Clone,
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
     B: Body,
+    ResBody: Body<Data = Bytes>,
     R: BodyMode<B>,
 {
-    type Response = S::Response;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = InjectFuture<S, B>;
 
@@ -53,7 +56,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = req.into_parts();
         let config = &self.config;
         let mut metadata = config.defaults.clone();
@@ -93,8 +96,9 @@ where
                 size + HEADROOM,
             ),
             _ => {
-                headers::write(&config.filter(metadata), &mut parts.headers);
-                InjectFuture::call(inner.call(Request::from_parts(parts, body)))
+                let metadata = config.filter(metadata);
+                headers::write(&metadata, &mut parts.headers);
+                InjectFuture::call(inner, Request::from_parts(parts, body), &metadata, config)
             }
         }
     }

@@ -9,10 +9,11 @@ mod complete;
 mod future;
 mod layer;
 mod service;
-mod span;
+pub(crate) mod span;
 
 pub use body::ResponseBody;
 pub use complete::Completion;
+pub(crate) use complete::Tracker;
 pub use future::ResponseFuture;
 pub use layer::RequestyMetadataLayer;
 pub use service::ExtractMetadata;

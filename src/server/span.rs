@@ -85,13 +85,14 @@ where
 /// | `gen_ai.usage.input_tokens`, `…output_tokens`, `…cache_read.input_tokens`, `…cache_creation.input_tokens` | from the response's `usage` |
 /// | `requesty.time_to_first_token_ms` | streams: until the first generated text |
 /// | `otel.name` | `{operation} {model}` (or the method when the path names no operation) |
-/// | `otel.kind` | `server` |
+/// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
 /// | `response.completed` | `true` when the response body ended, `false` when it was dropped first |
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
 /// | parent (feature `opentelemetry`) | the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`) |
 #[derive(Clone, Debug)]
 pub struct DefaultMakeSpan {
     level: Level,
+    client: bool,
     provider: Option<Arc<str>>,
     user_hash_key: Option<Arc<[u8]>>,
     extra_allowlist: Option<Arc<[String]>>,
@@ -104,11 +105,21 @@ impl DefaultMakeSpan {
     pub fn new() -> Self {
         Self {
             level: Level::INFO,
+            client: false,
             provider: None,
             user_hash_key: None,
             extra_allowlist: None,
             #[cfg(feature = "opentelemetry")]
             group_by_trace_id: false,
+        }
+    }
+
+    /// The client-side variant the inject layer uses: named `llm_client_request`, `otel.kind` =
+    /// `client`, with the same fields.
+    pub fn client() -> Self {
+        Self {
+            client: true,
+            ..Self::new()
         }
     }
 
@@ -178,13 +189,14 @@ macro_rules! span_at {
     };
 }
 
-impl MakeSpan for DefaultMakeSpan {
-    fn make_span(&mut self, info: &RequestInfo<'_>) -> Span {
-        use tracing::field::Empty;
-        let operation = info.operation();
-        let span = span_at!(
-            self.level,
-            "llm_request",
+/// The span with every field declared: one call site per name and level, as `tracing` needs.
+macro_rules! llm_span {
+    ($level:expr, $name:literal, $kind:literal, $info:expr, $operation:expr) => {{
+        let info = $info;
+        let operation = $operation;
+        span_at!(
+            $level,
+            $name,
             trace_id = Empty,
             user_id = Empty,
             tags = Empty,
@@ -218,9 +230,21 @@ impl MakeSpan for DefaultMakeSpan {
             gen_ai.usage.cache_read.input_tokens = Empty,
             gen_ai.usage.cache_creation.input_tokens = Empty,
             otel.name = Empty,
-            otel.kind = "server",
+            otel.kind = $kind,
             response.completed = Empty,
-        );
+        )
+    }};
+}
+
+impl MakeSpan for DefaultMakeSpan {
+    fn make_span(&mut self, info: &RequestInfo<'_>) -> Span {
+        use tracing::field::Empty;
+        let operation = info.operation();
+        let span = if self.client {
+            llm_span!(self.level, "llm_client_request", "client", info, operation)
+        } else {
+            llm_span!(self.level, "llm_request", "server", info, operation)
+        };
         // The formatted fields cost allocations: make them only for a span someone records.
         if span.is_disabled() {
             return span;

@@ -69,6 +69,14 @@ impl Recorder {
             .collect()
     }
 
+    /// The spans with this name.
+    pub fn named(&self, name: &str) -> Vec<SpanRecord> {
+        self.spans()
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect()
+    }
+
     /// Waits (bounded) until `count` request spans have closed.
     pub async fn wait_closed(&self, count: usize) -> Vec<SpanRecord> {
         for _ in 0..200 {
