@@ -10,6 +10,7 @@ pub mod codec;
 mod collect;
 mod content;
 mod current;
+pub mod dialects;
 mod error;
 mod genai;
 mod headers;

@@ -31,6 +31,7 @@
 //! and the `requesty` member. Such a body is treated like a valid one.
 
 mod blocks;
+pub(crate) mod conversation;
 mod lexer;
 mod member;
 pub(crate) mod splice;
@@ -67,6 +68,23 @@ pub struct Scan {
     model: Option<String>,
     stream: Option<bool>,
     parameters: Parameters,
+    members: Members,
+}
+
+/// Where other top-level members that carry metadata in some dialect sit: their value ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Members {
+    /// `user`: the provider-native end-user id.
+    pub(crate) user: Option<Range<usize>>,
+    /// `metadata`: OpenAI's and Anthropic's native field; LiteLLM reads tags and ids from it.
+    pub(crate) metadata: Option<Range<usize>>,
+    /// `session_id`: OpenRouter's.
+    pub(crate) session_id: Option<Range<usize>>,
+    /// `trace`: OpenRouter's.
+    pub(crate) trace: Option<Range<usize>>,
+    /// `messages` and `system`: the conversation, for reconstructing sessions.
+    pub(crate) messages: Option<Range<usize>>,
+    pub(crate) system: Option<Range<usize>>,
 }
 
 /// The request's sampling parameters, when the body sets them as numbers at its top level: the
@@ -101,7 +119,13 @@ impl Scan {
             model: None,
             stream: None,
             parameters: Parameters::default(),
+            members: Members::default(),
         }
+    }
+
+    /// The other members that carry metadata in some dialect.
+    pub(crate) fn members(&self) -> &Members {
+        &self.members
     }
 
     /// Whether the body was a well-formed object.
@@ -148,11 +172,22 @@ impl Scan {
 /// [`Scan::kind`] and carries nothing. Errors are for a body that is well-formed but whose metadata
 /// breaks a rule.
 pub fn scan(body: &[u8], limits: &Limits) -> Result<Scan, MetadataError> {
+    scan_reading(body, limits, true)
+}
+
+/// [`scan`], reading the `requesty` member or not: a server that does not read the Requesty format
+/// passes the member on untouched and does not judge it.
+pub(crate) fn scan_reading(
+    body: &[u8],
+    limits: &Limits,
+    read_member: bool,
+) -> Result<Scan, MetadataError> {
     let mut scan = match scan_object(body, limits.depth()) {
         Ok(Some(scan)) => scan,
         Ok(None) => return Ok(Scan::unusable(BodyKind::NotObject)),
         Err(Found::Malformed) => return Ok(Scan::unusable(BodyKind::Malformed)),
-        Err(Found::Duplicate) => {
+        Err(Found::Duplicate(scan)) if !read_member => *scan,
+        Err(Found::Duplicate(_)) => {
             return Err(MetadataError::new(
                 ErrorKind::Duplicate,
                 "requesty",
@@ -160,7 +195,9 @@ pub fn scan(body: &[u8], limits: &Limits) -> Result<Scan, MetadataError> {
             ))
         }
     };
-    if let Some(spans) = &scan.member {
+    if !read_member {
+        scan.member = None;
+    } else if let Some(spans) = &scan.member {
         scan.metadata = member::parse(&body[spans.value.clone()], limits)?;
     }
     Ok(scan)
@@ -293,6 +330,22 @@ fn to_json(metadata: &RequestMetadata) -> Vec<u8> {
     serde_json::to_vec(metadata).unwrap_or_else(|_| b"{}".to_vec())
 }
 
+impl Members {
+    /// Notes a top-level member if it is one some dialect reads.
+    fn note(&mut self, key: &[u8], value: &Range<usize>) {
+        let slot = match key {
+            b"user" => &mut self.user,
+            b"metadata" => &mut self.metadata,
+            b"session_id" => &mut self.session_id,
+            b"trace" => &mut self.trace,
+            b"messages" => &mut self.messages,
+            b"system" => &mut self.system,
+            _ => return,
+        };
+        *slot = Some(value.clone());
+    }
+}
+
 impl Parameters {
     /// Notes a top-level member if it is a numeric sampling parameter (the value is already known to
     /// be well-formed).
@@ -312,7 +365,8 @@ impl Parameters {
 
 enum Found {
     Malformed,
-    Duplicate,
+    /// A second member: an error for a reader of the member, nothing for others.
+    Duplicate(Box<Scan>),
 }
 
 impl From<Malformed> for Found {
@@ -374,6 +428,7 @@ fn scan_object(body: &[u8], max_depth: usize) -> Result<Option<Scan>, Found> {
                 };
             } else if !escaped {
                 scan.parameters.note(key, &body[value.clone()]);
+                scan.members.note(key, &value);
             }
             prev_end = Some(value.end);
             lx.skip_ws();
@@ -404,11 +459,11 @@ fn scan_object(body: &[u8], max_depth: usize) -> Result<Option<Scan>, Found> {
         scan.insert_at = prev_end.unwrap_or(scan.insert_at);
     }
     finish(&mut lx)?;
-    if duplicate {
-        return Err(Found::Duplicate);
-    }
     if let Some((range, escaped)) = model {
         scan.model = decode_string(&body[range], escaped);
+    }
+    if duplicate {
+        return Err(Found::Duplicate(Box::new(scan)));
     }
     Ok(Some(scan))
 }

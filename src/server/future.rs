@@ -9,7 +9,7 @@ use crate::codec::{self, Parameters};
 use crate::collect::{CollectError, Collected};
 use crate::content::declared_length;
 use crate::error::{error_body, MetadataError};
-use crate::RequestMetadata;
+use crate::{dialects, RequestMetadata};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::request::Parts;
@@ -46,7 +46,10 @@ impl Facts {
 pub(crate) struct Pending<S, M> {
     pub(crate) inner: S,
     pub(crate) parts: Parts,
+    /// From `X-Requesty-*` headers.
     pub(crate) header_metadata: RequestMetadata,
+    /// From the other gateways' headers, ranked below any body metadata.
+    pub(crate) dialect_headers: RequestMetadata,
     pub(crate) config: Arc<Config>,
     pub(crate) make_span: M,
     pub(crate) start: Instant,
@@ -109,7 +112,8 @@ where
     }
 
     pub(crate) fn call(mut pending: Pending<S, M>, body: B) -> Self {
-        let metadata = non_empty(std::mem::take(&mut pending.header_metadata));
+        let dialects = std::mem::take(&mut pending.dialect_headers);
+        let metadata = non_empty(std::mem::take(&mut pending.header_metadata).with_fallback(dialects));
         Self {
             state: start(pending, body, metadata, Facts::default()),
         }
@@ -243,7 +247,9 @@ where
     M: MakeSpan,
 {
     let config = pending.config.clone();
-    let mut scan = match codec::scan(collected.as_slice(), &config.limits) {
+    let sources = &config.sources;
+    let bytes = collected.as_slice();
+    let mut scan = match codec::scan_reading(bytes, &config.limits, sources.reads_requesty()) {
         Ok(scan) => scan,
         Err(error) => return reject_metadata(pending, &error, Facts::default()),
     };
@@ -252,12 +258,21 @@ where
         return reject(pending, StatusCode::BAD_REQUEST, body, Facts::default());
     }
     let facts = Facts::of(&scan);
-    let mut metadata = std::mem::take(&mut pending.header_metadata);
-    if let Some(from_body) = scan.take_metadata() {
-        metadata = from_body.with_fallback(metadata);
-        if let Err(error) = codec::check(&metadata, &config.limits) {
-            return reject_metadata(pending, &error, facts);
-        }
+    // Requesty's body member, its headers, the other dialects' body fields and headers, then the
+    // native `user`: earlier sources win.
+    let headers = std::mem::take(&mut pending.header_metadata);
+    let mut metadata = match scan.take_metadata() {
+        Some(from_body) => from_body.with_fallback(headers),
+        None => headers,
+    }
+    .with_fallback(dialects::from_body(bytes, &scan, sources))
+    .with_fallback(std::mem::take(&mut pending.dialect_headers))
+    .with_fallback(dialects::native_user(bytes, &scan, sources));
+    if config.reconstruct_sessions && metadata.trace_id.is_none() {
+        metadata.trace_id = dialects::conversation_id(bytes, scan.members(), config.limits.depth());
+    }
+    if let Err(error) = codec::check(&metadata, &config.limits) {
+        return reject_metadata(pending, &error, facts);
     }
     let strip = scan.member_range().filter(|_| config.strip_body);
     let body = if let Some(member) = strip {
@@ -359,9 +374,10 @@ where
         mut make_span,
         start,
         header_metadata,
+        dialect_headers,
         ..
     } = pending;
-    let metadata = non_empty(header_metadata);
+    let metadata = non_empty(header_metadata.with_fallback(dialect_headers));
     let span = make_span.make_span(&RequestInfo {
         method: &parts.method,
         uri: &parts.uri,

@@ -3,6 +3,7 @@
 use super::complete::{Completion, OnComplete};
 use super::service::ExtractMetadata;
 use super::span::{DefaultMakeSpan, MakeSpan};
+use crate::dialects::Sources;
 use crate::{HeadersOnly, JsonBodies, Limits};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) strip_headers: bool,
     pub(crate) reject_malformed: bool,
     pub(crate) on_complete: Option<OnComplete>,
+    pub(crate) sources: Sources,
+    pub(crate) reconstruct_sessions: bool,
 }
 
 impl Default for Config {
@@ -69,6 +72,8 @@ impl Default for Config {
             strip_headers: true,
             reject_malformed: false,
             on_complete: None,
+            sources: Sources::default(),
+            reconstruct_sessions: false,
         }
     }
 }
@@ -168,6 +173,22 @@ impl<M, R> RequestyMetadataLayer<M, R> {
         self
     }
 
+    /// Which metadata formats to read besides Requesty's (default: Requesty only). See
+    /// [`dialects`](crate::dialects) for the mapping and precedence.
+    pub fn sources(mut self, sources: Sources) -> Self {
+        self.config().sources = sources;
+        self
+    }
+
+    /// Gives a chat request without a `trace_id` one derived from its conversation's opening (system
+    /// prompt and first user message), which every turn repeats: all turns of one conversation get the
+    /// same `trace_id` (`conv_…`) and so the same `gen_ai.conversation.id`. Off by default; the cost is
+    /// a hash of those two messages, found without parsing the rest.
+    pub fn reconstruct_sessions(mut self, on: bool) -> Self {
+        self.config().reconstruct_sessions = on;
+        self
+    }
+
     /// Calls `f` once per request, after the response body has ended or was dropped: the place for
     /// an access log or analytics.
     ///
@@ -229,6 +250,8 @@ impl<M, R> std::fmt::Debug for RequestyMetadataLayer<M, R> {
             .field("strip_body", &self.config.strip_body)
             .field("strip_headers", &self.config.strip_headers)
             .field("reject_malformed", &self.config.reject_malformed)
+            .field("sources", &self.config.sources)
+            .field("reconstruct_sessions", &self.config.reconstruct_sessions)
             .finish_non_exhaustive()
     }
 }

@@ -5,7 +5,8 @@ use super::layer::Config;
 use super::span::{DefaultMakeSpan, MakeSpan};
 use super::ResponseBody;
 use crate::content::{declared_length, is_encoded, is_json};
-use crate::{headers, BodyMode, JsonBodies};
+use crate::dialects::{self, Sources};
+use crate::{headers, BodyMode, JsonBodies, MetadataError, RequestMetadata};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
@@ -60,22 +61,29 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = req.into_parts();
         let config = self.config.clone();
-        let checked = headers::read(&parts.headers)
-            .and_then(|meta| crate::codec::check(&meta, &config.limits).map(|()| meta));
+        let sources = &config.sources;
+        let checked = read_headers(&parts.headers, sources).and_then(|(requesty, dialects)| {
+            let all = requesty.clone().with_fallback(dialects.clone());
+            crate::codec::check(&all, &config.limits).map(|()| (requesty, dialects))
+        });
         if config.strip_headers {
-            headers::remove(&mut parts.headers);
+            if sources.reads_requesty() {
+                headers::remove(&mut parts.headers);
+            }
+            dialects::remove_headers(&mut parts.headers, sources);
         }
         let rebuild =
             R::rebuild().filter(|_| is_json(&parts.headers) && !is_encoded(&parts.headers));
         let declared = declared_length(&parts.headers);
-        let (header_metadata, rejection) = match checked {
-            Ok(meta) => (meta, None),
+        let ((header_metadata, dialect_headers), rejection) = match checked {
+            Ok(found) => (found, None),
             Err(error) => (Default::default(), Some(error)),
         };
         let pending = Pending {
             inner,
             parts,
             header_metadata,
+            dialect_headers,
             config,
             make_span: self.make_span.clone(),
             start: Instant::now(),
@@ -91,6 +99,19 @@ where
             _ => ResponseFuture::collect(pending, body, rebuild),
         }
     }
+}
+
+/// Requesty's headers and the other dialects' headers, kept apart: the body ranks between them.
+fn read_headers(
+    headers: &http::HeaderMap,
+    sources: &Sources,
+) -> Result<(RequestMetadata, RequestMetadata), MetadataError> {
+    let requesty = if sources.reads_requesty() {
+        headers::read(headers)?
+    } else {
+        RequestMetadata::default()
+    };
+    Ok((requesty, dialects::from_headers(headers, sources)?))
 }
 
 impl<S, M, R> std::fmt::Debug for ExtractMetadata<S, M, R>

@@ -1,0 +1,336 @@
+//! Other gateways' metadata formats, read into the same [`RequestMetadata`].
+//!
+//! Teams move between gateways and mix SDKs; each gateway reads only its own format, so metadata is
+//! lost at every boundary. The server layer can read all of them ([`Sources`]):
+//!
+//! | source | carrier | `trace_id` | `user_id` | `tags` | `extra` |
+//! |---|---|---|---|---|---|
+//! | Requesty | body `requesty`, `X-Requesty-*` | `trace_id` | `user_id` | `tags` | `extra`, `X-Requesty-<Name>` |
+//! | Helicone | headers | `Helicone-Session-Id` | `Helicone-User-Id` | | `Helicone-Property-<Key>` → `<key>`; `Helicone-Session-Path` → `session_path`, `-Name` → `session_name` |
+//! | LiteLLM | body `metadata` (or `litellm_metadata`) | `trace_id`, else `session_id` | `trace_user_id` | `tags` | `generation_name` |
+//! | LiteLLM | headers | `x-litellm-trace-id` | `x-litellm-end-user-id` | `x-litellm-tags` (comma-separated) | |
+//! | Portkey | header `x-portkey-metadata` (a JSON object) | | `_user` | | every other key |
+//! | OpenRouter | body | `trace.trace_id`, else `session_id` | | | `trace.trace_name`, `.span_name`, `.generation_name` |
+//! | OpenRouter | header `x-session-id` | the value | | | |
+//! | native | body `user` (OpenAI, OpenRouter) | | the value | | |
+//!
+//! When several are present, earlier sources win, field by field ([`RequestMetadata::with_fallback`]):
+//! Requesty's body member, Requesty's headers, the other dialects' body fields (LiteLLM, then
+//! OpenRouter), their headers (Helicone, LiteLLM, Portkey, OpenRouter), and last the native `user`.
+//! Tags are united in that order.
+//!
+//! Stripping follows the source: the headers of a source that is on are removed before the inner
+//! service (like `X-Requesty-*`, unless the layer keeps headers). Body fields are never removed,
+//! because `user` and `metadata` are the providers' own fields and OpenRouter's `session_id` and
+//! `trace` are OpenRouter's; only the `requesty` member is stripped.
+
+use crate::codec::{conversation, Members, Scan};
+use crate::error::{ErrorKind, MetadataError};
+use crate::RequestMetadata;
+use http::header::{HeaderMap, HeaderName};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Which metadata formats the server layer reads; see [the module docs](self) for the mapping.
+///
+/// ```
+/// use requesty_metadata::dialects::Sources;
+/// use requesty_metadata::RequestyMetadataLayer;
+///
+/// let layer = RequestyMetadataLayer::new().sources(Sources::all().native_user(false));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sources {
+    requesty: bool,
+    helicone: bool,
+    litellm: bool,
+    portkey: bool,
+    openrouter: bool,
+    native_user: bool,
+}
+
+impl Default for Sources {
+    /// Requesty only.
+    fn default() -> Self {
+        Self::requesty_only()
+    }
+}
+
+macro_rules! switches {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        impl Sources {
+            $(
+                $(#[$doc])*
+                pub fn $name(mut self, on: bool) -> Self {
+                    self.$name = on;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+switches! {
+    /// Requesty's body member and `X-Requesty-*` headers.
+    requesty;
+    /// Helicone's `Helicone-*` headers.
+    helicone;
+    /// LiteLLM's body `metadata` and `x-litellm-*` headers.
+    litellm;
+    /// Portkey's `x-portkey-metadata` header.
+    portkey;
+    /// OpenRouter's body `session_id` and `trace`, and `x-session-id` header.
+    openrouter;
+    /// The body's `user` field, as the user id.
+    native_user;
+}
+
+impl Sources {
+    /// Requesty's body member and headers (the default).
+    pub fn requesty_only() -> Self {
+        Self {
+            requesty: true,
+            helicone: false,
+            litellm: false,
+            portkey: false,
+            openrouter: false,
+            native_user: false,
+        }
+    }
+
+    /// Every format this crate reads.
+    pub fn all() -> Self {
+        Self {
+            requesty: true,
+            helicone: true,
+            litellm: true,
+            portkey: true,
+            openrouter: true,
+            native_user: true,
+        }
+    }
+
+    pub(crate) fn reads_requesty(&self) -> bool {
+        self.requesty
+    }
+
+    fn foreign_headers(&self) -> bool {
+        self.helicone || self.litellm || self.portkey || self.openrouter
+    }
+}
+
+/// The other gateways' headers, in precedence order.
+pub(crate) fn from_headers(
+    headers: &HeaderMap,
+    sources: &Sources,
+) -> Result<RequestMetadata, MetadataError> {
+    let mut meta = RequestMetadata::default();
+    if !sources.foreign_headers() {
+        return Ok(meta);
+    }
+    if sources.helicone {
+        meta = meta.with_fallback(helicone(headers)?);
+    }
+    if sources.litellm {
+        meta = meta.with_fallback(litellm_headers(headers)?);
+    }
+    if sources.portkey {
+        meta = meta.with_fallback(portkey(headers)?);
+    }
+    if sources.openrouter {
+        if let Some(session) = text(headers, "x-session-id")? {
+            meta = meta.with_fallback(RequestMetadata::new().trace_id(session));
+        }
+    }
+    Ok(meta)
+}
+
+/// Removes the headers of the foreign sources that are on.
+pub(crate) fn remove_headers(headers: &mut HeaderMap, sources: &Sources) {
+    if !sources.foreign_headers() {
+        return;
+    }
+    let read = |name: &str| {
+        (sources.helicone
+            && (name.starts_with("helicone-property-")
+                || matches!(
+                    name,
+                    "helicone-user-id"
+                        | "helicone-session-id"
+                        | "helicone-session-path"
+                        | "helicone-session-name"
+                )))
+            || (sources.litellm
+                && matches!(name, "x-litellm-tags" | "x-litellm-trace-id" | "x-litellm-end-user-id"))
+            || (sources.portkey && name == "x-portkey-metadata")
+            || (sources.openrouter && name == "x-session-id")
+    };
+    let names: Vec<HeaderName> = headers.keys().filter(|n| read(n.as_str())).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// The other dialects' body fields (LiteLLM, then OpenRouter).
+pub(crate) fn from_body(body: &[u8], scan: &Scan, sources: &Sources) -> RequestMetadata {
+    let members = scan.members();
+    let mut meta = RequestMetadata::default();
+    if sources.litellm {
+        if let Some(object) = object(body, members.metadata.clone()) {
+            meta = meta.with_fallback(litellm_body(&object));
+        }
+    }
+    if sources.openrouter {
+        let mut openrouter = RequestMetadata::default();
+        if let Some(trace) = object(body, members.trace.clone()) {
+            openrouter.trace_id = string(&trace, "trace_id");
+            for key in ["trace_name", "span_name", "generation_name"] {
+                if let Some(value) = string(&trace, key) {
+                    openrouter.extra.insert(key.into(), value.into());
+                }
+            }
+        }
+        if openrouter.trace_id.is_none() {
+            openrouter.trace_id = members.session_id.clone().and_then(|r| decode(&body[r]));
+        }
+        meta = meta.with_fallback(openrouter);
+    }
+    meta
+}
+
+/// The body's native `user` field, as a user id.
+pub(crate) fn native_user(body: &[u8], scan: &Scan, sources: &Sources) -> RequestMetadata {
+    let user = sources
+        .native_user
+        .then(|| scan.members().user.clone())
+        .flatten()
+        .and_then(|r| decode(&body[r]));
+    RequestMetadata {
+        user_id: user,
+        ..RequestMetadata::default()
+    }
+}
+
+/// A stable id for the conversation a chat request continues: a hash of its system prompt and first
+/// user message, which every turn repeats. `None` when the body holds no user message.
+pub(crate) fn conversation_id(body: &[u8], members: &Members, max_depth: usize) -> Option<String> {
+    let (system, user) = conversation::opening(body, members, max_depth)?;
+    let mut hash = Sha256::new();
+    hash.update(system);
+    hash.update([0]);
+    hash.update(user);
+    let digest = hash.finalize();
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("conv_{hex}"))
+}
+
+fn helicone(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
+    let mut meta = RequestMetadata::default();
+    meta.user_id = text(headers, "helicone-user-id")?;
+    meta.trace_id = text(headers, "helicone-session-id")?;
+    for (header, key) in [
+        ("helicone-session-path", "session_path"),
+        ("helicone-session-name", "session_name"),
+    ] {
+        if let Some(value) = text(headers, header)? {
+            meta.extra.insert(key.into(), value.into());
+        }
+    }
+    for (name, value) in headers {
+        if let Some(key) = name.as_str().strip_prefix("helicone-property-") {
+            let value = header_text(name.as_str(), value)?;
+            meta.extra.insert(key.to_owned(), value.into());
+        }
+    }
+    Ok(meta)
+}
+
+fn litellm_headers(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
+    let mut meta = RequestMetadata::default();
+    meta.trace_id = text(headers, "x-litellm-trace-id")?;
+    meta.user_id = text(headers, "x-litellm-end-user-id")?;
+    for value in headers.get_all("x-litellm-tags") {
+        for tag in header_text("x-litellm-tags", value)?.split(',') {
+            let tag = tag.trim();
+            if !tag.is_empty() && !meta.tags.iter().any(|t| t == tag) {
+                meta.tags.push(tag.to_owned());
+            }
+        }
+    }
+    Ok(meta)
+}
+
+fn litellm_body(metadata: &Map<String, Value>) -> RequestMetadata {
+    let mut meta = RequestMetadata::default();
+    if let Some(tags) = metadata.get("tags").and_then(Value::as_array) {
+        for tag in tags.iter().filter_map(Value::as_str) {
+            if !meta.tags.iter().any(|t| t == tag) {
+                meta.tags.push(tag.to_owned());
+            }
+        }
+    }
+    meta.trace_id = string(metadata, "trace_id").or_else(|| string(metadata, "session_id"));
+    meta.user_id = string(metadata, "trace_user_id");
+    if let Some(name) = string(metadata, "generation_name") {
+        meta.extra.insert("generation_name".into(), name.into());
+    }
+    meta
+}
+
+fn portkey(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
+    let mut meta = RequestMetadata::default();
+    let Some(raw) = text(headers, "x-portkey-metadata")? else {
+        return Ok(meta);
+    };
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&raw) else {
+        return Err(MetadataError::new(
+            ErrorKind::InvalidHeader,
+            "x-portkey-metadata",
+            "header `x-portkey-metadata` must be a JSON object",
+        ));
+    };
+    for (key, value) in fields {
+        if key == "_user" {
+            meta.user_id = value.as_str().map(str::to_owned);
+        } else {
+            meta.extra.insert(key, value);
+        }
+    }
+    Ok(meta)
+}
+
+/// The last value of a header, as text.
+fn text(headers: &HeaderMap, name: &str) -> Result<Option<String>, MetadataError> {
+    headers
+        .get_all(name)
+        .iter()
+        .last()
+        .map(|value| header_text(name, value).map(str::to_owned))
+        .transpose()
+}
+
+fn header_text<'a>(name: &str, value: &'a http::HeaderValue) -> Result<&'a str, MetadataError> {
+    std::str::from_utf8(value.as_bytes())
+        .map(str::trim)
+        .map_err(|_| {
+            MetadataError::new(
+                ErrorKind::InvalidHeader,
+                name,
+                format!("header `{name}` is not valid UTF-8"),
+            )
+        })
+}
+
+/// A top-level member's value as an object, when it is one.
+fn object(body: &[u8], range: Option<std::ops::Range<usize>>) -> Option<Map<String, Value>> {
+    serde_json::from_slice(&body[range?]).ok()
+}
+
+fn string(object: &Map<String, Value>, key: &str) -> Option<String> {
+    object.get(key)?.as_str().map(str::to_owned)
+}
+
+/// A JSON string value's text; `None` for anything else.
+fn decode(raw: &[u8]) -> Option<String> {
+    serde_json::from_slice(raw).ok()
+}
