@@ -161,11 +161,18 @@ pub(crate) fn remove_headers(headers: &mut HeaderMap, sources: &Sources) {
                         | "helicone-session-name"
                 )))
             || (sources.litellm
-                && matches!(name, "x-litellm-tags" | "x-litellm-trace-id" | "x-litellm-end-user-id"))
+                && matches!(
+                    name,
+                    "x-litellm-tags" | "x-litellm-trace-id" | "x-litellm-end-user-id"
+                ))
             || (sources.portkey && name == "x-portkey-metadata")
             || (sources.openrouter && name == "x-session-id")
     };
-    let names: Vec<HeaderName> = headers.keys().filter(|n| read(n.as_str())).cloned().collect();
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| read(n.as_str()))
+        .cloned()
+        .collect();
     for name in names {
         headers.remove(name);
     }

@@ -102,6 +102,17 @@ impl Middleware for MetadataMiddleware {
             Some((changed.then(|| spliced(bytes, range, &insert)), scan))
         });
         let metadata = config.filter(metadata);
+        let in_body = in_body.map(|(replacement, scan)| {
+            let replacement = match (replacement, config.native.is_some()) {
+                (Some(body), true) => Some(config.native_field(&metadata, body)),
+                (None, true) => req.body().and_then(reqwest::Body::as_bytes).map(|bytes| {
+                    config.native_field(&metadata, bytes::Bytes::copy_from_slice(bytes))
+                }),
+                (replacement, false) => replacement,
+            };
+            (replacement, scan)
+        });
+        config.gateway_headers(&metadata, req.headers_mut());
         let scan = match in_body {
             Some((replacement, scan)) => {
                 if let Some(body) = replacement {

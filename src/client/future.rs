@@ -173,6 +173,8 @@ where
             } else {
                 headers::remove(&mut parts.headers);
             }
+            config.gateway_headers(&metadata, &mut parts.headers);
+            let body = config.native_field(&metadata, body);
             parts.headers.remove(TRANSFER_ENCODING);
             parts
                 .headers
@@ -183,6 +185,7 @@ where
         _ => {
             metadata = config.filter(metadata);
             headers::write(&metadata, &mut parts.headers);
+            config.gateway_headers(&metadata, &mut parts.headers);
             (collected.into_bytes(), None)
         }
     };

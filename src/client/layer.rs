@@ -1,8 +1,10 @@
 //! [`InjectMetadataLayer`]: options and the tower `Layer`.
 
+use super::egress::{self, Gateway, Native};
 use super::service::InjectMetadata;
 use crate::server::DefaultMakeSpan;
 use crate::{HeadersOnly, JsonBodies, Limits, RequestMetadata, RequestyMetadataLayer};
+use bytes::Bytes;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use tower_layer::Layer;
@@ -63,6 +65,9 @@ pub(crate) struct InjectConfig {
     pub(crate) limits: Limits,
     pub(crate) max_body: usize,
     pub(crate) make_span: DefaultMakeSpan,
+    pub(crate) native: Option<Native>,
+    pub(crate) gateways: Vec<Gateway>,
+    pub(crate) hash_key: Option<Arc<[u8]>>,
 }
 
 impl InjectConfig {
@@ -72,6 +77,24 @@ impl InjectConfig {
             field.clear(&mut meta);
         }
         meta
+    }
+
+    /// Writes the other gateways' header forms configured.
+    pub(crate) fn gateway_headers(
+        &self,
+        metadata: &RequestMetadata,
+        headers: &mut http::HeaderMap,
+    ) {
+        for gateway in &self.gateways {
+            egress::write_gateway(metadata, *gateway, headers);
+        }
+    }
+
+    /// Writes the provider-native user field configured into a JSON body that already carries its
+    /// final `requesty` member.
+    pub(crate) fn native_field(&self, metadata: &RequestMetadata, body: Bytes) -> Bytes {
+        let key = self.hash_key.as_deref();
+        egress::write_native(body, metadata, self.native, key, &self.limits)
     }
 }
 
@@ -126,6 +149,9 @@ impl RequestyMetadataLayer {
                 limits: Limits::default(),
                 max_body: 32 * 1024 * 1024,
                 make_span: DefaultMakeSpan::client(),
+                native: None,
+                gateways: Vec::new(),
+                hash_key: None,
             }),
             mode: PhantomData,
         }
@@ -171,6 +197,27 @@ impl<R> InjectMetadataLayer<R> {
     /// The largest body read to add the member (default 32 MiB); larger ones get headers.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.config().max_body = bytes;
+        self
+    }
+
+    /// Also writes the user id into a provider's own field ([`Native`]): OpenAI's
+    /// `safety_identifier` or Anthropic's `metadata.user_id`, for calls that go straight to the
+    /// provider. A field the body already sets is left alone.
+    pub fn provider_native(mut self, native: Native) -> Self {
+        self.config().native = Some(native);
+        self
+    }
+
+    /// Also writes another gateway's header form ([`Gateway`]), for calls that go through it.
+    pub fn gateway_headers(mut self, gateway: Gateway) -> Self {
+        self.config().gateways.push(gateway);
+        self
+    }
+
+    /// Sends a keyed hash (HMAC-SHA-256 with `key`) instead of the user id in the provider-native
+    /// field, as OpenAI advises for `safety_identifier`.
+    pub fn hash_user_ids(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.config().hash_key = Some(key.as_ref().into());
         self
     }
 

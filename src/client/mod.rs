@@ -18,10 +18,12 @@
 //! the server span's fields with `otel.kind = client`, open until the response body has ended, with
 //! the usage, response model and finish reasons read from the response as it streams.
 
+mod egress;
 mod future;
 mod layer;
 mod service;
 
+pub use egress::{Gateway, Native};
 pub use future::InjectFuture;
 #[cfg(feature = "reqwest")]
 pub(crate) use layer::InjectConfig;

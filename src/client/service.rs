@@ -98,6 +98,7 @@ where
             _ => {
                 let metadata = config.filter(metadata);
                 headers::write(&metadata, &mut parts.headers);
+                config.gateway_headers(&metadata, &mut parts.headers);
                 InjectFuture::call(inner, Request::from_parts(parts, body), &metadata, config)
             }
         }

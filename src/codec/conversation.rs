@@ -7,7 +7,11 @@ use std::ops::Range;
 
 /// The raw bytes of the system prompt (top-level `system`, or the first `system`/`developer`
 /// message's content) and of the first user message's content.
-pub(crate) fn opening<'a>(body: &'a [u8], members: &Members, max_depth: usize) -> Option<(&'a [u8], &'a [u8])> {
+pub(crate) fn opening<'a>(
+    body: &'a [u8],
+    members: &Members,
+    max_depth: usize,
+) -> Option<(&'a [u8], &'a [u8])> {
     let messages = members.messages.clone()?;
     let mut system = members.system.clone().map(|r| &body[r]);
     let mut user = None;
@@ -32,7 +36,9 @@ pub(crate) fn opening<'a>(body: &'a [u8], members: &Members, max_depth: usize) -
             Ok(true)
         })?;
         match (role, content) {
-            (Some(br#""system""# | br#""developer""#), Some(c)) if system.is_none() => system = Some(c),
+            (Some(br#""system""# | br#""developer""#), Some(c)) if system.is_none() => {
+                system = Some(c)
+            }
             (Some(br#""user""#), Some(c)) => {
                 user = Some(c);
                 return Ok(false);
@@ -101,7 +107,10 @@ mod tests {
     #[test]
     fn finds_the_system_prompt_and_first_user_message() {
         let openai = r#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"content":"hi","role":"user"},{"role":"assistant","content":"hello"},{"role":"user","content":"more"}]}"#;
-        assert_eq!(opening_of(openai), Some((r#""Be brief.""#.into(), r#""hi""#.into())));
+        assert_eq!(
+            opening_of(openai),
+            Some((r#""Be brief.""#.into(), r#""hi""#.into()))
+        );
         let anthropic = r#"{"system":[{"type":"text","text":"Be brief."}],"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}"#;
         assert_eq!(
             opening_of(anthropic),
@@ -111,8 +120,14 @@ mod tests {
             ))
         );
         let no_system = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
-        assert_eq!(opening_of(no_system), Some((String::new(), r#""hi""#.into())));
-        assert_eq!(opening_of(r#"{"messages":[{"role":"system","content":"x"}]}"#), None);
+        assert_eq!(
+            opening_of(no_system),
+            Some((String::new(), r#""hi""#.into()))
+        );
+        assert_eq!(
+            opening_of(r#"{"messages":[{"role":"system","content":"x"}]}"#),
+            None
+        );
         assert_eq!(opening_of(r#"{"messages":[]}"#), None);
         assert_eq!(opening_of(r#"{"messages":"no"}"#), None);
         assert_eq!(opening_of(r#"{"input":"x"}"#), None);

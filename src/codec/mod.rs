@@ -85,6 +85,8 @@ pub(crate) struct Members {
     /// `messages` and `system`: the conversation, for reconstructing sessions.
     pub(crate) messages: Option<Range<usize>>,
     pub(crate) system: Option<Range<usize>>,
+    /// `safety_identifier`: OpenAI's end-user field.
+    pub(crate) safety_identifier: Option<Range<usize>>,
 }
 
 /// The request's sampling parameters, when the body sets them as numbers at its top level: the
@@ -312,16 +314,21 @@ impl Scan {
             Some(spans) if metadata.is_empty() => (spans.removal.clone(), Vec::new()),
             Some(spans) => (spans.value.clone(), to_json(metadata)),
             None if metadata.is_empty() => (self.insert_at..self.insert_at, Vec::new()),
-            None => {
-                let mut insert = Vec::with_capacity(128);
-                if self.has_members {
-                    insert.push(b',');
-                }
-                insert.extend_from_slice(br#""requesty":"#);
-                insert.extend_from_slice(&to_json(metadata));
-                (self.insert_at..self.insert_at, insert)
-            }
+            None => self.insert_member("requesty", &to_json(metadata)),
         }
+    }
+
+    /// The edit that adds `"key":value` (`value` being JSON text) as the object's last member.
+    pub(crate) fn insert_member(&self, key: &str, value: &[u8]) -> (Range<usize>, Vec<u8>) {
+        let mut insert = Vec::with_capacity(key.len() + value.len() + 4);
+        if self.has_members {
+            insert.push(b',');
+        }
+        insert.push(b'"');
+        insert.extend_from_slice(key.as_bytes());
+        insert.extend_from_slice(b"\":");
+        insert.extend_from_slice(value);
+        (self.insert_at..self.insert_at, insert)
     }
 }
 
@@ -340,6 +347,7 @@ impl Members {
             b"trace" => &mut self.trace,
             b"messages" => &mut self.messages,
             b"system" => &mut self.system,
+            b"safety_identifier" => &mut self.safety_identifier,
             _ => return,
         };
         *slot = Some(value.clone());

@@ -113,7 +113,8 @@ where
 
     pub(crate) fn call(mut pending: Pending<S, M>, body: B) -> Self {
         let dialects = std::mem::take(&mut pending.dialect_headers);
-        let metadata = non_empty(std::mem::take(&mut pending.header_metadata).with_fallback(dialects));
+        let metadata =
+            non_empty(std::mem::take(&mut pending.header_metadata).with_fallback(dialects));
         Self {
             state: start(pending, body, metadata, Facts::default()),
         }

@@ -1,0 +1,260 @@
+//! Writing metadata in forms other than Requesty's: a provider's native user field, and other
+//! gateways' headers, for calls that go straight to a provider or through another gateway.
+
+use crate::codec::{self, Scan};
+use crate::{genai, RequestMetadata};
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use std::ops::Range;
+
+/// A provider's own field for the end user, written from `user_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Native {
+    /// OpenAI's top-level `safety_identifier` (at most 64 characters: a longer id is sent hashed).
+    OpenAi,
+    /// Anthropic's `metadata.user_id`.
+    Anthropic,
+}
+
+/// Another gateway's header form, for calls that go through it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Gateway {
+    /// `Helicone-User-Id`, `Helicone-Session-Id`, `Helicone-Property-<Key>` (string `extra` values;
+    /// tags as `Helicone-Property-Tags`).
+    Helicone,
+    /// `x-portkey-metadata` (`_user`, `trace_id`, `tags` and string `extra` values, each at most 128
+    /// characters) and `x-portkey-trace-id`.
+    Portkey,
+}
+
+/// OpenAI's limit on `safety_identifier`.
+const SAFETY_IDENTIFIER_MAX: usize = 64;
+
+/// The value a provider-native field gets: the user id, or its keyed hash when hashing is on or the
+/// id is too long for the field.
+pub(crate) fn native_user_value(user_id: &str, native: Native, hash_key: Option<&[u8]>) -> String {
+    let too_long = native == Native::OpenAi && user_id.chars().count() > SAFETY_IDENTIFIER_MAX;
+    match (hash_key, too_long) {
+        (Some(key), _) => genai::user_hash(key, user_id),
+        (None, true) => genai::user_hash(b"requesty-metadata", user_id),
+        (None, false) => user_id.to_owned(),
+    }
+}
+
+/// The edit that writes the native field into a JSON object body, unless the body already sets it.
+pub(crate) fn native_edit(
+    body: &[u8],
+    scan: &Scan,
+    native: Native,
+    value: &str,
+) -> Option<(Range<usize>, Vec<u8>)> {
+    let quoted = serde_json::to_string(value).ok()?;
+    match native {
+        Native::OpenAi => {
+            if scan.members().safety_identifier.is_some() {
+                return None;
+            }
+            Some(scan.insert_member("safety_identifier", quoted.as_bytes()))
+        }
+        Native::Anthropic => match scan.members().metadata.clone() {
+            None => {
+                let object = format!(r#"{{"user_id":{quoted}}}"#);
+                Some(scan.insert_member("metadata", object.as_bytes()))
+            }
+            Some(range) => {
+                let object = &body[range.clone()];
+                if object.first() != Some(&b'{') {
+                    return None;
+                }
+                let existing: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(object).ok()?;
+                if existing.contains_key("user_id") {
+                    return None;
+                }
+                // First member of the existing object: nothing else in it is rewritten.
+                let at = range.start + 1;
+                let insert = if existing.is_empty() {
+                    format!(r#""user_id":{quoted}"#)
+                } else {
+                    format!(r#""user_id":{quoted},"#)
+                };
+                Some((at..at, insert.into_bytes()))
+            }
+        },
+    }
+}
+
+/// Applies the native mapping to a body that already carries its final `requesty` member.
+pub(crate) fn write_native(
+    body: Bytes,
+    metadata: &RequestMetadata,
+    native: Option<Native>,
+    hash_key: Option<&[u8]>,
+    limits: &crate::Limits,
+) -> Bytes {
+    let (Some(native), Some(user_id)) = (native, metadata.user_id.as_deref()) else {
+        return body;
+    };
+    let value = native_user_value(user_id, native, hash_key);
+    let Ok(scan) = codec::scan(&body, limits) else {
+        return body;
+    };
+    match native_edit(&body, &scan, native, &value) {
+        Some((range, insert)) => codec::splice::splice(body, range, &insert),
+        None => body,
+    }
+}
+
+/// Writes another gateway's headers (replacing any of that form already there).
+pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &mut HeaderMap) {
+    let mut put = |name: &str, value: &str| match (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_bytes(value.as_bytes()),
+    ) {
+        (Ok(name), Ok(value)) => {
+            out.insert(name, value);
+        }
+        _ => tracing::warn!(header = name, "metadata left out: not a valid header"),
+    };
+    let strings = metadata
+        .extra
+        .iter()
+        .filter_map(|(key, value)| Some((key.as_str(), value.as_str()?)));
+    match gateway {
+        Gateway::Helicone => {
+            if let Some(user) = &metadata.user_id {
+                put("helicone-user-id", user);
+            }
+            if let Some(trace) = &metadata.trace_id {
+                put("helicone-session-id", trace);
+            }
+            if !metadata.tags.is_empty() {
+                put("helicone-property-tags", &metadata.tags.join(","));
+            }
+            for (key, value) in strings {
+                put(
+                    &format!("helicone-property-{}", key.to_ascii_lowercase()),
+                    value,
+                );
+            }
+        }
+        Gateway::Portkey => {
+            let mut fields = serde_json::Map::new();
+            let mut field = |key: &str, value: &str| {
+                // Portkey accepts string values of at most 128 characters.
+                let value: String = value.chars().take(128).collect();
+                fields.insert(key.to_owned(), value.into());
+            };
+            if let Some(user) = &metadata.user_id {
+                field("_user", user);
+            }
+            if let Some(trace) = &metadata.trace_id {
+                field("trace_id", trace);
+            }
+            if !metadata.tags.is_empty() {
+                field("tags", &metadata.tags.join(","));
+            }
+            for (key, value) in strings {
+                field(key, value);
+            }
+            if !fields.is_empty() {
+                put(
+                    "x-portkey-metadata",
+                    &serde_json::Value::Object(fields).to_string(),
+                );
+            }
+            if let Some(trace) = &metadata.trace_id {
+                put("x-portkey-trace-id", trace);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn native(body: &str, native: Native, value: &str) -> String {
+        let meta = RequestMetadata::new().user_id(value);
+        let out = write_native(
+            Bytes::from(body.to_owned()),
+            &meta,
+            Some(native),
+            None,
+            &Default::default(),
+        );
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn openai_safety_identifier() {
+        assert_eq!(
+            native(r#"{"model":"m"}"#, Native::OpenAi, "u1"),
+            r#"{"model":"m","safety_identifier":"u1"}"#
+        );
+        assert_eq!(
+            native(r#"{"safety_identifier":"keep"}"#, Native::OpenAi, "u1"),
+            r#"{"safety_identifier":"keep"}"#
+        );
+        let long = "x".repeat(65);
+        let out = native("{}", Native::OpenAi, &long);
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let id = value["safety_identifier"].as_str().unwrap();
+        assert!(id.len() <= 64 && !id.contains("xxxx"), "{id}");
+        let hashed = native_user_value("u1", Native::OpenAi, Some(b"k"));
+        assert_ne!(hashed, "u1");
+    }
+
+    #[test]
+    fn anthropic_metadata_user_id() {
+        assert_eq!(
+            native(r#"{"model":"m"}"#, Native::Anthropic, "u1"),
+            r#"{"model":"m","metadata":{"user_id":"u1"}}"#
+        );
+        assert_eq!(
+            native(r#"{"metadata":{}}"#, Native::Anthropic, "u1"),
+            r#"{"metadata":{"user_id":"u1"}}"#
+        );
+        assert_eq!(
+            native(r#"{"metadata": {"z":1.50}}"#, Native::Anthropic, "u1"),
+            r#"{"metadata": {"user_id":"u1","z":1.50}}"#
+        );
+        assert_eq!(
+            native(
+                r#"{"metadata":{"user_id":"keep"}}"#,
+                Native::Anthropic,
+                "u1"
+            ),
+            r#"{"metadata":{"user_id":"keep"}}"#
+        );
+    }
+
+    #[test]
+    fn gateway_headers() {
+        let meta = RequestMetadata::new()
+            .user_id("u")
+            .trace_id("t")
+            .tag("a")
+            .tag("b")
+            .extra("team", "infra")
+            .extra("n", 1);
+        let mut h = HeaderMap::new();
+        write_gateway(&meta, Gateway::Helicone, &mut h);
+        assert_eq!(h["helicone-user-id"], "u");
+        assert_eq!(h["helicone-session-id"], "t");
+        assert_eq!(h["helicone-property-tags"], "a,b");
+        assert_eq!(h["helicone-property-team"], "infra");
+        assert!(!h.contains_key("helicone-property-n"));
+        let mut h = HeaderMap::new();
+        write_gateway(&meta, Gateway::Portkey, &mut h);
+        let portkey: serde_json::Value =
+            serde_json::from_slice(h["x-portkey-metadata"].as_bytes()).unwrap();
+        assert_eq!(
+            portkey,
+            serde_json::json!({"_user":"u","trace_id":"t","tags":"a,b","team":"infra"})
+        );
+        assert_eq!(h["x-portkey-trace-id"], "t");
+    }
+}

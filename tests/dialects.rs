@@ -1,0 +1,419 @@
+//! Other gateways' metadata formats through the server layer, egress mapping through the inject
+//! layer, and session reconstruction; an axum server on loopback.
+
+mod support;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::{Extension, Router};
+use requesty_metadata::client::{Gateway, Native};
+use requesty_metadata::dialects::Sources;
+use requesty_metadata::{RequestMetadata, RequestyMetadataLayer};
+use serde_json::{json, Value};
+use support::{client, serve, Recorder};
+
+/// Echoes the body and reports the metadata and header names it saw.
+async fn echo(
+    meta: Option<Extension<RequestMetadata>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let seen = meta.map(|Extension(m)| serde_json::to_string(&m).unwrap());
+    let names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        "x-seen-metadata",
+        HeaderValue::from_str(&seen.unwrap_or_default()).unwrap(),
+    );
+    h.insert(
+        "x-seen-headers",
+        HeaderValue::from_str(&names.join(",")).unwrap(),
+    );
+    response
+}
+
+async fn server(layer: RequestyMetadataLayer) -> std::net::SocketAddr {
+    serve(Router::new().route("/v1/{*rest}", any(echo)).layer(layer)).await
+}
+
+struct Seen {
+    metadata: Option<RequestMetadata>,
+    headers: String,
+    body: Bytes,
+}
+
+async fn post(addr: std::net::SocketAddr, headers: &[(&str, &str)], body: &str) -> Seen {
+    let mut request = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200, "{body}");
+    let raw = response.headers()["x-seen-metadata"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let headers = response.headers()["x-seen-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    Seen {
+        metadata: (!raw.is_empty()).then(|| serde_json::from_str(&raw).unwrap()),
+        headers,
+        body: response.bytes().await.unwrap(),
+    }
+}
+
+fn all() -> RequestyMetadataLayer {
+    RequestyMetadataLayer::new().sources(Sources::all())
+}
+
+#[tokio::test]
+async fn helicone_headers() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    // As Helicone's docs show them: user, session (id, path, name) and custom properties.
+    let seen = post(
+        addr,
+        &[
+            ("Helicone-Auth", "Bearer sk-helicone"),
+            ("Helicone-User-Id", "alice@example.com"),
+            (
+                "Helicone-Session-Id",
+                "550e8400-e29b-41d4-a716-446655440000",
+            ),
+            ("Helicone-Session-Path", "/abstract/outline"),
+            ("Helicone-Session-Name", "Course Plan"),
+            ("Helicone-Property-Environment", "staging"),
+            ("Helicone-Property-App", "mobile"),
+        ],
+        r#"{"model":"gpt-4o","messages":[]}"#,
+    )
+    .await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(meta.user_id.as_deref(), Some("alice@example.com"));
+    assert_eq!(
+        meta.trace_id.as_deref(),
+        Some("550e8400-e29b-41d4-a716-446655440000")
+    );
+    assert_eq!(meta.extra["session_path"], "/abstract/outline");
+    assert_eq!(meta.extra["session_name"], "Course Plan");
+    assert_eq!(meta.extra["environment"], "staging");
+    assert_eq!(meta.extra["app"], "mobile");
+    // The metadata headers are gone; the gateway's own credentials are not ours to drop.
+    assert_eq!(
+        seen.headers
+            .split(',')
+            .filter(|h| h.starts_with("helicone-"))
+            .collect::<Vec<_>>(),
+        ["helicone-auth"]
+    );
+}
+
+#[tokio::test]
+async fn litellm_body_and_headers() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    // LiteLLM's proxy docs: `metadata` in the body with tags and trace ids.
+    let body = r#"{"model":"gpt-4o","messages":[],"metadata":{"tags":["jobID:214590dsff09fds","taskName:run_page_classification"],"trace_id":"trace-lite","trace_user_id":"user-lite","generation_name":"ishaan-test-generation"}}"#;
+    let seen = post(addr, &[], body).await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(
+        meta.tags,
+        ["jobID:214590dsff09fds", "taskName:run_page_classification"]
+    );
+    assert_eq!(meta.trace_id.as_deref(), Some("trace-lite"));
+    assert_eq!(meta.user_id.as_deref(), Some("user-lite"));
+    assert_eq!(meta.extra["generation_name"], "ishaan-test-generation");
+    assert_eq!(
+        seen.body,
+        body.as_bytes(),
+        "`metadata` is OpenAI's own field: never removed"
+    );
+
+    let seen = post(
+        addr,
+        &[
+            ("x-litellm-tags", "team:a, feature:b"),
+            ("x-litellm-trace-id", "lt-1"),
+            ("x-litellm-end-user-id", "end-user"),
+        ],
+        r#"{"model":"gpt-4o"}"#,
+    )
+    .await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(meta.tags, ["team:a", "feature:b"]);
+    assert_eq!(meta.trace_id.as_deref(), Some("lt-1"));
+    assert_eq!(meta.user_id.as_deref(), Some("end-user"));
+    assert!(!seen.headers.contains("x-litellm"), "{}", seen.headers);
+}
+
+#[tokio::test]
+async fn portkey_metadata_header() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let seen = post(
+        addr,
+        &[
+            ("x-portkey-api-key", "pk"),
+            (
+                "x-portkey-metadata",
+                r#"{"_user":"user_123","environment":"production","session_id":"s-9"}"#,
+            ),
+        ],
+        r#"{"model":"gpt-4o"}"#,
+    )
+    .await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(meta.user_id.as_deref(), Some("user_123"));
+    assert_eq!(meta.extra["environment"], "production");
+    assert_eq!(meta.extra["session_id"], "s-9");
+    assert!(seen.headers.contains("x-portkey-api-key"));
+    assert!(!seen.headers.contains("x-portkey-metadata"));
+
+    // Not a JSON object: a clear 400 naming the header, not a silent drop.
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("x-portkey-metadata", "not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "x-portkey-metadata");
+}
+
+#[tokio::test]
+async fn openrouter_body_and_header_and_native_user() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let body = r#"{"model":"openai/gpt-4o","messages":[],"user":"or-user","session_id":"or-session","trace":{"trace_id":"or-trace","trace_name":"Research","span_name":"search"}}"#;
+    let seen = post(addr, &[], body).await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(
+        meta.trace_id.as_deref(),
+        Some("or-trace"),
+        "trace.trace_id before session_id"
+    );
+    assert_eq!(meta.user_id.as_deref(), Some("or-user"));
+    assert_eq!(meta.extra["trace_name"], "Research");
+    assert_eq!(meta.extra["span_name"], "search");
+    assert_eq!(
+        seen.body,
+        body.as_bytes(),
+        "provider fields stay in the body"
+    );
+
+    let seen = post(
+        addr,
+        &[("x-session-id", "hdr-session")],
+        r#"{"session_id":"body-session"}"#,
+    )
+    .await;
+    assert_eq!(
+        seen.metadata.unwrap().trace_id.as_deref(),
+        Some("body-session")
+    );
+    let seen = post(addr, &[("x-session-id", "hdr-session")], r#"{"model":"m"}"#).await;
+    assert_eq!(
+        seen.metadata.unwrap().trace_id.as_deref(),
+        Some("hdr-session")
+    );
+    assert!(!seen.headers.contains("x-session-id"));
+}
+
+#[tokio::test]
+async fn conflicts_resolve_by_precedence_and_tags_unite() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let body = r#"{"requesty":{"tags":["r"]},"user":"native-user","metadata":{"tags":["lite"],"trace_id":"lite-trace"},"messages":[]}"#;
+    let seen = post(
+        addr,
+        &[
+            ("x-requesty-user-id", "requesty-user"),
+            ("helicone-session-id", "helicone-session"),
+            ("helicone-user-id", "helicone-user"),
+            ("x-litellm-tags", "lite-hdr"),
+        ],
+        body,
+    )
+    .await;
+    let meta = seen.metadata.unwrap();
+    // Requesty body, Requesty headers, other dialects' body, their headers, native `user`.
+    assert_eq!(meta.user_id.as_deref(), Some("requesty-user"));
+    assert_eq!(meta.trace_id.as_deref(), Some("lite-trace"));
+    assert_eq!(meta.tags, ["r", "lite", "lite-hdr"]);
+    // Only the Requesty member is stripped.
+    let stripped: Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(
+        stripped,
+        json!({"user":"native-user","metadata":{"tags":["lite"],"trace_id":"lite-trace"},"messages":[]})
+    );
+}
+
+#[tokio::test]
+async fn sources_that_are_off_are_not_read_or_stripped() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(RequestyMetadataLayer::new()).await;
+    let seen = post(
+        addr,
+        &[("helicone-user-id", "h")],
+        r#"{"user":"u","metadata":{"tags":["t"]}}"#,
+    )
+    .await;
+    assert!(seen.metadata.is_none());
+    assert!(seen.headers.contains("helicone-user-id"));
+
+    // Requesty off: its member and headers pass through unread, even an invalid one.
+    let addr = server(RequestyMetadataLayer::new().sources(Sources::all().requesty(false))).await;
+    let body = r#"{"requesty":{"tags":"not an array"},"user":"u"}"#;
+    let seen = post(addr, &[("x-requesty-trace-id", "t")], body).await;
+    assert_eq!(seen.body, body.as_bytes());
+    assert!(seen.headers.contains("x-requesty-trace-id"));
+    assert_eq!(seen.metadata.unwrap(), RequestMetadata::new().user_id("u"));
+}
+
+fn chat(system: &str, turns: &[(&str, &str)]) -> String {
+    let mut messages = vec![json!({"role": "system", "content": system})];
+    for (role, content) in turns {
+        messages.push(json!({"role": role, "content": content}));
+    }
+    json!({"model": "gpt-4o", "messages": messages}).to_string()
+}
+
+#[tokio::test]
+async fn sessions_are_reconstructed_from_the_conversation_opening() {
+    let (recorder, _g) = Recorder::install();
+    let addr = server(RequestyMetadataLayer::new().reconstruct_sessions(true)).await;
+    let first = [("user", "Plan a trip to Lisbon")];
+    let second = [
+        ("user", "Plan a trip to Lisbon"),
+        ("assistant", "Day 1: Alfama."),
+        ("user", "And day 2?"),
+    ];
+    let third = [
+        ("user", "Plan a trip to Lisbon"),
+        ("assistant", "Day 1: Alfama."),
+        ("user", "And day 2?"),
+        ("assistant", "Belem."),
+        ("user", "Restaurants?"),
+    ];
+    let mut ids = Vec::new();
+    for turns in [&first[..], &second[..], &third[..]] {
+        let seen = post(addr, &[], &chat("You are a travel agent.", turns)).await;
+        ids.push(seen.metadata.unwrap().trace_id.unwrap());
+    }
+    assert!(ids[0].starts_with("conv_"));
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+
+    let other = post(
+        addr,
+        &[],
+        &chat(
+            "You are a travel agent.",
+            &[("user", "Plan a trip to Porto")],
+        ),
+    )
+    .await;
+    assert_ne!(other.metadata.unwrap().trace_id.unwrap(), ids[0]);
+    let other_system = post(addr, &[], &chat("You are a poet.", &first)).await;
+    assert_ne!(other_system.metadata.unwrap().trace_id.unwrap(), ids[0]);
+
+    // An explicit trace id wins; the spans carry the conversation id.
+    let body = r#"{"messages":[{"role":"user","content":"x"}],"requesty":{"trace_id":"explicit"}}"#;
+    assert_eq!(
+        post(addr, &[], body)
+            .await
+            .metadata
+            .unwrap()
+            .trace_id
+            .as_deref(),
+        Some("explicit")
+    );
+    let spans = recorder.wait_closed(6).await;
+    assert_eq!(
+        spans[0].field("gen_ai.conversation.id"),
+        Some(ids[0].as_str())
+    );
+}
+
+#[tokio::test]
+async fn egress_writes_provider_fields_and_other_gateways_headers() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioExecutor;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let (_r, _g) = Recorder::install();
+    // A bare echo server: the wire form as sent.
+    let addr = serve(Router::new().route("/v1/{*rest}", any(echo))).await;
+    let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let send = |layer: requesty_metadata::InjectMetadataLayer, body: &'static str| {
+        let service = ServiceBuilder::new().layer(layer).service(hyper.clone());
+        let request = http::Request::post(format!("http://{addr}/v1/messages"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from_static(
+                body.as_bytes(),
+            )))
+            .unwrap();
+        async move {
+            let response = service.oneshot(request).await.unwrap();
+            let headers = response.headers()["x-seen-headers"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (headers, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    let defaults = RequestMetadata::new()
+        .user_id("user-42")
+        .trace_id("wf")
+        .extra("team", "infra");
+
+    let layer = RequestyMetadataLayer::inject(defaults.clone()).provider_native(Native::OpenAi);
+    let (_, body) = send(layer, r#"{"model":"gpt-4o"}"#).await;
+    assert_eq!(body["safety_identifier"], "user-42");
+    assert_eq!(body["requesty"]["user_id"], "user-42");
+
+    let layer = RequestyMetadataLayer::inject(defaults.clone())
+        .provider_native(Native::OpenAi)
+        .hash_user_ids("key");
+    let (_, body) = send(layer, r#"{"model":"gpt-4o"}"#).await;
+    let hashed = body["safety_identifier"].as_str().unwrap();
+    assert!(hashed.len() <= 64 && hashed != "user-42");
+
+    let layer = RequestyMetadataLayer::inject(defaults.clone())
+        .provider_native(Native::Anthropic)
+        .drop_fields([requesty_metadata::client::Field::UserId]);
+    let (_, body) = send(layer, r#"{"model":"claude","metadata":{"x":1}}"#).await;
+    assert!(body.get("safety_identifier").is_none());
+    assert!(
+        body["metadata"].get("user_id").is_none(),
+        "the boundary applies to native fields too"
+    );
+
+    let layer = RequestyMetadataLayer::inject(defaults.clone()).provider_native(Native::Anthropic);
+    let (_, body) = send(layer, r#"{"model":"claude","metadata":{"x":1}}"#).await;
+    assert_eq!(body["metadata"], json!({"user_id": "user-42", "x": 1}));
+
+    let layer = RequestyMetadataLayer::inject(defaults.clone())
+        .gateway_headers(Gateway::Helicone)
+        .gateway_headers(Gateway::Portkey);
+    let (headers, _) = send(layer, r#"{"model":"gpt-4o"}"#).await;
+    for name in [
+        "helicone-user-id",
+        "helicone-session-id",
+        "helicone-property-team",
+        "x-portkey-metadata",
+        "x-portkey-trace-id",
+    ] {
+        assert!(headers.contains(name), "{name} in {headers}");
+    }
+}
