@@ -4,12 +4,17 @@
 //!
 //! Bodies arrive in 16 KiB frames, as a server hands them over. No tracing subscriber is installed:
 //! this measures the layer's own work, not an exporter's.
+//!
+//! A third comparison reads a 32 KB request carrying every gateway's dialect (LiteLLM `metadata`,
+//! OpenRouter `session_id`, `user`, Helicone and LiteLLM headers) with all sources on, against the
+//! same request with only the Requesty source on.
 
 mod common;
 
 use axum::body::{to_bytes, Body, Bytes};
 use criterion::{criterion_group, Criterion};
 use http::{Request, Response};
+use requesty_metadata::dialects::Sources;
 use requesty_metadata::RequestyMetadataLayer;
 use std::convert::Infallible;
 use std::future::Future;
@@ -80,16 +85,47 @@ where
 }
 
 fn request(body: &Bytes) -> Request<Body> {
+    request_with(body, &[])
+}
+
+fn request_with(body: &Bytes, headers: &[(&str, &str)]) -> Request<Body> {
     // Zero-copy 16 KiB slices of the shared body, as frames.
     let frames: Vec<Result<Bytes, Infallible>> = (0..body.len())
         .step_by(16 * 1024)
         .map(|i| Ok(body.slice(i..body.len().min(i + 16 * 1024))))
         .collect();
-    Request::post("/v1/chat/completions")
+    let mut request = Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
-        .header("content-length", body.len())
+        .header("content-length", body.len());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
         .body(Body::from_stream(futures_util::stream::iter(frames)))
         .unwrap_or_default()
+}
+
+/// A 32 KB conversation in every dialect at once.
+fn dialect_request() -> (Bytes, [(&'static str, &'static str); 4]) {
+    let chat = common::chat_request(32 * 1024, true);
+    let mut body = br#"{"user":"end-user","session_id":"or-session","metadata":{"tags":["lite"],"trace_user_id":"u"},"#.to_vec();
+    body.extend_from_slice(&chat[1..]);
+    let headers = [
+        ("helicone-user-id", "h-user"),
+        ("helicone-property-team", "infra"),
+        ("x-litellm-tags", "a,b"),
+        ("x-portkey-metadata", r#"{"_user":"p","env":"prod"}"#),
+    ];
+    (Bytes::from(body), headers)
+}
+
+async fn run_with<S, B>(service: S, body: &Bytes, headers: &[(&str, &str)])
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
+    B: http_body::Body,
+{
+    let response = service.oneshot(request_with(body, headers)).await;
+    common::keep(response.map(|r| r.status()).ok());
 }
 
 async fn run<S, B>(service: S, body: &Bytes)
@@ -124,6 +160,16 @@ fn bench(c: &mut Criterion) {
         group.bench_function("naive", |b| b.iter(|| rt.block_on(run(Naive(Bare), &body))));
         group.finish();
     }
+    let (body, headers) = dialect_request();
+    let all = RequestyMetadataLayer::new().sources(Sources::all());
+    let mut group = c.benchmark_group("layer/32KB-dialects");
+    group.bench_function("requesty-only", |b| {
+        b.iter(|| rt.block_on(run_with(layer.layer(Bare), &body, &headers)))
+    });
+    group.bench_function("all-sources", |b| {
+        b.iter(|| rt.block_on(run_with(all.layer(Bare), &body, &headers)))
+    });
+    group.finish();
 }
 
 /// The ratios the targets are stated in, measured back to back in this run.
@@ -144,6 +190,18 @@ fn ratios() {
             naive / with
         );
     }
+    let (body, headers) = dialect_request();
+    let all = RequestyMetadataLayer::new().sources(Sources::all());
+    let only = common::median_ns(3000, || {
+        rt.block_on(run_with(layer.layer(Bare), &body, &headers))
+    });
+    let every = common::median_ns(3000, || {
+        rt.block_on(run_with(all.layer(Bare), &body, &headers))
+    });
+    println!(
+        "  32KB, every dialect: requesty-only {only:.0} ns, all sources {every:.0} ns | all/requesty-only = {:.2}x",
+        every / only
+    );
 }
 
 criterion_group!(benches, bench);

@@ -28,7 +28,8 @@ use crate::codec::{conversation, Members, Scan};
 use crate::error::{ErrorKind, MetadataError};
 use crate::RequestMetadata;
 use http::header::{HeaderMap, HeaderName};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Which metadata formats the server layer reads; see [the module docs](self) for the mapping.
@@ -183,26 +184,94 @@ pub(crate) fn from_body(body: &[u8], scan: &Scan, sources: &Sources) -> RequestM
     let members = scan.members();
     let mut meta = RequestMetadata::default();
     if sources.litellm {
-        if let Some(object) = object(body, members.metadata.clone()) {
-            meta = meta.with_fallback(litellm_body(&object));
+        if let Some(fields) = parse::<LiteLlm>(body, members.metadata.clone()) {
+            for tag in fields.tags.unwrap_or_default().into_iter().flatten() {
+                if !meta.tags.contains(&tag) {
+                    meta.tags.push(tag);
+                }
+            }
+            meta.trace_id = fields.trace_id.or(fields.session_id);
+            meta.user_id = fields.trace_user_id;
+            if let Some(name) = fields.generation_name {
+                meta.extra.insert("generation_name".into(), name.into());
+            }
         }
     }
     if sources.openrouter {
         let mut openrouter = RequestMetadata::default();
-        if let Some(trace) = object(body, members.trace.clone()) {
-            openrouter.trace_id = string(&trace, "trace_id");
-            for key in ["trace_name", "span_name", "generation_name"] {
-                if let Some(value) = string(&trace, key) {
+        if let Some(trace) = parse::<OpenRouterTrace>(body, members.trace.clone()) {
+            openrouter.trace_id = trace.trace_id;
+            for (key, value) in [
+                ("trace_name", trace.trace_name),
+                ("span_name", trace.span_name),
+                ("generation_name", trace.generation_name),
+            ] {
+                if let Some(value) = value {
                     openrouter.extra.insert(key.into(), value.into());
                 }
             }
         }
         if openrouter.trace_id.is_none() {
-            openrouter.trace_id = members.session_id.clone().and_then(|r| decode(&body[r]));
+            openrouter.trace_id = parse(body, members.session_id.clone());
         }
         meta = meta.with_fallback(openrouter);
     }
     meta
+}
+
+/// The fields LiteLLM reads from `metadata`; anything else in it is skipped unread. A field of
+/// another type means the object is not LiteLLM's (it is also OpenAI's own `metadata`): ignored.
+#[derive(Deserialize)]
+struct LiteLlm {
+    #[serde(default, deserialize_with = "lenient")]
+    tags: Option<Vec<Option<String>>>,
+    #[serde(default, deserialize_with = "lenient")]
+    trace_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    session_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    trace_user_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    generation_name: Option<String>,
+}
+
+/// OpenRouter's `trace` object.
+#[derive(Deserialize)]
+struct OpenRouterTrace {
+    #[serde(default, deserialize_with = "lenient")]
+    trace_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    trace_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    span_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    generation_name: Option<String>,
+}
+
+/// A field of the expected type, or nothing: a foreign field of another type is not ours to reject.
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either<T> {
+        Expected(T),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match Either::<T>::deserialize(deserializer)? {
+        Either::Expected(value) => Some(value),
+        Either::Other(_) => None,
+    })
+}
+
+/// A top-level member's value, when it has the expected shape.
+fn parse<'a, T: Deserialize<'a>>(
+    body: &'a [u8],
+    range: Option<std::ops::Range<usize>>,
+) -> Option<T> {
+    serde_json::from_slice(&body[range?]).ok()
 }
 
 /// The body's native `user` field, as a user id.
@@ -211,7 +280,7 @@ pub(crate) fn native_user(body: &[u8], scan: &Scan, sources: &Sources) -> Reques
         .native_user
         .then(|| scan.members().user.clone())
         .flatten()
-        .and_then(|r| decode(&body[r]));
+        .and_then(|r| parse(body, Some(r)));
     RequestMetadata {
         user_id: user,
         ..RequestMetadata::default()
@@ -232,9 +301,11 @@ pub(crate) fn conversation_id(body: &[u8], members: &Members, max_depth: usize) 
 }
 
 fn helicone(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
-    let mut meta = RequestMetadata::default();
-    meta.user_id = text(headers, "helicone-user-id")?;
-    meta.trace_id = text(headers, "helicone-session-id")?;
+    let mut meta = RequestMetadata {
+        user_id: text(headers, "helicone-user-id")?,
+        trace_id: text(headers, "helicone-session-id")?,
+        ..RequestMetadata::default()
+    };
     for (header, key) in [
         ("helicone-session-path", "session_path"),
         ("helicone-session-name", "session_name"),
@@ -253,9 +324,11 @@ fn helicone(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
 }
 
 fn litellm_headers(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
-    let mut meta = RequestMetadata::default();
-    meta.trace_id = text(headers, "x-litellm-trace-id")?;
-    meta.user_id = text(headers, "x-litellm-end-user-id")?;
+    let mut meta = RequestMetadata {
+        trace_id: text(headers, "x-litellm-trace-id")?,
+        user_id: text(headers, "x-litellm-end-user-id")?,
+        ..RequestMetadata::default()
+    };
     for value in headers.get_all("x-litellm-tags") {
         for tag in header_text("x-litellm-tags", value)?.split(',') {
             let tag = tag.trim();
@@ -265,23 +338,6 @@ fn litellm_headers(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError
         }
     }
     Ok(meta)
-}
-
-fn litellm_body(metadata: &Map<String, Value>) -> RequestMetadata {
-    let mut meta = RequestMetadata::default();
-    if let Some(tags) = metadata.get("tags").and_then(Value::as_array) {
-        for tag in tags.iter().filter_map(Value::as_str) {
-            if !meta.tags.iter().any(|t| t == tag) {
-                meta.tags.push(tag.to_owned());
-            }
-        }
-    }
-    meta.trace_id = string(metadata, "trace_id").or_else(|| string(metadata, "session_id"));
-    meta.user_id = string(metadata, "trace_user_id");
-    if let Some(name) = string(metadata, "generation_name") {
-        meta.extra.insert("generation_name".into(), name.into());
-    }
-    meta
 }
 
 fn portkey(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
@@ -311,7 +367,7 @@ fn text(headers: &HeaderMap, name: &str) -> Result<Option<String>, MetadataError
     headers
         .get_all(name)
         .iter()
-        .last()
+        .next_back()
         .map(|value| header_text(name, value).map(str::to_owned))
         .transpose()
 }
@@ -326,18 +382,4 @@ fn header_text<'a>(name: &str, value: &'a http::HeaderValue) -> Result<&'a str, 
                 format!("header `{name}` is not valid UTF-8"),
             )
         })
-}
-
-/// A top-level member's value as an object, when it is one.
-fn object(body: &[u8], range: Option<std::ops::Range<usize>>) -> Option<Map<String, Value>> {
-    serde_json::from_slice(&body[range?]).ok()
-}
-
-fn string(object: &Map<String, Value>, key: &str) -> Option<String> {
-    object.get(key)?.as_str().map(str::to_owned)
-}
-
-/// A JSON string value's text; `None` for anything else.
-fn decode(raw: &[u8]) -> Option<String> {
-    serde_json::from_slice(raw).ok()
 }

@@ -142,13 +142,27 @@ impl RequestMetadata {
     /// assert_eq!(combined.trace_id.as_deref(), Some("from-body"));
     /// assert_eq!(combined.user_id.as_deref(), Some("u"));
     /// ```
-    pub fn with_fallback(self, mut fallback: RequestMetadata) -> Self {
-        let fallback_tags = std::mem::replace(&mut fallback.tags, self.tags.clone());
-        let mut combined = fallback.merged(self);
-        for tag in fallback_tags {
-            push_unique(&mut combined.tags, tag);
+    pub fn with_fallback(mut self, fallback: RequestMetadata) -> Self {
+        for tag in fallback.tags {
+            push_unique(&mut self.tags, tag);
         }
-        combined
+        for (mine, theirs) in [
+            (&mut self.user_id, fallback.user_id),
+            (&mut self.trace_id, fallback.trace_id),
+            (&mut self.origin_referer, fallback.origin_referer),
+            (&mut self.origin_title, fallback.origin_title),
+        ] {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+        for (key, value) in fallback.extra {
+            self.extra.entry(key).or_insert(value);
+        }
+        for (key, value) in fallback.other {
+            self.other.entry(key).or_insert(value);
+        }
+        self
     }
 
     /// [`merge`](Self::merge) by value, for chaining.

@@ -2,7 +2,7 @@
 //! client span that lasts until the response body ends.
 
 use super::layer::{Carrier, InjectConfig};
-use crate::codec::{self, Parameters};
+use crate::codec;
 use crate::collect::Collected;
 use crate::content::declared_length;
 use crate::server::span::{MakeSpan, RequestInfo};
@@ -213,7 +213,7 @@ where
         stream: scan.and_then(codec::Scan::stream),
         parameters: scan
             .map(codec::Scan::parameters)
-            .unwrap_or(Parameters::default()),
+            .unwrap_or_default(),
     });
     let future = {
         let _entered = span.enter();
