@@ -1,0 +1,1335 @@
+//! The client side through real stacks: a reqwest-middleware client with `MetadataMiddleware` and a
+//! hyper-util client wrapped by the inject layer, against axum servers on loopback (a bare echo
+//! server to see the wire form, the same server behind `RequestyMetadataLayer` to see what it reads),
+//! and propagation from one layered service through its handler's calls to another.
+//!
+//! Every test installs a recorder, even those that read no span: tests run on parallel threads, and
+//! a callsite first hit on a thread without a subscriber could otherwise be cached as disabled.
+
+mod support;
+
+use axum::body::{Body as AxumBody, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post};
+use axum::{Extension, Json, Router};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use requesty_metadata::client::{Carrier, Field, InjectMetadata};
+use requesty_metadata::reqwest::MetadataMiddleware;
+use requesty_metadata::{current, in_current, scope, RequestMetadata, RequestyMetadataLayer};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Next, RequestBuilder};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{client, serve, Recorder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, Barrier};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+/// What a server received, as its handler saw it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Echo {
+    method: String,
+    body: String,
+    headers: Vec<(String, String)>,
+    /// The extension the server layer put on the request (always `None` on the bare server).
+    metadata: Option<RequestMetadata>,
+}
+
+impl Echo {
+    fn header(&self, name: &str) -> Option<&str> {
+        let mut values = self.headers.iter().filter(|(n, _)| n == name);
+        let value = values.next().map(|(_, v)| v.as_str());
+        assert!(values.next().is_none(), "`{name}` sent more than once");
+        value
+    }
+
+    /// The `x-requesty-*` headers, sorted by name.
+    fn requesty_headers(&self) -> Vec<(&str, &str)> {
+        let mut found: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.starts_with("x-requesty-"))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        found.sort();
+        found
+    }
+}
+
+fn echo_of(
+    method: Method,
+    meta: Option<Extension<RequestMetadata>>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Echo {
+    Echo {
+        method: method.to_string(),
+        body: String::from_utf8(body.to_vec()).expect("test bodies are UTF-8"),
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        metadata: meta.map(|Extension(m)| m),
+    }
+}
+
+async fn echo(
+    method: Method,
+    meta: Option<Extension<RequestMetadata>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Json<Echo> {
+    Json(echo_of(method, meta, &headers, &body))
+}
+
+fn echo_router() -> Router {
+    Router::new().route("/{*path}", any(echo))
+}
+
+/// An echo server without the layer: what went over the wire.
+async fn bare_echo() -> SocketAddr {
+    serve(echo_router()).await
+}
+
+/// The same server behind the server layer: what it reads, and what its handler is left with.
+async fn layered_echo() -> SocketAddr {
+    serve(echo_router().layer(RequestyMetadataLayer::new())).await
+}
+
+/// A server that answers every request with an empty `200` and reports the request's raw bytes, so
+/// the header lines can be checked as they were written.
+async fn raw_server() -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request_complete(&raw) {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                }
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                let _ = tx.send(raw);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn request_complete(raw: &[u8]) -> bool {
+    let Some(end) = find(raw, b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    if let Some(len) = head
+        .split("\r\n")
+        .find_map(|line| line.strip_prefix("content-length:"))
+    {
+        return body.len() >= len.trim().parse::<usize>().unwrap();
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    true
+}
+
+/// A raw request split into its header lines (request line excluded) and its body.
+fn head_lines(raw: &[u8]) -> (Vec<String>, Vec<u8>) {
+    let end = find(raw, b"\r\n\r\n").expect("a complete head");
+    let head = std::str::from_utf8(&raw[..end]).expect("an ASCII head");
+    // Line breaks come only as CRLF pairs, one per header line.
+    assert_eq!(
+        head.matches('\r').count(),
+        head.matches("\r\n").count(),
+        "{head:?}"
+    );
+    assert_eq!(
+        head.matches('\n').count(),
+        head.matches("\r\n").count(),
+        "{head:?}"
+    );
+    let lines: Vec<String> = head.split("\r\n").skip(1).map(str::to_owned).collect();
+    for line in &lines {
+        let (name, _) = line
+            .split_once(':')
+            .unwrap_or_else(|| panic!("not a header line: {line:?}"));
+        assert!(
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)),
+            "{line:?}"
+        );
+    }
+    (lines, raw[end + 4..].to_vec())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+const CHAT: &str = r#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+
+fn defaults() -> RequestMetadata {
+    RequestMetadata::new()
+        .tag("billing-agent")
+        .user_id("svc-user")
+        .trace_id("t-default")
+        .extra("team", "platform")
+}
+
+/// `defaults()` as the member's value.
+const DEFAULTS_JSON: &str = r#"{"tags":["billing-agent"],"user_id":"svc-user","trace_id":"t-default","extra":{"team":"platform"}}"#;
+
+/// No `x-requesty-*` header at all.
+const NONE: [(&str, &str); 0] = [];
+
+/// `defaults()` in header form, sorted by name.
+const DEFAULTS_HEADERS: [(&str, &str); 4] = [
+    ("x-requesty-tags", "billing-agent"),
+    ("x-requesty-team", "platform"),
+    ("x-requesty-trace-id", "t-default"),
+    ("x-requesty-user-id", "svc-user"),
+];
+
+/// `body` (an object whose last value ends right before its closing brace) with `member` appended as
+/// its last member.
+fn appended(body: &str, member: &str) -> String {
+    let end = body.rfind('}').unwrap();
+    format!(r#"{},"requesty":{member}{}"#, &body[..end], &body[end..])
+}
+
+/// Checks that `body` is `head`, a JSON value, then `tail`, byte for byte, and returns the value.
+fn between(body: &str, head: &str, tail: &str) -> Value {
+    assert!(body.starts_with(head) && body.ends_with(tail), "{body}");
+    assert!(body.len() >= head.len() + tail.len(), "{body}");
+    serde_json::from_str(&body[head.len()..body.len() - tail.len()]).unwrap()
+}
+
+fn with_middleware(middleware: MetadataMiddleware) -> ClientWithMiddleware {
+    ClientBuilder::new(client()).with(middleware).build()
+}
+
+fn json_post(
+    client: &ClientWithMiddleware,
+    addr: SocketAddr,
+    body: impl Into<reqwest::Body>,
+) -> RequestBuilder {
+    client
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body)
+}
+
+async fn echoed(request: RequestBuilder) -> Echo {
+    let response = request.send().await.expect("the request is sent");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("an echo")
+}
+
+/// `text` as a streaming body of unknown length.
+fn streamed(text: &str) -> reqwest::Body {
+    let chunks: Vec<Result<Bytes, Infallible>> = text
+        .as_bytes()
+        .chunks(7)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
+}
+
+type Hyper = HyperClient<HttpConnector, Full<Bytes>>;
+
+fn hyper_client() -> Hyper {
+    HyperClient::builder(TokioExecutor::new()).build_http()
+}
+
+fn hyper_json(addr: SocketAddr, body: &str) -> http::Request<Full<Bytes>> {
+    http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+        .unwrap()
+}
+
+async fn hyper_echo<S, B, RB>(service: S, request: http::Request<B>) -> Echo
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Error: std::fmt::Debug,
+    RB: http_body::Body,
+    RB::Error: std::fmt::Debug,
+{
+    let response = service.oneshot(request).await.expect("the request is sent");
+    assert_eq!(response.status(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).expect("an echo")
+}
+
+// ---------------------------------------------------------------------------------------------
+// reqwest-middleware
+
+#[tokio::test]
+async fn defaults_become_the_last_member_and_the_server_reads_them_back() {
+    let (_recorder, _guard) = Recorder::install();
+    let (bare, layered) = (bare_echo().await, layered_echo().await);
+    let client = with_middleware(MetadataMiddleware::new(defaults()));
+
+    let echo = echoed(json_post(&client, bare, CHAT)).await;
+    let want = appended(CHAT, DEFAULTS_JSON);
+    assert_eq!(echo.body, want);
+    assert_eq!(
+        echo.header("content-length"),
+        Some(want.len().to_string().as_str())
+    );
+    assert_eq!(echo.requesty_headers(), NONE);
+
+    let echo = echoed(json_post(&client, layered, CHAT)).await;
+    assert_eq!(echo.metadata, Some(defaults()));
+    assert_eq!(
+        echo.body, CHAT,
+        "the server strips exactly what the client added"
+    );
+    assert_eq!(
+        echo.header("content-length"),
+        Some(CHAT.len().to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_per_request_extension_merges_over_the_defaults_for_that_request_only() {
+    let (_recorder, _guard) = Recorder::install();
+    let (bare, layered) = (bare_echo().await, layered_echo().await);
+    let client = with_middleware(MetadataMiddleware::new(defaults()));
+    let extension = || {
+        RequestMetadata::new()
+            .tag("research")
+            .tag("billing-agent")
+            .trace_id("session-42")
+    };
+
+    let echo = echoed(json_post(&client, bare, CHAT).with_extension(extension())).await;
+    assert_eq!(
+        echo.body,
+        appended(
+            CHAT,
+            r#"{"tags":["billing-agent","research"],"user_id":"svc-user","trace_id":"session-42","extra":{"team":"platform"}}"#
+        )
+    );
+
+    let echo = echoed(json_post(&client, bare, CHAT)).await;
+    assert_eq!(echo.body, appended(CHAT, DEFAULTS_JSON));
+
+    let echo = echoed(json_post(&client, layered, CHAT).with_extension(extension())).await;
+    assert_eq!(
+        echo.metadata,
+        Some(
+            RequestMetadata::new()
+                .tag("billing-agent")
+                .tag("research")
+                .user_id("svc-user")
+                .trace_id("session-42")
+                .extra("team", "platform")
+        )
+    );
+    assert_eq!(echo.body, CHAT);
+}
+
+#[tokio::test]
+async fn sources_merge_in_order_and_the_body_member_wins() {
+    let (_recorder, _guard) = Recorder::install();
+    let (bare, layered) = (bare_echo().await, layered_echo().await);
+    let level = |name: &str| {
+        RequestMetadata::new()
+            .tag(name)
+            .user_id(format!("u-{name}"))
+            .trace_id(format!("t-{name}"))
+            .extra("lvl", name)
+            .extra(name, "1")
+    };
+    let client = with_middleware(MetadataMiddleware::new(level("d")));
+    let body = r#"{"model":"m","requesty":{"tags":["b"],"trace_id":"t-b","extra":{"lvl":"b"}},"messages":[]}"#;
+    let request = |addr| {
+        json_post(&client, addr, body)
+            .with_extension(level("e"))
+            .header("X-Requesty-Tags", "h")
+            .header("X-Requesty-User-Id", "u-h")
+            .header("X-Requesty-Trace-Id", "t-h")
+            .header("X-Requesty-Lvl", "h")
+            .header("X-Requesty-H", "1")
+    };
+    // defaults → current → extension → headers → body member.
+    let want = RequestMetadata::new()
+        .tag("d")
+        .tag("c")
+        .tag("e")
+        .tag("h")
+        .tag("b")
+        .user_id("u-h")
+        .trace_id("t-b")
+        .extra("lvl", "b")
+        .extra("d", "1")
+        .extra("c", "1")
+        .extra("e", "1")
+        .extra("h", "1");
+    let current = Some(Arc::new(level("c")));
+
+    let echo = scope(current.clone(), echoed(request(bare))).await;
+    // The member's value is replaced where it stands; every other byte stays.
+    let member = between(
+        &echo.body,
+        r#"{"model":"m","requesty":"#,
+        r#","messages":[]}"#,
+    );
+    assert_eq!(member, serde_json::to_value(&want).unwrap());
+    assert_eq!(echo.requesty_headers(), NONE, "the member carries it all");
+    assert_eq!(
+        echo.header("content-length"),
+        Some(echo.body.len().to_string().as_str())
+    );
+
+    let echo = scope(current, echoed(request(layered))).await;
+    assert_eq!(echo.metadata, Some(want));
+    assert_eq!(echo.body, r#"{"model":"m","messages":[]}"#);
+}
+
+#[tokio::test]
+async fn every_other_byte_of_the_body_is_kept() {
+    let (_recorder, _guard) = Recorder::install();
+    let (bare, layered) = (bare_echo().await, layered_echo().await);
+    let client = with_middleware(MetadataMiddleware::new(defaults()));
+    let member = format!(r#""requesty":{DEFAULTS_JSON}"#);
+    // (content type, the body up to where the member goes, the rest, whether it needs a comma)
+    let cases = [
+        (
+            "application/json",
+            concat!(
+                "{\"model\" : \"m\",\n  \"temperature\":1.0e0, \"seed\":123456789012345678901234567890,\n",
+                r#"  "s":"caf\u00e9 \"q\" \\ \/", "raw":"日本語 😀","#,
+                "\n  \"nested\":{\"requesty\":{\"tags\":[\"inner\"]}}, \"list\":[{\"requesty\":1}, null, true, -0.0]"
+            ),
+            " \n}\n",
+            true,
+        ),
+        ("application/vnd.api+json; charset=utf-8", "{", "}", false),
+        ("Application/JSON", "\n\t{", " }\r\n", false),
+        ("application/json", r#"{"a":{},"b":[],"c":"}""#, "}", true),
+    ];
+    for (content_type, head, tail, comma) in cases {
+        let body = format!("{head}{tail}");
+        let request = |addr| {
+            client
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .header("content-type", content_type)
+                .body(body.clone())
+        };
+        let echo = echoed(request(bare)).await;
+        let want = format!("{head}{}{member}{tail}", if comma { "," } else { "" });
+        assert_eq!(echo.body, want, "{content_type}");
+        assert_eq!(
+            echo.header("content-length"),
+            Some(want.len().to_string().as_str())
+        );
+
+        let echo = echoed(request(layered)).await;
+        assert_eq!(echo.metadata, Some(defaults()), "{body}");
+        assert_eq!(echo.body, body);
+    }
+}
+
+#[tokio::test]
+async fn a_streaming_body_gets_the_header_form() {
+    let (_recorder, _guard) = Recorder::install();
+    let (bare, layered) = (bare_echo().await, layered_echo().await);
+    let defaults = RequestMetadata::new()
+        .tag("a")
+        .tag("b")
+        .user_id("u")
+        .trace_id("t")
+        .extra("team", "platform")
+        .extra("n", 1);
+    let client = with_middleware(MetadataMiddleware::new(defaults));
+    let extension = || RequestMetadata::new().extra("Region", "eu");
+
+    let echo = echoed(json_post(&client, bare, streamed(CHAT)).with_extension(extension())).await;
+    assert_eq!(echo.body, CHAT);
+    assert_eq!(echo.header("content-length"), None);
+    assert_eq!(echo.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(
+        echo.requesty_headers(),
+        [
+            ("x-requesty-region", "eu"),
+            ("x-requesty-tags", "a,b"),
+            ("x-requesty-team", "platform"),
+            ("x-requesty-trace-id", "t"),
+            ("x-requesty-user-id", "u"),
+        ],
+        "a non-string extra value has no header form"
+    );
+
+    let echo =
+        echoed(json_post(&client, layered, streamed(CHAT)).with_extension(extension())).await;
+    assert_eq!(echo.body, CHAT);
+    assert_eq!(
+        echo.metadata,
+        Some(
+            RequestMetadata::new()
+                .tag("a")
+                .tag("b")
+                .user_id("u")
+                .trace_id("t")
+                .extra("region", "eu")
+                .extra("team", "platform")
+        )
+    );
+}
+
+#[tokio::test]
+async fn bodies_that_cannot_carry_the_member_get_headers_and_stay_as_they_are() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let client = with_middleware(MetadataMiddleware::new(defaults()));
+    let cases: [(Option<&str>, Option<&str>, &str); 7] = [
+        (Some("text/plain"), None, CHAT),
+        (None, None, CHAT),
+        (Some("application/json"), Some("gzip"), CHAT),
+        (Some("application/json"), None, r#"[{"model":"m"}]"#),
+        (Some("application/json"), None, r#"{"model":"#),
+        // The caller's own member is invalid: it is theirs to fix, and left alone.
+        (
+            Some("application/json"),
+            None,
+            r#"{"requesty":{"tags":1},"model":"m"}"#,
+        ),
+        (Some("application/json"), None, ""),
+    ];
+    for (content_type, encoding, body) in cases {
+        let mut request = client
+            .post(format!("http://{bare}/v1/files"))
+            .body(body.to_owned());
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        if let Some(ce) = encoding {
+            request = request.header("content-encoding", ce);
+        }
+        let echo = echoed(request).await;
+        assert_eq!(echo.body, body, "{content_type:?} {encoding:?}");
+        assert_eq!(
+            echo.requesty_headers(),
+            DEFAULTS_HEADERS,
+            "{content_type:?} {encoding:?} {body}"
+        );
+    }
+
+    let echo = echoed(client.get(format!("http://{bare}/v1/models"))).await;
+    assert_eq!(echo.method, "GET");
+    assert_eq!(echo.requesty_headers(), DEFAULTS_HEADERS);
+
+    // Over the size limit: not read, headers instead.
+    let small = with_middleware(
+        RequestyMetadataLayer::inject(defaults())
+            .max_body_bytes(16)
+            .into(),
+    );
+    let echo = echoed(json_post(&small, bare, CHAT)).await;
+    assert_eq!(echo.body, CHAT);
+    assert_eq!(echo.requesty_headers(), DEFAULTS_HEADERS);
+}
+
+#[tokio::test]
+async fn a_line_break_in_a_value_never_becomes_a_header_line() {
+    let (_recorder, _guard) = Recorder::install();
+    let (addr, mut raw) = raw_server().await;
+    let defaults = RequestMetadata::new()
+        .tag("ok")
+        .trace_id("t\r\nx-injected: 1")
+        .extra("evil", "v\r\nx-injected: 2")
+        .extra("fine", "yes");
+    let extension = || RequestMetadata::new().user_id("u\nx-injected: 3");
+    let headers_client = with_middleware(
+        RequestyMetadataLayer::inject(defaults.clone())
+            .carrier(Carrier::Headers)
+            .into(),
+    );
+    let body_client = with_middleware(MetadataMiddleware::new(defaults));
+    let url = format!("http://{addr}/v1/chat/completions");
+
+    let header_form = [
+        headers_client.get(&url).with_extension(extension()),
+        headers_client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(CHAT)
+            .with_extension(extension()),
+        json_post(&body_client, addr, streamed(CHAT)).with_extension(extension()),
+    ];
+    for request in header_form {
+        assert_eq!(request.send().await.unwrap().status(), 200);
+        let (lines, _) = head_lines(&raw.recv().await.unwrap());
+        let mut requesty: Vec<&str> = lines
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.to_ascii_lowercase().starts_with("x-requesty-"))
+            .collect();
+        requesty.sort();
+        assert_eq!(
+            requesty,
+            ["x-requesty-fine: yes", "x-requesty-tags: ok"],
+            "{lines:#?}"
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.to_ascii_lowercase().contains("injected")),
+            "{lines:#?}"
+        );
+    }
+
+    // In the body the value is JSON-escaped: no line break reaches the wire at all.
+    let request = json_post(&body_client, addr, CHAT).with_extension(extension());
+    assert_eq!(request.send().await.unwrap().status(), 200);
+    let (lines, body) = head_lines(&raw.recv().await.unwrap());
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.to_ascii_lowercase().contains("requesty")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.to_ascii_lowercase().contains("injected")),
+        "{lines:#?}"
+    );
+    assert!(!body.contains(&b'\r') && !body.contains(&b'\n'));
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(
+        body,
+        appended(
+            CHAT,
+            r#"{"tags":["ok"],"user_id":"u\nx-injected: 3","trace_id":"t\r\nx-injected: 1","extra":{"evil":"v\r\nx-injected: 2","fine":"yes"}}"#
+        )
+    );
+}
+
+/// Fails every first attempt of a request (the even-numbered ones), echoes the others.
+async fn flaky_echo() -> (SocketAddr, Arc<Mutex<Vec<Echo>>>) {
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let router = Router::new()
+        .route(
+            "/{*path}",
+            any(
+                |State(attempts): State<Arc<Mutex<Vec<Echo>>>>,
+                 method: Method,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    let echo = echo_of(method, None, &headers, &body);
+                    let mut attempts = attempts.lock().unwrap();
+                    attempts.push(echo.clone());
+                    if attempts.len() % 2 == 1 {
+                        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                    } else {
+                        Json(echo).into_response()
+                    }
+                },
+            ),
+        )
+        .with_state(attempts.clone());
+    (serve(router).await, attempts)
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A hand-written retry: sends a `try_clone` of the request, and the request itself after a 5xx.
+fn retry_once<'a>(
+    req: reqwest::Request,
+    extensions: &'a mut http::Extensions,
+    next: Next<'a>,
+) -> BoxFuture<'a, reqwest_middleware::Result<reqwest::Response>> {
+    Box::pin(async move {
+        let first = req
+            .try_clone()
+            .expect("the body is still buffered after the metadata middleware");
+        let response = next.clone().run(first, extensions).await?;
+        if !response.status().is_server_error() {
+            return Ok(response);
+        }
+        next.run(req, extensions).await
+    })
+}
+
+#[tokio::test]
+async fn retries_resend_the_member_on_every_attempt() {
+    let (_recorder, _guard) = Recorder::install();
+    let (addr, attempts) = flaky_echo().await;
+    let policy = || {
+        reqwest_retry::policies::ExponentialBackoff::builder()
+            .retry_bounds(Duration::from_millis(1), Duration::from_millis(5))
+            .build_with_max_retries(3)
+    };
+    let retry = || reqwest_retry::RetryTransientMiddleware::new_with_policy(policy());
+    let clients = [
+        // The retry clones the request the metadata middleware already edited.
+        ClientBuilder::new(client())
+            .with(MetadataMiddleware::new(defaults()))
+            .with(retry())
+            .build(),
+        // Each attempt goes through the metadata middleware again.
+        ClientBuilder::new(client())
+            .with(retry())
+            .with(MetadataMiddleware::new(defaults()))
+            .build(),
+        ClientBuilder::new(client())
+            .with(MetadataMiddleware::new(defaults()))
+            .with(retry_once)
+            .build(),
+    ];
+    let member = |trace: &str| {
+        format!(
+            r#"{{"tags":["billing-agent"],"user_id":"svc-user","trace_id":"{trace}","extra":{{"team":"platform"}}}}"#
+        )
+    };
+    for (i, client) in clients.iter().enumerate() {
+        let trace = format!("retry-{i}");
+        let response = json_post(client, addr, CHAT)
+            .with_extension(RequestMetadata::new().trace_id(&trace))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "client {i}");
+        let attempts = std::mem::take(&mut *attempts.lock().unwrap());
+        assert_eq!(attempts.len(), 2, "client {i}: one failure, one retry");
+        for attempt in &attempts {
+            let want = appended(CHAT, &member(&trace));
+            assert_eq!(attempt.body, want, "client {i}");
+            assert_eq!(
+                attempt.header("content-length"),
+                Some(want.len().to_string().as_str())
+            );
+            assert_eq!(attempt.requesty_headers(), NONE);
+        }
+    }
+
+    // A request builder cloned by hand keeps its extension.
+    let client = with_middleware(MetadataMiddleware::new(defaults()));
+    let first =
+        json_post(&client, addr, CHAT).with_extension(RequestMetadata::new().trace_id("by-hand"));
+    let again = first.try_clone().expect("a buffered body clones");
+    assert_eq!(first.send().await.unwrap().status(), 500);
+    assert_eq!(again.send().await.unwrap().status(), 200);
+    let attempts = std::mem::take(&mut *attempts.lock().unwrap());
+    assert_eq!(attempts.len(), 2);
+    for attempt in &attempts {
+        assert_eq!(attempt.body, appended(CHAT, &member("by-hand")));
+    }
+}
+
+#[tokio::test]
+async fn carrier_both_sends_the_member_and_the_headers() {
+    let (_recorder, _guard) = Recorder::install();
+    let (bare, layered) = (bare_echo().await, layered_echo().await);
+    let client = with_middleware(
+        RequestyMetadataLayer::inject(defaults())
+            .carrier(Carrier::Both)
+            .into(),
+    );
+
+    let echo = echoed(json_post(&client, bare, CHAT)).await;
+    assert_eq!(echo.body, appended(CHAT, DEFAULTS_JSON));
+    assert_eq!(echo.requesty_headers(), DEFAULTS_HEADERS);
+
+    // A header the caller set is merged in, and both carriers say the same.
+    let echo = echoed(json_post(&client, bare, CHAT).header("X-Requesty-User-Id", "caller")).await;
+    assert_eq!(
+        echo.body,
+        appended(
+            CHAT,
+            r#"{"tags":["billing-agent"],"user_id":"caller","trace_id":"t-default","extra":{"team":"platform"}}"#
+        )
+    );
+    assert_eq!(echo.header("x-requesty-user-id"), Some("caller"));
+
+    let echo = echoed(json_post(&client, bare, streamed(CHAT))).await;
+    assert_eq!(echo.body, CHAT);
+    assert_eq!(echo.requesty_headers(), DEFAULTS_HEADERS);
+
+    let echo = echoed(json_post(&client, layered, CHAT)).await;
+    assert_eq!(echo.metadata, Some(defaults()));
+    assert_eq!(echo.body, CHAT);
+    assert_eq!(echo.requesty_headers(), NONE);
+}
+
+#[tokio::test]
+async fn drop_all_removes_even_what_the_request_already_carries() {
+    let (_recorder, _guard) = Recorder::install();
+    let (bare, layered) = (bare_echo().await, layered_echo().await);
+    let client = with_middleware(RequestyMetadataLayer::inject(defaults()).drop_all().into());
+    let body = r#"{"model":"m","requesty":{"trace_id":"x","tags":["secret"]},"messages":[]}"#;
+    let current = Some(Arc::new(RequestMetadata::new().trace_id("inbound")));
+    let request = |addr, body: reqwest::Body| {
+        json_post(&client, addr, body)
+            .header("X-Requesty-User-Id", "leak")
+            .header("X-Requesty-Team", "leak")
+            .with_extension(RequestMetadata::new().tag("leak"))
+    };
+
+    let echo = scope(current.clone(), echoed(request(bare, body.into()))).await;
+    assert_eq!(echo.body, r#"{"model":"m","messages":[]}"#);
+    assert_eq!(echo.header("content-length"), Some("27"));
+    assert_eq!(echo.requesty_headers(), NONE);
+
+    // A stream is not read; the headers still go.
+    let echo = scope(current.clone(), echoed(request(bare, streamed(body)))).await;
+    assert_eq!(echo.requesty_headers(), NONE);
+
+    let echo = echoed(
+        client
+            .get(format!("http://{bare}/v1/models"))
+            .header("x-requesty-tags", "leak"),
+    )
+    .await;
+    assert_eq!(echo.requesty_headers(), NONE);
+
+    let echo = scope(current, echoed(request(layered, body.into()))).await;
+    assert_eq!(echo.metadata, None);
+    assert_eq!(echo.body, r#"{"model":"m","messages":[]}"#);
+}
+
+#[tokio::test]
+async fn the_boundary_holds_for_a_buffered_body_sent_with_header_carrier() {
+    // `drop_fields` promises that a dropped field never leaves, "including a member already in the
+    // body". With `Carrier::Headers` a buffered JSON body is in hand all the same.
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let body = r#"{"model":"m","requesty":{"user_id":"end-user-42"}}"#;
+    let layer = || {
+        RequestyMetadataLayer::inject(defaults())
+            .carrier(Carrier::Headers)
+            .drop_all()
+    };
+
+    let client = with_middleware(layer().into());
+    let via_reqwest = echoed(json_post(&client, bare, body)).await;
+    let client = ServiceBuilder::new().layer(layer()).service(hyper_client());
+    let via_hyper = hyper_echo(client, hyper_json(bare, body)).await;
+    for echo in [&via_reqwest, &via_hyper] {
+        assert_eq!(echo.requesty_headers(), NONE);
+    }
+    let leaked: Vec<(&str, &str)> = [("reqwest", &via_reqwest), ("hyper", &via_hyper)]
+        .into_iter()
+        .filter(|(_, echo)| echo.body.contains("end-user-42"))
+        .map(|(how, echo)| (how, echo.body.as_str()))
+        .collect();
+    assert_eq!(leaked, NONE, "a dropped field left in the body");
+}
+
+#[tokio::test]
+async fn dropped_fields_leave_from_no_source() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let client = with_middleware(
+        RequestyMetadataLayer::inject(defaults())
+            .drop_fields([Field::UserId])
+            .into(),
+    );
+    let request = |body: reqwest::Body| {
+        json_post(&client, bare, body)
+            .header("X-Requesty-User-Id", "u-header")
+            .with_extension(RequestMetadata::new().user_id("u-extension"))
+    };
+    let body = r#"{"requesty":{"user_id":"u-body","tags":["b"]},"model":"m"}"#;
+    let echo = scope(
+        Some(Arc::new(RequestMetadata::new().user_id("u-current"))),
+        echoed(request(body.into())),
+    )
+    .await;
+    assert_eq!(
+        echo.body,
+        r#"{"requesty":{"tags":["billing-agent","b"],"trace_id":"t-default","extra":{"team":"platform"}},"model":"m"}"#
+    );
+    assert_eq!(echo.requesty_headers(), NONE);
+
+    let echo = echoed(request(streamed(body))).await;
+    assert_eq!(echo.body, body);
+    assert_eq!(
+        echo.requesty_headers(),
+        [
+            ("x-requesty-tags", "billing-agent"),
+            ("x-requesty-team", "platform"),
+            ("x-requesty-trace-id", "t-default"),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// hyper-util's client with the inject layer
+
+#[tokio::test]
+async fn the_inject_layer_wraps_a_hyper_client() {
+    let (_recorder, _guard) = Recorder::install();
+    let (bare, layered) = (bare_echo().await, layered_echo().await);
+    let inject = |layer: requesty_metadata::InjectMetadataLayer| {
+        ServiceBuilder::new().layer(layer).service(hyper_client())
+    };
+    let client = inject(RequestyMetadataLayer::inject(defaults()));
+
+    let echo = hyper_echo(client.clone(), hyper_json(bare, CHAT)).await;
+    let want = appended(CHAT, DEFAULTS_JSON);
+    assert_eq!(echo.body, want);
+    assert_eq!(
+        echo.header("content-length"),
+        Some(want.len().to_string().as_str())
+    );
+    assert_eq!(echo.requesty_headers(), NONE);
+
+    // An extension on the request, a header and a member of the caller's own.
+    let mut request = hyper_json(
+        bare,
+        r#"{"requesty":{"tags":["body"],"trace_id":"t-body"},"model":"m"}"#,
+    );
+    request
+        .extensions_mut()
+        .insert(RequestMetadata::new().user_id("u-ext").trace_id("t-ext"));
+    request
+        .headers_mut()
+        .insert("x-requesty-country", "ca".parse().unwrap());
+    let echo = hyper_echo(client.clone(), request).await;
+    assert_eq!(
+        echo.body,
+        r#"{"requesty":{"tags":["billing-agent","body"],"user_id":"u-ext","trace_id":"t-body","extra":{"country":"ca","team":"platform"}},"model":"m"}"#
+    );
+    assert_eq!(echo.requesty_headers(), NONE);
+
+    // Not JSON: headers, the body untouched.
+    let mut request = hyper_json(bare, CHAT);
+    request
+        .headers_mut()
+        .insert("content-type", "text/plain".parse().unwrap());
+    let echo = hyper_echo(client.clone(), request).await;
+    assert_eq!(echo.body, CHAT);
+    assert_eq!(echo.requesty_headers(), DEFAULTS_HEADERS);
+
+    // Through the server layer and back out.
+    let echo = hyper_echo(client.clone(), hyper_json(layered, CHAT)).await;
+    assert_eq!(echo.metadata, Some(defaults()));
+    assert_eq!(echo.body, CHAT);
+
+    // The options.
+    let headers = inject(RequestyMetadataLayer::inject(defaults()).carrier(Carrier::Headers));
+    let echo = hyper_echo(headers, hyper_json(bare, CHAT)).await;
+    assert_eq!(echo.body, CHAT);
+    assert_eq!(echo.requesty_headers(), DEFAULTS_HEADERS);
+
+    let both = inject(RequestyMetadataLayer::inject(defaults()).carrier(Carrier::Both));
+    let echo = hyper_echo(both, hyper_json(bare, CHAT)).await;
+    assert_eq!(echo.body, appended(CHAT, DEFAULTS_JSON));
+    assert_eq!(echo.requesty_headers(), DEFAULTS_HEADERS);
+
+    let none = inject(RequestyMetadataLayer::inject(defaults()).drop_all());
+    let mut request = hyper_json(bare, r#"{"model":"m","requesty":{"user_id":"u"}}"#);
+    request
+        .headers_mut()
+        .insert("x-requesty-trace-id", "t".parse().unwrap());
+    let echo = hyper_echo(none, request).await;
+    assert_eq!(echo.body, r#"{"model":"m"}"#);
+    assert_eq!(echo.header("content-length"), Some("13"));
+    assert_eq!(echo.requesty_headers(), NONE);
+
+    let no_user = inject(RequestyMetadataLayer::inject(defaults()).drop_fields([Field::UserId]));
+    let echo = hyper_echo(no_user, hyper_json(bare, CHAT)).await;
+    assert_eq!(
+        echo.body,
+        appended(
+            CHAT,
+            r#"{"tags":["billing-agent"],"trace_id":"t-default","extra":{"team":"platform"}}"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_hyper_client_streaming_a_body_gets_the_header_form() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(defaults()))
+        .service(HyperClient::builder(TokioExecutor::new()).build_http::<AxumBody>());
+    let chunks: Vec<Result<Bytes, Infallible>> = CHAT
+        .as_bytes()
+        .chunks(5)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let request = http::Request::post(format!("http://{bare}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(AxumBody::from_stream(futures_util::stream::iter(chunks)))
+        .unwrap();
+    let echo = hyper_echo(client, request).await;
+    assert_eq!(echo.body, CHAT);
+    assert_eq!(echo.requesty_headers(), DEFAULTS_HEADERS);
+}
+
+/// A request body that declares 40 bytes, yields the first 9, then fails.
+struct FailingBody {
+    sent: bool,
+}
+
+impl http_body::Body for FailingBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let frame = if std::mem::replace(&mut self.sent, true) {
+            Err(std::io::Error::other("the source failed"))
+        } else {
+            Ok(http_body::Frame::data(Bytes::from_static(br#"{"model":"#)))
+        };
+        std::task::Poll::Ready(Some(frame))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(40)
+    }
+}
+
+#[tokio::test]
+async fn a_request_body_that_fails_while_read_is_not_sent_short() {
+    let (_recorder, _guard) = Recorder::install();
+    let received = Arc::new(Mutex::new(Vec::<Bytes>::new()));
+    let router = Router::new()
+        .route(
+            "/{*path}",
+            any(
+                |State(received): State<Arc<Mutex<Vec<Bytes>>>>, body: Bytes| async move {
+                    received.lock().unwrap().push(body);
+                    "handled"
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let addr = serve(router).await;
+    let request = || {
+        http::Request::post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(AxumBody::new(FailingBody { sent: false }))
+            .unwrap()
+    };
+    let plain = HyperClient::builder(TokioExecutor::new()).build_http::<AxumBody>();
+    assert!(
+        plain.clone().oneshot(request()).await.is_err(),
+        "without the layer the client reports the failure"
+    );
+
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(defaults()))
+        .service(plain);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), client.oneshot(request()))
+        .await
+        .expect("an outcome in time");
+    let handled = received.lock().unwrap().clone();
+    assert!(
+        outcome.is_err() && handled.is_empty(),
+        "the failed body was sent short as a whole request: the server handled {handled:?}, \
+         the client got {:?}",
+        outcome.map(|r| r.status())
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Propagation: an agent service calls a tool service from its handler
+
+const TOOL_BODY: &str = r#"{"tool":"search","query":"coffee"}"#;
+
+#[derive(Clone)]
+struct Agent {
+    tool: SocketAddr,
+    reqwest: ClientWithMiddleware,
+    /// With `propagate(false)`.
+    quiet: ClientWithMiddleware,
+    hyper: InjectMetadata<Hyper>,
+    barrier: Arc<Barrier>,
+}
+
+impl Agent {
+    fn new(tool: SocketAddr, together: usize) -> Self {
+        Self {
+            tool,
+            reqwest: with_middleware(MetadataMiddleware::new(RequestMetadata::new())),
+            quiet: with_middleware(
+                RequestyMetadataLayer::inject(RequestMetadata::new())
+                    .propagate(false)
+                    .into(),
+            ),
+            hyper: ServiceBuilder::new()
+                .layer(RequestyMetadataLayer::inject(RequestMetadata::new()))
+                .service(hyper_client()),
+            barrier: Arc::new(Barrier::new(together)),
+        }
+    }
+
+    async fn call_json(&self) -> Echo {
+        echoed(json_post(&self.reqwest, self.tool, TOOL_BODY)).await
+    }
+
+    async fn call_hyper(&self) -> Echo {
+        hyper_echo(self.hyper.clone(), hyper_json(self.tool, TOOL_BODY)).await
+    }
+}
+
+/// What the tool saw of each of the agent's calls.
+#[derive(Debug, Serialize, Deserialize)]
+struct Calls {
+    inbound: Option<RequestMetadata>,
+    reqwest_json: Echo,
+    reqwest_get: Echo,
+    hyper_json: Echo,
+    quiet: Echo,
+}
+
+/// The handler: no metadata code, only calls.
+async fn agent(
+    State(agent): State<Agent>,
+    inbound: Option<Extension<RequestMetadata>>,
+) -> Json<Calls> {
+    Json(Calls {
+        inbound: inbound.map(|Extension(m)| m),
+        reqwest_json: agent.call_json().await,
+        reqwest_get: echoed(
+            agent
+                .reqwest
+                .get(format!("http://{}/v1/models", agent.tool)),
+        )
+        .await,
+        hyper_json: agent.call_hyper().await,
+        quiet: echoed(json_post(&agent.quiet, agent.tool, TOOL_BODY)).await,
+    })
+}
+
+/// Waits until every concurrent request has arrived, then calls the tool twice.
+async fn together(State(agent): State<Agent>) -> Json<Vec<Echo>> {
+    agent.barrier.wait().await;
+    let first = agent.call_json().await;
+    tokio::task::yield_now().await;
+    let second = agent.call_hyper().await;
+    Json(vec![first, second])
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Spawned {
+    in_handler: Option<String>,
+    in_plain_task: Option<String>,
+    plain_task_call: Echo,
+    in_scoped_task: Option<String>,
+    scoped_task_calls: Vec<Echo>,
+}
+
+async fn spawner(State(agent): State<Agent>) -> Json<Spawned> {
+    let trace = || current().and_then(|m| m.trace_id.clone());
+    let in_plain_task = tokio::spawn(async move { trace() }).await.unwrap();
+    let plain_task_call = tokio::spawn({
+        let agent = agent.clone();
+        async move { agent.call_json().await }
+    })
+    .await
+    .unwrap();
+    let (in_scoped_task, scoped_task_calls) = tokio::spawn(in_current({
+        let agent = agent.clone();
+        async move {
+            tokio::task::yield_now().await;
+            let seen = trace();
+            let calls = vec![agent.call_json().await, agent.call_hyper().await];
+            (seen, calls)
+        }
+    }))
+    .await
+    .unwrap();
+    Json(Spawned {
+        in_handler: trace(),
+        in_plain_task,
+        plain_task_call,
+        in_scoped_task,
+        scoped_task_calls,
+    })
+}
+
+async fn agent_service(tool: SocketAddr, together_count: usize) -> SocketAddr {
+    let router = Router::new()
+        .route("/v1/agent", post(agent))
+        .route("/v1/together", post(together))
+        .route("/v1/spawn", get(spawner))
+        .with_state(Agent::new(tool, together_count))
+        .layer(RequestyMetadataLayer::new());
+    serve(router).await
+}
+
+fn inbound(i: usize) -> RequestMetadata {
+    RequestMetadata::new()
+        .tag(format!("t{i}"))
+        .tag("agents")
+        .user_id(format!("user-{i}"))
+        .trace_id(format!("trace-{i}"))
+}
+
+fn tagged(addr: SocketAddr, path: &str, meta: &RequestMetadata) -> reqwest::RequestBuilder {
+    let body = json!({"model": "m", "requesty": meta});
+    client()
+        .post(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+}
+
+#[tokio::test]
+async fn a_handler_calling_onward_passes_the_inbound_metadata_along() {
+    let (recorder, _guard) = Recorder::install();
+    let tool = layered_echo().await;
+    let agent = agent_service(tool, 1).await;
+    let meta = inbound(1);
+
+    let response = tagged(agent, "/v1/agent", &meta)
+        .header("X-Requesty-Team", "search")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let calls: Calls = response.json().await.unwrap();
+    let want = meta.clone().extra("team", "search");
+    assert_eq!(calls.inbound.as_ref(), Some(&want));
+    for (how, echo) in [
+        ("reqwest", &calls.reqwest_json),
+        ("hyper", &calls.hyper_json),
+    ] {
+        assert_eq!(echo.metadata.as_ref(), Some(&want), "{how}");
+        assert_eq!(
+            echo.body, TOOL_BODY,
+            "{how}: the tool's layer strips the member"
+        );
+    }
+    assert_eq!(calls.reqwest_get.method, "GET");
+    assert_eq!(
+        calls.reqwest_get.metadata.as_ref(),
+        Some(&want),
+        "by headers"
+    );
+    assert_eq!(calls.quiet.metadata, None, "propagate(false)");
+    assert_eq!(calls.quiet.body, TOOL_BODY);
+
+    // One trace across both services: the agent's request span and the tool's three tagged ones.
+    let spans = recorder.wait_closed(5).await;
+    let traced = spans
+        .iter()
+        .filter(|s| s.field("trace_id") == Some("trace-1"))
+        .count();
+    assert_eq!(traced, 4, "{spans:#?}");
+
+    // The next request carries nothing, and nothing is left over from the last one.
+    let response = client()
+        .post(format!("http://{agent}/v1/agent"))
+        .header("content-type", "application/json")
+        .body(r#"{"model":"m"}"#)
+        .send()
+        .await
+        .unwrap();
+    let calls: Calls = response.json().await.unwrap();
+    assert_eq!(calls.inbound, None);
+    for echo in [
+        &calls.reqwest_json,
+        &calls.reqwest_get,
+        &calls.hyper_json,
+        &calls.quiet,
+    ] {
+        assert_eq!(echo.metadata, None);
+    }
+}
+
+#[tokio::test]
+async fn a_spawned_task_sees_the_metadata_only_through_in_current() {
+    let (_recorder, _guard) = Recorder::install();
+    let tool = layered_echo().await;
+    let agent = agent_service(tool, 1).await;
+    let response = client()
+        .get(format!("http://{agent}/v1/spawn"))
+        .header("X-Requesty-Trace-Id", "spawn-trace")
+        .header("X-Requesty-User-Id", "spawn-user")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let spawned: Spawned = response.json().await.unwrap();
+    assert_eq!(spawned.in_handler.as_deref(), Some("spawn-trace"));
+    assert_eq!(
+        spawned.in_plain_task, None,
+        "tokio::spawn starts without it"
+    );
+    assert_eq!(spawned.plain_task_call.metadata, None);
+    assert_eq!(spawned.in_scoped_task.as_deref(), Some("spawn-trace"));
+    assert_eq!(spawned.scoped_task_calls.len(), 2);
+    for echo in &spawned.scoped_task_calls {
+        assert_eq!(
+            echo.metadata,
+            Some(
+                RequestMetadata::new()
+                    .user_id("spawn-user")
+                    .trace_id("spawn-trace")
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_inbound_requests_each_propagate_their_own() {
+    let (_recorder, _guard) = Recorder::install();
+    const N: usize = 8;
+    let tool = layered_echo().await;
+    let agent = agent_service(tool, N).await;
+    let requests = (0..N).map(|i| async move {
+        let response = tagged(agent, "/v1/together", &inbound(i))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let echoes: Vec<Echo> = response.json().await.unwrap();
+        assert_eq!(echoes.len(), 2);
+        for echo in echoes {
+            assert_eq!(echo.metadata, Some(inbound(i)), "request {i}");
+        }
+    });
+    // The barrier holds every handler until all N are in flight, so their calls interleave.
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        futures_util::future::join_all(requests),
+    )
+    .await
+    .expect("all requests answered");
+}

@@ -1,0 +1,360 @@
+//! gRPC through real tonic stacks: a tonic server on loopback with the server layer in header-only
+//! mode in front of the standard health service, and tonic clients whose `Channel` is wrapped by the
+//! inject layer.
+//!
+//! Every test installs a recorder, even those that read no span: tests run on parallel threads, and
+//! a callsite first hit on a thread without a subscriber could otherwise be cached as disabled.
+
+mod support;
+
+use requesty_metadata::client::InjectMetadata;
+use requesty_metadata::{HeadersOnly, InjectMetadataLayer, RequestMetadata, RequestyMetadataLayer};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use support::Recorder;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tower::{Service, ServiceBuilder};
+
+type Client = HealthClient<InjectMetadata<Channel, HeadersOnly>>;
+
+/// One request as a layer of the server saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    headers: Vec<(String, String)>,
+    metadata: Option<RequestMetadata>,
+}
+
+impl Seen {
+    fn of<B>(req: &http::Request<B>) -> Self {
+        Self {
+            path: req.uri().path().to_owned(),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            metadata: req.extensions().get::<RequestMetadata>().cloned(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `x-requesty-*` headers, sorted by name.
+    fn requesty_headers(&self) -> Vec<(&str, &str)> {
+        let mut found: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.starts_with("x-requesty-"))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        found.sort();
+        found
+    }
+}
+
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<Seen>>>);
+
+impl Log {
+    fn push(&self, seen: Seen) {
+        self.0.lock().unwrap().push(seen);
+    }
+
+    fn take(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// Sits between the server layer and the health service: records what reaches the service and, when
+/// it has a client, makes a gRPC call of its own first (with no metadata code).
+#[derive(Clone)]
+struct Recording<S> {
+    inner: S,
+    log: Log,
+    onward: Option<Client>,
+}
+
+impl<S, B> Service<http::Request<B>> for Recording<S>
+where
+    S: Service<http::Request<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+    S::Error: Send,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.log.push(Seen::of(&req));
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let onward = self.onward.clone();
+        Box::pin(async move {
+            if let Some(mut onward) = onward {
+                let answer = onward
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .expect("the onward call succeeds");
+                assert_eq!(answer.into_inner().status(), ServingStatus::Serving);
+            }
+            inner.call(req).await
+        })
+    }
+}
+
+/// A health server: what arrived on the wire (`outer`, before the layer) and what reached the
+/// service (`inner`, after it).
+struct Grpc {
+    addr: SocketAddr,
+    outer: Log,
+    inner: Log,
+}
+
+async fn grpc_server(onward: Option<Client>) -> Grpc {
+    let (outer, inner) = (Log::default(), Log::default());
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let layers = ServiceBuilder::new()
+        .map_request({
+            let outer = outer.clone();
+            move |req: http::Request<tonic::body::Body>| {
+                outer.push(Seen::of(&req));
+                req
+            }
+        })
+        .layer(RequestyMetadataLayer::new().headers_only())
+        .layer_fn({
+            let log = inner.clone();
+            move |service| Recording {
+                inner: service,
+                log: log.clone(),
+                onward: onward.clone(),
+            }
+        });
+    let server = Server::builder()
+        .layer(layers)
+        .add_service(health)
+        .serve_with_incoming(TcpIncoming::from(listener));
+    tokio::spawn(async move {
+        let _reporter = reporter;
+        server.await.unwrap();
+    });
+    Grpc { addr, outer, inner }
+}
+
+async fn client(addr: SocketAddr, layer: InjectMetadataLayer<HeadersOnly>) -> Client {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(ServiceBuilder::new().layer(layer).service(channel))
+}
+
+async fn check(client: &mut Client, request: tonic::Request<HealthCheckRequest>) -> ServingStatus {
+    client
+        .check(request)
+        .await
+        .expect("the health check succeeds")
+        .into_inner()
+        .status()
+}
+
+fn defaults() -> RequestMetadata {
+    RequestMetadata::new()
+        .tag("grpc")
+        .user_id("u-1")
+        .trace_id("t-1")
+        .extra("team", "platform")
+}
+
+const CHECK: &str = "/grpc.health.v1.Health/Check";
+
+#[tokio::test]
+async fn metadata_travels_as_grpc_metadata_and_stops_at_the_layer() {
+    let (_recorder, _guard) = Recorder::install();
+    let server = grpc_server(None).await;
+    let mut client = client(
+        server.addr,
+        RequestyMetadataLayer::inject(defaults()).headers_only(),
+    )
+    .await;
+
+    let status = check(
+        &mut client,
+        tonic::Request::new(HealthCheckRequest::default()),
+    )
+    .await;
+    assert_eq!(status, ServingStatus::Serving);
+    let [outer] = &server.outer.take()[..] else {
+        panic!("one request on the wire")
+    };
+    assert_eq!(outer.path, CHECK);
+    assert_eq!(outer.header("content-type"), Some("application/grpc"));
+    assert_eq!(
+        outer.requesty_headers(),
+        [
+            ("x-requesty-tags", "grpc"),
+            ("x-requesty-team", "platform"),
+            ("x-requesty-trace-id", "t-1"),
+            ("x-requesty-user-id", "u-1"),
+        ]
+    );
+    assert_eq!(outer.metadata, None);
+    let [inner] = &server.inner.take()[..] else {
+        panic!("one request reached the service")
+    };
+    assert_eq!(inner.path, CHECK);
+    assert_eq!(inner.header("content-type"), Some("application/grpc"));
+    assert_eq!(inner.header("te"), Some("trailers"));
+    assert_eq!(inner.requesty_headers(), [], "stripped before the service");
+    assert_eq!(inner.metadata, Some(defaults()));
+
+    // Per call: an extension on the tonic request, and gRPC metadata the caller set (which wins).
+    let mut request = tonic::Request::new(HealthCheckRequest::default());
+    request
+        .extensions_mut()
+        .insert(RequestMetadata::new().trace_id("per-call").tag("call"));
+    request
+        .metadata_mut()
+        .insert("x-requesty-user-id", "from-grpc-metadata".parse().unwrap());
+    assert_eq!(check(&mut client, request).await, ServingStatus::Serving);
+    let [outer] = &server.outer.take()[..] else {
+        panic!("one request on the wire")
+    };
+    assert_eq!(outer.header("x-requesty-trace-id"), Some("per-call"));
+    assert_eq!(
+        outer.header("x-requesty-user-id"),
+        Some("from-grpc-metadata")
+    );
+    assert_eq!(outer.header("x-requesty-tags"), Some("grpc,call"));
+    let [inner] = &server.inner.take()[..] else {
+        panic!("one request reached the service")
+    };
+    assert_eq!(
+        inner.metadata,
+        Some(
+            RequestMetadata::new()
+                .tag("grpc")
+                .tag("call")
+                .user_id("from-grpc-metadata")
+                .trace_id("per-call")
+                .extra("team", "platform")
+        )
+    );
+
+    // A gRPC error status passes back through both layers unchanged.
+    let error = client
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .expect_err("an unknown service");
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    assert_eq!(server.inner.take().len(), 1);
+}
+
+#[tokio::test]
+async fn a_call_made_while_serving_a_grpc_request_carries_its_metadata() {
+    let (_recorder, _guard) = Recorder::install();
+    let downstream = grpc_server(None).await;
+    let onward = client(
+        downstream.addr,
+        RequestyMetadataLayer::inject(RequestMetadata::new().tag("relay")).headers_only(),
+    )
+    .await;
+    let upstream = grpc_server(Some(onward)).await;
+
+    let mut caller = client(
+        upstream.addr,
+        RequestyMetadataLayer::inject(defaults().trace_id("grpc-trace")).headers_only(),
+    )
+    .await;
+    let status = check(
+        &mut caller,
+        tonic::Request::new(HealthCheckRequest::default()),
+    )
+    .await;
+    assert_eq!(status, ServingStatus::Serving);
+
+    let [upstream_seen] = &upstream.inner.take()[..] else {
+        panic!("one request upstream")
+    };
+    assert_eq!(
+        upstream_seen.metadata.as_ref().unwrap().trace_id.as_deref(),
+        Some("grpc-trace")
+    );
+    let [wire] = &downstream.outer.take()[..] else {
+        panic!("one onward request")
+    };
+    assert_eq!(
+        wire.requesty_headers(),
+        [
+            ("x-requesty-tags", "relay,grpc"),
+            ("x-requesty-team", "platform"),
+            ("x-requesty-trace-id", "grpc-trace"),
+            ("x-requesty-user-id", "u-1"),
+        ]
+    );
+    let [onward_seen] = &downstream.inner.take()[..] else {
+        panic!("one onward request")
+    };
+    assert_eq!(onward_seen.requesty_headers(), []);
+    assert_eq!(
+        onward_seen.metadata,
+        Some(
+            RequestMetadata::new()
+                .tag("relay")
+                .tag("grpc")
+                .user_id("u-1")
+                .trace_id("grpc-trace")
+                .extra("team", "platform")
+        )
+    );
+
+    // A request without metadata: the onward call has the client's defaults only.
+    let mut plain = client(
+        upstream.addr,
+        RequestyMetadataLayer::inject(RequestMetadata::new()).headers_only(),
+    )
+    .await;
+    let status = check(
+        &mut plain,
+        tonic::Request::new(HealthCheckRequest::default()),
+    )
+    .await;
+    assert_eq!(status, ServingStatus::Serving);
+    assert_eq!(upstream.inner.take()[0].metadata, None);
+    let [onward_seen] = &downstream.inner.take()[..] else {
+        panic!("one onward request")
+    };
+    assert_eq!(
+        onward_seen.metadata,
+        Some(RequestMetadata::new().tag("relay"))
+    );
+}
