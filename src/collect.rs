@@ -7,9 +7,10 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-pub(crate) enum CollectError {
+pub(crate) enum CollectError<E> {
     TooLarge,
-    Read,
+    /// The body's own error.
+    Read(E),
 }
 
 /// The body read so far: the first frame kept as it came (no copy for a one-frame body), later ones
@@ -35,14 +36,14 @@ impl Collected {
         mut body: Pin<&mut B>,
         cx: &mut Context<'_>,
         max: usize,
-    ) -> Poll<Result<(), CollectError>> {
+    ) -> Poll<Result<(), CollectError<B::Error>>> {
         loop {
             if body.is_end_stream() {
                 return Poll::Ready(Ok(()));
             }
             match ready!(body.as_mut().poll_frame(cx)) {
                 None => return Poll::Ready(Ok(())),
-                Some(Err(_)) => return Poll::Ready(Err(CollectError::Read)),
+                Some(Err(error)) => return Poll::Ready(Err(CollectError::Read(error))),
                 Some(Ok(frame)) => {
                     // Trailers carry no JSON; a request body with trailers is rare enough that they
                     // are not kept.

@@ -101,6 +101,12 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     }
 }
 
+/// Removes the origin headers (`HTTP-Referer`, `X-Title`).
+pub(crate) fn remove_origin(headers: &mut HeaderMap) {
+    headers.remove(REFERER);
+    headers.remove(TITLE);
+}
+
 /// Removes every `X-Requesty-*` header; the origin headers stay (they are ordinary HTTP).
 pub(crate) fn remove(headers: &mut HeaderMap) {
     let names: Vec<HeaderName> = headers

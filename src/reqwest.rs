@@ -80,9 +80,7 @@ impl Middleware for MetadataMiddleware {
         if let Ok(own) = headers::read(req.headers()) {
             metadata.merge(own);
         }
-        let json = config.carrier != Carrier::Headers
-            && is_json(req.headers())
-            && !is_encoded(req.headers());
+        let json = config.reads_body() && is_json(req.headers()) && !is_encoded(req.headers());
         let buffered = req
             .body()
             .and_then(reqwest::Body::as_bytes)
@@ -97,7 +95,7 @@ impl Middleware for MetadataMiddleware {
             if let Some(existing) = scan.take_metadata() {
                 metadata.merge(existing);
             }
-            let (range, insert) = scan.edit(&config.filter(metadata.clone()));
+            let (range, insert) = scan.edit(&config.in_body(&config.filter(metadata.clone())));
             let changed = !range.is_empty() || !insert.is_empty();
             Some((changed.then(|| spliced(bytes, range, &insert)), scan))
         });
@@ -112,7 +110,6 @@ impl Middleware for MetadataMiddleware {
             };
             (replacement, scan)
         });
-        config.gateway_headers(&metadata, req.headers_mut());
         let scan = match in_body {
             Some((replacement, scan)) => {
                 if let Some(body) = replacement {
@@ -123,15 +120,12 @@ impl Middleware for MetadataMiddleware {
                     // A body made from bytes stays clonable, for retries.
                     *req.body_mut() = Some(body.into());
                 }
-                if config.carrier == Carrier::Both {
-                    headers::write(&metadata, req.headers_mut());
-                } else {
-                    headers::remove(req.headers_mut());
-                }
+                let in_body = config.carrier != Carrier::Headers;
+                config.write_headers(&metadata, in_body, req.headers_mut());
                 Some(scan)
             }
             None => {
-                headers::write(&metadata, req.headers_mut());
+                config.write_headers(&metadata, false, req.headers_mut());
                 None
             }
         };

@@ -801,6 +801,8 @@ async fn drop_all_removes_even_what_the_request_already_carries() {
         json_post(&client, addr, body)
             .header("X-Requesty-User-Id", "leak")
             .header("X-Requesty-Team", "leak")
+            .header("HTTP-Referer", "https://internal.example")
+            .header("X-Title", "internal tool")
             .with_extension(RequestMetadata::new().tag("leak"))
     };
 
@@ -808,6 +810,9 @@ async fn drop_all_removes_even_what_the_request_already_carries() {
     assert_eq!(echo.body, r#"{"model":"m","messages":[]}"#);
     assert_eq!(echo.header("content-length"), Some("27"));
     assert_eq!(echo.requesty_headers(), NONE);
+    // The origin is metadata too: the headers it comes from do not leave either.
+    assert_eq!(echo.header("http-referer"), None);
+    assert_eq!(echo.header("x-title"), None);
 
     // A stream is not read; the headers still go.
     let echo = scope(current.clone(), echoed(request(bare, streamed(body)))).await;

@@ -3,11 +3,11 @@
 
 use super::layer::{Carrier, InjectConfig};
 use crate::codec;
-use crate::collect::Collected;
+use crate::collect::{CollectError, Collected};
 use crate::content::declared_length;
 use crate::server::span::{MakeSpan, RequestInfo};
 use crate::server::{ResponseBody, Tracker};
-use crate::{headers, RequestMetadata};
+use crate::RequestMetadata;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
@@ -21,6 +21,9 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 use tower_service::Service;
 use tracing::Span;
+
+/// The error of client calls through the inject layer: the client's, or the request body's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub(crate) struct Pending<S> {
     pub(crate) inner: S,
@@ -95,10 +98,12 @@ impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
 impl<S, B, ResBody> Future for InjectFuture<S, B>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
     B: Body,
+    B::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
 {
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+    type Output = Result<Response<ResponseBody<ResBody>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -111,10 +116,12 @@ where
                     rebuild,
                 } => {
                     // The body declared its exact size and it is within bounds, so no limit applies
-                    // here. A body that fails while being read is sent as far as it was read: the
-                    // error belongs to the body's own type, which this layer cannot return.
-                    if ready!(collected.poll_body(body, cx, usize::MAX)).is_err() {
-                        tracing::warn!("request body failed while being read for metadata");
+                    // here. A body that fails while being read fails the call, as it would without
+                    // the layer: it is never sent short.
+                    if let Err(CollectError::Read(error)) =
+                        ready!(collected.poll_body(body, cx, usize::MAX))
+                    {
+                        return Poll::Ready(Err(error.into()));
                     }
                     let Some(pending) = pending.take() else {
                         unreachable!("a collecting future always holds its request")
@@ -132,7 +139,7 @@ where
                         ready!(future.poll(cx))
                     };
                     let span = std::mem::replace(span, Span::none());
-                    return Poll::Ready(result.map(|response| {
+                    return Poll::Ready(result.map_err(Into::into).map(|response| {
                         let (parts, body) = response.into_parts();
                         let declared = declared_length(&parts.headers);
                         let tracker =
@@ -166,14 +173,10 @@ where
                 metadata.merge(existing);
             }
             metadata = config.filter(metadata);
-            let (range, insert) = scan.edit(&metadata);
+            let (range, insert) = scan.edit(&config.in_body(&metadata));
             let body = collected.splice(range, &insert);
-            if config.carrier == Carrier::Both {
-                headers::write(&metadata, &mut parts.headers);
-            } else {
-                headers::remove(&mut parts.headers);
-            }
-            config.gateway_headers(&metadata, &mut parts.headers);
+            let in_body = config.carrier != Carrier::Headers;
+            config.write_headers(&metadata, in_body, &mut parts.headers);
             let body = config.native_field(&metadata, body);
             parts.headers.remove(TRANSFER_ENCODING);
             parts
@@ -184,8 +187,7 @@ where
         // Not an object, or an invalid member of the caller's own: the body is left as it is.
         _ => {
             metadata = config.filter(metadata);
-            headers::write(&metadata, &mut parts.headers);
-            config.gateway_headers(&metadata, &mut parts.headers);
+            config.write_headers(&metadata, false, &mut parts.headers);
             (collected.into_bytes(), None)
         }
     };
@@ -211,9 +213,7 @@ where
         metadata: (!metadata.is_empty()).then_some(metadata),
         model: scan.and_then(codec::Scan::model),
         stream: scan.and_then(codec::Scan::stream),
-        parameters: scan
-            .map(codec::Scan::parameters)
-            .unwrap_or_default(),
+        parameters: scan.map(codec::Scan::parameters).unwrap_or_default(),
     });
     let future = {
         let _entered = span.enter();

@@ -5,6 +5,7 @@ use super::service::InjectMetadata;
 use crate::server::DefaultMakeSpan;
 use crate::{HeadersOnly, JsonBodies, Limits, RequestMetadata, RequestyMetadataLayer};
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use tower_layer::Layer;
@@ -79,12 +80,38 @@ impl InjectConfig {
         meta
     }
 
-    /// Writes the other gateways' header forms configured.
-    pub(crate) fn gateway_headers(
+    /// Whether a JSON body is read: to carry the member, or to hold the boundary against a member the
+    /// caller put there.
+    pub(crate) fn reads_body(&self) -> bool {
+        self.carrier != Carrier::Headers || !self.dropped.is_empty()
+    }
+
+    /// The metadata the body member should hold, once `metadata` is final: nothing when headers
+    /// carry it (the member, if any, is then removed).
+    pub(crate) fn in_body<'a>(&self, metadata: &'a RequestMetadata) -> Cow<'a, RequestMetadata> {
+        match self.carrier {
+            Carrier::Headers => Cow::Owned(RequestMetadata::default()),
+            _ => Cow::Borrowed(metadata),
+        }
+    }
+
+    /// Sets the request's headers for the final `metadata`: the Requesty header form unless the body
+    /// carries it (`in_body`), the other gateways' forms configured, and no origin headers when the
+    /// boundary drops the origin.
+    pub(crate) fn write_headers(
         &self,
         metadata: &RequestMetadata,
+        in_body: bool,
         headers: &mut http::HeaderMap,
     ) {
+        if !in_body || self.carrier == Carrier::Both {
+            crate::headers::write(metadata, headers);
+        } else {
+            crate::headers::remove(headers);
+        }
+        if self.dropped.contains(&Field::Origin) {
+            crate::headers::remove_origin(headers);
+        }
         for gateway in &self.gateways {
             egress::write_gateway(metadata, *gateway, headers);
         }

@@ -24,7 +24,7 @@ mod layer;
 mod service;
 
 pub use egress::{Gateway, Native};
-pub use future::InjectFuture;
+pub use future::{BoxError, InjectFuture};
 #[cfg(feature = "reqwest")]
 pub(crate) use layer::InjectConfig;
 pub use layer::{Carrier, Field, InjectMetadataLayer};

@@ -1,7 +1,7 @@
 //! [`InjectMetadata`]: the service the inject layer wraps around a client.
 
-use super::future::{InjectFuture, Pending};
-use super::layer::{Carrier, InjectConfig};
+use super::future::{BoxError, InjectFuture, Pending};
+use super::layer::InjectConfig;
 use crate::content::{is_encoded, is_json};
 use crate::server::ResponseBody;
 use crate::{headers, BodyMode, JsonBodies, RequestMetadata};
@@ -42,16 +42,20 @@ impl<S: Clone, R> Clone for InjectMetadata<S, R> {
 impl<S, R, B, ResBody> Service<Request<B>> for InjectMetadata<S, R>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
     B: Body,
+    B::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
     R: BodyMode<B>,
 {
     type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
+    /// The client's error, or the error of a request body that failed while being read to add
+    /// the member (the request is then not sent).
+    type Error = BoxError;
     type Future = InjectFuture<S, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
@@ -79,9 +83,7 @@ where
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n <= config.max_body);
         let rebuild = R::rebuild().filter(|_| {
-            config.carrier != Carrier::Headers
-                && is_json(&parts.headers)
-                && !is_encoded(&parts.headers)
+            config.reads_body() && is_json(&parts.headers) && !is_encoded(&parts.headers)
         });
         match (rebuild, size) {
             (Some(rebuild), Some(size)) => InjectFuture::collect(
@@ -97,8 +99,7 @@ where
             ),
             _ => {
                 let metadata = config.filter(metadata);
-                headers::write(&metadata, &mut parts.headers);
-                config.gateway_headers(&metadata, &mut parts.headers);
+                config.write_headers(&metadata, false, &mut parts.headers);
                 InjectFuture::call(inner, Request::from_parts(parts, body), &metadata, config)
             }
         }

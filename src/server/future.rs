@@ -166,7 +166,7 @@ where
                                 Facts::default(),
                             )
                         }
-                        Err(CollectError::Read) => {
+                        Err(CollectError::Read(_)) => {
                             let body = error_body(
                                 "the request body could not be read",
                                 None,
