@@ -1,5 +1,5 @@
 //! A 1 MB server-sent-event response in 1 KB frames, read to its end through the layer's response body
-//! (span kept open, usage read on the side) and bare. Prints the same-run ratio and the allocations per
+//! (span kept open, usage read on the side for a completion hook) and bare. Prints the same-run ratio and the allocations per
 //! frame once the stream is under way.
 
 mod common;
@@ -98,6 +98,15 @@ fn service(
     })
 }
 
+/// The layer with a completion hook that takes the usage: without a consumer (a recording span or a
+/// hook) the layer does not read usage at all, and there would be nothing to measure.
+fn reading_layer() -> RequestyMetadataLayer {
+    RequestyMetadataLayer::new().on_complete(|done| {
+        let tokens = done.response.and_then(|r| r.usage.output_tokens);
+        assert_eq!(tokens, Some(9000), "the usage was read");
+    })
+}
+
 fn request() -> Request<axum::body::Body> {
     Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
@@ -134,7 +143,7 @@ fn bench(c: &mut Criterion) {
         .unwrap_or_else(|e| panic!("{e}"));
     let frames = stream_frames();
     let bare = service(frames.clone());
-    let layered = RequestyMetadataLayer::new().layer(service(frames));
+    let layered = reading_layer().layer(service(frames));
     let mut group = c.benchmark_group("response/1MB-sse-1KB-frames");
     group.bench_function("bare", |b| {
         b.iter_batched(
@@ -167,7 +176,7 @@ fn ratios() {
     let frames = stream_frames();
     let count = frames.len();
     let bare = service(frames.clone());
-    let layered = RequestyMetadataLayer::new().layer(service(frames));
+    let layered = reading_layer().layer(service(frames));
     let mut bare_ns = Vec::new();
     let mut layer_ns = Vec::new();
     let mut allocations = 0;

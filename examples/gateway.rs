@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --example gateway -- [--listen ADDR] [--upstream URL] [--log-format pretty|json] [--keep-metadata]
+//!                                  [--without-layer] [--mock-delay-ms N]
 //! ```
 //!
 //! Without `--upstream` it answers from a built-in mock provider (OpenAI chat completions and
@@ -10,7 +11,9 @@
 //!
 //! Either way the layer reads the request's metadata (a `requesty` body member, `X-Requesty-*`,
 //! `HTTP-Referer` and `X-Title` headers), strips it unless `--keep-metadata`, and once the response
-//! body has ended writes one access-log line to stdout. Try:
+//! body has ended writes one access-log line to stdout. `--without-layer` serves the same routes
+//! without it (no metadata handling, no access log), to measure what the layer costs
+//! (`examples/load.rs`). Try:
 //!
 //! ```text
 //! curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \
@@ -39,6 +42,7 @@ use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
 usage: gateway [--listen ADDR] [--upstream URL] [--log-format pretty|json] [--keep-metadata]
+               [--without-layer] [--mock-delay-ms N]
 
   --listen ADDR        address to listen on (default 127.0.0.1:8080; port 0 picks a free one)
   --upstream URL       forward /v1/* to this base URL, e.g. https://api.openai.com
@@ -46,6 +50,9 @@ usage: gateway [--listen ADDR] [--upstream URL] [--log-format pretty|json] [--ke
   --log-format FORMAT  access log on stdout: pretty (default) or json, one line per request
   --keep-metadata      pass the `requesty` body member and X-Requesty-* headers on
                        (default: strip them before the provider sees the request)
+  --without-layer      serve the same routes without the metadata layer: nothing is read,
+                       stripped or logged (for comparing the layer's cost)
+  --mock-delay-ms N    the mock provider's pause before each stream frame (default 20)
   -h, --help           print this help
 
 RUST_LOG sets what goes to stderr (default: warn).
@@ -62,6 +69,8 @@ struct Args {
     upstream: Option<reqwest::Url>,
     log_format: LogFormat,
     keep_metadata: bool,
+    without_layer: bool,
+    mock_delay: std::time::Duration,
 }
 
 #[tokio::main]
@@ -99,14 +108,18 @@ async fn main() -> ExitCode {
         .on_complete(move |done: &Completion<'_>| log_completion(log_format, done));
     let routes = match &args.upstream {
         Some(url) => proxy::routes(url),
-        None => mock::routes(),
+        None => mock::routes(args.mock_delay),
     };
     // The layer wraps the provider routes in both modes, so the mock sees exactly what a real
     // provider would.
-    let app = routes
+    let routes = routes
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(layer);
+        .method_not_allowed_fallback(method_not_allowed);
+    let app = if args.without_layer {
+        routes
+    } else {
+        routes.layer(layer)
+    };
 
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(listener) => listener,
@@ -125,7 +138,9 @@ async fn main() -> ExitCode {
         Some(url) => eprintln!("forwarding /v1/* to {url}"),
         None => eprintln!("answering /v1/* from the mock provider (no --upstream given)"),
     }
-    let strip = if args.keep_metadata {
+    let strip = if args.without_layer {
+        "not read (--without-layer)"
+    } else if args.keep_metadata {
         "kept"
     } else {
         "stripped"
@@ -153,13 +168,18 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         upstream: None,
         log_format: LogFormat::Pretty,
         keep_metadata: false,
+        without_layer: false,
+        mock_delay: mock::FRAME_DELAY,
     };
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
             None => (arg, None),
         };
-        let needs_value = matches!(flag.as_str(), "--listen" | "--upstream" | "--log-format");
+        let needs_value = matches!(
+            flag.as_str(),
+            "--listen" | "--upstream" | "--log-format" | "--mock-delay-ms"
+        );
         let value = match (needs_value, inline) {
             (true, Some(value)) => value,
             (true, None) => args.next().ok_or_else(|| format!("{flag} needs a value"))?,
@@ -178,6 +198,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                 }
             }
             "--keep-metadata" => parsed.keep_metadata = true,
+            "--without-layer" => parsed.without_layer = true,
+            "--mock-delay-ms" => {
+                let ms = value
+                    .parse()
+                    .map_err(|_| format!("--mock-delay-ms takes milliseconds, not {value:?}"))?;
+                parsed.mock_delay = std::time::Duration::from_millis(ms);
+            }
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
@@ -436,7 +463,7 @@ mod proxy {
 mod mock {
     use super::*;
     use axum::body::Bytes;
-    use axum::extract::FromRequest;
+    use axum::extract::{FromRequest, State};
     use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
     use axum::http::HeaderValue;
     use axum::routing::{get, post};
@@ -447,16 +474,21 @@ mod mock {
 
     /// The reply, in the pieces a stream sends it in.
     const REPLY: [&str; 6] = ["Hello", " from", " the", " mock", " provider", "."];
-    /// The pause between stream frames, so a client sees them arrive one by one.
-    const FRAME_DELAY: Duration = Duration::from_millis(20);
+    /// The default pause before each stream frame, so a client sees them arrive one by one.
+    pub const FRAME_DELAY: Duration = Duration::from_millis(20);
 
-    pub fn routes() -> Router {
+    /// The mock's routes; `delay` is the pause before each stream frame.
+    pub fn routes(delay: Duration) -> Router {
         Router::new()
             .route("/v1/chat/completions", post(chat_completions))
             .route("/v1/messages", post(messages))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
+            .with_state(FrameDelay(delay))
     }
+
+    #[derive(Clone, Copy)]
+    struct FrameDelay(Duration);
 
     /// What the provider received, after the layer did its work.
     struct Received {
@@ -529,7 +561,7 @@ mod mock {
         }
     }
 
-    async fn chat_completions(req: Received) -> Response {
+    async fn chat_completions(State(delay): State<FrameDelay>, req: Received) -> Response {
         let id = format!("chatcmpl-mock{}", next_id());
         let model = req.model();
         let prompt_tokens = req.input_tokens("messages");
@@ -586,10 +618,10 @@ mod mock {
             frames.push(chunk(json!([]), Some(&usage)));
         }
         frames.push("data: [DONE]\n\n".to_owned());
-        req.reply(sse(frames))
+        req.reply(sse(frames, delay))
     }
 
-    async fn messages(req: Received) -> Response {
+    async fn messages(State(delay): State<FrameDelay>, req: Received) -> Response {
         let id = format!("msg_mock{}", next_id());
         let model = req.model();
         let input_tokens = req.input_tokens("messages");
@@ -643,7 +675,7 @@ mod mock {
             }),
         ));
         frames.push(event("message_stop", json!({"type": "message_stop"})));
-        req.reply(sse(frames))
+        req.reply(sse(frames, delay))
     }
 
     async fn embeddings(req: Received) -> Response {
@@ -680,9 +712,11 @@ mod mock {
     }
 
     /// Server-sent events, one frame at a time with a pause before each.
-    fn sse(frames: Vec<String>) -> Response {
-        let stream = futures_util::stream::iter(frames).then(|frame| async move {
-            tokio::time::sleep(FRAME_DELAY).await;
+    fn sse(frames: Vec<String>, FrameDelay(delay): FrameDelay) -> Response {
+        let stream = futures_util::stream::iter(frames).then(move |frame| async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             Ok::<_, Infallible>(frame)
         });
         let headers = [

@@ -80,6 +80,8 @@ impl Tracker {
         headers: Option<&HeaderMap>,
     ) -> Self {
         span.record("http.response.status_code", i64::from(status.as_u16()));
+        // Usage is read only for someone: a span that records, or the completion hook.
+        let wanted = !span.is_disabled() || request.is_some();
         Self {
             span,
             current: None,
@@ -88,7 +90,7 @@ impl Tracker {
             start,
             first_byte: None,
             first_token: None,
-            reader: headers.and_then(reader_for),
+            reader: headers.filter(|_| wanted).and_then(reader_for),
             done: false,
         }
     }

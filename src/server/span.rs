@@ -307,6 +307,9 @@ fn record_metadata(span: &Span, meta: &RequestMetadata, options: &DefaultMakeSpa
 
 /// Records what the response said, once its body has ended.
 pub(crate) fn record_response(span: &Span, info: &ResponseInfo, first_token: Option<Duration>) {
+    if span.is_disabled() {
+        return;
+    }
     span.record("gen_ai.response.model", info.model.as_deref());
     span.record("gen_ai.response.id", info.id.as_deref());
     if !info.finish_reasons.is_empty() {

@@ -1,6 +1,6 @@
 //! A JSON response, read with bounded memory: the whole of a small one, the ends of a large one.
 
-use super::{absorb, ResponseInfo, KEEP};
+use super::{absorb, read_document, ResponseInfo, KEEP};
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -33,9 +33,7 @@ impl JsonReader {
             for frame in &tail {
                 self.head.extend_from_slice(frame);
             }
-            if let Ok(value) = serde_json::from_slice::<Value>(&self.head) {
-                absorb(&value, &mut info);
-            }
+            read_document(&self.head, &mut info);
             return info;
         }
         // A large response: read the members that sit at its ends, one value at a time.

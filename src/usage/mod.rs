@@ -28,7 +28,9 @@ mod json;
 mod sse;
 
 use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 /// Token counts, as the provider reported them.
@@ -232,8 +234,104 @@ fn merge(info: &mut ResponseInfo, tail: ResponseInfo) {
     info.done = tail.done;
 }
 
-/// Takes what one JSON document (a whole response, or one event) says into `info`. Later documents
-/// override earlier counts: a stream's last usage is its total.
+/// Reads one JSON document (a whole response, or one event) into `info`: through typed fields that
+/// skip everything else unbuilt (the generated text is never allocated), or, for a shape they do not
+/// fit, through a `serde_json::Value`.
+fn read_document(bytes: &[u8], info: &mut ResponseInfo) {
+    match serde_json::from_slice::<Document<'_>>(bytes) {
+        Ok(document) => document.absorb(info),
+        Err(_) => {
+            if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
+                absorb(&value, info);
+            }
+        }
+    }
+}
+
+/// The fields of a response or event that matter here, borrowed where they need no unescaping.
+#[derive(Deserialize)]
+struct Document<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(borrow, default)]
+    stop_reason: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delta: Option<Choice<'a>>,
+    #[serde(default)]
+    usage: Option<Counts>,
+    #[serde(borrow, default)]
+    message: Option<Box<Document<'a>>>,
+}
+
+/// A choice (`finish_reason`) or Anthropic's `message_delta.delta` (`stop_reason`).
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Counts {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    prompt_tokens_details: Option<Details>,
+    input_tokens_details: Option<Details>,
+}
+
+#[derive(Deserialize)]
+struct Details {
+    cached_tokens: Option<u64>,
+}
+
+impl Document<'_> {
+    fn absorb(self, info: &mut ResponseInfo) {
+        if info.id.is_none() {
+            info.id = self.id.map(Cow::into_owned);
+        }
+        if info.model.is_none() {
+            info.model = self.model.map(Cow::into_owned);
+        }
+        let choices = self.choices.into_iter().flatten().chain(self.delta);
+        let reasons = choices
+            .flat_map(|c| [c.finish_reason, c.stop_reason])
+            .chain([self.stop_reason])
+            .flatten();
+        for reason in reasons {
+            if !info.finish_reasons.iter().any(|r| *r == reason) {
+                info.finish_reasons.push(reason.into_owned());
+            }
+        }
+        if let Some(c) = self.usage {
+            let cached = |d: Option<Details>| d.and_then(|d| d.cached_tokens);
+            let u = &mut info.usage;
+            u.input_tokens = c.prompt_tokens.or(c.input_tokens).or(u.input_tokens);
+            u.output_tokens = c.completion_tokens.or(c.output_tokens).or(u.output_tokens);
+            u.cache_read_input_tokens = cached(c.prompt_tokens_details)
+                .or(cached(c.input_tokens_details))
+                .or(c.cache_read_input_tokens)
+                .or(u.cache_read_input_tokens);
+            u.cache_creation_input_tokens = c
+                .cache_creation_input_tokens
+                .or(u.cache_creation_input_tokens);
+        }
+        if let Some(message) = self.message {
+            message.absorb(info);
+        }
+    }
+}
+
+/// [`read_document`] for a document already parsed, or one whose shape the typed fields do not fit.
+/// Later documents override earlier counts: a stream's last usage is its total.
 fn absorb(value: &Value, info: &mut ResponseInfo) {
     let text = |v: &Value| v.as_str().map(str::to_owned);
     if info.id.is_none() {
@@ -423,6 +521,18 @@ mod tests {
             assert_eq!(info.usage.output_tokens, Some(2000));
             assert!(info.done);
         }
+    }
+
+    #[test]
+    fn a_shape_the_typed_fields_do_not_fit_is_read_all_the_same() {
+        // A numeric id and a float count do not fit the typed fields; the rest still counts.
+        let body = br#"{"id":7,"model":"m","usage":{"prompt_tokens":3,"completion_tokens":2.0},"choices":[{"finish_reason":"stop"}]}"#;
+        let (info, _) = read("application/json", &[body]);
+        assert_eq!(info.id, None);
+        assert_eq!(info.model.as_deref(), Some("m"));
+        assert_eq!(info.usage.input_tokens, Some(3));
+        assert_eq!(info.usage.output_tokens, None);
+        assert_eq!(info.finish_reasons, ["stop"]);
     }
 
     #[test]

@@ -5,9 +5,8 @@
 //! the first generated text without being parsed; only the rare events that carry an id, usage or a
 //! finish reason are parsed. Buffers are reused, so a warmed-up stream allocates nothing per frame.
 
-use super::{absorb, ResponseInfo, KEEP};
+use super::{read_document, ResponseInfo, KEEP};
 use memchr::memmem::Finder;
-use serde_json::Value;
 use std::sync::LazyLock;
 
 /// The longest line, and the most data in one event, that is read; longer ones are skipped.
@@ -50,6 +49,10 @@ impl SseReader {
     }
 
     pub(super) fn feed(&mut self, mut bytes: &[u8]) {
+        if bytes.is_empty() {
+            // An empty frame must not forget a CR that the next frame's LF completes.
+            return;
+        }
         self.read += bytes.len();
         if self.after_cr {
             self.after_cr = false;
@@ -142,9 +145,7 @@ impl SseReader {
         }
         if !self.parsed_first || worth_parsing(data) {
             self.parsed_first = true;
-            if let Ok(value) = serde_json::from_slice::<Value>(data) {
-                absorb(&value, &mut self.info);
-            }
+            read_document(data, &mut self.info);
         }
     }
 

@@ -1,0 +1,1016 @@
+//! Faults through real stacks: clients that stall or leave, upstreams that fail or cut a stream,
+//! inner services that are not ready or fail readiness, and bodies at the size limit sent as odd
+//! chunked frames over raw TCP.
+//!
+//! Every test installs a recorder, even those that read no span: tests run on parallel threads, and
+//! a callsite first hit on a thread without a subscriber could otherwise be cached as disabled.
+//! Every network wait is bounded, so a fault that hangs fails the test instead of stalling it.
+
+mod support;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::{Extension, Router};
+use futures_util::{FutureExt, StreamExt};
+use requesty_metadata::usage::UsageReader;
+use requesty_metadata::{RequestMetadata, RequestyMetadataLayer};
+use serde_json::Value;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use support::{client, serve, Recorder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+/// The longest any single network step may take.
+const STEP: Duration = Duration::from_secs(10);
+
+/// Awaits `future`, failing the test when it takes longer than [`STEP`].
+async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(STEP, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what}: no progress within {STEP:?}"),
+    }
+}
+
+/// Waits (bounded) until `condition` holds.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: still not the case after {STEP:?}");
+}
+
+/// Counts live values: one per guard, decremented when the guard is dropped.
+#[derive(Clone, Default)]
+struct Live(Arc<AtomicUsize>);
+
+struct Guard(Live);
+
+impl Live {
+    fn guard(&self) -> Guard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Guard(self.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A layer that counts the calls it sees and how many of their futures are still alive, so a test
+/// can tell when the server is done with a request it never answered.
+#[derive(Clone, Default)]
+struct Watch {
+    calls: Arc<AtomicUsize>,
+    live: Live,
+}
+
+impl<S> Layer<S> for Watch {
+    type Service = Watched<S>;
+
+    fn layer(&self, inner: S) -> Watched<S> {
+        Watched {
+            inner,
+            watch: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Watched<S> {
+    inner: S,
+    watch: Watch,
+}
+
+impl<S, R> Service<R> for Watched<S>
+where
+    S: Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.watch.calls.fetch_add(1, Ordering::SeqCst);
+        let guard = self.watch.live.guard();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let _guard = guard;
+            future.await
+        })
+    }
+}
+
+/// Echoes the body it received and the trace id it saw; counts its calls.
+async fn echo(
+    State(calls): State<Arc<AtomicUsize>>,
+    meta: Option<Extension<RequestMetadata>>,
+    body: Bytes,
+) -> Response {
+    calls.fetch_add(1, Ordering::SeqCst);
+    let trace = meta.and_then(|Extension(m)| m.trace_id).unwrap_or_default();
+    ([("x-trace-id", trace)], body).into_response()
+}
+
+/// An echo app behind the layer and a [`Watch`]; returns the echo's call counter too.
+fn echo_app(layer: RequestyMetadataLayer) -> (Router, Arc<AtomicUsize>, Watch) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let watch = Watch::default();
+    let router = Router::new()
+        .route("/v1/{*rest}", any(echo))
+        .with_state(calls.clone())
+        .layer(layer)
+        .layer(watch.clone());
+    (router, calls, watch)
+}
+
+/// A response read off a raw connection.
+struct RawResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn error_code(&self) -> String {
+        let body: Value = serde_json::from_slice(&self.body).expect("an error body is JSON");
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// Reads more into `buf`; `false` at the end of the stream (or a reset after the server closed).
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 8192];
+    match within("reading the response", stream.read(&mut chunk)).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads one HTTP/1.1 response: the head, then a body framed by `Content-Length`, chunked, or by
+/// the end of the connection.
+async fn read_response(stream: &mut TcpStream) -> RawResponse {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(at) = find(&buf, b"\r\n\r\n") {
+            break at;
+        }
+        assert!(
+            read_more(stream, &mut buf).await,
+            "the connection ended before a response head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+    };
+    let head = String::from_utf8(buf[..head_end].to_vec()).expect("an ASCII head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a status line: {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut rest = buf[head_end + 4..].to_vec();
+    let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    let body = if let Some(len) = get("content-length") {
+        let len: usize = len.parse().expect("a numeric Content-Length");
+        while rest.len() < len {
+            assert!(read_more(stream, &mut rest).await, "the body ended early");
+        }
+        rest.truncate(len);
+        rest
+    } else if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(at) = find(&rest, b"\r\n") {
+                    break at;
+                }
+                assert!(read_more(stream, &mut rest).await, "a chunk ended early");
+            };
+            let size_text = String::from_utf8_lossy(&rest[..line_end]).to_string();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+                .expect("a chunk size");
+            while rest.len() < line_end + 2 + size + 2 {
+                assert!(read_more(stream, &mut rest).await, "a chunk ended early");
+            }
+            body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+            rest.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                break body;
+            }
+        }
+    } else {
+        while read_more(stream, &mut rest).await {}
+        rest
+    };
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn connect(addr: SocketAddr) -> TcpStream {
+    within("connecting", TcpStream::connect(addr))
+        .await
+        .expect("the test server accepts")
+}
+
+/// Writes `bytes` and gives the server a turn, so each write tends to arrive as its own read.
+async fn try_send(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    within("writing", stream.write_all(bytes)).await?;
+    tokio::task::yield_now().await;
+    Ok(())
+}
+
+/// [`try_send`] to a server that must still be reading.
+async fn send(stream: &mut TcpStream, bytes: &[u8]) {
+    try_send(stream, bytes).await.expect("the server reads");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients that stall and leave.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_body_is_abandoned_without_calling_the_service() {
+    let (recorder, _guard) = Recorder::install();
+    let (app, calls, watch) = echo_app(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let mut stream = connect(addr).await;
+    send(
+        &mut stream,
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+          x-requesty-trace-id: slow\r\ncontent-length: 100000\r\n\r\n",
+    )
+    .await;
+    // A slow client: the beginning of the JSON, a little at a time, then it goes away.
+    for piece in [
+        &b"{\"requesty\":{\"tags\":[\"slow\"]},"[..],
+        b"\"model\":\"m\",",
+        b"\"pad\":\"",
+    ] {
+        send(&mut stream, piece).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eventually("the request reached the layer", || {
+        watch.calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(stream);
+
+    eventually("the server let go of the request", || {
+        watch.live.count() == 0 && recorder.requests().iter().all(|s| s.closed)
+    })
+    .await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "an unfinished body reached the service"
+    );
+    // Either the request was dropped while its body was read (no span), or it was answered as
+    // unreadable (a 400 the client never reads); whichever, no span is left open.
+    for span in recorder.requests() {
+        assert!(span.closed);
+        assert_eq!(span.field("http.response.status_code"), Some("400"));
+    }
+}
+
+#[tokio::test]
+async fn a_huge_chunked_body_stops_being_read_at_the_limit() {
+    let (recorder, _guard) = Recorder::install();
+    let limit = 64 * 1024;
+    let (app, calls, watch) = echo_app(RequestyMetadataLayer::new().max_body_bytes(limit));
+    let addr = serve(app).await;
+    let stream = connect(addr).await;
+    let (mut read, mut write) = stream.into_split();
+
+    // The client would send 64 MiB, 4093 bytes per chunk, pausing now and then.
+    const TOTAL: usize = 64 * 1024 * 1024;
+    let writer = tokio::spawn(async move {
+        let head = "POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\n\
+                    content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+        if let Err(error) = write.write_all(head.as_bytes()).await {
+            return (0, Some(error));
+        }
+        let mut chunk = format!("{:x}\r\n", 4093).into_bytes();
+        chunk.extend_from_slice(b"{\"pad\":\"");
+        chunk.resize(chunk.len() + 4093 - 8, b'x');
+        chunk.extend_from_slice(b"\r\n");
+        let mut sent = 0;
+        while sent < TOTAL {
+            if let Err(error) = write.write_all(&chunk).await {
+                return (sent, Some(error));
+            }
+            sent += 4093;
+            if sent % (64 * 4093) == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        (sent, None)
+    });
+
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while find(&answer, b"\r\n\r\n").is_none() {
+        match within("the 413", read.read(&mut buf)).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&answer).to_string();
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    drop(read);
+
+    // The server stops reading: the writer's next writes fail long before it sent everything. What
+    // it got out is the limit plus what the two sockets' buffers hold.
+    let (sent, error) = within("the writer to give up", writer)
+        .await
+        .expect("the writer task ran");
+    assert!(
+        error.is_some(),
+        "the server read all {TOTAL} bytes of a body it had refused"
+    );
+    assert!(
+        sent < TOTAL / 4,
+        "{sent} bytes were taken before the server stopped reading"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    eventually("the request's span closed", || {
+        watch.live.count() == 0 && recorder.requests().iter().all(|s| s.closed)
+    })
+    .await;
+    let spans = recorder.requests();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].field("http.response.status_code"), Some("413"));
+}
+
+/// An endless event stream whose state holds a guard, so a test sees when it is dropped.
+async fn endless(State(live): State<Live>) -> Response {
+    let guard = live.guard();
+    let stream = futures_util::stream::unfold((0usize, guard), |(i, guard)| async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let frame = Bytes::from(format!(
+            "data: {{\"choices\":[{{\"delta\":{{\"content\":\"w{i}\"}}}}]}}\n\n"
+        ));
+        Some((Ok::<_, Infallible>(frame), (i + 1, guard)))
+    });
+    Response::builder()
+        .header(CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_ends_the_span_and_the_stream() {
+    let (recorder, _guard) = Recorder::install();
+    let completions = Arc::new(Mutex::new(Vec::new()));
+    let layer = RequestyMetadataLayer::new().on_complete({
+        let completions = completions.clone();
+        move |done| completions.lock().unwrap().push(done.completed)
+    });
+    let streams = Live::default();
+    let router = Router::new()
+        .route("/v1/chat/completions", post(endless))
+        .with_state(streams.clone())
+        .layer(layer);
+    let addr = serve(router).await;
+
+    let body = br#"{"model":"m","stream":true,"requesty":{"trace_id":"gone"}}"#;
+    let mut stream = connect(addr).await;
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    send(&mut stream, head.as_bytes()).await;
+    send(&mut stream, body).await;
+    let mut seen = Vec::new();
+    while find(&seen, b"w3").is_none() {
+        assert!(read_more(&mut stream, &mut seen).await, "the stream ended");
+    }
+    assert_eq!(streams.count(), 1);
+    assert!(!recorder.requests()[0].closed, "the span outlives the head");
+    drop(stream);
+
+    eventually("the stream was dropped and every span closed", || {
+        streams.count() == 0 && recorder.spans().iter().all(|s| s.closed)
+    })
+    .await;
+    let spans = recorder.requests();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].field("trace_id"), Some("gone"));
+    assert_eq!(spans[0].field("response.completed"), Some("false"));
+    assert_eq!(*completions.lock().unwrap(), [false]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// An upstream that fails, through a proxy like the gateway demo's.
+// ---------------------------------------------------------------------------------------------
+
+/// A provider that rate-limits, fails, or cuts its stream, by path; it remembers the last body.
+fn upstream(last_body: Arc<Mutex<Vec<u8>>>) -> Router {
+    let remember = move |body: Bytes| {
+        *last_body.lock().unwrap() = body.to_vec();
+    };
+    let limited = {
+        let remember = remember.clone();
+        move |body: Bytes| async move {
+            remember(body);
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(CONTENT_TYPE, "application/json"), (axum::http::header::RETRY_AFTER, "7")],
+                r#"{"error":{"message":"slow down","type":"rate_limit_error","param":null,"code":"rate_limited"}}"#,
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert("x-upstream", HeaderValue::from_static("yes"));
+            response
+        }
+    };
+    let failed = {
+        let remember = remember.clone();
+        move |body: Bytes| async move {
+            remember(body);
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(CONTENT_TYPE, "text/plain")],
+                "upstream exploded\n",
+            )
+        }
+    };
+    let cut = move |body: Bytes| async move {
+        remember(body);
+        let frames = futures_util::stream::iter(0..3).then(|i| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if i < 2 {
+                Ok(Bytes::from(format!("data: {{\"n\":{i}}}\n\n")))
+            } else {
+                Err(std::io::Error::other("the provider went away"))
+            }
+        });
+        Response::builder()
+            .header(CONTENT_TYPE, "text/event-stream")
+            .body(Body::from_stream(frames))
+            .unwrap()
+    };
+    Router::new()
+        .route("/v1/limited", post(limited))
+        .route("/v1/failed", post(failed))
+        .route("/v1/cut", post(cut))
+}
+
+/// The gateway demo's proxy path, reduced: forward `/v1/*` with reqwest and stream the answer back.
+async fn forward(State(base): State<Arc<(reqwest::Client, String)>>, request: Request) -> Response {
+    let (client, base) = &*base;
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut headers = parts.headers.clone();
+    headers.remove(HOST);
+    headers.remove(CONTENT_LENGTH);
+    let mut outgoing = client.request(parts.method, format!("{base}{path}"));
+    let size = axum::body::HttpBody::size_hint(&body).exact();
+    if size != Some(0) {
+        if let Some(len) = size {
+            headers.insert(CONTENT_LENGTH, len.into());
+        }
+        outgoing = outgoing.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    }
+    let answer = match outgoing.headers(headers).send().await {
+        Ok(answer) => answer,
+        Err(error) => {
+            return (
+                StatusCode::BAD_GATEWAY,
+                format!("upstream unreachable: {error}"),
+            )
+                .into_response()
+        }
+    };
+    let status = answer.status();
+    let headers: HeaderMap = answer
+        .headers()
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "connection" | "transfer-encoding"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    let mut response = Response::new(Body::from_stream(answer.bytes_stream()));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+async fn proxy_to_failing_upstream() -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let last_body = Arc::new(Mutex::new(Vec::new()));
+    let upstream_addr = serve(upstream(last_body.clone())).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let proxy = Router::new()
+        .route("/v1/{*rest}", any(forward))
+        .with_state(Arc::new((client, format!("http://{upstream_addr}"))))
+        .layer(RequestyMetadataLayer::new());
+    (serve(proxy).await, last_body)
+}
+
+const TAGGED: &str = r#"{"model":"m","stream":true,"requesty":{"trace_id":"up-1"}}"#;
+
+#[tokio::test]
+async fn an_upstream_error_reaches_the_client_unchanged() {
+    let (recorder, _guard) = Recorder::install();
+    let client = client();
+    let (addr, last_body) = proxy_to_failing_upstream().await;
+
+    let response = within(
+        "the proxied 429",
+        client
+            .post(format!("http://{addr}/v1/limited"))
+            .header("content-type", "application/json")
+            .body(TAGGED)
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "7");
+    assert_eq!(response.headers()["x-upstream"], "yes");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = within("the 429 body", response.bytes()).await.unwrap();
+    assert_eq!(
+        body,
+        &br#"{"error":{"message":"slow down","type":"rate_limit_error","param":null,"code":"rate_limited"}}"#[..]
+    );
+    assert_eq!(
+        *last_body.lock().unwrap(),
+        br#"{"model":"m","stream":true}"#,
+        "the upstream got the body without the member"
+    );
+
+    let response = within(
+        "the proxied 500",
+        client
+            .post(format!("http://{addr}/v1/failed"))
+            .header("content-type", "application/json")
+            .body(TAGGED)
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(response.headers()["content-type"], "text/plain");
+    let body = within("the 500 body", response.bytes()).await.unwrap();
+    assert_eq!(body, &b"upstream exploded\n"[..]);
+
+    let spans = within("the spans", recorder.wait_closed(2)).await;
+    let statuses: Vec<_> = spans
+        .iter()
+        .map(|s| {
+            (
+                s.field("http.response.status_code").unwrap().to_owned(),
+                s.field("response.completed").unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("429".to_owned(), "true".to_owned()),
+            ("500".to_owned(), "true".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_cut_upstream_stream_reaches_the_client_as_a_cut_stream() {
+    let (recorder, _guard) = Recorder::install();
+    let client = client();
+    let (addr, _) = proxy_to_failing_upstream().await;
+    let response = within(
+        "the proxied stream",
+        client
+            .post(format!("http://{addr}/v1/cut"))
+            .header("content-type", "application/json")
+            .body(TAGGED)
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut received = Vec::new();
+    let ended = loop {
+        match within("the next frame", stream.next()).await {
+            Some(Ok(frame)) => received.extend_from_slice(&frame),
+            Some(Err(error)) => break Err(error),
+            None => break Ok(()),
+        }
+    };
+    assert_eq!(received, b"data: {\"n\":0}\n\ndata: {\"n\":1}\n\n");
+    assert!(
+        ended.is_err(),
+        "a cut upstream stream reached the client as a clean end"
+    );
+    let spans = within("the span", recorder.wait_closed(1)).await;
+    assert_eq!(spans[0].field("trace_id"), Some("up-1"));
+    assert_eq!(spans[0].field("response.completed"), Some("false"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Readiness.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct GateState {
+    open: bool,
+    failure: Option<&'static str>,
+    waker: Option<Waker>,
+    calls: usize,
+}
+
+/// A service that is ready only once its gate opens (or fails readiness), and panics when called
+/// without having been readied.
+struct Gated {
+    state: Arc<Mutex<GateState>>,
+    readied: bool,
+}
+
+impl Clone for Gated {
+    fn clone(&self) -> Self {
+        // A clone has not been readied, whatever the original was.
+        Self {
+            state: self.state.clone(),
+            readied: false,
+        }
+    }
+}
+
+impl Gated {
+    fn new() -> (Self, Arc<Mutex<GateState>>) {
+        let state = Arc::new(Mutex::new(GateState::default()));
+        let gated = Self {
+            state: state.clone(),
+            readied: false,
+        };
+        (gated, state)
+    }
+}
+
+fn open(state: &Mutex<GateState>) {
+    let mut state = state.lock().unwrap();
+    state.open = true;
+    if let Some(waker) = state.waker.take() {
+        waker.wake();
+    }
+}
+
+fn calls(state: &Mutex<GateState>) -> usize {
+    state.lock().unwrap().calls
+}
+
+impl Service<axum::http::Request<Body>> for Gated {
+    type Response = Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        let mut state = self.state.lock().unwrap();
+        if let Some(failure) = state.failure {
+            return Poll::Ready(Err(failure.into()));
+        }
+        if !state.open {
+            state.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        self.readied = true;
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::http::Request<Body>) -> Self::Future {
+        assert!(
+            std::mem::take(&mut self.readied),
+            "called without being ready"
+        );
+        self.state.lock().unwrap().calls += 1;
+        let trace = request
+            .extensions()
+            .get::<RequestMetadata>()
+            .and_then(|m| m.trace_id.clone())
+            .unwrap_or_default();
+        Box::pin(async move { Ok(trace.into_response()) })
+    }
+}
+
+fn tagged_request(trace: &str) -> axum::http::Request<Body> {
+    axum::http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(format!(
+            r#"{{"model":"m","requesty":{{"trace_id":"{trace}"}}}}"#
+        )))
+        .unwrap()
+}
+
+async fn text<B>(response: axum::http::Response<B>) -> String
+where
+    B: axum::body::HttpBody,
+    B::Error: std::fmt::Debug,
+{
+    use http_body_util::BodyExt;
+    let bytes = within("the response body", response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn the_layer_waits_for_an_inner_service_that_is_not_ready() {
+    let (recorder, _guard) = Recorder::install();
+    let (gated, state) = Gated::new();
+    let mut service = RequestyMetadataLayer::new().layer(gated);
+
+    // Not ready: the layer says so, and a request sent meanwhile waits without a call.
+    let ready = ServiceExt::<axum::http::Request<Body>>::ready(&mut service).now_or_never();
+    assert!(ready.is_none(), "ready before the inner service");
+    let waiting = tokio::spawn(service.clone().oneshot(tagged_request("r-1")));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished());
+    assert_eq!(calls(&state), 0);
+    assert!(recorder.requests().is_empty(), "a span before the call");
+
+    open(&state);
+    let response = within("the readied call", waiting).await.unwrap().unwrap();
+    assert_eq!(text(response).await, "r-1");
+    within(
+        "ready once the gate is open",
+        ServiceExt::<axum::http::Request<Body>>::ready(&mut service),
+    )
+    .await
+    .unwrap();
+    let response = within("a direct call", service.call(tagged_request("r-2")))
+        .await
+        .unwrap();
+    assert_eq!(text(response).await, "r-2");
+    assert_eq!(calls(&state), 2);
+    within("the spans", recorder.wait_closed(2)).await;
+}
+
+#[tokio::test]
+async fn a_readiness_error_is_the_service_error_and_nothing_is_called() {
+    let (recorder, _guard) = Recorder::install();
+    let (gated, state) = Gated::new();
+    state.lock().unwrap().failure = Some("overloaded");
+    let mut service = RequestyMetadataLayer::new().layer(gated);
+    let error = within(
+        "readiness",
+        ServiceExt::<axum::http::Request<Body>>::ready(&mut service),
+    )
+    .await
+    .err()
+    .expect("readiness fails");
+    assert_eq!(error.to_string(), "overloaded");
+    let error = within("oneshot", service.oneshot(tagged_request("f-1")))
+        .await
+        .expect_err("the call fails");
+    assert_eq!(error.to_string(), "overloaded");
+    assert_eq!(calls(&state), 0);
+    assert!(recorder.requests().is_empty());
+}
+
+/// Whether `error` or one of its sources says `text`.
+fn says(error: &(dyn std::error::Error + 'static), text: &str) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.to_string().contains(text) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+#[tokio::test]
+async fn readiness_passes_through_a_buffer() {
+    let (recorder, _guard) = Recorder::install();
+    let (gated, state) = Gated::new();
+    let service = tower::buffer::Buffer::new(RequestyMetadataLayer::new().layer(gated), 8);
+    let waiting: Vec<_> = (0..3)
+        .map(|i| tokio::spawn(service.clone().oneshot(tagged_request(&format!("b-{i}")))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(waiting.iter().all(|w| !w.is_finished()));
+    assert_eq!(calls(&state), 0);
+
+    open(&state);
+    for (i, waiting) in waiting.into_iter().enumerate() {
+        let response = within("a buffered call", waiting).await.unwrap().unwrap();
+        assert_eq!(text(response).await, format!("b-{i}"));
+    }
+    assert_eq!(calls(&state), 3);
+    within("the spans", recorder.wait_closed(3)).await;
+
+    // A failing inner service fails the buffer: its error surfaces to every caller.
+    let (gated, state) = Gated::new();
+    state.lock().unwrap().failure = Some("overloaded");
+    let service = tower::buffer::Buffer::new(RequestyMetadataLayer::new().layer(gated), 8);
+    for i in 0..2 {
+        let error = within(
+            "a call to a failed buffer",
+            service.clone().oneshot(tagged_request(&format!("x-{i}"))),
+        )
+        .await
+        .expect_err("the call fails");
+        assert!(says(&*error, "overloaded"), "{error}");
+    }
+    assert_eq!(calls(&state), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies at the limit, over raw TCP.
+// ---------------------------------------------------------------------------------------------
+
+/// A JSON body of exactly `len` bytes with a `requesty` member.
+fn body_of(len: usize) -> String {
+    let mut body = String::from(r#"{"requesty":{"trace_id":"edge"},"pad":""#);
+    body.push_str(&"x".repeat(len - body.len() - 2));
+    body.push_str("\"}");
+    assert_eq!(body.len(), len);
+    body
+}
+
+/// Sends `body` chunked, in frames of odd sizes, each frame's encoding itself split across two
+/// writes at an odd place (inside the size line, the data or the CRLF). Fails when the server stops
+/// reading.
+async fn send_chunked_oddly(stream: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
+    const SIZES: [usize; 8] = [1, 7, 13, 333, 2, 64, 5, 127];
+    let mut at = 0;
+    let mut i = 0;
+    while at < body.len() {
+        let size = SIZES[i % SIZES.len()].min(body.len() - at);
+        let mut frame = format!("{size:x}\r\n").into_bytes();
+        frame.extend_from_slice(&body[at..at + size]);
+        frame.extend_from_slice(b"\r\n");
+        let cut = (i * 3 + 1) % frame.len();
+        try_send(stream, &frame[..cut]).await?;
+        try_send(stream, &frame[cut..]).await?;
+        at += size;
+        i += 1;
+    }
+    try_send(stream, b"0\r").await?;
+    try_send(stream, b"\n\r\n").await
+}
+
+#[tokio::test]
+async fn chunked_bodies_in_odd_frames_at_the_limit() {
+    let (_recorder, _guard) = Recorder::install();
+    let limit = 1000;
+    let (app, calls, _) = echo_app(RequestyMetadataLayer::new().max_body_bytes(limit));
+    // Counts the frames the layer is handed, to be sure the body came in many.
+    let frames = Arc::new(AtomicUsize::new(0));
+    let app = app.layer(tower::util::MapRequestLayer::new({
+        let frames = frames.clone();
+        move |request: Request| {
+            let frames = frames.clone();
+            request.map(|body| {
+                use http_body_util::BodyExt;
+                Body::new(body.map_frame(move |frame| {
+                    frames.fetch_add(1, Ordering::SeqCst);
+                    frame
+                }))
+            })
+        }
+    }));
+    let addr = serve(app).await;
+    for (len, ok) in [(limit - 1, true), (limit, true), (limit + 1, false)] {
+        frames.store(0, Ordering::SeqCst);
+        let mut stream = connect(addr).await;
+        send(
+            &mut stream,
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\
+              content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        )
+        .await;
+        let body = body_of(len);
+        let sent = send_chunked_oddly(&mut stream, body.as_bytes()).await;
+        // Refusing, the server may stop reading (and close) before the last frames are written.
+        assert!(sent.is_ok() || !ok, "{len}: {sent:?}");
+        let response = read_response(&mut stream).await;
+        let frames = frames.load(Ordering::SeqCst);
+        assert!(frames >= 10, "{len}: only {frames} frames");
+        if ok {
+            assert_eq!(response.status, 200, "{len}");
+            assert_eq!(response.header("x-trace-id"), Some("edge"));
+            let stripped = body.replace(r#""requesty":{"trace_id":"edge"},"#, "");
+            assert_eq!(response.body, stripped.as_bytes(), "{len}");
+        } else {
+            assert_eq!(response.status, 413, "{len}");
+            assert_eq!(response.error_code(), "request_too_large");
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_sent() {
+    let (_recorder, _guard) = Recorder::install();
+    let limit = 1000;
+    let (app, calls, _) = echo_app(RequestyMetadataLayer::new().max_body_bytes(limit));
+    let addr = serve(app).await;
+    let head = |len: usize| {
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\
+             content-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+        )
+    };
+
+    // One over: refused on the head alone.
+    let mut stream = connect(addr).await;
+    send(&mut stream, head(limit + 1).as_bytes()).await;
+    let response = read_response(&mut stream).await;
+    assert_eq!(response.status, 413);
+    assert_eq!(response.error_code(), "request_too_large");
+
+    // At the limit: the server waits for the body, then takes it.
+    let mut stream = connect(addr).await;
+    send(&mut stream, head(limit).as_bytes()).await;
+    let mut early = [0u8; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut early)).await;
+    assert!(waited.is_err(), "answered before the body arrived");
+    let body = body_of(limit);
+    send(&mut stream, body.as_bytes()).await;
+    let response = read_response(&mut stream).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("x-trace-id"), Some("edge"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The usage reader at frame boundaries (the `sse` fuzz target checks the same property).
+// ---------------------------------------------------------------------------------------------
+
+/// An empty frame between the CR and the LF of one CRLF line ending must not make the LF a second
+/// line ending: the two data lines below are one event, `{"id":\n"x"}`, whichever way the bytes are
+/// framed. (Bodies do yield empty data frames, e.g. a stream that sends an empty chunk.)
+#[tokio::test]
+async fn an_empty_frame_between_cr_and_lf_does_not_end_the_event() {
+    let (_recorder, _guard) = Recorder::install();
+    let read = |frames: &[&'static [u8]]| {
+        let mut reader = UsageReader::new("text/event-stream").unwrap();
+        for frame in frames {
+            reader.feed(&Bytes::from_static(frame));
+        }
+        reader.finish()
+    };
+    let whole = read(&[b"data: {\"id\":\r\ndata: \"x\"}\r\n\r\n"]);
+    assert_eq!(whole.id.as_deref(), Some("x"));
+    let split = read(&[b"data: {\"id\":\r", b"\ndata: \"x\"}\r\n\r\n"]);
+    assert_eq!(split, whole);
+    let with_empty_frame = read(&[b"data: {\"id\":\r", b"", b"\ndata: \"x\"}\r\n\r\n"]);
+    assert_eq!(with_empty_frame, whole, "an empty frame changed the events");
+}
