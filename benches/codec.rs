@@ -208,7 +208,10 @@ fn naive_inject(body: &Bytes, meta: &RequestMetadata) -> Vec<u8> {
                 merged.merge(existing);
             }
         }
-        map.insert("requesty".into(), serde_json::to_value(merged).expect("serializable"));
+        map.insert(
+            "requesty".into(),
+            serde_json::to_value(merged).expect("serializable"),
+        );
     }
     serde_json::to_vec(&value).expect("serializable")
 }
