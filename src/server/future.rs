@@ -319,27 +319,16 @@ where
         start,
         ..
     } = pending;
-    let span = make_span.make_span(&RequestInfo {
-        method: &parts.method,
-        uri: &parts.uri,
-        headers: &parts.headers,
-        metadata: metadata.as_ref(),
-        model: facts.model.as_deref(),
-        stream: facts.stream,
-        parameters: facts.parameters,
-    });
     // Shared by the propagation scope and the completion hook; the extension gets the value itself.
     let current = metadata.as_ref().map(|m| Arc::new(m.clone()));
-    let request = config.on_complete.as_ref().map(|hook| {
-        Box::new(complete::Request {
-            metadata: current.clone(),
-            method: parts.method.clone(),
-            path: parts.uri.path().to_owned(),
-            model: facts.model,
-            stream: facts.stream,
-            on_complete: hook.clone(),
-        })
-    });
+    let (span, request) = trace(
+        &mut make_span,
+        &parts,
+        metadata.as_ref(),
+        current.clone(),
+        facts,
+        &config,
+    );
     let mut req = Request::from_parts(parts, body);
     if let Some(metadata) = metadata {
         req.extensions_mut().insert(metadata);
@@ -378,26 +367,15 @@ where
         dialect_headers,
         ..
     } = pending;
-    let metadata = non_empty(header_metadata.with_fallback(dialect_headers));
-    let span = make_span.make_span(&RequestInfo {
-        method: &parts.method,
-        uri: &parts.uri,
-        headers: &parts.headers,
-        metadata: metadata.as_ref(),
-        model: facts.model.as_deref(),
-        stream: facts.stream,
-        parameters: facts.parameters,
-    });
-    let request = config.on_complete.as_ref().map(|hook| {
-        Box::new(complete::Request {
-            metadata: metadata.map(Arc::new),
-            method: parts.method,
-            path: parts.uri.path().to_owned(),
-            model: facts.model,
-            stream: facts.stream,
-            on_complete: hook.clone(),
-        })
-    });
+    let metadata = non_empty(header_metadata.with_fallback(dialect_headers)).map(Arc::new);
+    let (span, request) = trace(
+        &mut make_span,
+        &parts,
+        metadata.as_deref(),
+        metadata.clone(),
+        facts,
+        &config,
+    );
     State::Reject {
         rejection: Some((
             status,
@@ -405,6 +383,37 @@ where
             Tracker::new(span, request, status, start, None),
         )),
     }
+}
+
+/// The request's span, and what the completion hook will want at the end (only when there is one).
+fn trace<M: MakeSpan>(
+    make_span: &mut M,
+    parts: &Parts,
+    metadata: Option<&RequestMetadata>,
+    shared: Option<Arc<RequestMetadata>>,
+    facts: Facts,
+    config: &Config,
+) -> (Span, Option<Box<complete::Request>>) {
+    let span = make_span.make_span(&RequestInfo {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        metadata,
+        model: facts.model.as_deref(),
+        stream: facts.stream,
+        parameters: facts.parameters,
+    });
+    let request = config.on_complete.as_ref().map(|hook| {
+        Box::new(complete::Request {
+            metadata: shared,
+            method: parts.method.clone(),
+            path: parts.uri.path().to_owned(),
+            model: facts.model,
+            stream: facts.stream,
+            on_complete: hook.clone(),
+        })
+    });
+    (span, request)
 }
 
 fn non_empty(metadata: RequestMetadata) -> Option<RequestMetadata> {
