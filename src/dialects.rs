@@ -28,6 +28,7 @@ use crate::codec::{conversation, Members, Scan};
 use crate::error::{ErrorKind, MetadataError};
 use crate::RequestMetadata;
 use http::header::{HeaderMap, HeaderName};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -185,14 +186,10 @@ pub(crate) fn from_body(body: &[u8], scan: &Scan, sources: &Sources) -> RequestM
     let mut meta = RequestMetadata::default();
     if sources.litellm {
         if let Some(fields) = parse::<LiteLlm>(body, members.metadata.clone()) {
-            for tag in fields.tags.unwrap_or_default().into_iter().flatten() {
-                if !meta.tags.contains(&tag) {
-                    meta.tags.push(tag);
-                }
-            }
-            meta.trace_id = fields.trace_id.or(fields.session_id);
-            meta.user_id = fields.trace_user_id;
-            if let Some(name) = fields.generation_name {
+            meta.tags = fields.tags.0;
+            meta.trace_id = fields.trace_id.0.or(fields.session_id.0);
+            meta.user_id = fields.trace_user_id.0;
+            if let Some(name) = fields.generation_name.0 {
                 meta.extra.insert("generation_name".into(), name.into());
             }
         }
@@ -200,19 +197,19 @@ pub(crate) fn from_body(body: &[u8], scan: &Scan, sources: &Sources) -> RequestM
     if sources.openrouter {
         let mut openrouter = RequestMetadata::default();
         if let Some(trace) = parse::<OpenRouterTrace>(body, members.trace.clone()) {
-            openrouter.trace_id = trace.trace_id;
+            openrouter.trace_id = trace.trace_id.0;
             for (key, value) in [
                 ("trace_name", trace.trace_name),
                 ("span_name", trace.span_name),
                 ("generation_name", trace.generation_name),
             ] {
-                if let Some(value) = value {
+                if let Some(value) = value.0 {
                     openrouter.extra.insert(key.into(), value.into());
                 }
             }
         }
         if openrouter.trace_id.is_none() {
-            openrouter.trace_id = parse(body, members.session_id.clone());
+            openrouter.trace_id = parse::<Text>(body, members.session_id.clone()).and_then(|t| t.0);
         }
         meta = meta.with_fallback(openrouter);
     }
@@ -223,47 +220,170 @@ pub(crate) fn from_body(body: &[u8], scan: &Scan, sources: &Sources) -> RequestM
 /// another type means the object is not LiteLLM's (it is also OpenAI's own `metadata`): ignored.
 #[derive(Deserialize)]
 struct LiteLlm {
-    #[serde(default, deserialize_with = "lenient")]
-    tags: Option<Vec<Option<String>>>,
-    #[serde(default, deserialize_with = "lenient")]
-    trace_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    session_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    trace_user_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    generation_name: Option<String>,
+    #[serde(default)]
+    tags: Tags,
+    #[serde(default)]
+    trace_id: Text,
+    #[serde(default)]
+    session_id: Text,
+    #[serde(default)]
+    trace_user_id: Text,
+    #[serde(default)]
+    generation_name: Text,
 }
 
 /// OpenRouter's `trace` object.
 #[derive(Deserialize)]
 struct OpenRouterTrace {
-    #[serde(default, deserialize_with = "lenient")]
-    trace_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    trace_name: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    span_name: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    generation_name: Option<String>,
+    #[serde(default)]
+    trace_id: Text,
+    #[serde(default)]
+    trace_name: Text,
+    #[serde(default)]
+    span_name: Text,
+    #[serde(default)]
+    generation_name: Text,
 }
 
-/// A field of the expected type, or nothing: a foreign field of another type is not ours to reject.
-fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either<T> {
-        Expected(T),
-        Other(serde::de::IgnoredAny),
+/// A string field of a foreign format: any other JSON value is skipped (without being built), not
+/// refused; it is not ours to judge.
+#[derive(Default)]
+struct Text(Option<String>);
+
+/// A list of strings; other items, or a value that is not a list, are skipped.
+#[derive(Default)]
+struct Tags(Vec<String>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(Lenient(|text: &str| Some(text.to_owned())))
+            .map(Text)
     }
-    Ok(match Either::<T>::deserialize(deserializer)? {
-        Either::Expected(value) => Some(value),
-        Either::Other(_) => None,
-    })
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = Vec<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+                let mut tags = Vec::new();
+                while let Some(Text(item)) = seq.next_element::<Text>()? {
+                    if let Some(tag) = item.filter(|t| !tags.contains(t)) {
+                        tags.push(tag);
+                    }
+                }
+                Ok(tags)
+            }
+        }
+        let list = Lenient(|_: &str| None).or(List);
+        deserializer
+            .deserialize_any(list)
+            .map(|tags| Tags(tags.unwrap_or_default()))
+    }
+}
+
+/// Accepts any JSON value: strings go through `on_text`, arrays to an inner visitor when given,
+/// everything else is consumed and yields the default.
+struct Lenient<F>(F);
+
+impl<F> Lenient<F> {
+    fn or<V>(self, list: V) -> WithList<F, V> {
+        WithList(self.0, list)
+    }
+}
+
+impl<'de, F: FnOnce(&str) -> Option<String>> Visitor<'de> for Lenient<F> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+        Ok((self.0)(text))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// [`Lenient`] whose arrays go to a list visitor.
+struct WithList<F, V>(F, V);
+
+impl<'de, F, V> Visitor<'de> for WithList<F, V>
+where
+    F: FnOnce(&str) -> Option<String>,
+    V: Visitor<'de, Value = Vec<String>>,
+{
+    type Value = Option<Vec<String>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.1.visit_seq(seq).map(Some)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Lenient(self.0).visit_map(map).map(|_| None)
+    }
 }
 
 /// A top-level member's value, when it has the expected shape.
@@ -280,7 +400,8 @@ pub(crate) fn native_user(body: &[u8], scan: &Scan, sources: &Sources) -> Reques
         .native_user
         .then(|| scan.members().user.clone())
         .flatten()
-        .and_then(|r| parse(body, Some(r)));
+        .and_then(|r| parse::<Text>(body, Some(r)))
+        .and_then(|t| t.0);
     RequestMetadata {
         user_id: user,
         ..RequestMetadata::default()

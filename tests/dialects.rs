@@ -417,3 +417,20 @@ async fn egress_writes_provider_fields_and_other_gateways_headers() {
         assert!(headers.contains(name), "{name} in {headers}");
     }
 }
+
+#[tokio::test]
+async fn foreign_fields_of_other_types_are_skipped_not_refused() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    // OpenAI's own `metadata` holds strings: `tags` here is not LiteLLM's list.
+    let body = r#"{"metadata":{"tags":"a,b","trace_id":"t-1","trace_user_id":7,"generation_name":{"x":[1]}},"trace":[1],"session_id":5,"user":null}"#;
+    let seen = post(addr, &[], body).await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(meta, RequestMetadata::new().trace_id("t-1"));
+    assert_eq!(seen.body, body.as_bytes());
+    let body = r#"{"metadata":{"tags":["a",1,null,"b","a"]}}"#;
+    assert_eq!(
+        post(addr, &[], body).await.metadata.unwrap().tags,
+        ["a", "b"]
+    );
+}

@@ -113,10 +113,15 @@ where
 
     pub(crate) fn call(mut pending: Pending<S, M>, body: B) -> Self {
         let dialects = std::mem::take(&mut pending.dialect_headers);
-        let metadata =
-            non_empty(std::mem::take(&mut pending.header_metadata).with_fallback(dialects));
+        let metadata = std::mem::take(&mut pending.header_metadata).with_fallback(dialects);
+        if let Err(error) = codec::check(&metadata, &pending.config.limits) {
+            pending.header_metadata = metadata;
+            return Self {
+                state: reject_metadata(pending, &error, Facts::default()),
+            };
+        }
         Self {
-            state: start(pending, body, metadata, Facts::default()),
+            state: start(pending, body, non_empty(metadata), Facts::default()),
         }
     }
 

@@ -62,10 +62,9 @@ where
         let (mut parts, body) = req.into_parts();
         let config = self.config.clone();
         let sources = &config.sources;
-        let checked = read_headers(&parts.headers, sources).and_then(|(requesty, dialects)| {
-            let all = requesty.clone().with_fallback(dialects.clone());
-            crate::codec::check(&all, &config.limits).map(|()| (requesty, dialects))
-        });
+        // Limits are checked once the metadata is whole: here for header-only requests, after the
+        // body otherwise.
+        let checked = read_headers(&parts.headers, sources);
         if config.strip_headers {
             if sources.reads_requesty() {
                 headers::remove(&mut parts.headers);
