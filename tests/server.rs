@@ -737,3 +737,30 @@ async fn works_under_a_plain_hyper_server() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, &br#"{"input":"x"}"#[..]);
 }
+
+#[tokio::test]
+async fn the_request_metadata_is_current_in_the_handler_unless_propagation_is_off() {
+    let (_recorder, _guard) = Recorder::install();
+    async fn current_trace() -> String {
+        requesty_metadata::current()
+            .and_then(|m| m.trace_id.clone())
+            .unwrap_or_else(|| "none".into())
+    }
+    for (layer, want) in [
+        (RequestyMetadataLayer::new(), "t-cur"),
+        (RequestyMetadataLayer::new().propagate(false), "none"),
+    ] {
+        let router = Router::new()
+            .route("/v1/chat/completions", post(current_trace))
+            .layer(layer);
+        let addr = serve(router).await;
+        let response = client()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(r#"{"requesty":{"trace_id":"t-cur"}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.text().await.unwrap(), want);
+    }
+}

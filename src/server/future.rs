@@ -324,8 +324,13 @@ where
         start,
         ..
     } = pending;
-    // Shared by the propagation scope and the completion hook; the extension gets the value itself.
-    let current = metadata.as_ref().map(|m| Arc::new(m.clone()));
+    // Shared by the propagation scope and the completion hook (when either wants it); the extension
+    // gets the value itself.
+    let shared = config.propagate || config.on_complete.is_some();
+    let current = metadata
+        .as_ref()
+        .filter(|_| shared)
+        .map(|m| Arc::new(m.clone()));
     let (span, request) = trace(
         &mut make_span,
         &parts,
@@ -338,6 +343,7 @@ where
     if let Some(metadata) = metadata {
         req.extensions_mut().insert(metadata);
     }
+    let current = current.filter(|_| config.propagate);
     let future = {
         let _entered = span.enter();
         let _current = crate::current::enter(current.clone());

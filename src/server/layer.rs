@@ -61,6 +61,7 @@ pub(crate) struct Config {
     pub(crate) on_complete: Option<OnComplete>,
     pub(crate) sources: Sources,
     pub(crate) reconstruct_sessions: bool,
+    pub(crate) propagate: bool,
 }
 
 impl Default for Config {
@@ -74,6 +75,7 @@ impl Default for Config {
             on_complete: None,
             sources: Sources::default(),
             reconstruct_sessions: false,
+            propagate: true,
         }
     }
 }
@@ -189,6 +191,14 @@ impl<M, R> RequestyMetadataLayer<M, R> {
         self
     }
 
+    /// Whether the request's metadata is made current while its service runs (default `true`), for
+    /// the client side to carry onward ([`current`](crate::current)). A service that never calls
+    /// onward can turn it off and save the copy it costs per request.
+    pub fn propagate(mut self, on: bool) -> Self {
+        self.config().propagate = on;
+        self
+    }
+
     /// Calls `f` once per request, after the response body has ended or was dropped: the place for
     /// an access log or analytics.
     ///
@@ -252,6 +262,7 @@ impl<M, R> std::fmt::Debug for RequestyMetadataLayer<M, R> {
             .field("reject_malformed", &self.config.reject_malformed)
             .field("sources", &self.config.sources)
             .field("reconstruct_sessions", &self.config.reconstruct_sessions)
+            .field("propagate", &self.config.propagate)
             .finish_non_exhaustive()
     }
 }
