@@ -186,10 +186,10 @@ pub(crate) fn from_body(body: &[u8], scan: &Scan, sources: &Sources) -> RequestM
     let mut meta = RequestMetadata::default();
     if sources.litellm {
         if let Some(fields) = parse::<LiteLlm>(body, members.metadata.clone()) {
-            meta.tags = fields.tags.0;
-            meta.trace_id = fields.trace_id.0.or(fields.session_id.0);
-            meta.user_id = fields.trace_user_id.0;
-            if let Some(name) = fields.generation_name.0 {
+            meta.tags = fields.tags.list();
+            meta.trace_id = fields.trace_id.text().or(fields.session_id.text());
+            meta.user_id = fields.trace_user_id.text();
+            if let Some(name) = fields.generation_name.text() {
                 meta.extra.insert("generation_name".into(), name.into());
             }
         }
@@ -197,19 +197,20 @@ pub(crate) fn from_body(body: &[u8], scan: &Scan, sources: &Sources) -> RequestM
     if sources.openrouter {
         let mut openrouter = RequestMetadata::default();
         if let Some(trace) = parse::<OpenRouterTrace>(body, members.trace.clone()) {
-            openrouter.trace_id = trace.trace_id.0;
+            openrouter.trace_id = trace.trace_id.text();
             for (key, value) in [
                 ("trace_name", trace.trace_name),
                 ("span_name", trace.span_name),
                 ("generation_name", trace.generation_name),
             ] {
-                if let Some(value) = value.0 {
+                if let Some(value) = value.text() {
                     openrouter.extra.insert(key.into(), value.into());
                 }
             }
         }
         if openrouter.trace_id.is_none() {
-            openrouter.trace_id = parse::<Text>(body, members.session_id.clone()).and_then(|t| t.0);
+            openrouter.trace_id =
+                parse::<Foreign>(body, members.session_id.clone()).and_then(Foreign::text);
         }
         meta = meta.with_fallback(openrouter);
     }
@@ -221,168 +222,109 @@ pub(crate) fn from_body(body: &[u8], scan: &Scan, sources: &Sources) -> RequestM
 #[derive(Deserialize)]
 struct LiteLlm {
     #[serde(default)]
-    tags: Tags,
+    tags: Foreign,
     #[serde(default)]
-    trace_id: Text,
+    trace_id: Foreign,
     #[serde(default)]
-    session_id: Text,
+    session_id: Foreign,
     #[serde(default)]
-    trace_user_id: Text,
+    trace_user_id: Foreign,
     #[serde(default)]
-    generation_name: Text,
+    generation_name: Foreign,
 }
 
 /// OpenRouter's `trace` object.
 #[derive(Deserialize)]
 struct OpenRouterTrace {
     #[serde(default)]
-    trace_id: Text,
+    trace_id: Foreign,
     #[serde(default)]
-    trace_name: Text,
+    trace_name: Foreign,
     #[serde(default)]
-    span_name: Text,
+    span_name: Foreign,
     #[serde(default)]
-    generation_name: Text,
+    generation_name: Foreign,
 }
 
-/// A string field of a foreign format: any other JSON value is skipped (without being built), not
-/// refused; it is not ours to judge.
+/// A field of a foreign format, read whatever its type: strings and lists of strings are kept, any
+/// other JSON value is skipped without being built. It is not ours to refuse.
 #[derive(Default)]
-struct Text(Option<String>);
+enum Foreign {
+    Text(String),
+    List(Vec<String>),
+    #[default]
+    Other,
+}
 
-/// A list of strings; other items, or a value that is not a list, are skipped.
-#[derive(Default)]
-struct Tags(Vec<String>);
+impl Foreign {
+    fn text(self) -> Option<String> {
+        match self {
+            Foreign::Text(text) => Some(text),
+            _ => None,
+        }
+    }
 
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(Lenient(|text: &str| Some(text.to_owned())))
-            .map(Text)
+    /// The strings of a list, in order, without repeats.
+    fn list(self) -> Vec<String> {
+        match self {
+            Foreign::List(list) => list,
+            _ => Vec::new(),
+        }
     }
 }
 
-impl<'de> Deserialize<'de> for Tags {
+impl<'de> Deserialize<'de> for Foreign {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct List;
-        impl<'de> Visitor<'de> for List {
-            type Value = Vec<String>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-                let mut tags = Vec::new();
-                while let Some(Text(item)) = seq.next_element::<Text>()? {
-                    if let Some(tag) = item.filter(|t| !tags.contains(t)) {
-                        tags.push(tag);
-                    }
-                }
-                Ok(tags)
+        deserializer.deserialize_any(AnyValue)
+    }
+}
+
+struct AnyValue;
+
+impl<'de> Visitor<'de> for AnyValue {
+    type Value = Foreign;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Foreign, E> {
+        Ok(Foreign::Text(text.to_owned()))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Foreign, E> {
+        Ok(Foreign::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Foreign, E> {
+        Ok(Foreign::Other)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Foreign, E> {
+        Ok(Foreign::Other)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Foreign, E> {
+        Ok(Foreign::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<Foreign, E> {
+        Ok(Foreign::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Foreign, A::Error> {
+        let mut list = Vec::new();
+        while let Some(item) = seq.next_element::<Foreign>()? {
+            if let Some(text) = item.text().filter(|t| !list.contains(t)) {
+                list.push(text);
             }
         }
-        let list = Lenient(|_: &str| None).or(List);
-        deserializer
-            .deserialize_any(list)
-            .map(|tags| Tags(tags.unwrap_or_default()))
-    }
-}
-
-/// Accepts any JSON value: strings go through `on_text`, arrays to an inner visitor when given,
-/// everything else is consumed and yields the default.
-struct Lenient<F>(F);
-
-impl<F> Lenient<F> {
-    fn or<V>(self, list: V) -> WithList<F, V> {
-        WithList(self.0, list)
-    }
-}
-
-impl<'de, F: FnOnce(&str) -> Option<String>> Visitor<'de> for Lenient<F> {
-    type Value = Option<String>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
+        Ok(Foreign::List(list))
     }
 
-    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
-        Ok((self.0)(text))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Foreign, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-}
-
-/// [`Lenient`] whose arrays go to a list visitor.
-struct WithList<F, V>(F, V);
-
-impl<'de, F, V> Visitor<'de> for WithList<F, V>
-where
-    F: FnOnce(&str) -> Option<String>,
-    V: Visitor<'de, Value = Vec<String>>,
-{
-    type Value = Option<Vec<String>>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.1.visit_seq(seq).map(Some)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Lenient(self.0).visit_map(map).map(|_| None)
+        Ok(Foreign::Other)
     }
 }
 
@@ -400,8 +342,8 @@ pub(crate) fn native_user(body: &[u8], scan: &Scan, sources: &Sources) -> Reques
         .native_user
         .then(|| scan.members().user.clone())
         .flatten()
-        .and_then(|r| parse::<Text>(body, Some(r)))
-        .and_then(|t| t.0);
+        .and_then(|r| parse::<Foreign>(body, Some(r)))
+        .and_then(Foreign::text);
     RequestMetadata {
         user_id: user,
         ..RequestMetadata::default()
