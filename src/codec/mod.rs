@@ -30,6 +30,8 @@
 //! values (commas, colons, literals, bracket kinds), UTF-8, and escapes in strings other than keys
 //! and the `requesty` member. Such a body is treated like a valid one.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod blocks;
 pub(crate) mod conversation;
 mod lexer;
