@@ -4,7 +4,6 @@ use super::lexer::{key_eq, Lexer, Malformed};
 use crate::error::{ErrorKind, MetadataError};
 use crate::{Limits, RequestMetadata};
 use serde_json::{Map, Value};
-use std::ops::Range;
 
 /// Parses the member's value (`raw` is exactly its bytes, already known to be well-formed JSON).
 /// `Ok(None)` for `null`.
@@ -33,25 +32,27 @@ pub(crate) fn parse(raw: &[u8], limits: &Limits) -> Result<Option<RequestMetadat
     }
     let mut meta = RequestMetadata::default();
     let mut seen = Seen::default();
-    for_each_member(raw, limits.depth(), |key, escaped, value| {
-        let field = Field::of(&raw[key.clone()], escaped);
+    let mut lx = Lexer::new(raw, limits.depth());
+    // One walk: each field's value is read where it stands, never skipped first and read after.
+    walk(&mut lx, b'{', b'}', |lx| {
+        let (key, escaped) = key(lx)?;
+        let field = Field::of(key, escaped);
         if let Some(bit) = field.bit() {
             if seen.0 & bit != 0 {
                 return Err(duplicate(field.name()));
             }
             seen.0 |= bit;
         }
-        let bytes = &raw[value];
         match field {
-            Field::Tags => meta.tags = tags(bytes, limits)?,
-            Field::UserId => meta.user_id = id(bytes, "user_id", limits)?,
-            Field::TraceId => meta.trace_id = id(bytes, "trace_id", limits)?,
-            Field::Extra => meta.extra = extra(bytes, limits)?,
-            Field::OriginReferer => meta.origin_referer = text(bytes, "origin_referer")?,
-            Field::OriginTitle => meta.origin_title = text(bytes, "origin_title")?,
+            Field::Tags => meta.tags = tags(lx, limits)?,
+            Field::UserId => meta.user_id = id(lx, "user_id", limits)?,
+            Field::TraceId => meta.trace_id = id(lx, "trace_id", limits)?,
+            Field::Extra => meta.extra = extra(lx, limits)?,
+            Field::OriginReferer => meta.origin_referer = text(lx, "origin_referer")?,
+            Field::OriginTitle => meta.origin_title = text(lx, "origin_title")?,
             Field::Other => {
-                let name: String = decode_key(&raw[key])?;
-                let value: Value = serde_json::from_slice(bytes).map_err(|_| malformed())?;
+                let name = decode_key(key)?;
+                let value = any(lx, 2)?;
                 if meta.other.insert(name.clone(), value).is_some() {
                     return Err(duplicate(&name));
                 }
@@ -59,6 +60,9 @@ pub(crate) fn parse(raw: &[u8], limits: &Limits) -> Result<Option<RequestMetadat
         }
         Ok(())
     })?;
+    if !lx.at_end() {
+        return Err(malformed());
+    }
     Ok(Some(meta))
 }
 
@@ -80,40 +84,31 @@ pub(crate) fn check(meta: &RequestMetadata, limits: &Limits) -> Result<(), Metad
     Ok(())
 }
 
-/// Calls `f(key_range, key_escaped, value_range)` for each member of the object `raw` (ranges relative
-/// to `raw`, the key's without its quotes).
-fn for_each_member(
-    raw: &[u8],
-    max_depth: usize,
-    mut f: impl FnMut(Range<usize>, bool, Range<usize>) -> Result<(), MetadataError>,
-) -> Result<(), MetadataError> {
-    let mut lx = Lexer::new(raw, max_depth);
-    walk(&mut lx, b'{', b'}', |lx| {
-        if lx.peek().map_err(m)? != b'"' {
-            return Err(malformed());
-        }
-        let key_start = lx.pos + 1;
-        let escaped = lx.skip_string().map_err(m)?;
-        let key = key_start..lx.pos - 1;
-        lx.skip_ws();
-        lx.expect(b':').map_err(m)?;
-        lx.skip_ws();
-        let value = lx.skip_value(2).map_err(m)?;
-        f(key, escaped, value)
-    })
+/// Reads a member's key and the colon after it; the key is returned raw (without its quotes), with
+/// whether it holds escapes.
+fn key<'a>(lx: &mut Lexer<'a>) -> Result<(&'a [u8], bool), MetadataError> {
+    if lx.peek().map_err(m)? != b'"' {
+        return Err(malformed());
+    }
+    let start = lx.pos + 1;
+    let escaped = lx.skip_string().map_err(m)?;
+    let buf = lx.buf;
+    let key = &buf[start..lx.pos - 1];
+    lx.skip_ws();
+    lx.expect(b':').map_err(m)?;
+    lx.skip_ws();
+    Ok((key, escaped))
 }
 
-/// Calls `f(value_range)` for each element of the array `raw`.
-fn for_each_element(
-    raw: &[u8],
-    max_depth: usize,
-    mut f: impl FnMut(Range<usize>) -> Result<(), MetadataError>,
-) -> Result<(), MetadataError> {
-    let mut lx = Lexer::new(raw, max_depth);
-    walk(&mut lx, b'[', b']', |lx| f(lx.skip_value(3).map_err(m)?))
+/// Any JSON value, for the fields this crate does not interpret; `depth` is that of the object
+/// holding it (the body being 1).
+fn any(lx: &mut Lexer<'_>, depth: usize) -> Result<Value, MetadataError> {
+    let range = lx.skip_value(depth).map_err(m)?;
+    serde_json::from_slice(&lx.buf[range]).map_err(|_| malformed())
 }
 
-/// The comma-separated items of a container between `open` and `close`; `item` reads one.
+/// The comma-separated items of a container between `open` and `close`; `item` reads one. Ends past
+/// the closing bracket.
 fn walk(
     lx: &mut Lexer<'_>,
     open: u8,
@@ -123,6 +118,7 @@ fn walk(
     lx.expect(open).map_err(m)?;
     lx.skip_ws();
     if lx.peek().map_err(m)? == close {
+        lx.pos += 1;
         return Ok(());
     }
     loop {
@@ -133,7 +129,10 @@ fn walk(
                 lx.pos += 1;
                 lx.skip_ws();
             }
-            b if b == close => return Ok(()),
+            b if b == close => {
+                lx.pos += 1;
+                return Ok(());
+            }
             _ => return Err(malformed()),
         }
     }
@@ -169,6 +168,17 @@ impl Field {
     ];
 
     fn of(key: &[u8], escaped: bool) -> Field {
+        if !escaped {
+            return match key {
+                b"tags" => Field::Tags,
+                b"user_id" => Field::UserId,
+                b"trace_id" => Field::TraceId,
+                b"extra" => Field::Extra,
+                b"origin_referer" => Field::OriginReferer,
+                b"origin_title" => Field::OriginTitle,
+                _ => Field::Other,
+            };
+        }
         Self::KNOWN
             .iter()
             .find(|(_, name)| key_eq(key, escaped, name.as_bytes()) == Ok(true))
@@ -185,7 +195,7 @@ impl Field {
     }
 }
 
-fn tags(raw: &[u8], limits: &Limits) -> Result<Vec<String>, MetadataError> {
+fn tags(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Vec<String>, MetadataError> {
     let wrong = || {
         MetadataError::new(
             ErrorKind::InvalidType,
@@ -193,15 +203,18 @@ fn tags(raw: &[u8], limits: &Limits) -> Result<Vec<String>, MetadataError> {
             "`requesty.tags` must be an array of strings",
         )
     };
-    match raw.first() {
-        Some(b'n') => return Ok(Vec::new()),
-        Some(b'[') => {}
+    match lx.peek().map_err(m)? {
+        b'n' => return null(lx).map(|()| Vec::new()),
+        b'[' => {}
         _ => return Err(wrong()),
     }
     let mut list: Vec<String> = Vec::new();
     let mut count = 0;
-    for_each_element(raw, limits.depth(), |value| {
-        let tag = string(&raw[value]).map_err(|_| wrong())?;
+    walk(lx, b'[', b']', |lx| {
+        if lx.peek().map_err(m)? != b'"' {
+            return Err(wrong());
+        }
+        let tag = string(lx).map_err(|_| wrong())?;
         count += 1;
         check_tags(std::iter::once(tag.as_str()), count, limits)?;
         if !list.contains(&tag) {
@@ -210,6 +223,11 @@ fn tags(raw: &[u8], limits: &Limits) -> Result<Vec<String>, MetadataError> {
         Ok(())
     })?;
     Ok(list)
+}
+
+/// Reads a `null`.
+fn null(lx: &mut Lexer<'_>) -> Result<(), MetadataError> {
+    lx.skip_value(3).map(|_| ()).map_err(m)
 }
 
 fn check_tags<'a>(
@@ -243,8 +261,8 @@ fn check_tags<'a>(
     Ok(())
 }
 
-fn id(raw: &[u8], name: &str, limits: &Limits) -> Result<Option<String>, MetadataError> {
-    let value = text(raw, name)?;
+fn id(lx: &mut Lexer<'_>, name: &str, limits: &Limits) -> Result<Option<String>, MetadataError> {
+    let value = text(lx, name)?;
     if let Some(v) = &value {
         check_id(v, name, limits)?;
     }
@@ -267,69 +285,89 @@ fn check_id(value: &str, name: &str, limits: &Limits) -> Result<(), MetadataErro
 }
 
 /// A string field; `null` counts as absent.
-fn text(raw: &[u8], name: &str) -> Result<Option<String>, MetadataError> {
-    if raw.first() == Some(&b'n') {
-        return Ok(None);
-    }
-    string(raw).map(Some).map_err(|_| {
+fn text(lx: &mut Lexer<'_>, name: &str) -> Result<Option<String>, MetadataError> {
+    let wrong = || {
         MetadataError::new(
             ErrorKind::InvalidType,
             format!("requesty.{name}"),
             format!("`requesty.{name}` must be a string"),
         )
-    })
+    };
+    match lx.peek().map_err(m)? {
+        b'n' => null(lx).map(|()| None),
+        b'"' => string(lx).map(Some).map_err(|_| wrong()),
+        _ => Err(wrong()),
+    }
 }
 
-/// Decodes a JSON string value; `Err` when `raw` is not one (or is not valid text).
-fn string(raw: &[u8]) -> Result<String, Malformed> {
-    match raw {
-        [b'"', inner @ .., b'"'] if !inner.iter().any(|&b| b == b'\\' || b < 0x20) => {
-            std::str::from_utf8(inner)
-                .map(str::to_owned)
-                .map_err(|_| Malformed)
+/// Decodes the string at the lexer's position and moves past it; `Err` when it is not valid text.
+fn string(lx: &mut Lexer<'_>) -> Result<String, Malformed> {
+    let start = lx.pos;
+    let inner = start + 1;
+    let rest = lx.buf.get(inner..).ok_or(Malformed)?;
+    let end = memchr::memchr2(b'"', b'\\', rest).ok_or(Malformed)?;
+    if rest[end] == b'"' {
+        // No escapes: the text is the bytes, once they are known to be valid.
+        let text = &rest[..end];
+        if text.iter().any(|&b| b < 0x20) {
+            return Err(Malformed);
         }
-        [b'"', ..] => serde_json::from_slice(raw).map_err(|_| Malformed),
-        _ => Err(Malformed),
+        let text = std::str::from_utf8(text).map_err(|_| Malformed)?;
+        lx.pos = inner + end + 1;
+        return Ok(text.to_owned());
     }
+    lx.skip_string()?;
+    serde_json::from_slice(&lx.buf[start..lx.pos]).map_err(|_| Malformed)
 }
 
-fn extra(raw: &[u8], limits: &Limits) -> Result<Map<String, Value>, MetadataError> {
-    if raw.first() == Some(&b'n') {
-        return Ok(Map::new());
+fn extra(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Map<String, Value>, MetadataError> {
+    match lx.peek().map_err(m)? {
+        b'n' => return null(lx).map(|()| Map::new()),
+        b'{' => {}
+        _ => {
+            return Err(MetadataError::new(
+                ErrorKind::InvalidType,
+                "requesty.extra",
+                "`requesty.extra` must be a JSON object",
+            ))
+        }
     }
-    if raw.first() != Some(&b'{') {
-        return Err(MetadataError::new(
-            ErrorKind::InvalidType,
-            "requesty.extra",
-            "`requesty.extra` must be a JSON object",
-        ));
-    }
-    if raw.len() > limits.extra_bytes() {
-        return Err(MetadataError::new(
-            ErrorKind::TooLong,
-            "requesty.extra",
-            format!(
-                "`requesty.extra` is {} bytes; the limit is {} bytes",
-                raw.len(),
-                limits.extra_bytes()
-            ),
-        ));
-    }
+    let start = lx.pos;
+    // Checked as the walk goes, so an oversized object is not read to its end first.
+    let too_long = |lx: &Lexer<'_>| {
+        (lx.pos - start > limits.extra_bytes()).then(|| {
+            // The whole object's size, for the message.
+            let mut whole = Lexer::new(lx.buf, limits.depth());
+            whole.pos = start;
+            let size = whole.skip_value(2).map_or(lx.pos, |r| r.end) - start;
+            MetadataError::new(
+                ErrorKind::TooLong,
+                "requesty.extra",
+                format!(
+                    "`requesty.extra` is {size} bytes; the limit is {} bytes",
+                    limits.extra_bytes()
+                ),
+            )
+        })
+    };
     let mut map = Map::new();
-    for_each_member(raw, limits.depth(), |key, escaped, value| {
+    walk(lx, b'{', b'}', |lx| {
+        let (key, escaped) = key(lx)?;
         // Raw control characters are invalid JSON too: let serde_json reject them.
-        let name = if escaped || raw[key.clone()].iter().any(|&b| b < 0x20) {
-            decode_key(&raw[key])?
+        let name = if escaped || key.iter().any(|&b| b < 0x20) {
+            decode_key(key)?
         } else {
-            std::str::from_utf8(&raw[key])
+            std::str::from_utf8(key)
                 .map_err(|_| malformed())?
                 .to_owned()
         };
-        let raw_value = &raw[value];
-        let value = match raw_value.first() {
-            Some(b'"') => Value::String(string(raw_value).map_err(m)?),
-            _ => serde_json::from_slice(raw_value).map_err(|_| malformed())?,
+        let value = match lx.peek().map_err(m)? {
+            b'"' => Value::String(string(lx).map_err(m)?),
+            _ => any(lx, 3)?,
         };
+        if let Some(e) = too_long(lx) {
+            return Err(e);
+        }
         if map.len() == limits.extra_entries() {
             return Err(too_many_extra(map.len() + 1, limits));
         }
@@ -343,7 +381,10 @@ fn extra(raw: &[u8], limits: &Limits) -> Result<Map<String, Value>, MetadataErro
             }
         }
     })?;
-    Ok(map)
+    match too_long(lx) {
+        Some(e) => Err(e),
+        None => Ok(map),
+    }
 }
 
 fn too_many_extra(count: usize, limits: &Limits) -> MetadataError {
