@@ -126,25 +126,68 @@ pub(crate) fn from_headers(
     headers: &HeaderMap,
     sources: &Sources,
 ) -> Result<RequestMetadata, MetadataError> {
-    let mut meta = RequestMetadata::default();
     if !sources.foreign_headers() {
-        return Ok(meta);
+        return Ok(RequestMetadata::default());
     }
-    if sources.helicone {
-        meta = meta.with_fallback(helicone(headers)?);
-    }
-    if sources.litellm {
-        meta = meta.with_fallback(litellm_headers(headers)?);
-    }
-    if sources.portkey {
-        meta = meta.with_fallback(portkey(headers)?);
-    }
-    if sources.openrouter {
-        if let Some(session) = text(headers, "x-session-id")? {
-            meta = meta.with_fallback(RequestMetadata::new().trace_id(session));
+    // One pass over the headers, each dialect filling its own metadata; later values of a header
+    // overwrite earlier ones, as a proxy that keeps the last value would.
+    let mut helicone = RequestMetadata::default();
+    let mut litellm = RequestMetadata::default();
+    let mut portkey = None;
+    let mut openrouter = RequestMetadata::default();
+    for (name, value) in headers {
+        let name = name.as_str();
+        let text = || header_text(name, value);
+        if sources.helicone {
+            if let Some(rest) = name.strip_prefix("helicone-") {
+                let slot = match rest {
+                    "user-id" => &mut helicone.user_id,
+                    "session-id" => &mut helicone.trace_id,
+                    _ => {
+                        let key = match rest.strip_prefix("property-") {
+                            Some(key) => key,
+                            None if rest == "session-path" => "session_path",
+                            None if rest == "session-name" => "session_name",
+                            None => continue,
+                        };
+                        helicone.extra.insert(key.to_owned(), text()?.into());
+                        continue;
+                    }
+                };
+                *slot = Some(text()?.to_owned());
+                continue;
+            }
+        }
+        match name {
+            "x-litellm-trace-id" if sources.litellm => {
+                litellm.trace_id = Some(text()?.to_owned());
+            }
+            "x-litellm-end-user-id" if sources.litellm => {
+                litellm.user_id = Some(text()?.to_owned());
+            }
+            "x-litellm-tags" if sources.litellm => {
+                for tag in text()?.split(',') {
+                    let tag = tag.trim();
+                    if !tag.is_empty() && !litellm.tags.iter().any(|t| t == tag) {
+                        litellm.tags.push(tag.to_owned());
+                    }
+                }
+            }
+            "x-portkey-metadata" if sources.portkey => portkey = Some(text()?),
+            "x-session-id" if sources.openrouter => {
+                openrouter.trace_id = Some(text()?.to_owned());
+            }
+            _ => {}
         }
     }
-    Ok(meta)
+    let portkey = match portkey {
+        Some(raw) => portkey_metadata(raw)?,
+        None => RequestMetadata::default(),
+    };
+    Ok(helicone
+        .with_fallback(litellm)
+        .with_fallback(portkey)
+        .with_fallback(openrouter))
 }
 
 /// Removes the headers of the foreign sources that are on.
@@ -363,52 +406,10 @@ pub(crate) fn conversation_id(body: &[u8], members: &Members, max_depth: usize) 
     Some(format!("conv_{hex}"))
 }
 
-fn helicone(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
-    let mut meta = RequestMetadata {
-        user_id: text(headers, "helicone-user-id")?,
-        trace_id: text(headers, "helicone-session-id")?,
-        ..RequestMetadata::default()
-    };
-    for (header, key) in [
-        ("helicone-session-path", "session_path"),
-        ("helicone-session-name", "session_name"),
-    ] {
-        if let Some(value) = text(headers, header)? {
-            meta.extra.insert(key.into(), value.into());
-        }
-    }
-    for (name, value) in headers {
-        if let Some(key) = name.as_str().strip_prefix("helicone-property-") {
-            let value = header_text(name.as_str(), value)?;
-            meta.extra.insert(key.to_owned(), value.into());
-        }
-    }
-    Ok(meta)
-}
-
-fn litellm_headers(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
-    let mut meta = RequestMetadata {
-        trace_id: text(headers, "x-litellm-trace-id")?,
-        user_id: text(headers, "x-litellm-end-user-id")?,
-        ..RequestMetadata::default()
-    };
-    for value in headers.get_all("x-litellm-tags") {
-        for tag in header_text("x-litellm-tags", value)?.split(',') {
-            let tag = tag.trim();
-            if !tag.is_empty() && !meta.tags.iter().any(|t| t == tag) {
-                meta.tags.push(tag.to_owned());
-            }
-        }
-    }
-    Ok(meta)
-}
-
-fn portkey(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
+/// Portkey's metadata header: a JSON object whose `_user` is the user id.
+fn portkey_metadata(raw: &str) -> Result<RequestMetadata, MetadataError> {
     let mut meta = RequestMetadata::default();
-    let Some(raw) = text(headers, "x-portkey-metadata")? else {
-        return Ok(meta);
-    };
-    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&raw) else {
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(raw) else {
         return Err(MetadataError::new(
             ErrorKind::InvalidHeader,
             "x-portkey-metadata",
@@ -423,16 +424,6 @@ fn portkey(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
         }
     }
     Ok(meta)
-}
-
-/// The last value of a header, as text.
-fn text(headers: &HeaderMap, name: &str) -> Result<Option<String>, MetadataError> {
-    headers
-        .get_all(name)
-        .iter()
-        .next_back()
-        .map(|value| header_text(name, value).map(str::to_owned))
-        .transpose()
 }
 
 fn header_text<'a>(name: &str, value: &'a http::HeaderValue) -> Result<&'a str, MetadataError> {

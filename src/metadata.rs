@@ -143,6 +143,19 @@ impl RequestMetadata {
     /// assert_eq!(combined.user_id.as_deref(), Some("u"));
     /// ```
     pub fn with_fallback(mut self, fallback: RequestMetadata) -> Self {
+        // The common cases in a chain of sources: most are absent.
+        if fallback.is_empty() {
+            return self;
+        }
+        if self.is_empty() {
+            let mut taken = fallback;
+            let mut tags = Vec::with_capacity(taken.tags.len());
+            for tag in std::mem::take(&mut taken.tags) {
+                push_unique(&mut tags, tag);
+            }
+            taken.tags = tags;
+            return taken;
+        }
         for tag in fallback.tags {
             push_unique(&mut self.tags, tag);
         }
@@ -156,11 +169,17 @@ impl RequestMetadata {
                 *mine = theirs;
             }
         }
-        for (key, value) in fallback.extra {
-            self.extra.entry(key).or_insert(value);
-        }
-        for (key, value) in fallback.other {
-            self.other.entry(key).or_insert(value);
+        for (mine, theirs) in [
+            (&mut self.extra, fallback.extra),
+            (&mut self.other, fallback.other),
+        ] {
+            if mine.is_empty() {
+                *mine = theirs;
+            } else {
+                for (key, value) in theirs {
+                    mine.entry(key).or_insert(value);
+                }
+            }
         }
         self
     }
