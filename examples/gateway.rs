@@ -35,6 +35,7 @@ use requesty_metadata::server::Completion;
 use requesty_metadata::RequestyMetadataLayer;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -278,15 +279,23 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
             serde_json::to_string(&line).unwrap_or_default()
         }
         LogFormat::Pretty => {
-            let mut line = format!("{} {} {}", done.status.as_u16(), done.method, done.path);
+            // One buffer, written into: this runs once per request.
+            let mut line = String::with_capacity(256);
+            let _ = write!(
+                line,
+                "{} {} {}",
+                done.status.as_u16(),
+                done.method,
+                done.path
+            );
             let mut field = |key: &str, value: Option<&str>| {
                 if let Some(value) = value {
                     // Quote only what would be ambiguous unquoted.
-                    if value.is_empty() || value.contains(char::is_whitespace) {
-                        line.push_str(&format!(" {key}={value:?}"));
+                    let _ = if value.is_empty() || value.contains(char::is_whitespace) {
+                        write!(line, " {key}={value:?}")
                     } else {
-                        line.push_str(&format!(" {key}={value}"));
-                    }
+                        write!(line, " {key}={value}")
+                    };
                 }
             };
             field("model", done.model);
@@ -296,25 +305,27 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
                 field("referer", m.origin_referer.as_deref());
                 field("title", m.origin_title.as_deref());
                 if !m.tags.is_empty() {
-                    line.push_str(&format!(" tags=[{}]", m.tags.join(",")));
+                    let _ = write!(line, " tags=[{}]", m.tags.join(","));
                 }
                 if !m.extra.is_empty() {
                     // JSON delimits itself, so it needs no quoting.
-                    line.push_str(&format!(" extra={}", Value::Object(m.extra.clone())));
+                    line.push_str(" extra=");
+                    line.push_str(&serde_json::to_string(&m.extra).unwrap_or_default());
                 }
             }
             if let (Some(input), Some(output)) = (usage.input_tokens, usage.output_tokens) {
-                line.push_str(&format!(" tokens={input}+{output}"));
+                let _ = write!(line, " tokens={input}+{output}");
             }
             if let Some(ttft) = ttft_ms {
-                line.push_str(&format!(" ttft={ttft}ms"));
+                let _ = write!(line, " ttft={ttft}ms");
             }
             let end = if done.completed {
                 ""
             } else {
                 " (client went away)"
             };
-            format!("{line} {latency_ms}ms{end}")
+            let _ = write!(line, " {latency_ms}ms{end}");
+            line
         }
     };
     // A closed stdout (e.g. piped into `head`) must not take the server down.
