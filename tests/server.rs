@@ -578,17 +578,37 @@ async fn completion_hook_runs_once_per_request_after_the_body() {
         .post(&url)
         .header("content-type", "application/json")
         .header("x-requesty-trace-id", "h")
-        .body(r#"{"requesty":{"tags":1}}"#)
+        .body(r#"{"model":"gpt-bad","requesty":{"tags":1}}"#)
         .send()
         .await
         .unwrap();
     bad.bytes().await.unwrap();
+    let twice = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(r#"{"requesty":{},"model":"gpt-twice","requesty":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    twice.bytes().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         *completions.lock().unwrap(),
         [
             (Some("t".into()), Some("gpt".into()), StatusCode::OK, true),
-            (Some("h".into()), None, StatusCode::BAD_REQUEST, true),
+            // A rejected body still names its model.
+            (
+                Some("h".into()),
+                Some("gpt-bad".into()),
+                StatusCode::BAD_REQUEST,
+                true
+            ),
+            (
+                None,
+                Some("gpt-twice".into()),
+                StatusCode::BAD_REQUEST,
+                true
+            ),
         ]
     );
 }

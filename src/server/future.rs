@@ -257,7 +257,14 @@ where
     let bytes = collected.as_slice();
     let mut scan = match codec::scan_reading(bytes, &config.limits, sources.reads_requesty()) {
         Ok(scan) => scan,
-        Err(error) => return reject_metadata(pending, &error, Facts::default()),
+        Err(error) => {
+            // The member broke a rule, but the rest of the body still says which model was asked
+            // for: scan again without reading the member (only on this path) for the span and hook.
+            let facts = codec::scan_reading(bytes, &config.limits, false)
+                .map(|scan| Facts::of(&scan))
+                .unwrap_or_default();
+            return reject_metadata(pending, &error, facts);
+        }
     };
     if scan.kind() == codec::BodyKind::Malformed && config.reject_malformed {
         let body = error_body("the request body is not valid JSON", None, "invalid_json");
