@@ -324,6 +324,28 @@ fn measure(case: &Case, meta: &RequestMetadata) -> Row {
     }
 }
 
+/// [`measure`] three times, each figure the median of its three: one slow stretch of this noisy
+/// machine then moves no figure.
+fn steady(case: &Case, meta: &RequestMetadata) -> Row {
+    let rows: Vec<Row> = (0..3).map(|_| measure(case, meta)).collect();
+    let mid = |f: fn(&Row) -> f64| {
+        let mut v: Vec<f64> = rows.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[1]
+    };
+    Row {
+        copy: mid(|r| r.copy),
+        extract: mid(|r| r.extract),
+        naive: mid(|r| r.naive),
+        validate: mid(|r| r.validate),
+        inject: (
+            mid(|r| r.inject.0),
+            mid(|r| r.inject.1),
+            mid(|r| r.inject.2),
+        ),
+    }
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "ok"
@@ -334,10 +356,12 @@ fn verdict(ok: bool) -> &'static str {
 
 fn print_ratios(cases: &[Case]) {
     let meta = metadata();
-    println!("\nratios measured in this run (median of N, ns per body):");
+    println!(
+        "\nratios measured in this run (each figure the median of three medians, ns per body):"
+    );
     let mut targets = Vec::new();
     for case in cases {
-        let r = measure(case, &meta);
+        let r = steady(case, &meta);
         let name = format!("{} {}", case.size, case.place.name());
         println!(
             "{name:<20} ({:>7} B): copy {:>9.0} ns, extract {:>9.0} ns, naive {:>10.0} ns, validate {:>9.0} ns | extract/copy = {:.2}x, naive/extract = {:.1}x, validate/extract = {:.1}x",
