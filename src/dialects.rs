@@ -418,7 +418,10 @@ fn portkey_metadata(raw: &str) -> Result<RequestMetadata, MetadataError> {
     };
     for (key, value) in fields {
         if key == "_user" {
-            meta.user_id = value.as_str().map(str::to_owned);
+            meta.user_id = match value {
+                Value::String(user) => Some(user),
+                _ => None,
+            };
         } else {
             meta.extra.insert(key, value);
         }

@@ -279,8 +279,11 @@ where
         None => headers,
     }
     .with_fallback(dialects::from_body(bytes, &scan, sources))
-    .with_fallback(std::mem::take(&mut pending.dialect_headers))
-    .with_fallback(dialects::native_user(bytes, &scan, sources));
+    .with_fallback(std::mem::take(&mut pending.dialect_headers));
+    // The native `user` can only fill in a user id: read it only when none came before it.
+    if metadata.user_id.is_none() {
+        metadata = metadata.with_fallback(dialects::native_user(bytes, &scan, sources));
+    }
     if config.reconstruct_sessions && metadata.trace_id.is_none() {
         metadata.trace_id = dialects::conversation_id(bytes, scan.members(), config.limits.depth());
     }
