@@ -6,13 +6,13 @@
 //!
 //! | bytes | meaning |
 //! |---|---|
-//! | 0 | flags: bit 0 `content-type: application/json` first; bit 1 body sent in frames of unknown total size (chunked), else one frame with `Content-Length`; bit 2 a small body limit; bit 3 the body fails after its last frame; bit 4 the echo answers `text/event-stream` (else `application/json`); bits 5-6 the path |
+//! | 0 | flags: bit 0 `content-type: application/json` first; bit 1 body sent in frames of unknown total size (chunked), else one frame with `Content-Length`; bit 2 a small body limit; bit 3 the body fails after its last frame; bit 4 the echo answers `text/event-stream` (else `application/json`); bits 5-6 the path; bit 7 every dialect on (`Sources::all()`) |
 //! | 1 | the small body limit (× 4 bytes) and the frame size (`% 61 + 1`) |
 //! | 2.. | header lines `name: value`, `\n`-separated, up to an empty line; the rest is the body |
 //!
 //! Checked for every input: no panic; the status is 200, 400 or 413; a rejected request never
 //! reaches the echo and gets an OpenAI-style error; an accepted one reaches it once, without any
-//! `x-requesty-*` header, with its body byte for byte when it has no `requesty` member (or is not
+//! `x-requesty-*` header (nor, with every dialect on, any other gateway's metadata header), with its body byte for byte when it has no `requesty` member (or is not
 //! JSON) and with exactly the member cut out when it has one; the echo's answer comes back
 //! unchanged; and once the response body is gone no span is left open.
 
@@ -22,6 +22,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use libfuzzer_sys::fuzz_target;
+use requesty_metadata::dialects::Sources;
 use requesty_metadata::{codec, Limits, RequestMetadata, RequestyMetadataLayer};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -184,6 +185,7 @@ struct Input {
     fail: bool,
     sse_answer: bool,
     path: &'static str,
+    dialects: bool,
     frame: usize,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Bytes,
@@ -217,10 +219,28 @@ fn parse(data: &[u8]) -> Option<Input> {
         fail: flags & 8 != 0,
         sse_answer: flags & 16 != 0,
         path: PATHS[usize::from(flags >> 5) & 3],
+        dialects: flags & 128 != 0,
         frame: usize::from(size) % 61 + 1,
         headers,
         body: Bytes::copy_from_slice(rest),
     })
+}
+
+/// The other gateways' metadata headers, which the layer removes when their source is on.
+fn is_dialect_header(name: &str) -> bool {
+    name.starts_with("helicone-property-")
+        || matches!(
+            name,
+            "helicone-user-id"
+                | "helicone-session-id"
+                | "helicone-session-path"
+                | "helicone-session-name"
+                | "x-litellm-tags"
+                | "x-litellm-trace-id"
+                | "x-litellm-end-user-id"
+                | "x-portkey-metadata"
+                | "x-session-id"
+        )
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
@@ -260,6 +280,9 @@ fn run(input: Input) {
         }
     });
     let mut layer = RequestyMetadataLayer::new();
+    if input.dialects {
+        layer = layer.sources(Sources::all());
+    }
     if let Some(limit) = input.limit {
         layer = layer.max_body_bytes(limit);
     }
@@ -330,6 +353,11 @@ fn run(input: Input) {
             .find(|n| n.as_str().starts_with("x-requesty-"))
         {
             panic!("{name} reached the service");
+        }
+        if input.dialects {
+            if let Some(name) = seen.headers.keys().find(|n| is_dialect_header(n.as_str())) {
+                panic!("{name} reached the service with every dialect on");
+            }
         }
         if let Some(metadata) = &seen.metadata {
             assert!(!metadata.is_empty(), "empty metadata in the extensions");
