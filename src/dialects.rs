@@ -27,7 +27,7 @@
 use crate::codec::{conversation, Members, Scan};
 use crate::error::{ErrorKind, MetadataError};
 use crate::RequestMetadata;
-use http::header::{HeaderMap, HeaderName};
+use http::header::HeaderMap;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -121,6 +121,45 @@ impl Sources {
     }
 }
 
+/// A header another gateway reads metadata from, as recognized when its source is on.
+enum GatewayHeader<'a> {
+    HeliconeUser,
+    HeliconeSession,
+    /// `Helicone-Property-<Key>`, `Helicone-Session-Path`, `Helicone-Session-Name`: an `extra` key.
+    HeliconeExtra(&'a str),
+    LiteLlmTrace,
+    LiteLlmUser,
+    LiteLlmTags,
+    Portkey,
+    OpenRouterSession,
+}
+
+impl<'a> GatewayHeader<'a> {
+    /// The one list of the other gateways' header names, read by [`from_headers`] and
+    /// [`remove_headers`] alike.
+    fn of(name: &'a str, sources: &Sources) -> Option<Self> {
+        let header = match name {
+            "helicone-user-id" => Self::HeliconeUser,
+            "helicone-session-id" => Self::HeliconeSession,
+            "helicone-session-path" => Self::HeliconeExtra("session_path"),
+            "helicone-session-name" => Self::HeliconeExtra("session_name"),
+            "x-litellm-trace-id" => Self::LiteLlmTrace,
+            "x-litellm-end-user-id" => Self::LiteLlmUser,
+            "x-litellm-tags" => Self::LiteLlmTags,
+            "x-portkey-metadata" => Self::Portkey,
+            "x-session-id" => Self::OpenRouterSession,
+            _ => Self::HeliconeExtra(name.strip_prefix("helicone-property-")?),
+        };
+        let on = match header {
+            Self::HeliconeUser | Self::HeliconeSession | Self::HeliconeExtra(_) => sources.helicone,
+            Self::LiteLlmTrace | Self::LiteLlmUser | Self::LiteLlmTags => sources.litellm,
+            Self::Portkey => sources.portkey,
+            Self::OpenRouterSession => sources.openrouter,
+        };
+        on.then_some(header)
+    }
+}
+
 /// The other gateways' headers, in precedence order.
 pub(crate) fn from_headers(
     headers: &HeaderMap,
@@ -137,47 +176,28 @@ pub(crate) fn from_headers(
     let mut openrouter = RequestMetadata::default();
     for (name, value) in headers {
         let name = name.as_str();
-        let text = || header_text(name, value);
-        if sources.helicone {
-            if let Some(rest) = name.strip_prefix("helicone-") {
-                let slot = match rest {
-                    "user-id" => &mut helicone.user_id,
-                    "session-id" => &mut helicone.trace_id,
-                    _ => {
-                        let key = match rest.strip_prefix("property-") {
-                            Some(key) => key,
-                            None if rest == "session-path" => "session_path",
-                            None if rest == "session-name" => "session_name",
-                            None => continue,
-                        };
-                        helicone.extra.insert(key.to_owned(), text()?.into());
-                        continue;
-                    }
-                };
-                *slot = Some(text()?.to_owned());
-                continue;
+        let Some(header) = GatewayHeader::of(name, sources) else {
+            continue;
+        };
+        let text = crate::headers::text(name, value)?;
+        match header {
+            GatewayHeader::HeliconeUser => helicone.user_id = Some(text.to_owned()),
+            GatewayHeader::HeliconeSession => helicone.trace_id = Some(text.to_owned()),
+            GatewayHeader::HeliconeExtra(key) => {
+                helicone.extra.insert(key.to_owned(), text.into());
             }
-        }
-        match name {
-            "x-litellm-trace-id" if sources.litellm => {
-                litellm.trace_id = Some(text()?.to_owned());
-            }
-            "x-litellm-end-user-id" if sources.litellm => {
-                litellm.user_id = Some(text()?.to_owned());
-            }
-            "x-litellm-tags" if sources.litellm => {
-                for tag in text()?.split(',') {
+            GatewayHeader::LiteLlmTrace => litellm.trace_id = Some(text.to_owned()),
+            GatewayHeader::LiteLlmUser => litellm.user_id = Some(text.to_owned()),
+            GatewayHeader::LiteLlmTags => {
+                for tag in text.split(',') {
                     let tag = tag.trim();
                     if !tag.is_empty() && !litellm.tags.iter().any(|t| t == tag) {
                         litellm.tags.push(tag.to_owned());
                     }
                 }
             }
-            "x-portkey-metadata" if sources.portkey => portkey = Some(text()?),
-            "x-session-id" if sources.openrouter => {
-                openrouter.trace_id = Some(text()?.to_owned());
-            }
-            _ => {}
+            GatewayHeader::Portkey => portkey = Some(text),
+            GatewayHeader::OpenRouterSession => openrouter.trace_id = Some(text.to_owned()),
         }
     }
     let portkey = match portkey {
@@ -192,34 +212,8 @@ pub(crate) fn from_headers(
 
 /// Removes the headers of the foreign sources that are on.
 pub(crate) fn remove_headers(headers: &mut HeaderMap, sources: &Sources) {
-    if !sources.foreign_headers() {
-        return;
-    }
-    let read = |name: &str| {
-        (sources.helicone
-            && (name.starts_with("helicone-property-")
-                || matches!(
-                    name,
-                    "helicone-user-id"
-                        | "helicone-session-id"
-                        | "helicone-session-path"
-                        | "helicone-session-name"
-                )))
-            || (sources.litellm
-                && matches!(
-                    name,
-                    "x-litellm-tags" | "x-litellm-trace-id" | "x-litellm-end-user-id"
-                ))
-            || (sources.portkey && name == "x-portkey-metadata")
-            || (sources.openrouter && name == "x-session-id")
-    };
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| read(n.as_str()))
-        .cloned()
-        .collect();
-    for name in names {
-        headers.remove(name);
+    if sources.foreign_headers() {
+        crate::headers::remove_where(headers, |name| GatewayHeader::of(name, sources).is_some());
     }
 }
 
@@ -427,16 +421,4 @@ fn portkey_metadata(raw: &str) -> Result<RequestMetadata, MetadataError> {
         }
     }
     Ok(meta)
-}
-
-fn header_text<'a>(name: &str, value: &'a http::HeaderValue) -> Result<&'a str, MetadataError> {
-    std::str::from_utf8(value.as_bytes())
-        .map(str::trim)
-        .map_err(|_| {
-            MetadataError::new(
-                ErrorKind::InvalidHeader,
-                name,
-                format!("header `{name}` is not valid UTF-8"),
-            )
-        })
 }

@@ -109,9 +109,14 @@ pub(crate) fn remove_origin(headers: &mut HeaderMap) {
 
 /// Removes every `X-Requesty-*` header; the origin headers stay (they are ordinary HTTP).
 pub(crate) fn remove(headers: &mut HeaderMap) {
+    remove_where(headers, |name| name.starts_with(PREFIX));
+}
+
+/// Removes every header whose (lowercase) name `remove` picks, with all its values.
+pub(crate) fn remove_where(headers: &mut HeaderMap, remove: impl Fn(&str) -> bool) {
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with(PREFIX))
+        .filter(|name| remove(name.as_str()))
         .cloned()
         .collect();
     for name in names {
@@ -119,7 +124,8 @@ pub(crate) fn remove(headers: &mut HeaderMap) {
     }
 }
 
-fn text<'a>(name: &str, value: &'a HeaderValue) -> Result<&'a str, MetadataError> {
+/// A header's value as trimmed text; not UTF-8 is an error naming the header.
+pub(crate) fn text<'a>(name: &str, value: &'a HeaderValue) -> Result<&'a str, MetadataError> {
     std::str::from_utf8(value.as_bytes())
         .map(str::trim)
         .map_err(|_| {
