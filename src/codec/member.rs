@@ -168,17 +168,6 @@ impl Field {
     ];
 
     fn of(key: &[u8], escaped: bool) -> Field {
-        if !escaped {
-            return match key {
-                b"tags" => Field::Tags,
-                b"user_id" => Field::UserId,
-                b"trace_id" => Field::TraceId,
-                b"extra" => Field::Extra,
-                b"origin_referer" => Field::OriginReferer,
-                b"origin_title" => Field::OriginTitle,
-                _ => Field::Other,
-            };
-        }
         Self::KNOWN
             .iter()
             .find(|(_, name)| key_eq(key, escaped, name.as_bytes()) == Ok(true))
