@@ -181,9 +181,14 @@ fn ratios() {
     println!("\nlayer ratios (median of same-run samples):");
     for (name, body) in cases() {
         let runs = if body.len() > 100_000 { 200 } else { 5000 };
-        let bare = common::median_ns(runs, || rt.block_on(run(Bare, &body)));
-        let with = common::median_ns(runs, || rt.block_on(run(layer.layer(Bare), &body)));
-        let naive = common::median_ns(runs, || rt.block_on(run(Naive(Bare), &body)));
+        let [bare, with, naive] = common::medians_ns(
+            runs,
+            [
+                &mut || rt.block_on(run(Bare, &body)),
+                &mut || rt.block_on(run(layer.layer(Bare), &body)),
+                &mut || rt.block_on(run(Naive(Bare), &body)),
+            ],
+        );
         println!(
             "  {name}: bare {bare:.0} ns, layer {with:.0} ns, naive {naive:.0} ns | layer/bare = {:.2}x, naive/layer = {:.1}x",
             with / bare,
@@ -192,12 +197,13 @@ fn ratios() {
     }
     let (body, headers) = dialect_request();
     let all = RequestyMetadataLayer::new().sources(Sources::all());
-    let only = common::median_ns(3000, || {
-        rt.block_on(run_with(layer.layer(Bare), &body, &headers))
-    });
-    let every = common::median_ns(3000, || {
-        rt.block_on(run_with(all.layer(Bare), &body, &headers))
-    });
+    let [only, every] = common::medians_ns(
+        3000,
+        [
+            &mut || rt.block_on(run_with(layer.layer(Bare), &body, &headers)),
+            &mut || rt.block_on(run_with(all.layer(Bare), &body, &headers)),
+        ],
+    );
     println!(
         "  32KB, every dialect: requesty-only {only:.0} ns, all sources {every:.0} ns | all/requesty-only = {:.2}x",
         every / only

@@ -27,11 +27,12 @@
 use crate::codec::{conversation, Members, Scan};
 use crate::error::{ErrorKind, MetadataError};
 use crate::RequestMetadata;
-use http::header::HeaderMap;
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use http::header::{HeaderMap, HeaderName};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 /// Which metadata formats the server layer reads; see [the module docs](self) for the mapping.
 ///
@@ -135,9 +136,12 @@ enum GatewayHeader<'a> {
 }
 
 impl<'a> GatewayHeader<'a> {
-    /// The one list of the other gateways' header names, read by [`from_headers`] and
-    /// [`remove_headers`] alike.
+    /// The one list of the other gateways' header names, for reading and removing them alike.
     fn of(name: &'a str, sources: &Sources) -> Option<Self> {
+        // Most headers of a request are none of these: turn them away on their first letter.
+        if !matches!(name.as_bytes().first(), Some(b'h' | b'x')) {
+            return None;
+        }
         let header = match name {
             "helicone-user-id" => Self::HeliconeUser,
             "helicone-session-id" => Self::HeliconeSession,
@@ -160,98 +164,141 @@ impl<'a> GatewayHeader<'a> {
     }
 }
 
-/// The other gateways' headers, in precedence order.
-pub(crate) fn from_headers(
+/// Reads the other gateways' headers and, when `strip`, removes them: the pass that reads them
+/// notes which to remove.
+pub(crate) fn take_headers(
+    headers: &mut HeaderMap,
+    sources: &Sources,
+    strip: bool,
+) -> Result<RequestMetadata, MetadataError> {
+    let mut matched = Vec::new();
+    let meta = from_headers(headers, sources, strip.then_some(&mut matched))?;
+    for name in matched {
+        headers.remove(name);
+    }
+    Ok(meta)
+}
+
+/// The other gateways' headers, in precedence order: Helicone, LiteLLM, Portkey, OpenRouter. The
+/// names of those read are added to `matched` when given.
+fn from_headers(
     headers: &HeaderMap,
     sources: &Sources,
+    mut matched: Option<&mut Vec<HeaderName>>,
 ) -> Result<RequestMetadata, MetadataError> {
+    let mut meta = RequestMetadata::default();
     if !sources.foreign_headers() {
-        return Ok(RequestMetadata::default());
+        return Ok(meta);
     }
-    // One pass over the headers, each dialect filling its own metadata; later values of a header
-    // overwrite earlier ones, as a proxy that keeps the last value would.
-    let mut helicone = RequestMetadata::default();
-    let mut litellm = RequestMetadata::default();
+    // One pass over the headers. Ids are noted and copied once the pass is over, only the winner
+    // of each; a repeated header keeps its last value, as a proxy that keeps the last value would.
+    // Tags (LiteLLM's alone) and Helicone's properties (the first-ranked `extra`) go straight in.
+    let mut helicone = Ids::default();
+    let mut litellm = Ids::default();
+    let mut openrouter_session = None;
     let mut portkey = None;
-    let mut openrouter = RequestMetadata::default();
-    for (name, value) in headers {
-        let name = name.as_str();
+    for (header_name, value) in headers {
+        let name = header_name.as_str();
         let Some(header) = GatewayHeader::of(name, sources) else {
             continue;
         };
+        if let Some(matched) = matched.as_deref_mut() {
+            matched.push(header_name.clone());
+        }
         let text = crate::headers::text(name, value)?;
         match header {
-            GatewayHeader::HeliconeUser => helicone.user_id = Some(text.to_owned()),
-            GatewayHeader::HeliconeSession => helicone.trace_id = Some(text.to_owned()),
+            GatewayHeader::HeliconeUser => helicone.user = Some(text),
+            GatewayHeader::HeliconeSession => helicone.trace = Some(text),
             GatewayHeader::HeliconeExtra(key) => {
-                helicone.extra.insert(key.to_owned(), text.into());
+                meta.extra.insert(key.to_owned(), text.into());
             }
-            GatewayHeader::LiteLlmTrace => litellm.trace_id = Some(text.to_owned()),
-            GatewayHeader::LiteLlmUser => litellm.user_id = Some(text.to_owned()),
+            GatewayHeader::LiteLlmTrace => litellm.trace = Some(text),
+            GatewayHeader::LiteLlmUser => litellm.user = Some(text),
             GatewayHeader::LiteLlmTags => {
                 for tag in text.split(',') {
                     let tag = tag.trim();
-                    if !tag.is_empty() && !litellm.tags.iter().any(|t| t == tag) {
-                        litellm.tags.push(tag.to_owned());
+                    if !tag.is_empty() && !meta.tags.iter().any(|t| t == tag) {
+                        meta.tags.push(tag.to_owned());
                     }
                 }
             }
             GatewayHeader::Portkey => portkey = Some(text),
-            GatewayHeader::OpenRouterSession => openrouter.trace_id = Some(text.to_owned()),
+            GatewayHeader::OpenRouterSession => openrouter_session = Some(text),
         }
     }
-    let portkey = match portkey {
-        Some(raw) => portkey_metadata(raw)?,
-        None => RequestMetadata::default(),
-    };
-    Ok(helicone
-        .with_fallback(litellm)
-        .with_fallback(portkey)
-        .with_fallback(openrouter))
-}
-
-/// Removes the headers of the foreign sources that are on.
-pub(crate) fn remove_headers(headers: &mut HeaderMap, sources: &Sources) {
-    if sources.foreign_headers() {
-        crate::headers::remove_where(headers, |name| GatewayHeader::of(name, sources).is_some());
+    meta.user_id = helicone.user.or(litellm.user).map(str::to_owned);
+    meta.trace_id = helicone
+        .trace
+        .or(litellm.trace)
+        .or(openrouter_session)
+        .map(str::to_owned);
+    if let Some(raw) = portkey {
+        portkey_metadata(raw, &mut meta)?;
     }
+    Ok(meta)
 }
 
-/// The other dialects' body fields (LiteLLM, then OpenRouter).
-pub(crate) fn from_body(body: &[u8], scan: &Scan, sources: &Sources) -> RequestMetadata {
+/// The ids one dialect's headers carry.
+#[derive(Default)]
+struct Ids<'a> {
+    user: Option<&'a str>,
+    trace: Option<&'a str>,
+}
+
+/// Fills what `meta` still lacks from the other dialects' body fields (LiteLLM, then OpenRouter),
+/// which rank below it: tags are added, ids and `extra` keys are only ever filled in. A field that
+/// can no longer win is not read.
+pub(crate) fn fill_from_body(
+    meta: &mut RequestMetadata,
+    body: &[u8],
+    scan: &Scan,
+    sources: &Sources,
+) {
     let members = scan.members();
-    let mut meta = RequestMetadata::default();
     if sources.litellm {
         if let Some(fields) = parse::<LiteLlm>(body, members.metadata.clone()) {
-            meta.tags = fields.tags.list();
-            meta.trace_id = fields.trace_id.text().or(fields.session_id.text());
-            meta.user_id = fields.trace_user_id.text();
+            for tag in fields.tags.list() {
+                if !meta.tags.contains(&tag) {
+                    meta.tags.push(tag);
+                }
+            }
+            fill(
+                &mut meta.trace_id,
+                fields.trace_id.text().or(fields.session_id.text()),
+            );
+            fill(&mut meta.user_id, fields.trace_user_id.text());
             if let Some(name) = fields.generation_name.text() {
-                meta.extra.insert("generation_name".into(), name.into());
+                meta.extra
+                    .entry("generation_name")
+                    .or_insert_with(|| name.into());
             }
         }
     }
     if sources.openrouter {
-        let mut openrouter = RequestMetadata::default();
         if let Some(trace) = parse::<OpenRouterTrace>(body, members.trace.clone()) {
-            openrouter.trace_id = trace.trace_id.text();
+            fill(&mut meta.trace_id, trace.trace_id.text());
             for (key, value) in [
                 ("trace_name", trace.trace_name),
                 ("span_name", trace.span_name),
                 ("generation_name", trace.generation_name),
             ] {
                 if let Some(value) = value.text() {
-                    openrouter.extra.insert(key.into(), value.into());
+                    meta.extra.entry(key).or_insert_with(|| value.into());
                 }
             }
         }
-        if openrouter.trace_id.is_none() {
-            openrouter.trace_id =
+        if meta.trace_id.is_none() {
+            meta.trace_id =
                 parse::<Foreign>(body, members.session_id.clone()).and_then(Foreign::text);
         }
-        meta = meta.with_fallback(openrouter);
     }
-    meta
+}
+
+/// Sets `slot` to `value` unless it already holds one.
+fn fill(slot: &mut Option<String>, value: Option<String>) {
+    if slot.is_none() {
+        *slot = value;
+    }
 }
 
 /// The fields LiteLLM reads from `metadata`; anything else in it is skipped unread. A field of
@@ -373,17 +420,16 @@ fn parse<'a, T: Deserialize<'a>>(
     serde_json::from_slice(&body[range?]).ok()
 }
 
-/// The body's native `user` field, as a user id.
-pub(crate) fn native_user(body: &[u8], scan: &Scan, sources: &Sources) -> RequestMetadata {
-    let user = sources
-        .native_user
-        .then(|| scan.members().user.clone())
-        .flatten()
-        .and_then(|r| parse::<Foreign>(body, Some(r)))
-        .and_then(Foreign::text);
-    RequestMetadata {
-        user_id: user,
-        ..RequestMetadata::default()
+/// Fills the user id from the body's native `user` field, the last-ranked source; it is read only
+/// when no other source gave one.
+pub(crate) fn fill_native_user(
+    meta: &mut RequestMetadata,
+    body: &[u8],
+    scan: &Scan,
+    sources: &Sources,
+) {
+    if sources.native_user && meta.user_id.is_none() {
+        meta.user_id = parse::<Foreign>(body, scan.members().user.clone()).and_then(Foreign::text);
     }
 }
 
@@ -400,25 +446,162 @@ pub(crate) fn conversation_id(body: &[u8], members: &Members, max_depth: usize) 
     Some(format!("conv_{hex}"))
 }
 
-/// Portkey's metadata header: a JSON object whose `_user` is the user id.
-fn portkey_metadata(raw: &str) -> Result<RequestMetadata, MetadataError> {
-    let mut meta = RequestMetadata::default();
-    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(raw) else {
+/// Portkey's metadata header: a JSON object whose `_user` is the user id. It ranks below the
+/// dialects already in `meta`, so it only fills what they left empty; values that cannot win are
+/// skipped unbuilt.
+fn portkey_metadata(raw: &str, meta: &mut RequestMetadata) -> Result<(), MetadataError> {
+    let mut fields = Map::new();
+    let mut json = serde_json::Deserializer::from_str(raw);
+    let read = Portkey {
+        meta,
+        fields: &mut fields,
+    }
+    .deserialize(&mut json)
+    .and_then(|()| json.end());
+    if read.is_err() {
         return Err(MetadataError::new(
             ErrorKind::InvalidHeader,
             "x-portkey-metadata",
             "header `x-portkey-metadata` must be a JSON object",
         ));
-    };
+    }
     for (key, value) in fields {
-        if key == "_user" {
-            meta.user_id = match value {
-                Value::String(user) => Some(user),
-                _ => None,
-            };
-        } else {
-            meta.extra.insert(key, value);
+        meta.extra.entry(key).or_insert(value);
+    }
+    Ok(())
+}
+
+/// Reads the Portkey object: `_user` into `meta` when it has no user id yet, every other member
+/// into `fields` unless `meta.extra` already holds its key (a repeated key keeps its last value).
+struct Portkey<'a> {
+    meta: &'a mut RequestMetadata,
+    fields: &'a mut Map<String, Value>,
+}
+
+impl<'de> DeserializeSeed<'de> for Portkey<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Portkey<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut user = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if key.0 == "_user" {
+                user = map.next_value::<Foreign>()?.text();
+            } else if self.meta.extra.contains_key(key.0.as_ref()) {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                let value = map.next_value()?;
+                self.fields.insert(key.0.into_owned(), value);
+            }
+        }
+        if self.meta.user_id.is_none() {
+            self.meta.user_id = user;
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the header when it holds no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyText)
+    }
+}
+
+struct KeyText;
+
+impl<'de> Visitor<'de> for KeyText {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(text)))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(text.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    HeaderName::from_static(name),
+                    http::HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn header_dialects_rank_helicone_litellm_portkey_openrouter() {
+        let mut map = headers(&[
+            ("x-session-id", "or-session"),
+            (
+                "x-portkey-metadata",
+                r#"{"_user":"pk-user","team":"pk","env":"prod"}"#,
+            ),
+            ("x-litellm-trace-id", "lite-trace"),
+            ("x-litellm-end-user-id", "lite-user"),
+            ("helicone-property-team", "helicone"),
+            ("content-type", "application/json"),
+        ]);
+        let meta = take_headers(&mut map, &Sources::all(), true).unwrap();
+        assert_eq!(meta.user_id.as_deref(), Some("lite-user"));
+        assert_eq!(meta.trace_id.as_deref(), Some("lite-trace"));
+        assert_eq!(meta.extra["team"], "helicone");
+        assert_eq!(meta.extra["env"], "prod");
+        // Every dialect header is gone; the rest stays.
+        assert_eq!(map.len(), 1);
+        assert!(map.contains_key("content-type"));
+
+        // Portkey fills in a user only when no header above it gave one; OpenRouter the trace.
+        let mut map = headers(&[
+            ("x-portkey-metadata", r#"{"_user":"pk-user"}"#),
+            ("x-session-id", "or-session"),
+        ]);
+        let meta = take_headers(&mut map, &Sources::all(), false).unwrap();
+        assert_eq!(meta.user_id.as_deref(), Some("pk-user"));
+        assert_eq!(meta.trace_id.as_deref(), Some("or-session"));
+        assert_eq!(map.len(), 2, "not stripped when asked not to");
+    }
+
+    #[test]
+    fn portkey_object_is_read_like_a_json_parser_would() {
+        let read = |raw: &'static str| {
+            let mut map = headers(&[("x-portkey-metadata", raw)]);
+            take_headers(&mut map, &Sources::all(), true)
+        };
+        // Escaped keys decode; a repeated key keeps its last value; `_user` must be a string.
+        let meta = read(r#"{"\u0065nv":"a","env":"b","_user":1,"n":{"x":[1]}}"#).unwrap();
+        assert_eq!(meta.extra["env"], "b");
+        assert_eq!(meta.extra["n"], serde_json::json!({"x": [1]}));
+        assert_eq!(meta.user_id, None);
+        for bad in [r#"["a"]"#, r#"{"a":1} x"#, r#"{"a":"#, "null"] {
+            let error = read(bad).unwrap_err();
+            assert_eq!(error.param(), "x-portkey-metadata", "{bad}");
         }
     }
-    Ok(meta)
 }

@@ -107,16 +107,12 @@ pub(crate) fn remove_origin(headers: &mut HeaderMap) {
     headers.remove(TITLE);
 }
 
-/// Removes every `X-Requesty-*` header; the origin headers stay (they are ordinary HTTP).
+/// Removes every `X-Requesty-*` header, with all its values; the origin headers stay (they are
+/// ordinary HTTP).
 pub(crate) fn remove(headers: &mut HeaderMap) {
-    remove_where(headers, |name| name.starts_with(PREFIX));
-}
-
-/// Removes every header whose (lowercase) name `remove` picks, with all its values.
-pub(crate) fn remove_where(headers: &mut HeaderMap, remove: impl Fn(&str) -> bool) {
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| remove(name.as_str()))
+        .filter(|name| name.as_str().starts_with(PREFIX))
         .cloned()
         .collect();
     for name in names {

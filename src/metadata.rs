@@ -94,7 +94,23 @@ impl RequestMetadata {
 
     /// True when no field carries a value.
     pub fn is_empty(&self) -> bool {
-        self == &Self::default()
+        // Field by field, so a new field cannot be forgotten here.
+        let Self {
+            tags,
+            user_id,
+            trace_id,
+            extra,
+            origin_referer,
+            origin_title,
+            other,
+        } = self;
+        tags.is_empty()
+            && user_id.is_none()
+            && trace_id.is_none()
+            && extra.is_empty()
+            && origin_referer.is_none()
+            && origin_title.is_none()
+            && other.is_empty()
     }
 
     /// Combines `other` into `self`, `other` being the winning side.

@@ -46,20 +46,31 @@ pub fn image_request(target: usize, with_metadata: bool) -> Vec<u8> {
     body.into_bytes()
 }
 
-/// Median wall time of `f` in nanoseconds over `runs` runs (after a few warm-up runs).
-pub fn median_ns(runs: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..runs.min(10) {
-        f();
+/// Median wall time in nanoseconds of each routine over `runs` runs (after a few warm-up runs).
+///
+/// The routines take turns in ten rounds, so a slow stretch of this noisy machine lands on all of
+/// them alike instead of on whichever happened to be measured then: their ratios are what stays
+/// meaningful. Within a round a routine runs back to back, on caches it has warmed itself.
+pub fn medians_ns<const N: usize>(runs: usize, mut routines: [&mut dyn FnMut(); N]) -> [f64; N] {
+    const ROUNDS: usize = 10;
+    let per_round = runs.div_ceil(ROUNDS);
+    let mut times = [(); N].map(|()| Vec::with_capacity(per_round * ROUNDS));
+    for _ in 0..ROUNDS {
+        for (f, times) in routines.iter_mut().zip(&mut times) {
+            for _ in 0..per_round.min(10) {
+                f();
+            }
+            for _ in 0..per_round {
+                let start = Instant::now();
+                f();
+                times.push(start.elapsed().as_nanos() as f64);
+            }
+        }
     }
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_nanos() as f64
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    times.map(|mut times| {
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    })
 }
 
 /// Keeps a value alive past the optimizer.

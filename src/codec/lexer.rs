@@ -69,7 +69,11 @@ impl<'a> Lexer<'a> {
     #[inline]
     pub(crate) fn skip_string(&mut self) -> Result<bool> {
         debug_assert_eq!(self.buf.get(self.pos), Some(&b'"'));
-        let mut i = self.pos + 1;
+        let mut i = plain_run(self.buf, self.pos + 1);
+        if self.buf.get(i) == Some(&b'"') {
+            self.pos = i + 1;
+            return Ok(false);
+        }
         let mut escaped = false;
         loop {
             let rest = self.buf.get(i..).ok_or(Malformed)?;
@@ -154,6 +158,31 @@ impl<'a> Lexer<'a> {
         }
         Ok(start..self.pos)
     }
+}
+
+/// Bytes that end a plain run of string text: the quote, a backslash, control characters and every
+/// byte outside ASCII.
+const STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b < 0x20 || b >= 0x80 || b == b'"' as usize || b == b'\\' as usize;
+        b += 1;
+    }
+    table
+};
+
+/// How far a short string stays plain: from `start` (inside a string), the index of the first byte
+/// in [`STOP`], looking at no more than 32 bytes. Keys and ids are short: a table walk ends them
+/// sooner than setting up a vector search, which longer text falls back to.
+#[inline(always)]
+pub(crate) fn plain_run(buf: &[u8], start: usize) -> usize {
+    let end = buf.len().min(start.saturating_add(32));
+    let mut i = start;
+    while i < end && !STOP[usize::from(buf[i])] {
+        i += 1;
+    }
+    i
 }
 
 /// Compares a key's raw bytes (between the quotes) with `name`, decoding escapes when present, without

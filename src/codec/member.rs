@@ -1,6 +1,6 @@
 //! Turns the raw `requesty` member into [`RequestMetadata`], checking every field against [`Limits`].
 
-use super::lexer::{key_eq, Lexer, Malformed};
+use super::lexer::{key_eq, plain_run, Lexer, Malformed};
 use crate::error::{ErrorKind, MetadataError};
 use crate::{Limits, RequestMetadata};
 use serde_json::{Map, Value};
@@ -168,6 +168,17 @@ impl Field {
     ];
 
     fn of(key: &[u8], escaped: bool) -> Field {
+        if !escaped {
+            return match key {
+                b"tags" => Field::Tags,
+                b"user_id" => Field::UserId,
+                b"trace_id" => Field::TraceId,
+                b"extra" => Field::Extra,
+                b"origin_referer" => Field::OriginReferer,
+                b"origin_title" => Field::OriginTitle,
+                _ => Field::Other,
+            };
+        }
         Self::KNOWN
             .iter()
             .find(|(_, name)| key_eq(key, escaped, name.as_bytes()) == Ok(true))
@@ -293,6 +304,13 @@ fn text(lx: &mut Lexer<'_>, name: &str) -> Result<Option<String>, MetadataError>
 fn string(lx: &mut Lexer<'_>) -> Result<String, Malformed> {
     let start = lx.pos;
     let inner = start + 1;
+    let run = plain_run(lx.buf, inner);
+    if lx.buf.get(run) == Some(&b'"') {
+        // Short printable ASCII, the common case: nothing left to check.
+        let text = std::str::from_utf8(&lx.buf[inner..run]).map_err(|_| Malformed)?;
+        lx.pos = run + 1;
+        return Ok(text.to_owned());
+    }
     let rest = lx.buf.get(inner..).ok_or(Malformed)?;
     let end = memchr::memchr2(b'"', b'\\', rest).ok_or(Malformed)?;
     if rest[end] == b'"' {

@@ -277,13 +277,10 @@ where
     let mut metadata = match scan.take_metadata() {
         Some(from_body) => from_body.with_fallback(headers),
         None => headers,
-    }
-    .with_fallback(dialects::from_body(bytes, &scan, sources))
-    .with_fallback(std::mem::take(&mut pending.dialect_headers));
-    // The native `user` can only fill in a user id: read it only when none came before it.
-    if metadata.user_id.is_none() {
-        metadata = metadata.with_fallback(dialects::native_user(bytes, &scan, sources));
-    }
+    };
+    dialects::fill_from_body(&mut metadata, bytes, &scan, sources);
+    let mut metadata = metadata.with_fallback(std::mem::take(&mut pending.dialect_headers));
+    dialects::fill_native_user(&mut metadata, bytes, &scan, sources);
     if config.reconstruct_sessions && metadata.trace_id.is_none() {
         metadata.trace_id = dialects::conversation_id(bytes, scan.members(), config.limits.depth());
     }

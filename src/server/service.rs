@@ -64,13 +64,7 @@ where
         let sources = &config.sources;
         // Limits are checked once the metadata is whole: here for header-only requests, after the
         // body otherwise.
-        let checked = read_headers(&parts.headers, sources);
-        if config.strip_headers {
-            if sources.reads_requesty() {
-                headers::remove(&mut parts.headers);
-            }
-            dialects::remove_headers(&mut parts.headers, sources);
-        }
+        let checked = read_headers(&mut parts.headers, sources, config.strip_headers);
         let rebuild =
             R::rebuild().filter(|_| is_json(&parts.headers) && !is_encoded(&parts.headers));
         let declared = declared_length(&parts.headers);
@@ -101,16 +95,23 @@ where
 }
 
 /// Requesty's headers and the other dialects' headers, kept apart: the body ranks between them.
+/// With `strip`, the headers of the sources that are on are removed (a rejected request keeps them:
+/// it goes nowhere).
 fn read_headers(
-    headers: &http::HeaderMap,
+    headers: &mut http::HeaderMap,
     sources: &Sources,
+    strip: bool,
 ) -> Result<(RequestMetadata, RequestMetadata), MetadataError> {
     let requesty = if sources.reads_requesty() {
-        headers::read(headers)?
+        let found = headers::read(headers)?;
+        if strip {
+            headers::remove(headers);
+        }
+        found
     } else {
         RequestMetadata::default()
     };
-    Ok((requesty, dialects::from_headers(headers, sources)?))
+    Ok((requesty, dialects::take_headers(headers, sources, strip)?))
 }
 
 impl<S, M, R> std::fmt::Debug for ExtractMetadata<S, M, R>
