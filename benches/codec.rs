@@ -154,6 +154,21 @@ fn metadata() -> RequestMetadata {
     serde_json::from_str(member).unwrap_or_default()
 }
 
+/// The sample's metadata built from text already at hand, the way a parser must build its result:
+/// every string copied, every `extra` entry inserted. No parser returning owned metadata is faster.
+fn build(meta: &RequestMetadata) -> RequestMetadata {
+    let mut built = RequestMetadata::new();
+    for tag in &meta.tags {
+        built.tags.push(tag.as_str().to_owned());
+    }
+    built.user_id = meta.user_id.as_deref().map(str::to_owned);
+    built.trace_id = meta.trace_id.as_deref().map(str::to_owned);
+    for (key, value) in &meta.extra {
+        built.extra.insert(key.as_str().to_owned(), value.clone());
+    }
+    built
+}
+
 // ---- the operations, shared by criterion and the ratio table --------------------------------------
 
 fn copy(body: &Bytes) -> Bytes {
@@ -413,14 +428,13 @@ fn print_ratios(cases: &[Case]) {
                     "{name}: naive/extract {naive_x:.1}x >= 5x {}",
                     verdict(naive_x >= 5.0)
                 ));
-                // What the owned result costs by itself: a copy of the sample's metadata makes the
-                // same allocations the parser must.
-                owned = Some((r.naive, median_ns(|| (), |()| meta.clone(), 64, 201)));
+                // What the owned result costs by itself, built as a parser must build it.
+                owned = Some((r.naive, median_ns(|| (), |()| build(&meta), 64, 201)));
             }
             ("1KB", Place::Absent) => {
                 if let Some((naive, owned)) = owned {
                     targets.push(format!(
-                        "1KB member-last: the owned RequestMetadata alone takes {owned:.0} ns; the scan of the body without the member {:.0} ns; with a member parser that cost nothing beyond those allocations, extract would be {:.0} ns and naive/extract {:.1}x",
+                        "1KB member-last: building the owned RequestMetadata alone takes {owned:.0} ns; the scan of the body without the member {:.0} ns; with a member parser that cost nothing beyond building its result, extract would be {:.0} ns and naive/extract {:.1}x",
                         r.extract,
                         r.extract + owned,
                         naive / (r.extract + owned)

@@ -20,6 +20,8 @@ pub(crate) struct Lexer<'a> {
     pub(crate) buf: &'a [u8],
     pub(crate) pos: usize,
     max_depth: usize,
+    /// `buf` as text when all of it is known to be UTF-8 (see [`Lexer::over_text`]), else empty.
+    text: &'a str,
 }
 
 #[inline]
@@ -33,7 +35,26 @@ impl<'a> Lexer<'a> {
             buf,
             pos: 0,
             max_depth,
+            text: "",
         }
+    }
+
+    /// A lexer over text already checked to be UTF-8 as a whole, so that the strings in it can be
+    /// handed out by [`Lexer::text`] without checking each again.
+    pub(crate) fn over_text(text: &'a str, max_depth: usize) -> Self {
+        Self {
+            buf: text.as_bytes(),
+            pos: 0,
+            max_depth,
+            text,
+        }
+    }
+
+    /// The text in `range`, for a lexer made by [`Lexer::over_text`]; `None` when the range does not
+    /// fall on character boundaries (or the lexer is over bytes).
+    #[inline]
+    pub(crate) fn text(&self, range: Range<usize>) -> Option<&'a str> {
+        self.text.get(range)
     }
 
     #[inline]
@@ -187,10 +208,16 @@ pub(crate) fn plain_run(buf: &[u8], start: usize) -> usize {
 
 /// Compares a key's raw bytes (between the quotes) with `name`, decoding escapes when present, without
 /// allocating. `Err` when an escape is invalid (a downstream parser would reject the body).
+#[inline]
 pub(crate) fn key_eq(raw: &[u8], escaped: bool, name: &[u8]) -> Result<bool> {
-    if !escaped {
-        return Ok(raw == name);
+    if escaped {
+        escaped_key_eq(raw, name)
+    } else {
+        Ok(raw == name)
     }
+}
+
+fn escaped_key_eq(raw: &[u8], name: &[u8]) -> Result<bool> {
     let mut i = 0;
     let mut n = 0;
     while i < raw.len() {

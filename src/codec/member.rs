@@ -32,11 +32,14 @@ pub(crate) fn parse(raw: &[u8], limits: &Limits) -> Result<Option<RequestMetadat
     }
     let mut meta = RequestMetadata::default();
     let mut seen = Seen::default();
-    let mut lx = Lexer::new(raw, limits.depth());
+    // Every byte of the member is either JSON structure or inside a string that is read below, and a
+    // strict parser rejects invalid UTF-8 in any of them: check it once, here, for all strings.
+    let whole = std::str::from_utf8(raw).map_err(|_| malformed())?;
+    let mut lx = Lexer::over_text(whole, limits.depth());
     // One walk: each field's value is read where it stands, never skipped first and read after.
     walk(&mut lx, b'{', b'}', |lx| {
-        let (key, escaped) = key(lx)?;
-        let field = Field::of(key, escaped);
+        let key = key(lx)?;
+        let field = Field::of(key.raw, key.escaped);
         if let Some(bit) = field.bit() {
             if seen.0 & bit != 0 {
                 return Err(duplicate(field.name()));
@@ -51,7 +54,7 @@ pub(crate) fn parse(raw: &[u8], limits: &Limits) -> Result<Option<RequestMetadat
             Field::OriginReferer => meta.origin_referer = text(lx, "origin_referer")?,
             Field::OriginTitle => meta.origin_title = text(lx, "origin_title")?,
             Field::Other => {
-                let name = decode_key(key)?;
+                let name = key.name()?;
                 let value = any(lx, 2)?;
                 if meta.other.insert(name.clone(), value).is_some() {
                     return Err(duplicate(&name));
@@ -84,20 +87,51 @@ pub(crate) fn check(meta: &RequestMetadata, limits: &Limits) -> Result<(), Metad
     Ok(())
 }
 
-/// Reads a member's key and the colon after it; the key is returned raw (without its quotes), with
-/// whether it holds escapes.
-fn key<'a>(lx: &mut Lexer<'a>) -> Result<(&'a [u8], bool), MetadataError> {
+/// A member's key as it stands between its quotes.
+struct Key<'a> {
+    raw: &'a [u8],
+    escaped: bool,
+    /// The key's text when it needs no decoding: no escapes, no control characters.
+    text: Option<&'a str>,
+}
+
+impl Key<'_> {
+    /// The key's text, decoded as a downstream parser would decode it.
+    fn name(&self) -> Result<String, MetadataError> {
+        match self.text {
+            Some(text) => Ok(text.to_owned()),
+            // Raw control characters are invalid JSON too: let serde_json reject them.
+            None => decode_key(self.raw),
+        }
+    }
+}
+
+/// Reads a member's key and the colon after it.
+fn key<'a>(lx: &mut Lexer<'a>) -> Result<Key<'a>, MetadataError> {
     if lx.peek().map_err(m)? != b'"' {
         return Err(malformed());
     }
     let start = lx.pos + 1;
-    let escaped = lx.skip_string().map_err(m)?;
-    let buf = lx.buf;
-    let key = &buf[start..lx.pos - 1];
+    let run = plain_run(lx.buf, start);
+    let (raw, escaped, text) = if lx.buf.get(run) == Some(&b'"') {
+        // Short printable ASCII, the common case.
+        lx.pos = run + 1;
+        (&lx.buf[start..run], false, lx.text(start..run))
+    } else {
+        let escaped = lx.skip_string().map_err(m)?;
+        let range = start..lx.pos - 1;
+        let raw = &lx.buf[range.clone()];
+        let text = if escaped || raw.iter().any(|&b| b < 0x20) {
+            None
+        } else {
+            lx.text(range)
+        };
+        (raw, escaped, text)
+    };
     lx.skip_ws();
     lx.expect(b':').map_err(m)?;
     lx.skip_ws();
-    Ok((key, escaped))
+    Ok(Key { raw, escaped, text })
 }
 
 /// Any JSON value, for the fields this crate does not interpret; `depth` is that of the object
@@ -168,17 +202,6 @@ impl Field {
     ];
 
     fn of(key: &[u8], escaped: bool) -> Field {
-        if !escaped {
-            return match key {
-                b"tags" => Field::Tags,
-                b"user_id" => Field::UserId,
-                b"trace_id" => Field::TraceId,
-                b"extra" => Field::Extra,
-                b"origin_referer" => Field::OriginReferer,
-                b"origin_title" => Field::OriginTitle,
-                _ => Field::Other,
-            };
-        }
         Self::KNOWN
             .iter()
             .find(|(_, name)| key_eq(key, escaped, name.as_bytes()) == Ok(true))
@@ -307,7 +330,7 @@ fn string(lx: &mut Lexer<'_>) -> Result<String, Malformed> {
     let run = plain_run(lx.buf, inner);
     if lx.buf.get(run) == Some(&b'"') {
         // Short printable ASCII, the common case: nothing left to check.
-        let text = std::str::from_utf8(&lx.buf[inner..run]).map_err(|_| Malformed)?;
+        let text = lx.text(inner..run).ok_or(Malformed)?;
         lx.pos = run + 1;
         return Ok(text.to_owned());
     }
@@ -315,11 +338,10 @@ fn string(lx: &mut Lexer<'_>) -> Result<String, Malformed> {
     let end = memchr::memchr2(b'"', b'\\', rest).ok_or(Malformed)?;
     if rest[end] == b'"' {
         // No escapes: the text is the bytes, once they are known to be valid.
-        let text = &rest[..end];
-        if text.iter().any(|&b| b < 0x20) {
+        if rest[..end].iter().any(|&b| b < 0x20) {
             return Err(Malformed);
         }
-        let text = std::str::from_utf8(text).map_err(|_| Malformed)?;
+        let text = lx.text(inner..inner + end).ok_or(Malformed)?;
         lx.pos = inner + end + 1;
         return Ok(text.to_owned());
     }
@@ -359,15 +381,7 @@ fn extra(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Map<String, Value>, Meta
     };
     let mut map = Map::new();
     walk(lx, b'{', b'}', |lx| {
-        let (key, escaped) = key(lx)?;
-        // Raw control characters are invalid JSON too: let serde_json reject them.
-        let name = if escaped || key.iter().any(|&b| b < 0x20) {
-            decode_key(key)?
-        } else {
-            std::str::from_utf8(key)
-                .map_err(|_| malformed())?
-                .to_owned()
-        };
+        let name = key(lx)?.name()?;
         let value = match lx.peek().map_err(m)? {
             b'"' => Value::String(string(lx).map_err(m)?),
             _ => any(lx, 3)?,

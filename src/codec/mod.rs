@@ -186,19 +186,21 @@ pub(crate) fn scan_reading(
     limits: &Limits,
     read_member: bool,
 ) -> Result<Scan, MetadataError> {
-    let mut scan = match scan_object(body, limits.depth()) {
-        Ok(Some(scan)) => scan,
-        Ok(None) => return Ok(Scan::unusable(BodyKind::NotObject)),
-        Err(Found::Malformed) => return Ok(Scan::unusable(BodyKind::Malformed)),
-        Err(Found::Duplicate(scan)) if !read_member => *scan,
-        Err(Found::Duplicate(_)) => {
+    // Filled in place: a scan is a few hundred bytes, and this runs for every request.
+    let mut scan = Scan::unusable(BodyKind::Object);
+    match scan_object(body, limits.depth(), &mut scan) {
+        Ok(Shape::Object) => {}
+        Ok(Shape::NotObject) => return Ok(Scan::unusable(BodyKind::NotObject)),
+        Err(Malformed) => return Ok(Scan::unusable(BodyKind::Malformed)),
+        Ok(Shape::Duplicate) if !read_member => {}
+        Ok(Shape::Duplicate) => {
             return Err(MetadataError::new(
                 ErrorKind::Duplicate,
                 "requesty",
                 "the body has more than one `requesty` member",
             ))
         }
-    };
+    }
     if !read_member {
         scan.member = None;
     } else if let Some(spans) = &scan.member {
@@ -373,30 +375,25 @@ impl Parameters {
     }
 }
 
-enum Found {
-    Malformed,
-    /// A second member: an error for a reader of the member, nothing for others.
-    Duplicate(Box<Scan>),
-}
-
-impl From<Malformed> for Found {
-    fn from(_: Malformed) -> Self {
-        Found::Malformed
-    }
+/// What the single pass found the body to be.
+enum Shape {
+    Object,
+    NotObject,
+    /// An object with a second member: an error for a reader of the member, nothing for others.
+    Duplicate,
 }
 
 /// The single pass: walks the top-level object's members, skipping every value, and records the
-/// spans of the members it cares about. `Ok(None)` when the body is not an object.
-fn scan_object(body: &[u8], max_depth: usize) -> Result<Option<Scan>, Found> {
+/// spans of the members it cares about into `scan`.
+fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, Malformed> {
     let mut lx = Lexer::new(body, max_depth);
     lx.skip_ws();
     if lx.peek().ok() != Some(b'{') {
-        return Ok(None);
+        return Ok(Shape::NotObject);
     }
     if max_depth == 0 {
-        return Err(Found::Malformed);
+        return Err(Malformed);
     }
-    let mut scan = Scan::unusable(BodyKind::Object);
     lx.pos += 1;
     scan.insert_at = lx.pos;
     lx.skip_ws();
@@ -411,7 +408,7 @@ fn scan_object(body: &[u8], max_depth: usize) -> Result<Option<Scan>, Found> {
         loop {
             let key_start = lx.pos;
             if lx.peek()? != b'"' {
-                return Err(Found::Malformed);
+                return Err(Malformed);
             }
             let escaped = lx.skip_string()?;
             let key = &body[key_start + 1..lx.pos - 1];
@@ -457,7 +454,7 @@ fn scan_object(body: &[u8], max_depth: usize) -> Result<Option<Scan>, Found> {
                     lx.pos += 1;
                     break;
                 }
-                _ => return Err(Found::Malformed),
+                _ => return Err(Malformed),
             }
         }
         if let Some((start, before, value)) = pending.take() {
@@ -472,10 +469,11 @@ fn scan_object(body: &[u8], max_depth: usize) -> Result<Option<Scan>, Found> {
     if let Some((range, escaped)) = model {
         scan.model = decode_string(&body[range], escaped);
     }
-    if duplicate {
-        return Err(Found::Duplicate(Box::new(scan)));
-    }
-    Ok(Some(scan))
+    Ok(if duplicate {
+        Shape::Duplicate
+    } else {
+        Shape::Object
+    })
 }
 
 /// Whether the string value in `range` contains an escape (checked only for `model`, which is short).
