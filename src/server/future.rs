@@ -46,13 +46,37 @@ impl Facts {
 pub(crate) struct Pending<S, M> {
     pub(crate) inner: S,
     pub(crate) parts: Parts,
-    /// From `X-Requesty-*` headers.
-    pub(crate) header_metadata: RequestMetadata,
-    /// From the other gateways' headers, ranked below any body metadata.
-    pub(crate) dialect_headers: RequestMetadata,
+    /// What the headers carried; `None` when they carried nothing. Boxed because the future that
+    /// holds it moves a few times before the inner service is called.
+    pub(crate) headers: Option<Box<HeaderMetadata>>,
     pub(crate) config: Arc<Config>,
     pub(crate) make_span: M,
     pub(crate) start: Instant,
+}
+
+/// The metadata of a request's headers, kept apart by rank: the body ranks between the two.
+#[derive(Default)]
+pub(crate) struct HeaderMetadata {
+    /// From `X-Requesty-*` headers.
+    pub(crate) requesty: RequestMetadata,
+    /// From the other gateways' headers.
+    pub(crate) dialects: RequestMetadata,
+}
+
+impl HeaderMetadata {
+    /// `None` when neither kind of header carried anything.
+    pub(crate) fn boxed(requesty: RequestMetadata, dialects: RequestMetadata) -> Option<Box<Self>> {
+        (!requesty.is_empty() || !dialects.is_empty())
+            .then(|| Box::new(Self { requesty, dialects }))
+    }
+
+    /// Both, the `X-Requesty-*` headers winning.
+    fn combined(headers: Option<Box<Self>>) -> RequestMetadata {
+        headers.map_or_else(RequestMetadata::default, |h| {
+            let Self { requesty, dialects } = *h;
+            requesty.with_fallback(dialects)
+        })
+    }
 }
 
 pin_project! {
@@ -112,10 +136,9 @@ where
     }
 
     pub(crate) fn call(mut pending: Pending<S, M>, body: B) -> Self {
-        let dialects = std::mem::take(&mut pending.dialect_headers);
-        let metadata = std::mem::take(&mut pending.header_metadata).with_fallback(dialects);
+        let metadata = HeaderMetadata::combined(pending.headers.take());
         if let Err(error) = codec::check(&metadata, &pending.config.limits) {
-            pending.header_metadata = metadata;
+            pending.headers = HeaderMetadata::boxed(metadata, RequestMetadata::default());
             return Self {
                 state: reject_metadata(pending, &error, Facts::default()),
             };
@@ -273,13 +296,16 @@ where
     let facts = Facts::of(&scan);
     // Requesty's body member, its headers, the other dialects' body fields and headers, then the
     // native `user`: earlier sources win.
-    let headers = std::mem::take(&mut pending.header_metadata);
+    let HeaderMetadata {
+        requesty: headers,
+        dialects: dialect_headers,
+    } = pending.headers.take().map(|h| *h).unwrap_or_default();
     let mut metadata = match scan.take_metadata() {
         Some(from_body) => from_body.with_fallback(headers),
         None => headers,
     };
     dialects::fill_from_body(&mut metadata, bytes, &scan, sources);
-    let mut metadata = metadata.with_fallback(std::mem::take(&mut pending.dialect_headers));
+    let mut metadata = metadata.with_fallback(dialect_headers);
     dialects::fill_native_user(&mut metadata, bytes, &scan, sources);
     if config.reconstruct_sessions && metadata.trace_id.is_none() {
         metadata.trace_id = dialects::conversation_id(bytes, scan.members(), config.limits.depth());
@@ -381,11 +407,10 @@ where
         config,
         mut make_span,
         start,
-        header_metadata,
-        dialect_headers,
+        headers,
         ..
     } = pending;
-    let metadata = non_empty(header_metadata.with_fallback(dialect_headers)).map(Arc::new);
+    let metadata = non_empty(HeaderMetadata::combined(headers)).map(Arc::new);
     let (span, request) = trace(
         &mut make_span,
         &parts,

@@ -1,6 +1,6 @@
 //! [`ExtractMetadata`]: the service the layer wraps around yours.
 
-use super::future::{Pending, ResponseFuture};
+use super::future::{HeaderMetadata, Pending, ResponseFuture};
 use super::layer::Config;
 use super::span::{DefaultMakeSpan, MakeSpan};
 use super::ResponseBody;
@@ -68,15 +68,14 @@ where
         let rebuild =
             R::rebuild().filter(|_| is_json(&parts.headers) && !is_encoded(&parts.headers));
         let declared = declared_length(&parts.headers);
-        let ((header_metadata, dialect_headers), rejection) = match checked {
-            Ok(found) => (found, None),
-            Err(error) => (Default::default(), Some(error)),
+        let (headers, rejection) = match checked {
+            Ok((requesty, dialects)) => (HeaderMetadata::boxed(requesty, dialects), None),
+            Err(error) => (None, Some(error)),
         };
         let pending = Pending {
             inner,
             parts,
-            header_metadata,
-            dialect_headers,
+            headers,
             config,
             make_span: self.make_span.clone(),
             start: Instant::now(),
