@@ -47,10 +47,10 @@ impl Default for Limits {
 }
 
 macro_rules! limit {
-    ($(#[$doc:meta] $field:ident, $setter:ident;)*) => {
+    ($($(#[$doc:meta])+ $field:ident, $setter:ident;)*) => {
         impl Limits {
             $(
-                #[$doc]
+                $(#[$doc])+
                 pub fn $setter(mut self, value: usize) -> Self {
                     self.$field = value;
                     self
@@ -68,7 +68,8 @@ macro_rules! limit {
 limit! {
     /// Deepest nesting of arrays and objects in a body (the top-level object counts as 1).
     depth, max_depth;
-    /// Most tags one request may carry (body and headers together).
+    /// Most tags one request may carry (body and headers together). The body's `tags` array is
+    /// counted as sent, repeats included, so the bound holds for the work of reading it too.
     tags, max_tags;
     /// Longest tag, in bytes.
     tag_len, max_tag_len;

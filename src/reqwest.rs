@@ -88,14 +88,15 @@ impl Middleware for MetadataMiddleware {
         // `Some((replacement, scan))` when the body carries the metadata; `replacement` is `None`
         // when it needs no edit.
         let in_body = buffered.and_then(|bytes| {
-            let mut scan = codec::scan(bytes, &config.limits).ok()?;
+            let scan = codec::scan(bytes, &config.limits).ok()?;
             if scan.kind() != codec::BodyKind::Object {
                 return None;
             }
-            if let Some(existing) = scan.take_metadata() {
-                metadata.merge(existing);
+            if let Some(existing) = scan.metadata() {
+                metadata.merge(existing.clone());
             }
-            let (range, insert) = scan.edit(&config.in_body(&config.filter(metadata.clone())));
+            let (range, insert) =
+                scan.edit(bytes, &config.in_body(&config.filter(metadata.clone())));
             let changed = !range.is_empty() || !insert.is_empty();
             Some((changed.then(|| spliced(bytes, range, &insert)), scan))
         });

@@ -932,7 +932,7 @@ async fn the_inject_layer_wraps_a_hyper_client() {
     let echo = hyper_echo(client.clone(), request).await;
     assert_eq!(
         echo.body,
-        r#"{"requesty":{"tags":["billing-agent","body"],"user_id":"u-ext","trace_id":"t-body","extra":{"country":"ca","team":"platform"}},"model":"m"}"#
+        r#"{"requesty":{"tags":["billing-agent","body"],"trace_id":"t-body","user_id":"u-ext","extra":{"country":"ca","team":"platform"}},"model":"m"}"#
     );
     assert_eq!(echo.requesty_headers(), NONE);
 

@@ -312,6 +312,12 @@ fn configured_limits_are_enforced() {
             "requesty.tags",
             ErrorKind::TooMany,
         ),
+        // Counted as sent: repeats too, so reading a long array is bounded.
+        (
+            r#"{"tags":["a","a","a"]}"#,
+            "requesty.tags",
+            ErrorKind::TooMany,
+        ),
         (r#"{"tags":["abcd"]}"#, "requesty.tags", ErrorKind::TooLong),
         (
             r#"{"user_id":"abc"}"#,
@@ -730,11 +736,41 @@ fn inject_merges_with_the_member_in_the_body() {
         "extra": {"k": "body", "only_body": 1, "only_ours": 3}, "future": 2
     }));
     let out = injected(body, &ours);
-    // Only the member's value is rewritten.
-    let value = serde_json::to_string(&want).unwrap();
-    assert_eq!(out, format!(r#"{{"x":1, "requesty" : {value} ,"y":2}}"#));
+    // Only the member's value is rewritten: its fields in the order sent, then the new ones.
+    assert_eq!(
+        out,
+        r#"{"x":1, "requesty" : {"tags":["a","b","c"],"user_id":"body","extra":{"k":"body","only_body":1,"only_ours":3},"future":2,"trace_id":"t"} ,"y":2}"#
+    );
     let scan = codec::scan(out.as_bytes(), &limits()).unwrap();
     assert_eq!(scan.metadata(), Some(&want));
+}
+
+/// Merging keeps the bytes of what it does not change inside the member too: a client's numbers,
+/// escapes and key order survive, and what the member already holds is not written again.
+#[test]
+fn inject_keeps_the_bytes_of_member_fields_it_does_not_change() {
+    let body = r#"{"requesty":{"note":1.0e0,"tags":["b"], "extra":{"n":123456789012345678901234567890,"s":"caf\u00e9"},"user_id":"u"}}"#;
+    let ours = RequestMetadata::new()
+        .tag("b")
+        .tag("c")
+        .trace_id("t")
+        .extra("k", "v");
+    assert_eq!(
+        injected(body, &ours),
+        r#"{"requesty":{"note":1.0e0,"tags":["b","c"],"extra":{"n":123456789012345678901234567890,"s":"caf\u00e9","k":"v"},"user_id":"u","trace_id":"t"}}"#
+    );
+    // Nothing new: the body is left exactly as it was.
+    let held = RequestMetadata::new()
+        .tag("b")
+        .user_id("other")
+        .extra("s", "x");
+    assert_eq!(injected(body, &held), body);
+    // A field the merge changes is written afresh, on its own.
+    let body = r#"{"requesty":{"tags":[ "b" ],"extra":{"n":1.50}}}"#;
+    assert_eq!(
+        injected(body, &RequestMetadata::new().tag("a")),
+        r#"{"requesty":{"tags":["a","b"],"extra":{"n":1.50}}}"#
+    );
 }
 
 #[test]

@@ -168,12 +168,12 @@ where
         config,
     } = pending;
     let (body, scan) = match codec::scan(collected.as_slice(), &config.limits) {
-        Ok(mut scan) if scan.kind() == codec::BodyKind::Object => {
-            if let Some(existing) = scan.take_metadata() {
-                metadata.merge(existing);
+        Ok(scan) if scan.kind() == codec::BodyKind::Object => {
+            if let Some(existing) = scan.metadata() {
+                metadata.merge(existing.clone());
             }
             metadata = config.filter(metadata);
-            let (range, insert) = scan.edit(&config.in_body(&metadata));
+            let (range, insert) = scan.edit(collected.as_slice(), &config.in_body(&metadata));
             let body = collected.splice(range, &insert);
             let in_body = config.carrier != Carrier::Headers;
             config.write_headers(&metadata, in_body, &mut parts.headers);

@@ -4,6 +4,7 @@ use super::lexer::{key_eq, plain_run, Lexer, Malformed};
 use crate::error::{ErrorKind, MetadataError};
 use crate::{Limits, RequestMetadata};
 use serde_json::{Map, Value};
+use std::ops::Range;
 
 /// Parses the member's value (`raw` is exactly its bytes, already known to be well-formed JSON).
 /// `Ok(None)` for `null`.
@@ -67,6 +68,37 @@ pub(crate) fn parse(raw: &[u8], limits: &Limits) -> Result<Option<RequestMetadat
         return Err(malformed());
     }
     Ok(Some(meta))
+}
+
+/// One field of a member as sent.
+pub(crate) struct SentField {
+    /// The key, decoded.
+    pub(crate) name: String,
+    /// From the key's opening quote to the value's end.
+    pub(crate) whole: Range<usize>,
+    pub(crate) value: Range<usize>,
+}
+
+/// The fields of a member value that [`parse`] accepted, in the order sent. `None` when `raw` is not
+/// such a value.
+pub(crate) fn fields(raw: &[u8]) -> Option<Vec<SentField>> {
+    let whole = std::str::from_utf8(raw).ok()?;
+    // Nesting was bounded when the member was parsed; crossing it again needs no recursion.
+    let mut lx = Lexer::over_text(whole, usize::MAX);
+    let mut fields = Vec::new();
+    walk(&mut lx, b'{', b'}', |lx| {
+        let start = lx.pos;
+        let name = key(lx)?.name()?;
+        let value = lx.skip_value(2).map_err(m)?;
+        fields.push(SentField {
+            name,
+            whole: start..value.end,
+            value,
+        });
+        Ok(())
+    })
+    .ok()?;
+    lx.at_end().then_some(fields)
 }
 
 /// Checks header- or code-built metadata against the same limits the body parser applies.

@@ -36,6 +36,7 @@ mod blocks;
 pub(crate) mod conversation;
 mod lexer;
 mod member;
+mod rewrite;
 pub(crate) mod splice;
 
 pub(crate) use member::check;
@@ -158,6 +159,11 @@ impl Scan {
         self.model.as_deref()
     }
 
+    /// Takes the model out of the scan, leaving `None`.
+    pub(crate) fn take_model(&mut self) -> Option<String> {
+        self.model.take()
+    }
+
     /// The top-level `stream` flag, when it is a boolean.
     pub fn stream(&self) -> Option<bool> {
         self.stream
@@ -258,8 +264,10 @@ impl std::error::Error for InjectError {}
 ///
 /// Without a member, `"requesty":{…}` becomes the object's last member. With one, the two merge
 /// ([`RequestMetadata::merge`]) with the body's member winning, since it is the most specific source,
-/// and only that member's value is rewritten. Nothing else is re-serialized. Empty metadata leaves the
-/// body unchanged. On error `body` is left as it was.
+/// and only that member's value is rewritten: within it, fields the merge leaves as they were keep
+/// their bytes, and `tags` and `extra` that only gain entries get them appended. Nothing else is
+/// re-serialized. Empty metadata, or metadata the member already holds, leaves the body unchanged.
+/// On error `body` is left as it was.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -296,29 +304,40 @@ fn plan_inject(
     metadata: &RequestMetadata,
     limits: &Limits,
 ) -> Result<(Range<usize>, Vec<u8>), InjectError> {
-    let mut scan = scan(body, limits).map_err(InjectError::Metadata)?;
+    let scan = scan(body, limits).map_err(InjectError::Metadata)?;
     if scan.kind != BodyKind::Object {
         return Err(InjectError::NotAnObject);
     }
     if metadata.is_empty() {
         return Ok((0..0, Vec::new()));
     }
-    let merged = match scan.take_metadata() {
-        Some(existing) => metadata.clone().merged(existing),
+    let merged = match scan.metadata() {
+        Some(existing) => metadata.clone().merged(existing.clone()),
         None => metadata.clone(),
     };
-    Ok(scan.edit(&merged))
+    Ok(scan.edit(body, &merged))
 }
 
 impl Scan {
-    /// The edit that makes the body's member `metadata`: its value replaced, a new last member, or,
-    /// for empty metadata, the member removed. Meaningful for [`BodyKind::Object`] scans only.
-    pub(crate) fn edit(&self, metadata: &RequestMetadata) -> (Range<usize>, Vec<u8>) {
-        match &self.member {
-            Some(spans) if metadata.is_empty() => (spans.removal.clone(), Vec::new()),
-            Some(spans) => (spans.value.clone(), to_json(metadata)),
-            None if metadata.is_empty() => (self.insert_at..self.insert_at, Vec::new()),
-            None => self.insert_member("requesty", &to_json(metadata)),
+    /// The edit that makes the member of `body` (the body this scan read) `metadata`: its value
+    /// rewritten, a new last member, or, for empty metadata, the member removed. No edit at all when
+    /// the member already says exactly that. Meaningful for [`BodyKind::Object`] scans only.
+    ///
+    /// A rewritten member keeps the bytes of every field `metadata` did not change (see
+    /// [`rewrite`](rewrite::rewrite)).
+    pub(crate) fn edit(&self, body: &[u8], metadata: &RequestMetadata) -> (Range<usize>, Vec<u8>) {
+        match (&self.member, &self.metadata) {
+            (Some(spans), _) if metadata.is_empty() => (spans.removal.clone(), Vec::new()),
+            (Some(spans), Some(old)) if old == metadata => {
+                (spans.value.start..spans.value.start, Vec::new())
+            }
+            (Some(spans), Some(old)) => {
+                let raw = &body[spans.value.clone()];
+                (spans.value.clone(), rewrite::rewrite(raw, old, metadata))
+            }
+            (Some(spans), None) => (spans.value.clone(), rewrite::to_json(metadata)),
+            (None, _) if metadata.is_empty() => (self.insert_at..self.insert_at, Vec::new()),
+            (None, _) => self.insert_member("requesty", &rewrite::to_json(metadata)),
         }
     }
 
@@ -334,11 +353,6 @@ impl Scan {
         insert.extend_from_slice(value);
         (self.insert_at..self.insert_at, insert)
     }
-}
-
-fn to_json(metadata: &RequestMetadata) -> Vec<u8> {
-    // Serializing a struct of strings and `serde_json::Value`s into a Vec cannot fail.
-    serde_json::to_vec(metadata).unwrap_or_else(|_| b"{}".to_vec())
 }
 
 impl Members {

@@ -33,9 +33,10 @@ struct Facts {
 }
 
 impl Facts {
-    fn of(scan: &codec::Scan) -> Self {
+    /// Takes the facts out of the scan (its model string moves rather than being copied).
+    fn of(scan: &mut codec::Scan) -> Self {
         Self {
-            model: scan.model().map(str::to_owned),
+            model: scan.take_model(),
             stream: scan.stream(),
             parameters: scan.parameters(),
         }
@@ -284,7 +285,7 @@ where
             // The member broke a rule, but the rest of the body still says which model was asked
             // for: scan again without reading the member (only on this path) for the span and hook.
             let facts = codec::scan_reading(bytes, &config.limits, false)
-                .map(|scan| Facts::of(&scan))
+                .map(|mut scan| Facts::of(&mut scan))
                 .unwrap_or_default();
             return reject_metadata(pending, &error, facts);
         }
@@ -293,7 +294,7 @@ where
         let body = error_body("the request body is not valid JSON", None, "invalid_json");
         return reject(pending, StatusCode::BAD_REQUEST, body, Facts::default());
     }
-    let facts = Facts::of(&scan);
+    let facts = Facts::of(&mut scan);
     // Requesty's body member, its headers, the other dialects' body fields and headers, then the
     // native `user`: earlier sources win.
     let HeaderMetadata {

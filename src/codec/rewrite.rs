@@ -1,0 +1,220 @@
+//! The `requesty` member rewritten to hold new metadata, keeping the bytes of every field whose
+//! value did not change: merging into a client's member adds to it without re-spelling its numbers,
+//! escapes or key order.
+
+use super::member;
+use crate::RequestMetadata;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The member text for `new`, given the member as sent (`raw`) and what it parsed to (`old`).
+///
+/// Fields come in the order they were sent, then new ones in the wire order, separated by bare
+/// commas. A field whose value is unchanged keeps its bytes; `tags` and `extra` that only gained
+/// entries keep theirs too, with the new entries appended; anything else is written afresh.
+pub(crate) fn rewrite(raw: &[u8], old: &RequestMetadata, new: &RequestMetadata) -> Vec<u8> {
+    let Some(fields) = member::fields(raw) else {
+        return to_json(new);
+    };
+    let mut out = Members::with_capacity(raw.len() + 64);
+    let mut sent = Sent::default();
+    for field in &fields {
+        let whole = &raw[field.whole.clone()];
+        let value = &raw[field.value.clone()];
+        let name = field.name.as_str();
+        match name {
+            "tags" => {
+                sent.tags = true;
+                out.list(whole, value, name, &old.tags, &new.tags);
+            }
+            "user_id" => {
+                sent.user_id = true;
+                out.text(whole, name, &old.user_id, &new.user_id);
+            }
+            "trace_id" => {
+                sent.trace_id = true;
+                out.text(whole, name, &old.trace_id, &new.trace_id);
+            }
+            "origin_referer" => {
+                sent.origin_referer = true;
+                out.text(whole, name, &old.origin_referer, &new.origin_referer);
+            }
+            "origin_title" => {
+                sent.origin_title = true;
+                out.text(whole, name, &old.origin_title, &new.origin_title);
+            }
+            "extra" => {
+                sent.extra = true;
+                out.map(whole, value, name, &old.extra, &new.extra);
+            }
+            _ => match new.other.get(name) {
+                Some(now) if old.other.get(name) == Some(now) => out.raw(whole),
+                Some(now) => out.fresh(name, now),
+                None => {}
+            },
+        }
+    }
+    if !sent.tags && !new.tags.is_empty() {
+        out.fresh("tags", &new.tags);
+    }
+    for (was_sent, name, value) in [
+        (sent.user_id, "user_id", &new.user_id),
+        (sent.trace_id, "trace_id", &new.trace_id),
+    ] {
+        if let (false, Some(value)) = (was_sent, value) {
+            out.fresh(name, value);
+        }
+    }
+    if !sent.extra && !new.extra.is_empty() {
+        out.fresh("extra", &new.extra);
+    }
+    for (was_sent, name, value) in [
+        (sent.origin_referer, "origin_referer", &new.origin_referer),
+        (sent.origin_title, "origin_title", &new.origin_title),
+    ] {
+        if let (false, Some(value)) = (was_sent, value) {
+            out.fresh(name, value);
+        }
+    }
+    for (name, value) in &new.other {
+        if !fields.iter().any(|f| f.name == *name) {
+            out.fresh(name, value);
+        }
+    }
+    out.finish()
+}
+
+/// Which of the known fields the member as sent had.
+#[derive(Default)]
+struct Sent {
+    tags: bool,
+    user_id: bool,
+    trace_id: bool,
+    extra: bool,
+    origin_referer: bool,
+    origin_title: bool,
+}
+
+/// The object being written: `{`, then members separated by commas.
+struct Members {
+    buf: Vec<u8>,
+    empty: bool,
+}
+
+impl Members {
+    fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity);
+        buf.push(b'{');
+        Self { buf, empty: true }
+    }
+
+    fn separate(&mut self) {
+        if !std::mem::take(&mut self.empty) {
+            self.buf.push(b',');
+        }
+    }
+
+    /// A member copied as it was sent.
+    fn raw(&mut self, whole: &[u8]) {
+        self.separate();
+        self.buf.extend_from_slice(whole);
+    }
+
+    /// A member written from its value.
+    fn fresh(&mut self, name: &str, value: &impl Serialize) {
+        self.separate();
+        json_into(&mut self.buf, name);
+        self.buf.push(b':');
+        json_into(&mut self.buf, value);
+    }
+
+    fn text(&mut self, whole: &[u8], name: &str, old: &Option<String>, new: &Option<String>) {
+        match new {
+            _ if new == old => self.raw(whole),
+            Some(value) => self.fresh(name, value),
+            None => {}
+        }
+    }
+
+    /// `tags`: kept, kept with new tags appended, or written afresh.
+    fn list(&mut self, whole: &[u8], value: &[u8], name: &str, old: &[String], new: &[String]) {
+        if new == old {
+            return self.raw(whole);
+        }
+        if new.is_empty() {
+            return;
+        }
+        match new.strip_prefix(old) {
+            Some(added) if value.first() == Some(&b'[') => {
+                self.open(whole, !old.is_empty());
+                for (i, tag) in added.iter().enumerate() {
+                    if i > 0 {
+                        self.buf.push(b',');
+                    }
+                    json_into(&mut self.buf, tag);
+                }
+                self.buf.push(b']');
+            }
+            _ => self.fresh(name, &new),
+        }
+    }
+
+    /// `extra`: kept, kept with new keys appended, or written afresh.
+    fn map(
+        &mut self,
+        whole: &[u8],
+        value: &[u8],
+        name: &str,
+        old: &Map<String, Value>,
+        new: &Map<String, Value>,
+    ) {
+        if new == old {
+            return self.raw(whole);
+        }
+        if new.is_empty() {
+            return;
+        }
+        let kept = old.iter().all(|(key, value)| new.get(key) == Some(value));
+        if !kept || value.first() != Some(&b'{') {
+            return self.fresh(name, new);
+        }
+        self.open(whole, !old.is_empty());
+        let mut first = true;
+        for (key, value) in new.iter().filter(|(key, _)| !old.contains_key(*key)) {
+            if !std::mem::take(&mut first) {
+                self.buf.push(b',');
+            }
+            json_into(&mut self.buf, key);
+            self.buf.push(b':');
+            json_into(&mut self.buf, value);
+        }
+        self.buf.push(b'}');
+    }
+
+    /// Copies a member whose value is an array or object up to its closing bracket, ready for more
+    /// entries (after a comma when it already has some).
+    fn open(&mut self, whole: &[u8], has_entries: bool) {
+        self.separate();
+        self.buf.extend_from_slice(&whole[..whole.len() - 1]);
+        if has_entries {
+            self.buf.push(b',');
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.buf.push(b'}');
+        self.buf
+    }
+}
+
+fn json_into(buf: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    // Strings and `serde_json::Value`s serialize into a Vec without error.
+    let _ = serde_json::to_writer(&mut *buf, value);
+}
+
+/// The whole member written afresh.
+pub(crate) fn to_json(metadata: &RequestMetadata) -> Vec<u8> {
+    let mut buf = Vec::new();
+    json_into(&mut buf, metadata);
+    buf
+}
