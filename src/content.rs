@@ -40,22 +40,23 @@ pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// A header map of static names and values, for tests.
+#[cfg(test)]
+pub(crate) fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            (
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    HeaderValue::from_static(v),
-                )
-            })
-            .collect()
-    }
 
     #[test]
     fn json_content_types() {

@@ -542,18 +542,7 @@ impl<'de> Visitor<'de> for KeyText {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(name, value)| {
-                (
-                    HeaderName::from_static(name),
-                    http::HeaderValue::from_static(value),
-                )
-            })
-            .collect()
-    }
+    use crate::content::headers;
 
     #[test]
     fn header_dialects_rank_helicone_litellm_portkey_openrouter() {

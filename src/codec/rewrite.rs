@@ -17,82 +17,58 @@ pub(crate) fn rewrite(raw: &[u8], old: &RequestMetadata, new: &RequestMetadata) 
         return to_json(new);
     };
     let mut out = Members::with_capacity(raw.len() + 64);
-    let mut sent = Sent::default();
+    // The string fields in wire order, with whether the member as sent had each.
+    let texts = [
+        ("user_id", &old.user_id, &new.user_id),
+        ("trace_id", &old.trace_id, &new.trace_id),
+        ("origin_referer", &old.origin_referer, &new.origin_referer),
+        ("origin_title", &old.origin_title, &new.origin_title),
+    ];
+    let mut texts_sent = [false; 4];
+    let (mut tags_sent, mut extra_sent) = (false, false);
     for field in &fields {
         let whole = &raw[field.whole.clone()];
         let value = &raw[field.value.clone()];
         let name = field.name.as_str();
-        match name {
-            "tags" => {
-                sent.tags = true;
-                out.list(whole, value, name, &old.tags, &new.tags);
-            }
-            "user_id" => {
-                sent.user_id = true;
-                out.text(whole, name, &old.user_id, &new.user_id);
-            }
-            "trace_id" => {
-                sent.trace_id = true;
-                out.text(whole, name, &old.trace_id, &new.trace_id);
-            }
-            "origin_referer" => {
-                sent.origin_referer = true;
-                out.text(whole, name, &old.origin_referer, &new.origin_referer);
-            }
-            "origin_title" => {
-                sent.origin_title = true;
-                out.text(whole, name, &old.origin_title, &new.origin_title);
-            }
-            "extra" => {
-                sent.extra = true;
-                out.map(whole, value, name, &old.extra, &new.extra);
-            }
-            _ => match new.other.get(name) {
+        if name == "tags" {
+            tags_sent = true;
+            out.list(whole, value, name, &old.tags, &new.tags);
+        } else if name == "extra" {
+            extra_sent = true;
+            out.map(whole, value, name, &old.extra, &new.extra);
+        } else if let Some(i) = texts.iter().position(|(text, ..)| *text == name) {
+            texts_sent[i] = true;
+            out.text(whole, name, texts[i].1, texts[i].2);
+        } else {
+            match new.other.get(name) {
                 Some(now) if old.other.get(name) == Some(now) => out.raw(whole),
                 Some(now) => out.fresh(name, now),
                 None => {}
-            },
+            }
         }
     }
-    if !sent.tags && !new.tags.is_empty() {
+    // What the member lacked, in wire order: tags, the ids, extra, the origin, unknown fields.
+    let fresh_texts = |out: &mut Members, range: std::ops::Range<usize>| {
+        for i in range {
+            if let (false, (name, _, Some(value))) = (texts_sent[i], texts[i]) {
+                out.fresh(name, value);
+            }
+        }
+    };
+    if !tags_sent && !new.tags.is_empty() {
         out.fresh("tags", &new.tags);
     }
-    for (was_sent, name, value) in [
-        (sent.user_id, "user_id", &new.user_id),
-        (sent.trace_id, "trace_id", &new.trace_id),
-    ] {
-        if let (false, Some(value)) = (was_sent, value) {
-            out.fresh(name, value);
-        }
-    }
-    if !sent.extra && !new.extra.is_empty() {
+    fresh_texts(&mut out, 0..2);
+    if !extra_sent && !new.extra.is_empty() {
         out.fresh("extra", &new.extra);
     }
-    for (was_sent, name, value) in [
-        (sent.origin_referer, "origin_referer", &new.origin_referer),
-        (sent.origin_title, "origin_title", &new.origin_title),
-    ] {
-        if let (false, Some(value)) = (was_sent, value) {
-            out.fresh(name, value);
-        }
-    }
+    fresh_texts(&mut out, 2..4);
     for (name, value) in &new.other {
         if !fields.iter().any(|f| f.name == *name) {
             out.fresh(name, value);
         }
     }
     out.finish()
-}
-
-/// Which of the known fields the member as sent had.
-#[derive(Default)]
-struct Sent {
-    tags: bool,
-    user_id: bool,
-    trace_id: bool,
-    extra: bool,
-    origin_referer: bool,
-    origin_title: bool,
 }
 
 /// The object being written: `{`, then members separated by commas.
