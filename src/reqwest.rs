@@ -143,6 +143,7 @@ impl Middleware for MetadataMiddleware {
                 .map(codec::Scan::parameters)
                 .unwrap_or_default(),
         });
+        span.in_scope(|| config.warn_over_limits(&metadata));
         let start = Instant::now();
         let response = next.run(req, extensions).instrument(span.clone()).await?;
         Ok(traced(response, span, start))

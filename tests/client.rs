@@ -1338,3 +1338,35 @@ async fn concurrent_inbound_requests_each_propagate_their_own() {
     .await
     .expect("all requests answered");
 }
+
+/// Merging sources can outgrow the limits each met alone: the request still goes out as it is, and
+/// the client span carries a warning naming the rule, through reqwest and through the tower layer.
+#[tokio::test]
+async fn metadata_over_the_limits_is_sent_with_a_warning() {
+    let (recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let layer = || {
+        RequestyMetadataLayer::inject(RequestMetadata::new().tag("d1").tag("d2"))
+            .limits(requesty_metadata::Limits::default().max_tags(2))
+    };
+    let body = r#"{"model":"m","requesty":{"tags":["b"]}}"#;
+    let echo = echoed(json_post(&with_middleware(layer().into()), bare, body)).await;
+    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
+    let hyper_echoed = hyper_echo(hyper, hyper_json(bare, body)).await;
+    for echo in [&echo, &hyper_echoed] {
+        let sent: Value = serde_json::from_slice(echo.body.as_bytes()).unwrap();
+        assert_eq!(sent["requesty"]["tags"], json!(["d1", "d2", "b"]));
+    }
+    let spans = recorder.named("llm_client_request");
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let warned: Vec<_> = spans
+        .iter()
+        .flat_map(|s| &s.events)
+        .filter(|e| e.get("param").map(String::as_str) == Some("requesty.tags"))
+        .collect();
+    assert_eq!(warned.len(), 2, "{spans:#?}");
+    assert!(
+        warned[0]["message"].contains("the limit is 2"),
+        "{warned:?}"
+    );
+}

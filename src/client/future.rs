@@ -217,6 +217,7 @@ where
     });
     let future = {
         let _entered = span.enter();
+        config.warn_over_limits(metadata);
         inner.call(request)
     };
     State::Call {

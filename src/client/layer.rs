@@ -117,6 +117,19 @@ impl InjectConfig {
         }
     }
 
+    /// Warns, in the current span, when the metadata about to be sent breaks [`Limits`]: merging
+    /// defaults, propagated and per-request metadata can outgrow what each allowed on its own, and a
+    /// gateway enforcing the same limits would answer `400`. The request is still sent as it is; the
+    /// gateway it goes to decides.
+    pub(crate) fn warn_over_limits(&self, metadata: &RequestMetadata) {
+        if let Err(error) = crate::codec::check(metadata, &self.limits) {
+            tracing::warn!(
+                param = error.param(),
+                "outgoing metadata breaks a limit: {error}"
+            );
+        }
+    }
+
     /// Writes the provider-native user field configured into a JSON body that already carries its
     /// final `requesty` member.
     pub(crate) fn native_field(&self, metadata: &RequestMetadata, body: Bytes) -> Bytes {
@@ -215,7 +228,8 @@ impl<R> InjectMetadataLayer<R> {
         self.drop_fields([Tags, UserId, TraceId, Extra, Origin, Other])
     }
 
-    /// Limits for reading a `requesty` member already in a body (see [`Limits`]).
+    /// Limits for reading a `requesty` member already in a body (see [`Limits`]); metadata about to
+    /// be sent that breaks them is sent anyway, with a warning in the client span.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.config().limits = limits;
         self

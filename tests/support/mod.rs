@@ -130,11 +130,11 @@ where
         };
         let mut fields = BTreeMap::new();
         event.record(&mut FieldVisitor(&mut fields));
-        // Attribute the event to the request span it sits in, however deep.
+        // Attribute the event to the request span (server or client) it sits in, however deep.
         let mut spans = self.inner.lock().unwrap();
         for ancestor in span.scope() {
             if let Some(record) = spans.live(&ancestor.id()) {
-                if record.name == "llm_request" {
+                if matches!(record.name.as_str(), "llm_request" | "llm_client_request") {
                     record.events.push(fields);
                     return;
                 }
