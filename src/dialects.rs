@@ -24,7 +24,7 @@
 //! because `user` and `metadata` are the providers' own fields and OpenRouter's `session_id` and
 //! `trace` are OpenRouter's; only the `requesty` member is stripped.
 
-use crate::codec::{conversation, Members, Scan};
+use crate::codec::{self, conversation, Members, Scan};
 use crate::error::{ErrorKind, MetadataError};
 use crate::RequestMetadata;
 use http::header::{HeaderMap, HeaderName};
@@ -123,6 +123,7 @@ impl Sources {
 }
 
 /// A header another gateway reads metadata from, as recognized when its source is on.
+#[derive(Clone, Copy)]
 enum GatewayHeader<'a> {
     HeliconeUser,
     HeliconeSession,
@@ -135,24 +136,35 @@ enum GatewayHeader<'a> {
     OpenRouterSession,
 }
 
+/// The other gateways' header names but `Helicone-Property-<Key>`, with what each carries: with the
+/// property prefix, the one list used for reading and removing them alike.
+const FIXED: [(&str, GatewayHeader<'static>); 9] = [
+    ("helicone-user-id", GatewayHeader::HeliconeUser),
+    ("helicone-session-id", GatewayHeader::HeliconeSession),
+    (
+        "helicone-session-path",
+        GatewayHeader::HeliconeExtra("session_path"),
+    ),
+    (
+        "helicone-session-name",
+        GatewayHeader::HeliconeExtra("session_name"),
+    ),
+    ("x-litellm-trace-id", GatewayHeader::LiteLlmTrace),
+    ("x-litellm-end-user-id", GatewayHeader::LiteLlmUser),
+    ("x-litellm-tags", GatewayHeader::LiteLlmTags),
+    ("x-portkey-metadata", GatewayHeader::Portkey),
+    ("x-session-id", GatewayHeader::OpenRouterSession),
+];
+
+const PROPERTY: &str = "helicone-property-";
+
 impl<'a> GatewayHeader<'a> {
-    /// The one list of the other gateways' header names, for reading and removing them alike.
-    fn of(name: &'a str, sources: &Sources) -> Option<Self> {
-        // Most headers of a request are none of these: turn them away on their first letter.
-        if !matches!(name.as_bytes().first(), Some(b'h' | b'x')) {
-            return None;
-        }
-        let header = match name {
-            "helicone-user-id" => Self::HeliconeUser,
-            "helicone-session-id" => Self::HeliconeSession,
-            "helicone-session-path" => Self::HeliconeExtra("session_path"),
-            "helicone-session-name" => Self::HeliconeExtra("session_name"),
-            "x-litellm-trace-id" => Self::LiteLlmTrace,
-            "x-litellm-end-user-id" => Self::LiteLlmUser,
-            "x-litellm-tags" => Self::LiteLlmTags,
-            "x-portkey-metadata" => Self::Portkey,
-            "x-session-id" => Self::OpenRouterSession,
-            _ => Self::HeliconeExtra(name.strip_prefix("helicone-property-")?),
+    /// What header `name` carries when its source is on, with its place in [`FIXED`] (`None` for a
+    /// Helicone property).
+    fn of(name: &'a str, sources: &Sources) -> Option<(Self, Option<usize>)> {
+        let (header, fixed) = match FIXED.iter().position(|(fixed, _)| *fixed == name) {
+            Some(i) => (FIXED[i].1, Some(i)),
+            None => (Self::HeliconeExtra(name.strip_prefix(PROPERTY)?), None),
         };
         let on = match header {
             Self::HeliconeUser | Self::HeliconeSession | Self::HeliconeExtra(_) => sources.helicone,
@@ -160,8 +172,16 @@ impl<'a> GatewayHeader<'a> {
             Self::Portkey => sources.portkey,
             Self::OpenRouterSession => sources.openrouter,
         };
-        on.then_some(header)
+        on.then_some((header, fixed))
     }
+}
+
+/// The headers [`from_headers`] read, for removing them: fixed names by their place in [`FIXED`]
+/// (no copy of the name), Helicone properties by name, kept only when they are to be removed.
+struct Read {
+    strip: bool,
+    fixed: u16,
+    properties: Vec<HeaderName>,
 }
 
 /// Reads the other gateways' headers and, when `strip`, removes them: the pass that reads them
@@ -171,20 +191,31 @@ pub(crate) fn take_headers(
     sources: &Sources,
     strip: bool,
 ) -> Result<RequestMetadata, MetadataError> {
-    let mut matched = Vec::new();
-    let meta = from_headers(headers, sources, strip.then_some(&mut matched))?;
-    for name in matched {
-        headers.remove(name);
+    let mut read = Read {
+        strip,
+        fixed: 0,
+        properties: Vec::new(),
+    };
+    let meta = from_headers(headers, sources, &mut read)?;
+    if strip {
+        for (i, (name, _)) in FIXED.iter().enumerate() {
+            if read.fixed & (1 << i) != 0 {
+                headers.remove(*name);
+            }
+        }
+        for name in read.properties {
+            headers.remove(name);
+        }
     }
     Ok(meta)
 }
 
-/// The other gateways' headers, in precedence order: Helicone, LiteLLM, Portkey, OpenRouter. The
-/// names of those read are added to `matched` when given.
+/// The other gateways' headers, in precedence order: Helicone, LiteLLM, Portkey, OpenRouter. What
+/// was read is noted in `read`.
 fn from_headers(
     headers: &HeaderMap,
     sources: &Sources,
-    mut matched: Option<&mut Vec<HeaderName>>,
+    read: &mut Read,
 ) -> Result<RequestMetadata, MetadataError> {
     let mut meta = RequestMetadata::default();
     if !sources.foreign_headers() {
@@ -199,11 +230,13 @@ fn from_headers(
     let mut portkey = None;
     for (header_name, value) in headers {
         let name = header_name.as_str();
-        let Some(header) = GatewayHeader::of(name, sources) else {
+        let Some((header, fixed)) = GatewayHeader::of(name, sources) else {
             continue;
         };
-        if let Some(matched) = matched.as_deref_mut() {
-            matched.push(header_name.clone());
+        match fixed {
+            Some(i) => read.fixed |= 1 << i,
+            None if read.strip => read.properties.push(header_name.clone()),
+            None => {}
         }
         let text = crate::headers::text(name, value)?;
         match header {
@@ -255,79 +288,84 @@ pub(crate) fn fill_from_body(
     sources: &Sources,
 ) {
     let members = scan.members();
-    if sources.litellm {
-        if let Some(fields) = parse::<LiteLlm>(body, members.metadata.clone()) {
-            for tag in fields.tags.list() {
+    if let (true, Some(range)) = (sources.litellm, members.metadata.clone()) {
+        let mut fields = LiteLlm::default();
+        let read = codec::object_members(body, range, |name, value| {
+            let slot = match name {
+                "tags" => &mut fields.tags,
+                "trace_id" => &mut fields.trace_id,
+                "session_id" => &mut fields.session_id,
+                "trace_user_id" => &mut fields.trace_user_id,
+                "generation_name" => &mut fields.generation_name,
+                _ => return,
+            };
+            *slot = Some(value);
+        });
+        if read.is_some() {
+            for tag in Foreign::read(fields.tags).list() {
                 if !meta.tags.contains(&tag) {
                     meta.tags.push(tag);
                 }
             }
-            fill(
-                &mut meta.trace_id,
-                fields.trace_id.text().or(fields.session_id.text()),
-            );
-            fill(&mut meta.user_id, fields.trace_user_id.text());
-            if let Some(name) = fields.generation_name.text() {
+            // Only what can still win is decoded.
+            if meta.trace_id.is_none() {
+                meta.trace_id = Foreign::read(fields.trace_id)
+                    .text()
+                    .or_else(|| Foreign::read(fields.session_id).text());
+            }
+            if meta.user_id.is_none() {
+                meta.user_id = Foreign::read(fields.trace_user_id).text();
+            }
+            if let Some(name) = Foreign::read(fields.generation_name).text() {
                 meta.extra
                     .entry("generation_name")
                     .or_insert_with(|| name.into());
             }
         }
     }
-    if sources.openrouter {
-        if let Some(trace) = parse::<OpenRouterTrace>(body, members.trace.clone()) {
-            fill(&mut meta.trace_id, trace.trace_id.text());
-            for (key, value) in [
-                ("trace_name", trace.trace_name),
-                ("span_name", trace.span_name),
-                ("generation_name", trace.generation_name),
-            ] {
-                if let Some(value) = value.text() {
+    if let (true, Some(range)) = (sources.openrouter, members.trace.clone()) {
+        let mut trace_id = None;
+        let mut named = [
+            ("trace_name", None),
+            ("span_name", None),
+            ("generation_name", None),
+        ];
+        let read = codec::object_members(body, range, |name, value| {
+            if name == "trace_id" {
+                trace_id = Some(value);
+            } else if let Some((_, slot)) = named.iter_mut().find(|(key, _)| *key == name) {
+                *slot = Some(value);
+            }
+        });
+        if read.is_some() {
+            if meta.trace_id.is_none() {
+                meta.trace_id = Foreign::read(trace_id).text();
+            }
+            for (key, value) in named {
+                if let Some(value) = Foreign::read(value).text() {
                     meta.extra.entry(key).or_insert_with(|| value.into());
                 }
             }
         }
-        if meta.trace_id.is_none() {
-            meta.trace_id =
-                parse::<Foreign>(body, members.session_id.clone()).and_then(Foreign::text);
-        }
+    }
+    if sources.openrouter && meta.trace_id.is_none() {
+        meta.trace_id = Foreign::read(json_text(body, members.session_id.clone())).text();
     }
 }
 
-/// Sets `slot` to `value` unless it already holds one.
-fn fill(slot: &mut Option<String>, value: Option<String>) {
-    if slot.is_none() {
-        *slot = value;
-    }
+/// The JSON text of a top-level member's value.
+fn json_text(body: &[u8], range: Option<std::ops::Range<usize>>) -> Option<&str> {
+    std::str::from_utf8(body.get(range?)?).ok()
 }
 
-/// The fields LiteLLM reads from `metadata`; anything else in it is skipped unread. A field of
-/// another type means the object is not LiteLLM's (it is also OpenAI's own `metadata`): ignored.
-#[derive(Deserialize)]
-struct LiteLlm {
-    #[serde(default)]
-    tags: Foreign,
-    #[serde(default)]
-    trace_id: Foreign,
-    #[serde(default)]
-    session_id: Foreign,
-    #[serde(default)]
-    trace_user_id: Foreign,
-    #[serde(default)]
-    generation_name: Foreign,
-}
-
-/// OpenRouter's `trace` object.
-#[derive(Deserialize)]
-struct OpenRouterTrace {
-    #[serde(default)]
-    trace_id: Foreign,
-    #[serde(default)]
-    trace_name: Foreign,
-    #[serde(default)]
-    span_name: Foreign,
-    #[serde(default)]
-    generation_name: Foreign,
+/// The fields LiteLLM reads from `metadata`, as JSON text; anything else in it is skipped unread.
+#[derive(Default)]
+struct LiteLlm<'a> {
+    tags: Option<&'a str>,
+    trace_id: Option<&'a str>,
+    session_id: Option<&'a str>,
+    trace_user_id: Option<&'a str>,
+    generation_name: Option<&'a str>,
 }
 
 /// A field of a foreign format, read whatever its type: strings and lists of strings are kept, any
@@ -341,6 +379,21 @@ enum Foreign {
 }
 
 impl Foreign {
+    /// The field whose JSON text is `json`; a plain string needs no parser.
+    fn read(json: Option<&str>) -> Self {
+        let Some(json) = json else {
+            return Foreign::Other;
+        };
+        let plain = json
+            .strip_prefix('"')
+            .and_then(|inner| inner.strip_suffix('"'))
+            .filter(|inner| !inner.bytes().any(|b| b == b'\\' || b == b'"' || b < 0x20));
+        match plain {
+            Some(text) => Foreign::Text(text.to_owned()),
+            None => serde_json::from_str(json).unwrap_or_default(),
+        }
+    }
+
     fn text(self) -> Option<String> {
         match self {
             Foreign::Text(text) => Some(text),
@@ -412,14 +465,6 @@ impl<'de> Visitor<'de> for AnyValue {
     }
 }
 
-/// A top-level member's value, when it has the expected shape.
-fn parse<'a, T: Deserialize<'a>>(
-    body: &'a [u8],
-    range: Option<std::ops::Range<usize>>,
-) -> Option<T> {
-    serde_json::from_slice(&body[range?]).ok()
-}
-
 /// Fills the user id from the body's native `user` field, the last-ranked source; it is read only
 /// when no other source gave one.
 pub(crate) fn fill_native_user(
@@ -429,7 +474,7 @@ pub(crate) fn fill_native_user(
     sources: &Sources,
 ) {
     if sources.native_user && meta.user_id.is_none() {
-        meta.user_id = parse::<Foreign>(body, scan.members().user.clone()).and_then(Foreign::text);
+        meta.user_id = Foreign::read(json_text(body, scan.members().user.clone())).text();
     }
 }
 
@@ -496,7 +541,10 @@ impl<'de> Visitor<'de> for Portkey<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut user = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            if key.0 == "_user" {
+            if key.0 == "_user" && self.meta.user_id.is_some() {
+                // A header above Portkey's gave the user id: this one cannot win.
+                map.next_value::<IgnoredAny>()?;
+            } else if key.0 == "_user" {
                 user = map.next_value::<Foreign>()?.text();
             } else if self.meta.extra.contains_key(key.0.as_ref()) {
                 map.next_value::<IgnoredAny>()?;
@@ -575,6 +623,47 @@ mod tests {
         assert_eq!(meta.user_id.as_deref(), Some("pk-user"));
         assert_eq!(meta.trace_id.as_deref(), Some("or-session"));
         assert_eq!(map.len(), 2, "not stripped when asked not to");
+    }
+
+    fn from_body(body: &str) -> RequestMetadata {
+        let scan = codec::scan(body.as_bytes(), &crate::Limits::default()).unwrap();
+        let mut meta = RequestMetadata::default();
+        fill_from_body(&mut meta, body.as_bytes(), &scan, &Sources::all());
+        fill_native_user(&mut meta, body.as_bytes(), &scan, &Sources::all());
+        meta
+    }
+
+    #[test]
+    fn body_fields_are_read_leniently_and_only_while_they_can_win() {
+        // A field of another type is skipped; escapes decode; LiteLLM outranks OpenRouter.
+        let meta = from_body(
+            r#"{"metadata":{"trace_id":7,"session_id":"s\u0031","tags":["a",1,"a","b"],"x":{"y":[]}},
+                "trace":{"trace_id":"or","trace_name":"n","generation_name":"g"},"session_id":"sid",
+                "user":"native"}"#,
+        );
+        assert_eq!(meta.trace_id.as_deref(), Some("s1"));
+        assert_eq!(meta.tags, ["a", "b"]);
+        assert_eq!(meta.user_id.as_deref(), Some("native"));
+        assert_eq!(meta.extra["trace_name"], "n");
+        assert_eq!(meta.extra["generation_name"], "g");
+        // OpenRouter's trace, then its `session_id`.
+        assert_eq!(
+            from_body(r#"{"trace":{"trace_id":"or"},"session_id":"sid"}"#)
+                .trace_id
+                .as_deref(),
+            Some("or")
+        );
+        assert_eq!(
+            from_body(r#"{"trace":{},"session_id":"sid"}"#)
+                .trace_id
+                .as_deref(),
+            Some("sid")
+        );
+        // Not an object: nothing from it.
+        assert_eq!(
+            from_body(r#"{"metadata":["trace_id"],"trace":"t"}"#),
+            RequestMetadata::default()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ use super::lexer::{key_eq, plain_run, Lexer, Malformed};
 use crate::error::{ErrorKind, MetadataError};
 use crate::{Limits, RequestMetadata};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// Parses the member's value (`raw` is exactly its bytes, already known to be well-formed JSON).
@@ -82,23 +83,41 @@ pub(crate) struct SentField {
 /// The fields of a member value that [`parse`] accepted, in the order sent. `None` when `raw` is not
 /// such a value.
 pub(crate) fn fields(raw: &[u8]) -> Option<Vec<SentField>> {
-    let whole = std::str::from_utf8(raw).ok()?;
-    // Nesting was bounded when the member was parsed; crossing it again needs no recursion.
-    let mut lx = Lexer::over_text(whole, usize::MAX);
     let mut fields = Vec::new();
+    members(raw, |name, whole, value| {
+        fields.push(SentField {
+            name: name.into_owned(),
+            whole,
+            value,
+        })
+    })?;
+    Some(fields)
+}
+
+/// Calls `visit` with each member of the JSON object `raw`, in order: its key decoded, the range
+/// from the key's opening quote to the value's end, and the value's range. Keys and scalars are
+/// read strictly; nested values only as far as finding their end. `None` (after some calls,
+/// perhaps) when `raw` is not such an object.
+pub(crate) fn members(
+    raw: &[u8],
+    mut visit: impl FnMut(Cow<'_, str>, Range<usize>, Range<usize>),
+) -> Option<()> {
+    let whole = std::str::from_utf8(raw).ok()?;
+    // Nesting was bounded by the scan that found `raw`; crossing it again needs no recursion.
+    let mut lx = Lexer::over_text(whole, usize::MAX);
     walk(&mut lx, b'{', b'}', |lx| {
         let start = lx.pos;
-        let name = key(lx)?.name()?;
+        let key = key(lx)?;
+        let name = match key.text {
+            Some(text) => Cow::Borrowed(text),
+            None => Cow::Owned(key.name()?),
+        };
         let value = lx.skip_value(2).map_err(m)?;
-        fields.push(SentField {
-            name,
-            whole: start..value.end,
-            value,
-        });
+        visit(name, start..value.end, value);
         Ok(())
     })
     .ok()?;
-    lx.at_end().then_some(fields)
+    lx.at_end().then_some(())
 }
 
 /// Checks header- or code-built metadata against the same limits the body parser applies.

@@ -41,6 +41,22 @@ pub(crate) mod splice;
 
 pub(crate) use member::check;
 
+/// Calls `visit` with each member of the JSON object in `body[range]` (a top-level value the scan
+/// crossed): its key decoded and its value's JSON text. `None` when that is not a well-formed object.
+pub(crate) fn object_members<'a>(
+    body: &'a [u8],
+    range: Range<usize>,
+    mut visit: impl FnMut(&str, &'a str),
+) -> Option<()> {
+    let raw = body.get(range)?;
+    let text = std::str::from_utf8(raw).ok()?;
+    member::members(raw, |name, _, value| {
+        if let Some(value) = text.get(value) {
+            visit(&name, value);
+        }
+    })
+}
+
 use crate::error::{ErrorKind, MetadataError};
 use crate::{Limits, RequestMetadata};
 use bytes::{Bytes, BytesMut};
