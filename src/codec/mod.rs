@@ -41,22 +41,6 @@ pub(crate) mod splice;
 
 pub(crate) use member::check;
 
-/// Calls `visit` with each member of the JSON object in `body[range]` (a top-level value the scan
-/// crossed): its key decoded and its value's JSON text. `None` when that is not a well-formed object.
-pub(crate) fn object_members<'a>(
-    body: &'a [u8],
-    range: Range<usize>,
-    mut visit: impl FnMut(&str, &'a str),
-) -> Option<()> {
-    let raw = body.get(range)?;
-    let text = std::str::from_utf8(raw).ok()?;
-    member::members(raw, |name, _, value| {
-        if let Some(value) = text.get(value) {
-            visit(&name, value);
-        }
-    })
-}
-
 use crate::error::{ErrorKind, MetadataError};
 use crate::{Limits, RequestMetadata};
 use bytes::{Bytes, BytesMut};
@@ -348,8 +332,11 @@ impl Scan {
                 (spans.value.start..spans.value.start, Vec::new())
             }
             (Some(spans), Some(old)) => {
-                let raw = &body[spans.value.clone()];
-                (spans.value.clone(), rewrite::rewrite(raw, old, metadata))
+                let text = match body.get(spans.value.clone()) {
+                    Some(raw) => rewrite::rewrite(raw, old, metadata),
+                    None => rewrite::to_json(metadata),
+                };
+                (spans.value.clone(), text)
             }
             (Some(spans), None) => (spans.value.clone(), rewrite::to_json(metadata)),
             (None, _) if metadata.is_empty() => (self.insert_at..self.insert_at, Vec::new()),
@@ -520,6 +507,22 @@ fn decode_string(raw: &[u8], escaped: bool) -> Option<String> {
             .ok()
             .map(str::to_owned)
     }
+}
+
+/// Calls `visit` with each member of the JSON object in `body[range]` (a top-level value the scan
+/// crossed): its key decoded and its value's JSON text. `None` when that is not a well-formed object.
+pub(crate) fn object_members<'a>(
+    body: &'a [u8],
+    range: Range<usize>,
+    mut visit: impl FnMut(&str, &'a str),
+) -> Option<()> {
+    let raw = body.get(range)?;
+    let text = std::str::from_utf8(raw).ok()?;
+    member::members(raw, |name, _, value| {
+        if let Some(value) = text.get(value) {
+            visit(&name, value);
+        }
+    })
 }
 
 /// Checks that only whitespace follows the top-level object.
