@@ -7,7 +7,7 @@
 //! |---|---|---|---|---|---|
 //! | Requesty | body `requesty`, `X-Requesty-*` | `trace_id` | `user_id` | `tags` | `extra`, `X-Requesty-<Name>` |
 //! | Helicone | headers | `Helicone-Session-Id` | `Helicone-User-Id` | | `Helicone-Property-<Key>` → `<key>`; `Helicone-Session-Path` → `session_path`, `-Name` → `session_name` |
-//! | LiteLLM | body `metadata` (or `litellm_metadata`) | `trace_id`, else `session_id` | `trace_user_id` | `tags` | `generation_name` |
+//! | LiteLLM | body `litellm_metadata`, then `metadata` | `trace_id`, else `session_id` | `trace_user_id` | `tags` | `generation_name` |
 //! | LiteLLM | headers | `x-litellm-trace-id` | `x-litellm-end-user-id` | `x-litellm-tags` (comma-separated) | |
 //! | Portkey | header `x-portkey-metadata` (a JSON object) | | `_user` | | every other key |
 //! | OpenRouter | body | `trace.trace_id`, else `session_id` | | | `trace.trace_name`, `.span_name`, `.generation_name` |
@@ -288,39 +288,10 @@ pub(crate) fn fill_from_body(
     sources: &Sources,
 ) {
     let members = scan.members();
-    if let (true, Some(range)) = (sources.litellm, members.metadata.clone()) {
-        let mut fields = LiteLlm::default();
-        let read = codec::object_members(body, range, |name, value| {
-            let slot = match name {
-                "tags" => &mut fields.tags,
-                "trace_id" => &mut fields.trace_id,
-                "session_id" => &mut fields.session_id,
-                "trace_user_id" => &mut fields.trace_user_id,
-                "generation_name" => &mut fields.generation_name,
-                _ => return,
-            };
-            *slot = Some(value);
-        });
-        if read.is_some() {
-            for tag in Foreign::read(fields.tags).list() {
-                if !meta.tags.contains(&tag) {
-                    meta.tags.push(tag);
-                }
-            }
-            // Only what can still win is decoded.
-            if meta.trace_id.is_none() {
-                meta.trace_id = Foreign::read(fields.trace_id)
-                    .text()
-                    .or_else(|| Foreign::read(fields.session_id).text());
-            }
-            if meta.user_id.is_none() {
-                meta.user_id = Foreign::read(fields.trace_user_id).text();
-            }
-            if let Some(name) = Foreign::read(fields.generation_name).text() {
-                meta.extra
-                    .entry("generation_name")
-                    .or_insert_with(|| name.into());
-            }
+    // LiteLLM's own object first: `metadata` may be the provider's.
+    for range in [&members.litellm_metadata, &members.metadata] {
+        if let (true, Some(range)) = (sources.litellm, range.clone()) {
+            fill_litellm(meta, body, range);
         }
     }
     if let (true, Some(range)) = (sources.openrouter, members.trace.clone()) {
@@ -350,6 +321,44 @@ pub(crate) fn fill_from_body(
     }
     if sources.openrouter && meta.trace_id.is_none() {
         meta.trace_id = Foreign::read(json_text(body, members.session_id.clone())).text();
+    }
+}
+
+/// Fills what `meta` lacks from a LiteLLM metadata object at `body[range]`.
+fn fill_litellm(meta: &mut RequestMetadata, body: &[u8], range: std::ops::Range<usize>) {
+    let mut fields = LiteLlm::default();
+    let read = codec::object_members(body, range, |name, value| {
+        let slot = match name {
+            "tags" => &mut fields.tags,
+            "trace_id" => &mut fields.trace_id,
+            "session_id" => &mut fields.session_id,
+            "trace_user_id" => &mut fields.trace_user_id,
+            "generation_name" => &mut fields.generation_name,
+            _ => return,
+        };
+        *slot = Some(value);
+    });
+    if read.is_none() {
+        return;
+    }
+    for tag in Foreign::read(fields.tags).list() {
+        if !meta.tags.contains(&tag) {
+            meta.tags.push(tag);
+        }
+    }
+    // Only what can still win is decoded.
+    if meta.trace_id.is_none() {
+        meta.trace_id = Foreign::read(fields.trace_id)
+            .text()
+            .or_else(|| Foreign::read(fields.session_id).text());
+    }
+    if meta.user_id.is_none() {
+        meta.user_id = Foreign::read(fields.trace_user_id).text();
+    }
+    if let Some(name) = Foreign::read(fields.generation_name).text() {
+        meta.extra
+            .entry("generation_name")
+            .or_insert_with(|| name.into());
     }
 }
 
@@ -659,6 +668,12 @@ mod tests {
                 .as_deref(),
             Some("sid")
         );
+        // LiteLLM's own object outranks `metadata`, which may be the provider's.
+        let meta = from_body(
+            r#"{"metadata":{"trace_id":"m","tags":["m"]},"litellm_metadata":{"trace_id":"l","tags":["l"]}}"#,
+        );
+        assert_eq!(meta.trace_id.as_deref(), Some("l"));
+        assert_eq!(meta.tags, ["l", "m"]);
         // Not an object: nothing from it.
         assert_eq!(
             from_body(r#"{"metadata":["trace_id"],"trace":"t"}"#),

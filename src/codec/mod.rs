@@ -81,6 +81,8 @@ pub(crate) struct Members {
     pub(crate) user: Option<Range<usize>>,
     /// `metadata`: OpenAI's and Anthropic's native field; LiteLLM reads tags and ids from it.
     pub(crate) metadata: Option<Range<usize>>,
+    /// `litellm_metadata`: LiteLLM's own, where `metadata` is the provider's.
+    pub(crate) litellm_metadata: Option<Range<usize>>,
     /// `session_id`: OpenRouter's.
     pub(crate) session_id: Option<Range<usize>>,
     /// `trace`: OpenRouter's.
@@ -364,6 +366,7 @@ impl Members {
         let slot = match key {
             b"user" => &mut self.user,
             b"metadata" => &mut self.metadata,
+            b"litellm_metadata" => &mut self.litellm_metadata,
             b"session_id" => &mut self.session_id,
             b"trace" => &mut self.trace,
             b"messages" => &mut self.messages,
