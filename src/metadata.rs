@@ -159,18 +159,26 @@ impl RequestMetadata {
     /// assert_eq!(combined.user_id.as_deref(), Some("u"));
     /// ```
     pub fn with_fallback(mut self, fallback: RequestMetadata) -> Self {
+        self.fill_from(fallback);
+        self
+    }
+
+    /// [`with_fallback`](Self::with_fallback) in place, for chains of sources that would otherwise
+    /// move the whole value in and out at every step.
+    pub(crate) fn fill_from(&mut self, fallback: RequestMetadata) {
         // The common cases in a chain of sources: most are absent.
         if fallback.is_empty() {
-            return self;
+            return;
         }
         if self.is_empty() {
-            let mut taken = fallback;
-            let mut tags = Vec::with_capacity(taken.tags.len());
-            for tag in std::mem::take(&mut taken.tags) {
-                push_unique(&mut tags, tag);
+            *self = fallback;
+            // Its tags, without repeats.
+            let tags = std::mem::take(&mut self.tags);
+            self.tags.reserve(tags.len());
+            for tag in tags {
+                push_unique(&mut self.tags, tag);
             }
-            taken.tags = tags;
-            return taken;
+            return;
         }
         for tag in fallback.tags {
             push_unique(&mut self.tags, tag);
@@ -197,7 +205,6 @@ impl RequestMetadata {
                 }
             }
         }
-        self
     }
 
     /// [`merge`](Self::merge) by value, for chaining.

@@ -74,8 +74,12 @@ impl HeaderMetadata {
     /// Both, the `X-Requesty-*` headers winning.
     fn combined(headers: Option<Box<Self>>) -> RequestMetadata {
         headers.map_or_else(RequestMetadata::default, |h| {
-            let Self { requesty, dialects } = *h;
-            requesty.with_fallback(dialects)
+            let Self {
+                mut requesty,
+                dialects,
+            } = *h;
+            requesty.fill_from(dialects);
+            requesty
         })
     }
 }
@@ -302,11 +306,14 @@ where
         dialects: dialect_headers,
     } = pending.headers.take().map(|h| *h).unwrap_or_default();
     let mut metadata = match scan.take_metadata() {
-        Some(from_body) => from_body.with_fallback(headers),
+        Some(mut from_body) => {
+            from_body.fill_from(headers);
+            from_body
+        }
         None => headers,
     };
     dialects::fill_from_body(&mut metadata, bytes, &scan, sources);
-    let mut metadata = metadata.with_fallback(dialect_headers);
+    metadata.fill_from(dialect_headers);
     dialects::fill_native_user(&mut metadata, bytes, &scan, sources);
     if config.reconstruct_sessions && metadata.trace_id.is_none() {
         metadata.trace_id = dialects::conversation_id(bytes, scan.members(), config.limits.depth());
