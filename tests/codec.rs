@@ -757,7 +757,7 @@ fn inject_keeps_the_bytes_of_member_fields_it_does_not_change() {
         .extra("k", "v");
     assert_eq!(
         injected(body, &ours),
-        r#"{"requesty":{"note":1.0e0,"tags":["b","c"],"extra":{"n":123456789012345678901234567890,"s":"caf\u00e9","k":"v"},"user_id":"u","trace_id":"t"}}"#
+        r#"{"requesty":{"note":1.0e0,"tags":["b","c"], "extra":{"n":123456789012345678901234567890,"s":"caf\u00e9","k":"v"},"user_id":"u","trace_id":"t"}}"#
     );
     // Nothing new: the body is left exactly as it was.
     let held = RequestMetadata::new()
@@ -765,11 +765,19 @@ fn inject_keeps_the_bytes_of_member_fields_it_does_not_change() {
         .user_id("other")
         .extra("s", "x");
     assert_eq!(injected(body, &held), body);
-    // A field the merge changes is written afresh, on its own.
-    let body = r#"{"requesty":{"tags":[ "b" ],"extra":{"n":1.50}}}"#;
+    // A field the merge changes is written afresh, on its own; the spacing around fields stays.
+    let body = r#"{"requesty":{ "tags" : [ "b" ] ,
+        "extra":{"n":1.50} }}"#;
     assert_eq!(
         injected(body, &RequestMetadata::new().tag("a")),
-        r#"{"requesty":{"tags":["a","b"],"extra":{"n":1.50}}}"#
+        r#"{"requesty":{ "tags":["a","b"] ,
+        "extra":{"n":1.50} }}"#
+    );
+    // Dropped neighbours and new fields are joined by bare commas.
+    let body = r#"{"requesty":{ "x" : 1 , "user_id" : "u" }}"#;
+    assert_eq!(
+        injected(body, &RequestMetadata::new().trace_id("t")),
+        r#"{"requesty":{ "x" : 1 , "user_id" : "u","trace_id":"t"}}"#
     );
 }
 

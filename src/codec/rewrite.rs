@@ -9,9 +9,10 @@ use serde_json::{Map, Value};
 
 /// The member text for `new`, given the member as sent (`raw`) and what it parsed to (`old`).
 ///
-/// Fields come in the order they were sent, then new ones in the wire order, separated by bare
-/// commas. A field whose value is unchanged keeps its bytes; `tags` and `extra` that only gained
-/// entries keep theirs too, with the new entries appended; anything else is written afresh.
+/// Fields come in the order they were sent, then new ones in the wire order. A field whose value is
+/// unchanged keeps its bytes; `tags` and `extra` that only gained entries keep theirs too, with the
+/// new entries appended; anything else is written afresh. Whitespace and commas between fields that
+/// stay neighbours are kept as well; new neighbours are joined by a bare comma.
 pub(crate) fn rewrite(raw: &[u8], old: &RequestMetadata, new: &RequestMetadata) -> Vec<u8> {
     let Some(fields) = member::fields(raw) else {
         return to_json(new);
@@ -26,7 +27,13 @@ pub(crate) fn rewrite(raw: &[u8], old: &RequestMetadata, new: &RequestMetadata) 
     ];
     let mut texts_sent = [false; 4];
     let (mut tags_sent, mut extra_sent) = (false, false);
-    for field in &fields {
+    for (i, field) in fields.iter().enumerate() {
+        // What separated this field from the one before it (or from the `{`).
+        let before = match i.checked_sub(1) {
+            Some(previous) => fields[previous].whole.end,
+            None => 1,
+        };
+        out.next_is(i, raw.get(before..field.whole.start).unwrap_or_default());
         let whole = &raw[field.whole.clone()];
         let value = &raw[field.value.clone()];
         let name = field.name.as_str();
@@ -47,8 +54,11 @@ pub(crate) fn rewrite(raw: &[u8], old: &RequestMetadata, new: &RequestMetadata) 
             }
         }
     }
+    let last = fields.last().map_or(1, |f| f.whole.end);
+    let closing = raw.len().saturating_sub(1);
+    out.after_sent(fields.len(), raw.get(last..closing).unwrap_or_default());
     // What the member lacked, in wire order: tags, the ids, extra, the origin, unknown fields.
-    let fresh_texts = |out: &mut Members, range: std::ops::Range<usize>| {
+    let fresh_texts = |out: &mut Members<'_>, range: std::ops::Range<usize>| {
         for i in range {
             if let (false, (name, _, Some(value))) = (texts_sent[i], texts[i]) {
                 out.fresh(name, value);
@@ -72,22 +82,55 @@ pub(crate) fn rewrite(raw: &[u8], old: &RequestMetadata, new: &RequestMetadata) 
 }
 
 /// The object being written: `{`, then members separated by commas.
-struct Members {
+struct Members<'a> {
     buf: Vec<u8>,
     empty: bool,
+    /// The field as sent that was written last, by its place; `None` after a new one.
+    last: Option<usize>,
+    /// The field as sent about to be written, with what separated it from the one before it.
+    next: Option<(usize, &'a [u8])>,
+    /// The whitespace before the closing brace, kept if the last field sent is written last.
+    trailing: (usize, &'a [u8]),
 }
 
-impl Members {
+impl<'a> Members<'a> {
     fn with_capacity(capacity: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity);
         buf.push(b'{');
-        Self { buf, empty: true }
+        Self {
+            buf,
+            empty: true,
+            last: None,
+            next: None,
+            trailing: (usize::MAX, b""),
+        }
+    }
+
+    /// The next write is the field sent at place `at`, preceded by `gap` as sent.
+    fn next_is(&mut self, at: usize, gap: &'a [u8]) {
+        self.next = Some((at, gap));
+    }
+
+    /// The fields as sent are done (there were `count`); `trailing` closed them.
+    fn after_sent(&mut self, count: usize, trailing: &'a [u8]) {
+        self.next = None;
+        self.trailing = (count, trailing);
     }
 
     fn separate(&mut self) {
-        if !std::mem::take(&mut self.empty) {
-            self.buf.push(b',');
+        let next = self.next.take();
+        let kept = match next {
+            Some((0, gap)) if self.empty => Some(gap),
+            Some((at, gap)) if at > 0 && self.last == Some(at - 1) => Some(gap),
+            _ => None,
+        };
+        match kept {
+            Some(gap) => self.buf.extend_from_slice(gap),
+            None if !self.empty => self.buf.push(b','),
+            None => {}
         }
+        self.empty = false;
+        self.last = next.map(|(at, _)| at);
     }
 
     /// A member copied as it was sent.
@@ -178,6 +221,10 @@ impl Members {
     }
 
     fn finish(mut self) -> Vec<u8> {
+        let (count, trailing) = self.trailing;
+        if count > 0 && self.last == Some(count - 1) {
+            self.buf.extend_from_slice(trailing);
+        }
         self.buf.push(b'}');
         self.buf
     }
