@@ -21,6 +21,8 @@ pub(crate) struct Collected {
     rest: Option<BytesMut>,
     len: usize,
     capacity: usize,
+    /// Whether the body ended with trailers, which the rebuilt body cannot carry.
+    trailers: bool,
 }
 
 impl Collected {
@@ -45,14 +47,17 @@ impl Collected {
                 None => return Poll::Ready(Ok(())),
                 Some(Err(error)) => return Poll::Ready(Err(CollectError::Read(error))),
                 Some(Ok(frame)) => {
-                    // Trailers carry no JSON; a request body with trailers is rare enough that they
-                    // are not kept.
-                    if let Ok(mut data) = frame.into_data() {
-                        self.len += data.remaining();
-                        if self.len > max {
-                            return Poll::Ready(Err(CollectError::TooLarge));
+                    // Trailers carry no JSON, and a body rebuilt from bytes cannot carry them:
+                    // they are noted, for a warning, and not kept.
+                    match frame.into_data() {
+                        Ok(mut data) => {
+                            self.len += data.remaining();
+                            if self.len > max {
+                                return Poll::Ready(Err(CollectError::TooLarge));
+                            }
+                            self.push(&mut data);
                         }
-                        self.push(&mut data);
+                        Err(frame) => self.trailers |= frame.is_trailers(),
                     }
                 }
             }
@@ -71,6 +76,12 @@ impl Collected {
             buf
         });
         rest.put(data);
+    }
+
+    /// Whether trailers came with the body; they are not in what [`Collected::splice`] and
+    /// [`Collected::into_bytes`] return.
+    pub(crate) fn had_trailers(&self) -> bool {
+        self.trailers
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {
@@ -98,4 +109,11 @@ impl Collected {
             None => self.first.unwrap_or_default(),
         }
     }
+}
+
+/// Warns, in the current span, that a body's trailers are not passed on.
+pub(crate) fn warn_dropped_trailers() {
+    tracing::warn!(
+        "the request body's trailers are not passed on: a JSON body is rebuilt from its bytes"
+    );
 }

@@ -784,3 +784,49 @@ async fn the_request_metadata_is_current_in_the_handler_unless_propagation_is_of
         assert_eq!(response.text().await.unwrap(), want);
     }
 }
+
+/// A JSON body is rebuilt from its bytes, which cannot carry trailers: they are not passed on, and
+/// the request span says so rather than dropping them silently.
+#[tokio::test]
+async fn trailers_on_a_json_body_are_dropped_with_a_warning() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+
+    let (recorder, _guard) = Recorder::install();
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+    let frames: Vec<Result<http_body::Frame<Bytes>, Infallible>> = vec![
+        Ok(http_body::Frame::data(Bytes::from_static(
+            br#"{"model":"m","requesty":{"tags":["t"]}}"#,
+        ))),
+        Ok(http_body::Frame::trailers(trailers)),
+    ];
+    let body = Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+        frames,
+    )));
+    let request = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    let service = RequestyMetadataLayer::new().layer(tower::service_fn(
+        |request: http::Request<Body>| async move {
+            let collected = request.into_body().collect().await.unwrap();
+            let trailers = collected.trailers().is_some();
+            let text = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+            Ok::<_, Infallible>(http::Response::new(Body::from(format!(
+                "{text}|{trailers}"
+            ))))
+        },
+    ));
+    let response = service.oneshot(request).await.unwrap();
+    let seen = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(seen, r#"{"model":"m"}|false"#.as_bytes());
+    let spans = recorder.wait_closed(1).await;
+    assert!(
+        spans[0]
+            .events
+            .iter()
+            .any(|e| e.get("message").is_some_and(|m| m.contains("trailers"))),
+        "{spans:#?}"
+    );
+}

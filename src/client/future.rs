@@ -90,7 +90,7 @@ impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
         config: &InjectConfig,
     ) -> Self {
         Self {
-            state: call(&mut inner, request, metadata, config, None),
+            state: call(&mut inner, request, metadata, config, None, false),
         }
     }
 }
@@ -167,6 +167,7 @@ where
         mut metadata,
         config,
     } = pending;
+    let trailers = collected.had_trailers();
     let (body, scan) = match codec::scan(collected.as_slice(), &config.limits) {
         Ok(scan) if scan.kind() == codec::BodyKind::Object => {
             if let Some(existing) = scan.metadata() {
@@ -192,7 +193,14 @@ where
         }
     };
     let request = Request::from_parts(parts, rebuild(body));
-    call(&mut inner, request, &metadata, &config, scan.as_ref())
+    call(
+        &mut inner,
+        request,
+        &metadata,
+        &config,
+        scan.as_ref(),
+        trailers,
+    )
 }
 
 /// Makes the client span and calls the client inside it.
@@ -202,6 +210,7 @@ fn call<S, B>(
     metadata: &RequestMetadata,
     config: &InjectConfig,
     scan: Option<&codec::Scan>,
+    trailers: bool,
 ) -> State<S, B>
 where
     S: Service<Request<B>>,
@@ -218,6 +227,9 @@ where
     let future = {
         let _entered = span.enter();
         config.warn_over_limits(metadata);
+        if trailers {
+            crate::collect::warn_dropped_trailers();
+        }
         inner.call(request)
     };
     State::Call {

@@ -30,6 +30,8 @@ struct Facts {
     model: Option<String>,
     stream: Option<bool>,
     parameters: Parameters,
+    /// The body came with trailers, which the rebuilt body does not carry.
+    trailers: bool,
 }
 
 impl Facts {
@@ -39,6 +41,7 @@ impl Facts {
             model: scan.take_model(),
             stream: scan.stream(),
             parameters: scan.parameters(),
+            trailers: false,
         }
     }
 }
@@ -298,7 +301,10 @@ where
         let body = error_body("the request body is not valid JSON", None, "invalid_json");
         return reject(pending, StatusCode::BAD_REQUEST, body, Facts::default());
     }
-    let facts = Facts::of(&mut scan);
+    let facts = Facts {
+        trailers: collected.had_trailers(),
+        ..Facts::of(&mut scan)
+    };
     // Requesty's body member, its headers, the other dialects' body fields and headers, then the
     // native `user`: earlier sources win.
     let HeaderMetadata {
@@ -372,6 +378,7 @@ where
         .as_ref()
         .filter(|_| shared)
         .map(|m| Arc::new(m.clone()));
+    let trailers = facts.trailers;
     let (span, request) = trace(
         &mut make_span,
         &parts,
@@ -387,6 +394,9 @@ where
     let current = current.filter(|_| config.propagate);
     let future = {
         let _entered = span.enter();
+        if trailers {
+            crate::collect::warn_dropped_trailers();
+        }
         let _current = crate::current::enter(current.clone());
         inner.call(req)
     };
