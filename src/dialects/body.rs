@@ -1,0 +1,185 @@
+//! The other gateways' body fields (LiteLLM's `litellm_metadata` and `metadata`, OpenRouter's
+//! `trace` and `session_id`), the native `user`, and session ids reconstructed from a conversation.
+
+use super::foreign::Foreign;
+use super::Sources;
+use crate::codec::{self, conversation, Members, Scan};
+use crate::RequestMetadata;
+use sha2::{Digest, Sha256};
+
+/// Fills what `meta` still lacks from the other dialects' body fields (LiteLLM, then OpenRouter),
+/// which rank below it: tags are added, ids and `extra` keys are only ever filled in. A field that
+/// can no longer win is not read.
+pub(crate) fn fill_from_body(
+    meta: &mut RequestMetadata,
+    body: &[u8],
+    scan: &Scan,
+    sources: &Sources,
+) {
+    let members = scan.members();
+    // LiteLLM's own object first: `metadata` may be the provider's.
+    for range in [&members.litellm_metadata, &members.metadata] {
+        if let (true, Some(range)) = (sources.litellm, range.clone()) {
+            fill_litellm(meta, body, range);
+        }
+    }
+    if let (true, Some(range)) = (sources.openrouter, members.trace.clone()) {
+        let mut trace_id = None;
+        let mut named = [
+            ("trace_name", None),
+            ("span_name", None),
+            ("generation_name", None),
+        ];
+        let read = codec::object_members(body, range, |name, value| {
+            if name == "trace_id" {
+                trace_id = Some(value);
+            } else if let Some((_, slot)) = named.iter_mut().find(|(key, _)| *key == name) {
+                *slot = Some(value);
+            }
+        });
+        if read.is_some() {
+            if meta.trace_id.is_none() {
+                meta.trace_id = Foreign::read(trace_id).text();
+            }
+            for (key, value) in named {
+                if let Some(value) = Foreign::read(value).text() {
+                    meta.extra.entry(key).or_insert_with(|| value.into());
+                }
+            }
+        }
+    }
+    if sources.openrouter && meta.trace_id.is_none() {
+        meta.trace_id = Foreign::read(json_text(body, members.session_id.clone())).text();
+    }
+}
+
+/// Fills what `meta` lacks from a LiteLLM metadata object at `body[range]`.
+fn fill_litellm(meta: &mut RequestMetadata, body: &[u8], range: std::ops::Range<usize>) {
+    let mut fields = LiteLlm::default();
+    let read = codec::object_members(body, range, |name, value| {
+        let slot = match name {
+            "tags" => &mut fields.tags,
+            "trace_id" => &mut fields.trace_id,
+            "session_id" => &mut fields.session_id,
+            "trace_user_id" => &mut fields.trace_user_id,
+            "generation_name" => &mut fields.generation_name,
+            _ => return,
+        };
+        *slot = Some(value);
+    });
+    if read.is_none() {
+        return;
+    }
+    for tag in Foreign::read(fields.tags).list() {
+        if !meta.tags.contains(&tag) {
+            meta.tags.push(tag);
+        }
+    }
+    // Only what can still win is decoded.
+    if meta.trace_id.is_none() {
+        meta.trace_id = Foreign::read(fields.trace_id)
+            .text()
+            .or_else(|| Foreign::read(fields.session_id).text());
+    }
+    if meta.user_id.is_none() {
+        meta.user_id = Foreign::read(fields.trace_user_id).text();
+    }
+    if let Some(name) = Foreign::read(fields.generation_name).text() {
+        meta.extra
+            .entry("generation_name")
+            .or_insert_with(|| name.into());
+    }
+}
+
+/// The JSON text of a top-level member's value.
+fn json_text(body: &[u8], range: Option<std::ops::Range<usize>>) -> Option<&str> {
+    std::str::from_utf8(body.get(range?)?).ok()
+}
+
+/// The fields LiteLLM reads from `metadata`, as JSON text; anything else in it is skipped unread.
+#[derive(Default)]
+struct LiteLlm<'a> {
+    tags: Option<&'a str>,
+    trace_id: Option<&'a str>,
+    session_id: Option<&'a str>,
+    trace_user_id: Option<&'a str>,
+    generation_name: Option<&'a str>,
+}
+
+/// Fills the user id from the body's native `user` field, the last-ranked source; it is read only
+/// when no other source gave one.
+pub(crate) fn fill_native_user(
+    meta: &mut RequestMetadata,
+    body: &[u8],
+    scan: &Scan,
+    sources: &Sources,
+) {
+    if sources.native_user && meta.user_id.is_none() {
+        meta.user_id = Foreign::read(json_text(body, scan.members().user.clone())).text();
+    }
+}
+
+/// A stable id for the conversation a chat request continues: a hash of its system prompt and first
+/// user message, which every turn repeats. `None` when the body holds no user message.
+pub(crate) fn conversation_id(body: &[u8], members: &Members, max_depth: usize) -> Option<String> {
+    let (system, user) = conversation::opening(body, members, max_depth)?;
+    let mut hash = Sha256::new();
+    hash.update(system);
+    hash.update([0]);
+    hash.update(user);
+    let digest = hash.finalize();
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("conv_{hex}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_body(body: &str) -> RequestMetadata {
+        let scan = codec::scan(body.as_bytes(), &crate::Limits::default()).unwrap();
+        let mut meta = RequestMetadata::default();
+        fill_from_body(&mut meta, body.as_bytes(), &scan, &Sources::all());
+        fill_native_user(&mut meta, body.as_bytes(), &scan, &Sources::all());
+        meta
+    }
+
+    #[test]
+    fn body_fields_are_read_leniently_and_only_while_they_can_win() {
+        // A field of another type is skipped; escapes decode; LiteLLM outranks OpenRouter.
+        let meta = from_body(
+            r#"{"metadata":{"trace_id":7,"session_id":"s\u0031","tags":["a",1,"a","b"],"x":{"y":[]}},
+                "trace":{"trace_id":"or","trace_name":"n","generation_name":"g"},"session_id":"sid",
+                "user":"native"}"#,
+        );
+        assert_eq!(meta.trace_id.as_deref(), Some("s1"));
+        assert_eq!(meta.tags, ["a", "b"]);
+        assert_eq!(meta.user_id.as_deref(), Some("native"));
+        assert_eq!(meta.extra["trace_name"], "n");
+        assert_eq!(meta.extra["generation_name"], "g");
+        // OpenRouter's trace, then its `session_id`.
+        assert_eq!(
+            from_body(r#"{"trace":{"trace_id":"or"},"session_id":"sid"}"#)
+                .trace_id
+                .as_deref(),
+            Some("or")
+        );
+        assert_eq!(
+            from_body(r#"{"trace":{},"session_id":"sid"}"#)
+                .trace_id
+                .as_deref(),
+            Some("sid")
+        );
+        // LiteLLM's own object outranks `metadata`, which may be the provider's.
+        let meta = from_body(
+            r#"{"metadata":{"trace_id":"m","tags":["m"]},"litellm_metadata":{"trace_id":"l","tags":["l"]}}"#,
+        );
+        assert_eq!(meta.trace_id.as_deref(), Some("l"));
+        assert_eq!(meta.tags, ["l", "m"]);
+        // Not an object: nothing from it.
+        assert_eq!(
+            from_body(r#"{"metadata":["trace_id"],"trace":"t"}"#),
+            RequestMetadata::default()
+        );
+    }
+}

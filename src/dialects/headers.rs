@@ -1,0 +1,320 @@
+//! The other gateways' headers: which they are, reading them in one pass, removing them, and
+//! Portkey's JSON object.
+
+use super::foreign::Foreign;
+use super::Sources;
+use crate::error::{ErrorKind, MetadataError};
+use crate::RequestMetadata;
+use http::header::{HeaderMap, HeaderName};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// A header another gateway reads metadata from, as recognized when its source is on.
+#[derive(Clone, Copy)]
+enum GatewayHeader<'a> {
+    HeliconeUser,
+    HeliconeSession,
+    /// `Helicone-Property-<Key>`, `Helicone-Session-Path`, `Helicone-Session-Name`: an `extra` key.
+    HeliconeExtra(&'a str),
+    LiteLlmTrace,
+    LiteLlmUser,
+    LiteLlmTags,
+    Portkey,
+    OpenRouterSession,
+}
+
+/// The other gateways' header names but `Helicone-Property-<Key>`, with what each carries: with the
+/// property prefix, the one list used for reading and removing them alike.
+const FIXED: [(&str, GatewayHeader<'static>); 9] = [
+    ("helicone-user-id", GatewayHeader::HeliconeUser),
+    ("helicone-session-id", GatewayHeader::HeliconeSession),
+    (
+        "helicone-session-path",
+        GatewayHeader::HeliconeExtra("session_path"),
+    ),
+    (
+        "helicone-session-name",
+        GatewayHeader::HeliconeExtra("session_name"),
+    ),
+    ("x-litellm-trace-id", GatewayHeader::LiteLlmTrace),
+    ("x-litellm-end-user-id", GatewayHeader::LiteLlmUser),
+    ("x-litellm-tags", GatewayHeader::LiteLlmTags),
+    ("x-portkey-metadata", GatewayHeader::Portkey),
+    ("x-session-id", GatewayHeader::OpenRouterSession),
+];
+
+const PROPERTY: &str = "helicone-property-";
+
+impl<'a> GatewayHeader<'a> {
+    /// What header `name` carries when its source is on, with its place in [`FIXED`] (`None` for a
+    /// Helicone property).
+    fn of(name: &'a str, sources: &Sources) -> Option<(Self, Option<usize>)> {
+        let (header, fixed) = match FIXED.iter().position(|(fixed, _)| *fixed == name) {
+            Some(i) => (FIXED[i].1, Some(i)),
+            None => (Self::HeliconeExtra(name.strip_prefix(PROPERTY)?), None),
+        };
+        let on = match header {
+            Self::HeliconeUser | Self::HeliconeSession | Self::HeliconeExtra(_) => sources.helicone,
+            Self::LiteLlmTrace | Self::LiteLlmUser | Self::LiteLlmTags => sources.litellm,
+            Self::Portkey => sources.portkey,
+            Self::OpenRouterSession => sources.openrouter,
+        };
+        on.then_some((header, fixed))
+    }
+}
+
+/// The headers [`from_headers`] read, for removing them: fixed names by their place in [`FIXED`]
+/// (no copy of the name), Helicone properties by name, kept only when they are to be removed.
+struct Read {
+    strip: bool,
+    fixed: u16,
+    properties: Vec<HeaderName>,
+}
+
+/// Reads the other gateways' headers and, when `strip`, removes them: the pass that reads them
+/// notes which to remove.
+pub(crate) fn take_headers(
+    headers: &mut HeaderMap,
+    sources: &Sources,
+    strip: bool,
+) -> Result<RequestMetadata, MetadataError> {
+    let mut read = Read {
+        strip,
+        fixed: 0,
+        properties: Vec::new(),
+    };
+    let meta = from_headers(headers, sources, &mut read)?;
+    if strip {
+        for (i, (name, _)) in FIXED.iter().enumerate() {
+            if read.fixed & (1 << i) != 0 {
+                headers.remove(*name);
+            }
+        }
+        for name in read.properties {
+            headers.remove(name);
+        }
+    }
+    Ok(meta)
+}
+
+/// The other gateways' headers, in precedence order: Helicone, LiteLLM, Portkey, OpenRouter. What
+/// was read is noted in `read`.
+fn from_headers(
+    headers: &HeaderMap,
+    sources: &Sources,
+    read: &mut Read,
+) -> Result<RequestMetadata, MetadataError> {
+    let mut meta = RequestMetadata::default();
+    if !sources.foreign_headers() {
+        return Ok(meta);
+    }
+    // One pass over the headers. Ids are noted and copied once the pass is over, only the winner
+    // of each; a repeated header keeps its last value, as a proxy that keeps the last value would.
+    // Tags (LiteLLM's alone) and Helicone's properties (the first-ranked `extra`) go straight in.
+    let mut helicone = Ids::default();
+    let mut litellm = Ids::default();
+    let mut openrouter_session = None;
+    let mut portkey = None;
+    for (header_name, value) in headers {
+        let name = header_name.as_str();
+        let Some((header, fixed)) = GatewayHeader::of(name, sources) else {
+            continue;
+        };
+        match fixed {
+            Some(i) => read.fixed |= 1 << i,
+            None if read.strip => read.properties.push(header_name.clone()),
+            None => {}
+        }
+        let text = crate::headers::text(name, value)?;
+        match header {
+            GatewayHeader::HeliconeUser => helicone.user = Some(text),
+            GatewayHeader::HeliconeSession => helicone.trace = Some(text),
+            GatewayHeader::HeliconeExtra(key) => {
+                meta.extra.insert(key.to_owned(), text.into());
+            }
+            GatewayHeader::LiteLlmTrace => litellm.trace = Some(text),
+            GatewayHeader::LiteLlmUser => litellm.user = Some(text),
+            GatewayHeader::LiteLlmTags => {
+                for tag in text.split(',') {
+                    let tag = tag.trim();
+                    if !tag.is_empty() && !meta.tags.iter().any(|t| t == tag) {
+                        meta.tags.push(tag.to_owned());
+                    }
+                }
+            }
+            GatewayHeader::Portkey => portkey = Some(text),
+            GatewayHeader::OpenRouterSession => openrouter_session = Some(text),
+        }
+    }
+    meta.user_id = helicone.user.or(litellm.user).map(str::to_owned);
+    meta.trace_id = helicone
+        .trace
+        .or(litellm.trace)
+        .or(openrouter_session)
+        .map(str::to_owned);
+    if let Some(raw) = portkey {
+        portkey_metadata(raw, &mut meta)?;
+    }
+    Ok(meta)
+}
+
+/// The ids one dialect's headers carry.
+#[derive(Default)]
+struct Ids<'a> {
+    user: Option<&'a str>,
+    trace: Option<&'a str>,
+}
+
+/// Portkey's metadata header: a JSON object whose `_user` is the user id. It ranks below the
+/// dialects already in `meta`, so it only fills what they left empty; values that cannot win are
+/// skipped unbuilt.
+fn portkey_metadata(raw: &str, meta: &mut RequestMetadata) -> Result<(), MetadataError> {
+    let mut fields = Map::new();
+    let mut json = serde_json::Deserializer::from_str(raw);
+    let read = Portkey {
+        meta,
+        fields: &mut fields,
+    }
+    .deserialize(&mut json)
+    .and_then(|()| json.end());
+    if read.is_err() {
+        return Err(MetadataError::new(
+            ErrorKind::InvalidHeader,
+            "x-portkey-metadata",
+            "header `x-portkey-metadata` must be a JSON object",
+        ));
+    }
+    for (key, value) in fields {
+        meta.extra.entry(key).or_insert(value);
+    }
+    Ok(())
+}
+
+/// Reads the Portkey object: `_user` into `meta` when it has no user id yet, every other member
+/// into `fields` unless `meta.extra` already holds its key (a repeated key keeps its last value).
+struct Portkey<'a> {
+    meta: &'a mut RequestMetadata,
+    fields: &'a mut Map<String, Value>,
+}
+
+impl<'de> DeserializeSeed<'de> for Portkey<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Portkey<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut user = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if key.0 == "_user" && self.meta.user_id.is_some() {
+                // A header above Portkey's gave the user id: this one cannot win.
+                map.next_value::<IgnoredAny>()?;
+            } else if key.0 == "_user" {
+                user = map.next_value::<Foreign>()?.text();
+            } else if self.meta.extra.contains_key(key.0.as_ref()) {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                let value = map.next_value()?;
+                self.fields.insert(key.0.into_owned(), value);
+            }
+        }
+        if self.meta.user_id.is_none() {
+            self.meta.user_id = user;
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the header when it holds no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyText)
+    }
+}
+
+struct KeyText;
+
+impl<'de> Visitor<'de> for KeyText {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(text)))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(text.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::headers;
+
+    #[test]
+    fn header_dialects_rank_helicone_litellm_portkey_openrouter() {
+        let mut map = headers(&[
+            ("x-session-id", "or-session"),
+            (
+                "x-portkey-metadata",
+                r#"{"_user":"pk-user","team":"pk","env":"prod"}"#,
+            ),
+            ("x-litellm-trace-id", "lite-trace"),
+            ("x-litellm-end-user-id", "lite-user"),
+            ("helicone-property-team", "helicone"),
+            ("content-type", "application/json"),
+        ]);
+        let meta = take_headers(&mut map, &Sources::all(), true).unwrap();
+        assert_eq!(meta.user_id.as_deref(), Some("lite-user"));
+        assert_eq!(meta.trace_id.as_deref(), Some("lite-trace"));
+        assert_eq!(meta.extra["team"], "helicone");
+        assert_eq!(meta.extra["env"], "prod");
+        // Every dialect header is gone; the rest stays.
+        assert_eq!(map.len(), 1);
+        assert!(map.contains_key("content-type"));
+
+        // Portkey fills in a user only when no header above it gave one; OpenRouter the trace.
+        let mut map = headers(&[
+            ("x-portkey-metadata", r#"{"_user":"pk-user"}"#),
+            ("x-session-id", "or-session"),
+        ]);
+        let meta = take_headers(&mut map, &Sources::all(), false).unwrap();
+        assert_eq!(meta.user_id.as_deref(), Some("pk-user"));
+        assert_eq!(meta.trace_id.as_deref(), Some("or-session"));
+        assert_eq!(map.len(), 2, "not stripped when asked not to");
+    }
+
+    #[test]
+    fn portkey_object_is_read_like_a_json_parser_would() {
+        let read = |raw: &'static str| {
+            let mut map = headers(&[("x-portkey-metadata", raw)]);
+            take_headers(&mut map, &Sources::all(), true)
+        };
+        // Escaped keys decode; a repeated key keeps its last value; `_user` must be a string.
+        let meta = read(r#"{"\u0065nv":"a","env":"b","_user":1,"n":{"x":[1]}}"#).unwrap();
+        assert_eq!(meta.extra["env"], "b");
+        assert_eq!(meta.extra["n"], serde_json::json!({"x": [1]}));
+        assert_eq!(meta.user_id, None);
+        for bad in [r#"["a"]"#, r#"{"a":1} x"#, r#"{"a":"#, "null"] {
+            let error = read(bad).unwrap_err();
+            assert_eq!(error.param(), "x-portkey-metadata", "{bad}");
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Other gateways' metadata formats, read into the same [`RequestMetadata`].
+//!
+//! Teams move between gateways and mix SDKs; each gateway reads only its own format, so metadata is
+//! lost at every boundary. The server layer can read all of them ([`Sources`]):
+//!
+//! | source | carrier | `trace_id` | `user_id` | `tags` | `extra` |
+//! |---|---|---|---|---|---|
+//! | Requesty | body `requesty`, `X-Requesty-*` | `trace_id` | `user_id` | `tags` | `extra`, `X-Requesty-<Name>` |
+//! | Helicone | headers | `Helicone-Session-Id` | `Helicone-User-Id` | | `Helicone-Property-<Key>` → `<key>`; `Helicone-Session-Path` → `session_path`, `-Name` → `session_name` |
+//! | LiteLLM | body `litellm_metadata`, then `metadata` | `trace_id`, else `session_id` | `trace_user_id` | `tags` | `generation_name` |
+//! | LiteLLM | headers | `x-litellm-trace-id` | `x-litellm-end-user-id` | `x-litellm-tags` (comma-separated) | |
+//! | Portkey | header `x-portkey-metadata` (a JSON object) | | `_user` | | every other key |
+//! | OpenRouter | body | `trace.trace_id`, else `session_id` | | | `trace.trace_name`, `.span_name`, `.generation_name` |
+//! | OpenRouter | header `x-session-id` | the value | | | |
+//! | native | body `user` (OpenAI, OpenRouter) | | the value | | |
+//!
+//! When several are present, earlier sources win, field by field ([`RequestMetadata::with_fallback`]):
+//! Requesty's body member, Requesty's headers, the other dialects' body fields (LiteLLM, then
+//! OpenRouter), their headers (Helicone, LiteLLM, Portkey, OpenRouter), and last the native `user`.
+//! Tags are united in that order.
+//!
+//! Stripping follows the source: the headers of a source that is on are removed before the inner
+//! service (like `X-Requesty-*`, unless the layer keeps headers). Body fields are never removed,
+//! because `user` and `metadata` are the providers' own fields and OpenRouter's `session_id` and
+//! `trace` are OpenRouter's; only the `requesty` member is stripped.
+
+mod body;
+mod foreign;
+mod headers;
+
+pub(crate) use body::{conversation_id, fill_from_body, fill_native_user};
+pub(crate) use headers::take_headers;
+
+/// Which metadata formats the server layer reads; see [the module docs](self) for the mapping.
+///
+/// ```
+/// use requesty_metadata::dialects::Sources;
+/// use requesty_metadata::RequestyMetadataLayer;
+///
+/// let layer = RequestyMetadataLayer::new().sources(Sources::all().native_user(false));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sources {
+    requesty: bool,
+    helicone: bool,
+    litellm: bool,
+    portkey: bool,
+    openrouter: bool,
+    native_user: bool,
+}
+
+impl Default for Sources {
+    /// Requesty only.
+    fn default() -> Self {
+        Self::requesty_only()
+    }
+}
+
+macro_rules! switches {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        impl Sources {
+            $(
+                $(#[$doc])*
+                pub fn $name(mut self, on: bool) -> Self {
+                    self.$name = on;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+switches! {
+    /// Requesty's body member and `X-Requesty-*` headers.
+    requesty;
+    /// Helicone's `Helicone-*` headers.
+    helicone;
+    /// LiteLLM's body `metadata` and `x-litellm-*` headers.
+    litellm;
+    /// Portkey's `x-portkey-metadata` header.
+    portkey;
+    /// OpenRouter's body `session_id` and `trace`, and `x-session-id` header.
+    openrouter;
+    /// The body's `user` field, as the user id.
+    native_user;
+}
+
+impl Sources {
+    /// Requesty's body member and headers (the default).
+    pub fn requesty_only() -> Self {
+        Self {
+            requesty: true,
+            helicone: false,
+            litellm: false,
+            portkey: false,
+            openrouter: false,
+            native_user: false,
+        }
+    }
+
+    /// Every format this crate reads.
+    pub fn all() -> Self {
+        Self {
+            requesty: true,
+            helicone: true,
+            litellm: true,
+            portkey: true,
+            openrouter: true,
+            native_user: true,
+        }
+    }
+
+    pub(crate) fn reads_requesty(&self) -> bool {
+        self.requesty
+    }
+
+    fn foreign_headers(&self) -> bool {
+        self.helicone || self.litellm || self.portkey || self.openrouter
+    }
+}
