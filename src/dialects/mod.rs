@@ -1,4 +1,4 @@
-//! Other gateways' metadata formats, read into the same [`RequestMetadata`].
+//! Other gateways' metadata formats, read into the same [`RequestMetadata`](crate::RequestMetadata).
 //!
 //! Teams move between gateways and mix SDKs; each gateway reads only its own format, so metadata is
 //! lost at every boundary. The server layer can read all of them ([`Sources`]):
@@ -14,7 +14,7 @@
 //! | OpenRouter | header `x-session-id` | the value | | | |
 //! | native | body `user` (OpenAI, OpenRouter) | | the value | | |
 //!
-//! When several are present, earlier sources win, field by field ([`RequestMetadata::with_fallback`]):
+//! When several are present, earlier sources win, field by field ([`RequestMetadata::with_fallback`](crate::RequestMetadata::with_fallback)):
 //! Requesty's body member, Requesty's headers, the other dialects' body fields (LiteLLM, then
 //! OpenRouter), their headers (Helicone, LiteLLM, Portkey, OpenRouter), and last the native `user`.
 //! Tags are united in that order.
