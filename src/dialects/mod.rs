@@ -14,10 +14,11 @@
 //! | OpenRouter | header `x-session-id` | the value | | | |
 //! | native | body `user` (OpenAI, OpenRouter) | | the value | | |
 //!
-//! When several are present, earlier sources win, field by field ([`RequestMetadata::with_fallback`](crate::RequestMetadata::with_fallback)):
-//! Requesty's body member, Requesty's headers, the other dialects' body fields (LiteLLM, then
-//! OpenRouter), their headers (Helicone, LiteLLM, Portkey, OpenRouter), and last the native `user`.
-//! Tags are united in that order.
+//! When several are present, earlier sources win, field by field
+//! ([`RequestMetadata::with_fallback`](crate::RequestMetadata::with_fallback)): Requesty's body
+//! member, Requesty's headers, the other dialects' body fields (LiteLLM, then OpenRouter), their
+//! headers (Helicone, LiteLLM, Portkey, OpenRouter), and last the native `user`. Tags are united in
+//! that order.
 //!
 //! Stripping follows the source: the headers of a source that is on are removed before the inner
 //! service (like `X-Requesty-*`, unless the layer keeps headers). Body fields are never removed,
