@@ -166,18 +166,8 @@ impl RequestMetadata {
     /// [`with_fallback`](Self::with_fallback) in place, for chains of sources that would otherwise
     /// move the whole value in and out at every step.
     pub(crate) fn fill_from(&mut self, fallback: RequestMetadata) {
-        // The common cases in a chain of sources: most are absent.
+        // The common case in a chain of sources: most are absent.
         if fallback.is_empty() {
-            return;
-        }
-        if self.is_empty() {
-            *self = fallback;
-            // Its tags, without repeats.
-            let tags = std::mem::take(&mut self.tags);
-            self.tags.reserve(tags.len());
-            for tag in tags {
-                push_unique(&mut self.tags, tag);
-            }
             return;
         }
         for tag in fallback.tags {

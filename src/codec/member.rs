@@ -84,7 +84,7 @@ pub(crate) struct SentField {
 /// such a value.
 pub(crate) fn fields(raw: &[u8]) -> Option<Vec<SentField>> {
     let mut fields = Vec::new();
-    members(raw, |name, whole, value| {
+    members(std::str::from_utf8(raw).ok()?, |name, whole, value| {
         fields.push(SentField {
             name: name.into_owned(),
             whole,
@@ -94,16 +94,16 @@ pub(crate) fn fields(raw: &[u8]) -> Option<Vec<SentField>> {
     Some(fields)
 }
 
-/// Calls `visit` with each member of the JSON object `raw`, in order: its key decoded, the range
+/// Calls `visit` with each member of the JSON object `whole`, in order: its key decoded, the range
 /// from the key's opening quote to the value's end, and the value's range. Keys and scalars are
 /// read strictly; nested values only as far as finding their end. `None` (after some calls,
-/// perhaps) when `raw` is not such an object.
+/// perhaps) when `whole` is not such an object.
 pub(crate) fn members(
-    raw: &[u8],
+    whole: &str,
     mut visit: impl FnMut(Cow<'_, str>, Range<usize>, Range<usize>),
 ) -> Option<()> {
-    let whole = std::str::from_utf8(raw).ok()?;
-    // Nesting was bounded by the scan that found `raw`; crossing it again needs no recursion.
+    // Crossing nested values takes no recursion, so nesting needs no bound here; whoever reads a
+    // value (serde_json) bounds its own.
     let mut lx = Lexer::over_text(whole, usize::MAX);
     walk(&mut lx, b'{', b'}', |lx| {
         let start = lx.pos;

@@ -512,16 +512,14 @@ fn decode_string(raw: &[u8], escaped: bool) -> Option<String> {
     }
 }
 
-/// Calls `visit` with each member of the JSON object in `body[range]` (a top-level value the scan
-/// crossed): its key decoded and its value's JSON text. `None` when that is not a well-formed object.
+/// Calls `visit` with each member of the JSON object `text` (a value the scan crossed, or a header
+/// holding an object): its key decoded and its value's JSON text. `None` when `text` is not an
+/// object with well-formed keys and scalars.
 pub(crate) fn object_members<'a>(
-    body: &'a [u8],
-    range: Range<usize>,
+    text: &'a str,
     mut visit: impl FnMut(&str, &'a str),
 ) -> Option<()> {
-    let raw = body.get(range)?;
-    let text = std::str::from_utf8(raw).ok()?;
-    member::members(raw, |name, _, value| {
+    member::members(text, |name, _, value| {
         if let Some(value) = text.get(value) {
             visit(&name, value);
         }

@@ -54,9 +54,8 @@ pub(crate) fn rewrite(raw: &[u8], old: &RequestMetadata, new: &RequestMetadata) 
             }
         }
     }
-    let last = fields.last().map_or(1, |f| f.whole.end);
-    let closing = raw.len().saturating_sub(1);
-    out.after_sent(fields.len(), raw.get(last..closing).unwrap_or_default());
+    // A field sent last but not written leaves no gap for what follows.
+    out.next = None;
     // What the member lacked, in wire order: tags, the ids, extra, the origin, unknown fields.
     let fresh_texts = |out: &mut Members<'_>, range: std::ops::Range<usize>| {
         for i in range {
@@ -78,7 +77,10 @@ pub(crate) fn rewrite(raw: &[u8], old: &RequestMetadata, new: &RequestMetadata) 
             out.fresh(name, value);
         }
     }
-    out.finish()
+    // The whitespace before the closing brace, kept when the last field sent is still last.
+    let last = fields.last().map_or(1, |f| f.whole.end);
+    let closing = raw.len().saturating_sub(1);
+    out.finish(fields.len(), raw.get(last..closing).unwrap_or_default())
 }
 
 /// The object being written: `{`, then members separated by commas.
@@ -89,8 +91,6 @@ struct Members<'a> {
     last: Option<usize>,
     /// The field as sent about to be written, with what separated it from the one before it.
     next: Option<(usize, &'a [u8])>,
-    /// The whitespace before the closing brace, kept if the last field sent is written last.
-    trailing: (usize, &'a [u8]),
 }
 
 impl<'a> Members<'a> {
@@ -102,19 +102,12 @@ impl<'a> Members<'a> {
             empty: true,
             last: None,
             next: None,
-            trailing: (usize::MAX, b""),
         }
     }
 
     /// The next write is the field sent at place `at`, preceded by `gap` as sent.
     fn next_is(&mut self, at: usize, gap: &'a [u8]) {
         self.next = Some((at, gap));
-    }
-
-    /// The fields as sent are done (there were `count`); `trailing` closed them.
-    fn after_sent(&mut self, count: usize, trailing: &'a [u8]) {
-        self.next = None;
-        self.trailing = (count, trailing);
     }
 
     fn separate(&mut self) {
@@ -220,9 +213,9 @@ impl<'a> Members<'a> {
         }
     }
 
-    fn finish(mut self) -> Vec<u8> {
-        let (count, trailing) = self.trailing;
-        if count > 0 && self.last == Some(count - 1) {
+    /// Closes the object; `trailing` followed the last of the `sent` fields.
+    fn finish(mut self, sent: usize, trailing: &[u8]) -> Vec<u8> {
+        if sent > 0 && self.last == Some(sent - 1) {
             self.buf.extend_from_slice(trailing);
         }
         self.buf.push(b'}');

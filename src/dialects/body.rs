@@ -6,6 +6,7 @@ use super::Sources;
 use crate::codec::{self, conversation, Members, Scan};
 use crate::RequestMetadata;
 use sha2::{Digest, Sha256};
+use std::ops::Range;
 
 /// Fills what `meta` still lacks from the other dialects' body fields (LiteLLM, then OpenRouter),
 /// which rank below it: tags are added, ids and `extra` keys are only ever filled in. A field that
@@ -23,28 +24,24 @@ pub(crate) fn fill_from_body(
             fill_litellm(meta, body, range);
         }
     }
-    if let (true, Some(range)) = (sources.openrouter, members.trace.clone()) {
-        let mut trace_id = None;
-        let mut named = [
-            ("trace_name", None),
-            ("span_name", None),
-            ("generation_name", None),
-        ];
-        let read = codec::object_members(body, range, |name, value| {
-            if name == "trace_id" {
-                trace_id = Some(value);
-            } else if let Some((_, slot)) = named.iter_mut().find(|(key, _)| *key == name) {
-                *slot = Some(value);
-            }
-        });
-        if read.is_some() {
-            if meta.trace_id.is_none() {
-                meta.trace_id = Foreign::read(trace_id).text();
-            }
-            for (key, value) in named {
-                if let Some(value) = Foreign::read(value).text() {
-                    meta.extra.entry(key).or_insert_with(|| value.into());
-                }
+    if let (true, Some([trace_id, trace_name, span_name, generation_name])) = (
+        sources.openrouter,
+        named(
+            body,
+            members.trace.clone(),
+            ["trace_id", "trace_name", "span_name", "generation_name"],
+        ),
+    ) {
+        if meta.trace_id.is_none() {
+            meta.trace_id = Foreign::read(trace_id).text();
+        }
+        for (key, value) in [
+            ("trace_name", trace_name),
+            ("span_name", span_name),
+            ("generation_name", generation_name),
+        ] {
+            if let Some(value) = Foreign::read(value).text() {
+                meta.extra.entry(key).or_insert_with(|| value.into());
             }
         }
     }
@@ -54,56 +51,60 @@ pub(crate) fn fill_from_body(
 }
 
 /// Fills what `meta` lacks from a LiteLLM metadata object at `body[range]`.
-fn fill_litellm(meta: &mut RequestMetadata, body: &[u8], range: std::ops::Range<usize>) {
-    let mut fields = LiteLlm::default();
-    let read = codec::object_members(body, range, |name, value| {
-        let slot = match name {
-            "tags" => &mut fields.tags,
-            "trace_id" => &mut fields.trace_id,
-            "session_id" => &mut fields.session_id,
-            "trace_user_id" => &mut fields.trace_user_id,
-            "generation_name" => &mut fields.generation_name,
-            _ => return,
-        };
-        *slot = Some(value);
-    });
-    if read.is_none() {
+fn fill_litellm(meta: &mut RequestMetadata, body: &[u8], range: Range<usize>) {
+    let Some([tags, trace_id, session_id, trace_user_id, generation_name]) = named(
+        body,
+        Some(range),
+        [
+            "tags",
+            "trace_id",
+            "session_id",
+            "trace_user_id",
+            "generation_name",
+        ],
+    ) else {
         return;
-    }
-    for tag in Foreign::read(fields.tags).list() {
+    };
+    for tag in Foreign::read(tags).list() {
         if !meta.tags.contains(&tag) {
             meta.tags.push(tag);
         }
     }
     // Only what can still win is decoded.
     if meta.trace_id.is_none() {
-        meta.trace_id = Foreign::read(fields.trace_id)
+        meta.trace_id = Foreign::read(trace_id)
             .text()
-            .or_else(|| Foreign::read(fields.session_id).text());
+            .or_else(|| Foreign::read(session_id).text());
     }
     if meta.user_id.is_none() {
-        meta.user_id = Foreign::read(fields.trace_user_id).text();
+        meta.user_id = Foreign::read(trace_user_id).text();
     }
-    if let Some(name) = Foreign::read(fields.generation_name).text() {
+    if let Some(name) = Foreign::read(generation_name).text() {
         meta.extra
             .entry("generation_name")
             .or_insert_with(|| name.into());
     }
 }
 
-/// The JSON text of a top-level member's value.
-fn json_text(body: &[u8], range: Option<std::ops::Range<usize>>) -> Option<&str> {
-    std::str::from_utf8(body.get(range?)?).ok()
+/// The JSON text of the fields `names` in the object at `body[range]`, in the order asked; anything
+/// else in it is skipped unread. `None` when the value is not an object.
+fn named<'a, const N: usize>(
+    body: &'a [u8],
+    range: Option<Range<usize>>,
+    names: [&str; N],
+) -> Option<[Option<&'a str>; N]> {
+    let mut found = [None; N];
+    codec::object_members(json_text(body, range)?, |name, value| {
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            found[i] = Some(value);
+        }
+    })?;
+    Some(found)
 }
 
-/// The fields LiteLLM reads from `metadata`, as JSON text; anything else in it is skipped unread.
-#[derive(Default)]
-struct LiteLlm<'a> {
-    tags: Option<&'a str>,
-    trace_id: Option<&'a str>,
-    session_id: Option<&'a str>,
-    trace_user_id: Option<&'a str>,
-    generation_name: Option<&'a str>,
+/// The JSON text of a top-level member's value.
+fn json_text(body: &[u8], range: Option<Range<usize>>) -> Option<&str> {
+    std::str::from_utf8(body.get(range?)?).ok()
 }
 
 /// Fills the user id from the body's native `user` field, the last-ranked source; it is read only

@@ -3,13 +3,12 @@
 
 use super::foreign::Foreign;
 use super::Sources;
+use crate::codec;
 use crate::error::{ErrorKind, MetadataError};
 use crate::RequestMetadata;
 use http::header::{HeaderMap, HeaderName};
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
-use std::borrow::Cow;
 
 /// A header another gateway reads metadata from, as recognized when its source is on.
 #[derive(Clone, Copy)]
@@ -168,99 +167,45 @@ struct Ids<'a> {
 }
 
 /// Portkey's metadata header: a JSON object whose `_user` is the user id. It ranks below the
-/// dialects already in `meta`, so it only fills what they left empty; values that cannot win are
-/// skipped unbuilt.
+/// dialects already in `meta`, so it only fills what they left empty. Every value is checked as a
+/// JSON parser would; values that cannot win are not built, and a repeated key keeps its last value.
 fn portkey_metadata(raw: &str, meta: &mut RequestMetadata) -> Result<(), MetadataError> {
+    let mut user = None;
     let mut fields = Map::new();
-    let mut json = serde_json::Deserializer::from_str(raw);
-    let read = Portkey {
-        meta,
-        fields: &mut fields,
-    }
-    .deserialize(&mut json)
-    .and_then(|()| json.end());
-    if read.is_err() {
+    let mut valid = true;
+    let object = codec::object_members(raw, |name, value| {
+        let checked = if name == "_user" && meta.user_id.is_none() {
+            serde_json::from_str::<Foreign>(value)
+                .map(|found| user = found.text())
+                .is_ok()
+        } else if name == "_user" || meta.extra.contains_key(name) {
+            // A source above Portkey's already gave it: checked, not built.
+            serde_json::from_str::<IgnoredAny>(value).is_ok()
+        } else {
+            match serde_json::from_str::<Value>(value) {
+                Ok(value) => {
+                    fields.insert(name.to_owned(), value);
+                    true
+                }
+                Err(_) => false,
+            }
+        };
+        valid &= checked;
+    });
+    if object.is_none() || !valid {
         return Err(MetadataError::new(
             ErrorKind::InvalidHeader,
             "x-portkey-metadata",
             "header `x-portkey-metadata` must be a JSON object",
         ));
     }
+    if meta.user_id.is_none() {
+        meta.user_id = user;
+    }
     for (key, value) in fields {
         meta.extra.entry(key).or_insert(value);
     }
     Ok(())
-}
-
-/// Reads the Portkey object: `_user` into `meta` when it has no user id yet, every other member
-/// into `fields` unless `meta.extra` already holds its key (a repeated key keeps its last value).
-struct Portkey<'a> {
-    meta: &'a mut RequestMetadata,
-    fields: &'a mut Map<String, Value>,
-}
-
-impl<'de> DeserializeSeed<'de> for Portkey<'_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Portkey<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut user = None;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            if key.0 == "_user" && self.meta.user_id.is_some() {
-                // A header above Portkey's gave the user id: this one cannot win.
-                map.next_value::<IgnoredAny>()?;
-            } else if key.0 == "_user" {
-                user = map.next_value::<Foreign>()?.text();
-            } else if self.meta.extra.contains_key(key.0.as_ref()) {
-                map.next_value::<IgnoredAny>()?;
-            } else {
-                let value = map.next_value()?;
-                self.fields.insert(key.0.into_owned(), value);
-            }
-        }
-        if self.meta.user_id.is_none() {
-            self.meta.user_id = user;
-        }
-        Ok(())
-    }
-}
-
-/// An object key, borrowed from the header when it holds no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(KeyText)
-    }
-}
-
-struct KeyText;
-
-impl<'de> Visitor<'de> for KeyText {
-    type Value = Key<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Borrowed(text)))
-    }
-
-    fn visit_str<E>(self, text: &str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(text.to_owned())))
-    }
 }
 
 #[cfg(test)]
@@ -312,7 +257,14 @@ mod tests {
         assert_eq!(meta.extra["env"], "b");
         assert_eq!(meta.extra["n"], serde_json::json!({"x": [1]}));
         assert_eq!(meta.user_id, None);
-        for bad in [r#"["a"]"#, r#"{"a":1} x"#, r#"{"a":"#, "null"] {
+        for bad in [
+            r#"["a"]"#,
+            r#"{"a":1} x"#,
+            r#"{"a":"#,
+            "null",
+            r#"{"a":[1,]}"#,
+            r#"{"_user":{"x":}}"#,
+        ] {
             let error = read(bad).unwrap_err();
             assert_eq!(error.param(), "x-portkey-metadata", "{bad}");
         }
