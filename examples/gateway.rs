@@ -103,6 +103,7 @@ async fn main() -> ExitCode {
         .expect("no other rustls crypto provider is installed yet");
 
     let log_format = args.log_format;
+    access_log::start();
     let layer = RequestyMetadataLayer::new()
         .keep_body_metadata(args.keep_metadata)
         .keep_headers(args.keep_metadata)
@@ -152,10 +153,11 @@ async fn main() -> ExitCode {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("shutting down: finishing requests in flight");
     };
-    if let Err(error) = axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await
-    {
+        .await;
+    access_log::flush();
+    if let Err(error) = served {
         eprintln!("gateway: server error: {error}");
         return ExitCode::FAILURE;
     }
@@ -328,8 +330,79 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
             line
         }
     };
-    // A closed stdout (e.g. piped into `head`) must not take the server down.
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
+    access_log::write_line(&line);
+}
+
+/// The access log's way to stdout. Lines gather in memory and a thread of their own writes them out
+/// a few milliseconds later, many at a time: a request never waits on a write to stdout (a blocking
+/// call on an async worker, slow when stdout is a slow pipe), and the workers never queue for
+/// stdout's lock.
+mod access_log {
+    use std::io::Write;
+    use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+    use std::time::Duration;
+
+    /// The longest a line waits before it is written.
+    const INTERVAL: Duration = Duration::from_millis(10);
+    /// Past this much waiting text the request that adds to it writes it out itself, so memory stays
+    /// bounded when stdout cannot keep up; no line is dropped.
+    const MAX_PENDING: usize = 1 << 20;
+
+    static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+    /// Signalled when the first line lands in an empty buffer.
+    static READY: Condvar = Condvar::new();
+
+    fn pending() -> MutexGuard<'static, Vec<u8>> {
+        PENDING.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the thread that writes the lines out.
+    pub fn start() {
+        std::thread::spawn(|| {
+            let mut batch = Vec::new();
+            loop {
+                let mut waiting = pending();
+                while waiting.is_empty() {
+                    waiting = READY.wait(waiting).unwrap_or_else(PoisonError::into_inner);
+                }
+                drop(waiting);
+                // Let more lines join this write.
+                std::thread::sleep(INTERVAL);
+                flush_with(&mut batch);
+            }
+        });
+    }
+
+    /// Queues one line.
+    pub fn write_line(line: &str) {
+        let mut waiting = pending();
+        let first = waiting.is_empty();
+        waiting.extend_from_slice(line.as_bytes());
+        waiting.push(b'\n');
+        let full = waiting.len() >= MAX_PENDING;
+        drop(waiting);
+        if full {
+            flush();
+        } else if first {
+            READY.notify_one();
+        }
+    }
+
+    /// Writes out every queued line now (at shutdown, and when too much waits).
+    pub fn flush() {
+        flush_with(&mut Vec::new());
+    }
+
+    /// Swaps the queued lines into `batch` and writes them. Holding stdout's lock while taking the
+    /// lines keeps batches in order when two flushes race.
+    fn flush_with(batch: &mut Vec<u8>) {
+        let mut out = std::io::stdout().lock();
+        std::mem::swap(&mut *pending(), batch);
+        // A closed stdout (e.g. piped into `head`) must not take the server down.
+        let _ = out.write_all(batch);
+        let _ = out.flush();
+        batch.clear();
+    }
 }
 
 /// An OpenAI-style error, the shape LLM clients know how to show.
