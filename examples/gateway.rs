@@ -11,9 +11,9 @@
 //!
 //! Either way the layer reads the request's metadata (a `requesty` body member, `X-Requesty-*`,
 //! `HTTP-Referer` and `X-Title` headers), strips it unless `--keep-metadata`, and once the response
-//! body has ended writes one access-log line to stdout. `--without-layer` serves the same routes
-//! without it (no metadata handling, no access log), to measure what the layer costs
-//! (`examples/load.rs`). Try:
+//! body has ended writes one access-log line to stdout (in batches, every 10 ms). `--without-layer`
+//! serves the same routes without it (no metadata handling, no access log), to measure what the
+//! layer costs (`examples/load.rs`). Try:
 //!
 //! ```text
 //! curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \

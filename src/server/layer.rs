@@ -202,6 +202,12 @@ impl<M, R> RequestyMetadataLayer<M, R> {
     /// Calls `f` once per request, after the response body has ended or was dropped: the place for
     /// an access log or analytics.
     ///
+    /// `f` runs on the task that polls the response body, as its last frame passes: often before
+    /// the server has written that frame out. Keep it short and non-blocking. A blocking write per
+    /// request (to stdout, a file, a socket) stalls the runtime's worker and, under load, makes the
+    /// workers queue for the writer's lock; hand lines to a buffer or channel that a thread of its
+    /// own writes out, as the gateway demo does with its access log.
+    ///
     /// ```
     /// use requesty_metadata::{server::Completion, RequestyMetadataLayer};
     ///
