@@ -30,6 +30,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use requesty_metadata::server::Completion;
 use requesty_metadata::RequestyMetadataLayer;
@@ -133,6 +134,13 @@ async fn main() -> ExitCode {
     let addr = listener
         .local_addr()
         .expect("a bound listener has a local address");
+    // Stream frames go out as they are written: with Nagle's algorithm on, a small frame waits for
+    // the peer to acknowledge the one before it, up to its delayed-ACK timeout (40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "cannot turn off Nagle's algorithm on a connection");
+        }
+    });
     println!("gateway listening on http://{addr}");
     // Flushed now: a script waiting for this line may be reading through a pipe.
     let _ = std::io::stdout().flush();
