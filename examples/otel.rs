@@ -22,6 +22,7 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
@@ -102,6 +103,13 @@ async fn main() -> ExitCode {
     let addr = listener
         .local_addr()
         .map_or(args.listen.clone(), |a| a.to_string());
+    // Stream frames go out as they are written, not held back by Nagle's algorithm until the client
+    // acknowledges the frame before (its delayed ACK waits up to 40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            eprintln!("otel: cannot turn off Nagle's algorithm on a connection: {error}");
+        }
+    });
     let sink = args.endpoint.as_deref().unwrap_or("stdout");
     eprintln!("listening on http://{addr}; spans to {sink}; Ctrl-C to stop");
 
