@@ -3,7 +3,7 @@
 //! ```text
 //! cargo build --release --example gateway
 //! cargo run --release --example load -- [--quick] [--duration SECS] [--reps N] [--max-requests N]
-//!                                       [--gateway PATH] [--strict]
+//!                                       [--gateway PATH] [--proxy] [--strict]
 //! ```
 //!
 //! For each case (request body of 1 KB, 32 KB or 1 MB; streaming or not; 1, 16 or 128 requests in
@@ -14,6 +14,10 @@
 //! p50/p99 latency (from sending the request to the last byte of the response), the gateway's CPU
 //! time per request and its peak resident memory (`VmHWM`), with the layer on vs. off, and checks
 //! the target: at 1 KB and 128 in flight, throughput on ≥ 0.95× off and p99 on ≤ 1.1× off.
+//!
+//! With `--proxy` the gateway under test answers nothing itself: it forwards every request to a
+//! second gateway (started once, without the layer, answering from its mock), the shape of a real
+//! deployment. The figures are still the first gateway's.
 //!
 //! Every run stops by itself: at its deadline, at its request cap, or when a request takes longer
 //! than 30 s. Each gateway is killed when its run ends. `--quick` runs a few cases in under a
@@ -32,7 +36,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
-usage: load [--quick] [--duration SECS] [--reps N] [--max-requests N] [--gateway PATH] [--strict]
+usage: load [--quick] [--duration SECS] [--reps N] [--max-requests N] [--gateway PATH] [--proxy]
+            [--strict]
 
   --quick            a few cases, for a check in under a minute (default: the full matrix)
   --duration SECS    measured time per run (default 3, quick 2), after a short warm-up
@@ -40,6 +45,8 @@ usage: load [--quick] [--duration SECS] [--reps N] [--max-requests N] [--gateway
                      quick 1); the target case always gets at least 5
   --max-requests N   most requests per run (default 200000)
   --gateway PATH     the gateway binary (default: target/release/examples/gateway next to this one)
+  --proxy            the gateway under test forwards to a second gateway's mock (--upstream)
+                     instead of answering from its own
   --strict           exit with status 1 when the target is missed
 ";
 
@@ -55,6 +62,7 @@ struct Args {
     reps: usize,
     max_requests: u64,
     gateway: Option<PathBuf>,
+    proxy: bool,
     strict: bool,
 }
 
@@ -118,6 +126,20 @@ fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime");
 
+    // Up for the whole run, so every case of both modes forwards to the same process.
+    let upstream = if args.proxy {
+        match Gateway::start(&gateway, Mode::Off, None) {
+            Ok(upstream) => Some(upstream),
+            Err(message) => {
+                eprintln!("load: the upstream gateway: {message}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let upstream_url = upstream.as_ref().map(|u| format!("http://{}", u.addr));
+
     let cases = cases(args.quick);
     let started = Instant::now();
     let mut results: Vec<(Case, Run, Run)> = Vec::new();
@@ -136,7 +158,14 @@ fn main() -> ExitCode {
                 [Mode::On, Mode::Off]
             };
             for mode in order {
-                let run = match runtime.block_on(run_once(&gateway, mode, *case, &body, &args)) {
+                let run = match runtime.block_on(run_once(
+                    &gateway,
+                    upstream_url.as_deref(),
+                    mode,
+                    *case,
+                    &body,
+                    &args,
+                )) {
                     Ok(run) => run,
                     Err(message) => {
                         eprintln!("load: {message}");
@@ -166,8 +195,13 @@ fn main() -> ExitCode {
     }
 
     println!();
+    let answering = if args.proxy {
+        "forwarding to a second gateway's mock provider"
+    } else {
+        "with the mock provider"
+    };
     println!(
-        "Gateway demo with the mock provider (no stream delay), loopback, {} s per run after a {} ms warm-up; medians over runs; layer off vs. on.",
+        "Gateway demo {answering} (no stream delay), loopback, {} s per run after a {} ms warm-up; medians over runs; layer off vs. on.",
         args.duration.as_secs_f64(),
         WARM_UP.as_millis()
     );
@@ -227,6 +261,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     let mut reps = None;
     let mut max_requests = 200_000;
     let mut gateway = None;
+    let mut proxy = false;
     let mut strict = false;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -234,6 +269,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "-h" | "--help" => return Ok(None),
             "--quick" => quick = true,
             "--strict" => strict = true,
+            "--proxy" => proxy = true,
             "--duration" => {
                 let secs: f64 = value(&arg)?
                     .parse()
@@ -262,6 +298,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         reps: reps.unwrap_or(if quick { 1 } else { 2 }),
         max_requests,
         gateway,
+        proxy,
         strict,
     }))
 }
@@ -349,7 +386,8 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn start(path: &PathBuf, mode: Mode) -> Result<Self, String> {
+    /// Starts the gateway at `path`, answering from its mock or, given `upstream`, forwarding there.
+    fn start(path: &PathBuf, mode: Mode, upstream: Option<&str>) -> Result<Self, String> {
         // A free port: bound and released here, then taken by the child (retried if it lost it).
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
@@ -369,6 +407,9 @@ impl Gateway {
                 .stderr(Stdio::null());
             if mode == Mode::Off {
                 command.arg("--without-layer");
+            }
+            if let Some(url) = upstream {
+                command.arg("--upstream").arg(url);
             }
             let child = command
                 .spawn()
@@ -422,12 +463,13 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// Starts a gateway, warms it up, measures, and stops it.
 async fn run_once(
     path: &PathBuf,
+    upstream: Option<&str>,
     mode: Mode,
     case: Case,
     body: &Bytes,
     args: &Args,
 ) -> Result<Run, String> {
-    let gateway = Gateway::start(path, mode)?;
+    let gateway = Gateway::start(path, mode, upstream)?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: HttpClient = Client::builder(TokioExecutor::new())
