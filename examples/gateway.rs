@@ -104,7 +104,9 @@ async fn main() -> ExitCode {
         .expect("no other rustls crypto provider is installed yet");
 
     let log_format = args.log_format;
-    access_log::start();
+    if !args.without_layer {
+        access_log::start();
+    }
     let layer = RequestyMetadataLayer::new()
         .keep_body_metadata(args.keep_metadata)
         .keep_headers(args.keep_metadata)

@@ -204,7 +204,8 @@ impl RequestMetadata {
     }
 }
 
-fn push_unique(tags: &mut Vec<String>, tag: String) {
+/// Adds `tag` unless `tags` already holds it.
+pub(crate) fn push_unique(tags: &mut Vec<String>, tag: String) {
     if !tags.contains(&tag) {
         tags.push(tag);
     }

@@ -4,6 +4,7 @@
 use super::foreign::Foreign;
 use super::Sources;
 use crate::codec::{self, conversation, Members, Scan};
+use crate::metadata::push_unique;
 use crate::RequestMetadata;
 use sha2::{Digest, Sha256};
 use std::ops::Range;
@@ -18,19 +19,26 @@ pub(crate) fn fill_from_body(
     sources: &Sources,
 ) {
     let members = scan.members();
-    // LiteLLM's own object first: `metadata` may be the provider's.
-    for range in [&members.litellm_metadata, &members.metadata] {
-        if let (true, Some(range)) = (sources.litellm, range.clone()) {
-            fill_litellm(meta, body, range);
+    if sources.litellm {
+        // LiteLLM's own object first: `metadata` may be the provider's.
+        for range in [&members.litellm_metadata, &members.metadata]
+            .into_iter()
+            .flatten()
+        {
+            fill_litellm(meta, body, range.clone());
         }
     }
-    if let (true, Some([trace_id, trace_name, span_name, generation_name])) = (
-        sources.openrouter,
-        named(
-            body,
-            members.trace.clone(),
-            ["trace_id", "trace_name", "span_name", "generation_name"],
-        ),
+    if sources.openrouter {
+        fill_openrouter(meta, body, members);
+    }
+}
+
+/// Fills what `meta` lacks from OpenRouter's `trace` object, then its `session_id`.
+fn fill_openrouter(meta: &mut RequestMetadata, body: &[u8], members: &Members) {
+    if let Some([trace_id, trace_name, span_name, generation_name]) = named(
+        body,
+        members.trace.clone(),
+        ["trace_id", "trace_name", "span_name", "generation_name"],
     ) {
         if meta.trace_id.is_none() {
             meta.trace_id = Foreign::read(trace_id).text();
@@ -45,7 +53,7 @@ pub(crate) fn fill_from_body(
             }
         }
     }
-    if sources.openrouter && meta.trace_id.is_none() {
+    if meta.trace_id.is_none() {
         meta.trace_id = Foreign::read(json_text(body, members.session_id.clone())).text();
     }
 }
@@ -66,9 +74,7 @@ fn fill_litellm(meta: &mut RequestMetadata, body: &[u8], range: Range<usize>) {
         return;
     };
     for tag in Foreign::read(tags).list() {
-        if !meta.tags.contains(&tag) {
-            meta.tags.push(tag);
-        }
+        push_unique(&mut meta.tags, tag);
     }
     // Only what can still win is decoded.
     if meta.trace_id.is_none() {
@@ -181,6 +187,12 @@ mod tests {
         assert_eq!(
             from_body(r#"{"metadata":["trace_id"],"trace":"t"}"#),
             RequestMetadata::default()
-        );
+        ); // A source that is off is not read.
+        let body = r#"{"trace":{"trace_id":"or"},"session_id":"sid","metadata":{"tags":["l"]}}"#;
+        let scan = codec::scan(body.as_bytes(), &crate::Limits::default()).unwrap();
+        let mut meta = RequestMetadata::default();
+        let off = Sources::all().openrouter(false).litellm(false);
+        fill_from_body(&mut meta, body.as_bytes(), &scan, &off);
+        assert_eq!(meta, RequestMetadata::default());
     }
 }

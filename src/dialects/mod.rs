@@ -76,7 +76,7 @@ switches! {
     requesty;
     /// Helicone's `Helicone-*` headers.
     helicone;
-    /// LiteLLM's body `metadata` and `x-litellm-*` headers.
+    /// LiteLLM's body `litellm_metadata` and `metadata`, and `x-litellm-*` headers.
     litellm;
     /// Portkey's `x-portkey-metadata` header.
     portkey;
