@@ -3,7 +3,7 @@
 //! ```text
 //! cargo build --release --example gateway
 //! cargo run --release --example load -- [--quick] [--duration SECS] [--reps N] [--max-requests N]
-//!                                       [--gateway PATH] [--proxy] [--strict]
+//!                                       [--gateway PATH] [--proxy] [--pin] [--strict]
 //! ```
 //!
 //! For each case (request body of 1 KB, 32 KB or 1 MB; streaming or not; 1, 16 or 128 requests in
@@ -18,6 +18,13 @@
 //! With `--proxy` the gateway under test answers nothing itself: it forwards every request to a
 //! second gateway (started once, without the layer, answering from its mock), the shape of a real
 //! deployment. The figures are still the first gateway's.
+//!
+//! With `--pin` the gateway under test runs on CPU 0 alone (so its runtime has one worker) and this
+//! generator, with the upstream gateway of `--proxy`, on the other CPUs. Unpinned, the two compete
+//! for the same cores, and a lighter gateway leaves more CPU to the generator, which then sends
+//! faster: the on/off ratios mix the layer's cost with the scheduler's choices. Pinned, the gateway's
+//! throughput is set by its own CPU time per request. It needs `taskset` (util-linux) and at least
+//! two CPUs.
 //!
 //! Every run stops by itself: at its deadline, at its request cap, or when a request takes longer
 //! than 30 s. Each gateway is killed when its run ends. `--quick` runs a few cases in under a
@@ -37,7 +44,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 usage: load [--quick] [--duration SECS] [--reps N] [--max-requests N] [--gateway PATH] [--proxy]
-            [--strict]
+            [--pin] [--strict]
 
   --quick            a few cases, for a check in under a minute (default: the full matrix)
   --duration SECS    measured time per run (default 3, quick 2), after a short warm-up
@@ -47,6 +54,8 @@ usage: load [--quick] [--duration SECS] [--reps N] [--max-requests N] [--gateway
   --gateway PATH     the gateway binary (default: target/release/examples/gateway next to this one)
   --proxy            the gateway under test forwards to a second gateway's mock (--upstream)
                      instead of answering from its own
+  --pin              the gateway under test on CPU 0 alone, the load generator (and the upstream
+                     of --proxy) on the other CPUs; needs taskset (util-linux) and 2+ CPUs
   --strict           exit with status 1 when the target is missed
 ";
 
@@ -63,6 +72,7 @@ struct Args {
     max_requests: u64,
     gateway: Option<PathBuf>,
     proxy: bool,
+    pin: bool,
     strict: bool,
 }
 
@@ -120,6 +130,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let gateway_cpu = if args.pin {
+        match pin_self() {
+            Ok(cpu) => Some(cpu),
+            Err(message) => {
+                eprintln!("load: --pin: {message}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -128,7 +149,7 @@ fn main() -> ExitCode {
 
     // Up for the whole run, so every case of both modes forwards to the same process.
     let upstream = if args.proxy {
-        match Gateway::start(&gateway, Mode::Off, None) {
+        match Gateway::start(&gateway, Mode::Off, None, None) {
             Ok(upstream) => Some(upstream),
             Err(message) => {
                 eprintln!("load: the upstream gateway: {message}");
@@ -161,6 +182,7 @@ fn main() -> ExitCode {
                 let run = match runtime.block_on(run_once(
                     &gateway,
                     upstream_url.as_deref(),
+                    gateway_cpu.as_deref(),
                     mode,
                     *case,
                     &body,
@@ -262,6 +284,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     let mut max_requests = 200_000;
     let mut gateway = None;
     let mut proxy = false;
+    let mut pin = false;
     let mut strict = false;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -270,6 +293,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--quick" => quick = true,
             "--strict" => strict = true,
             "--proxy" => proxy = true,
+            "--pin" => pin = true,
             "--duration" => {
                 let secs: f64 = value(&arg)?
                     .parse()
@@ -299,6 +323,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         max_requests,
         gateway,
         proxy,
+        pin,
         strict,
     }))
 }
@@ -386,8 +411,14 @@ struct Gateway {
 }
 
 impl Gateway {
-    /// Starts the gateway at `path`, answering from its mock or, given `upstream`, forwarding there.
-    fn start(path: &PathBuf, mode: Mode, upstream: Option<&str>) -> Result<Self, String> {
+    /// Starts the gateway at `path`, answering from its mock or, given `upstream`, forwarding there;
+    /// given `cpu`, it runs on that CPU alone (see [`pin_self`]).
+    fn start(
+        path: &PathBuf,
+        mode: Mode,
+        upstream: Option<&str>,
+        cpu: Option<&str>,
+    ) -> Result<Self, String> {
         // A free port: bound and released here, then taken by the child (retried if it lost it).
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
@@ -395,7 +426,13 @@ impl Gateway {
                 .map_err(|e| format!("no free loopback port: {e}"))?
                 .port();
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let mut command = Command::new(path);
+            let mut command = if let Some(cpu) = cpu {
+                let mut taskset = Command::new("taskset");
+                taskset.arg("--cpu-list").arg(cpu).arg(path);
+                taskset
+            } else {
+                Command::new(path)
+            };
             command
                 .arg("--listen")
                 .arg(addr.to_string())
@@ -434,6 +471,58 @@ impl Gateway {
     }
 }
 
+/// Splits the CPUs this process may use: the first for the gateway under test, the others for this
+/// process, every thread of it and whatever it starts later (the upstream of `--proxy`). Returns the
+/// gateway's CPU.
+fn pin_self() -> Result<String, String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
+    let allowed = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .ok_or("/proc/self/status has no Cpus_allowed_list")?;
+    let cpus =
+        cpu_list(allowed.trim()).ok_or_else(|| format!("cannot read CPU list {allowed:?}"))?;
+    let [gateway, rest @ ..] = cpus.as_slice() else {
+        return Err("no CPU is allowed".into());
+    };
+    if rest.is_empty() {
+        return Err(format!(
+            "needs at least 2 CPUs, this process may use CPU {gateway} only"
+        ));
+    }
+    let rest: Vec<String> = rest.iter().map(u32::to_string).collect();
+    let status = Command::new("taskset")
+        .arg("--all-tasks")
+        .arg("--pid")
+        .arg("--cpu-list")
+        .arg(rest.join(","))
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run taskset (util-linux): {e}"))?;
+    if !status.success() {
+        return Err(format!("taskset failed ({status})"));
+    }
+    Ok(gateway.to_string())
+}
+
+/// The CPUs of a list such as `0-3,8,10-11`.
+fn cpu_list(list: &str) -> Option<Vec<u32>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        let (first, last): (u32, u32) = match part.split_once('-') {
+            Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+            None => {
+                let cpu = part.parse().ok()?;
+                (cpu, cpu)
+            }
+        };
+        cpus.extend(first..=last);
+    }
+    Some(cpus)
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -464,12 +553,13 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 async fn run_once(
     path: &PathBuf,
     upstream: Option<&str>,
+    gateway_cpu: Option<&str>,
     mode: Mode,
     case: Case,
     body: &Bytes,
     args: &Args,
 ) -> Result<Run, String> {
-    let gateway = Gateway::start(path, mode, upstream)?;
+    let gateway = Gateway::start(path, mode, upstream, gateway_cpu)?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: HttpClient = Client::builder(TokioExecutor::new())
