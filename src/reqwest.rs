@@ -163,7 +163,7 @@ fn traced(response: reqwest::Response, span: Span, start: Instant) -> reqwest::R
         parts.extensions.extend(std::mem::take(extensions));
     }
     let declared = declared_length(&parts.headers);
-    let tracker = Tracker::new(span, None, parts.status, start, Some(&parts.headers));
+    let tracker = Tracker::for_response(span, start, parts.status, &parts.headers);
     let body = reqwest::Body::wrap(ResponseBody::inner(body, Some(tracker), declared));
     reqwest::Response::from(http::Response::from_parts(parts, body))
 }

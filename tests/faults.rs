@@ -1014,3 +1014,139 @@ async fn an_empty_frame_between_cr_and_lf_does_not_end_the_event() {
     let with_empty_frame = read(&[b"data: {\"id\":\r", b"", b"\ndata: \"x\"}\r\n\r\n"]);
     assert_eq!(with_empty_frame, whole, "an empty frame changed the events");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The end of a request that never got, or never sent, a response body.
+// ---------------------------------------------------------------------------------------------
+
+/// A handler that never answers; `live` counts its pending calls.
+async fn never(State(live): State<Live>) -> Response {
+    let _guard = live.guard();
+    std::future::pending::<()>().await;
+    unreachable!("a pending future never resolves")
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_is_reported_once_as_not_completed() {
+    let (recorder, _guard) = Recorder::install();
+    let completions = Arc::new(Mutex::new(Vec::new()));
+    let layer = RequestyMetadataLayer::new().on_complete({
+        let completions = completions.clone();
+        move |done| {
+            let trace = done.metadata.and_then(|m| m.trace_id.clone());
+            completions
+                .lock()
+                .unwrap()
+                .push((done.status.as_u16(), done.completed, trace))
+        }
+    });
+    let waiting = Live::default();
+    let router = Router::new()
+        .route("/v1/chat/completions", post(never))
+        .with_state(waiting.clone())
+        .layer(layer);
+    let addr = serve(router).await;
+
+    let body = br#"{"model":"m","requesty":{"trace_id":"impatient"}}"#;
+    let mut stream = connect(addr).await;
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    send(&mut stream, head.as_bytes()).await;
+    send(&mut stream, body).await;
+    eventually("the handler is waiting", || waiting.count() == 1).await;
+    assert!(completions.lock().unwrap().is_empty());
+    drop(stream);
+
+    eventually("the server dropped the request and closed its span", || {
+        waiting.count() == 0 && recorder.spans().iter().all(|s| s.closed)
+    })
+    .await;
+    assert_eq!(
+        *completions.lock().unwrap(),
+        [(499, false, Some("impatient".to_owned()))]
+    );
+    let spans = recorder.requests();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].field("response.completed"), Some("false"));
+    assert_eq!(spans[0].field("http.response.status_code"), None);
+}
+
+/// Answers every request with a JSON body and the status `status`, whatever the method; hyper then
+/// leaves out the body of a HEAD or a 204 response without polling it.
+#[derive(Clone)]
+struct Fixed {
+    status: StatusCode,
+}
+
+impl<B> Service<axum::http::Request<B>> for Fixed {
+    type Response = axum::http::Response<http_body_util::Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: axum::http::Request<B>) -> Self::Future {
+        let mut response = axum::http::Response::new(http_body_util::Full::new(
+            Bytes::from_static(br#"{"object":"list","data":[]}"#),
+        ));
+        *response.status_mut() = self.status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        std::future::ready(Ok(response))
+    }
+}
+
+#[tokio::test]
+async fn bodiless_answers_are_reported_as_completed() {
+    for (method, status) in [("HEAD", StatusCode::OK), ("GET", StatusCode::NO_CONTENT)] {
+        let completions = Arc::new(Mutex::new(Vec::new()));
+        // Headers only: hyper's own request body cannot be rebuilt from bytes.
+        let layer = RequestyMetadataLayer::new().headers_only().on_complete({
+            let completions = completions.clone();
+            move |done| {
+                let line = (done.status.as_u16(), done.completed);
+                completions.lock().unwrap().push(line)
+            }
+        });
+        let service = layer.layer(Fixed { status });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+        let mut stream = connect(addr).await;
+        let request = format!(
+            "{method} /v1/models HTTP/1.1\r\nhost: test\r\nx-requesty-trace-id: t\r\n\
+             connection: close\r\n\r\n"
+        );
+        send(&mut stream, request.as_bytes()).await;
+        let mut seen = Vec::new();
+        while read_more(&mut stream, &mut seen).await {}
+        let expected = format!("HTTP/1.1 {}", status.as_u16());
+        assert!(
+            seen.starts_with(expected.as_bytes()),
+            "{method}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        eventually("the request was reported", || {
+            !completions.lock().unwrap().is_empty()
+        })
+        .await;
+        assert_eq!(
+            *completions.lock().unwrap(),
+            [(status.as_u16(), true)],
+            "{method} {status}"
+        );
+    }
+}

@@ -143,7 +143,7 @@ where
                         let (parts, body) = response.into_parts();
                         let declared = declared_length(&parts.headers);
                         let tracker =
-                            Tracker::new(span, None, parts.status, *start, Some(&parts.headers));
+                            Tracker::for_response(span, *start, parts.status, &parts.headers);
                         Response::from_parts(
                             parts,
                             ResponseBody::inner(body, Some(tracker), declared),

@@ -28,7 +28,9 @@ pub struct Completion<'a> {
     pub model: Option<&'a str>,
     /// The body's `stream` flag, when it had one.
     pub stream: Option<bool>,
-    /// The response status (`400`/`413` for requests this layer rejected).
+    /// The response status: `400`/`413` for requests this layer rejected, and `499` (nginx's "client
+    /// closed request") when the request was dropped before the inner service answered, as when
+    /// the client goes away while a long completion is generated.
     pub status: StatusCode,
     /// From the request reaching the layer to the response body's end (or drop).
     pub latency: Duration,
@@ -39,8 +41,8 @@ pub struct Completion<'a> {
     /// What a JSON or event-stream response said about itself: usage, response model, id, finish
     /// reasons.
     pub response: Option<&'a ResponseInfo>,
-    /// `false` when the response body was dropped before it ended: a client that went away
-    /// mid-stream.
+    /// `false` when the response body was dropped before it ended (a client that went away
+    /// mid-stream), or the request before there was a response.
     pub completed: bool,
 }
 
@@ -55,14 +57,22 @@ pub(crate) struct Request {
     pub(crate) on_complete: OnComplete,
 }
 
-/// Held by the response body: reads usage on the side, closes the span and calls the hook exactly
-/// once.
+/// The status reported for a request whose response never came: the client went away (or the
+/// server dropped the request) before the inner service answered. 499 is what nginx logs for a
+/// client that closed its connection.
+pub(crate) const CLIENT_CLOSED: u16 = 499;
+
+/// Follows a request from the inner service's call to the end of its response body: reads usage on
+/// the side, closes the span and calls the hook exactly once, also when it is dropped before the
+/// end (then the request did not complete).
 pub(crate) struct Tracker {
     span: Span,
-    /// The request's metadata, current while the body is polled (a streaming handler may call on).
+    /// The request's metadata, current while the inner future and the body are polled (a streaming
+    /// handler may call on).
     current: Option<Arc<RequestMetadata>>,
     request: Option<Box<Request>>,
-    status: StatusCode,
+    /// `None` until the inner service answered.
+    status: Option<StatusCode>,
     start: Instant,
     first_byte: Option<Duration>,
     first_token: Option<Duration>,
@@ -71,33 +81,47 @@ pub(crate) struct Tracker {
 }
 
 impl Tracker {
-    /// `headers` are the response's, when there is a response body worth reading for usage.
     pub(crate) fn new(
         span: Span,
         request: Option<Box<Request>>,
-        status: StatusCode,
+        current: Option<Arc<RequestMetadata>>,
         start: Instant,
-        headers: Option<&HeaderMap>,
     ) -> Self {
-        span.record("http.response.status_code", i64::from(status.as_u16()));
-        // Usage is read only for someone: a span that records, or the completion hook.
-        let wanted = !span.is_disabled() || request.is_some();
         Self {
             span,
-            current: None,
+            current,
             request,
-            status,
+            status: None,
             start,
             first_byte: None,
             first_token: None,
-            reader: headers.filter(|_| wanted).and_then(reader_for),
+            reader: None,
             done: false,
         }
     }
 
-    pub(crate) fn current(mut self, current: Option<Arc<RequestMetadata>>) -> Self {
-        self.current = current;
-        self
+    /// A tracker for a response already at hand, with no hook and nothing to make current: the
+    /// client side's.
+    pub(crate) fn for_response(
+        span: Span,
+        start: Instant,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Self {
+        let mut tracker = Self::new(span, None, None, start);
+        tracker.respond(status, Some(headers));
+        tracker
+    }
+
+    /// Notes the response's status; `headers` are the response's, when there is a response body
+    /// worth reading for usage.
+    pub(crate) fn respond(&mut self, status: StatusCode, headers: Option<&HeaderMap>) {
+        self.span
+            .record("http.response.status_code", i64::from(status.as_u16()));
+        self.status = Some(status);
+        // Usage is read only for someone: a span that records, or the completion hook.
+        let wanted = !self.span.is_disabled() || self.request.is_some();
+        self.reader = headers.filter(|_| wanted).and_then(reader_for);
     }
 
     /// Enters the span and makes the metadata current, for one poll of the body.
@@ -135,7 +159,10 @@ impl Tracker {
                 path: &r.path,
                 model: r.model.as_deref(),
                 stream: r.stream,
-                status: self.status,
+                status: self
+                    .status
+                    .or_else(|| StatusCode::from_u16(CLIENT_CLOSED).ok())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 latency: self.start.elapsed(),
                 time_to_first_byte: self.first_byte,
                 time_to_first_token: self.first_token,
@@ -146,6 +173,12 @@ impl Tracker {
         // Close the span now rather than whenever the body value is dropped.
         self.span = Span::none();
         self.current = None;
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.finish(false);
     }
 }
 

@@ -13,7 +13,7 @@ use crate::{dialects, RequestMetadata};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -114,10 +114,11 @@ pin_project! {
         Call {
             #[pin]
             future: S::Future,
-            span: Span,
-            current: Option<Arc<RequestMetadata>>,
-            request: Option<Box<complete::Request>>,
-            start: Instant,
+            // Taken when the response arrives; dropped with the future before that, it reports a
+            // request that did not complete.
+            tracker: Option<Tracker>,
+            // A HEAD request: its response has no body, which the server will not poll.
+            head: bool,
         },
         Reject {
             rejection: Option<(StatusCode, Bytes, Tracker)>,
@@ -215,39 +216,34 @@ where
                 }
                 StateProj::Call {
                     future,
-                    span,
-                    current,
-                    request,
-                    start,
+                    tracker,
+                    head,
                 } => {
                     let result = {
-                        let _entered = span.enter();
-                        let _current = crate::current::enter(current.clone());
+                        let _entered = tracker.as_mut().map(Tracker::enter);
                         ready!(future.poll(cx))
                     };
-                    let span = std::mem::replace(span, Span::none());
-                    let current = current.take();
-                    let request = request.take();
+                    let Some(mut tracker) = tracker.take() else {
+                        unreachable!("a calling future is polled once more after it completed")
+                    };
                     return Poll::Ready(match result {
                         Ok(response) => {
                             let (parts, body) = response.into_parts();
-                            let declared = declared_length(&parts.headers);
-                            let tracker = Tracker::new(
-                                span,
-                                request,
-                                parts.status,
-                                *start,
-                                Some(&parts.headers),
-                            )
-                            .current(current);
+                            // A server writes no body for these and drops it unpolled: known
+                            // to be complete already.
+                            let declared = if *head || !has_body(parts.status) {
+                                Some(0)
+                            } else {
+                                declared_length(&parts.headers)
+                            };
+                            tracker.respond(parts.status, Some(&parts.headers));
                             Ok(Response::from_parts(
                                 parts,
                                 ResponseBody::inner(body, Some(tracker), declared),
                             ))
                         }
                         Err(error) => {
-                            let status = StatusCode::INTERNAL_SERVER_ERROR;
-                            Tracker::new(span, request, status, *start, None).finish(false);
+                            tracker.respond(StatusCode::INTERNAL_SERVER_ERROR, None);
                             Err(error)
                         }
                     });
@@ -266,6 +262,14 @@ where
             }
         }
     }
+}
+
+/// Whether a response with this status may have a body: not informational ones, `204 No Content`
+/// and `304 Not Modified` (RFC 9110, section 6.4.1).
+fn has_body(status: StatusCode) -> bool {
+    !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
 }
 
 fn max_body<S, M>(pending: &Option<Pending<S, M>>) -> usize {
@@ -391,21 +395,20 @@ where
     if let Some(metadata) = metadata {
         req.extensions_mut().insert(metadata);
     }
+    let head = req.method() == Method::HEAD;
     let current = current.filter(|_| config.propagate);
+    let mut tracker = Tracker::new(span, request, current, start);
     let future = {
-        let _entered = span.enter();
+        let _entered = tracker.enter();
         if trailers {
             crate::collect::warn_dropped_trailers();
         }
-        let _current = crate::current::enter(current.clone());
         inner.call(req)
     };
     State::Call {
         future,
-        span,
-        current,
-        request,
-        start,
+        tracker: Some(tracker),
+        head,
     }
 }
 
@@ -437,12 +440,10 @@ where
         facts,
         &config,
     );
+    let mut tracker = Tracker::new(span, request, None, start);
+    tracker.respond(status, None);
     State::Reject {
-        rejection: Some((
-            status,
-            body,
-            Tracker::new(span, request, status, start, None),
-        )),
+        rejection: Some((status, body, tracker)),
     }
 }
 

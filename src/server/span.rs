@@ -86,7 +86,7 @@ where
 /// | `requesty.time_to_first_token_ms` | streams: until the first generated text |
 /// | `otel.name` | `{operation} {model}` (or the method when the path names no operation) |
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
-/// | `response.completed` | `true` when the response body ended, `false` when it was dropped first |
+/// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first |
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
 /// | parent (feature `opentelemetry`) | the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`) |
 #[derive(Clone, Debug)]
