@@ -13,6 +13,14 @@ pub(crate) enum CollectError<E> {
     Read(E),
 }
 
+/// The most reserved up front on the word of a declared length alone. A client that declares a large
+/// body and then sends a few bytes (or stalls) makes the layer hold at most this much; a body larger
+/// than this grows its buffer as it arrives.
+const TRUSTED: usize = 256 * 1024;
+
+/// Past [`TRUSTED`], how many times what has arrived the buffer may hold.
+const GROWTH: usize = 4;
+
 /// The body read so far: the first frame kept as it came (no copy for a one-frame body), later ones
 /// appended to one buffer.
 #[derive(Default)]
@@ -20,15 +28,18 @@ pub(crate) struct Collected {
     first: Option<Bytes>,
     rest: Option<BytesMut>,
     len: usize,
-    capacity: usize,
+    /// The length the body declared (its size hint), `0` when unknown.
+    declared: usize,
     /// Whether the body ended with trailers, which the rebuilt body cannot carry.
     trailers: bool,
 }
 
 impl Collected {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// `declared` is the body's declared length (`0` when unknown): it sizes the buffer, within
+    /// bounds that keep what a client declares from costing more than what it sends.
+    pub(crate) fn new(declared: usize) -> Self {
         Self {
-            capacity,
+            declared,
             ..Self::default()
         }
     }
@@ -69,13 +80,34 @@ impl Collected {
             self.first = Some(data.copy_to_bytes(data.remaining()));
             return;
         }
+        let declared = self.declared;
         let rest = self.rest.get_or_insert_with(|| {
             let first = self.first.take().unwrap_or_default();
-            let mut buf = BytesMut::with_capacity(self.capacity.max(first.len() * 2));
+            let mut buf = BytesMut::with_capacity(declared.min(TRUSTED).max(first.len() * 2));
             buf.extend_from_slice(&first);
             buf
         });
+        let needed = rest.len() + data.remaining();
+        if needed > rest.capacity() && declared > 0 {
+            // Four times what has arrived, or the whole declared length once a quarter of it is
+            // here: never more than four times what the client sent, few copies on the way, and
+            // a buffer of exactly the declared size at the end.
+            let target = if needed.saturating_mul(GROWTH) >= declared {
+                declared.max(needed)
+            } else {
+                needed * GROWTH
+            };
+            let mut grown = BytesMut::with_capacity(target);
+            grown.extend_from_slice(rest);
+            *rest = grown;
+        }
         rest.put(data);
+    }
+
+    /// The bytes the buffer has room for, for tests of how it grows.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.rest.as_ref().map_or(0, BytesMut::capacity)
     }
 
     /// Whether trailers came with the body; they are not in what [`Collected::splice`] and
@@ -116,4 +148,56 @@ pub(crate) fn warn_dropped_trailers() {
     tracing::warn!(
         "the request body's trailers are not passed on: a JSON body is rebuilt from its bytes"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `frames` of `size` bytes, checking the buffer after each.
+    fn feed(declared: usize, size: usize, frames: usize, check: impl Fn(&Collected, usize)) {
+        let mut collected = Collected::new(declared);
+        let frame = vec![b'x'; size];
+        for n in 1..=frames {
+            collected.push(&mut &frame[..]);
+            check(&collected, n * size);
+        }
+    }
+
+    #[test]
+    fn a_declared_length_alone_reserves_little() {
+        feed(32 << 20, 16, 2, |collected, _| {
+            assert!(collected.capacity() <= TRUSTED, "{}", collected.capacity());
+        });
+    }
+
+    #[test]
+    fn the_buffer_grows_with_what_arrives_and_stops_at_the_declared_length() {
+        let declared = 1 << 20;
+        feed(declared, 16 * 1024, 64, |collected, received| {
+            let capacity = collected.capacity();
+            assert!(capacity <= declared, "{capacity} > {declared}");
+            assert!(
+                capacity <= (GROWTH * received).max(TRUSTED),
+                "{capacity} for {received}"
+            );
+        });
+        // A small body fits its buffer exactly: one allocation, no copy on growth.
+        feed(10_000, 1000, 10, |collected, received| {
+            if received > 1000 {
+                assert_eq!(collected.capacity(), 10_000);
+            }
+        });
+    }
+
+    #[test]
+    fn a_body_longer_than_declared_or_of_unknown_length_is_kept_whole() {
+        for declared in [0, 100] {
+            let mut collected = Collected::new(declared);
+            for _ in 0..50 {
+                collected.push(&mut &[b'y'; 1000][..]);
+            }
+            assert_eq!(collected.as_slice(), &[b'y'; 50_000][..]);
+        }
+    }
 }
