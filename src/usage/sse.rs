@@ -74,6 +74,10 @@ impl SseReader {
             }
             if self.line.is_empty() {
                 self.line_end(part);
+            } else if self.line.len() + part.len() > MAX_EVENT {
+                // The end of a line begun earlier makes it too long: skipped like one that is
+                // too long before its end is seen, without copying that end.
+                self.overlong_line(part);
             } else {
                 let mut line = std::mem::take(&mut self.line);
                 line.extend_from_slice(part);
@@ -84,12 +88,27 @@ impl SseReader {
         }
         if !self.skipping_line {
             if self.line.len() + bytes.len() > MAX_EVENT {
+                self.overlong_line(bytes);
                 self.skipping_line = true;
-                self.line.clear();
             } else {
                 self.line.extend_from_slice(bytes);
             }
         }
+    }
+
+    /// Drops the line being read, `more` being the next of its bytes: longer than [`MAX_EVENT`], it
+    /// is not read. When it is a `data` line its event cannot be read whole either, so it is
+    /// skipped too.
+    fn overlong_line(&mut self, more: &[u8]) {
+        let mut start = [0; 5];
+        for (slot, byte) in start.iter_mut().zip(self.line.iter().chain(more)) {
+            *slot = *byte;
+        }
+        if start == *b"data:" {
+            self.skipping_event = true;
+            self.data.clear();
+        }
+        self.line.clear();
     }
 
     fn line_end(&mut self, line: &[u8]) {
@@ -224,5 +243,34 @@ mod tests {
         reader.feed(b"\n");
         assert!(reader.data.capacity() <= 2 * MAX_EVENT);
         assert_eq!(reader.finish().usage.input_tokens, Some(1));
+    }
+
+    #[test]
+    fn a_line_that_ends_in_a_huge_frame_is_skipped_without_copying_it() {
+        let mut reader = SseReader::default();
+        let mut huge = vec![b'x'; 8 << 20];
+        huge.extend_from_slice(b"\n\n");
+        reader.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"");
+        reader.feed(&huge);
+        assert!(reader.line.capacity() <= 2 * MAX_EVENT);
+        assert!(reader.data.capacity() <= 2 * MAX_EVENT);
+        reader.feed(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\n\ndata: [DONE]\n\n");
+        let info = reader.finish();
+        assert!(info.done);
+        assert_eq!(info.usage.input_tokens, Some(3));
+    }
+
+    #[test]
+    fn an_event_with_an_overlong_data_line_is_skipped_whole() {
+        let mut reader = SseReader::default();
+        // Its first data line alone would parse; with the overlong second one it is not read.
+        reader.feed(b"data: {\"usage\":{\"prompt_tokens\":5}}\ndata: ");
+        reader.feed(&vec![b'x'; MAX_EVENT]);
+        reader.feed(b"\n\n: a comment too long to read is only skipped itself\n");
+        assert_eq!(reader.info.usage.input_tokens, None);
+        reader.feed(b":");
+        reader.feed(&vec![b'c'; MAX_EVENT]);
+        reader.feed(b"\ndata: {\"usage\":{\"prompt_tokens\":7}}\n\n");
+        assert_eq!(reader.finish().usage.input_tokens, Some(7));
     }
 }
