@@ -1370,3 +1370,73 @@ async fn metadata_over_the_limits_is_sent_with_a_warning() {
         "{warned:?}"
     );
 }
+
+/// A gateway that hashes user ids in its spans keeps them out of the client spans of its onward
+/// calls too, once its inject layer has the same key; the id itself still travels onward.
+#[tokio::test]
+async fn hashed_user_ids_stay_out_of_client_spans() {
+    let (recorder, _guard) = Recorder::install();
+    let tool = layered_echo().await;
+    let key = "span-key";
+    let onward = || {
+        RequestyMetadataLayer::inject(RequestMetadata::new())
+            .hash_user_ids(key)
+            .extra_allowlist(["tier"])
+    };
+    let reqwest = with_middleware(onward().into());
+    let hyper = ServiceBuilder::new()
+        .layer(onward())
+        .service(hyper_client());
+    let handler = move || {
+        let (reqwest, hyper) = (reqwest.clone(), hyper.clone());
+        async move {
+            let first = echoed(json_post(&reqwest, tool, TOOL_BODY)).await;
+            let second = hyper_echo(hyper, hyper_json(tool, TOOL_BODY)).await;
+            Json([first, second])
+        }
+    };
+    let router = Router::new().route("/v1/agent", post(handler)).layer(
+        RequestyMetadataLayer::new()
+            .hash_user_ids(key)
+            .extra_allowlist(["tier"]),
+    );
+    let gateway = serve(router).await;
+    let meta = RequestMetadata::new()
+        .user_id("alice@example.com")
+        .extra("tier", "gold")
+        .extra("email", "alice@example.com");
+    let echoes: Vec<Echo> = tagged(gateway, "/v1/agent", &meta)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for echo in &echoes {
+        let sent = echo.metadata.as_ref().expect("metadata travelled onward");
+        assert_eq!(sent.user_id.as_deref(), Some("alice@example.com"));
+    }
+    let client_spans = recorder.named("llm_client_request");
+    assert_eq!(client_spans.len(), 2, "{client_spans:#?}");
+    // The tool is another service, with its own spans; the gateway's are these three.
+    let gateway_span = recorder
+        .requests()
+        .into_iter()
+        .find(|s| s.field("url.path") == Some("/v1/agent"))
+        .expect("the gateway's span");
+    let server_hash = gateway_span.field("user.hash").map(str::to_owned);
+    assert!(server_hash.is_some());
+    for span in &client_spans {
+        assert_eq!(span.field("user.hash").map(str::to_owned), server_hash);
+        assert!(span.field("extra").is_some_and(|e| e.contains("gold")));
+    }
+    for span in client_spans.iter().chain([&gateway_span]) {
+        for (field, value) in &span.fields {
+            assert!(
+                !value.contains("alice@example.com"),
+                "{} records the user id in {field}: {value}",
+                span.name
+            );
+        }
+    }
+}

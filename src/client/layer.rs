@@ -255,10 +255,32 @@ impl<R> InjectMetadataLayer<R> {
         self
     }
 
-    /// Sends a keyed hash (HMAC-SHA-256 with `key`) instead of the user id in the provider-native
-    /// field, as OpenAI advises for `safety_identifier`.
+    /// Uses a keyed hash of the user id (HMAC-SHA-256 with `key`) instead of the id everywhere but
+    /// the metadata itself: the client span records `user.hash` (as the server layer's
+    /// [`hash_user_ids`](crate::RequestyMetadataLayer::hash_user_ids) does for its spans), and the
+    /// provider-native field gets the hash, as OpenAI advises for `safety_identifier`. The metadata
+    /// keeps the id, for the gateway it goes to; [`drop_fields`](Self::drop_fields) leaves it out.
+    ///
+    /// A gateway that hashes user ids in its server spans and calls onward should set the same key
+    /// here: the client spans of its onward calls carry the propagated user id too.
     pub fn hash_user_ids(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.config().hash_key = Some(key.as_ref().into());
+        let key = key.as_ref();
+        let config = self.config();
+        config.hash_key = Some(key.into());
+        config.make_span = config.make_span.clone().hash_user_ids(key);
+        self
+    }
+
+    /// Records only these `extra` keys in the client span (default: all of them), as the server
+    /// layer's [`extra_allowlist`](crate::RequestyMetadataLayer::extra_allowlist) does for its
+    /// spans. What is sent is not changed.
+    pub fn extra_allowlist<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        let config = self.config();
+        config.make_span = config.make_span.clone().extra_allowlist(keys);
         self
     }
 

@@ -106,12 +106,18 @@ impl<R> RequestyMetadataLayer<DefaultMakeSpan, R> {
     }
 
     /// Records a keyed hash of user ids instead of the ids ([`DefaultMakeSpan::hash_user_ids`]).
+    ///
+    /// The client spans of onward calls are the inject layer's: give it the same key
+    /// ([`InjectMetadataLayer::hash_user_ids`](crate::InjectMetadataLayer::hash_user_ids)), since
+    /// they carry the propagated user id too.
     pub fn hash_user_ids(mut self, key: impl AsRef<[u8]>) -> Self {
         self.make_span = self.make_span.hash_user_ids(key);
         self
     }
 
-    /// Records only these `extra` keys in spans ([`DefaultMakeSpan::extra_allowlist`]).
+    /// Records only these `extra` keys in spans ([`DefaultMakeSpan::extra_allowlist`]); for the
+    /// client spans of onward calls, set the inject layer's
+    /// ([`InjectMetadataLayer::extra_allowlist`](crate::InjectMetadataLayer::extra_allowlist)).
     pub fn extra_allowlist<I, K>(mut self, keys: I) -> Self
     where
         I: IntoIterator<Item = K>,
