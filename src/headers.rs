@@ -1,7 +1,7 @@
 //! Metadata carried in headers: `X-Requesty-*`, `HTTP-Referer` and `X-Title`.
 
 use crate::error::{ErrorKind, MetadataError};
-use crate::RequestMetadata;
+use crate::{Limits, RequestMetadata};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
@@ -12,57 +12,88 @@ const TITLE: &str = "x-title";
 
 /// Reads the metadata headers. Names match case-insensitively (`http` lowercases them); a repeated
 /// `X-Requesty-Trace-Id`, `-User-Id` or extra header keeps its last value, repeated `X-Requesty-Tags`
-/// add up.
-pub(crate) fn read(headers: &HeaderMap) -> Result<RequestMetadata, MetadataError> {
+/// add up. An empty value carries nothing.
+pub(crate) fn read(headers: &HeaderMap, limits: &Limits) -> Result<RequestMetadata, MetadataError> {
     let mut meta = RequestMetadata::default();
+    let mut tags_sent = 0;
     for (name, value) in headers {
         let name = name.as_str();
-        if let Some(field) = name.strip_prefix(PREFIX) {
+        let slot = if let Some(field) = name.strip_prefix(PREFIX) {
             let text = text(name, value)?;
             match field {
+                _ if text.is_empty() => {}
                 "" => {}
                 "trace-id" => meta.trace_id = Some(text.to_owned()),
                 "user-id" => meta.user_id = Some(text.to_owned()),
-                "tags" => {
-                    for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                        if !meta.tags.iter().any(|t| t == tag) {
-                            meta.tags.push(tag.to_owned());
-                        }
-                    }
-                }
+                "tags" => add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?,
                 other => {
                     meta.extra
                         .insert(other.to_owned(), Value::String(text.to_owned()));
                 }
             }
+            continue;
         } else if name == REFERER {
-            meta.origin_referer = Some(text(name, value)?.to_owned());
+            &mut meta.origin_referer
         } else if name == TITLE {
-            meta.origin_title = Some(text(name, value)?.to_owned());
+            &mut meta.origin_title
+        } else {
+            continue;
+        };
+        let text = text(name, value)?;
+        if !text.is_empty() {
+            *slot = Some(text.to_owned());
         }
     }
     Ok(meta)
+}
+
+/// Warns, in the current span, that metadata headers already on an outgoing request could not be
+/// read: they are replaced by what the client side writes.
+pub(crate) fn warn_unreadable(error: &MetadataError) {
+    tracing::warn!(%error, "metadata headers already on the request are replaced: they cannot be read");
+}
+
+/// Adds the comma-separated tags of `header`'s value `text` to `tags`, leaving out empty ones and
+/// repeats. Tags are counted as sent, repeats included, across every such header of a request (in
+/// `sent`), so a request with thousands of them is refused before deduplicating them costs much.
+pub(crate) fn add_tags(
+    tags: &mut Vec<String>,
+    text: &str,
+    header: &str,
+    sent: &mut usize,
+    limits: &Limits,
+) -> Result<(), MetadataError> {
+    for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        *sent += 1;
+        if *sent > limits.tags() {
+            return Err(MetadataError::new(
+                ErrorKind::TooMany,
+                "requesty.tags",
+                format!(
+                    "`{header}` carries more tags than the limit of {}",
+                    limits.tags()
+                ),
+            ));
+        }
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_owned());
+        }
+    }
+    Ok(())
 }
 
 /// Writes `meta` as headers, replacing any `X-Requesty-*` already there: `X-Requesty-Trace-Id`,
 /// `X-Requesty-User-Id`, `X-Requesty-Tags` (comma-joined), `X-Requesty-<Name>` for each string
 /// `extra` value, and `HTTP-Referer` / `X-Title` when the request has none.
 ///
-/// Every value is checked so that no input can start a new header line: what cannot be carried
-/// (control characters, a tag with a comma, an `extra` name that is not a header token or that would
-/// read back as a core field, a non-string `extra` value) is left out, with a warning.
+/// Every value is checked so that no input can start a new header line, and so that what arrives is
+/// what was sent: what cannot be carried (control characters, whitespace at either end, an empty
+/// value, a tag with a comma, an `extra` name that is not a header token or that would read back as
+/// a core field, a non-string `extra` value) is left out, with a warning.
 pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     remove(headers);
     let missing_origin = [REFERER, TITLE].map(|name| !headers.contains_key(name));
-    let mut put = |name: &str, value: &str| match (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_bytes(value.as_bytes()),
-    ) {
-        (Ok(name), Ok(value)) => {
-            headers.insert(name, value);
-        }
-        _ => tracing::warn!(header = name, "metadata left out: not a valid header"),
-    };
+    let mut put = |name: &str, value: &str| put(headers, name, value);
     if let Some(trace_id) = &meta.trace_id {
         put("x-requesty-trace-id", trace_id);
     }
@@ -98,6 +129,29 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
         if let (Some(value), true) = (value, missing) {
             put(name, value);
         }
+    }
+}
+
+/// Sets header `name` to `value`, or, when that cannot carry `value` unchanged, leaves it out with a
+/// warning: a value that is not a valid header value (no input can start a new header line), and
+/// one that would be read back otherwise (read back, a value is trimmed, and an empty one is
+/// nothing).
+pub(crate) fn put(headers: &mut HeaderMap, name: &str, value: &str) {
+    if value.is_empty() || value.trim() != value {
+        tracing::warn!(
+            header = name,
+            "metadata left out: an empty value, or one with whitespace at an edge, does not survive a header"
+        );
+        return;
+    }
+    match (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_bytes(value.as_bytes()),
+    ) {
+        (Ok(name), Ok(value)) => {
+            headers.insert(name, value);
+        }
+        _ => tracing::warn!(header = name, "metadata left out: not a valid header"),
     }
 }
 
@@ -151,7 +205,7 @@ mod tests {
         );
         h.insert("X-Title", HeaderValue::from_static("My App"));
         h.insert("content-type", HeaderValue::from_static("application/json"));
-        let meta = read(&h).unwrap();
+        let meta = read(&h, &Limits::default()).unwrap();
         assert_eq!(meta.trace_id.as_deref(), Some("t1"));
         assert_eq!(meta.user_id.as_deref(), Some("u1"));
         assert_eq!(meta.tags, ["a", "b", "c"]);
@@ -180,7 +234,7 @@ mod tests {
         let mut want = meta.clone();
         want.extra.remove("Region");
         want.extra.insert("region".into(), "eu".into());
-        assert_eq!(read(&h).unwrap(), want);
+        assert_eq!(read(&h, &Limits::default()).unwrap(), want);
     }
 
     #[test]
@@ -200,14 +254,70 @@ mod tests {
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-requesty-tags", "x-requesty-fine"]);
         assert_eq!(h["x-requesty-tags"], "ok");
-        assert_eq!(read(&h).unwrap().extra["fine"], "caf\u{e9}");
+        assert_eq!(
+            read(&h, &Limits::default()).unwrap().extra["fine"],
+            "caf\u{e9}"
+        );
+    }
+
+    #[test]
+    fn values_that_would_arrive_changed_are_left_out() {
+        let meta = RequestMetadata::new()
+            .trace_id("session 7 ")
+            .user_id("")
+            .extra("padded", "\u{a0}eu")
+            .extra("spaced", "in the middle is fine")
+            .origin_title(" App");
+        let mut h = HeaderMap::new();
+        write(&meta, &mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-requesty-spaced"]);
+        let back = read(&h, &Limits::default()).unwrap();
+        assert_eq!(back.extra["spaced"], "in the middle is fine");
+    }
+
+    #[test]
+    fn empty_values_carry_nothing() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-requesty-trace-id",
+            "x-requesty-user-id",
+            "x-requesty-team",
+        ] {
+            h.insert(name, HeaderValue::from_static(""));
+        }
+        h.insert("x-requesty-tags", HeaderValue::from_static(" , "));
+        h.insert("x-title", HeaderValue::from_static("  "));
+        h.insert("http-referer", HeaderValue::from_static(""));
+        assert!(read(&h, &Limits::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn header_tags_are_counted_as_sent_and_stop_at_the_limit() {
+        let limits = Limits::default().max_tags(3);
+        let mut h = HeaderMap::new();
+        h.insert("x-requesty-tags", HeaderValue::from_static("a,a,a"));
+        assert_eq!(read(&h, &limits).unwrap().tags, ["a"]);
+        // A fourth, even a repeat, in another header of the same name.
+        h.append("x-requesty-tags", HeaderValue::from_static("a"));
+        let err = read(&h, &limits).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooMany);
+        assert_eq!(err.param(), "requesty.tags");
+        assert!(err.to_string().contains("`x-requesty-tags`"), "{err}");
+        assert!(err.to_string().contains("limit of 3"), "{err}");
+        // Thousands of distinct tags are refused once the limit is passed, not deduplicated first.
+        let many: Vec<String> = (0..30_000).map(|i| format!("t{i}")).collect();
+        let mut h = HeaderMap::new();
+        h.insert("x-requesty-tags", many.join(",").parse().unwrap());
+        let err = read(&h, &Limits::default()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooMany);
     }
 
     #[test]
     fn non_utf8_value_is_an_error_naming_the_header() {
         let mut h = HeaderMap::new();
         h.insert("x-requesty-team", HeaderValue::from_bytes(b"\xff").unwrap());
-        let err = read(&h).unwrap_err();
+        let err = read(&h, &Limits::default()).unwrap_err();
         assert_eq!(err.param(), "x-requesty-team");
         assert_eq!(err.kind(), ErrorKind::InvalidHeader);
     }

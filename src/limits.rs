@@ -77,7 +77,8 @@ limit! {
     id_len, max_id_len;
     /// Most keys in `extra`.
     extra_entries, max_extra_entries;
-    /// Largest `extra` object, in bytes of JSON as sent.
+    /// Largest `extra` object, in bytes of JSON as sent; for `extra` from headers, or merged from the
+    /// body and headers, in bytes of compact JSON.
     extra_bytes, max_extra_bytes;
     /// Largest `requesty` member value, in bytes of JSON as sent.
     member_bytes, max_member_bytes;

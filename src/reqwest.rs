@@ -77,8 +77,9 @@ impl Middleware for MetadataMiddleware {
         if let Some(own) = extensions.get::<RequestMetadata>() {
             metadata.merge(own.clone());
         }
-        if let Ok(own) = headers::read(req.headers()) {
-            metadata.merge(own);
+        match headers::read(req.headers(), &config.limits) {
+            Ok(own) => metadata.merge(own),
+            Err(error) => headers::warn_unreadable(&error),
         }
         let json = config.reads_body() && is_json(req.headers()) && !is_encoded(req.headers());
         let buffered = req

@@ -308,10 +308,33 @@ async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not
         "metadata_limit_exceeded",
     )
     .await;
+    // Thousands of header tags are refused as soon as the count passes the limit.
+    let many: Vec<String> = (0..30_000).map(|i| format!("t{i}")).collect();
+    let response = client
+        .get(format!("http://{addr}/v1/models"))
+        .header("x-requesty-tags", many.join(","))
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        response,
+        400,
+        json!("requesty.tags"),
+        "metadata_limit_exceeded",
+    )
+    .await;
+    // `extra` from headers is held to the same size as the body's.
+    let response = client
+        .get(format!("http://{addr}/v1/models"))
+        .header("x-requesty-notes", "n".repeat(17 * 1024))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 400, json!("requesty.extra"), "metadata_too_long").await;
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
     // Rejected requests are traced too.
-    let spans = recorder.wait_closed(cases.len() + 2).await;
+    let spans = recorder.wait_closed(cases.len() + 4).await;
     assert!(spans
         .iter()
         .all(|s| s.field("http.response.status_code") == Some("400")));

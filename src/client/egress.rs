@@ -4,7 +4,7 @@
 use crate::codec::{self, Scan};
 use crate::{genai, RequestMetadata};
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::HeaderMap;
 use std::ops::Range;
 
 /// A provider's own field for the end user, written from `user_id`.
@@ -109,15 +109,7 @@ pub(crate) fn write_native(
 
 /// Writes another gateway's headers (replacing any of that form already there).
 pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &mut HeaderMap) {
-    let mut put = |name: &str, value: &str| match (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_bytes(value.as_bytes()),
-    ) {
-        (Ok(name), Ok(value)) => {
-            out.insert(name, value);
-        }
-        _ => tracing::warn!(header = name, "metadata left out: not a valid header"),
-    };
+    let mut put = |name: &str, value: &str| crate::headers::put(out, name, value);
     let strings = metadata
         .extra
         .iter()

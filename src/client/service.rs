@@ -74,8 +74,9 @@ where
         }
         // Headers the caller set are the request's own; they are rewritten from the result below.
         // One that is not valid text cannot be read, and is replaced like the rest.
-        if let Ok(own) = headers::read(&parts.headers) {
-            metadata.merge(own);
+        match headers::read(&parts.headers, &config.limits) {
+            Ok(own) => metadata.merge(own),
+            Err(error) => headers::warn_unreadable(&error),
         }
         let size = body
             .size_hint()

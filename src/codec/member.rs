@@ -135,7 +135,55 @@ pub(crate) fn check(meta: &RequestMetadata, limits: &Limits) -> Result<(), Metad
     if meta.extra.len() > limits.extra_entries() {
         return Err(too_many_extra(meta.extra.len(), limits));
     }
+    if let Some(size) = oversized(&meta.extra, limits.extra_bytes()) {
+        return Err(MetadataError::new(
+            ErrorKind::TooLong,
+            "requesty.extra",
+            format!(
+                "`requesty.extra` is {size} bytes of JSON; the limit is {} bytes",
+                limits.extra_bytes()
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// The size of `extra` as compact JSON when it is over `limit`. A quick bound comes first (every
+/// byte of a string escaped, at most six times as long), so a usual `extra` is never serialized.
+fn oversized(extra: &Map<String, Value>, limit: usize) -> Option<usize> {
+    let mut bound = 2;
+    for (key, value) in extra {
+        let value = match value {
+            Value::String(text) => text.len() * 6 + 2,
+            other => json_len(other),
+        };
+        bound += key.len() * 6 + 4 + value;
+    }
+    if bound <= limit {
+        return None;
+    }
+    let size = json_len(extra);
+    (size > limit).then_some(size)
+}
+
+/// The length of `value` as compact JSON, counted without building it.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` or a map of them cannot fail, and `Count` never does.
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// A member's key as it stands between its quotes.
@@ -494,4 +542,39 @@ fn malformed() -> MetadataError {
         "requesty",
         "`requesty` is not valid JSON (bad escape or invalid UTF-8)",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn metadata_from_headers_or_code_is_held_to_the_extra_size() {
+        let limits = Limits::default().max_extra_bytes(64);
+        let fits = RequestMetadata::new()
+            .extra("team", "platform")
+            .extra("n", 1);
+        assert_eq!(check(&fits, &limits), Ok(()));
+        // Within the quick bound's reach but over the limit once counted exactly.
+        let over = RequestMetadata::new().extra("notes", "n".repeat(60));
+        let err = check(&over, &limits).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooLong);
+        assert_eq!(err.param(), "requesty.extra");
+        assert!(err.to_string().contains("72 bytes"), "{err}");
+        // Escapes count as written, and values that are not strings too.
+        let quoted = RequestMetadata::new().extra("q", "\"".repeat(30));
+        assert_eq!(
+            check(&quoted, &limits).map_err(|e| e.kind()),
+            Err(ErrorKind::TooLong)
+        );
+        let nested = RequestMetadata::new().extra("deep", json!({"list": vec![1; 40]}));
+        assert_eq!(
+            check(&nested, &limits).map_err(|e| e.kind()),
+            Err(ErrorKind::TooLong)
+        );
+        // Six bytes per character of the bound is not the measure: 13 characters fit.
+        let short = RequestMetadata::new().extra("k", "\"".repeat(13));
+        assert_eq!(check(&short, &limits), Ok(()));
+    }
 }

@@ -5,7 +5,7 @@ use super::foreign::Foreign;
 use super::Sources;
 use crate::codec;
 use crate::error::{ErrorKind, MetadataError};
-use crate::RequestMetadata;
+use crate::{Limits, RequestMetadata};
 use http::header::{HeaderMap, HeaderName};
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
@@ -77,6 +77,7 @@ struct Read {
 pub(crate) fn take_headers(
     headers: &mut HeaderMap,
     sources: &Sources,
+    limits: &Limits,
     strip: bool,
 ) -> Result<RequestMetadata, MetadataError> {
     let mut read = Read {
@@ -84,7 +85,7 @@ pub(crate) fn take_headers(
         fixed: 0,
         properties: Vec::new(),
     };
-    let meta = from_headers(headers, sources, &mut read)?;
+    let meta = from_headers(headers, sources, limits, &mut read)?;
     if strip {
         for (i, (name, _)) in FIXED.iter().enumerate() {
             if read.fixed & (1 << i) != 0 {
@@ -103,6 +104,7 @@ pub(crate) fn take_headers(
 fn from_headers(
     headers: &HeaderMap,
     sources: &Sources,
+    limits: &Limits,
     read: &mut Read,
 ) -> Result<RequestMetadata, MetadataError> {
     let mut meta = RequestMetadata::default();
@@ -116,6 +118,7 @@ fn from_headers(
     let mut litellm = Ids::default();
     let mut openrouter_session = None;
     let mut portkey = None;
+    let mut tags_sent = 0;
     for (header_name, value) in headers {
         let name = header_name.as_str();
         let Some((header, fixed)) = GatewayHeader::of(name, sources) else {
@@ -127,6 +130,10 @@ fn from_headers(
             None => {}
         }
         let text = crate::headers::text(name, value)?;
+        if text.is_empty() {
+            // Carries nothing (and is removed all the same).
+            continue;
+        }
         match header {
             GatewayHeader::HeliconeUser => helicone.user = Some(text),
             GatewayHeader::HeliconeSession => helicone.trace = Some(text),
@@ -136,12 +143,7 @@ fn from_headers(
             GatewayHeader::LiteLlmTrace => litellm.trace = Some(text),
             GatewayHeader::LiteLlmUser => litellm.user = Some(text),
             GatewayHeader::LiteLlmTags => {
-                for tag in text.split(',') {
-                    let tag = tag.trim();
-                    if !tag.is_empty() && !meta.tags.iter().any(|t| t == tag) {
-                        meta.tags.push(tag.to_owned());
-                    }
-                }
+                crate::headers::add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?
             }
             GatewayHeader::Portkey => portkey = Some(text),
             GatewayHeader::OpenRouterSession => openrouter_session = Some(text),
@@ -226,7 +228,7 @@ mod tests {
             ("helicone-property-team", "helicone"),
             ("content-type", "application/json"),
         ]);
-        let meta = take_headers(&mut map, &Sources::all(), true).unwrap();
+        let meta = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
         assert_eq!(meta.user_id.as_deref(), Some("lite-user"));
         assert_eq!(meta.trace_id.as_deref(), Some("lite-trace"));
         assert_eq!(meta.extra["team"], "helicone");
@@ -240,7 +242,7 @@ mod tests {
             ("x-portkey-metadata", r#"{"_user":"pk-user"}"#),
             ("x-session-id", "or-session"),
         ]);
-        let meta = take_headers(&mut map, &Sources::all(), false).unwrap();
+        let meta = take_headers(&mut map, &Sources::all(), &Limits::default(), false).unwrap();
         assert_eq!(meta.user_id.as_deref(), Some("pk-user"));
         assert_eq!(meta.trace_id.as_deref(), Some("or-session"));
         assert_eq!(map.len(), 2, "not stripped when asked not to");
@@ -250,7 +252,7 @@ mod tests {
     fn portkey_object_is_read_like_a_json_parser_would() {
         let read = |raw: &'static str| {
             let mut map = headers(&[("x-portkey-metadata", raw)]);
-            take_headers(&mut map, &Sources::all(), true)
+            take_headers(&mut map, &Sources::all(), &Limits::default(), true)
         };
         // Escaped keys decode; a repeated key keeps its last value; `_user` must be a string.
         let meta = read(r#"{"\u0065nv":"a","env":"b","_user":1,"n":{"x":[1]}}"#).unwrap();

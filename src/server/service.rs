@@ -5,7 +5,7 @@ use super::layer::Config;
 use super::span::{DefaultMakeSpan, MakeSpan};
 use super::ResponseBody;
 use crate::content::{declared_length, is_encoded, is_json};
-use crate::dialects::{self, Sources};
+use crate::dialects;
 use crate::{headers, BodyMode, JsonBodies, MetadataError, RequestMetadata};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -61,10 +61,9 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = req.into_parts();
         let config = self.config.clone();
-        let sources = &config.sources;
         // Limits are checked once the metadata is whole: here for header-only requests, after the
-        // body otherwise.
-        let checked = read_headers(&mut parts.headers, sources, config.strip_headers);
+        // body otherwise. Only the count of header tags is bounded as they are read.
+        let checked = read_headers(&mut parts.headers, &config, config.strip_headers);
         let rebuild =
             R::rebuild().filter(|_| is_json(&parts.headers) && !is_encoded(&parts.headers));
         let declared = declared_length(&parts.headers);
@@ -98,11 +97,12 @@ where
 /// it goes nowhere).
 fn read_headers(
     headers: &mut http::HeaderMap,
-    sources: &Sources,
+    config: &Config,
     strip: bool,
 ) -> Result<(RequestMetadata, RequestMetadata), MetadataError> {
+    let sources = &config.sources;
     let requesty = if sources.reads_requesty() {
-        let found = headers::read(headers)?;
+        let found = headers::read(headers, &config.limits)?;
         if strip {
             headers::remove(headers);
         }
@@ -110,7 +110,8 @@ fn read_headers(
     } else {
         RequestMetadata::default()
     };
-    Ok((requesty, dialects::take_headers(headers, sources, strip)?))
+    let others = dialects::take_headers(headers, sources, &config.limits, strip)?;
+    Ok((requesty, others))
 }
 
 impl<S, M, R> std::fmt::Debug for ExtractMetadata<S, M, R>
