@@ -3,6 +3,7 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::sync::Arc;
 
 /// The GenAI operation for an OpenAI- or Anthropic-style path (`chat`, `text_completion`,
 /// `embeddings`).
@@ -54,6 +55,28 @@ pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
         .map(|(_, name)| (*name).to_owned())
 }
 
+/// The key user ids are hashed with. Its `Debug` does not show it: a layer printed with `{:?}` in a
+/// log must not give the key away.
+#[derive(Clone)]
+pub(crate) struct HashKey(Arc<[u8]>);
+
+impl HashKey {
+    pub(crate) fn new(key: &[u8]) -> Self {
+        Self(key.into())
+    }
+
+    /// The keyed hash of `user_id` (see [`user_hash`]).
+    pub(crate) fn hash(&self, user_id: &str) -> String {
+        user_hash(&self.0, user_id)
+    }
+}
+
+impl std::fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashKey(<redacted>)")
+    }
+}
+
 /// A keyed hash of a user id (HMAC-SHA-256, first 16 bytes in hex): stable for grouping, not
 /// reversible without the key.
 pub(crate) fn user_hash(key: &[u8], user_id: &str) -> String {
@@ -71,6 +94,29 @@ pub(crate) fn user_hash(key: &[u8], user_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hash_key_never_shows_in_debug_output() {
+        let key = HashKey::new(b"SUPER-SECRET-KEY");
+        assert_eq!(format!("{key:?}"), "HashKey(<redacted>)");
+        assert_eq!(key.hash("u1"), user_hash(b"SUPER-SECRET-KEY", "u1"));
+        let layer = crate::RequestyMetadataLayer::new().hash_user_ids("SUPER-SECRET-KEY");
+        let client = crate::RequestyMetadataLayer::inject(crate::RequestMetadata::new())
+            .hash_user_ids("SUPER-SECRET-KEY");
+        let make_span = crate::server::DefaultMakeSpan::new().hash_user_ids("SUPER-SECRET-KEY");
+        assert!(format!("{client:?}").contains("<redacted>"));
+        for shown in [
+            format!("{layer:?}"),
+            format!("{client:?}"),
+            format!("{make_span:?}"),
+        ] {
+            // The key's bytes as `Debug` prints a byte slice, and as text.
+            assert!(
+                !shown.contains("83, 85, 80") && !shown.contains("SECRET"),
+                "{shown}"
+            );
+        }
+    }
 
     #[test]
     fn operations_from_paths() {

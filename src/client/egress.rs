@@ -2,7 +2,8 @@
 //! gateways' headers, for calls that go straight to a provider or through another gateway.
 
 use crate::codec::{self, Scan};
-use crate::{genai, RequestMetadata};
+use crate::genai::{self, HashKey};
+use crate::RequestMetadata;
 use bytes::Bytes;
 use http::header::HeaderMap;
 use std::ops::Range;
@@ -34,10 +35,14 @@ const SAFETY_IDENTIFIER_MAX: usize = 64;
 
 /// The value a provider-native field gets: the user id, or its keyed hash when hashing is on or the
 /// id is too long for the field.
-pub(crate) fn native_user_value(user_id: &str, native: Native, hash_key: Option<&[u8]>) -> String {
+pub(crate) fn native_user_value(
+    user_id: &str,
+    native: Native,
+    hash_key: Option<&HashKey>,
+) -> String {
     let too_long = native == Native::OpenAi && user_id.chars().count() > SAFETY_IDENTIFIER_MAX;
     match (hash_key, too_long) {
-        (Some(key), _) => genai::user_hash(key, user_id),
+        (Some(key), _) => key.hash(user_id),
         (None, true) => genai::user_hash(b"requesty-metadata", user_id),
         (None, false) => user_id.to_owned(),
     }
@@ -91,7 +96,7 @@ pub(crate) fn write_native(
     body: Bytes,
     metadata: &RequestMetadata,
     native: Option<Native>,
-    hash_key: Option<&[u8]>,
+    hash_key: Option<&HashKey>,
     limits: &crate::Limits,
 ) -> Bytes {
     let (Some(native), Some(user_id)) = (native, metadata.user_id.as_deref()) else {
@@ -195,7 +200,7 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&out).unwrap();
         let id = value["safety_identifier"].as_str().unwrap();
         assert!(id.len() <= 64 && !id.contains("xxxx"), "{id}");
-        let hashed = native_user_value("u1", Native::OpenAi, Some(b"k"));
+        let hashed = native_user_value("u1", Native::OpenAi, Some(&HashKey::new(b"k")));
         assert_ne!(hashed, "u1");
     }
 

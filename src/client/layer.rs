@@ -2,6 +2,7 @@
 
 use super::egress::{self, Gateway, Native};
 use super::service::InjectMetadata;
+use crate::genai::HashKey;
 use crate::server::DefaultMakeSpan;
 use crate::{HeadersOnly, JsonBodies, Limits, RequestMetadata, RequestyMetadataLayer};
 use bytes::Bytes;
@@ -68,7 +69,7 @@ pub(crate) struct InjectConfig {
     pub(crate) make_span: DefaultMakeSpan,
     pub(crate) native: Option<Native>,
     pub(crate) gateways: Vec<Gateway>,
-    pub(crate) hash_key: Option<Arc<[u8]>>,
+    pub(crate) hash_key: Option<HashKey>,
 }
 
 impl InjectConfig {
@@ -133,8 +134,13 @@ impl InjectConfig {
     /// Writes the provider-native user field configured into a JSON body that already carries its
     /// final `requesty` member.
     pub(crate) fn native_field(&self, metadata: &RequestMetadata, body: Bytes) -> Bytes {
-        let key = self.hash_key.as_deref();
-        egress::write_native(body, metadata, self.native, key, &self.limits)
+        egress::write_native(
+            body,
+            metadata,
+            self.native,
+            self.hash_key.as_ref(),
+            &self.limits,
+        )
     }
 }
 
@@ -266,7 +272,7 @@ impl<R> InjectMetadataLayer<R> {
     pub fn hash_user_ids(mut self, key: impl AsRef<[u8]>) -> Self {
         let key = key.as_ref();
         let config = self.config();
-        config.hash_key = Some(key.into());
+        config.hash_key = Some(HashKey::new(key));
         config.make_span = config.make_span.clone().hash_user_ids(key);
         self
     }

@@ -1,7 +1,7 @@
 //! The per-request span: what it is made from and how to customize it.
 
 use crate::codec::Parameters;
-use crate::genai;
+use crate::genai::{self, HashKey};
 use crate::usage::ResponseInfo;
 use crate::RequestMetadata;
 use http::{HeaderMap, Method, Uri};
@@ -94,7 +94,7 @@ pub struct DefaultMakeSpan {
     level: Level,
     client: bool,
     provider: Option<Arc<str>>,
-    user_hash_key: Option<Arc<[u8]>>,
+    user_hash_key: Option<HashKey>,
     extra_allowlist: Option<Arc<[String]>>,
     #[cfg(feature = "opentelemetry")]
     pub(crate) group_by_trace_id: bool,
@@ -139,7 +139,7 @@ impl DefaultMakeSpan {
     /// raw id in any field, so raw user ids never leave the process through spans. The same key
     /// gives the same hash, so per-user views still work.
     pub fn hash_user_ids(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.user_hash_key = Some(key.as_ref().into());
+        self.user_hash_key = Some(HashKey::new(key.as_ref()));
         self
     }
 
@@ -279,7 +279,7 @@ fn record_metadata(span: &Span, meta: &RequestMetadata, options: &DefaultMakeSpa
     if let Some(user_id) = meta.user_id.as_deref() {
         match &options.user_hash_key {
             Some(key) => {
-                span.record("user.hash", genai::user_hash(key, user_id));
+                span.record("user.hash", key.hash(user_id));
             }
             None => {
                 for field in ["user_id", "requesty.user_id", "user.id"] {
