@@ -146,6 +146,22 @@ fn a_null_member_has_no_metadata_but_is_stripped() {
 }
 
 #[test]
+fn a_byte_order_mark_does_not_hide_the_member() {
+    // RFC 8259 lets a parser ignore the mark: one that does reads this member.
+    let (scan, out) = run("\u{feff}{\"model\":\"m\",\"requesty\":{\"tags\":[\"a\"]}}");
+    assert_eq!(scan.kind(), BodyKind::Object);
+    assert_eq!(scan.metadata().unwrap().tags, ["a"]);
+    assert_eq!(scan.model(), Some("m"));
+    assert_eq!(out, "\u{feff}{\"model\":\"m\"}");
+    let mut body = Bytes::from_static(b"\xEF\xBB\xBF {}");
+    codec::inject(&mut body, &RequestMetadata::new().tag("b"), &limits()).unwrap();
+    assert_eq!(&body[..], b"\xEF\xBB\xBF {\"requesty\":{\"tags\":[\"b\"]}}");
+    // Only at the very start, and only one.
+    assert_untouched(b" \xEF\xBB\xBF{\"requesty\":{}}");
+    assert_untouched(b"\xEF\xBB\xBF\xEF\xBB\xBF{\"requesty\":{}}");
+}
+
+#[test]
 fn a_member_that_is_not_an_object_is_invalid() {
     for member in [
         "1",

@@ -517,6 +517,17 @@ proptest! {
         prop_assert_eq!(codec_oracle::check(input.as_bytes()), Ok(()), "{:?}", input);
     }
 
+    /// (d) on valid bodies behind one or two byte order marks, which a parser may skip: the codec
+    /// reads behind one exactly as without it.
+    #[test]
+    fn bodies_behind_a_byte_order_mark_read_as_without_it(body in body(), marks in 1usize..3) {
+        let mut input = b"\xEF\xBB\xBF".repeat(marks);
+        input.extend_from_slice(body.text.as_bytes());
+        prop_assert_eq!(codec_oracle::check(&input), Ok(()), "{:?}", String::from_utf8_lossy(&input));
+        let scan = codec::scan(&input, &Limits::default()).unwrap();
+        prop_assert_eq!(scan.member_range().is_some(), marks == 1 && body.member.is_some());
+    }
+
     /// (d) on valid bodies with one byte changed, inserted or removed, or cut short.
     #[test]
     fn mutated_bodies_agree_with_serde_json(

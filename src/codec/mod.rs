@@ -22,6 +22,7 @@
 //! | invalid metadata (wrong type, over a [`Limits`] bound) | error naming the field and the rule |
 //! | unknown keys inside `requesty` | kept in [`RequestMetadata::other`] |
 //! | not a JSON object; malformed at the top level; unbalanced, truncated or nested too deep | [`BodyKind::NotObject`] / [`BodyKind::Malformed`]: no metadata, body untouched |
+//! | a UTF-8 byte order mark before the object (which parsers may ignore) | read behind it, and kept |
 //!
 //! The scan is one pass. The top level is checked strictly (every key, colon, comma and scalar), and
 //! nested arrays and objects are crossed 64 bytes at a time with strings, escapes and bracket balance
@@ -395,6 +396,9 @@ impl Parameters {
     }
 }
 
+/// UTF-8's byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// What the single pass found the body to be.
 enum Shape {
     Object,
@@ -407,6 +411,11 @@ enum Shape {
 /// spans of the members it cares about into `scan`.
 fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, Malformed> {
     let mut lx = Lexer::new(body, max_depth);
+    // JSON text may start with a byte order mark, which parsers may ignore (RFC 8259, section
+    // 8.1): one that does would read the member behind it, so it is found behind it too.
+    if body.starts_with(BOM) {
+        lx.pos = BOM.len();
+    }
     lx.skip_ws();
     if lx.peek().ok() != Some(b'{') {
         return Ok(Shape::NotObject);

@@ -399,6 +399,9 @@ fn with_member(mut v: Value, member: Option<&RequestMetadata>) -> Value {
 /// Everything the codec promises about `input`, checked against the references and against itself.
 /// `Err` describes the first broken promise.
 pub fn check(input: &[u8]) -> Result<(), String> {
+    if let Some(rest) = input.strip_prefix(BOM) {
+        return check_bom(input, rest);
+    }
     let unbounded = Limits::default().max_depth(usize::MAX);
     let got = codec::scan(input, &unbounded);
     let want = reference(input, usize::MAX);
@@ -420,6 +423,55 @@ pub fn check(input: &[u8]) -> Result<(), String> {
         check_round_trip(input, scan, stripped)?;
     }
     Ok(())
+}
+
+/// UTF-8's byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A byte order mark at the start changes nothing but offsets: the body behind it reads, strips and
+/// takes an injection exactly as it would alone, and the mark stays. Only one is skipped.
+fn check_bom(input: &[u8], rest: &[u8]) -> Result<(), String> {
+    let limits = Limits::default();
+    let got = codec::scan(input, &limits);
+    if rest.starts_with(BOM) {
+        ensure!(
+            matches!(&got, Ok(s) if s.kind() == BodyKind::NotObject),
+            "a second byte order mark: the codec says {got:?}"
+        );
+        return Ok(());
+    }
+    let alone = codec::scan(rest, &limits);
+    let shifted = |r: std::ops::Range<usize>| r.start + BOM.len()..r.end + BOM.len();
+    match (&got, &alone) {
+        (Ok(a), Ok(b)) => {
+            ensure!(
+                a.kind() == b.kind()
+                    && a.metadata() == b.metadata()
+                    && a.member_range() == b.member_range().map(shifted)
+                    && a.model() == b.model()
+                    && a.stream() == b.stream(),
+                "behind a byte order mark the codec says {a:?}, alone {b:?}"
+            );
+            let stripped = codec::strip(Bytes::copy_from_slice(input), a);
+            let alone_stripped = codec::strip(Bytes::copy_from_slice(rest), b);
+            ensure!(
+                stripped == [BOM, &alone_stripped[..]].concat(),
+                "strip behind a byte order mark differs"
+            );
+        }
+        (Err(a), Err(b)) => ensure!(a == b, "errors differ: {a:?} and {b:?}"),
+        _ => return Err(format!("behind a byte order mark {got:?}, alone {alone:?}")),
+    }
+    let ours = RequestMetadata::new().tag("bom").user_id("u");
+    let mut with_mark = Bytes::copy_from_slice(input);
+    let mut without = Bytes::copy_from_slice(rest);
+    let a = codec::inject(&mut with_mark, &ours, &limits);
+    let b = codec::inject(&mut without, &ours, &limits);
+    ensure!(
+        format!("{a:?}") == format!("{b:?}") && with_mark == [BOM, &without[..]].concat(),
+        "inject behind a byte order mark: {a:?} then {with_mark:?}, alone {b:?} then {without:?}"
+    );
+    check(rest)
 }
 
 /// The error for two `requesty` members (not for a field given twice inside one).
