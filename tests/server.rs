@@ -448,15 +448,31 @@ async fn malformed_json_can_be_rejected() {
     let (_recorder, _guard) = Recorder::install();
     let (app, calls) = app(RequestyMetadataLayer::new().reject_malformed(true));
     let addr = serve(app).await;
-    let response = client()
-        .post(format!("http://{addr}/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .body(r#"{"model": "m","#)
-        .send()
-        .await
-        .unwrap();
-    expect_error(response, 400, Value::Null, "invalid_json").await;
+    let post = |body: &'static [u8]| {
+        client()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // An object cut short, and text that is not JSON at all or not whole.
+    for body in [
+        &br#"{"model": "m","#[..],
+        b"[1,",
+        b"hello world",
+        b"\"unterminated",
+        b"{} {}",
+    ] {
+        let response = post(body).await.unwrap();
+        expect_error(response, 400, Value::Null, "invalid_json").await;
+    }
     assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // Well-formed JSON that is not an object, and no body, are for the service to judge.
+    for body in [&b"[1, 2]"[..], b" \"text\" ", b"", b"\xEF\xBB\xBF[]"] {
+        let response = post(body).await.unwrap();
+        assert_eq!(response.status(), 200, "{}", String::from_utf8_lossy(body));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
 
 /// An SSE-like response: `frames` chunks, `gap` apart; endless when `frames` is `None`.

@@ -264,6 +264,21 @@ where
     }
 }
 
+/// Whether a JSON request body is well-formed JSON text. The scan judged objects; anything else (an
+/// array, a scalar, not JSON at all) is checked here, on this path only. No body at all is fine.
+fn well_formed(body: &[u8], kind: codec::BodyKind) -> bool {
+    match kind {
+        codec::BodyKind::Object => true,
+        codec::BodyKind::Malformed => false,
+        codec::BodyKind::NotObject => {
+            // A parser may skip a byte order mark (RFC 8259), serde_json does not.
+            let text = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+            text.trim_ascii().is_empty()
+                || serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
+        }
+    }
+}
+
 /// Whether a response with this status may have a body: not informational ones, `204 No Content`
 /// and `304 Not Modified` (RFC 9110, section 6.4.1).
 fn has_body(status: StatusCode) -> bool {
@@ -301,7 +316,7 @@ where
             return reject_metadata(pending, &error, facts);
         }
     };
-    if scan.kind() == codec::BodyKind::Malformed && config.reject_malformed {
+    if config.reject_malformed && !well_formed(bytes, scan.kind()) {
         let body = error_body("the request body is not valid JSON", None, "invalid_json");
         return reject(pending, StatusCode::BAD_REQUEST, body, Facts::default());
     }

@@ -174,8 +174,9 @@ impl<M, R> RequestyMetadataLayer<M, R> {
         self
     }
 
-    /// Answers `400` to a JSON body that is not well-formed (default: passed through untouched, for
-    /// the inner service to judge).
+    /// Answers `400` to a JSON body that is not well-formed JSON text, object or not (default: passed
+    /// through untouched, for the inner service to judge). An empty body, and well-formed JSON that
+    /// is not an object, pass.
     pub fn reject_malformed(mut self, reject: bool) -> Self {
         self.config().reject_malformed = reject;
         self
