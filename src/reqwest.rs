@@ -86,6 +86,7 @@ impl Middleware for MetadataMiddleware {
             .body()
             .and_then(reqwest::Body::as_bytes)
             .filter(|bytes| json && bytes.len() <= config.max_body);
+        let unread = buffered.is_none() && req.body().is_some();
         // `Some((replacement, scan))` when the body carries the metadata; `replacement` is `None`
         // when it needs no edit.
         let in_body = buffered.and_then(|bytes| {
@@ -144,7 +145,12 @@ impl Middleware for MetadataMiddleware {
                 .map(codec::Scan::parameters)
                 .unwrap_or_default(),
         });
-        span.in_scope(|| config.warn_over_limits(&metadata));
+        span.in_scope(|| {
+            config.warn_over_limits(&metadata);
+            if unread {
+                config.warn_unread_json(req.headers());
+            }
+        });
         let start = Instant::now();
         let response = next.run(req, extensions).instrument(span.clone()).await?;
         Ok(traced(response, span, start))

@@ -792,7 +792,7 @@ async fn carrier_both_sends_the_member_and_the_headers() {
 
 #[tokio::test]
 async fn drop_all_removes_even_what_the_request_already_carries() {
-    let (_recorder, _guard) = Recorder::install();
+    let (recorder, _guard) = Recorder::install();
     let (bare, layered) = (bare_echo().await, layered_echo().await);
     let client = with_middleware(RequestyMetadataLayer::inject(defaults()).drop_all().into());
     let body = r#"{"model":"m","requesty":{"trace_id":"x","tags":["secret"]},"messages":[]}"#;
@@ -814,9 +814,32 @@ async fn drop_all_removes_even_what_the_request_already_carries() {
     assert_eq!(echo.header("http-referer"), None);
     assert_eq!(echo.header("x-title"), None);
 
-    // A stream is not read; the headers still go.
+    // A stream is not read; the headers still go, and the client span says the member may not.
+    let warnings = |recorder: &Recorder| {
+        recorder
+            .named("llm_client_request")
+            .iter()
+            .flat_map(|s| s.events.clone())
+            .filter(|e| e["message"].contains("was not read"))
+            .count()
+    };
+    assert_eq!(warnings(&recorder), 0);
     let echo = scope(current.clone(), echoed(request(bare, streamed(body)))).await;
     assert_eq!(echo.requesty_headers(), NONE);
+    assert!(echo.body.contains("secret"));
+    assert_eq!(warnings(&recorder), 1);
+    // The same through the tower layer around a hyper client.
+    let hyper = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(defaults()).drop_all())
+        .service(HyperClient::builder(TokioExecutor::new()).build_http::<AxumBody>());
+    let frames = futures_util::stream::iter([Ok::<_, Infallible>(Bytes::from(body))]);
+    let streamed_request = http::Request::post(format!("http://{bare}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(AxumBody::from_stream(frames))
+        .unwrap();
+    let echo = hyper_echo(hyper, streamed_request).await;
+    assert!(echo.body.contains("secret"));
+    assert_eq!(warnings(&recorder), 2);
 
     let echo = echoed(
         client

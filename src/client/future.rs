@@ -90,7 +90,7 @@ impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
         config: &InjectConfig,
     ) -> Self {
         Self {
-            state: call(&mut inner, request, metadata, config, None, false),
+            state: call(&mut inner, request, metadata, config, None, Read::Unread),
         }
     }
 }
@@ -199,8 +199,23 @@ where
         &metadata,
         &config,
         scan.as_ref(),
-        trailers,
+        if trailers {
+            Read::WithTrailers
+        } else {
+            Read::Whole
+        },
     )
+}
+
+/// What became of the request body before the call, for the warnings in the client span.
+#[derive(Clone, Copy)]
+enum Read {
+    /// Read and rebuilt.
+    Whole,
+    /// Read and rebuilt without the trailers it came with.
+    WithTrailers,
+    /// Sent as it came.
+    Unread,
 }
 
 /// Makes the client span and calls the client inside it.
@@ -210,7 +225,7 @@ fn call<S, B>(
     metadata: &RequestMetadata,
     config: &InjectConfig,
     scan: Option<&codec::Scan>,
-    trailers: bool,
+    read: Read,
 ) -> State<S, B>
 where
     S: Service<Request<B>>,
@@ -227,8 +242,10 @@ where
     let future = {
         let _entered = span.enter();
         config.warn_over_limits(metadata);
-        if trailers {
-            crate::collect::warn_dropped_trailers();
+        match read {
+            Read::Unread => config.warn_unread_json(request.headers()),
+            Read::WithTrailers => crate::collect::warn_dropped_trailers(),
+            Read::Whole => {}
         }
         inner.call(request)
     };

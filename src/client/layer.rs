@@ -122,6 +122,19 @@ impl InjectConfig {
     /// defaults, propagated and per-request metadata can outgrow what each allowed on its own, and a
     /// gateway enforcing the same limits would answer `400`. The request is still sent as it is; the
     /// gateway it goes to decides.
+    /// Warns, in the client span, that a JSON body this client did not read (streamed, of unknown
+    /// length, content-encoded, or over `max_body_bytes`) goes out as it is: a `requesty` member it
+    /// carries is not removed, whatever [`drop_fields`](InjectMetadataLayer::drop_fields) says. Only
+    /// when there is such a boundary to hold.
+    pub(crate) fn warn_unread_json(&self, headers: &http::HeaderMap) {
+        if !self.dropped.is_empty() && crate::content::is_json(headers) {
+            tracing::warn!(
+                "a JSON body that was not read (streamed, of unknown length, encoded, or over \
+                 max_body_bytes) is sent as it is: a `requesty` member in it is not removed"
+            );
+        }
+    }
+
     pub(crate) fn warn_over_limits(&self, metadata: &RequestMetadata) {
         if let Err(error) = crate::codec::check(metadata, &self.limits) {
             tracing::warn!(
@@ -223,12 +236,17 @@ impl<R> InjectMetadataLayer<R> {
 
     /// Never sends these fields, whatever their source, including a member already in the body:
     /// the boundary for calls that leave your system.
+    ///
+    /// A body is only edited when it is read: a JSON body that is streamed (of unknown length),
+    /// content-encoded, or over [`max_body_bytes`](Self::max_body_bytes) goes out as it is, with a
+    /// warning in the client span, and a `requesty` member in it is not removed.
     pub fn drop_fields(mut self, fields: impl IntoIterator<Item = Field>) -> Self {
         self.config().dropped.extend(fields);
         self
     }
 
-    /// Sends no metadata at all, and removes any the request already carries.
+    /// Sends no metadata at all, and removes any the request already carries (a member only from a
+    /// body that is read; see [`drop_fields`](Self::drop_fields)).
     pub fn drop_all(self) -> Self {
         use Field::*;
         self.drop_fields([Tags, UserId, TraceId, Extra, Origin, Other])
