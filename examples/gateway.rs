@@ -557,7 +557,7 @@ mod proxy {
 mod mock {
     use super::*;
     use axum::body::Bytes;
-    use axum::extract::{FromRequest, State};
+    use axum::extract::{DefaultBodyLimit, FromRequest, State};
     use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
     use axum::http::HeaderValue;
     use axum::routing::{get, post};
@@ -571,6 +571,10 @@ mod mock {
     /// The default pause before each stream frame, so a client sees them arrive one by one.
     pub const FRAME_DELAY: Duration = Duration::from_millis(20);
 
+    /// The largest request body the mock reads: the layer's default limit, rather than axum's
+    /// 2 MiB, so the layer's `413` is the one a client meets.
+    const MAX_BODY: usize = 32 * 1024 * 1024;
+
     /// The mock's routes; `delay` is the pause before each stream frame.
     pub fn routes(delay: Duration) -> Router {
         Router::new()
@@ -579,6 +583,7 @@ mod mock {
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
             .with_state(FrameDelay(delay))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
     }
 
     #[derive(Clone, Copy)]
