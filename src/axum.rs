@@ -35,16 +35,28 @@ use std::convert::Infallible;
 pub struct Metadata(pub RequestMetadata);
 
 /// The rejection of [`Metadata`] for a request without metadata: `400` with an OpenAI-style body.
+///
+/// A router without the layer rejects every request this way: the extractor only sees that no
+/// metadata is in the request's extensions.
 #[derive(Debug)]
 pub struct MissingMetadata;
 
+impl MissingMetadata {
+    const MESSAGE: &str =
+        "this endpoint requires request metadata (a `requesty` body member or `X-Requesty-*` headers)";
+}
+
+impl std::fmt::Display for MissingMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Self::MESSAGE)
+    }
+}
+
+impl std::error::Error for MissingMetadata {}
+
 impl IntoResponse for MissingMetadata {
     fn into_response(self) -> Response {
-        let body = error_body(
-            "this endpoint requires request metadata (a `requesty` body member or `X-Requesty-*` headers)",
-            Some("requesty"),
-            "missing_metadata",
-        );
+        let body = error_body(Self::MESSAGE, Some("requesty"), "missing_metadata");
         let mut response = (StatusCode::BAD_REQUEST, body).into_response();
         response
             .headers_mut()

@@ -1,23 +1,4 @@
 //! The metadata of the request being served, for code that calls onward without being handed it.
-//!
-//! While the server layer runs your service for a request (its future, and the response body as it
-//! streams), that request's metadata is *current*: [`current`] returns it, and the client side
-//! ([`InjectMetadataLayer`](crate::InjectMetadataLayer), and the reqwest middleware) adds it to
-//! outgoing calls. So a gateway or agent that handles a tagged request and calls another service passes
-//! `trace_id`, `user_id` and tags along with no code.
-//!
-//! It follows the future, not the thread: it is set each time the future is polled and restored after,
-//! so it is right whichever worker thread polls it, and two requests on one thread never see each
-//! other's. A task you spawn is a new future and does not inherit it; carry it over with
-//! [`scope`] (or [`in_current`] as a shorthand):
-//!
-//! ```
-//! # async fn demo() {
-//! let work = async { requesty_metadata::current().and_then(|m| m.trace_id.clone()) };
-//! let handle = tokio::spawn(requesty_metadata::in_current(work));
-//! # handle.await.unwrap();
-//! # }
-//! ```
 
 use crate::RequestMetadata;
 use pin_project_lite::pin_project;
@@ -32,6 +13,25 @@ thread_local! {
 }
 
 /// The metadata of the request being served on this task, when it carried any.
+///
+/// While the server layer runs your service for a request (its future, and the response body as it
+/// streams), that request's metadata is *current*: this returns it, and the client side
+/// ([`InjectMetadataLayer`](crate::InjectMetadataLayer), and the reqwest middleware) adds it to
+/// outgoing calls. So a gateway or agent that handles a tagged request and calls another service
+/// passes `trace_id`, `user_id` and tags along with no code.
+///
+/// It follows the future, not the thread: it is set each time the future is polled and restored
+/// after, so it is right whichever worker thread polls it, and two requests on one thread never see
+/// each other's. A task you spawn is a new future and does not inherit it; carry it over with
+/// [`scope`] (or [`in_current`] as a shorthand):
+///
+/// ```
+/// # async fn demo() {
+/// let work = async { requesty_metadata::current().and_then(|m| m.trace_id.clone()) };
+/// let handle = tokio::spawn(requesty_metadata::in_current(work));
+/// # handle.await.unwrap();
+/// # }
+/// ```
 pub fn current() -> Option<Arc<RequestMetadata>> {
     CURRENT.with(|c| c.borrow().clone())
 }

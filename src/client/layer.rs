@@ -268,6 +268,19 @@ impl<R> InjectMetadataLayer<R> {
     /// Also writes the user id into a provider's own field ([`Native`]): OpenAI's
     /// `safety_identifier` or Anthropic's `metadata.user_id`, for calls that go straight to the
     /// provider. A field the body already sets is left alone.
+    ///
+    /// A provider answers `400` to a body with a `requesty` member, which the default carrier
+    /// writes: for a call straight to a provider, also set
+    /// [`carrier(Carrier::Headers)`](Self::carrier).
+    ///
+    /// ```
+    /// use requesty_metadata::client::{Carrier, Native};
+    /// use requesty_metadata::{RequestMetadata, RequestyMetadataLayer};
+    ///
+    /// let to_openai = RequestyMetadataLayer::inject(RequestMetadata::new())
+    ///     .provider_native(Native::OpenAi)
+    ///     .carrier(Carrier::Headers);
+    /// ```
     pub fn provider_native(mut self, native: Native) -> Self {
         self.config().native = Some(native);
         self
