@@ -114,12 +114,11 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     for (key, value) in &meta.extra {
         let name = format!("{PREFIX}{}", key.to_ascii_lowercase());
         match value.as_str() {
-            Some(text)
-                if !matches!(&name[PREFIX.len()..], "trace-id" | "user-id" | "tags" | "") =>
-            {
-                put(&name, text)
+            _ if matches!(&name[PREFIX.len()..], "trace-id" | "user-id" | "tags" | "") => {
+                tracing::warn!(key = %key, "extra field left out: its header would read back as a core field")
             }
-            _ => {
+            Some(text) => put(&name, text),
+            None => {
                 tracing::warn!(key = %key, "extra field left out: only string values travel in headers")
             }
         }

@@ -1449,7 +1449,9 @@ async fn hashed_user_ids_stay_out_of_client_spans() {
         .expect("the gateway's span");
     let server_hash = gateway_span.field("user.hash").map(str::to_owned);
     assert!(server_hash.is_some());
+    assert!(gateway_span.target.starts_with("requesty_metadata::server"));
     for span in &client_spans {
+        assert_eq!(span.target, "requesty_metadata::client");
         assert_eq!(span.field("user.hash").map(str::to_owned), server_hash);
         assert!(span.field("extra").is_some_and(|e| e.contains("gold")));
     }

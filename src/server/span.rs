@@ -191,11 +191,12 @@ macro_rules! span_at {
 
 /// The span with every field declared: one call site per name and level, as `tracing` needs.
 macro_rules! llm_span {
-    ($level:expr, $name:literal, $kind:literal, $info:expr, $operation:expr) => {{
+    ($level:expr, $target:expr, $name:literal, $kind:literal, $info:expr, $operation:expr) => {{
         let info = $info;
         let operation = $operation;
         span_at!(
             $level,
+            target: $target,
             $name,
             trace_id = Empty,
             user_id = Empty,
@@ -240,10 +241,25 @@ impl MakeSpan for DefaultMakeSpan {
     fn make_span(&mut self, info: &RequestInfo<'_>) -> Span {
         use tracing::field::Empty;
         let operation = info.operation();
+        // Targets name the side, so a filter on `requesty_metadata::client` finds client spans.
         let span = if self.client {
-            llm_span!(self.level, "llm_client_request", "client", info, operation)
+            llm_span!(
+                self.level,
+                "requesty_metadata::client",
+                "llm_client_request",
+                "client",
+                info,
+                operation
+            )
         } else {
-            llm_span!(self.level, "llm_request", "server", info, operation)
+            llm_span!(
+                self.level,
+                module_path!(),
+                "llm_request",
+                "server",
+                info,
+                operation
+            )
         };
         // The formatted fields cost allocations: make them only for a span someone records.
         if span.is_disabled() {

@@ -15,6 +15,7 @@ use tracing_subscriber::registry::LookupSpan;
 #[derive(Clone, Debug, Default)]
 pub struct SpanRecord {
     pub name: String,
+    pub target: String,
     pub fields: BTreeMap<String, String>,
     pub closed: bool,
     /// Messages of the events emitted inside the span.
@@ -109,6 +110,7 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
         let mut record = SpanRecord {
             name: attrs.metadata().name().to_owned(),
+            target: attrs.metadata().target().to_owned(),
             ..Default::default()
         };
         attrs.record(&mut FieldVisitor(&mut record.fields));
