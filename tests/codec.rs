@@ -421,7 +421,7 @@ fn bodies_that_are_not_objects_carry_nothing() {
         "null",
         "hello",
         "<html></html>",
-        "\u{feff}{}",
+        "\u{feff}\u{feff}{}",
         "}{",
         "]",
     ] {
