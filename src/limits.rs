@@ -22,6 +22,7 @@
 /// assert_eq!(limits.tags(), 16);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "limits apply only once given to a layer"]
 pub struct Limits {
     depth: usize,
     tags: usize,

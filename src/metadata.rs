@@ -57,36 +57,42 @@ impl RequestMetadata {
     }
 
     /// Adds a tag unless it is already present.
+    #[must_use = "it returns the changed metadata"]
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         push_unique(&mut self.tags, tag.into());
         self
     }
 
     /// Sets the user id.
+    #[must_use = "it returns the changed metadata"]
     pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
         self.user_id = Some(user_id.into());
         self
     }
 
     /// Sets the trace id.
+    #[must_use = "it returns the changed metadata"]
     pub fn trace_id(mut self, trace_id: impl Into<String>) -> Self {
         self.trace_id = Some(trace_id.into());
         self
     }
 
     /// Sets one `extra` field.
+    #[must_use = "it returns the changed metadata"]
     pub fn extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.extra.insert(key.into(), value.into());
         self
     }
 
     /// Sets the origin referer (normally read from `HTTP-Referer`).
+    #[must_use = "it returns the changed metadata"]
     pub fn origin_referer(mut self, referer: impl Into<String>) -> Self {
         self.origin_referer = Some(referer.into());
         self
     }
 
     /// Sets the origin title (normally read from `X-Title`).
+    #[must_use = "it returns the changed metadata"]
     pub fn origin_title(mut self, title: impl Into<String>) -> Self {
         self.origin_title = Some(title.into());
         self
@@ -158,6 +164,7 @@ impl RequestMetadata {
     /// assert_eq!(combined.trace_id.as_deref(), Some("from-body"));
     /// assert_eq!(combined.user_id.as_deref(), Some("u"));
     /// ```
+    #[must_use = "it returns the changed metadata"]
     pub fn with_fallback(mut self, fallback: RequestMetadata) -> Self {
         self.fill_from(fallback);
         self
@@ -198,6 +205,7 @@ impl RequestMetadata {
     }
 
     /// [`merge`](Self::merge) by value, for chaining.
+    #[must_use = "it returns the changed metadata"]
     pub fn merged(mut self, other: RequestMetadata) -> Self {
         self.merge(other);
         self

@@ -181,6 +181,7 @@ impl InjectConfig {
 ///     .drop_fields([Field::UserId, Field::Extra, Field::Origin]);
 /// let nothing_leaves = RequestyMetadataLayer::inject(RequestMetadata::new()).drop_all();
 /// ```
+#[must_use = "a layer does nothing until it wraps a service"]
 pub struct InjectMetadataLayer<R = JsonBodies> {
     pub(crate) config: Arc<InjectConfig>,
     mode: PhantomData<fn() -> R>,
@@ -214,6 +215,14 @@ impl RequestyMetadataLayer {
             }),
             mode: PhantomData,
         }
+    }
+}
+
+impl InjectMetadataLayer {
+    /// The client-side layer, adding `defaults` to every outgoing request: the same as
+    /// [`RequestyMetadataLayer::inject`].
+    pub fn new(defaults: RequestMetadata) -> Self {
+        RequestyMetadataLayer::inject(defaults)
     }
 }
 

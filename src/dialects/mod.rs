@@ -41,6 +41,7 @@ pub(crate) use headers::take_headers;
 /// let layer = RequestyMetadataLayer::new().sources(Sources::all().native_user(false));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "sources apply only once given to a layer"]
 pub struct Sources {
     requesty: bool,
     helicone: bool,

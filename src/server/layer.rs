@@ -45,6 +45,7 @@ use tracing::Level;
 /// In each case the inner service is not called, and the body is OpenAI-style:
 /// `{"error":{"message":"…","type":"invalid_request_error","param":"requesty.tags","code":"…"}}`.
 #[derive(Clone)]
+#[must_use = "a layer does nothing until it wraps a service"]
 pub struct RequestyMetadataLayer<M = DefaultMakeSpan, R = JsonBodies> {
     pub(crate) config: Arc<Config>,
     pub(crate) make_span: M,

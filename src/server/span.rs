@@ -90,6 +90,7 @@ where
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
 /// | parent (feature `opentelemetry`) | the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`) |
 #[derive(Clone, Debug)]
+#[must_use = "a span maker does nothing until given to a layer"]
 pub struct DefaultMakeSpan {
     level: Level,
     client: bool,
