@@ -224,17 +224,18 @@ impl InjectMetadataLayer {
     pub fn new(defaults: RequestMetadata) -> Self {
         RequestyMetadataLayer::inject(defaults)
     }
+
+    /// Where the metadata travels (default [`Carrier::Body`]: the body member where possible).
+    /// After [`headers_only`](Self::headers_only) it is always the headers.
+    pub fn carrier(mut self, carrier: Carrier) -> Self {
+        self.config().carrier = carrier;
+        self
+    }
 }
 
 impl<R> InjectMetadataLayer<R> {
     fn config(&mut self) -> &mut InjectConfig {
         Arc::make_mut(&mut self.config)
-    }
-
-    /// Where the metadata travels (default [`Carrier::Body`]: the body member where possible).
-    pub fn carrier(mut self, carrier: Carrier) -> Self {
-        self.config().carrier = carrier;
-        self
     }
 
     /// Whether the metadata of the request being served is added (default `true`).
