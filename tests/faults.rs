@@ -407,6 +407,20 @@ async fn endless(State(live): State<Live>) -> Response {
         .unwrap()
 }
 
+/// Sends a whole JSON chat request on a raw connection, and hands the connection back to be read
+/// or dropped.
+async fn post_chat(addr: SocketAddr, body: &[u8]) -> TcpStream {
+    let mut stream = connect(addr).await;
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    send(&mut stream, head.as_bytes()).await;
+    send(&mut stream, body).await;
+    stream
+}
+
 #[tokio::test]
 async fn a_client_that_leaves_mid_stream_ends_the_span_and_the_stream() {
     let (recorder, _guard) = Recorder::install();
@@ -423,14 +437,7 @@ async fn a_client_that_leaves_mid_stream_ends_the_span_and_the_stream() {
     let addr = serve(router).await;
 
     let body = br#"{"model":"m","stream":true,"requesty":{"trace_id":"gone"}}"#;
-    let mut stream = connect(addr).await;
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n",
-        body.len()
-    );
-    send(&mut stream, head.as_bytes()).await;
-    send(&mut stream, body).await;
+    let mut stream = post_chat(addr, body).await;
     let mut seen = Vec::new();
     while find(&seen, b"w3").is_none() {
         assert!(read_more(&mut stream, &mut seen).await, "the stream ended");
@@ -1048,14 +1055,7 @@ async fn a_client_that_leaves_before_the_answer_is_reported_once_as_not_complete
     let addr = serve(router).await;
 
     let body = br#"{"model":"m","requesty":{"trace_id":"impatient"}}"#;
-    let mut stream = connect(addr).await;
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n",
-        body.len()
-    );
-    send(&mut stream, head.as_bytes()).await;
-    send(&mut stream, body).await;
+    let stream = post_chat(addr, body).await;
     eventually("the handler is waiting", || waiting.count() == 1).await;
     assert!(completions.lock().unwrap().is_empty());
     drop(stream);

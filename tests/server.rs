@@ -294,43 +294,38 @@ async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not
         "metadata_limit_exceeded",
     )
     .await;
-    // Headers alone too, before the body is read.
-    let response = client
-        .get(format!("http://{addr}/v1/models"))
-        .header("x-requesty-tags", "a,b,c")
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        response,
-        400,
-        json!("requesty.tags"),
-        "metadata_limit_exceeded",
-    )
-    .await;
-    // Thousands of header tags are refused as soon as the count passes the limit.
+    // Headers alone too, before the body is read: a few tags too many, thousands of them (refused
+    // as soon as the count passes the limit), and `extra` over the body's size limit.
     let many: Vec<String> = (0..30_000).map(|i| format!("t{i}")).collect();
-    let response = client
-        .get(format!("http://{addr}/v1/models"))
-        .header("x-requesty-tags", many.join(","))
-        .send()
-        .await
-        .unwrap();
-    expect_error(
-        response,
-        400,
-        json!("requesty.tags"),
-        "metadata_limit_exceeded",
-    )
-    .await;
-    // `extra` from headers is held to the same size as the body's.
-    let response = client
-        .get(format!("http://{addr}/v1/models"))
-        .header("x-requesty-notes", "n".repeat(17 * 1024))
-        .send()
-        .await
-        .unwrap();
-    expect_error(response, 400, json!("requesty.extra"), "metadata_too_long").await;
+    let header_cases = [
+        (
+            "x-requesty-tags",
+            "a,b,c".to_owned(),
+            "requesty.tags",
+            "metadata_limit_exceeded",
+        ),
+        (
+            "x-requesty-tags",
+            many.join(","),
+            "requesty.tags",
+            "metadata_limit_exceeded",
+        ),
+        (
+            "x-requesty-notes",
+            "n".repeat(17 * 1024),
+            "requesty.extra",
+            "metadata_too_long",
+        ),
+    ];
+    for (name, value, param, code) in header_cases {
+        let response = client
+            .get(format!("http://{addr}/v1/models"))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        expect_error(response, 400, json!(param), code).await;
+    }
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
     // Rejected requests are traced too.
