@@ -3,7 +3,8 @@
 //! A [`UsageReader`] is fed the response body frame by frame and never copies more than a bounded
 //! part of it. Everything a response says about itself sits at its ends: `id` and `model` first, and
 //! `usage` and the finish reasons last. So the reader reads the beginning (the first 64 KiB, or for a
-//! stream until the first generated text), then only keeps a window on the last 64 KiB of frames
+//! stream until the first generated text, looked for up to 1 MiB in), then only keeps a window on the
+//! last 64 KiB of frames
 //! (shared, not copied) and reads that when the body ends. Per frame in between it does no more than
 //! keep a reference, so it costs next to nothing on long streams.
 //!
@@ -521,6 +522,33 @@ mod tests {
             assert_eq!(info.usage.output_tokens, Some(2000));
             assert!(info.done);
         }
+    }
+
+    #[test]
+    fn the_first_text_is_found_after_a_long_reasoning_preamble() {
+        let mut body = String::from(
+            "data: {\"id\":\"r1\",\"model\":\"deepseek-r1\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+        );
+        while body.len() < 3 * KEEP {
+            body.push_str(
+                "data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"let me think \"}}]}\n\n",
+            );
+        }
+        let mut reader = UsageReader::new("text/event-stream").unwrap();
+        reader.feed(&Bytes::from(body));
+        assert!(!reader.saw_token());
+        reader.feed(&Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        ));
+        assert!(reader.saw_token());
+        // Found, the reader goes back to keeping a window; the end is read as usual.
+        reader.feed(&Bytes::from_static(
+            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":9}}\n\ndata: [DONE]\n\n",
+        ));
+        let info = reader.finish();
+        assert_eq!(info.id.as_deref(), Some("r1"));
+        assert_eq!(info.usage.output_tokens, Some(9));
+        assert!(info.done);
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //! the first generated text without being parsed; only the rare events that carry an id, usage or a
 //! finish reason are parsed. Buffers are reused, so a warmed-up stream allocates nothing per frame.
 
-use super::{read_document, ResponseInfo, KEEP};
+use super::{read_document, ResponseInfo};
 use memchr::memmem::Finder;
 use std::sync::LazyLock;
 
 /// The longest line, and the most data in one event, that is read; longer ones are skipped.
 const MAX_EVENT: usize = 64 * 1024;
+
+/// How far into a stream the first generated text is looked for, event by event; past it, a
+/// stream without any is only kept a window on.
+const FIRST_TEXT: usize = 1024 * 1024;
 
 #[derive(Debug, Default)]
 pub(super) struct SseReader {
@@ -42,10 +46,11 @@ impl SseReader {
         }
     }
 
-    /// Whether the beginning of the stream has told what it will: the response's identity and the
-    /// first generated text (or 64 KiB went by without them).
+    /// Whether the beginning of the stream has told what it will: the response's identity (its first
+    /// event, always parsed) and the first generated text. A stream may think at length first
+    /// (reasoning deltas are not text), so the first text is looked for up to [`FIRST_TEXT`] in.
     pub(super) fn read_enough(&self) -> bool {
-        (self.parsed_first && self.saw_token) || self.read >= KEEP
+        self.saw_token || self.read >= FIRST_TEXT
     }
 
     pub(super) fn feed(&mut self, mut bytes: &[u8]) {
