@@ -28,7 +28,7 @@
 mod json;
 mod sse;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -138,9 +138,7 @@ impl UsageReader {
 
     /// What the body said, once it has ended (or as far as it got).
     pub fn finish(self) -> ResponseInfo {
-        let Window {
-            frames, dropped, ..
-        } = self.window;
+        let (frames, dropped) = self.window.into_frames();
         match self.kind {
             Kind::Json(reader) => reader.finish(frames, dropped),
             Kind::Sse(mut reader) if !dropped => {
@@ -170,13 +168,32 @@ impl UsageReader {
 #[derive(Debug, Default)]
 struct Window {
     frames: VecDeque<Bytes>,
+    /// Small frames, copied together rather than kept one by one: a stream of tiny frames would
+    /// otherwise mean thousands of entries, each holding on to the buffer it came from.
+    small: BytesMut,
+    /// Bytes in `frames` and `small`.
     len: usize,
     /// Whether frames were let go, so the window no longer follows on from the head.
     dropped: bool,
 }
 
+/// Frames shorter than this are copied into [`Window::small`].
+const SMALL_FRAME: usize = 256;
+
+/// Copied small frames become one entry of [`Window::frames`] at this size.
+const SMALL_RUN: usize = 4096;
+
 impl Window {
     fn push(&mut self, frame: &Bytes) {
+        if frame.len() < SMALL_FRAME {
+            self.small.extend_from_slice(frame);
+            self.len += frame.len();
+            if self.small.len() >= SMALL_RUN {
+                self.seal_small();
+            }
+            return;
+        }
+        self.seal_small();
         let frame = if frame.len() > KEEP {
             // Keep a copy of the end only, not the whole allocation behind a large frame.
             self.frames.clear();
@@ -188,6 +205,19 @@ impl Window {
         };
         self.len += frame.len();
         self.frames.push_back(frame);
+        self.evict();
+    }
+
+    /// Moves the copied small frames into `frames`, as one entry.
+    fn seal_small(&mut self) {
+        if !self.small.is_empty() {
+            self.frames.push_back(self.small.split().freeze());
+            self.evict();
+        }
+    }
+
+    /// Lets go of the oldest frames while the rest still make `KEEP` bytes.
+    fn evict(&mut self) {
         while let Some(front) = self.frames.front() {
             if self.len - front.len() < KEEP {
                 break;
@@ -196,6 +226,12 @@ impl Window {
             self.frames.pop_front();
             self.dropped = true;
         }
+    }
+
+    /// The frames in order, and whether frames were let go.
+    fn into_frames(mut self) -> (VecDeque<Bytes>, bool) {
+        self.seal_small();
+        (self.frames, self.dropped)
     }
 }
 
@@ -512,6 +548,10 @@ mod tests {
             for at in (0..body.len()).step_by(frame) {
                 reader.feed(&body.slice(at..body.len().min(at + frame)));
                 assert!(reader.window.len <= 2 * KEEP);
+                // Tiny frames are kept a few kilobytes to an entry, not one by one.
+                if frame < SMALL_FRAME {
+                    assert!(reader.window.frames.len() <= 2 * KEEP / SMALL_RUN + 2);
+                }
             }
             assert!(reader.window.dropped);
             let info = reader.finish();
