@@ -88,12 +88,14 @@ impl Collected {
             buf
         });
         let needed = rest.len() + data.remaining();
-        if needed > rest.capacity() && declared > 0 {
+        // Past the declared length (a lower bound, or no length at all), `put` grows the buffer by
+        // doubling.
+        if needed > rest.capacity() && needed <= declared {
             // Four times what has arrived, or the whole declared length once a quarter of it is
             // here: never more than four times what the client sent, few copies on the way, and
             // a buffer of exactly the declared size at the end.
             let target = if needed.saturating_mul(GROWTH) >= declared {
-                declared.max(needed)
+                declared
             } else {
                 needed * GROWTH
             };
@@ -188,6 +190,22 @@ mod tests {
                 assert_eq!(collected.capacity(), 10_000);
             }
         });
+    }
+
+    #[test]
+    fn past_the_declared_length_the_buffer_grows_by_doubling() {
+        let mut collected = Collected::new(100);
+        let mut growths = 0;
+        let mut capacity = 0;
+        for _ in 0..1000 {
+            collected.push(&mut &[b'z'; 1000][..]);
+            if collected.capacity() != capacity {
+                capacity = collected.capacity();
+                growths += 1;
+            }
+        }
+        assert_eq!(collected.as_slice(), &[b'z'; 1_000_000][..]);
+        assert!(growths < 32, "{growths} growths for 1000 frames");
     }
 
     #[test]
