@@ -9,8 +9,11 @@ use super::{read_document, ResponseInfo};
 use memchr::memmem::Finder;
 use std::sync::LazyLock;
 
-/// The longest line, and the most data in one event, that is read; longer ones are skipped.
+/// The most data in one event that is read; larger events are skipped.
 const MAX_EVENT: usize = 64 * 1024;
+
+/// The longest line that is read: a `data: ` line carrying a whole event; longer ones are skipped.
+const MAX_LINE: usize = MAX_EVENT + b"data: ".len();
 
 /// How far into a stream the first generated text is looked for, event by event; past it, a
 /// stream without any is only kept a window on.
@@ -79,7 +82,7 @@ impl SseReader {
             }
             if self.line.is_empty() {
                 self.line_end(part);
-            } else if self.line.len() + part.len() > MAX_EVENT {
+            } else if self.line.len() + part.len() > MAX_LINE {
                 // The end of a line begun earlier makes it too long: skipped like one that is
                 // too long before its end is seen, without copying that end.
                 self.overlong_line(part);
@@ -92,7 +95,7 @@ impl SseReader {
             }
         }
         if !self.skipping_line {
-            if self.line.len() + bytes.len() > MAX_EVENT {
+            if self.line.len() + bytes.len() > MAX_LINE {
                 self.overlong_line(bytes);
                 self.skipping_line = true;
             } else {
@@ -101,7 +104,7 @@ impl SseReader {
         }
     }
 
-    /// Drops the line being read, `more` being the next of its bytes: longer than [`MAX_EVENT`], it
+    /// Drops the line being read, `more` being the next of its bytes: longer than [`MAX_LINE`], it
     /// is not read. When it is a `data` line its event cannot be read whole either, so it is
     /// skipped too.
     fn overlong_line(&mut self, more: &[u8]) {
@@ -263,6 +266,21 @@ mod tests {
         let info = reader.finish();
         assert!(info.done);
         assert_eq!(info.usage.input_tokens, Some(3));
+    }
+
+    #[test]
+    fn an_event_just_under_the_limit_reads_the_same_however_it_is_split() {
+        let data = |pad: &str| format!(r#"{{"usage":{{"prompt_tokens":9}},"p":"{pad}"}}"#);
+        let pad = "x".repeat(MAX_EVENT - 5 - data("").len());
+        let event = format!("data: {}\n\n", data(&pad));
+        assert!(event.len() - 2 > MAX_EVENT);
+        for at in [0, 1, 6, 40_000, event.len() - 3, event.len() - 1] {
+            let mut reader = SseReader::default();
+            let (a, b) = event.as_bytes().split_at(at);
+            reader.feed(a);
+            reader.feed(b);
+            assert_eq!(reader.finish().usage.input_tokens, Some(9), "split at {at}");
+        }
     }
 
     #[test]
