@@ -136,22 +136,28 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
 /// one that would be read back otherwise (read back, a value is trimmed, and an empty one is
 /// nothing).
 pub(crate) fn put(headers: &mut HeaderMap, name: &str, value: &str) {
-    if value.is_empty() || value.trim() != value {
+    let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+        tracing::warn!(header = name, "metadata left out: not a valid header name");
+        return;
+    };
+    let value = if value.is_empty() || value.trim() != value {
         tracing::warn!(
             header = name,
             "metadata left out: an empty value, or one with whitespace at an edge, does not survive a header"
         );
-        return;
-    }
-    match (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_bytes(value.as_bytes()),
-    ) {
-        (Ok(name), Ok(value)) => {
-            headers.insert(name, value);
+        None
+    } else {
+        let value = HeaderValue::from_bytes(value.as_bytes()).ok();
+        if value.is_none() {
+            tracing::warn!(header = name, "metadata left out: not a valid header value");
         }
-        _ => tracing::warn!(header = name, "metadata left out: not a valid header"),
-    }
+        value
+    };
+    // What is left out also replaces a header of that name already there: it would go out stale.
+    match value {
+        Some(value) => headers.insert(header, value),
+        None => headers.remove(header),
+    };
 }
 
 /// Removes the origin headers (`HTTP-Referer`, `X-Title`).

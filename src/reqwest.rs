@@ -77,7 +77,8 @@ impl Middleware for MetadataMiddleware {
         if let Some(own) = extensions.get::<RequestMetadata>() {
             metadata.merge(own.clone());
         }
-        match headers::read(req.headers(), &config.limits) {
+        // Without the tag bound, as the tower layer reads them.
+        match headers::read(req.headers(), &config.limits.max_tags(usize::MAX)) {
             Ok(own) => metadata.merge(own),
             Err(error) => headers::warn_unreadable(&error),
         }

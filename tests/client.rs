@@ -820,7 +820,7 @@ async fn drop_all_removes_even_what_the_request_already_carries() {
             .named("llm_client_request")
             .iter()
             .flat_map(|s| s.events.clone())
-            .filter(|e| e["message"].contains("was not read"))
+            .filter(|e| e["message"].contains("does not read"))
             .count()
     };
     assert_eq!(warnings(&recorder), 0);
@@ -1360,6 +1360,35 @@ async fn concurrent_inbound_requests_each_propagate_their_own() {
     )
     .await
     .expect("all requests answered");
+}
+
+/// The caller's own headers are kept whatever their count of tags: over the limits they go out with
+/// a warning, like any other metadata, rather than being replaced.
+#[tokio::test]
+async fn the_callers_own_headers_survive_too_many_tags() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let tags = vec!["a"; 65].join(",");
+    let client = with_middleware(MetadataMiddleware::new(RequestMetadata::new()));
+    let echo = echoed(
+        client
+            .get(format!("http://{bare}/v1/models"))
+            .header("x-requesty-trace-id", "caller-trace")
+            .header("x-requesty-tags", &tags),
+    )
+    .await;
+    assert_eq!(echo.header("x-requesty-trace-id"), Some("caller-trace"));
+    assert_eq!(echo.header("x-requesty-tags"), Some("a"));
+    let hyper = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()))
+        .service(hyper_client());
+    let mut request = hyper_json(bare, TOOL_BODY);
+    let headers = request.headers_mut();
+    headers.insert("x-requesty-trace-id", "caller-trace".parse().unwrap());
+    headers.insert("x-requesty-tags", tags.parse().unwrap());
+    let echo = hyper_echo(hyper, request).await;
+    let sent: Value = serde_json::from_slice(echo.body.as_bytes()).unwrap();
+    assert_eq!(sent["requesty"]["trace_id"], "caller-trace");
 }
 
 /// Merging sources can outgrow the limits each met alone: the request still goes out as it is, and

@@ -1104,7 +1104,13 @@ impl<B> Service<axum::http::Request<B>> for Fixed {
 
 #[tokio::test]
 async fn bodiless_answers_are_reported_as_completed() {
-    for (method, status) in [("HEAD", StatusCode::OK), ("GET", StatusCode::NO_CONTENT)] {
+    // The service's answers, and the layer's own to a header it cannot read.
+    let unreadable = "x-requesty-team: \u{ff}\r\n";
+    for (method, header, status) in [
+        ("HEAD", "", StatusCode::OK),
+        ("GET", "", StatusCode::NO_CONTENT),
+        ("HEAD", unreadable, StatusCode::BAD_REQUEST),
+    ] {
         let completions = Arc::new(Mutex::new(Vec::new()));
         // Headers only: hyper's own request body cannot be rebuilt from bytes.
         let layer = RequestyMetadataLayer::new().headers_only().on_complete({
@@ -1127,10 +1133,12 @@ async fn bodiless_answers_are_reported_as_completed() {
         });
         let mut stream = connect(addr).await;
         let request = format!(
-            "{method} /v1/models HTTP/1.1\r\nhost: test\r\nx-requesty-trace-id: t\r\n\
+            "{method} /v1/models HTTP/1.1\r\nhost: test\r\nx-requesty-trace-id: t\r\n{header}\
              connection: close\r\n\r\n"
         );
-        send(&mut stream, request.as_bytes()).await;
+        // As Latin-1: the unreadable header's value is the single byte 0xFF.
+        let request: Vec<u8> = request.chars().map(|c| c as u8).collect();
+        send(&mut stream, &request).await;
         let mut seen = Vec::new();
         while read_more(&mut stream, &mut seen).await {}
         let expected = format!("HTTP/1.1 {}", status.as_u16());

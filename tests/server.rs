@@ -335,6 +335,52 @@ async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not
         .all(|s| s.field("http.response.status_code") == Some("400")));
 }
 
+/// `max_extra_bytes` measures a body's `extra` as sent; only `extra` that headers add to is measured
+/// again, as compact JSON (which spells `1e15` longer).
+#[tokio::test]
+async fn extra_is_measured_as_sent_unless_headers_add_to_it() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, calls) =
+        app(RequestyMetadataLayer::new().limits(Limits::default().max_extra_bytes(40)));
+    let addr = serve(app).await;
+    let client = client();
+    let extra = r#"{"a":1e15,"b":"xxxxxxxxxxxx"}"#;
+    assert!(
+        extra.len() <= 40
+            && serde_json::to_string(&serde_json::from_str::<Value>(extra).unwrap())
+                .unwrap()
+                .len()
+                > 40
+    );
+    let post = |header: Option<&str>| {
+        let mut request = client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"model":"m","requesty":{{"extra":{extra}}}}}"#));
+        if let Some(value) = header {
+            request = request.header("x-requesty-b", value);
+        }
+        request.send()
+    };
+    // As sent it fits, and a header that the body overrides adds nothing.
+    for header in [None, Some("from-a-header")] {
+        let response = post(header).await.unwrap();
+        assert_eq!(response.status(), 200, "{header:?}");
+        assert_eq!(seen_metadata(&response).unwrap().extra["b"], "xxxxxxxxxxxx");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A key a header adds makes the whole `extra` measured, compact.
+    let response = client
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("x-requesty-c", "1")
+        .body(format!(r#"{{"model":"m","requesty":{{"extra":{extra}}}}}"#))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 400, json!("requesty.extra"), "metadata_too_long").await;
+}
+
 #[tokio::test]
 async fn body_over_the_limit_is_a_413_declared_or_chunked() {
     let (_recorder, _guard) = Recorder::install();

@@ -254,4 +254,15 @@ mod tests {
         );
         assert_eq!(h["x-portkey-trace-id"], "t");
     }
+
+    #[test]
+    fn a_value_left_out_does_not_leave_a_stale_header_behind() {
+        let mut h = HeaderMap::new();
+        h.insert("helicone-user-id", "stale".parse().unwrap());
+        h.insert("helicone-session-id", "stale".parse().unwrap());
+        let meta = RequestMetadata::new().user_id(" padded").trace_id("t");
+        write_gateway(&meta, Gateway::Helicone, &mut h);
+        assert!(!h.contains_key("helicone-user-id"));
+        assert_eq!(h["helicone-session-id"], "t");
+    }
 }

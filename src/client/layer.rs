@@ -118,25 +118,27 @@ impl InjectConfig {
         }
     }
 
-    /// Warns, in the current span, when the metadata about to be sent breaks [`Limits`]: merging
-    /// defaults, propagated and per-request metadata can outgrow what each allowed on its own, and a
-    /// gateway enforcing the same limits would answer `400`. The request is still sent as it is; the
-    /// gateway it goes to decides.
     /// Warns, in the client span, that a JSON body this client did not read (streamed, of unknown
-    /// length, content-encoded, or over `max_body_bytes`) goes out as it is: a `requesty` member it
-    /// carries is not removed, whatever [`drop_fields`](InjectMetadataLayer::drop_fields) says. Only
-    /// when there is such a boundary to hold.
+    /// length, content-encoded, over `max_body_bytes`, or any body under `headers_only`) goes out as
+    /// it is: a `requesty` member it carries is not removed, whatever
+    /// [`drop_fields`](InjectMetadataLayer::drop_fields) says. Only when there is such a boundary to
+    /// hold.
     pub(crate) fn warn_unread_json(&self, headers: &http::HeaderMap) {
         if !self.dropped.is_empty() && crate::content::is_json(headers) {
             tracing::warn!(
-                "a JSON body that was not read (streamed, of unknown length, encoded, or over \
-                 max_body_bytes) is sent as it is: a `requesty` member in it is not removed"
+                "a JSON body this client does not read (streamed, of unknown length, encoded, over \
+                 max_body_bytes, or under headers_only) is sent as it is: a `requesty` member in it \
+                 is not removed"
             );
         }
     }
 
+    /// Warns, in the current span, when the metadata about to be sent breaks [`Limits`]: merging
+    /// defaults, propagated and per-request metadata can outgrow what each allowed on its own, and a
+    /// gateway enforcing the same limits would answer `400`. The request is still sent as it is; the
+    /// gateway it goes to decides.
     pub(crate) fn warn_over_limits(&self, metadata: &RequestMetadata) {
-        if let Err(error) = crate::codec::check(metadata, &self.limits) {
+        if let Err(error) = crate::codec::check(metadata, &self.limits, true) {
             tracing::warn!(
                 param = error.param(),
                 "outgoing metadata breaks a limit: {error}"

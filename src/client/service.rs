@@ -74,7 +74,9 @@ where
         }
         // Headers the caller set are the request's own; they are rewritten from the result below.
         // One that is not valid text cannot be read, and is replaced like the rest.
-        match headers::read(&parts.headers, &config.limits) {
+        // Read without the tag bound: the caller's own tags are not refused here; a request over
+        // the limits goes out with a warning, for the gateway to decide.
+        match headers::read(&parts.headers, &config.limits.max_tags(usize::MAX)) {
             Ok(own) => metadata.merge(own),
             Err(error) => headers::warn_unreadable(&error),
         }

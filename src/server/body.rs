@@ -57,11 +57,13 @@ impl<B: Body> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn error(bytes: Bytes, tracker: Option<Tracker>) -> Self {
+    /// The layer's own answer; `head` when it answers a HEAD request, whose body a server never
+    /// polls (so it counts as sent).
+    pub(crate) fn error(bytes: Bytes, tracker: Option<Tracker>, head: bool) -> Self {
         Self {
             kind: Kind::Error { bytes: Some(bytes) },
             tracker,
-            remaining: None,
+            remaining: head.then_some(0),
         }
     }
 }

@@ -46,6 +46,15 @@ impl Facts {
     }
 }
 
+/// The layer's own answer to a request it refused.
+struct Rejection {
+    status: StatusCode,
+    body: Bytes,
+    tracker: Tracker,
+    /// A HEAD request: the server sends no body and never polls it.
+    head: bool,
+}
+
 /// Everything a request needs between `call` and the inner service's call.
 pub(crate) struct Pending<S, M> {
     pub(crate) inner: S,
@@ -121,7 +130,7 @@ pin_project! {
             head: bool,
         },
         Reject {
-            rejection: Option<(StatusCode, Bytes, Tracker)>,
+            rejection: Option<Rejection>,
         },
     }
 }
@@ -146,7 +155,7 @@ where
 
     pub(crate) fn call(mut pending: Pending<S, M>, body: B) -> Self {
         let metadata = HeaderMetadata::combined(pending.headers.take());
-        if let Err(error) = codec::check(&metadata, &pending.config.limits) {
+        if let Err(error) = codec::check(&metadata, &pending.config.limits, true) {
             pending.headers = HeaderMetadata::boxed(metadata, RequestMetadata::default());
             return Self {
                 state: reject_metadata(pending, &error, Facts::default()),
@@ -249,10 +258,17 @@ where
                     });
                 }
                 StateProj::Reject { rejection } => {
-                    let Some((status, body, tracker)) = rejection.take() else {
+                    let Some(Rejection {
+                        status,
+                        body,
+                        tracker,
+                        head,
+                    }) = rejection.take()
+                    else {
                         unreachable!("a rejecting future is polled once more after it completed")
                     };
-                    let mut response = Response::new(ResponseBody::error(body, Some(tracker)));
+                    let body = ResponseBody::error(body, Some(tracker), head);
+                    let mut response = Response::new(body);
                     *response.status_mut() = status;
                     response
                         .headers_mut()
@@ -330,6 +346,8 @@ where
         requesty: headers,
         dialects: dialect_headers,
     } = pending.headers.take().map(|h| *h).unwrap_or_default();
+    // The member's `extra` was measured as sent; only keys from elsewhere call for measuring again.
+    let member_extra = scan.metadata().map_or(0, |m| m.extra.len());
     let mut metadata = match scan.take_metadata() {
         Some(mut from_body) => {
             from_body.fill_from(headers);
@@ -343,7 +361,8 @@ where
     if config.reconstruct_sessions && metadata.trace_id.is_none() {
         metadata.trace_id = dialects::conversation_id(bytes, scan.members(), config.limits.depth());
     }
-    if let Err(error) = codec::check(&metadata, &config.limits) {
+    let measure_extra = metadata.extra.len() > member_extra;
+    if let Err(error) = codec::check(&metadata, &config.limits, measure_extra) {
         return reject_metadata(pending, &error, facts);
     }
     let strip = scan.member_range().filter(|_| config.strip_body);
@@ -458,7 +477,12 @@ where
     let mut tracker = Tracker::new(span, request, None, start);
     tracker.respond(status, None);
     State::Reject {
-        rejection: Some((status, body, tracker)),
+        rejection: Some(Rejection {
+            status,
+            body,
+            tracker,
+            head: parts.method == Method::HEAD,
+        }),
     }
 }
 
