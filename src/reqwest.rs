@@ -78,10 +78,13 @@ impl Middleware for MetadataMiddleware {
             metadata.merge(own.clone());
         }
         // Without the tag bound, as the tower layer reads them.
-        match headers::read(req.headers(), &config.limits.max_tags(usize::MAX)) {
-            Ok(own) => metadata.merge(own),
-            Err(error) => headers::warn_unreadable(&error),
-        }
+        let unreadable = match headers::read(req.headers(), &config.limits.max_tags(usize::MAX)) {
+            Ok(own) => {
+                metadata.merge(own);
+                None
+            }
+            Err(error) => Some(error),
+        };
         let json = config.reads_body() && is_json(req.headers()) && !is_encoded(req.headers());
         let buffered = req
             .body()
@@ -147,6 +150,9 @@ impl Middleware for MetadataMiddleware {
                 .unwrap_or_default(),
         });
         span.in_scope(|| {
+            if let Some(error) = &unreadable {
+                headers::warn_unreadable(error);
+            }
             config.warn_over_limits(&metadata);
             if unread {
                 config.warn_unread_json(req.headers());

@@ -1365,8 +1365,8 @@ async fn concurrent_inbound_requests_each_propagate_their_own() {
 /// The caller's own headers are kept whatever their count of tags: over the limits they go out with
 /// a warning, like any other metadata, rather than being replaced.
 #[tokio::test]
-async fn the_callers_own_headers_survive_too_many_tags() {
-    let (_recorder, _guard) = Recorder::install();
+async fn the_callers_own_headers_survive_many_tags_and_unreadable_ones_warn_in_the_client_span() {
+    let (recorder, _guard) = Recorder::install();
     let bare = bare_echo().await;
     let tags = vec!["a"; 65].join(",");
     let client = with_middleware(MetadataMiddleware::new(RequestMetadata::new()));
@@ -1386,9 +1386,28 @@ async fn the_callers_own_headers_survive_too_many_tags() {
     let headers = request.headers_mut();
     headers.insert("x-requesty-trace-id", "caller-trace".parse().unwrap());
     headers.insert("x-requesty-tags", tags.parse().unwrap());
-    let echo = hyper_echo(hyper, request).await;
+    let echo = hyper_echo(hyper.clone(), request).await;
     let sent: Value = serde_json::from_slice(echo.body.as_bytes()).unwrap();
     assert_eq!(sent["requesty"]["trace_id"], "caller-trace");
+
+    // Headers that cannot be read at all are replaced, with a warning in each client span.
+    let unreadable = http::HeaderValue::from_bytes(b"\xff").unwrap();
+    echoed(
+        client
+            .get(format!("http://{bare}/v1/models"))
+            .header("x-requesty-team", unreadable.clone()),
+    )
+    .await;
+    let mut request = hyper_json(bare, TOOL_BODY);
+    request.headers_mut().insert("x-requesty-team", unreadable);
+    hyper_echo(hyper, request).await;
+    let spans = recorder.named("llm_client_request");
+    let warned = |span: &support::SpanRecord| {
+        span.events
+            .iter()
+            .any(|e| e["message"].contains("cannot be read"))
+    };
+    assert_eq!(spans.iter().filter(|s| warned(s)).count(), 2, "{spans:#?}");
 }
 
 /// Merging sources can outgrow the limits each met alone: the request still goes out as it is, and

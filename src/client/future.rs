@@ -7,7 +7,7 @@ use crate::collect::{CollectError, Collected};
 use crate::content::declared_length;
 use crate::server::span::{MakeSpan, RequestInfo};
 use crate::server::{ResponseBody, Tracker};
-use crate::RequestMetadata;
+use crate::{MetadataError, RequestMetadata};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
@@ -30,6 +30,8 @@ pub(crate) struct Pending<S> {
     pub(crate) parts: Parts,
     pub(crate) metadata: RequestMetadata,
     pub(crate) config: Arc<InjectConfig>,
+    /// Why the caller's own metadata headers could not be read, for the client span.
+    pub(crate) unreadable: Option<MetadataError>,
 }
 
 pin_project! {
@@ -88,9 +90,13 @@ impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
         request: Request<B>,
         metadata: &RequestMetadata,
         config: &InjectConfig,
+        unreadable: Option<&MetadataError>,
     ) -> Self {
+        let read = Read::Unread;
         Self {
-            state: call(&mut inner, request, metadata, config, None, Read::Unread),
+            state: call(
+                &mut inner, request, metadata, config, None, read, unreadable,
+            ),
         }
     }
 }
@@ -166,6 +172,7 @@ where
         mut parts,
         mut metadata,
         config,
+        unreadable,
     } = pending;
     let trailers = collected.had_trailers();
     let (body, scan) = match codec::scan(collected.as_slice(), &config.limits) {
@@ -204,6 +211,7 @@ where
         } else {
             Read::Whole
         },
+        unreadable.as_ref(),
     )
 }
 
@@ -226,6 +234,7 @@ fn call<S, B>(
     config: &InjectConfig,
     scan: Option<&codec::Scan>,
     read: Read,
+    unreadable: Option<&MetadataError>,
 ) -> State<S, B>
 where
     S: Service<Request<B>>,
@@ -241,6 +250,9 @@ where
     });
     let future = {
         let _entered = span.enter();
+        if let Some(error) = unreadable {
+            crate::headers::warn_unreadable(error);
+        }
         config.warn_over_limits(metadata);
         match read {
             Read::Unread => config.warn_unread_json(request.headers()),

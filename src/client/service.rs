@@ -76,10 +76,13 @@ where
         // One that is not valid text cannot be read, and is replaced like the rest.
         // Read without the tag bound: the caller's own tags are not refused here; a request over
         // the limits goes out with a warning, for the gateway to decide.
-        match headers::read(&parts.headers, &config.limits.max_tags(usize::MAX)) {
-            Ok(own) => metadata.merge(own),
-            Err(error) => headers::warn_unreadable(&error),
-        }
+        let unreadable = match headers::read(&parts.headers, &config.limits.max_tags(usize::MAX)) {
+            Ok(own) => {
+                metadata.merge(own);
+                None
+            }
+            Err(error) => Some(error),
+        };
         let size = body
             .size_hint()
             .exact()
@@ -95,6 +98,7 @@ where
                     parts,
                     metadata,
                     config: config.clone(),
+                    unreadable,
                 },
                 body,
                 rebuild,
@@ -103,7 +107,8 @@ where
             _ => {
                 let metadata = config.filter(metadata);
                 config.write_headers(&metadata, false, &mut parts.headers);
-                InjectFuture::call(inner, Request::from_parts(parts, body), &metadata, config)
+                let request = Request::from_parts(parts, body);
+                InjectFuture::call(inner, request, &metadata, config, unreadable.as_ref())
             }
         }
     }
