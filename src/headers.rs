@@ -53,6 +53,14 @@ pub(crate) fn warn_unreadable(error: &MetadataError) {
     tracing::warn!(%error, "metadata headers already on the request are replaced: they cannot be read");
 }
 
+/// The limits a client reads the caller's own metadata headers with: `limits`, with room for 16
+/// times as many tags. Those are the caller's own, so a few over the limit are sent on (with a
+/// warning) for the gateway to judge; thousands make the headers unreadable, and they are replaced,
+/// before deduplicating them costs much.
+pub(crate) fn own_limits(limits: &Limits) -> Limits {
+    limits.max_tags(limits.tags().saturating_mul(16))
+}
+
 /// Adds the comma-separated tags of `header`'s value `text` to `tags`, leaving out empty ones and
 /// repeats. Tags are counted as sent, repeats included, across every such header of a request (in
 /// `sent`), so a request with thousands of them is refused before deduplicating them costs much.
@@ -134,30 +142,25 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
 /// Sets header `name` to `value`, or, when that cannot carry `value` unchanged, leaves it out with a
 /// warning: a value that is not a valid header value (no input can start a new header line), and
 /// one that would be read back otherwise (read back, a value is trimmed, and an empty one is
-/// nothing).
+/// nothing). Callers remove what a header of that name held before, once, ahead of their writes.
 pub(crate) fn put(headers: &mut HeaderMap, name: &str, value: &str) {
     let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
         tracing::warn!(header = name, "metadata left out: not a valid header name");
         return;
     };
-    let value = if value.is_empty() || value.trim() != value {
+    if value.is_empty() || value.trim() != value {
         tracing::warn!(
             header = name,
             "metadata left out: an empty value, or one with whitespace at an edge, does not survive a header"
         );
-        None
-    } else {
-        let value = HeaderValue::from_bytes(value.as_bytes()).ok();
-        if value.is_none() {
-            tracing::warn!(header = name, "metadata left out: not a valid header value");
+        return;
+    }
+    match HeaderValue::from_bytes(value.as_bytes()) {
+        Ok(value) => {
+            headers.insert(header, value);
         }
-        value
-    };
-    // What is left out also replaces a header of that name already there: it would go out stale.
-    match value {
-        Some(value) => headers.insert(header, value),
-        None => headers.remove(header),
-    };
+        Err(_) => tracing::warn!(header = name, "metadata left out: not a valid header value"),
+    }
 }
 
 /// Removes the origin headers (`HTTP-Referer`, `X-Title`).
@@ -282,6 +285,17 @@ mod tests {
     }
 
     #[test]
+    fn a_value_left_out_leaves_one_written_before_it_alone() {
+        // Two `extra` keys that differ in case name one header; the first value goes.
+        let mut meta = RequestMetadata::new();
+        meta.extra.insert("Team".into(), "platform".into());
+        meta.extra.insert("team".into(), " padded".into());
+        let mut h = HeaderMap::new();
+        write(&meta, &mut h);
+        assert_eq!(h["x-requesty-team"], "platform");
+    }
+
+    #[test]
     fn empty_values_carry_nothing() {
         let mut h = HeaderMap::new();
         for name in [
@@ -316,6 +330,18 @@ mod tests {
         h.insert("x-requesty-tags", many.join(",").parse().unwrap());
         let err = read(&h, &Limits::default()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TooMany);
+        // A client reading the caller's own headers allows more, and still stops.
+        let err = read(&h, &own_limits(&Limits::default())).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooMany);
+        let mut h = HeaderMap::new();
+        h.insert("x-requesty-tags", many[..65].join(",").parse().unwrap());
+        assert_eq!(
+            read(&h, &own_limits(&Limits::default()))
+                .unwrap()
+                .tags
+                .len(),
+            65
+        );
     }
 
     #[test]

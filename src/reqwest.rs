@@ -77,8 +77,8 @@ impl Middleware for MetadataMiddleware {
         if let Some(own) = extensions.get::<RequestMetadata>() {
             metadata.merge(own.clone());
         }
-        // Without the tag bound, as the tower layer reads them.
-        let unreadable = match headers::read(req.headers(), &config.limits.max_tags(usize::MAX)) {
+        // With the looser tag bound the tower layer reads them with.
+        let unreadable = match headers::read(req.headers(), &headers::own_limits(&config.limits)) {
             Ok(own) => {
                 metadata.merge(own);
                 None

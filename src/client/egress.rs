@@ -114,11 +114,32 @@ pub(crate) fn write_native(
 
 /// Writes another gateway's headers (replacing any of that form already there).
 pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &mut HeaderMap) {
-    let mut put = |name: &str, value: &str| crate::headers::put(out, name, value);
     let strings = metadata
         .extra
         .iter()
         .filter_map(|(key, value)| Some((key.as_str(), value.as_str()?)));
+    // The headers of that form already there go first, so none goes out stale next to (or instead
+    // of) what is written below.
+    let fixed: &[&str] = match gateway {
+        Gateway::Helicone => &[
+            "helicone-user-id",
+            "helicone-session-id",
+            "helicone-property-tags",
+        ],
+        Gateway::Portkey => &["x-portkey-metadata", "x-portkey-trace-id"],
+    };
+    for name in fixed {
+        out.remove(*name);
+    }
+    if gateway == Gateway::Helicone {
+        for (key, _) in strings.clone() {
+            let name = format!("helicone-property-{}", key.to_ascii_lowercase());
+            if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+                out.remove(name);
+            }
+        }
+    }
+    let mut put = |name: &str, value: &str| crate::headers::put(out, name, value);
     match gateway {
         Gateway::Helicone => {
             if let Some(user) = &metadata.user_id {
@@ -264,5 +285,10 @@ mod tests {
         write_gateway(&meta, Gateway::Helicone, &mut h);
         assert!(!h.contains_key("helicone-user-id"));
         assert_eq!(h["helicone-session-id"], "t");
+        // A later value left out does not take away one written before it under the same name.
+        let meta = RequestMetadata::new().tag("a").extra("tags", " padded");
+        let mut h = HeaderMap::new();
+        write_gateway(&meta, Gateway::Helicone, &mut h);
+        assert_eq!(h["helicone-property-tags"], "a");
     }
 }

@@ -74,9 +74,9 @@ where
         }
         // Headers the caller set are the request's own; they are rewritten from the result below.
         // One that is not valid text cannot be read, and is replaced like the rest.
-        // Read without the tag bound: the caller's own tags are not refused here; a request over
-        // the limits goes out with a warning, for the gateway to decide.
-        let unreadable = match headers::read(&parts.headers, &config.limits.max_tags(usize::MAX)) {
+        // Read with a looser tag bound than a server's: a request over the limits goes out with a
+        // warning, for the gateway to decide.
+        let unreadable = match headers::read(&parts.headers, &headers::own_limits(&config.limits)) {
             Ok(own) => {
                 metadata.merge(own);
                 None
