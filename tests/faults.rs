@@ -281,7 +281,18 @@ async fn send(stream: &mut TcpStream, bytes: &[u8]) {
 #[tokio::test]
 async fn a_client_that_leaves_mid_body_is_abandoned_without_calling_the_service() {
     let (recorder, _guard) = Recorder::install();
-    let (app, calls, watch) = echo_app(RequestyMetadataLayer::new());
+    let completions = Arc::new(Mutex::new(Vec::new()));
+    let layer = RequestyMetadataLayer::new().on_complete({
+        let completions = completions.clone();
+        move |done| {
+            let trace = done.metadata.and_then(|m| m.trace_id.clone());
+            completions
+                .lock()
+                .unwrap()
+                .push((done.status.as_u16(), done.completed, trace))
+        }
+    });
+    let (app, calls, watch) = echo_app(layer);
     let addr = serve(app).await;
     let mut stream = connect(addr).await;
     send(
@@ -314,12 +325,20 @@ async fn a_client_that_leaves_mid_body_is_abandoned_without_calling_the_service(
         0,
         "an unfinished body reached the service"
     );
-    // Either the request was dropped while its body was read (no span), or it was answered as
-    // unreadable (a 400 the client never reads); whichever, no span is left open.
-    for span in recorder.requests() {
-        assert!(span.closed);
-        assert_eq!(span.field("http.response.status_code"), Some("400"));
-    }
+    // Either the request was dropped while its body was read (499, not completed), or it was
+    // answered as unreadable (a 400 the client never reads); whichever, it is reported once, with
+    // what its headers said, and no span is left open.
+    let reported = completions.lock().unwrap().clone();
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    let (status, completed, trace) = &reported[0];
+    assert!(
+        *status == 400 || (*status == 499 && !completed),
+        "{reported:?}"
+    );
+    assert_eq!(trace.as_deref(), Some("slow"));
+    let spans = recorder.requests();
+    assert_eq!(spans.len(), 1);
+    assert!(spans[0].closed);
 }
 
 #[tokio::test]
@@ -1157,4 +1176,77 @@ async fn bodiless_answers_are_reported_as_completed() {
             "{method} {status}"
         );
     }
+}
+
+/// A request body that sends its first bytes, then never another.
+struct Stalled {
+    sent: bool,
+}
+
+impl From<Bytes> for Stalled {
+    fn from(_: Bytes) -> Self {
+        Self { sent: true }
+    }
+}
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if std::mem::replace(&mut self.sent, true) {
+            Poll::Pending
+        } else {
+            Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+                br#"{"model":"m","#,
+            )))))
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_dropped_while_its_body_is_read_is_reported_once_from_its_headers() {
+    let (recorder, _guard) = Recorder::install();
+    let completions = Arc::new(Mutex::new(Vec::new()));
+    let layer = RequestyMetadataLayer::new().on_complete({
+        let completions = completions.clone();
+        move |done| {
+            let trace = done.metadata.and_then(|m| m.trace_id.clone());
+            let line = (done.status.as_u16(), done.completed, trace);
+            completions.lock().unwrap().push(line)
+        }
+    });
+    let calls = Arc::new(AtomicUsize::new(0));
+    let service = layer.layer(tower::service_fn({
+        let calls = calls.clone();
+        move |_: axum::http::Request<Stalled>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok::<_, Infallible>(
+                axum::http::Response::new(Body::empty()),
+            ))
+        }
+    }));
+    let request = axum::http::Request::post("/v1/chat/completions")
+        .header(CONTENT_TYPE, "application/json")
+        .header("x-requesty-trace-id", "stalled")
+        .body(Stalled { sent: false })
+        .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_millis(50), service.oneshot(request)).await;
+    assert!(
+        outcome.is_err(),
+        "the body never ends, so neither does the request"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        *completions.lock().unwrap(),
+        [(499, false, Some("stalled".to_owned()))]
+    );
+    let spans = recorder.requests();
+    assert_eq!(spans.len(), 1);
+    assert!(spans[0].closed);
+    assert_eq!(spans[0].field("response.completed"), Some("false"));
+    assert_eq!(spans[0].field("trace_id"), Some("stalled"));
 }

@@ -101,9 +101,26 @@ pin_project! {
     pub struct ResponseFuture<S, B, M>
     where
         S: Service<Request<B>>,
+        M: MakeSpan,
     {
         #[pin]
         state: State<S, B, M>,
+    }
+
+    impl<S, B, M> PinnedDrop for ResponseFuture<S, B, M>
+    where
+        S: Service<Request<B>>,
+        M: MakeSpan,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped while its body was read (the client went away mid-upload, or the server shut
+            // down): reported like any request that ended without a response, from its headers.
+            if let StateProj::Collect { pending, .. } = this.project().state.project() {
+                if let Some(pending) = pending.take() {
+                    drop(unserved(pending, Facts::default()));
+                }
+            }
+        }
     }
 }
 
@@ -457,6 +474,21 @@ where
     S: Service<Request<B>>,
     M: MakeSpan,
 {
+    let head = pending.parts.method == Method::HEAD;
+    let mut tracker = unserved(pending, facts);
+    tracker.respond(status, None);
+    State::Reject {
+        rejection: Some(Rejection {
+            status,
+            body,
+            tracker,
+            head,
+        }),
+    }
+}
+
+/// The span and tracker of a request the inner service will not see, made from its headers.
+fn unserved<S, M: MakeSpan>(pending: Pending<S, M>, facts: Facts) -> Tracker {
     let Pending {
         parts,
         config,
@@ -474,16 +506,7 @@ where
         facts,
         &config,
     );
-    let mut tracker = Tracker::new(span, request, None, start);
-    tracker.respond(status, None);
-    State::Reject {
-        rejection: Some(Rejection {
-            status,
-            body,
-            tracker,
-            head: parts.method == Method::HEAD,
-        }),
-    }
+    Tracker::new(span, request, None, start)
 }
 
 /// The request's span, and what the completion hook will want at the end (only when there is one).

@@ -210,8 +210,8 @@ impl<M, R> RequestyMetadataLayer<M, R> {
     /// Calls `f` once per request, after the response body has ended or was dropped: the place for
     /// an access log or analytics. A request dropped before the inner service answered (the client
     /// went away while a completion was generated) is reported too, with status `499` and
-    /// `completed: false`. A request whose body the client abandons while it is read never reaches
-    /// the inner service and is not reported.
+    /// `completed: false`; so is one dropped while its body was read (the client went away
+    /// mid-upload), with what its headers carried, since the body was never read to its end.
     ///
     /// `f` runs on the task that polls the response body, as its last frame passes: often before
     /// the server has written that frame out. Keep it short and non-blocking. A blocking write per
