@@ -278,20 +278,27 @@ async fn send(stream: &mut TcpStream, bytes: &[u8]) {
 // Clients that stall and leave.
 // ---------------------------------------------------------------------------------------------
 
+/// What the completion hook reported for each request: status, whether it completed, trace id.
+type Reports = Arc<Mutex<Vec<(u16, bool, Option<String>)>>>;
+
+/// `layer` with a completion hook that records what it was told.
+fn reporting(layer: RequestyMetadataLayer) -> (RequestyMetadataLayer, Reports) {
+    let reports = Reports::default();
+    let layer = layer.on_complete({
+        let reports = reports.clone();
+        move |done| {
+            let trace = done.metadata.and_then(|m| m.trace_id.clone());
+            let line = (done.status.as_u16(), done.completed, trace);
+            reports.lock().unwrap().push(line)
+        }
+    });
+    (layer, reports)
+}
+
 #[tokio::test]
 async fn a_client_that_leaves_mid_body_is_abandoned_without_calling_the_service() {
     let (recorder, _guard) = Recorder::install();
-    let completions = Arc::new(Mutex::new(Vec::new()));
-    let layer = RequestyMetadataLayer::new().on_complete({
-        let completions = completions.clone();
-        move |done| {
-            let trace = done.metadata.and_then(|m| m.trace_id.clone());
-            completions
-                .lock()
-                .unwrap()
-                .push((done.status.as_u16(), done.completed, trace))
-        }
-    });
+    let (layer, completions) = reporting(RequestyMetadataLayer::new());
     let (app, calls, watch) = echo_app(layer);
     let addr = serve(app).await;
     let mut stream = connect(addr).await;
@@ -1055,17 +1062,7 @@ async fn never(State(live): State<Live>) -> Response {
 #[tokio::test]
 async fn a_client_that_leaves_before_the_answer_is_reported_once_as_not_completed() {
     let (recorder, _guard) = Recorder::install();
-    let completions = Arc::new(Mutex::new(Vec::new()));
-    let layer = RequestyMetadataLayer::new().on_complete({
-        let completions = completions.clone();
-        move |done| {
-            let trace = done.metadata.and_then(|m| m.trace_id.clone());
-            completions
-                .lock()
-                .unwrap()
-                .push((done.status.as_u16(), done.completed, trace))
-        }
-    });
+    let (layer, completions) = reporting(RequestyMetadataLayer::new());
     let waiting = Live::default();
     let router = Router::new()
         .route("/v1/chat/completions", post(never))
@@ -1210,15 +1207,7 @@ impl http_body::Body for Stalled {
 #[tokio::test]
 async fn a_request_dropped_while_its_body_is_read_is_reported_once_from_its_headers() {
     let (recorder, _guard) = Recorder::install();
-    let completions = Arc::new(Mutex::new(Vec::new()));
-    let layer = RequestyMetadataLayer::new().on_complete({
-        let completions = completions.clone();
-        move |done| {
-            let trace = done.metadata.and_then(|m| m.trace_id.clone());
-            let line = (done.status.as_u16(), done.completed, trace);
-            completions.lock().unwrap().push(line)
-        }
-    });
+    let (layer, completions) = reporting(RequestyMetadataLayer::new());
     let calls = Arc::new(AtomicUsize::new(0));
     let service = layer.layer(tower::service_fn({
         let calls = calls.clone();
