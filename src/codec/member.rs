@@ -143,17 +143,20 @@ pub(crate) fn check(
     if meta.extra.len() > limits.extra_entries() {
         return Err(too_many_extra(meta.extra.len(), limits));
     }
-    if let Some(size) = oversized(&meta.extra, limits.extra_bytes()).filter(|_| measure_extra) {
-        return Err(MetadataError::new(
+    if !measure_extra {
+        return Ok(());
+    }
+    match oversized(&meta.extra, limits.extra_bytes()) {
+        Some(size) => Err(MetadataError::new(
             ErrorKind::TooLong,
             "requesty.extra",
             format!(
                 "`requesty.extra` is {size} bytes of JSON; the limit is {} bytes",
                 limits.extra_bytes()
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The size of `extra` as compact JSON when it is over `limit`. A quick bound comes first (every
