@@ -60,7 +60,9 @@ pub(crate) struct Request {
 /// The status reported for a request whose response never came: the client went away (or the
 /// server dropped the request) before the inner service answered. 499 is what nginx logs for a
 /// client that closed its connection.
-pub(crate) const CLIENT_CLOSED: u16 = 499;
+fn client_closed() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
 
 /// Follows a request from the inner service's call to the end of its response body: reads usage on
 /// the side, closes the span and calls the hook exactly once, also when it is dropped before the
@@ -159,10 +161,7 @@ impl Tracker {
                 path: &r.path,
                 model: r.model.as_deref(),
                 stream: r.stream,
-                status: self
-                    .status
-                    .or_else(|| StatusCode::from_u16(CLIENT_CLOSED).ok())
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                status: self.status.unwrap_or_else(client_closed),
                 latency: self.start.elapsed(),
                 time_to_first_byte: self.first_byte,
                 time_to_first_token: self.first_token,
