@@ -450,11 +450,7 @@ async fn post_chat(addr: SocketAddr, body: &[u8]) -> TcpStream {
 #[tokio::test]
 async fn a_client_that_leaves_mid_stream_ends_the_span_and_the_stream() {
     let (recorder, _guard) = Recorder::install();
-    let completions = Arc::new(Mutex::new(Vec::new()));
-    let layer = RequestyMetadataLayer::new().on_complete({
-        let completions = completions.clone();
-        move |done| completions.lock().unwrap().push(done.completed)
-    });
+    let (layer, completions) = reporting(RequestyMetadataLayer::new());
     let streams = Live::default();
     let router = Router::new()
         .route("/v1/chat/completions", post(endless))
@@ -480,7 +476,10 @@ async fn a_client_that_leaves_mid_stream_ends_the_span_and_the_stream() {
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].field("trace_id"), Some("gone"));
     assert_eq!(spans[0].field("response.completed"), Some("false"));
-    assert_eq!(*completions.lock().unwrap(), [false]);
+    assert_eq!(
+        *completions.lock().unwrap(),
+        [(200, false, Some("gone".to_owned()))]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

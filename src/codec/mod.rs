@@ -397,7 +397,7 @@ impl Parameters {
 }
 
 /// UTF-8's byte order mark.
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// What the single pass found the body to be.
 enum Shape {

@@ -305,7 +305,7 @@ fn well_formed(body: &[u8], kind: codec::BodyKind) -> bool {
         codec::BodyKind::Malformed => false,
         codec::BodyKind::NotObject => {
             // A parser may skip a byte order mark (RFC 8259), serde_json does not.
-            let text = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+            let text = body.strip_prefix(codec::BOM).unwrap_or(body);
             text.trim_ascii().is_empty()
                 || serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
         }
