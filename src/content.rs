@@ -3,12 +3,19 @@
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::HeaderMap;
 
-/// `application/json` or `application/*+json`, with any parameters.
+/// `application/json` or `application/*+json`, with any parameters, in any of the request's
+/// `Content-Type` headers: a parser further on may read any one of them, so the body is read (and
+/// the member stripped) when one says JSON. Only the media type must be text; a parameter may hold
+/// any byte a header value can.
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|value| is_json_type(value.split(';').next().unwrap_or_default().trim()))
+    headers.get_all(CONTENT_TYPE).iter().any(|value| {
+        let essence = value
+            .as_bytes()
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default();
+        std::str::from_utf8(essence).is_ok_and(|essence| is_json_type(essence.trim()))
+    })
 }
 
 /// Whether a media type without parameters (`type/subtype`) is JSON.
@@ -22,12 +29,15 @@ pub(crate) fn is_json_type(essence: &str) -> bool {
             || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json")))
 }
 
-/// A body with a content coding other than `identity` is not readable as JSON here.
+/// A body with a content coding other than `identity` is not readable as JSON here. The header is a
+/// comma-separated list of codings, possibly repeated and with empty elements.
 pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(CONTENT_ENCODING)
-        .iter()
-        .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+    headers.get_all(CONTENT_ENCODING).iter().any(|value| {
+        value.as_bytes().split(|&b| b == b',').any(|coding| {
+            let coding = coding.trim_ascii();
+            !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity")
+        })
+    })
 }
 
 pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -77,6 +87,17 @@ mod tests {
             assert!(!is_json(&headers(&[("content-type", no)])), "{no}");
         }
         assert!(!is_json(&HeaderMap::new()));
+        // A parameter may hold bytes beyond ASCII; another `Content-Type` header may say JSON.
+        let mut map = HeaderMap::new();
+        let odd = http::HeaderValue::from_bytes(b"application/json; title=\"Caf\xe9\"").unwrap();
+        map.insert(CONTENT_TYPE, odd);
+        assert!(is_json(&map));
+        let mut map = headers(&[("content-type", "text/plain")]);
+        map.append(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        assert!(is_json(&map));
     }
 
     #[test]
@@ -84,5 +105,17 @@ mod tests {
         assert!(is_encoded(&headers(&[("content-encoding", "gzip")])));
         assert!(!is_encoded(&headers(&[("content-encoding", "identity")])));
         assert!(!is_encoded(&HeaderMap::new()));
+        for identity in ["identity, identity", "", " , IDENTITY"] {
+            assert!(
+                !is_encoded(&headers(&[("content-encoding", identity)])),
+                "{identity}"
+            );
+        }
+        for encoded in ["identity, gzip", "br,"] {
+            assert!(
+                is_encoded(&headers(&[("content-encoding", encoded)])),
+                "{encoded}"
+            );
+        }
     }
 }

@@ -39,12 +39,27 @@ pub(crate) fn read(headers: &HeaderMap, limits: &Limits) -> Result<RequestMetada
         } else {
             continue;
         };
-        let text = text(name, value)?;
+        let text = origin_text(value);
         if !text.is_empty() {
-            *slot = Some(text.to_owned());
+            *slot = Some(text);
         }
     }
     Ok(meta)
+}
+
+/// An origin header's value as text. These headers are ordinary HTTP that stays on the request, so
+/// one that is not UTF-8 is no reason to refuse it: it is read as ISO-8859-1, which is how HTTP
+/// historically read such bytes and how Python's `http.client` sends a non-ASCII title.
+fn origin_text(value: &HeaderValue) -> String {
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => text.trim().to_owned(),
+        Err(_) => value
+            .as_bytes()
+            .trim_ascii()
+            .iter()
+            .map(|&b| char::from(b))
+            .collect(),
+    }
 }
 
 /// Warns, in the current span, that metadata headers already on an outgoing request could not be
@@ -224,6 +239,29 @@ mod tests {
         remove(&mut h);
         assert!(h.keys().all(|k| !k.as_str().starts_with(PREFIX)));
         assert!(h.contains_key("x-title") && h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn an_origin_header_that_is_not_utf8_is_read_as_latin1() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-title",
+            HeaderValue::from_bytes(b" Caf\xe9 App ").unwrap(),
+        );
+        h.insert(
+            "http-referer",
+            HeaderValue::from_bytes(b"https://\xff.example").unwrap(),
+        );
+        let meta = read(&h, &Limits::default()).unwrap();
+        assert_eq!(meta.origin_title.as_deref(), Some("Caf\u{e9} App"));
+        assert_eq!(
+            meta.origin_referer.as_deref(),
+            Some("https://\u{ff}.example")
+        );
+        // Our own headers are still refused when they are not UTF-8.
+        h.insert("x-requesty-team", HeaderValue::from_bytes(b"\xe9").unwrap());
+        let error = read(&h, &Limits::default()).unwrap_err();
+        assert_eq!(error.param(), "x-requesty-team");
     }
 
     #[test]

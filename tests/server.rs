@@ -61,8 +61,9 @@ fn app(layer: RequestyMetadataLayer) -> (Router, Arc<AtomicUsize>) {
 }
 
 fn seen_metadata(response: &reqwest::Response) -> Option<RequestMetadata> {
-    let raw = response.headers().get("x-seen-metadata")?.to_str().unwrap();
-    (!raw.is_empty()).then(|| serde_json::from_str(raw).unwrap())
+    // Bytes, not text: the metadata may hold characters beyond ASCII.
+    let raw = response.headers().get("x-seen-metadata")?.as_bytes();
+    (!raw.is_empty()).then(|| serde_json::from_slice(raw).unwrap())
 }
 
 const CHAT: &str = r#"{"model":"openai/gpt-4o","requesty":{"tags":["workflow-a"],"user_id":"user_1234","trace_id":"session_abc123","extra":{"country":"canada","tier":"premium"}},"temperature":1.0e0,"messages":[{"role":"user","content":"caf\u00e9 \"hi\""}],"seed":123456789012345678901234567890}"#;
@@ -165,6 +166,43 @@ async fn headers_are_read_and_removed_origin_headers_stay() {
         seen.contains("http-referer") && seen.contains("x-title"),
         "{seen}"
     );
+}
+
+/// What headers say about a body is read as a parser further on would: a `Content-Type` parameter
+/// with a byte beyond ASCII is still JSON, a list of `identity` codings is no coding, and an origin
+/// header in ISO-8859-1 (as Python's `http.client` sends one) is read, not refused.
+#[tokio::test]
+async fn odd_but_valid_headers_neither_hide_the_member_nor_fail_the_request() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, calls) = app(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let cases: [(&str, &[u8]); 4] = [
+        ("content-type", b"application/json; title=\"Caf\xe9\""),
+        ("content-encoding", b"identity, identity"),
+        ("x-title", b"Caf\xe9 App"),
+        ("http-referer", b"https://caf\xe9.example"),
+    ];
+    for (name, value) in cases {
+        let mut request = client()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header(
+                name,
+                reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+            )
+            .body(CHAT);
+        if name != "content-type" {
+            request = request.header("content-type", "application/json");
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{name}");
+        let meta = seen_metadata(&response).unwrap_or_default();
+        assert_eq!(meta.trace_id.as_deref(), Some("session_abc123"), "{name}");
+        assert_eq!(response.text().await.unwrap(), CHAT_STRIPPED, "{name}");
+        if name == "x-title" {
+            assert_eq!(meta.origin_title.as_deref(), Some("Caf\u{e9} App"));
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), cases.len());
 }
 
 #[tokio::test]
