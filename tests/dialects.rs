@@ -434,3 +434,63 @@ async fn foreign_fields_of_other_types_are_skipped_not_refused() {
         ["a", "b"]
     );
 }
+
+/// Another format's body fields are the provider's or that gateway's, and stay in the body: what
+/// does not fit the limits is not taken, with a warning in the request's span, and the request goes
+/// on. Reading them costs no more for a huge list than for one at the limit.
+#[tokio::test]
+async fn foreign_body_fields_beyond_the_limits_are_left_out_not_refused() {
+    let (recorder, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let tags: Vec<String> = (0..20_000).map(|i| format!("\"t{i}\"")).collect();
+    let long = "x".repeat(300);
+    let body = format!(
+        r#"{{"model":"m","metadata":{{"tags":[{}],"trace_id":"{long}","session_id":"s-1"}},"user":"{long}"}}"#,
+        tags.join(",")
+    );
+    let seen = post(addr, &[], &body).await;
+    let meta = seen.metadata.unwrap();
+    let first: Vec<String> = (0..64).map(|i| format!("t{i}")).collect();
+    assert_eq!(meta.tags, first, "the first tags, up to the limit");
+    assert_eq!(meta.trace_id.as_deref(), Some("s-1"), "the id that fits");
+    assert_eq!(
+        meta.user_id, None,
+        "a `user` longer than an id is not taken"
+    );
+    assert_eq!(seen.body, body.as_bytes(), "the fields stay, byte for byte");
+    let span = &recorder.wait_closed(1).await[0];
+    let warned: Vec<&str> = span
+        .events
+        .iter()
+        .filter_map(|event| event.get("field").map(String::as_str))
+        .collect();
+    assert_eq!(warned, ["metadata.tags", "metadata.trace_id", "user"]);
+
+    // A native `user` that is a long list is skipped, not read item by item.
+    let users: Vec<String> = (0..20_000).map(|i| format!("\"u{i}\"")).collect();
+    let body = format!(r#"{{"model":"m","user":[{}]}}"#, users.join(","));
+    assert_eq!(post(addr, &[], &body).await.metadata, None);
+}
+
+/// LiteLLM's JSON spend-logs header fills `extra` and is removed like LiteLLM's other headers.
+#[tokio::test]
+async fn litellm_spend_logs_metadata_header() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let seen = post(
+        addr,
+        &[
+            ("x-litellm-trace-id", "t1"),
+            (
+                "x-litellm-spend-logs-metadata",
+                r#"{"hello":"world","n":1}"#,
+            ),
+        ],
+        r#"{"model":"m"}"#,
+    )
+    .await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(meta.extra["hello"], "world");
+    assert_eq!(meta.extra["n"], 1);
+    assert!(!seen.headers.contains("x-litellm"), "{}", seen.headers);
+}

@@ -1,96 +1,207 @@
 //! The other gateways' body fields (LiteLLM's `litellm_metadata` and `metadata`, OpenRouter's
 //! `trace` and `session_id`), the native `user`, and session ids reconstructed from a conversation.
 
-use super::foreign::Foreign;
+use super::foreign;
 use super::Sources;
 use crate::codec::{self, conversation, Members, Scan};
-use crate::metadata::push_unique;
-use crate::RequestMetadata;
+use crate::{Limits, RequestMetadata};
 use sha2::{Digest, Sha256};
 use std::ops::Range;
 
 /// Fills what `meta` still lacks from the other dialects' body fields (LiteLLM, then OpenRouter),
 /// which rank below it: tags are added, ids and `extra` keys are only ever filled in. A field that
 /// can no longer win is not read.
+///
+/// These fields are the providers' or other gateways' own and stay in the body, so they are read
+/// leniently: a value that does not fit `limits` is not taken (its field is named in `left_out`, for
+/// a warning), never a reason to refuse the request.
 pub(crate) fn fill_from_body(
     meta: &mut RequestMetadata,
     body: &[u8],
     scan: &Scan,
     sources: &Sources,
+    limits: &Limits,
+    left_out: &mut Vec<String>,
 ) {
     let members = scan.members();
     if sources.litellm {
         // LiteLLM's own object first: `metadata` may be the provider's.
-        for range in [&members.litellm_metadata, &members.metadata]
-            .into_iter()
-            .flatten()
-        {
-            fill_litellm(meta, body, range.clone());
-        }
-    }
-    if sources.openrouter {
-        fill_openrouter(meta, body, members);
-    }
-}
-
-/// Fills what `meta` lacks from OpenRouter's `trace` object, then its `session_id`.
-fn fill_openrouter(meta: &mut RequestMetadata, body: &[u8], members: &Members) {
-    if let Some([trace_id, trace_name, span_name, generation_name]) = named(
-        body,
-        members.trace.clone(),
-        ["trace_id", "trace_name", "span_name", "generation_name"],
-    ) {
-        if meta.trace_id.is_none() {
-            meta.trace_id = Foreign::read(trace_id).text();
-        }
-        for (key, value) in [
-            ("trace_name", trace_name),
-            ("span_name", span_name),
-            ("generation_name", generation_name),
+        for (object, range) in [
+            ("litellm_metadata", &members.litellm_metadata),
+            ("metadata", &members.metadata),
         ] {
-            if let Some(value) = Foreign::read(value).text() {
-                meta.extra.entry(key).or_insert_with(|| value.into());
+            if let Some(range) = range {
+                let fill = Fill {
+                    meta,
+                    limits,
+                    left_out,
+                };
+                fill.litellm(object, body, range.clone());
             }
         }
     }
-    if meta.trace_id.is_none() {
-        meta.trace_id = Foreign::read(json_text(body, members.session_id.clone())).text();
+    if sources.openrouter {
+        let fill = Fill {
+            meta,
+            limits,
+            left_out,
+        };
+        fill.openrouter(body, members);
     }
 }
 
-/// Fills what `meta` lacks from a LiteLLM metadata object at `body[range]`.
-fn fill_litellm(meta: &mut RequestMetadata, body: &[u8], range: Range<usize>) {
-    let Some([tags, trace_id, session_id, trace_user_id, generation_name]) = named(
-        body,
-        Some(range),
-        [
-            "tags",
-            "trace_id",
-            "session_id",
-            "trace_user_id",
-            "generation_name",
-        ],
-    ) else {
-        return;
-    };
-    for tag in Foreign::read(tags).list() {
-        push_unique(&mut meta.tags, tag);
-    }
-    // Only what can still win is decoded.
-    if meta.trace_id.is_none() {
-        meta.trace_id = Foreign::read(trace_id)
-            .text()
-            .or_else(|| Foreign::read(session_id).text());
-    }
-    if meta.user_id.is_none() {
-        meta.user_id = Foreign::read(trace_user_id).text();
-    }
-    if let Some(name) = Foreign::read(generation_name).text() {
-        meta.extra
-            .entry("generation_name")
-            .or_insert_with(|| name.into());
+/// Fills the user id from the body's native `user` field, the last-ranked source; it is read only
+/// when no other source gave one (and, like the other body fields, only when it fits `limits`).
+pub(crate) fn fill_native_user(
+    meta: &mut RequestMetadata,
+    body: &[u8],
+    scan: &Scan,
+    sources: &Sources,
+    limits: &Limits,
+    left_out: &mut Vec<String>,
+) {
+    if sources.native_user && meta.user_id.is_none() {
+        let user = foreign::text(json_text(body, scan.members().user.clone()));
+        let mut fill = Fill {
+            meta,
+            limits,
+            left_out,
+        };
+        fill.meta.user_id = fill.id(user, ("", "user"));
     }
 }
+
+/// Metadata being filled from foreign body fields, within limits; what is not taken is noted.
+struct Fill<'a> {
+    meta: &'a mut RequestMetadata,
+    limits: &'a Limits,
+    left_out: &'a mut Vec<String>,
+}
+
+impl Fill<'_> {
+    /// Fills what `meta` lacks from OpenRouter's `trace` object, then its `session_id`.
+    fn openrouter(mut self, body: &[u8], members: &Members) {
+        if let Some([trace_id, trace_name, span_name, generation_name]) = named(
+            body,
+            members.trace.clone(),
+            ["trace_id", "trace_name", "span_name", "generation_name"],
+        ) {
+            if self.meta.trace_id.is_none() {
+                self.meta.trace_id = self.id(foreign::text(trace_id), ("trace", "trace_id"));
+            }
+            for (key, value) in [
+                ("trace_name", trace_name),
+                ("span_name", span_name),
+                ("generation_name", generation_name),
+            ] {
+                self.extra(("trace", key), value);
+            }
+        }
+        if self.meta.trace_id.is_none() {
+            let session = foreign::text(json_text(body, members.session_id.clone()));
+            self.meta.trace_id = self.id(session, ("", "session_id"));
+        }
+    }
+
+    /// Fills what `meta` lacks from a LiteLLM metadata object, `object`, at `body[range]`.
+    fn litellm(mut self, object: &str, body: &[u8], range: Range<usize>) {
+        let Some([tags, trace_id, session_id, trace_user_id, generation_name]) = named(
+            body,
+            Some(range),
+            [
+                "tags",
+                "trace_id",
+                "session_id",
+                "trace_user_id",
+                "generation_name",
+            ],
+        ) else {
+            return;
+        };
+        self.tags((object, "tags"), tags);
+        // Only what can still win is decoded.
+        if self.meta.trace_id.is_none() {
+            self.meta.trace_id = self
+                .id(foreign::text(trace_id), (object, "trace_id"))
+                .or_else(|| self.id(foreign::text(session_id), (object, "session_id")));
+        }
+        if self.meta.user_id.is_none() {
+            self.meta.user_id = self.id(foreign::text(trace_user_id), (object, "trace_user_id"));
+        }
+        self.extra((object, "generation_name"), generation_name);
+    }
+
+    /// Adds the tags of the foreign list `tags`, as many as fit the limits.
+    fn tags(&mut self, field: Field<'_>, tags: Option<&str>) {
+        // At most as many are read as could ever be taken, so a long list costs no more than a
+        // short one.
+        let list = foreign::list(tags, self.limits.tags());
+        let mut left_out = list.more;
+        for tag in list.items {
+            if self.meta.tags.contains(&tag) {
+                continue;
+            }
+            if tag.len() > self.limits.tag_len() || self.meta.tags.len() >= self.limits.tags() {
+                left_out = true;
+                continue;
+            }
+            self.meta.tags.push(tag);
+        }
+        if left_out {
+            self.leave_out(field);
+        }
+    }
+
+    /// Adds `extra[key]` unless a higher-ranked source gave it. A value longer than an id may be
+    /// (these are names), or one key more than `extra` may hold, is not taken.
+    fn extra(&mut self, field: Field<'_>, value: Option<&str>) {
+        let key = field.1;
+        if self.meta.extra.contains_key(key) {
+            return;
+        }
+        let Some(value) = foreign::text(value) else {
+            return;
+        };
+        if value.len() > self.limits.id_len()
+            || self.meta.extra.len() >= self.limits.extra_entries()
+        {
+            self.leave_out(field);
+            return;
+        }
+        self.meta.extra.insert(key.to_owned(), value.into());
+    }
+
+    /// `id` when it fits the id limit; otherwise nothing, and `field` is noted.
+    fn id(&mut self, id: Option<String>, field: Field<'_>) -> Option<String> {
+        let id = id?;
+        if id.len() > self.limits.id_len() {
+            self.leave_out(field);
+            return None;
+        }
+        Some(id)
+    }
+
+    fn leave_out(&mut self, (object, key): Field<'_>) {
+        self.left_out.push(if object.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{object}.{key}")
+        });
+    }
+}
+
+/// Warns, in the request's span, that another format's body field `field` was not taken as
+/// metadata. The request goes on: the field is not ours, and it stays in the body for whoever it
+/// belongs to.
+pub(crate) fn warn_left_out(field: &str) {
+    tracing::warn!(
+        field,
+        "another format's body field is not taken as metadata: it does not fit the limits"
+    );
+}
+
+/// A foreign body field: the top-level object it is in (empty for a top-level member) and its key.
+type Field<'a> = (&'a str, &'a str);
 
 /// The JSON text of the fields `names` in the object at `body[range]`, in the order asked; anything
 /// else in it is skipped unread. `None` when the value is not an object.
@@ -113,19 +224,6 @@ fn json_text(body: &[u8], range: Option<Range<usize>>) -> Option<&str> {
     std::str::from_utf8(body.get(range?)?).ok()
 }
 
-/// Fills the user id from the body's native `user` field, the last-ranked source; it is read only
-/// when no other source gave one.
-pub(crate) fn fill_native_user(
-    meta: &mut RequestMetadata,
-    body: &[u8],
-    scan: &Scan,
-    sources: &Sources,
-) {
-    if sources.native_user && meta.user_id.is_none() {
-        meta.user_id = Foreign::read(json_text(body, scan.members().user.clone())).text();
-    }
-}
-
 /// A stable id for the conversation a chat request continues: a hash of its system prompt and first
 /// user message, which every turn repeats. `None` when the body holds no user message.
 pub(crate) fn conversation_id(body: &[u8], members: &Members, max_depth: usize) -> Option<String> {
@@ -146,8 +244,25 @@ mod tests {
     fn from_body(body: &str) -> RequestMetadata {
         let scan = codec::scan(body.as_bytes(), &crate::Limits::default()).unwrap();
         let mut meta = RequestMetadata::default();
-        fill_from_body(&mut meta, body.as_bytes(), &scan, &Sources::all());
-        fill_native_user(&mut meta, body.as_bytes(), &scan, &Sources::all());
+        let limits = crate::Limits::default();
+        let left_out = &mut Vec::new();
+        fill_from_body(
+            &mut meta,
+            body.as_bytes(),
+            &scan,
+            &Sources::all(),
+            &limits,
+            left_out,
+        );
+        fill_native_user(
+            &mut meta,
+            body.as_bytes(),
+            &scan,
+            &Sources::all(),
+            &limits,
+            left_out,
+        );
+        assert_eq!(left_out, &Vec::<String>::new());
         meta
     }
 
@@ -192,7 +307,15 @@ mod tests {
         let scan = codec::scan(body.as_bytes(), &crate::Limits::default()).unwrap();
         let mut meta = RequestMetadata::default();
         let off = Sources::all().openrouter(false).litellm(false);
-        fill_from_body(&mut meta, body.as_bytes(), &scan, &off);
+        let limits = crate::Limits::default();
+        fill_from_body(
+            &mut meta,
+            body.as_bytes(),
+            &scan,
+            &off,
+            &limits,
+            &mut Vec::new(),
+        );
         assert_eq!(meta, RequestMetadata::default());
     }
 }

@@ -1,101 +1,220 @@
-//! A field of another gateway's format, read leniently.
+//! A field of another gateway's format, read leniently and with bounded work.
 
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
-/// A field of a foreign format, read whatever its type: strings and lists of strings are kept, any
-/// other JSON value is skipped without being built. It is not ours to refuse.
-#[derive(Default)]
-pub(super) enum Foreign {
-    Text(String),
-    List(Vec<String>),
-    #[default]
-    Other,
-}
-
-impl Foreign {
-    /// The field whose JSON text is `json`; a plain string needs no parser.
-    pub(super) fn read(json: Option<&str>) -> Self {
-        let Some(json) = json else {
-            return Foreign::Other;
-        };
-        let plain = json
-            .strip_prefix('"')
-            .and_then(|inner| inner.strip_suffix('"'))
-            .filter(|inner| !inner.bytes().any(|b| b == b'\\' || b == b'"' || b < 0x20));
-        match plain {
-            Some(text) => Foreign::Text(text.to_owned()),
-            None => serde_json::from_str(json).unwrap_or_default(),
-        }
-    }
-
-    pub(super) fn text(self) -> Option<String> {
-        match self {
-            Foreign::Text(text) => Some(text),
-            _ => None,
-        }
-    }
-
-    /// The strings of a list, in order, without repeats.
-    pub(super) fn list(self) -> Vec<String> {
-        match self {
-            Foreign::List(list) => list,
-            _ => Vec::new(),
-        }
+/// The string a foreign field holds; `None` for any other JSON value, which is skipped without being
+/// built (a list or object is not ours to refuse, nor worth reading).
+pub(super) fn text(json: Option<&str>) -> Option<String> {
+    let json = json?;
+    let plain = json
+        .strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+        .filter(|inner| !inner.bytes().any(|b| b == b'\\' || b == b'"' || b < 0x20));
+    match plain {
+        Some(text) => Some(text.to_owned()),
+        None => checked_text(json).ok().flatten(),
     }
 }
 
-impl<'de> Deserialize<'de> for Foreign {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(AnyValue)
+/// Like [`text`], but tells a value that is not JSON at all (`Err`) from one that is not a string.
+pub(super) fn checked_text(json: &str) -> Result<Option<String>, serde_json::Error> {
+    serde_json::from_str::<Text>(json).map(|text| text.0)
+}
+
+/// The strings of a foreign list field, in order, repeats included; other items are skipped.
+pub(super) struct List {
+    pub(super) items: Vec<String>,
+    /// It held more than the strings read: reading stopped at the bound given to [`list`].
+    pub(super) more: bool,
+}
+
+/// The first `max` strings of the list field whose JSON text is `json` (none when it is not a list).
+/// Items past them are skipped unread, so the work of reading a list is bounded by `max`, not by the
+/// body.
+pub(super) fn list(json: Option<&str>, max: usize) -> List {
+    let Some(json) = json else {
+        return List::none();
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    ListSeed { max }
+        .deserialize(&mut deserializer)
+        .ok()
+        .filter(|_| deserializer.end().is_ok())
+        .unwrap_or_else(List::none)
+}
+
+/// A JSON value that is a string, or anything else, skipped.
+struct Text(Option<String>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor)
     }
 }
 
-struct AnyValue;
+struct TextVisitor;
 
-impl<'de> Visitor<'de> for AnyValue {
-    type Value = Foreign;
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_str<E>(self, text: &str) -> Result<Foreign, E> {
-        Ok(Foreign::Text(text.to_owned()))
+    fn visit_str<E>(self, text: &str) -> Result<Text, E> {
+        Ok(Text(Some(text.to_owned())))
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Foreign, E> {
-        Ok(Foreign::Other)
+    fn visit_string<E>(self, text: String) -> Result<Text, E> {
+        Ok(Text(Some(text)))
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<Foreign, E> {
-        Ok(Foreign::Other)
+    fn visit_bool<E>(self, _: bool) -> Result<Text, E> {
+        Ok(Text(None))
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<Foreign, E> {
-        Ok(Foreign::Other)
+    fn visit_i64<E>(self, _: i64) -> Result<Text, E> {
+        Ok(Text(None))
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<Foreign, E> {
-        Ok(Foreign::Other)
+    fn visit_u64<E>(self, _: u64) -> Result<Text, E> {
+        Ok(Text(None))
     }
 
-    fn visit_unit<E>(self) -> Result<Foreign, E> {
-        Ok(Foreign::Other)
+    fn visit_f64<E>(self, _: f64) -> Result<Text, E> {
+        Ok(Text(None))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Foreign, A::Error> {
-        let mut list = Vec::new();
-        while let Some(item) = seq.next_element::<Foreign>()? {
-            if let Some(text) = item.text().filter(|t| !list.contains(t)) {
-                list.push(text);
+    fn visit_unit<E>(self) -> Result<Text, E> {
+        Ok(Text(None))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Text, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| Text(None))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Text, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| Text(None))
+    }
+}
+
+/// Reads a list's first `max` strings.
+struct ListSeed {
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ListSeed {
+    type Value = List;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<List, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed {
+    type Value = List;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List, A::Error> {
+        let mut items = Vec::new();
+        while items.len() < self.max {
+            match seq.next_element::<Text>()? {
+                Some(Text(Some(item))) => items.push(item),
+                Some(Text(None)) => {}
+                None => return Ok(List { items, more: false }),
             }
         }
-        Ok(Foreign::List(list))
+        let mut more = false;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            more = true;
+        }
+        Ok(List { items, more })
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Foreign, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Foreign::Other)
+    // Anything but a list holds no list.
+    fn visit_str<E>(self, _: &str) -> Result<List, E> {
+        Ok(List::none())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<List, E> {
+        Ok(List::none())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<List, E> {
+        Ok(List::none())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<List, E> {
+        Ok(List::none())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<List, E> {
+        Ok(List::none())
+    }
+
+    fn visit_unit<E>(self) -> Result<List, E> {
+        Ok(List::none())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<List, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| List::none())
+    }
+}
+
+impl List {
+    fn none() -> Self {
+        List {
+            items: Vec::new(),
+            more: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_a_string_or_nothing() {
+        assert_eq!(text(Some(r#""plain""#)).as_deref(), Some("plain"));
+        assert_eq!(text(Some(r#""a\u0062c""#)).as_deref(), Some("abc"));
+        for other in ["1", "null", "true", r#"["a"]"#, r#"{"a":"b"}"#, r#""open"#] {
+            assert_eq!(text(Some(other)), None, "{other}");
+        }
+        assert_eq!(text(None), None);
+    }
+
+    #[test]
+    fn a_list_is_read_up_to_its_bound() {
+        let read = |json: &str, max| {
+            let list = list(Some(json), max);
+            (list.items, list.more)
+        };
+        assert_eq!(
+            read(r#"["a",1,"a",["b"],{"c":1},"d"]"#, 8),
+            (vec!["a".into(), "a".into(), "d".into()], false)
+        );
+        assert_eq!(
+            read(r#"["a","b","c"]"#, 2),
+            (vec!["a".into(), "b".into()], true)
+        );
+        assert_eq!(
+            read(r#"["a","b"]"#, 2),
+            (vec!["a".into(), "b".into()], false)
+        );
+        for none in [
+            r#""a""#,
+            "1",
+            "null",
+            r#"{"a":["b"]}"#,
+            r#"["a","#,
+            r#"["a"] x"#,
+        ] {
+            assert_eq!(read(none, 8), (Vec::new(), false), "{none}");
+        }
     }
 }

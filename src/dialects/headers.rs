@@ -1,7 +1,7 @@
 //! The other gateways' headers: which they are, reading them in one pass, removing them, and
 //! Portkey's JSON object.
 
-use super::foreign::Foreign;
+use super::foreign;
 use super::Sources;
 use crate::codec;
 use crate::error::{ErrorKind, MetadataError};
@@ -20,13 +20,15 @@ enum GatewayHeader<'a> {
     LiteLlmTrace,
     LiteLlmUser,
     LiteLlmTags,
+    /// `x-litellm-spend-logs-metadata`: a JSON object whose keys are `extra` keys.
+    LiteLlmSpendLogs,
     Portkey,
     OpenRouterSession,
 }
 
 /// The other gateways' header names but `Helicone-Property-<Key>`, with what each carries: with the
 /// property prefix, the one list used for reading and removing them alike.
-const FIXED: [(&str, GatewayHeader<'static>); 9] = [
+const FIXED: [(&str, GatewayHeader<'static>); 10] = [
     ("helicone-user-id", GatewayHeader::HeliconeUser),
     ("helicone-session-id", GatewayHeader::HeliconeSession),
     (
@@ -40,11 +42,14 @@ const FIXED: [(&str, GatewayHeader<'static>); 9] = [
     ("x-litellm-trace-id", GatewayHeader::LiteLlmTrace),
     ("x-litellm-end-user-id", GatewayHeader::LiteLlmUser),
     ("x-litellm-tags", GatewayHeader::LiteLlmTags),
-    ("x-portkey-metadata", GatewayHeader::Portkey),
+    (SPEND_LOGS, GatewayHeader::LiteLlmSpendLogs),
+    (PORTKEY, GatewayHeader::Portkey),
     ("x-session-id", GatewayHeader::OpenRouterSession),
 ];
 
 const PROPERTY: &str = "helicone-property-";
+const SPEND_LOGS: &str = "x-litellm-spend-logs-metadata";
+const PORTKEY: &str = "x-portkey-metadata";
 
 impl<'a> GatewayHeader<'a> {
     /// What header `name` carries when its source is on, with its place in [`FIXED`] (`None` for a
@@ -56,7 +61,9 @@ impl<'a> GatewayHeader<'a> {
         };
         let on = match header {
             Self::HeliconeUser | Self::HeliconeSession | Self::HeliconeExtra(_) => sources.helicone,
-            Self::LiteLlmTrace | Self::LiteLlmUser | Self::LiteLlmTags => sources.litellm,
+            Self::LiteLlmTrace | Self::LiteLlmUser | Self::LiteLlmTags | Self::LiteLlmSpendLogs => {
+                sources.litellm
+            }
             Self::Portkey => sources.portkey,
             Self::OpenRouterSession => sources.openrouter,
         };
@@ -117,6 +124,7 @@ fn from_headers(
     let mut helicone = Ids::default();
     let mut litellm = Ids::default();
     let mut openrouter_session = None;
+    let mut spend_logs = None;
     let mut portkey = None;
     let mut tags_sent = 0;
     for (header_name, value) in headers {
@@ -137,6 +145,8 @@ fn from_headers(
         match header {
             GatewayHeader::HeliconeUser => helicone.user = Some(text),
             GatewayHeader::HeliconeSession => helicone.trace = Some(text),
+            // `Helicone-Property-` alone names no key (like `X-Requesty-` alone).
+            GatewayHeader::HeliconeExtra("") => {}
             GatewayHeader::HeliconeExtra(key) => {
                 meta.extra.insert(key.to_owned(), text.into());
             }
@@ -145,6 +155,7 @@ fn from_headers(
             GatewayHeader::LiteLlmTags => {
                 crate::headers::add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?
             }
+            GatewayHeader::LiteLlmSpendLogs => spend_logs = Some(text),
             GatewayHeader::Portkey => portkey = Some(text),
             GatewayHeader::OpenRouterSession => openrouter_session = Some(text),
         }
@@ -155,8 +166,11 @@ fn from_headers(
         .or(litellm.trace)
         .or(openrouter_session)
         .map(str::to_owned);
+    if let Some(raw) = spend_logs {
+        json_object(raw, SPEND_LOGS, None, &mut meta)?;
+    }
     if let Some(raw) = portkey {
-        portkey_metadata(raw, &mut meta)?;
+        json_object(raw, PORTKEY, Some("_user"), &mut meta)?;
     }
     Ok(meta)
 }
@@ -168,19 +182,26 @@ struct Ids<'a> {
     trace: Option<&'a str>,
 }
 
-/// Portkey's metadata header: a JSON object whose `_user` is the user id. It ranks below the
+/// A metadata header holding a JSON object (LiteLLM's spend-logs metadata, Portkey's metadata), read
+/// into `extra` key by key; the key `user_key`, when given, is the user id. It ranks below the
 /// dialects already in `meta`, so it only fills what they left empty. Every value is checked as a
 /// JSON parser would; values that cannot win are not built, and a repeated key keeps its last value.
-fn portkey_metadata(raw: &str, meta: &mut RequestMetadata) -> Result<(), MetadataError> {
+fn json_object(
+    raw: &str,
+    header: &str,
+    user_key: Option<&str>,
+    meta: &mut RequestMetadata,
+) -> Result<(), MetadataError> {
     let mut user = None;
     let mut fields = Map::new();
     let mut valid = true;
     let object = codec::object_members(raw, |name, value| {
-        let checked = if name == "_user" && meta.user_id.is_none() {
-            serde_json::from_str::<Foreign>(value)
-                .map(|found| user = found.text())
+        let is_user = user_key == Some(name);
+        let checked = if is_user && meta.user_id.is_none() {
+            foreign::checked_text(value)
+                .map(|found| user = found)
                 .is_ok()
-        } else if name == "_user" || meta.extra.contains_key(name) {
+        } else if is_user || meta.extra.contains_key(name) {
             // A source above Portkey's already gave it: checked, not built.
             serde_json::from_str::<IgnoredAny>(value).is_ok()
         } else {
@@ -197,8 +218,8 @@ fn portkey_metadata(raw: &str, meta: &mut RequestMetadata) -> Result<(), Metadat
     if object.is_none() || !valid {
         return Err(MetadataError::new(
             ErrorKind::InvalidHeader,
-            "x-portkey-metadata",
-            "header `x-portkey-metadata` must be a JSON object",
+            header,
+            format!("header `{header}` must be a JSON object"),
         ));
     }
     if meta.user_id.is_none() {
@@ -246,6 +267,26 @@ mod tests {
         assert_eq!(meta.user_id.as_deref(), Some("pk-user"));
         assert_eq!(meta.trace_id.as_deref(), Some("or-session"));
         assert_eq!(map.len(), 2, "not stripped when asked not to");
+    }
+
+    #[test]
+    fn litellm_spend_logs_metadata_fills_extra_below_helicone_and_above_portkey() {
+        let mut map = headers(&[
+            ("x-portkey-metadata", r#"{"team":"pk","env":"pk"}"#),
+            (SPEND_LOGS, r#"{"team":"lite","_user":"not-a-user"}"#),
+            ("helicone-property-team", "helicone"),
+            ("helicone-property-", "no key"),
+        ]);
+        let meta = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
+        assert_eq!(meta.extra["team"], "helicone");
+        assert_eq!(meta.extra["_user"], "not-a-user");
+        assert_eq!(meta.extra["env"], "pk");
+        assert_eq!(meta.extra.len(), 3, "an empty property name is no key");
+        assert_eq!(meta.user_id, None);
+        assert!(map.is_empty());
+        let mut map = headers(&[(SPEND_LOGS, "[1]")]);
+        let error = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap_err();
+        assert_eq!(error.param(), SPEND_LOGS);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! | Requesty | body `requesty`, `X-Requesty-*` | `trace_id` | `user_id` | `tags` | `extra`, `X-Requesty-<Name>` |
 //! | Helicone | headers | `Helicone-Session-Id` | `Helicone-User-Id` | | `Helicone-Property-<Key>` → `<key>`; `Helicone-Session-Path` → `session_path`, `-Name` → `session_name` |
 //! | LiteLLM | body `litellm_metadata`, then `metadata` | `trace_id`, else `session_id` | `trace_user_id` | `tags` | `generation_name` |
-//! | LiteLLM | headers | `x-litellm-trace-id` | `x-litellm-end-user-id` | `x-litellm-tags` (comma-separated) | |
+//! | LiteLLM | headers | `x-litellm-trace-id` | `x-litellm-end-user-id` | `x-litellm-tags` (comma-separated) | every key of `x-litellm-spend-logs-metadata` (JSON object) |
 //! | Portkey | header `x-portkey-metadata` (a JSON object) | | `_user` | | every other key |
 //! | OpenRouter | body | `trace.trace_id`, else `session_id` | | | `trace.trace_name`, `.span_name`, `.generation_name` |
 //! | OpenRouter | header `x-session-id` | the value | | | |
@@ -29,7 +29,7 @@ mod body;
 mod foreign;
 mod headers;
 
-pub(crate) use body::{conversation_id, fill_from_body, fill_native_user};
+pub(crate) use body::{conversation_id, fill_from_body, fill_native_user, warn_left_out};
 pub(crate) use headers::take_headers;
 
 /// Which metadata formats the server layer reads; see [the module docs](self) for the mapping.

@@ -32,6 +32,8 @@ struct Facts {
     parameters: Parameters,
     /// The body came with trailers, which the rebuilt body does not carry.
     trailers: bool,
+    /// Other formats' body fields that were not taken as metadata: they did not fit the limits.
+    left_out: Vec<String>,
 }
 
 impl Facts {
@@ -42,6 +44,7 @@ impl Facts {
             stream: scan.stream(),
             parameters: scan.parameters(),
             trailers: false,
+            left_out: Vec::new(),
         }
     }
 }
@@ -353,7 +356,7 @@ where
         let body = error_body("the request body is not valid JSON", None, "invalid_json");
         return reject(pending, StatusCode::BAD_REQUEST, body, Facts::default());
     }
-    let facts = Facts {
+    let mut facts = Facts {
         trailers: collected.had_trailers(),
         ..Facts::of(&mut scan)
     };
@@ -372,11 +375,14 @@ where
         }
         None => headers,
     };
-    dialects::fill_from_body(&mut metadata, bytes, &scan, sources);
+    let (limits, left_out) = (&config.limits, &mut facts.left_out);
+    dialects::fill_from_body(&mut metadata, bytes, &scan, sources, limits, left_out);
     metadata.fill_from(dialect_headers);
-    dialects::fill_native_user(&mut metadata, bytes, &scan, sources);
+    dialects::fill_native_user(&mut metadata, bytes, &scan, sources, limits, left_out);
     if config.reconstruct_sessions && metadata.trace_id.is_none() {
-        metadata.trace_id = dialects::conversation_id(bytes, scan.members(), config.limits.depth());
+        // A limit set below the derived id's length (29 bytes) leaves the request without one.
+        metadata.trace_id = dialects::conversation_id(bytes, scan.members(), config.limits.depth())
+            .filter(|id| id.len() <= config.limits.id_len());
     }
     let measure_extra = metadata.extra.len() > member_extra;
     if let Err(error) = codec::check(&metadata, &config.limits, measure_extra) {
@@ -412,7 +418,7 @@ fn start<S, B, M>(
     pending: Pending<S, M>,
     body: B,
     metadata: Option<RequestMetadata>,
-    facts: Facts,
+    mut facts: Facts,
 ) -> State<S, B, M>
 where
     S: Service<Request<B>>,
@@ -434,6 +440,7 @@ where
         .filter(|_| shared)
         .map(|m| Arc::new(m.clone()));
     let trailers = facts.trailers;
+    let left_out = std::mem::take(&mut facts.left_out);
     let (span, request) = trace(
         &mut make_span,
         &parts,
@@ -453,6 +460,9 @@ where
         let _entered = tracker.enter();
         if trailers {
             crate::collect::warn_dropped_trailers();
+        }
+        for field in left_out {
+            crate::dialects::warn_left_out(&field);
         }
         inner.call(req)
     };
