@@ -36,16 +36,19 @@ impl JsonReader {
             read_document(&self.head, &mut info);
             return info;
         }
-        // A large response: read the members that sit at its ends, one value at a time.
+        // A large response: read the members that sit at its ends, one value at a time. At the
+        // head the first of each is the response's own; at the tail the last is, since what comes
+        // before it (a tool call's input, say) may hold the same names. An embeddings response
+        // names its model after the vectors, so the tail is asked for one too.
         let tail: Vec<u8> = tail.iter().flat_map(|f| f.iter().copied()).collect();
-        for (bytes, keys) in [
-            (&self.head[..], ["id", "model"]),
-            (&tail[..], ["usage", "stop_reason"]),
-        ] {
-            for key in keys {
-                if let Some(value) = member_value(bytes, key) {
-                    absorb(&serde_json::json!({ key: value }), &mut info);
-                }
+        for key in ["id", "model"] {
+            if let Some(value) = all_values(&self.head, key).next() {
+                absorb(&serde_json::json!({ key: value }), &mut info);
+            }
+        }
+        for key in ["usage", "stop_reason", "model"] {
+            if let Some(value) = last_value(&tail, key) {
+                absorb(&serde_json::json!({ key: value }), &mut info);
             }
         }
         for reason in all_values(&tail, "finish_reason") {
@@ -55,9 +58,18 @@ impl JsonReader {
     }
 }
 
-/// The value after the first `"key":` in a fragment of JSON that parses on its own.
-fn member_value(fragment: &[u8], key: &str) -> Option<Value> {
-    all_values(fragment, key).next()
+/// The value after the last `"key":` in a fragment of JSON that parses on its own.
+pub(super) fn last_value(fragment: &[u8], key: &str) -> Option<Value> {
+    let needle = format!("\"{key}\"");
+    memchr::memmem::rfind_iter(fragment, needle.as_bytes()).find_map(|at| {
+        let rest = fragment[at + needle.len()..]
+            .trim_ascii_start()
+            .strip_prefix(b":")?;
+        serde_json::Deserializer::from_slice(rest)
+            .into_iter::<Value>()
+            .next()?
+            .ok()
+    })
 }
 
 /// Every value after `"key":` in a fragment, in order (a quoted occurrence inside a string gives a

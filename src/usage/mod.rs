@@ -151,9 +151,12 @@ impl UsageReader {
             Kind::Sse(reader) => {
                 // The window starts mid-stream. The last events are the ones that matter (finish
                 // reasons, usage, the end): read a short tail first, the whole window only if that
-                // was not enough.
-                let mut tail = read_tail(&frames, 4096);
-                if !tail.done || tail.usage == Usage::default() {
+                // was not enough, or if an earlier finish reason (another choice's) lies outside it.
+                let mut tail = read_tail(&frames, SHORT_TAIL);
+                if !tail.done
+                    || tail.usage == Usage::default()
+                    || reason_before(&frames, SHORT_TAIL)
+                {
                     tail = read_tail(&frames, usize::MAX);
                 }
                 let mut info = reader.finish();
@@ -254,6 +257,36 @@ fn read_tail(frames: &VecDeque<Bytes>, limit: usize) -> ResponseInfo {
     reader.finish()
 }
 
+/// The end of a long stream read first: its usage and `[DONE]`, and with one choice its finish.
+const SHORT_TAIL: usize = 4096;
+
+/// Whether a finish reason is given before the last `limit` bytes of `frames`, including across the
+/// edge between two frames.
+fn reason_before(frames: &VecDeque<Bytes>, limit: usize) -> bool {
+    /// Bytes on each side of a frame edge looked at together: room for a key and its value's start.
+    const EDGE: usize = 32;
+    let total: usize = frames.iter().map(Bytes::len).sum();
+    let mut left = total.saturating_sub(limit);
+    let mut previous: &[u8] = &[];
+    for frame in frames {
+        if left == 0 {
+            break;
+        }
+        let part = &frame[..frame.len().min(left)];
+        left -= part.len();
+        let mut edge = [0; 2 * EDGE];
+        let before = &previous[previous.len().saturating_sub(EDGE)..];
+        let after = &part[..part.len().min(EDGE)];
+        edge[..before.len()].copy_from_slice(before);
+        edge[before.len()..before.len() + after.len()].copy_from_slice(after);
+        if sse::gives_reason(&edge[..before.len() + after.len()]) || sse::gives_reason(part) {
+            return true;
+        }
+        previous = part;
+    }
+    false
+}
+
 /// Adds what the end of a stream said to what its beginning said.
 fn merge(info: &mut ResponseInfo, tail: ResponseInfo) {
     info.id = info.id.take().or(tail.id);
@@ -297,20 +330,34 @@ struct Document<'a> {
     #[serde(borrow, default)]
     stop_reason: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    delta: Option<Choice<'a>>,
+    delta: Option<Delta<'a>>,
     #[serde(default)]
     usage: Option<Counts>,
+    /// Anthropic's `message_start` wraps the message.
     #[serde(borrow, default)]
     message: Option<Box<Document<'a>>>,
+    /// The Responses API's stream events wrap the response.
+    #[serde(borrow, default)]
+    response: Option<Box<Document<'a>>>,
 }
 
-/// A choice (`finish_reason`) or Anthropic's `message_delta.delta` (`stop_reason`).
+/// An OpenAI choice. Other fields, such as vLLM's `stop_reason` (the stop string or token that
+/// matched, not a reason), are not read.
 #[derive(Deserialize)]
 struct Choice<'a> {
     #[serde(borrow, default)]
     finish_reason: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    stop_reason: Option<Cow<'a, str>>,
+}
+
+/// Anthropic's `message_delta.delta`. The Responses API's text deltas are strings, not objects.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Delta<'a> {
+    Message {
+        #[serde(borrow, default)]
+        stop_reason: Option<Cow<'a, str>>,
+    },
+    Other(serde::de::IgnoredAny),
 }
 
 #[derive(Deserialize)]
@@ -332,16 +379,24 @@ struct Details {
 
 impl Document<'_> {
     fn absorb(self, info: &mut ResponseInfo) {
+        // Some streams open with an empty id and model (Azure's prompt filter results).
+        let named = |text: &Cow<'_, str>| !text.is_empty();
         if info.id.is_none() {
-            info.id = self.id.map(Cow::into_owned);
+            info.id = self.id.filter(named).map(Cow::into_owned);
         }
         if info.model.is_none() {
-            info.model = self.model.map(Cow::into_owned);
+            info.model = self.model.filter(named).map(Cow::into_owned);
         }
-        let choices = self.choices.into_iter().flatten().chain(self.delta);
-        let reasons = choices
-            .flat_map(|c| [c.finish_reason, c.stop_reason])
-            .chain([self.stop_reason])
+        let delta = match self.delta {
+            Some(Delta::Message { stop_reason }) => stop_reason,
+            _ => None,
+        };
+        let reasons = self
+            .choices
+            .into_iter()
+            .flatten()
+            .map(|c| c.finish_reason)
+            .chain([self.stop_reason, delta])
             .flatten();
         for reason in reasons {
             if !info.finish_reasons.iter().any(|r| *r == reason) {
@@ -361,8 +416,8 @@ impl Document<'_> {
                 .cache_creation_input_tokens
                 .or(u.cache_creation_input_tokens);
         }
-        if let Some(message) = self.message {
-            message.absorb(info);
+        for inner in [self.message, self.response].into_iter().flatten() {
+            inner.absorb(info);
         }
     }
 }
@@ -370,7 +425,7 @@ impl Document<'_> {
 /// [`read_document`] for a document already parsed, or one whose shape the typed fields do not fit.
 /// Later documents override earlier counts: a stream's last usage is its total.
 fn absorb(value: &Value, info: &mut ResponseInfo) {
-    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let text = |v: &Value| v.as_str().filter(|t| !t.is_empty()).map(str::to_owned);
     if info.id.is_none() {
         info.id = value.get("id").and_then(text);
     }
@@ -414,9 +469,11 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
         u.cache_creation_input_tokens =
             count(&["cache_creation_input_tokens"]).or(u.cache_creation_input_tokens);
     }
-    // Anthropic's first event wraps the message.
-    if let Some(message) = value.get("message").filter(|m| m.is_object()) {
-        absorb(message, info);
+    // Anthropic's first event wraps the message; the Responses API's events wrap the response.
+    for key in ["message", "response"] {
+        if let Some(inner) = value.get(key).filter(|m| m.is_object()) {
+            absorb(inner, info);
+        }
     }
 }
 
@@ -616,5 +673,194 @@ mod tests {
         let (info, _) = read("application/json", &[body]);
         assert_eq!(info.usage.input_tokens, Some(8));
         assert_eq!(info.model.as_deref(), Some("text-embedding-3-small"));
+    }
+    /// A Responses API stream, as OpenAI sends it: the usage, id and model sit in the `response`
+    /// the first and last events wrap, and `response.completed` ends it.
+    const RESPONSES_SSE: &str = concat!(
+        "event: response.created\n",
+        "data: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_67c9\",\"object\":\"response\",\"status\":\"in_progress\",\"model\":\"gpt-4.1-2025-04-14\",\"output\":[],\"usage\":null}}\n\n",
+        "event: response.output_text.delta\n",
+        "data: {\"type\":\"response.output_text.delta\",\"sequence_number\":4,\"item_id\":\"msg_67c9\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi\",\"logprobs\":[]}\n\n",
+        "event: response.completed\n",
+        "data: {\"type\":\"response.completed\",\"sequence_number\":6,\"response\":{\"id\":\"resp_67c9\",\"object\":\"response\",\"status\":\"completed\",\"model\":\"gpt-4.1-2025-04-14\",\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hi\"}]}],\"usage\":{\"input_tokens\":37,\"input_tokens_details\":{\"cached_tokens\":5},\"output_tokens\":11,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":48},\"user\":null,\"metadata\":{}}}\n\n",
+    );
+
+    #[test]
+    fn a_responses_api_stream_gives_usage_id_model_first_text_and_its_end() {
+        for split in [1, 7, 64, RESPONSES_SSE.len()] {
+            let frames: Vec<&[u8]> = RESPONSES_SSE.as_bytes().chunks(split).collect();
+            let (info, token) = read("text/event-stream", &frames);
+            assert_eq!(info.usage.input_tokens, Some(37), "{split}");
+            assert_eq!(info.usage.output_tokens, Some(11));
+            assert_eq!(info.usage.cache_read_input_tokens, Some(5));
+            assert_eq!(info.id.as_deref(), Some("resp_67c9"));
+            assert_eq!(info.model.as_deref(), Some("gpt-4.1-2025-04-14"));
+            assert!(info.done && token, "{split}");
+        }
+    }
+
+    /// A `response.completed` event repeats the whole response: one over the event limit is not
+    /// read, but the usage at its end still is.
+    #[test]
+    fn a_responses_api_final_event_too_large_to_read_still_gives_its_usage() {
+        let output = "w ".repeat(100 * 1024);
+        let completed = format!(
+            "event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"{output}\"}}]}}],\"tools\":[{{\"name\":\"f\",\"parameters\":{{\"usage\":{{\"type\":\"string\"}}}}}}],\"usage\":{{\"input_tokens\":900,\"output_tokens\":51200}},\"user\":null,\"metadata\":{{}}}}}}\n\n"
+        );
+        let body = format!(
+            "{}{completed}",
+            &RESPONSES_SSE[..RESPONSES_SSE.find("event: response.completed").unwrap()]
+        );
+        for split in [1000, 16 * 1024, body.len()] {
+            let frames: Vec<&[u8]> = body.as_bytes().chunks(split).collect();
+            let (info, _) = read("text/event-stream", &frames);
+            assert_eq!(info.usage.input_tokens, Some(900), "{split}");
+            assert_eq!(info.usage.output_tokens, Some(51200), "{split}");
+            assert_eq!(
+                info.id.as_deref(),
+                Some("resp_67c9"),
+                "from the first event"
+            );
+            // Its `event:` line is seen when the stream is read whole, not from a window on its end.
+            assert_eq!(info.done, split == body.len());
+        }
+    }
+
+    #[test]
+    fn an_azure_stream_opening_with_an_empty_id_and_model_keeps_the_real_ones() {
+        let body = concat!(
+            "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null,\"index\":0}],\"id\":\"chatcmpl-A1\",\"model\":\"gpt-4o-2024-08-06\",\"object\":\"chat.completion.chunk\"}\n\n",
+            "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\",\"index\":0}],\"id\":\"chatcmpl-A1\",\"model\":\"gpt-4o-2024-08-06\",\"object\":\"chat.completion.chunk\"}\n\n",
+            "data: {\"choices\":[],\"id\":\"chatcmpl-A1\",\"model\":\"gpt-4o-2024-08-06\",\"usage\":{\"completion_tokens\":1,\"prompt_tokens\":9,\"total_tokens\":10}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let (info, _) = read("text/event-stream", &[body.as_bytes()]);
+        assert_eq!(info.usage.input_tokens, Some(9));
+        assert_eq!(info.model.as_deref(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(info.id.as_deref(), Some("chatcmpl-A1"));
+    }
+
+    #[test]
+    fn a_legacy_completions_stream_gives_its_first_text() {
+        let body = concat!(
+            "data: {\"id\":\"cmpl-8\",\"object\":\"text_completion\",\"choices\":[{\"text\":\"Hello\",\"index\":0,\"finish_reason\":null}],\"model\":\"gpt-3.5-turbo-instruct\"}\n\n",
+            "data: {\"id\":\"cmpl-8\",\"object\":\"text_completion\",\"choices\":[{\"text\":\"\",\"index\":0,\"finish_reason\":\"length\"}],\"model\":\"gpt-3.5-turbo-instruct\"}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let (info, token) = read("text/event-stream", &[body.as_bytes()]);
+        assert_eq!(info.finish_reasons, ["length"]);
+        assert!(token);
+        // Reasoning and tool call deltas are not text.
+        for not_text in [
+            r#"{"type":"response.reasoning_summary_text.delta","delta":"hmm"}"#,
+            r#"{"type":"response.function_call_arguments.delta","delta":"{\"a"}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#,
+        ] {
+            let (_, token) = read(
+                "text/event-stream",
+                &[format!("data: {not_text}\n\n").as_bytes()],
+            );
+            assert!(!token, "{not_text}");
+        }
+    }
+
+    #[test]
+    fn large_json_reads_the_responses_own_usage_and_an_embeddings_model() {
+        let vector = vec!["-0.0069292854"; 1536].join(",");
+        let items: Vec<String> = (0..16)
+            .map(|i| format!(r#"{{"object":"embedding","index":{i},"embedding":[{vector}]}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"object":"list","data":[{}],"model":"text-embedding-3-small","usage":{{"prompt_tokens":80,"total_tokens":80}}}}"#,
+            items.join(",")
+        );
+        assert!(body.len() > 200 * 1024);
+        let (info, _) = read("application/json", &[body.as_bytes()]);
+        assert_eq!(info.usage.input_tokens, Some(80));
+        assert_eq!(info.model.as_deref(), Some("text-embedding-3-small"));
+
+        // A tool call's input may hold a `usage` key too; the response's own comes last.
+        let filler = "x".repeat(200 * 1024);
+        let body = format!(
+            r#"{{"id":"msg_01","type":"message","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"{filler}"}},{{"type":"tool_use","id":"toolu_01","name":"man","input":{{"command":"tar","usage":"short"}}}}],"stop_reason":"tool_use","usage":{{"input_tokens":400,"output_tokens":60000}}}}"#
+        );
+        let (info, _) = read("application/json", &[body.as_bytes()]);
+        assert_eq!(info.finish_reasons, ["tool_use"]);
+        assert_eq!(info.usage.input_tokens, Some(400));
+        assert_eq!(info.usage.output_tokens, Some(60000));
+        assert_eq!(info.model.as_deref(), Some("claude-sonnet-4-5"));
+    }
+
+    #[test]
+    fn a_long_stream_with_two_choices_keeps_both_finish_reasons() {
+        let chunk = |choice: usize, i: usize| {
+            format!("data: {{\"id\":\"c2\",\"choices\":[{{\"index\":{choice},\"delta\":{{\"content\":\"w{i} \"}},\"finish_reason\":null}}]}}\n\n")
+        };
+        let mut body = String::new();
+        let mut i = 0;
+        while body.len() < 150 * 1024 {
+            body.push_str(&chunk(0, i));
+            body.push_str(&chunk(1, i));
+            i += 1;
+        }
+        body.push_str("data: {\"id\":\"c2\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+        let stop_at = body.len();
+        while body.len() < stop_at + 20 * 1024 {
+            body.push_str(&chunk(1, i));
+            i += 1;
+        }
+        body.push_str("data: {\"id\":\"c2\",\"choices\":[{\"index\":1,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n");
+        body.push_str("data: {\"id\":\"c2\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":900}}\n\ndata: [DONE]\n\n");
+        for split in [1024, 4093] {
+            let frames: Vec<&[u8]> = body.as_bytes().chunks(split).collect();
+            let (info, _) = read("text/event-stream", &frames);
+            assert_eq!(info.usage.output_tokens, Some(900));
+            let mut reasons = info.finish_reasons.clone();
+            reasons.sort();
+            assert_eq!(reasons, ["length", "stop"], "{split}");
+        }
+    }
+
+    #[test]
+    fn a_finish_reason_before_the_short_tail_is_seen_even_across_a_frame_edge() {
+        let event = b"data: {\"choices\":[{\"index\":1,\"finish_reason\": \"stop\"}]}\n\n";
+        let filler = Bytes::from(vec![b' '; SHORT_TAIL]);
+        for at in 0..event.len() {
+            let (a, b) = event.split_at(at);
+            let frames: VecDeque<Bytes> = [a, b]
+                .into_iter()
+                .map(Bytes::copy_from_slice)
+                .chain([filler.clone()])
+                .collect();
+            assert!(reason_before(&frames, SHORT_TAIL), "split at {at}");
+            assert!(!reason_before(&frames, SHORT_TAIL + event.len()), "in the tail");
+        }
+        let null = VecDeque::from([Bytes::from_static(b"{\"finish_reason\":null}"), filler]);
+        assert!(!reason_before(&null, SHORT_TAIL));
+    }
+
+    #[test]
+    fn a_byte_order_mark_opening_a_stream_is_not_part_of_its_first_line() {
+        let body = "\u{FEFF}data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n";
+        let (info, _) = read("text/event-stream", &[body.as_bytes()]);
+        assert_eq!(info.usage.input_tokens, Some(3));
+        assert_eq!(info.id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn a_choices_stop_reason_from_vllm_is_not_a_finish_reason() {
+        let body = br#"{"id":"cmpl-1","object":"chat.completion","model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop","stop_reason":"\n\n"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        let (info, _) = read("application/json", &[body]);
+        assert_eq!(info.finish_reasons, ["stop"]);
+        assert_eq!(info.usage.input_tokens, Some(5));
+        let body = String::from_utf8_lossy(body)
+            .replace(r#""stop_reason":"\n\n""#, r#""stop_reason":128009"#);
+        assert_eq!(
+            read("application/json", &[body.as_bytes()])
+                .0
+                .finish_reasons,
+            ["stop"]
+        );
     }
 }

@@ -27,7 +27,8 @@ pub(super) struct SseReader {
     skipping_line: bool,
     /// The last frame ended in CR: a LF at the start of the next one ends nothing.
     after_cr: bool,
-    /// The current event's data lines, joined with LF.
+    /// The current event's data lines, joined with LF; while a `data` line too long to read is
+    /// skipped, its last [`LONG_TAIL`] bytes, where a large event keeps its usage.
     data: Vec<u8>,
     /// The current event is too large to read.
     skipping_event: bool,
@@ -38,7 +39,15 @@ pub(super) struct SseReader {
     read: usize,
     /// Started mid-stream: lines are ignored until the first blank one.
     resync: bool,
+    /// The current line is a `data` line too long to read: its last bytes go to `data`.
+    tailing: bool,
 }
+
+/// How much of the end of a `data` line too long to read is kept. A Responses API
+/// `response.completed` event repeats the whole response (instructions, output, tools) and ends
+/// with its `usage`, `user` and `metadata` (at most 16 short pairs): this much of its end holds the
+/// usage.
+const LONG_TAIL: usize = 16 * 1024;
 
 impl SseReader {
     /// A reader for a window that may start in the middle of an event.
@@ -61,6 +70,10 @@ impl SseReader {
             // An empty frame must not forget a CR that the next frame's LF completes.
             return;
         }
+        if self.read == 0 && !self.resync {
+            // A byte order mark may open the stream, and is not part of its first line.
+            bytes = bytes.strip_prefix(crate::codec::BOM).unwrap_or(bytes);
+        }
         self.read += bytes.len();
         if self.after_cr {
             self.after_cr = false;
@@ -78,14 +91,18 @@ impl SseReader {
             if self.skipping_line {
                 self.skipping_line = false;
                 self.line.clear();
+                self.keep_tail(part);
+                self.long_line_end();
                 continue;
             }
             if self.line.is_empty() {
                 self.line_end(part);
             } else if self.line.len() + part.len() > MAX_LINE {
                 // The end of a line begun earlier makes it too long: skipped like one that is
-                // too long before its end is seen, without copying that end.
+                // too long before its end is seen, without copying more than its last bytes.
                 self.overlong_line(part);
+                self.keep_tail(part);
+                self.long_line_end();
             } else {
                 let mut line = std::mem::take(&mut self.line);
                 line.extend_from_slice(part);
@@ -94,13 +111,37 @@ impl SseReader {
                 self.line = line;
             }
         }
-        if !self.skipping_line {
-            if self.line.len() + bytes.len() > MAX_LINE {
-                self.overlong_line(bytes);
-                self.skipping_line = true;
-            } else {
-                self.line.extend_from_slice(bytes);
-            }
+        if self.skipping_line {
+            self.keep_tail(bytes);
+        } else if self.line.len() + bytes.len() > MAX_LINE {
+            self.overlong_line(bytes);
+            self.keep_tail(bytes);
+            self.skipping_line = true;
+        } else {
+            self.line.extend_from_slice(bytes);
+        }
+    }
+
+    /// Keeps the last [`LONG_TAIL`] bytes of an overlong `data` line, `more` being its next bytes.
+    fn keep_tail(&mut self, more: &[u8]) {
+        if !self.tailing {
+            return;
+        }
+        if more.len() >= LONG_TAIL {
+            self.data.clear();
+            self.data.extend_from_slice(&more[more.len() - LONG_TAIL..]);
+            return;
+        }
+        let excess = (self.data.len() + more.len()).saturating_sub(LONG_TAIL);
+        self.data.drain(..excess);
+        self.data.extend_from_slice(more);
+    }
+
+    /// The end of an overlong line: when it was a `data` line, its usage, if its end holds one.
+    fn long_line_end(&mut self) {
+        if std::mem::take(&mut self.tailing) {
+            usage_at_end(&self.data, &mut self.info);
+            self.data.clear();
         }
     }
 
@@ -112,9 +153,17 @@ impl SseReader {
         for (slot, byte) in start.iter_mut().zip(self.line.iter().chain(more)) {
             *slot = *byte;
         }
-        if start == *b"data:" {
+        let data = start == *b"data:";
+        if data {
             self.skipping_event = true;
             self.data.clear();
+        }
+        // Mid-stream, the line the window starts in may be the end of a data line.
+        if data || self.resync {
+            self.tailing = true;
+            let line = std::mem::take(&mut self.line);
+            self.keep_tail(&line);
+            self.line = line;
         }
         self.line.clear();
     }
@@ -126,6 +175,8 @@ impl SseReader {
             return;
         }
         if self.resync {
+            // The end of a line begun before the window: it may be the end of the last event.
+            usage_at_end(line, &mut self.info);
             return;
         }
         let (field, value) = match memchr::memchr(b':', line) {
@@ -136,12 +187,17 @@ impl SseReader {
             }
             None => (line, &b""[..]),
         };
+        if field == b"event" && TERMINAL_EVENTS.contains(&value) {
+            self.info.done = true;
+            return;
+        }
         if field != b"data" || self.skipping_event {
             return;
         }
         if self.data.len() + value.len() + 1 > MAX_EVENT {
             self.skipping_event = true;
             self.data.clear();
+            usage_at_end(value, &mut self.info);
             return;
         }
         if !self.data.is_empty() {
@@ -167,7 +223,7 @@ impl SseReader {
         if !self.saw_token && has_text(data) {
             self.saw_token = true;
         }
-        if MESSAGE_STOP.find(data).is_some() {
+        if MESSAGE_STOP.find(data).is_some() || RESPONSE_END.find(data).is_some() {
             self.info.done = true;
         }
         if !self.parsed_first || worth_parsing(data) {
@@ -187,6 +243,15 @@ impl SseReader {
     }
 }
 
+/// Reads the usage that the end of a `data` line, `bytes`, holds: an event too large to read
+/// whole, or one that began before a window on a stream's end.
+fn usage_at_end(bytes: &[u8], info: &mut ResponseInfo) {
+    let end = &bytes[bytes.len().saturating_sub(LONG_TAIL)..];
+    if let Some(usage) = super::json::last_value(end, "usage") {
+        super::absorb(&serde_json::json!({ "usage": usage }), info);
+    }
+}
+
 /// Substring searches prepared once: building a searcher costs more than running it on one event.
 macro_rules! needles {
     ($($name:ident = $text:literal;)*) => {
@@ -199,6 +264,9 @@ needles! {
     USAGE = b"\"usage\"";
     MESSAGE_START = b"\"message_start\"";
     MESSAGE_STOP = b"\"message_stop\"";
+    RESPONSE_END = b"\"response.completed\"";
+    OUTPUT_TEXT = b"\"response.output_text.delta\"";
+    TEXT_COMPLETION = b"\"text_completion\"";
     DELTA = b"\"delta\"";
     CONTENT = b"\"content\"";
     TEXT = b"\"text\"";
@@ -216,6 +284,18 @@ fn any_value(key: &Finder<'_>, data: &[u8], test: impl Fn(&[u8]) -> bool) -> boo
     })
 }
 
+/// Whether `bytes` give a finish reason (a string after some `…_reason` key), written compactly or
+/// with one space after the colon as providers write it. Unlike [`worth_parsing`] this runs over
+/// many events at once, so it goes from underscore to underscore (rare in stream chunks) rather
+/// than through a substring search, which stream chunks' repeated `"finish_reason":null` and
+/// frequent quotes and colons keep busy.
+pub(super) fn gives_reason(bytes: &[u8]) -> bool {
+    memchr::memchr_iter(b'_', bytes).any(|at| {
+        let rest = &bytes[at..];
+        rest.starts_with(b"_reason\":\"") || rest.starts_with(b"_reason\": \"")
+    })
+}
+
 /// Events that carry usage, a finish reason or the message's identity.
 fn worth_parsing(data: &[u8]) -> bool {
     any_value(&REASON, data, |v| v.starts_with(b"\""))
@@ -223,11 +303,28 @@ fn worth_parsing(data: &[u8]) -> bool {
         || MESSAGE_START.find(data).is_some()
 }
 
-/// Whether an event carries generated text: a non-empty `content` or `text` delta.
+/// The `event:` names that end a stream: Anthropic's, and the Responses API's (which end it after a
+/// response is complete, cut short or failed).
+const TERMINAL_EVENTS: [&[u8]; 4] = [
+    b"message_stop",
+    b"response.completed",
+    b"response.incomplete",
+    b"response.failed",
+];
+
+/// Whether an event carries generated text: a non-empty `content` or `text` delta (chat
+/// completions, Anthropic), a Responses API output text delta, or a legacy completion's `text`.
+/// Reasoning and tool call deltas are not text.
 fn has_text(data: &[u8]) -> bool {
     let non_empty_string = |v: &[u8]| v.starts_with(b"\"") && v.get(1) != Some(&b'"');
-    DELTA.find(data).is_some()
-        && (any_value(&CONTENT, data, non_empty_string) || any_value(&TEXT, data, non_empty_string))
+    if DELTA.find(data).is_some() {
+        if OUTPUT_TEXT.find(data).is_some() {
+            return any_value(&DELTA, data, non_empty_string);
+        }
+        any_value(&CONTENT, data, non_empty_string) || any_value(&TEXT, data, non_empty_string)
+    } else {
+        TEXT_COMPLETION.find(data).is_some() && any_value(&TEXT, data, non_empty_string)
+    }
 }
 
 #[cfg(test)]
