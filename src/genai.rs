@@ -23,37 +23,72 @@ pub(crate) fn operation(path: &str) -> Option<&'static str> {
     }
 }
 
-/// The provider, from a routed model name (`openai/gpt-4o`), the path, or a well-known model family.
+/// The provider, from a routed model name (`openai/gpt-4o`), the path, or a well-known model family,
+/// named as the GenAI conventions name providers (`gcp.gemini`, `mistral_ai`, `x_ai`, ...).
+///
+/// Only a known routing prefix names a provider: in `meta-llama/Llama-3.1-8B` or
+/// `accounts/fireworks/models/...` the first segment is a model's author or a path, not who serves
+/// it, and a wrong provider is worse than none.
 pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
     if let Some((prefix, _)) = model.and_then(|m| m.split_once('/')) {
-        if !prefix.is_empty() {
-            return Some(prefix.to_ascii_lowercase());
+        let prefix = prefix.to_ascii_lowercase();
+        if let Some((_, name)) = ROUTES.iter().find(|(route, _)| *route == prefix) {
+            return Some((*name).to_owned());
         }
     }
     if path.trim_end_matches('/').ends_with("/messages") {
         return Some("anthropic".into());
     }
-    let model = model?.to_ascii_lowercase();
-    let family = [
-        ("claude", "anthropic"),
-        ("gpt-", "openai"),
-        ("chatgpt", "openai"),
-        ("o1", "openai"),
-        ("o3", "openai"),
-        ("o4", "openai"),
-        ("text-embedding", "openai"),
-        ("gemini", "gcp.gemini"),
-        ("mistral", "mistral_ai"),
-        ("mixtral", "mistral_ai"),
-        ("command", "cohere"),
-        ("deepseek", "deepseek"),
-        ("grok", "x_ai"),
-    ];
-    family
+    // The model's own name: after the last `/` of a routed or namespaced id.
+    let model = model?.rsplit('/').next()?.to_ascii_lowercase();
+    FAMILIES
         .iter()
         .find(|(prefix, _)| model.starts_with(prefix))
         .map(|(_, name)| (*name).to_owned())
 }
+
+/// Routing prefixes of gateways' model names, and the provider each names.
+const ROUTES: [(&str, &str); 22] = [
+    ("openai", "openai"),
+    ("anthropic", "anthropic"),
+    ("google", "gcp.gemini"),
+    ("gemini", "gcp.gemini"),
+    ("vertex", "gcp.vertex_ai"),
+    ("vertex_ai", "gcp.vertex_ai"),
+    ("bedrock", "aws.bedrock"),
+    ("aws", "aws.bedrock"),
+    ("azure", "azure.ai.openai"),
+    ("mistral", "mistral_ai"),
+    ("mistralai", "mistral_ai"),
+    ("xai", "x_ai"),
+    ("x-ai", "x_ai"),
+    ("deepseek", "deepseek"),
+    ("groq", "groq"),
+    ("cohere", "cohere"),
+    ("perplexity", "perplexity"),
+    ("together", "together"),
+    ("fireworks", "fireworks"),
+    ("cerebras", "cerebras"),
+    ("openrouter", "openrouter"),
+    ("watsonx", "ibm.watsonx.ai"),
+];
+
+/// Model name prefixes of well-known families, and their maker's provider.
+const FAMILIES: [(&str, &str); 13] = [
+    ("claude", "anthropic"),
+    ("gpt-", "openai"),
+    ("chatgpt", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("text-embedding", "openai"),
+    ("gemini", "gcp.gemini"),
+    ("mistral", "mistral_ai"),
+    ("mixtral", "mistral_ai"),
+    ("command", "cohere"),
+    ("deepseek", "deepseek"),
+    ("grok", "x_ai"),
+];
 
 /// The key user ids are hashed with. Its `Debug` does not show it: a layer printed with `{:?}` in a
 /// log must not give the key away.
@@ -94,6 +129,32 @@ pub(crate) fn user_hash(key: &[u8], user_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn providers_use_the_conventions_names_and_only_known_routes() {
+        let chat = "/v1/chat/completions";
+        for (model, want) in [
+            ("openai/gpt-4o", Some("openai")),
+            ("gemini-2.5-pro", Some("gcp.gemini")),
+            ("google/gemini-2.5-pro", Some("gcp.gemini")),
+            ("Mistral/mistral-large-latest", Some("mistral_ai")),
+            ("xai/grok-4", Some("x_ai")),
+            ("bedrock/anthropic.claude-3-5-sonnet", Some("aws.bedrock")),
+            ("together/meta-llama/Llama-3.1-8B", Some("together")),
+            ("meta-llama/Llama-3.1-8B-Instruct", None),
+            ("accounts/fireworks/models/llama-v3p1-8b-instruct", None),
+            ("deepseek-ai/DeepSeek-V3", Some("deepseek")),
+            ("some-org/gpt-4o-mini", Some("openai")),
+            ("llama3", None),
+        ] {
+            assert_eq!(provider(Some(model), chat).as_deref(), want, "{model}");
+        }
+        assert_eq!(provider(None, "/v1/messages").as_deref(), Some("anthropic"));
+        assert_eq!(
+            provider(Some("my-model"), "/v1/messages").as_deref(),
+            Some("anthropic")
+        );
+    }
 
     #[test]
     fn a_hash_key_never_shows_in_debug_output() {
