@@ -112,7 +112,15 @@ pub(crate) fn decorate(span: &Span, info: &RequestInfo<'_>, options: &DefaultMak
             span.set_attribute(format!("requesty.extra.{key}"), attribute(value));
         }
     }
-    let parent = caller_context(info.headers).or_else(|| {
+    // A server span's caller is named by the request's `traceparent`. A client span's parent is the
+    // span it is made in: the `traceparent` on an outgoing request is what is sent onward (often a
+    // forwarded caller's), not its parent.
+    let caller = if options.client {
+        None
+    } else {
+        caller_context(info.headers)
+    };
+    let parent = caller.or_else(|| {
         let trace_id = info.metadata?.trace_id.as_deref()?;
         options
             .group_by_trace_id

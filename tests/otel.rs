@@ -306,3 +306,48 @@ async fn hashed_user_ids_never_leave_and_grouping_is_opt_in() {
     assert_eq!(hex(&q.parent_span_id), CALLER_SPAN);
     otel.shutdown().await;
 }
+
+/// A gateway that forwards its caller's headers upstream sends the caller's `traceparent` on: its
+/// client span still belongs under the span it is made in, not under that caller.
+#[tokio::test]
+async fn a_client_span_stays_under_the_span_it_is_made_in() {
+    use http_body_util::{BodyExt, Full};
+    use requesty_metadata::RequestMetadata;
+    use tower::{ServiceBuilder, ServiceExt};
+    use tracing::Instrument;
+
+    let otel = Otel::install();
+    let upstream = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        let response = http::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(OPENAI_JSON)));
+        Ok::<_, std::convert::Infallible>(response.unwrap())
+    });
+    let service = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new().trace_id("wf")).headers_only())
+        .service(upstream);
+    let handler = tracing::info_span!(target: "requesty_metadata", "gateway_handler");
+    let request = http::Request::post("http://upstream/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+        .body(Full::new(Bytes::from_static(
+            br#"{"model":"gpt-4o","messages":[]}"#,
+        )))
+        .unwrap();
+    let response = service
+        .oneshot(request)
+        .instrument(handler.clone())
+        .await
+        .unwrap();
+    response.into_body().collect().await.unwrap();
+    drop(handler);
+    let spans = otel.exported(2).await;
+    let handler = spans.iter().find(|s| s.name == "gateway_handler").unwrap();
+    let client = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Client as i32)
+        .unwrap_or_else(|| panic!("no client span in {spans:#?}"));
+    assert_eq!(hex(&client.parent_span_id), hex(&handler.span_id));
+    assert_eq!(hex(&client.trace_id), hex(&handler.trace_id));
+    otel.shutdown().await;
+}

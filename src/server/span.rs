@@ -78,7 +78,7 @@ where
 /// | `http.request.method`, `url.path` | from the request |
 /// | `http.response.status_code` | recorded when the response head arrives |
 /// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`) |
-/// | `gen_ai.provider.name` | [`provider`](Self::provider), or the model's routing prefix (`openai/…`), the path or the model family |
+/// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/…` as `gcp.gemini`), the path or the model family |
 /// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body |
 /// | `requesty.stream` | the body's `stream` flag |
 /// | `gen_ai.response.model`, `gen_ai.response.id`, `gen_ai.response.finish_reasons` | from the response, when it ends |
@@ -88,12 +88,12 @@ where
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
 /// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first |
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
-/// | parent (feature `opentelemetry`) | the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`) |
+/// | parent (feature `opentelemetry`) | server spans: the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`); client spans: the span they are made in |
 #[derive(Clone, Debug)]
 #[must_use = "a span maker does nothing until given to a layer"]
 pub struct DefaultMakeSpan {
     level: Level,
-    client: bool,
+    pub(crate) client: bool,
     provider: Option<Arc<str>>,
     user_hash_key: Option<HashKey>,
     extra_allowlist: Option<Arc<[String]>>,
