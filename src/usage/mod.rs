@@ -9,8 +9,11 @@
 //! keep a reference, so it costs next to nothing on long streams.
 //!
 //! It understands the OpenAI shapes (chat completions, completions, embeddings, responses; streams
-//! with `stream_options.include_usage`) and the Anthropic messages shape (JSON and its
-//! `message_start` / `message_delta` events). Anything else yields an empty [`ResponseInfo`].
+//! with `stream_options.include_usage`, and the Responses API's events, which wrap the response)
+//! and the Anthropic messages shape (JSON and its `message_start` / `message_delta` events), as
+//! OpenAI-compatible servers (Azure, vLLM) send them too. Anything else yields an empty
+//! [`ResponseInfo`]. An event too large to read whole (over 64 KiB) is skipped, but the usage at its
+//! end is still read.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -61,7 +64,8 @@ pub struct ResponseInfo {
     pub finish_reasons: Vec<String>,
     /// Token usage.
     pub usage: Usage,
-    /// Whether a stream said it was finished (`data: [DONE]`, `message_stop`); `false` for JSON.
+    /// Whether a stream said it was finished (`data: [DONE]`, `message_stop`, the Responses API's
+    /// `response.completed`, `.incomplete` or `.failed`); `false` for JSON.
     pub done: bool,
 }
 
