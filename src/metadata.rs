@@ -27,7 +27,9 @@ use serde_json::{Map, Value};
 /// are kept in [`other`](Self::other) so they survive a strip and a later inject unchanged.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequestMetadata {
-    /// Labels for grouping and cost attribution, in the order first seen, without duplicates.
+    /// Labels for grouping and cost attribution, in the order first seen. The layers, [`tag`](Self::tag)
+    /// and the merges keep them free of duplicates; a list set directly or deserialized with serde
+    /// is taken as it is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// The end user the request is made for, as the client asserts it.
