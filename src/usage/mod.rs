@@ -838,7 +838,10 @@ mod tests {
                 .chain([filler.clone()])
                 .collect();
             assert!(reason_before(&frames, SHORT_TAIL), "split at {at}");
-            assert!(!reason_before(&frames, SHORT_TAIL + event.len()), "in the tail");
+            assert!(
+                !reason_before(&frames, SHORT_TAIL + event.len()),
+                "in the tail"
+            );
         }
         let null = VecDeque::from([Bytes::from_static(b"{\"finish_reason\":null}"), filler]);
         assert!(!reason_before(&null, SHORT_TAIL));
@@ -847,9 +850,27 @@ mod tests {
     #[test]
     fn a_byte_order_mark_opening_a_stream_is_not_part_of_its_first_line() {
         let body = "\u{FEFF}data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n";
-        let (info, _) = read("text/event-stream", &[body.as_bytes()]);
-        assert_eq!(info.usage.input_tokens, Some(3));
-        assert_eq!(info.id.as_deref(), Some("c1"));
+        let whole = read("text/event-stream", &[body.as_bytes()]).0;
+        assert_eq!(whole.usage.input_tokens, Some(3));
+        assert_eq!(whole.id.as_deref(), Some("c1"));
+        for at in 0..body.len() {
+            let (a, b) = body.as_bytes().split_at(at);
+            let split = read(
+                "text/event-stream",
+                &[b"", &a[..at / 2], b"", &a[at / 2..], b],
+            )
+            .0;
+            assert_eq!(split, whole, "split at {at}");
+        }
+        // Bytes that only begin like one are the first line's.
+        let not_bom = b"\xEF\xBBdata: {\"usage\":{\"prompt_tokens\":3}}\n\n";
+        for at in 0..not_bom.len() {
+            let (a, b) = not_bom.split_at(at);
+            assert_eq!(
+                read("text/event-stream", &[a, b]).0.usage.input_tokens,
+                None
+            );
+        }
     }
 
     #[test]

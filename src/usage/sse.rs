@@ -6,6 +6,7 @@
 //! finish reason are parsed. Buffers are reused, so a warmed-up stream allocates nothing per frame.
 
 use super::{read_document, ResponseInfo};
+use crate::codec::BOM;
 use memchr::memmem::Finder;
 use std::sync::LazyLock;
 
@@ -41,7 +42,13 @@ pub(super) struct SseReader {
     resync: bool,
     /// The current line is a `data` line too long to read: its last bytes go to `data`.
     tailing: bool,
+    /// How many bytes of a byte order mark opening the stream have arrived, or [`SETTLED`] once the
+    /// opening is known: one may arrive over several frames.
+    opening: u8,
 }
+
+/// [`SseReader::opening`] once the stream's first bytes are known to be, or not to be, a BOM.
+const SETTLED: u8 = u8::MAX;
 
 /// How much of the end of a `data` line too long to read is kept. A Responses API
 /// `response.completed` event repeats the whole response (instructions, output, tools) and ends
@@ -54,6 +61,7 @@ impl SseReader {
     pub(super) fn resynchronizing() -> Self {
         Self {
             resync: true,
+            opening: SETTLED,
             ..Self::default()
         }
     }
@@ -66,13 +74,32 @@ impl SseReader {
     }
 
     pub(super) fn feed(&mut self, mut bytes: &[u8]) {
+        if self.opening != SETTLED && !bytes.is_empty() {
+            // A byte order mark may open the stream, and is not part of its first line.
+            let seen = usize::from(self.opening);
+            let more = (BOM.len() - seen).min(bytes.len());
+            if bytes[..more] == BOM[seen..seen + more] {
+                self.read += more;
+                bytes = &bytes[more..];
+                if seen + more < BOM.len() {
+                    self.opening = (seen + more) as u8;
+                    return;
+                }
+                self.opening = SETTLED;
+            } else {
+                // What looked like the start of one was the start of the first line.
+                self.opening = SETTLED;
+                self.lines(&BOM[..seen]);
+            }
+        }
+        self.lines(bytes);
+    }
+
+    /// Reads the next bytes of the stream as lines.
+    fn lines(&mut self, mut bytes: &[u8]) {
         if bytes.is_empty() {
             // An empty frame must not forget a CR that the next frame's LF completes.
             return;
-        }
-        if self.read == 0 && !self.resync {
-            // A byte order mark may open the stream, and is not part of its first line.
-            bytes = bytes.strip_prefix(crate::codec::BOM).unwrap_or(bytes);
         }
         self.read += bytes.len();
         if self.after_cr {
