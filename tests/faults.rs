@@ -477,6 +477,11 @@ async fn a_client_that_leaves_mid_stream_ends_the_span_and_the_stream() {
     assert_eq!(spans[0].field("trace_id"), Some("gone"));
     assert_eq!(spans[0].field("response.completed"), Some("false"));
     assert_eq!(
+        spans[0].field("error.type"),
+        None,
+        "the client left; nothing failed"
+    );
+    assert_eq!(
         *completions.lock().unwrap(),
         [(200, false, Some("gone".to_owned()))]
     );
@@ -588,9 +593,16 @@ async fn proxy_to_failing_upstream() -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
     let proxy = Router::new()
         .route("/v1/{*rest}", any(forward))
         .with_state(Arc::new((client, format!("http://{upstream_addr}"))))
-        .layer(RequestyMetadataLayer::new());
+        .layer(RequestyMetadataLayer::new().on_complete(|done| {
+            let end = (done.path.to_owned(), done.completed, done.failed);
+            ENDS.lock().unwrap().push(end);
+        }));
     (serve(proxy).await, last_body)
 }
+
+/// How each request through the proxy ended, as its completion hook saw it: path, completed,
+/// failed.
+static ENDS: Mutex<Vec<(String, bool, bool)>> = Mutex::new(Vec::new());
 
 const TAGGED: &str = r#"{"model":"m","stream":true,"requesty":{"trace_id":"up-1"}}"#;
 
@@ -692,6 +704,11 @@ async fn a_cut_upstream_stream_reaches_the_client_as_a_cut_stream() {
     let spans = within("the span", recorder.wait_closed(1)).await;
     assert_eq!(spans[0].field("trace_id"), Some("up-1"));
     assert_eq!(spans[0].field("response.completed"), Some("false"));
+    // The upstream cut it, not the client: the span and the hook say so.
+    assert_eq!(spans[0].field("error.type"), Some("response_body"));
+    let ends = ENDS.lock().unwrap();
+    let cut: Vec<_> = ends.iter().filter(|(path, ..)| path == "/v1/cut").collect();
+    assert_eq!(cut, [&("/v1/cut".to_owned(), false, true)]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! The response body: the inner service's body passed through frame by frame, keeping the request's
 //! span open until it ends.
 
-use super::complete::Tracker;
+use super::complete::{End, Tracker};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -33,7 +33,7 @@ pin_project! {
                         Kind::Inner { body } => body.is_end_stream(),
                         Kind::Error { bytes } => bytes.is_none(),
                     };
-                tracker.finish(ended);
+                tracker.finish(if ended { End::Complete } else { End::Dropped });
             }
         }
     }
@@ -102,13 +102,13 @@ where
                 }
             }
         }
-        let ended = match &result {
-            None => Some(true),
-            Some(Err(_)) => Some(false),
-            Some(Ok(_)) => (end_of_body || *this.remaining == Some(0)).then_some(true),
+        let end = match &result {
+            None => Some(End::Complete),
+            Some(Err(_)) => Some(End::Failed),
+            Some(Ok(_)) => (end_of_body || *this.remaining == Some(0)).then_some(End::Complete),
         };
-        if let (Some(completed), Some(tracker)) = (ended, this.tracker.as_mut()) {
-            tracker.finish(completed);
+        if let (Some(end), Some(tracker)) = (end, this.tracker.as_mut()) {
+            tracker.finish(end);
         }
         Poll::Ready(result)
     }

@@ -42,8 +42,11 @@ pub struct Completion<'a> {
     /// reasons.
     pub response: Option<&'a ResponseInfo>,
     /// `false` when the response body was dropped before it ended (a client that went away
-    /// mid-stream), or the request before there was a response.
+    /// mid-stream), or the request before there was a response, or the body ended in an error.
     pub completed: bool,
+    /// The response body ended in an error: the inner service's body failed (a proxy's upstream
+    /// that cut its stream, say), not the client that went away.
+    pub failed: bool,
 }
 
 /// What a request keeps for the completion hook (only when one is set). Boxed so a response body stays
@@ -80,6 +83,17 @@ pub(crate) struct Tracker {
     first_token: Option<Duration>,
     reader: Option<UsageReader>,
     done: bool,
+}
+
+/// How a response body came to its end, for [`Tracker::finish`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum End {
+    /// All of it was sent.
+    Complete,
+    /// It was dropped first: the client went away, or the request before a response.
+    Dropped,
+    /// The inner body failed.
+    Failed,
 }
 
 impl Tracker {
@@ -145,15 +159,19 @@ impl Tracker {
     }
 
     /// Records the end; later calls do nothing.
-    pub(crate) fn finish(&mut self, completed: bool) {
+    pub(crate) fn finish(&mut self, end: End) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        let (completed, failed) = (end == End::Complete, end == End::Failed);
         let response = self.reader.take().map(UsageReader::finish);
         if let Some(info) = &response {
             record_response(&self.span, info, self.first_token);
         }
         self.span.record("response.completed", completed);
+        if failed {
+            self.span.record("error.type", "response_body");
+        }
         if let Some(r) = &self.request {
             (r.on_complete)(&Completion {
                 metadata: r.metadata.as_deref(),
@@ -167,6 +185,7 @@ impl Tracker {
                 time_to_first_token: self.first_token,
                 response: response.as_ref(),
                 completed,
+                failed,
             });
         }
         // Close the span now rather than whenever the body value is dropped.
@@ -177,7 +196,7 @@ impl Tracker {
 
 impl Drop for Tracker {
     fn drop(&mut self) {
-        self.finish(false);
+        self.finish(End::Dropped);
     }
 }
 

@@ -50,8 +50,8 @@ impl RequestInfo<'_> {
 /// });
 /// ```
 ///
-/// The layer records `http.response.status_code` and `response.completed` on whatever span this
-/// returns; a span that did not declare those fields ignores them.
+/// The layer records `http.response.status_code`, `response.completed` and `error.type` on whatever
+/// span this returns; a span that did not declare those fields ignores them.
 pub trait MakeSpan {
     /// Makes the span for one request.
     fn make_span(&mut self, info: &RequestInfo<'_>) -> Span;
@@ -86,7 +86,8 @@ where
 /// | `requesty.time_to_first_token_ms` | streams: until the first generated text |
 /// | `otel.name` | `{operation} {model}` (or the method when the path names no operation) |
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
-/// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first |
+/// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first, or it ended in an error |
+/// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say) |
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
 /// | parent (feature `opentelemetry`) | server spans: the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`); client spans: the span they are made in |
 #[derive(Clone, Debug)]
@@ -234,6 +235,7 @@ macro_rules! llm_span {
             otel.name = Empty,
             otel.kind = $kind,
             response.completed = Empty,
+            error.r#type = Empty,
         )
     }};
 }
