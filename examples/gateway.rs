@@ -255,6 +255,17 @@ struct AccessLog<'a> {
     latency_ms: f64,
     time_to_first_token_ms: Option<f64>,
     completed: bool,
+    /// The response body ended in an error (the upstream cut it), not because the client left.
+    failed: bool,
+}
+
+/// Whether a value in a pretty log line needs quotes: it is empty, or holds whitespace, a quote or
+/// a control character.
+fn needs_quotes(value: &str) -> bool {
+    value.is_empty()
+        || value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"')
 }
 
 /// One access-log line per request, written after its response body ended (or the client left).
@@ -287,6 +298,7 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
                 latency_ms,
                 time_to_first_token_ms: ttft_ms,
                 completed: done.completed,
+                failed: done.failed,
             };
             serde_json::to_string(&line).unwrap_or_default()
         }
@@ -302,8 +314,9 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
             );
             let mut field = |key: &str, value: Option<&str>| {
                 if let Some(value) = value {
-                    // Quote only what would be ambiguous unquoted.
-                    let _ = if value.is_empty() || value.contains(char::is_whitespace) {
+                    // Quote (and escape) only what would be ambiguous unquoted: a client's value
+                    // must not start a line of its own or send a terminal escape.
+                    let _ = if needs_quotes(value) {
                         write!(line, " {key}={value:?}")
                     } else {
                         write!(line, " {key}={value}")
@@ -316,7 +329,13 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
                 field("user_id", m.user_id.as_deref());
                 field("referer", m.origin_referer.as_deref());
                 field("title", m.origin_title.as_deref());
-                if !m.tags.is_empty() {
+                if m.tags
+                    .iter()
+                    .any(|tag| needs_quotes(tag) || tag.contains([',', ']']))
+                {
+                    let tags = serde_json::to_string(&m.tags).unwrap_or_default();
+                    let _ = write!(line, " tags={tags}");
+                } else if !m.tags.is_empty() {
                     let _ = write!(line, " tags=[{}]", m.tags.join(","));
                 }
                 if !m.extra.is_empty() {
@@ -333,6 +352,8 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
             }
             let end = if done.completed {
                 ""
+            } else if done.failed {
+                " (the response failed)"
             } else {
                 " (client went away)"
             };
@@ -477,6 +498,16 @@ mod proxy {
 
     async fn forward(State(upstream): State<Arc<Upstream>>, request: Request) -> Response {
         let (parts, body) = request.into_parts();
+        // The URL parser would resolve `..` (and `%2e%2e`, and `\`) and so reach paths above the
+        // upstream's base: such a path is refused, not resolved.
+        if climbs(parts.uri.path()) {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "the path has `.` or `..` segments or a backslash",
+                "invalid_request_error",
+                "invalid_path",
+            );
+        }
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let url = format!("{}{path}", upstream.base);
         let mut headers = copy_headers(&parts.headers, &["host", "content-length"]);
@@ -490,6 +521,9 @@ mod proxy {
                 headers.insert(CONTENT_LENGTH, len.into());
             }
             outgoing = outgoing.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+        } else if parts.headers.contains_key(CONTENT_LENGTH) {
+            // An empty body that said so (a POST without one) says so upstream too.
+            headers.insert(CONTENT_LENGTH, 0.into());
         }
         let answer = match outgoing.headers(headers).send().await {
             Ok(answer) => answer,
@@ -514,6 +548,16 @@ mod proxy {
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         response
+    }
+
+    /// Whether `path` has a segment that a URL parser resolves: `.` or `..`, also percent-encoded,
+    /// or a backslash (a separator for `http` URLs).
+    fn climbs(path: &str) -> bool {
+        const DOTS: [&str; 6] = [".", "..", "%2e", ".%2e", "%2e.", "%2e%2e"];
+        path.contains('\\')
+            || path
+                .split('/')
+                .any(|segment| DOTS.iter().any(|dots| segment.eq_ignore_ascii_case(dots)))
     }
 
     /// Copies end-to-end headers: drops hop-by-hop ones, those `Connection` names, and `also`.
