@@ -18,6 +18,17 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     })
 }
 
+/// A gRPC request (`application/grpc`, `application/grpc+proto`, ...), whose client expects errors
+/// as a gRPC status.
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|value| {
+        let value = value.as_bytes();
+        value.len() >= 16
+            && value[..16].eq_ignore_ascii_case(b"application/grpc")
+            && matches!(value.get(16), None | Some(b'+' | b';'))
+    })
+}
+
 /// Whether a media type without parameters (`type/subtype`) is JSON.
 pub(crate) fn is_json_type(essence: &str) -> bool {
     let Some((kind, sub)) = essence.split_once('/') else {
@@ -98,6 +109,24 @@ mod tests {
             http::HeaderValue::from_static("application/json"),
         );
         assert!(is_json(&map));
+    }
+
+    #[test]
+    fn grpc_content_types() {
+        for yes in [
+            "application/grpc",
+            "Application/gRPC+proto",
+            "application/grpc;x=1",
+        ] {
+            assert!(is_grpc(&headers(&[("content-type", yes)])), "{yes}");
+        }
+        for no in [
+            "application/grpc-web",
+            "application/json",
+            "application/grp",
+        ] {
+            assert!(!is_grpc(&headers(&[("content-type", no)])), "{no}");
+        }
     }
 
     #[test]

@@ -111,3 +111,64 @@ pub(crate) fn error_body(message: &str, param: Option<&str>, code: &str) -> Byte
     });
     Bytes::from(body.to_string())
 }
+
+/// The answer to a gRPC request the layer refused: a trailers-only response (HTTP 200) whose
+/// `grpc-status` is `INVALID_ARGUMENT` (3) for a `400`, `RESOURCE_EXHAUSTED` (8) for a `413`, and
+/// whose `grpc-message` is the error body's message, so a gRPC client reports the field and the rule
+/// instead of failing to decode a JSON body as a gRPC message.
+pub(crate) fn grpc_answer(status: StatusCode, json: &[u8]) -> http::Response<()> {
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "8"
+    } else {
+        "3"
+    };
+    let body: serde_json::Value = serde_json::from_slice(json).unwrap_or_default();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    let mut response = http::Response::new(());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", http::HeaderValue::from_static(code));
+    if let Ok(message) = http::HeaderValue::from_str(&grpc_percent_encode(message)) {
+        headers.insert("grpc-message", message);
+    }
+    response
+}
+
+/// `grpc-message` encoding: bytes outside printable ASCII, and `%`, as `%XX`.
+fn grpc_percent_encode(message: &str) -> String {
+    let mut encoded = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grpc_answer_carries_the_status_and_the_encoded_message() {
+        let json = error_body("`requesty.tags` has 70 tags; 100% over", None, "x");
+        let answer = grpc_answer(StatusCode::BAD_REQUEST, &json);
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.headers()["grpc-status"], "3");
+        assert_eq!(
+            answer.headers()["grpc-message"],
+            "`requesty.tags` has 70 tags; 100%25 over"
+        );
+        let answer = grpc_answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &error_body("caf\u{e9}", None, "x"),
+        );
+        assert_eq!(answer.headers()["grpc-status"], "8");
+        assert_eq!(answer.headers()["grpc-message"], "caf%C3%A9");
+    }
+}

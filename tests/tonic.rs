@@ -358,3 +358,36 @@ async fn a_call_made_while_serving_a_grpc_request_carries_its_metadata() {
         Some(RequestMetadata::new().tag("relay"))
     );
 }
+
+/// Metadata the layer refuses reaches a gRPC client as a gRPC status naming the field and the rule,
+/// not as an HTTP error whose JSON body the client cannot decode; the service is not called.
+#[tokio::test]
+async fn refused_metadata_is_a_grpc_invalid_argument() {
+    let (_recorder, _guard) = Recorder::install();
+    let server = grpc_server(None).await;
+    let channel = Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    let mut request = tonic::Request::new(HealthCheckRequest::default());
+    let long = "t".repeat(300).parse().unwrap();
+    request.metadata_mut().insert("x-requesty-trace-id", long);
+    let status = client
+        .check(request)
+        .await
+        .expect_err("refused by the layer");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "`requesty.trace_id` is 300 bytes; the limit is 256 bytes"
+    );
+    assert!(
+        server.inner.0.lock().unwrap().is_empty(),
+        "the service was not called"
+    );
+    // The connection still serves the next call.
+    let ok = client.check(HealthCheckRequest::default()).await.unwrap();
+    assert_eq!(ok.into_inner().status(), ServingStatus::Serving);
+}

@@ -56,6 +56,8 @@ struct Rejection {
     tracker: Tracker,
     /// A HEAD request: the server sends no body and never polls it.
     head: bool,
+    /// A gRPC request, answered with a gRPC status rather than an HTTP one.
+    grpc: bool,
 }
 
 /// Everything a request needs between `call` and the inner service's call.
@@ -283,10 +285,17 @@ where
                         body,
                         tracker,
                         head,
+                        grpc,
                     }) = rejection.take()
                     else {
                         unreachable!("a rejecting future is polled once more after it completed")
                     };
+                    if grpc {
+                        let response = crate::error::grpc_answer(status, &body);
+                        let (parts, ()) = response.into_parts();
+                        let body = ResponseBody::error(Bytes::new(), Some(tracker), true);
+                        return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                    }
                     let body = ResponseBody::error(body, Some(tracker), head);
                     let mut response = Response::new(body);
                     *response.status_mut() = status;
@@ -485,6 +494,7 @@ where
     M: MakeSpan,
 {
     let head = pending.parts.method == Method::HEAD;
+    let grpc = crate::content::is_grpc(&pending.parts.headers);
     let mut tracker = unserved(pending, facts);
     tracker.respond(status, None);
     State::Reject {
@@ -493,6 +503,7 @@ where
             body,
             tracker,
             head,
+            grpc,
         }),
     }
 }

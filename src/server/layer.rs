@@ -246,7 +246,8 @@ impl<M, R> RequestyMetadataLayer<M, R> {
 
     /// Reads metadata from headers only and never touches a body, whatever its type: for tonic
     /// (`Server::builder().layer(RequestyMetadataLayer::new().headers_only())`) and other protocols
-    /// whose bodies are not JSON.
+    /// whose bodies are not JSON. (In either mode, a gRPC request the layer refuses is answered with
+    /// a gRPC status, `INVALID_ARGUMENT` naming the field and the rule, not an HTTP `400`.)
     pub fn headers_only(self) -> RequestyMetadataLayer<M, HeadersOnly> {
         RequestyMetadataLayer {
             config: self.config,
