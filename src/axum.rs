@@ -12,7 +12,8 @@ use std::convert::Infallible;
 /// The request's metadata, for handlers behind [`RequestyMetadataLayer`](crate::RequestyMetadataLayer).
 ///
 /// As `Metadata` it rejects requests that carried none with `400`; as `Option<Metadata>` it never
-/// rejects.
+/// rejects. Any field counts, the origin headers (`HTTP-Referer`, `X-Title`) too: a handler that needs
+/// a particular field (tags, a trace id) checks for it.
 ///
 /// ```
 /// use axum::{routing::post, Router};
@@ -43,7 +44,7 @@ pub struct MissingMetadata;
 
 impl MissingMetadata {
     const MESSAGE: &str =
-        "this endpoint requires request metadata (a `requesty` body member or `X-Requesty-*` headers)";
+        "this endpoint requires request metadata (a `requesty` body member, `X-Requesty-*` headers, or `HTTP-Referer` / `X-Title`)";
 }
 
 impl std::fmt::Display for MissingMetadata {

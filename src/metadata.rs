@@ -39,6 +39,10 @@ pub struct RequestMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
     /// Free-form fields (`X-Requesty-<Name>` headers land here too, under the lowercased name).
+    ///
+    /// Values are `serde_json` values: a number is held as an `i64`, `u64` or `f64`, so an integer
+    /// beyond 64 bits, or a spelling such as `1e2`, comes back as the nearest double (`1e2` as
+    /// `100.0`). The body itself is not touched: such ids are best sent as strings.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
     /// The `HTTP-Referer` header of the request.

@@ -529,6 +529,21 @@ fn the_member_is_read_strictly() {
     }
 }
 
+/// A number no double holds is well-formed JSON that the typed metadata cannot carry: refused with a
+/// message that says so, not as text that is not JSON.
+#[test]
+fn a_number_out_of_range_is_refused_for_what_it_is() {
+    for member in [r#"{"extra":{"n":1e400}}"#, r#"{"future":[-1e999]}"#] {
+        let body = format!(r#"{{"requesty":{member}}}"#);
+        let error = codec::scan(body.as_bytes(), &limits()).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidType);
+        assert!(
+            error.message().contains("out of the range of a double"),
+            "{error}"
+        );
+    }
+}
+
 /// Every strict prefix of a valid body is either empty (not an object) or an unfinished object.
 #[test]
 fn every_truncation_of_a_valid_body_is_malformed() {

@@ -248,7 +248,18 @@ fn key<'a>(lx: &mut Lexer<'a>) -> Result<Key<'a>, MetadataError> {
 /// holding it (the body being 1).
 fn any(lx: &mut Lexer<'_>, depth: usize) -> Result<Value, MetadataError> {
     let range = lx.skip_value(depth).map_err(m)?;
-    serde_json::from_slice(&lx.buf[range]).map_err(|_| malformed())
+    serde_json::from_slice(&lx.buf[range]).map_err(|error| {
+        // Well-formed, but beyond what the typed metadata can hold: say so, not "not valid JSON".
+        if error.to_string().starts_with("number out of range") {
+            MetadataError::new(
+                ErrorKind::InvalidType,
+                "requesty",
+                "`requesty` holds a number out of the range of a double (such as 1e400)",
+            )
+        } else {
+            malformed()
+        }
+    })
 }
 
 /// The comma-separated items of a container between `open` and `close`; `item` reads one. Ends past
