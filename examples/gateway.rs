@@ -226,9 +226,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
 
 fn parse_upstream(value: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(value).map_err(|e| format!("--upstream {value:?}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+    if !matches!(url.scheme(), "http" | "https")
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
         return Err(format!(
-            "--upstream {value:?}: expected an http(s) base URL without a query"
+            "--upstream {value:?}: expected an http(s) base URL without a query or fragment"
         ));
     }
     Ok(url)
