@@ -46,8 +46,19 @@ impl JsonReader {
                 absorb(&serde_json::json!({ key: value }), &mut info);
             }
         }
-        for key in ["usage", "stop_reason", "model"] {
-            if let Some(value) = last_value(&tail, key) {
+        // Only Anthropic's message has a top-level `stop_reason`; elsewhere (a vLLM choice) it is
+        // the stop string that matched, not a reason.
+        let anthropic = memchr::memmem::find(&self.head, b"\"type\":\"message\"").is_some();
+        let keys: [(&str, Wanted); 3] = [
+            ("usage", Value::is_object),
+            ("model", Value::is_string),
+            ("stop_reason", Value::is_string),
+        ];
+        for (key, wanted) in keys {
+            if key == "stop_reason" && !anthropic {
+                continue;
+            }
+            if let Some(value) = last_value(&tail, key, wanted) {
                 absorb(&serde_json::json!({ key: value }), &mut info);
             }
         }
@@ -58,8 +69,13 @@ impl JsonReader {
     }
 }
 
-/// The value after the last `"key":` in a fragment of JSON that parses on its own.
-pub(super) fn last_value(fragment: &[u8], key: &str) -> Option<Value> {
+/// Which values of a key [`last_value`] takes.
+pub(super) type Wanted = fn(&Value) -> bool;
+
+/// The value after the last `"key":` in a fragment of JSON that parses on its own and is `wanted`
+/// (a response's own `usage` is its last object under that name: a string under the same name in
+/// the caller's `metadata`, after it, is not).
+pub(super) fn last_value(fragment: &[u8], key: &str, wanted: Wanted) -> Option<Value> {
     let needle = format!("\"{key}\"");
     memchr::memmem::rfind_iter(fragment, needle.as_bytes()).find_map(|at| {
         let rest = fragment[at + needle.len()..]
@@ -69,6 +85,7 @@ pub(super) fn last_value(fragment: &[u8], key: &str) -> Option<Value> {
             .into_iter::<Value>()
             .next()?
             .ok()
+            .filter(wanted)
     })
 }
 

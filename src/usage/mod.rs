@@ -155,13 +155,11 @@ impl UsageReader {
             Kind::Sse(reader) => {
                 // The window starts mid-stream. The last events are the ones that matter (finish
                 // reasons, usage, the end): read a short tail first, the whole window only if that
-                // was not enough, or if an earlier finish reason (another choice's) lies outside it.
-                let mut tail = read_tail(&frames, SHORT_TAIL);
-                if !tail.done
-                    || tail.usage == Usage::default()
-                    || reason_before(&frames, SHORT_TAIL)
-                {
-                    tail = read_tail(&frames, usize::MAX);
+                // was not enough, or if the window gives finish reasons the tail did not read
+                // (another choice's, earlier, or one in the event the tail begins inside).
+                let (mut tail, reasons) = read_tail(&frames, SHORT_TAIL);
+                if !tail.done || tail.usage == Usage::default() || reasons_in(&frames) > reasons {
+                    tail = read_tail(&frames, usize::MAX).0;
                 }
                 let mut info = reader.finish();
                 merge(&mut info, tail);
@@ -242,8 +240,9 @@ impl Window {
     }
 }
 
-/// Reads the events in the last `limit` bytes of `frames`, from the first whole one.
-fn read_tail(frames: &VecDeque<Bytes>, limit: usize) -> ResponseInfo {
+/// Reads the events in the last `limit` bytes of `frames`, from the first whole one; with how many
+/// finish reasons they gave.
+fn read_tail(frames: &VecDeque<Bytes>, limit: usize) -> (ResponseInfo, usize) {
     let mut reader = sse::SseReader::resynchronizing();
     let mut skip = frames
         .iter()
@@ -258,37 +257,48 @@ fn read_tail(frames: &VecDeque<Bytes>, limit: usize) -> ResponseInfo {
         reader.feed(&frame[skip..]);
         skip = 0;
     }
-    reader.finish()
+    reader.finish_counted()
 }
 
 /// The end of a long stream read first: its usage and `[DONE]`, and with one choice its finish.
 const SHORT_TAIL: usize = 4096;
 
-/// Whether a finish reason is given before the last `limit` bytes of `frames`, including across the
-/// edge between two frames.
-fn reason_before(frames: &VecDeque<Bytes>, limit: usize) -> bool {
-    /// Bytes on each side of a frame edge looked at together: room for a key and its value's start.
-    const EDGE: usize = 32;
-    let total: usize = frames.iter().map(Bytes::len).sum();
-    let mut left = total.saturating_sub(limit);
-    let mut previous: &[u8] = &[];
+/// How many finish reasons `frames` give, also those split between frames (however small).
+fn reasons_in(frames: &VecDeque<Bytes>) -> usize {
+    /// The longest pattern counted: a reason split between frames lies within this many bytes of
+    /// the edge on either side.
+    const EDGE: usize = 16;
+    debug_assert!(sse::REASON_GIVEN.iter().all(|given| given.len() <= EDGE));
+    let mut count = 0;
+    // The last bytes before the current frame, however many frames they came from.
+    let mut carry = [0u8; EDGE];
+    let mut carried = 0;
     for frame in frames {
-        if left == 0 {
-            break;
-        }
-        let part = &frame[..frame.len().min(left)];
-        left -= part.len();
-        let mut edge = [0; 2 * EDGE];
-        let before = &previous[previous.len().saturating_sub(EDGE)..];
-        let after = &part[..part.len().min(EDGE)];
-        edge[..before.len()].copy_from_slice(before);
-        edge[before.len()..before.len() + after.len()].copy_from_slice(after);
-        if sse::gives_reason(&edge[..before.len() + after.len()]) || sse::gives_reason(part) {
-            return true;
-        }
-        previous = part;
+        count += sse::count_reasons(frame);
+        // A reason that starts in `carry` and ends in this frame is counted here, once.
+        let mut edge = [0u8; 2 * EDGE];
+        let after = &frame[..frame.len().min(EDGE)];
+        edge[..carried].copy_from_slice(&carry[EDGE - carried..]);
+        edge[carried..carried + after.len()].copy_from_slice(after);
+        let joined = &edge[..carried + after.len()];
+        count += memchr::memchr_iter(b'_', &joined[..carried])
+            .filter(|&at| {
+                sse::REASON_GIVEN
+                    .iter()
+                    .any(|given| joined[at..].starts_with(given) && at + given.len() > carried)
+            })
+            .count();
+        // Slide: the carry now ends with this frame's last bytes.
+        let keep = (carried + frame.len()).min(EDGE);
+        let mut next = [0u8; EDGE];
+        let from_frame = frame.len().min(keep);
+        let from_carry = keep - from_frame;
+        next[EDGE - keep..EDGE - from_frame].copy_from_slice(&carry[EDGE - from_carry..]);
+        next[EDGE - from_frame..].copy_from_slice(&frame[frame.len() - from_frame..]);
+        carry = next;
+        carried = keep;
     }
-    false
+    count
 }
 
 /// Adds what the end of a stream said to what its beginning said.
@@ -827,24 +837,27 @@ mod tests {
     }
 
     #[test]
-    fn a_finish_reason_before_the_short_tail_is_seen_even_across_a_frame_edge() {
+    fn finish_reasons_are_counted_across_frame_edges_however_small_the_frames() {
         let event = b"data: {\"choices\":[{\"index\":1,\"finish_reason\": \"stop\"}]}\n\n";
-        let filler = Bytes::from(vec![b' '; SHORT_TAIL]);
-        for at in 0..event.len() {
-            let (a, b) = event.split_at(at);
-            let frames: VecDeque<Bytes> = [a, b]
-                .into_iter()
-                .map(Bytes::copy_from_slice)
-                .chain([filler.clone()])
-                .collect();
-            assert!(reason_before(&frames, SHORT_TAIL), "split at {at}");
-            assert!(
-                !reason_before(&frames, SHORT_TAIL + event.len()),
-                "in the tail"
-            );
+        let frames = |cuts: &[usize]| {
+            let mut frames = VecDeque::new();
+            let mut from = 0;
+            for &cut in cuts.iter().chain([&event.len()]) {
+                frames.push_back(Bytes::copy_from_slice(&event[from..cut]));
+                from = cut;
+            }
+            frames
+        };
+        for a in 0..=event.len() {
+            assert_eq!(reasons_in(&frames(&[a])), 1, "cut at {a}");
+            for b in a..=event.len().min(a + 9) {
+                assert_eq!(reasons_in(&frames(&[a, b])), 1, "cut at {a} and {b}");
+            }
         }
-        let null = VecDeque::from([Bytes::from_static(b"{\"finish_reason\":null}"), filler]);
-        assert!(!reason_before(&null, SHORT_TAIL));
+        let two = [&event[..], &event[..]].concat();
+        assert_eq!(reasons_in(&VecDeque::from([Bytes::from(two)])), 2);
+        let null = VecDeque::from([Bytes::from_static(b"{\"finish_reason\":null}")]);
+        assert_eq!(reasons_in(&null), 0);
     }
 
     #[test]
@@ -887,5 +900,138 @@ mod tests {
                 .finish_reasons,
             ["stop"]
         );
+    }
+    #[test]
+    fn a_caller_metadata_key_named_usage_hides_nothing() {
+        // The Responses API puts the caller's `metadata` after `usage`.
+        let text = "x".repeat(200 * 1024);
+        let body = format!(
+            r#"{{"id":"resp_1","object":"response","status":"completed","model":"gpt-4.1","output":[{{"type":"message","content":[{{"type":"output_text","text":"{text}"}}]}}],"usage":{{"input_tokens":900,"output_tokens":51200,"total_tokens":52100}},"user":null,"metadata":{{"usage":"nightly-batch"}}}}"#
+        );
+        let (info, _) = read("application/json", &[body.as_bytes()]);
+        assert_eq!(info.usage.input_tokens, Some(900));
+        assert_eq!(info.usage.output_tokens, Some(51200));
+        let text = "w ".repeat(100 * 1024);
+        let body = format!(
+            "event: response.created\ndata: {{\"type\":\"response.created\",\"response\":{{\"id\":\"resp_1\",\"model\":\"gpt-4.1\",\"usage\":null}}}}\n\nevent: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"model\":\"gpt-4.1\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"{text}\"}}]}}],\"usage\":{{\"input_tokens\":900,\"output_tokens\":51200}},\"user\":null,\"metadata\":{{\"usage\":\"nightly-batch\"}}}}}}\n\n"
+        );
+        for split in [1000, 16 * 1024, body.len()] {
+            let frames: Vec<&[u8]> = body.as_bytes().chunks(split).collect();
+            let (info, _) = read("text/event-stream", &frames);
+            assert_eq!(info.usage.input_tokens, Some(900), "{split}");
+            assert_eq!(info.usage.output_tokens, Some(51200), "{split}");
+        }
+    }
+
+    #[test]
+    fn a_large_vllm_response_s_stop_reason_is_not_a_finish_reason() {
+        let content = "x".repeat(200 * 1024);
+        let body = format!(
+            r#"{{"id":"chatcmpl-1","object":"chat.completion","model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{{"index":0,"message":{{"role":"assistant","content":"{content}"}},"logprobs":null,"finish_reason":"stop","stop_reason":"</answer>"}}],"usage":{{"prompt_tokens":5,"completion_tokens":60000,"total_tokens":60005}},"prompt_logprobs":null}}"#
+        );
+        let (info, _) = read("application/json", &[body.as_bytes()]);
+        assert_eq!(info.usage.input_tokens, Some(5));
+        assert_eq!(info.finish_reasons, ["stop"]);
+    }
+
+    #[test]
+    fn a_finish_reason_in_the_event_the_short_tail_begins_inside_is_kept() {
+        let chunk = |choice: usize, text: &str| {
+            format!("data: {{\"id\":\"c2\",\"choices\":[{{\"index\":{choice},\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n")
+        };
+        let mut head = String::new();
+        let mut i = 0;
+        while head.len() < 150 * 1024 {
+            head.push_str(&chunk(0, &format!("w{i} ")));
+            head.push_str(&chunk(1, &format!("w{i} ")));
+            i += 1;
+        }
+        let stop1 = "data: {\"id\":\"c2\",\"choices\":[{\"index\":1,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n";
+        let end = "data: {\"id\":\"c2\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: {\"id\":\"c2\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":900}}\n\ndata: [DONE]\n\n";
+        let base = chunk(0, "").len();
+        // Filler sized so that the short tail begins before, inside and after choice 1's finish.
+        let lo = SHORT_TAIL - end.len() - stop1.len() - base - 10;
+        for n in lo..lo + stop1.len() + 20 {
+            let body = format!("{head}{stop1}{}{end}", chunk(0, &"y".repeat(n)));
+            let frames: Vec<&[u8]> = body.as_bytes().chunks(1024).collect();
+            let (info, _) = read("text/event-stream", &frames);
+            assert_eq!(info.usage.output_tokens, Some(900));
+            let mut reasons = info.finish_reasons.clone();
+            reasons.sort();
+            assert_eq!(reasons, ["length", "stop"], "filler of {n}");
+        }
+    }
+
+    #[test]
+    fn a_large_last_event_without_a_line_end_still_gives_its_usage() {
+        let event = |text: &str| {
+            format!(
+            "event: response.created\ndata: {{\"type\":\"response.created\",\"response\":{{\"id\":\"resp_1\",\"model\":\"gpt-4.1\",\"usage\":null}}}}\n\nevent: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"{text}\"}}]}}],\"usage\":{{\"input_tokens\":900,\"output_tokens\":51200}},\"user\":null,\"metadata\":{{}}}}}}"
+        )
+        };
+        let small = event("Hi");
+        assert_eq!(
+            read("text/event-stream", &[small.as_bytes()])
+                .0
+                .usage
+                .input_tokens,
+            Some(900)
+        );
+        let large = event(&"w ".repeat(100 * 1024));
+        for split in [1, 1000, 16 * 1024, large.len()] {
+            let frames: Vec<&[u8]> = large.as_bytes().chunks(split).collect();
+            let (info, _) = read("text/event-stream", &frames);
+            assert_eq!(info.usage.input_tokens, Some(900), "frames of {split}");
+        }
+    }
+
+    #[test]
+    fn a_responses_stream_that_ends_incomplete_or_failed_is_done_without_event_lines() {
+        for end in [
+            "response.completed",
+            "response.incomplete",
+            "response.failed",
+        ] {
+            let body = format!(
+                "data: {{\"type\":\"response.created\",\"response\":{{\"id\":\"resp_1\",\"model\":\"gpt-4.1\",\"usage\":null}}}}\n\ndata: {{\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}}\n\ndata: {{\"type\":\"{end}\",\"response\":{{\"id\":\"resp_1\",\"usage\":{{\"input_tokens\":9,\"output_tokens\":1}}}}}}\n\n"
+            );
+            let (info, _) = read("text/event-stream", &[body.as_bytes()]);
+            assert_eq!(info.usage.input_tokens, Some(9), "{end}");
+            assert!(info.done, "{end}");
+        }
+        let delta =
+            "data: {\"type\":\"response.output_text.delta\",\"delta\":\"response.completed\"}\n\n";
+        assert!(!read("text/event-stream", &[delta.as_bytes()]).0.done);
+    }
+
+    #[test]
+    fn reasoning_deltas_with_a_text_key_are_not_the_first_token() {
+        let first = r#"data: {"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
+        for reasoning in [
+            r#"data: {"id":"gen-1","object":"chat.completion.chunk","model":"anthropic/claude-sonnet-4","choices":[{"index":0,"delta":{"role":"assistant","content":"","reasoning":"Let me think","reasoning_details":[{"type":"reasoning.text","text":"Let me think","format":"anthropic-claude-v1","index":0}]},"finish_reason":null}]}"#,
+            r#"data: {"id":"c1","object":"chat.completion.chunk","model":"magistral-medium-latest","choices":[{"index":0,"delta":{"content":[{"type":"thinking","thinking":[{"type":"text","text":"Let me think"}]}]},"finish_reason":null}]}"#,
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me think"}}"#,
+        ] {
+            let body = format!("{first}\n\n{reasoning}\n\n");
+            let (_, token) = read("text/event-stream", &[body.as_bytes()]);
+            assert!(!token, "{reasoning}");
+        }
+        let text = r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
+        assert!(read("text/event-stream", &[format!("{text}\n\n").as_bytes()]).1);
+    }
+
+    #[test]
+    fn a_second_long_data_line_reads_the_same_whole_or_split() {
+        let text = "w".repeat(70 * 1024);
+        let body = format!(
+            "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}],\ndata: \"note\":\"{text}\",\"usage\":{{\"prompt_tokens\":7,\"completion_tokens\":70000}}}}\n\ndata: [DONE]\n\n"
+        );
+        let whole = read("text/event-stream", &[body.as_bytes()]).0;
+        for split in [1000, 4096, 70 * 1024] {
+            let frames: Vec<&[u8]> = body.as_bytes().chunks(split).collect();
+            let info = read("text/event-stream", &frames).0;
+            assert_eq!(info.usage.input_tokens, Some(7), "{split}");
+            assert_eq!(info.usage, whole.usage, "{split}");
+        }
     }
 }

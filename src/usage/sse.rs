@@ -45,6 +45,10 @@ pub(super) struct SseReader {
     /// How many bytes of a byte order mark opening the stream have arrived, or [`SETTLED`] once the
     /// opening is known: one may arrive over several frames.
     opening: u8,
+    /// Whether finish reasons are counted (a window's reader: see [`Self::reasons`]).
+    counting: bool,
+    /// How many finish reasons the events read gave, counted as [`count_reasons`] counts them.
+    reasons: usize,
 }
 
 /// [`SseReader::opening`] once the stream's first bytes are known to be, or not to be, a BOM.
@@ -62,6 +66,7 @@ impl SseReader {
         Self {
             resync: true,
             opening: SETTLED,
+            counting: true,
             ..Self::default()
         }
     }
@@ -159,8 +164,12 @@ impl SseReader {
             self.data.extend_from_slice(&more[more.len() - LONG_TAIL..]);
             return;
         }
-        let excess = (self.data.len() + more.len()).saturating_sub(LONG_TAIL);
-        self.data.drain(..excess);
+        // Up to twice the tail is kept before the oldest bytes go, so tiny frames do not each move
+        // the whole tail.
+        if self.data.len() + more.len() > 2 * LONG_TAIL {
+            let excess = self.data.len() + more.len() - LONG_TAIL;
+            self.data.drain(..excess);
+        }
         self.data.extend_from_slice(more);
     }
 
@@ -218,13 +227,19 @@ impl SseReader {
             self.info.done = true;
             return;
         }
-        if field != b"data" || self.skipping_event {
+        if field != b"data" {
             return;
         }
-        if self.data.len() + value.len() + 1 > MAX_EVENT {
+        // A line too long to read, or one that makes its event too large: the event is skipped, but
+        // the usage at the line's end is read (as when the line arrives in pieces).
+        let overlong = line.len() > MAX_LINE;
+        if overlong || (!self.skipping_event && self.data.len() + value.len() + 1 > MAX_EVENT) {
             self.skipping_event = true;
             self.data.clear();
             usage_at_end(value, &mut self.info);
+            return;
+        }
+        if self.skipping_event {
             return;
         }
         if !self.data.is_empty() {
@@ -250,8 +265,11 @@ impl SseReader {
         if !self.saw_token && has_text(data) {
             self.saw_token = true;
         }
-        if MESSAGE_STOP.find(data).is_some() || RESPONSE_END.find(data).is_some() {
+        if MESSAGE_STOP.find(data).is_some() || ends_response(data) {
             self.info.done = true;
+        }
+        if self.counting {
+            self.reasons += count_reasons(data);
         }
         if !self.parsed_first || worth_parsing(data) {
             self.parsed_first = true;
@@ -259,14 +277,22 @@ impl SseReader {
         }
     }
 
-    pub(super) fn finish(mut self) -> ResponseInfo {
+    pub(super) fn finish(self) -> ResponseInfo {
+        self.finish_counted().0
+    }
+
+    /// [`finish`](Self::finish), with how many finish reasons the events read gave (for a reader
+    /// made by [`resynchronizing`](Self::resynchronizing)).
+    pub(super) fn finish_counted(mut self) -> (ResponseInfo, usize) {
         // A stream that ends without a blank line still ends its last event.
-        if !self.line.is_empty() && !self.skipping_line {
+        if self.skipping_line {
+            self.long_line_end();
+        } else if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
             self.line_end(&line);
         }
         self.dispatch();
-        self.info
+        (self.info, self.reasons)
     }
 }
 
@@ -274,7 +300,7 @@ impl SseReader {
 /// whole, or one that began before a window on a stream's end.
 fn usage_at_end(bytes: &[u8], info: &mut ResponseInfo) {
     let end = &bytes[bytes.len().saturating_sub(LONG_TAIL)..];
-    if let Some(usage) = super::json::last_value(end, "usage") {
+    if let Some(usage) = super::json::last_value(end, "usage", serde_json::Value::is_object) {
         super::absorb(&serde_json::json!({ "usage": usage }), info);
     }
 }
@@ -291,7 +317,8 @@ needles! {
     USAGE = b"\"usage\"";
     MESSAGE_START = b"\"message_start\"";
     MESSAGE_STOP = b"\"message_stop\"";
-    RESPONSE_END = b"\"response.completed\"";
+    RESPONSE = b"\"response.";
+    TEXT_DELTA = b"\"text_delta\"";
     OUTPUT_TEXT = b"\"response.output_text.delta\"";
     TEXT_COMPLETION = b"\"text_completion\"";
     DELTA = b"\"delta\"";
@@ -311,23 +338,46 @@ fn any_value(key: &Finder<'_>, data: &[u8], test: impl Fn(&[u8]) -> bool) -> boo
     })
 }
 
-/// Whether `bytes` give a finish reason (a string after some `…_reason` key), written compactly or
-/// with one space after the colon as providers write it. Unlike [`worth_parsing`] this runs over
+/// How many finish reasons `bytes` give (strings after some `…_reason` key), written compactly or
+/// with one space after the colon as providers write them. Unlike [`worth_parsing`] this runs over
 /// many events at once, so it goes from underscore to underscore (rare in stream chunks) rather
 /// than through a substring search, which stream chunks' repeated `"finish_reason":null` and
 /// frequent quotes and colons keep busy.
-pub(super) fn gives_reason(bytes: &[u8]) -> bool {
-    memchr::memchr_iter(b'_', bytes).any(|at| {
-        let rest = &bytes[at..];
-        rest.starts_with(b"_reason\":\"") || rest.starts_with(b"_reason\": \"")
-    })
+pub(super) fn count_reasons(bytes: &[u8]) -> usize {
+    memchr::memchr_iter(b'_', bytes)
+        .filter(|&at| {
+            REASON_GIVEN
+                .iter()
+                .any(|given| bytes[at..].starts_with(given))
+        })
+        .count()
 }
+
+/// A finish reason given, as [`count_reasons`] finds it.
+pub(super) const REASON_GIVEN: [&[u8]; 2] = [b"_reason\":\"", b"_reason\": \""];
 
 /// Events that carry usage, a finish reason or the message's identity.
 fn worth_parsing(data: &[u8]) -> bool {
     any_value(&REASON, data, |v| v.starts_with(b"\""))
         || any_value(&USAGE, data, |v| v.starts_with(b"{"))
         || MESSAGE_START.find(data).is_some()
+}
+
+/// Whether an event's data says a Responses API response ended: its `type` is
+/// `"response.completed"`, `"response.incomplete"` or `"response.failed"` (for a stream without
+/// `event:` lines).
+fn ends_response(data: &[u8]) -> bool {
+    RESPONSE.find_iter(data).any(|at| {
+        let name = &data[at + 1..];
+        let terminal = TERMINAL_EVENTS[1..]
+            .iter()
+            .any(|end| name.starts_with(end) && name.get(end.len()) == Some(&b'"'));
+        let key = data[..at]
+            .trim_ascii_end()
+            .strip_suffix(b":")
+            .map(<[u8]>::trim_ascii_end);
+        terminal && key.is_some_and(|key| key.ends_with(b"\"type\""))
+    })
 }
 
 /// The `event:` names that end a stream: Anthropic's, and the Responses API's (which end it after a
@@ -348,7 +398,10 @@ fn has_text(data: &[u8]) -> bool {
         if OUTPUT_TEXT.find(data).is_some() {
             return any_value(&DELTA, data, non_empty_string);
         }
-        any_value(&CONTENT, data, non_empty_string) || any_value(&TEXT, data, non_empty_string)
+        // A chat delta's text is its `content`; a `text` elsewhere may be reasoning (OpenRouter's
+        // `reasoning_details`), so only Anthropic's `text_delta` counts one.
+        any_value(&CONTENT, data, non_empty_string)
+            || (TEXT_DELTA.find(data).is_some() && any_value(&TEXT, data, non_empty_string))
     } else {
         TEXT_COMPLETION.find(data).is_some() && any_value(&TEXT, data, non_empty_string)
     }
