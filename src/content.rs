@@ -13,8 +13,10 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
             .as_bytes()
             .split(|&b| b == b';')
             .next()
-            .unwrap_or_default();
-        std::str::from_utf8(essence).is_ok_and(|essence| is_json_type(essence.trim()))
+            .unwrap_or_default()
+            .trim_ascii();
+        // Only ASCII whitespace is trimmed, as HTTP parsers trim it.
+        std::str::from_utf8(essence).is_ok_and(is_json_type)
     })
 }
 
@@ -103,6 +105,14 @@ mod tests {
         let odd = http::HeaderValue::from_bytes(b"application/json; title=\"Caf\xe9\"").unwrap();
         map.insert(CONTENT_TYPE, odd);
         assert!(is_json(&map));
+        for spaced in [
+            &b"application/json\xc2\xa0"[..],
+            b"\xe3\x80\x80application/json",
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert(CONTENT_TYPE, http::HeaderValue::from_bytes(spaced).unwrap());
+            assert!(!is_json(&map), "{spaced:?}");
+        }
         let mut map = headers(&[("content-type", "text/plain")]);
         map.append(
             CONTENT_TYPE,

@@ -28,7 +28,8 @@ pub(crate) fn operation(path: &str) -> Option<&'static str> {
 ///
 /// Only a known routing prefix names a provider: in `meta-llama/Llama-3.1-8B` or
 /// `accounts/fireworks/models/...` the first segment is a model's author or a path, not who serves
-/// it, and a wrong provider is worse than none.
+/// it, and a wrong provider is worse than none. For the same reason a family (`claude-…`, `gpt-…`)
+/// is recognized only in a bare model name.
 pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
     if let Some((prefix, _)) = model.and_then(|m| m.split_once('/')) {
         let prefix = prefix.to_ascii_lowercase();
@@ -39,8 +40,9 @@ pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
     if path.trim_end_matches('/').ends_with("/messages") {
         return Some("anthropic".into());
     }
-    // The model's own name: after the last `/` of a routed or namespaced id.
-    let model = model?.rsplit('/').next()?.to_ascii_lowercase();
+    // A bare model name names its maker, who serves it; in a namespaced id (`org/model`) the maker
+    // is not known to be the one serving it.
+    let model = model.filter(|m| !m.contains('/'))?.to_ascii_lowercase();
     FAMILIES
         .iter()
         .find(|(prefix, _)| model.starts_with(prefix))
@@ -143,8 +145,9 @@ mod tests {
             ("together/meta-llama/Llama-3.1-8B", Some("together")),
             ("meta-llama/Llama-3.1-8B-Instruct", None),
             ("accounts/fireworks/models/llama-v3p1-8b-instruct", None),
-            ("deepseek-ai/DeepSeek-V3", Some("deepseek")),
-            ("some-org/gpt-4o-mini", Some("openai")),
+            ("deepseek-ai/DeepSeek-V3", None),
+            ("accounts/fireworks/models/mixtral-8x7b", None),
+            ("deepseek-chat", Some("deepseek")),
             ("llama3", None),
         ] {
             assert_eq!(provider(Some(model), chat).as_deref(), want, "{model}");

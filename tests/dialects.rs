@@ -494,3 +494,57 @@ async fn litellm_spend_logs_metadata_header() {
     assert_eq!(meta.extra["n"], 1);
     assert!(!seen.headers.contains("x-litellm"), "{}", seen.headers);
 }
+
+/// Each foreign body field may fit the limits while all of the metadata together does not: then the
+/// request goes on without the foreign body fields (with a warning naming them), never a `400`.
+#[tokio::test]
+async fn foreign_body_fields_never_push_the_whole_over_a_limit() {
+    let (recorder, _g) = Recorder::install();
+    let addr = server(all()).await;
+    // `requesty.extra` of 16,361 bytes of JSON fits alone; OpenRouter's `trace_name` would not.
+    let note = "x".repeat(16_350);
+    let body = format!(
+        r#"{{"model":"m","requesty":{{"extra":{{"note":"{note}"}}}},"trace":{{"trace_name":"nightly-eval"}}}}"#
+    );
+    let meta = post(addr, &[], &body).await.metadata.unwrap();
+    assert_eq!(
+        meta.extra.len(),
+        1,
+        "the member's extra, without trace_name"
+    );
+    // 60 LiteLLM body tags fit alone; with 8 header tags they would be 68 of 64.
+    let tags: Vec<String> = (0..60).map(|i| format!("\"job:{i}\"")).collect();
+    let body = format!(
+        r#"{{"model":"m","metadata":{{"tags":[{}]}}}}"#,
+        tags.join(",")
+    );
+    let headers = [("x-litellm-tags", "h1,h2,h3,h4,h5,h6,h7,h8")];
+    let meta = post(addr, &headers, &body).await.metadata.unwrap();
+    assert_eq!(meta.tags, ["h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8"]);
+    let spans = recorder.wait_closed(2).await;
+    for (span, field) in spans.iter().zip(["trace", "metadata"]) {
+        let warned: Vec<&str> = span
+            .events
+            .iter()
+            .filter_map(|event| event.get("field").map(String::as_str))
+            .collect();
+        assert_eq!(warned, [field]);
+    }
+    // Over a limit without them, the request is refused as before.
+    let headers: Vec<(&str, String)> = vec![(
+        "x-litellm-tags",
+        (0..70)
+            .map(|i| format!("h{i}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )];
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header(headers[0].0, headers[0].1.as_str())
+        .body(r#"{"model":"m","user":"u"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}

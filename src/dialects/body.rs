@@ -71,6 +71,27 @@ pub(crate) fn fill_native_user(
     }
 }
 
+/// The other formats' body fields this request has, of the sources that are on: the ones
+/// [`fill_from_body`] and [`fill_native_user`] read.
+pub(crate) fn body_fields(scan: &Scan, sources: &Sources) -> Vec<&'static str> {
+    let members = scan.members();
+    [
+        (
+            "litellm_metadata",
+            &members.litellm_metadata,
+            sources.litellm,
+        ),
+        ("metadata", &members.metadata, sources.litellm),
+        ("trace", &members.trace, sources.openrouter),
+        ("session_id", &members.session_id, sources.openrouter),
+        ("user", &members.user, sources.native_user),
+    ]
+    .into_iter()
+    .filter(|(_, range, on)| *on && range.is_some())
+    .map(|(name, ..)| name)
+    .collect()
+}
+
 /// Metadata being filled from foreign body fields, within limits; what is not taken is noted.
 struct Fill<'a> {
     meta: &'a mut RequestMetadata,

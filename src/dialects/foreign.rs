@@ -22,16 +22,17 @@ pub(super) fn checked_text(json: &str) -> Result<Option<String>, serde_json::Err
     serde_json::from_str::<Text>(json).map(|text| text.0)
 }
 
-/// The strings of a foreign list field, in order, repeats included; other items are skipped.
+/// The strings of a foreign list field, in order, without repeats; other items are skipped.
 pub(super) struct List {
     pub(super) items: Vec<String>,
     /// It held more than the strings read: reading stopped at the bound given to [`list`].
     pub(super) more: bool,
 }
 
-/// The first `max` strings of the list field whose JSON text is `json` (none when it is not a list).
-/// Items past them are skipped unread, so the work of reading a list is bounded by `max`, not by the
-/// body.
+/// The first `max` distinct strings of the list field whose JSON text is `json` (none when it is
+/// not a list), looked for among its first `16 * max` items. Items past them are skipped unread, so
+/// the work of reading a list is bounded by `max`, not by the body, and a few repeats do not crowd
+/// out a string that fits.
 pub(super) fn list(json: Option<&str>, max: usize) -> List {
     let Some(json) = json else {
         return List::none();
@@ -120,11 +121,13 @@ impl<'de> Visitor<'de> for ListSeed {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List, A::Error> {
-        let mut items = Vec::new();
-        while items.len() < self.max {
+        let mut items: Vec<String> = Vec::new();
+        let mut looked_at = 0;
+        while items.len() < self.max && looked_at < self.max.saturating_mul(16) {
+            looked_at += 1;
             match seq.next_element::<Text>()? {
-                Some(Text(Some(item))) => items.push(item),
-                Some(Text(None)) => {}
+                Some(Text(Some(item))) if !items.contains(&item) => items.push(item),
+                Some(_) => {}
                 None => return Ok(List { items, more: false }),
             }
         }
@@ -196,8 +199,15 @@ mod tests {
         };
         assert_eq!(
             read(r#"["a",1,"a",["b"],{"c":1},"d"]"#, 8),
-            (vec!["a".into(), "a".into(), "d".into()], false)
+            (vec!["a".into(), "d".into()], false)
         );
+        // Repeats do not crowd out a string that fits, within sixteen times the bound.
+        assert_eq!(
+            read(r#"["a","a","b"]"#, 2),
+            (vec!["a".into(), "b".into()], false)
+        );
+        let repeats = format!("[{}\"b\"]", "\"a\",".repeat(40));
+        assert_eq!(read(&repeats, 2), (vec!["a".into()], true));
         assert_eq!(
             read(r#"["a","b","c"]"#, 2),
             (vec!["a".into(), "b".into()], true)

@@ -29,7 +29,9 @@ mod body;
 mod foreign;
 mod headers;
 
-pub(crate) use body::{conversation_id, fill_from_body, fill_native_user, warn_left_out};
+pub(crate) use body::{
+    body_fields, conversation_id, fill_from_body, fill_native_user, warn_left_out,
+};
 pub(crate) use headers::take_headers;
 
 /// Which metadata formats the server layer reads; see [the module docs](self) for the mapping.

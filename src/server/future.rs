@@ -384,18 +384,38 @@ where
         }
         None => headers,
     };
+    // The other formats' body fields are read within the limits field by field, but together with
+    // everything else they may still go over one: then the request goes on without them, as if they
+    // were not there, so what is kept to fall back on is the metadata without them.
+    let foreign = dialects::body_fields(&scan, sources);
+    let without_foreign = (!foreign.is_empty()).then(|| {
+        let mut without = metadata.clone();
+        without.fill_from(dialect_headers.clone());
+        without
+    });
     let (limits, left_out) = (&config.limits, &mut facts.left_out);
     dialects::fill_from_body(&mut metadata, bytes, &scan, sources, limits, left_out);
     metadata.fill_from(dialect_headers);
     dialects::fill_native_user(&mut metadata, bytes, &scan, sources, limits, left_out);
-    if config.reconstruct_sessions && metadata.trace_id.is_none() {
-        // A limit set below the derived id's length (29 bytes) leaves the request without one.
-        metadata.trace_id = dialects::conversation_id(bytes, scan.members(), config.limits.depth())
-            .filter(|id| id.len() <= config.limits.id_len());
-    }
-    let measure_extra = metadata.extra.len() > member_extra;
-    if let Err(error) = codec::check(&metadata, &config.limits, measure_extra) {
-        return reject_metadata(pending, &error, facts);
+    let finish = |metadata: &mut RequestMetadata| {
+        if config.reconstruct_sessions && metadata.trace_id.is_none() {
+            // A limit set below the derived id's length (29 bytes) leaves the request without one.
+            metadata.trace_id =
+                dialects::conversation_id(bytes, scan.members(), config.limits.depth())
+                    .filter(|id| id.len() <= config.limits.id_len());
+        }
+        let measure_extra = metadata.extra.len() > member_extra;
+        codec::check(metadata, &config.limits, measure_extra)
+    };
+    if let Err(error) = finish(&mut metadata) {
+        let Some(mut without) = without_foreign else {
+            return reject_metadata(pending, &error, facts);
+        };
+        if let Err(error) = finish(&mut without) {
+            return reject_metadata(pending, &error, facts);
+        }
+        metadata = without;
+        facts.left_out = foreign.into_iter().map(str::to_owned).collect();
     }
     let strip = scan.member_range().filter(|_| config.strip_body);
     let body = if let Some(member) = strip {
