@@ -872,6 +872,35 @@ async fn a_readiness_error_is_the_service_error_and_nothing_is_called() {
     assert!(recorder.requests().is_empty());
 }
 
+/// An inner service whose call fails: the error is the service's own, and the request is reported
+/// once, as failed (not as a client that went away) and not completed.
+#[tokio::test]
+async fn a_failing_call_is_reported_as_failed() {
+    let (recorder, _guard) = Recorder::install();
+    let failing = tower::service_fn(|_: axum::http::Request<Body>| async {
+        Err::<axum::http::Response<Body>, BoxError>("upstream refused".into())
+    });
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let layer = RequestyMetadataLayer::new().on_complete({
+        let ends = ends.clone();
+        move |done| {
+            ends.lock()
+                .unwrap()
+                .push((done.status.as_u16(), done.completed, done.failed))
+        }
+    });
+    let error = within(
+        "the call",
+        layer.layer(failing).oneshot(tagged_request("e-1")),
+    )
+    .await
+    .expect_err("the call fails");
+    assert_eq!(error.to_string(), "upstream refused");
+    assert_eq!(*ends.lock().unwrap(), [(500, false, true)]);
+    let spans = recorder.requests();
+    assert_eq!(spans[0].field("error.type"), Some("service"));
+}
+
 /// Whether `error` or one of its sources says `text`.
 fn says(error: &(dyn std::error::Error + 'static), text: &str) -> bool {
     let mut next = Some(error);

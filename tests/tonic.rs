@@ -391,3 +391,67 @@ async fn refused_metadata_is_a_grpc_invalid_argument() {
     let ok = client.check(HealthCheckRequest::default()).await.unwrap();
     assert_eq!(ok.into_inner().status(), ServingStatus::Serving);
 }
+
+/// The refusal is the whole answer: its head ends the stream (a trailers-only response), with no
+/// body and no `content-length`, as every gRPC client expects one.
+#[tokio::test]
+async fn a_refusal_is_a_trailers_only_response() {
+    use http_body::Body as _;
+    use http_body_util::Full;
+    use tower::{Layer, ServiceExt};
+    let (_recorder, _guard) = Recorder::install();
+    let inner = tower::service_fn(|_: http::Request<Full<bytes::Bytes>>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(bytes::Bytes::new())))
+    });
+    let service = RequestyMetadataLayer::new().headers_only().layer(inner);
+    let request = http::Request::post(CHECK)
+        .header("content-type", "application/grpc")
+        .header("x-requesty-trace-id", "t".repeat(300))
+        .body(Full::new(bytes::Bytes::from_static(b"\0\0\0\0\0")))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "3");
+    assert!(response.body().is_end_stream());
+    assert_eq!(response.body().size_hint().exact(), Some(0));
+    assert!(!response.headers().contains_key("content-length"));
+}
+
+/// On the wire too (HTTP/2 through hyper): the head carries the status and ends the stream.
+#[tokio::test]
+async fn a_refusal_ends_the_stream_with_its_head_on_the_wire() {
+    use http_body::Body as _;
+    use http_body_util::Full;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::Layer;
+    let (_recorder, _guard) = Recorder::install();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let inner = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(bytes::Bytes::new())))
+        });
+        let service = RequestyMetadataLayer::new().headers_only().layer(inner);
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("http://{addr}{CHECK}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("x-requesty-trace-id", "t".repeat(300))
+        .body(Full::new(bytes::Bytes::from_static(b"\0\0\0\0\0")))
+        .unwrap();
+    let response = send.send_request(request).await.unwrap();
+    assert_eq!(response.headers()["grpc-status"], "3");
+    assert!(response.body().is_end_stream(), "HEADERS ended the stream");
+    assert!(!response.headers().contains_key("content-length"));
+}

@@ -59,9 +59,13 @@ impl<B: Body> ResponseBody<B> {
 
     /// The layer's own answer; `head` when it answers a HEAD request, whose body a server never
     /// polls (so it counts as sent).
+    /// An empty one is at its end from the start, so the head goes out as the whole answer (a gRPC
+    /// trailers-only response).
     pub(crate) fn error(bytes: Bytes, tracker: Option<Tracker>, head: bool) -> Self {
         Self {
-            kind: Kind::Error { bytes: Some(bytes) },
+            kind: Kind::Error {
+                bytes: (!bytes.is_empty()).then_some(bytes),
+            },
             tracker,
             remaining: head.then_some(0),
         }

@@ -44,8 +44,8 @@ pub struct Completion<'a> {
     /// `false` when the response body was dropped before it ended (a client that went away
     /// mid-stream), or the request before there was a response, or the body ended in an error.
     pub completed: bool,
-    /// The response body ended in an error: the inner service's body failed (a proxy's upstream
-    /// that cut its stream, say), not the client that went away.
+    /// The response failed: the inner service's body ended in an error (a proxy's upstream that cut
+    /// its stream, say) or its call returned one, rather than the client going away.
     pub failed: bool,
 }
 
@@ -94,6 +94,8 @@ pub(crate) enum End {
     Dropped,
     /// The inner body failed.
     Failed,
+    /// The inner service's call failed: there was no response.
+    CallFailed,
 }
 
 impl Tracker {
@@ -163,14 +165,20 @@ impl Tracker {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let (completed, failed) = (end == End::Complete, end == End::Failed);
+        let completed = end == End::Complete;
+        let failed = matches!(end, End::Failed | End::CallFailed);
         let response = self.reader.take().map(UsageReader::finish);
         if let Some(info) = &response {
             record_response(&self.span, info, self.first_token);
         }
         self.span.record("response.completed", completed);
-        if failed {
-            self.span.record("error.type", "response_body");
+        let error = match end {
+            End::Failed => Some("response_body"),
+            End::CallFailed => Some("service"),
+            End::Complete | End::Dropped => None,
+        };
+        if let Some(error) = error {
+            self.span.record("error.type", error);
         }
         if let Some(r) = &self.request {
             (r.on_complete)(&Completion {

@@ -1,7 +1,7 @@
 //! [`ResponseFuture`]: reads the JSON body when there is one, then runs the inner service in the
 //! request's span.
 
-use super::complete::{self, Tracker};
+use super::complete::{self, End, Tracker};
 use super::layer::Config;
 use super::span::{MakeSpan, RequestInfo};
 use super::ResponseBody;
@@ -275,6 +275,7 @@ where
                         }
                         Err(error) => {
                             tracker.respond(StatusCode::INTERNAL_SERVER_ERROR, None);
+                            tracker.finish(End::CallFailed);
                             Err(error)
                         }
                     });
@@ -411,11 +412,13 @@ where
         let Some(mut without) = without_foreign else {
             return reject_metadata(pending, &error, facts);
         };
+        let mut left_out = foreign.into_iter().map(str::to_owned).collect();
+        dialects::fill_native_user(&mut without, bytes, &scan, sources, limits, &mut left_out);
         if let Err(error) = finish(&mut without) {
             return reject_metadata(pending, &error, facts);
         }
         metadata = without;
-        facts.left_out = foreign.into_iter().map(str::to_owned).collect();
+        facts.left_out = left_out;
     }
     let strip = scan.member_range().filter(|_| config.strip_body);
     let body = if let Some(member) = strip {

@@ -87,7 +87,7 @@ where
 /// | `otel.name` | `{operation} {model}` (or the method when the path names no operation) |
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
 /// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first, or it ended in an error |
-/// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say) |
+/// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say), `service` when the inner service's call returned one |
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
 /// | parent (feature `opentelemetry`) | server spans: the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`); client spans: the span they are made in |
 #[derive(Clone, Debug)]
