@@ -548,3 +548,27 @@ async fn foreign_body_fields_never_push_the_whole_over_a_limit() {
         .unwrap();
     assert_eq!(response.status(), 400);
 }
+
+/// Leaving the other formats' body fields out keeps the native `user`: one id, checked on its own,
+/// it cannot be what pushed the whole over a limit.
+#[tokio::test]
+async fn the_fallback_without_foreign_body_fields_keeps_the_native_user() {
+    let (recorder, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let tags: Vec<String> = (0..60).map(|i| format!("\"job:{i}\"")).collect();
+    let body = format!(
+        r#"{{"model":"m","user":"alice","metadata":{{"tags":[{}]}}}}"#,
+        tags.join(",")
+    );
+    let headers = [("x-litellm-tags", "h1,h2,h3,h4,h5,h6,h7,h8")];
+    let meta = post(addr, &headers, &body).await.metadata.unwrap();
+    assert_eq!(meta.tags, ["h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8"]);
+    assert_eq!(meta.user_id.as_deref(), Some("alice"));
+    let spans = recorder.wait_closed(1).await;
+    let warned: Vec<&str> = spans[0]
+        .events
+        .iter()
+        .filter_map(|event| event.get("field").map(String::as_str))
+        .collect();
+    assert_eq!(warned, ["metadata"]);
+}

@@ -71,8 +71,9 @@ pub(crate) fn fill_native_user(
     }
 }
 
-/// The other formats' body fields this request has, of the sources that are on: the ones
-/// [`fill_from_body`] and [`fill_native_user`] read.
+/// The other formats' body fields this request has that [`fill_from_body`] reads, of the sources
+/// that are on. (The native `user` is not among them: one id, checked on its own, it cannot push
+/// the whole metadata over a limit.)
 pub(crate) fn body_fields(scan: &Scan, sources: &Sources) -> Vec<&'static str> {
     let members = scan.members();
     [
@@ -84,7 +85,6 @@ pub(crate) fn body_fields(scan: &Scan, sources: &Sources) -> Vec<&'static str> {
         ("metadata", &members.metadata, sources.litellm),
         ("trace", &members.trace, sources.openrouter),
         ("session_id", &members.session_id, sources.openrouter),
-        ("user", &members.user, sources.native_user),
     ]
     .into_iter()
     .filter(|(_, range, on)| *on && range.is_some())

@@ -122,16 +122,23 @@ impl<'de> Visitor<'de> for ListSeed {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List, A::Error> {
         let mut items: Vec<String> = Vec::new();
-        let mut looked_at = 0;
-        while items.len() < self.max && looked_at < self.max.saturating_mul(16) {
-            looked_at += 1;
+        let mut more = false;
+        for _ in 0..self.max.saturating_mul(16) {
             match seq.next_element::<Text>()? {
-                Some(Text(Some(item))) if !items.contains(&item) => items.push(item),
+                Some(Text(Some(item))) if !items.contains(&item) => {
+                    if items.len() < self.max {
+                        items.push(item);
+                    } else {
+                        // One string more than could be taken.
+                        more = true;
+                        break;
+                    }
+                }
                 Some(_) => {}
-                None => return Ok(List { items, more: false }),
+                None => return Ok(List { items, more }),
             }
         }
-        let mut more = false;
+        // Past the bound (or past a string too many) the rest is skipped unread: it may hold more.
         while seq.next_element::<IgnoredAny>()?.is_some() {
             more = true;
         }
@@ -214,6 +221,11 @@ mod tests {
         );
         assert_eq!(
             read(r#"["a","b"]"#, 2),
+            (vec!["a".into(), "b".into()], false)
+        );
+        // Repeats after the bound leave nothing out.
+        assert_eq!(
+            read(r#"["a","b","a",1]"#, 2),
             (vec!["a".into(), "b".into()], false)
         );
         for none in [
