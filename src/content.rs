@@ -37,7 +37,10 @@ pub(crate) fn is_json_type(essence: &str) -> bool {
         return false;
     };
     let sub = sub.as_bytes();
+    // `application/grpc+json` is gRPC framing around JSON messages: a stream, not a JSON body.
+    let grpc = sub.len() >= 4 && sub[..4].eq_ignore_ascii_case(b"grpc");
     kind.eq_ignore_ascii_case("application")
+        && !grpc
         && (sub.eq_ignore_ascii_case(b"json")
             || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json")))
 }
@@ -96,6 +99,7 @@ mod tests {
             "multipart/form-data",
             "+json",
             "application/+jso",
+            "application/grpc+json",
         ] {
             assert!(!is_json(&headers(&[("content-type", no)])), "{no}");
         }

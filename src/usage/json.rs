@@ -48,7 +48,13 @@ impl JsonReader {
         }
         // Only Anthropic's message has a top-level `stop_reason`; elsewhere (a vLLM choice) it is
         // the stop string that matched, not a reason.
-        let anthropic = memchr::memmem::find(&self.head, b"\"type\":\"message\"").is_some();
+        let anthropic = memchr::memmem::find_iter(&self.head, b"\"message\"").any(|at| {
+            let key = self.head[..at]
+                .trim_ascii_end()
+                .strip_suffix(b":")
+                .map(<[u8]>::trim_ascii_end);
+            key.is_some_and(|key| key.ends_with(b"\"type\""))
+        });
         let keys: [(&str, Wanted); 3] = [
             ("usage", Value::is_object),
             ("model", Value::is_string),

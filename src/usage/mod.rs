@@ -735,8 +735,12 @@ mod tests {
                 Some("resp_67c9"),
                 "from the first event"
             );
-            // Its `event:` line is seen when the stream is read whole, not from a window on its end.
+            // Its start (its `event:` line, its type) is seen when the stream is read whole, not
+            // from a window on its end.
             assert_eq!(info.done, split == body.len());
+            let without_event_lines = body.replace("event: response.completed\n", "");
+            let whole = read("text/event-stream", &[without_event_lines.as_bytes()]).0;
+            assert!(whole.done, "its type says it ended the response");
         }
     }
 
@@ -801,6 +805,13 @@ mod tests {
         );
         let (info, _) = read("application/json", &[body.as_bytes()]);
         assert_eq!(info.finish_reasons, ["tool_use"]);
+        let spaced = body.replace(r#""type":"message""#, r#""type": "message""#);
+        assert_eq!(
+            read("application/json", &[spaced.as_bytes()])
+                .0
+                .finish_reasons,
+            ["tool_use"]
+        );
         assert_eq!(info.usage.input_tokens, Some(400));
         assert_eq!(info.usage.output_tokens, Some(60000));
         assert_eq!(info.model.as_deref(), Some("claude-sonnet-4-5"));

@@ -54,6 +54,9 @@ pub(super) struct SseReader {
 /// [`SseReader::opening`] once the stream's first bytes are known to be, or not to be, a BOM.
 const SETTLED: u8 = u8::MAX;
 
+/// How much of the start of an event too large to read is looked at for its type.
+const EVENT_HEAD: usize = 128;
+
 /// How much of the end of a `data` line too long to read is kept. A Responses API
 /// `response.completed` event repeats the whole response (instructions, output, tools) and ends
 /// with its `usage`, `user` and `metadata` (at most 16 short pairs): this much of its end holds the
@@ -173,6 +176,14 @@ impl SseReader {
         self.data.extend_from_slice(more);
     }
 
+    /// Reads what the start of an event too large to read says: a Responses API event that ends
+    /// the response names its type first.
+    fn skipped_event_start(&mut self, start: &[u8]) {
+        if ends_response(&start[..start.len().min(EVENT_HEAD)]) {
+            self.info.done = true;
+        }
+    }
+
     /// The end of an overlong line: when it was a `data` line, its usage, if its end holds one.
     fn long_line_end(&mut self) {
         if std::mem::take(&mut self.tailing) {
@@ -193,6 +204,14 @@ impl SseReader {
         if data {
             self.skipping_event = true;
             self.data.clear();
+            // The event's type is at its start: what is at hand of the line now.
+            let mut head = [0; EVENT_HEAD];
+            let mut len = 0;
+            for (slot, byte) in head.iter_mut().zip(self.line.iter().chain(more)) {
+                *slot = *byte;
+                len += 1;
+            }
+            self.skipped_event_start(&head[..len]);
         }
         // Mid-stream, the line the window starts in may be the end of a data line.
         if data || self.resync {
@@ -236,6 +255,7 @@ impl SseReader {
         if overlong || (!self.skipping_event && self.data.len() + value.len() + 1 > MAX_EVENT) {
             self.skipping_event = true;
             self.data.clear();
+            self.skipped_event_start(value);
             usage_at_end(value, &mut self.info);
             return;
         }
