@@ -262,13 +262,37 @@ struct AccessLog<'a> {
     failed: bool,
 }
 
+/// `value` as JSON for a log line: JSON escapes only the C0 controls, so the other characters a
+/// terminal or a log tool may act on (C1 controls such as NEL and CSI, the line and paragraph
+/// separators) are escaped too, as `\uXXXX` (still the same JSON).
+fn log_json(value: &impl serde::Serialize) -> String {
+    let json = serde_json::to_string(value).unwrap_or_default();
+    if !json.chars().any(acts_on_terminal) {
+        return json;
+    }
+    let mut escaped = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if acts_on_terminal(c) {
+            let _ = write!(escaped, "\\u{:04x}", u32::from(c));
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
+/// A character that a terminal or a log tool may act on rather than show.
+fn acts_on_terminal(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
 /// Whether a value in a pretty log line needs quotes: it is empty, or holds whitespace, a quote or
 /// a control character.
 fn needs_quotes(value: &str) -> bool {
     value.is_empty()
         || value
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '"')
+            .any(|c| c.is_whitespace() || acts_on_terminal(c) || c == '"')
 }
 
 /// One access-log line per request, written after its response body ended (or the client left).
@@ -303,7 +327,7 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
                 completed: done.completed,
                 failed: done.failed,
             };
-            serde_json::to_string(&line).unwrap_or_default()
+            log_json(&line)
         }
         LogFormat::Pretty => {
             // One buffer, written into: this runs once per request.
@@ -336,7 +360,7 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
                     .iter()
                     .any(|tag| needs_quotes(tag) || tag.contains([',', ']']))
                 {
-                    let tags = serde_json::to_string(&m.tags).unwrap_or_default();
+                    let tags = log_json(&m.tags);
                     let _ = write!(line, " tags={tags}");
                 } else if !m.tags.is_empty() {
                     let _ = write!(line, " tags=[{}]", m.tags.join(","));
@@ -344,7 +368,7 @@ fn log_completion(format: LogFormat, done: &Completion<'_>) {
                 if !m.extra.is_empty() {
                     // JSON delimits itself, so it needs no quoting.
                     line.push_str(" extra=");
-                    line.push_str(&serde_json::to_string(&m.extra).unwrap_or_default());
+                    line.push_str(&log_json(&m.extra));
                 }
             }
             if let (Some(input), Some(output)) = (usage.input_tokens, usage.output_tokens) {
