@@ -123,13 +123,9 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     if let Some(user_id) = &meta.user_id {
         put("x-requesty-user-id", user_id);
     }
-    let (carried, split): (Vec<&str>, Vec<&str>) = meta
-        .tags
-        .iter()
-        .map(|t| t.as_str())
-        .partition(|t| !t.contains(',') && t.trim() == *t && !t.is_empty());
+    let (carried, split) = header_tags(&meta.tags);
     if !split.is_empty() {
-        tracing::warn!(tags = ?split, "tags left out: a comma or edge whitespace cannot travel in X-Requesty-Tags");
+        tracing::warn!(tags = ?split, "tags left out: a comma, edge whitespace or a control character cannot travel in X-Requesty-Tags");
     }
     if !carried.is_empty() {
         put("x-requesty-tags", &carried.join(","));
@@ -176,6 +172,18 @@ pub(crate) fn put(headers: &mut HeaderMap, name: &str, value: &str) {
         }
         Err(_) => tracing::warn!(header = name, "metadata left out: not a valid header value"),
     }
+}
+
+/// The tags that can travel in one comma-separated header, and those that cannot (a comma, edge
+/// whitespace, nothing at all, or a byte no header value may hold): each is left out on its own, so
+/// one odd tag does not take the others with it.
+pub(crate) fn header_tags(tags: &[String]) -> (Vec<&str>, Vec<&str>) {
+    tags.iter().map(String::as_str).partition(|t| {
+        !t.contains(',')
+            && t.trim() == *t
+            && !t.is_empty()
+            && HeaderValue::from_bytes(t.as_bytes()).is_ok()
+    })
 }
 
 /// Removes the origin headers (`HTTP-Referer`, `X-Title`).

@@ -103,8 +103,14 @@ pub(crate) fn write_native(
         return body;
     };
     let value = native_user_value(user_id, native, hash_key);
-    let Ok(scan) = codec::scan(&body, limits) else {
-        return body;
+    // The member is the one just written, whatever it holds: only where the other members are
+    // matters here, so it is not read (and its size is not judged).
+    let scan = match codec::scan_reading(&body, limits, false) {
+        Ok(scan) if scan.kind() == codec::BodyKind::Object => scan,
+        _ => {
+            tracing::warn!("the provider's user field is left out: the body could not be read");
+            return body;
+        }
     };
     match native_edit(&body, &scan, native, &value) {
         Some((range, insert)) => codec::splice::splice(body, range, &insert),
@@ -148,14 +154,17 @@ pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &
             if let Some(trace) = &metadata.trace_id {
                 put("helicone-session-id", trace);
             }
-            if !metadata.tags.is_empty() {
-                put("helicone-property-tags", &metadata.tags.join(","));
-            }
+            let (tags, _) = crate::headers::header_tags(&metadata.tags);
+            // The core fields' own headers win over `extra` keys of the same name.
             for (key, value) in strings {
-                put(
-                    &format!("helicone-property-{}", key.to_ascii_lowercase()),
-                    value,
-                );
+                let name = format!("helicone-property-{}", key.to_ascii_lowercase());
+                if name == "helicone-property-tags" && !tags.is_empty() {
+                    continue;
+                }
+                put(&name, value);
+            }
+            if !tags.is_empty() {
+                put("helicone-property-tags", &tags.join(","));
             }
         }
         Gateway::Portkey => {
@@ -165,6 +174,10 @@ pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &
                 let value: String = value.chars().take(128).collect();
                 fields.insert(key.to_owned(), value.into());
             };
+            // `extra` first, so the core fields win over keys of the same name.
+            for (key, value) in strings {
+                field(key, value);
+            }
             if let Some(user) = &metadata.user_id {
                 field("_user", user);
             }
@@ -174,14 +187,10 @@ pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &
             if !metadata.tags.is_empty() {
                 field("tags", &metadata.tags.join(","));
             }
-            for (key, value) in strings {
-                field(key, value);
-            }
             if !fields.is_empty() {
-                put(
-                    "x-portkey-metadata",
-                    &serde_json::Value::Object(fields).to_string(),
-                );
+                // JSON leaves DEL as it is, and no header value may hold it.
+                let json = serde_json::Value::Object(fields).to_string();
+                put("x-portkey-metadata", &json.replace('\u{7f}', "\\u007f"));
             }
             if let Some(trace) = &metadata.trace_id {
                 put("x-portkey-trace-id", trace);

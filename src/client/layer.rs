@@ -18,7 +18,9 @@ pub enum Carrier {
     /// The `requesty` body member for JSON bodies of known size; headers for everything else.
     #[default]
     Body,
-    /// Always headers; bodies are never read.
+    /// Always headers. A body is read only to drop fields or to write a provider-native field; a
+    /// `requesty` member found there is then removed, and what it held travels in the headers (what
+    /// headers cannot carry, such as a non-string `extra` value, is left out with a warning).
     Headers,
     /// Headers always, and the body member too where there is a JSON body.
     Both,
@@ -84,7 +86,7 @@ impl InjectConfig {
     /// Whether a JSON body is read: to carry the member, or to hold the boundary against a member the
     /// caller put there.
     pub(crate) fn reads_body(&self) -> bool {
-        self.carrier != Carrier::Headers || !self.dropped.is_empty()
+        self.carrier != Carrier::Headers || !self.dropped.is_empty() || self.native.is_some()
     }
 
     /// The metadata the body member should hold, once `metadata` is final: nothing when headers
@@ -105,8 +107,19 @@ impl InjectConfig {
         in_body: bool,
         headers: &mut http::HeaderMap,
     ) {
-        if !in_body || self.carrier == Carrier::Both {
+        if !in_body {
             crate::headers::write(metadata, headers);
+        } else if self.carrier == Carrier::Both {
+            // An `extra` key with capitals arrives lowercased from a header, so a gateway would
+            // read it twice (the body's and the header's): the body alone carries it.
+            let capitals = |key: &String| key.bytes().any(|b| b.is_ascii_uppercase());
+            if metadata.extra.keys().any(capitals) {
+                let mut lowercase = metadata.clone();
+                lowercase.extra.retain(|key, _| !capitals(key));
+                crate::headers::write(&lowercase, headers);
+            } else {
+                crate::headers::write(metadata, headers);
+            }
         } else {
             crate::headers::remove(headers);
         }
@@ -129,6 +142,19 @@ impl InjectConfig {
                 "a JSON body this client does not read (streamed, of unknown length, encoded, over \
                  max_body_bytes, or under headers_only) is sent as it is: a `requesty` member in it \
                  is not removed"
+            );
+        }
+    }
+
+    /// Warns, in the current span, that a JSON body this client read holds a `requesty` member it
+    /// cannot read (given twice, or not valid JSON), so it is sent as it is: fields to drop may be
+    /// in it. Only when there is such a boundary to hold.
+    pub(crate) fn warn_unreadable_member(&self, error: &crate::MetadataError) {
+        if !self.dropped.is_empty() {
+            tracing::warn!(
+                param = error.param(),
+                "the body's `requesty` member cannot be read, so it is sent as it is and fields to \
+                 drop may leave with it: {error}"
             );
         }
     }
