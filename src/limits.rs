@@ -66,6 +66,23 @@ macro_rules! limit {
     };
 }
 
+impl Limits {
+    /// These limits without the bounds on the metadata itself (the depth stays): for reading a
+    /// caller's own body on the client side, which is not a stranger's input. What goes out over the
+    /// limits is sent with a warning, for the gateway to judge.
+    pub(crate) fn own_body(&self) -> Limits {
+        Limits {
+            depth: self.depth,
+            tags: usize::MAX,
+            tag_len: usize::MAX,
+            id_len: usize::MAX,
+            extra_entries: usize::MAX,
+            extra_bytes: usize::MAX,
+            member_bytes: usize::MAX,
+        }
+    }
+}
+
 limit! {
     /// Deepest nesting of arrays and objects in a body (the top-level object counts as 1).
     depth, max_depth;

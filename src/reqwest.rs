@@ -45,6 +45,10 @@ pub struct MetadataMiddleware {
 
 impl MetadataMiddleware {
     /// Adds `defaults` (and the current request's metadata, and per-request extensions).
+    ///
+    /// A redirect that reqwest follows happens below the middleware: one that turns a `POST` into a
+    /// `GET` (`303`, and `301`/`302` for `POST`) drops the body, and with it metadata that travelled
+    /// in the body. Use `Carrier::Both` where that matters.
     pub fn new(defaults: RequestMetadata) -> Self {
         crate::RequestyMetadataLayer::inject(defaults).into()
     }
@@ -93,8 +97,15 @@ impl Middleware for MetadataMiddleware {
         let unread = buffered.is_none() && req.body().is_some();
         // `Some((replacement, scan))` when the body carries the metadata; `replacement` is `None`
         // when it needs no edit.
+        let mut unreadable_member = None;
         let in_body = buffered.and_then(|bytes| {
-            let scan = codec::scan(bytes, &config.limits).ok()?;
+            let scan = match codec::scan(bytes, &config.limits.own_body()) {
+                Ok(scan) => scan,
+                Err(error) => {
+                    unreadable_member = Some(error);
+                    return None;
+                }
+            };
             if scan.kind() != codec::BodyKind::Object {
                 return None;
             }
@@ -157,10 +168,20 @@ impl Middleware for MetadataMiddleware {
             if unread {
                 config.warn_unread_json(req.headers());
             }
+            if let Some(error) = &unreadable_member {
+                config.warn_unreadable_member(error);
+            }
         });
         let start = Instant::now();
-        let response = next.run(req, extensions).instrument(span.clone()).await?;
-        Ok(traced(response, span, start))
+        match next.run(req, extensions).instrument(span.clone()).await {
+            Ok(response) => Ok(traced(response, span, start)),
+            Err(error) => {
+                // No response: the call failed, as the server side records it.
+                span.record("response.completed", false);
+                span.record("error.type", "service");
+                Err(error)
+            }
+        }
     }
 }
 

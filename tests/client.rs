@@ -1513,3 +1513,258 @@ async fn hashed_user_ids_stay_out_of_client_spans() {
         }
     }
 }
+
+#[tokio::test]
+async fn provider_native_with_the_header_carrier_writes_the_native_field() {
+    use requesty_metadata::client::Native;
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let layer = || {
+        RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
+            .provider_native(Native::OpenAi)
+            .carrier(Carrier::Headers)
+    };
+    let body = r#"{"model":"gpt-4o","messages":[]}"#;
+    let via_reqwest = echoed(json_post(&with_middleware(layer().into()), bare, body)).await;
+    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
+    let via_hyper = hyper_echo(hyper, hyper_json(bare, body)).await;
+    for (how, echo) in [("reqwest", &via_reqwest), ("hyper", &via_hyper)] {
+        let sent: Value = serde_json::from_str(&echo.body).unwrap();
+        assert_eq!(sent["safety_identifier"], "user-42", "{how}: {}", echo.body);
+    }
+}
+
+/// The native field goes out with metadata over the limits too (sent with a warning), and never
+/// breaks the body: one too deep to read is sent without it.
+#[tokio::test]
+async fn the_native_field_survives_metadata_over_the_limits_and_never_breaks_the_body() {
+    use requesty_metadata::client::Native;
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let layer = || {
+        RequestyMetadataLayer::inject(RequestMetadata::new().tag("default").user_id("user-42"))
+            .provider_native(Native::OpenAi)
+    };
+    let mut many = RequestMetadata::new();
+    for i in 0..64 {
+        many = many.tag(format!("in-{i}"));
+    }
+    let many = Some(Arc::new(many));
+    let body = r#"{"model":"gpt-4o","messages":[]}"#;
+    let via_reqwest = scope(
+        many.clone(),
+        echoed(json_post(&with_middleware(layer().into()), bare, body)),
+    )
+    .await;
+    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
+    let via_hyper = scope(many, hyper_echo(hyper, hyper_json(bare, body))).await;
+    for (how, echo) in [("reqwest", &via_reqwest), ("hyper", &via_hyper)] {
+        let sent: Value = serde_json::from_str(&echo.body).unwrap();
+        assert_eq!(sent["requesty"]["tags"].as_array().unwrap().len(), 65);
+        assert_eq!(sent["safety_identifier"], "user-42", "{how}");
+    }
+
+    let mut deep = json!(1);
+    for _ in 0..130 {
+        deep = json!([deep]);
+    }
+    let extension = RequestMetadata::new().extra("deep", deep);
+    let via_reqwest = echoed(
+        json_post(&with_middleware(layer().into()), bare, body).with_extension(extension.clone()),
+    )
+    .await;
+    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
+    let mut request = hyper_json(bare, body);
+    request.extensions_mut().insert(extension);
+    let via_hyper = hyper_echo(hyper, request).await;
+    for (how, echo) in [("reqwest", &via_reqwest), ("hyper", &via_hyper)] {
+        assert!(
+            echo.body.starts_with(r#"{"model":"gpt-4o","messages":[]"#),
+            "{how}: {}",
+            &echo.body[..60]
+        );
+    }
+}
+
+/// One value a header cannot hold is left out on its own: the other tags, and the other Portkey
+/// fields, still go.
+#[tokio::test]
+async fn one_value_a_header_cannot_hold_takes_nothing_else_with_it() {
+    use requesty_metadata::client::Gateway;
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let client = with_middleware(MetadataMiddleware::new(defaults()));
+    let inbound = Some(Arc::new(RequestMetadata::new().tag("bell\u{7}")));
+    let echo = scope(inbound, echoed(json_post(&client, bare, streamed(CHAT)))).await;
+    assert_eq!(echo.body, CHAT);
+    assert_eq!(echo.header("x-requesty-tags"), Some("billing-agent"));
+
+    let client = with_middleware(
+        RequestyMetadataLayer::inject(defaults())
+            .gateway_headers(Gateway::Portkey)
+            .into(),
+    );
+    let inbound = Some(Arc::new(RequestMetadata::new().extra("note", "x\u{7f}")));
+    let echo = scope(inbound, echoed(json_post(&client, bare, CHAT))).await;
+    let portkey: Value =
+        serde_json::from_str(echo.header("x-portkey-metadata").expect("sent")).unwrap();
+    assert_eq!(portkey["_user"], "svc-user");
+    assert_eq!(portkey["note"], "x\u{7f}");
+}
+
+/// In other gateways' headers the core fields win over `extra` keys of the same name, as in the
+/// documented precedence.
+#[tokio::test]
+async fn extra_keys_do_not_override_core_fields_in_gateway_headers() {
+    use requesty_metadata::client::Gateway;
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let client = with_middleware(
+        RequestyMetadataLayer::inject(RequestMetadata::new().tag("billing"))
+            .gateway_headers(Gateway::Portkey)
+            .gateway_headers(Gateway::Helicone)
+            .into(),
+    );
+    let inbound = Some(Arc::new(
+        RequestMetadata::new()
+            .extra("_user", "mallory")
+            .extra("tags", "free-tier"),
+    ));
+    let echo = scope(
+        inbound,
+        echoed(
+            json_post(&client, bare, CHAT).with_extension(RequestMetadata::new().user_id("alice")),
+        ),
+    )
+    .await;
+    let portkey: Value = serde_json::from_str(echo.header("x-portkey-metadata").unwrap()).unwrap();
+    assert_eq!(
+        [
+            portkey["_user"].as_str(),
+            echo.header("helicone-user-id"),
+            portkey["tags"].as_str(),
+            echo.header("helicone-property-tags"),
+        ],
+        [
+            Some("alice"),
+            Some("alice"),
+            Some("billing"),
+            Some("billing")
+        ]
+    );
+}
+
+/// A member over the limits in a body the client reads is read all the same (it is the caller's
+/// own), so `drop_all` holds; one given twice cannot be read, and is sent with a warning.
+#[tokio::test]
+async fn drop_all_holds_for_a_member_over_the_limits_and_warns_for_one_it_cannot_read() {
+    let (recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let tags: Vec<String> = (0..65).map(|i| format!("\"t{i}\"")).collect();
+    let over_limits = format!(
+        r#"{{"model":"m","requesty":{{"user_id":"end-user-42","tags":[{}]}}}}"#,
+        tags.join(",")
+    );
+    let layer = || RequestyMetadataLayer::inject(defaults()).drop_all();
+    let via_reqwest = echoed(json_post(
+        &with_middleware(layer().into()),
+        bare,
+        over_limits.clone(),
+    ))
+    .await;
+    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
+    let via_hyper = hyper_echo(hyper, hyper_json(bare, &over_limits)).await;
+    for (how, echo) in [("reqwest", via_reqwest), ("hyper", via_hyper)] {
+        assert_eq!(echo.body, r#"{"model":"m"}"#, "{how}");
+    }
+    let twice = r#"{"model":"m","requesty":{"user_id":"end-user-42"},"requesty":null}"#;
+    let echo = echoed(json_post(&with_middleware(layer().into()), bare, twice)).await;
+    assert_eq!(echo.body, twice);
+    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
+    assert_eq!(hyper_echo(hyper, hyper_json(bare, twice)).await.body, twice);
+    let warned = recorder
+        .named("llm_client_request")
+        .iter()
+        .flat_map(|s| s.events.clone())
+        .filter(|e| {
+            e.get("message")
+                .is_some_and(|m| m.contains("cannot be read"))
+        })
+        .count();
+    assert_eq!(warned, 2);
+}
+
+/// `propagate(false)` holds for a handler that forwards the very request it received: the server
+/// layer's metadata in its extensions is the inbound request's, not the call's own.
+#[tokio::test]
+async fn propagate_false_holds_for_a_forwarded_request() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let onward = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()).propagate(false))
+        .service(HyperClient::builder(TokioExecutor::new()).build_http::<AxumBody>());
+    let proxy = move |mut req: axum::extract::Request| {
+        let onward = onward.clone();
+        async move {
+            *req.uri_mut() = format!("http://{bare}/v1/chat/completions")
+                .parse()
+                .unwrap();
+            let response = onward.oneshot(req).await.unwrap();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            AxumBody::from(bytes)
+        }
+    };
+    let gateway = serve(
+        Router::new()
+            .route("/v1/chat/completions", post(proxy))
+            .layer(RequestyMetadataLayer::new()),
+    )
+    .await;
+    let echo: Echo = tagged(gateway, "/v1/chat/completions", &inbound(7))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!echo.body.contains("user-7"), "{}", echo.body);
+    assert_eq!(echo.requesty_headers(), NONE);
+}
+
+/// With both carriers an `extra` key with capitals travels in the body alone: from a header it
+/// would arrive lowercased, and the gateway would read it twice.
+#[tokio::test]
+async fn carrier_both_does_not_duplicate_an_extra_key_with_capitals() {
+    let (_recorder, _guard) = Recorder::install();
+    let layered = layered_echo().await;
+    let sent = RequestMetadata::new().trace_id("t").extra("Region", "eu");
+    let client = with_middleware(
+        RequestyMetadataLayer::inject(sent.clone())
+            .carrier(Carrier::Both)
+            .into(),
+    );
+    let echo = echoed(json_post(&client, layered, CHAT)).await;
+    assert_eq!(echo.metadata, Some(sent));
+}
+
+/// A client call that fails leaves its span saying so, through tower and through reqwest.
+#[tokio::test]
+async fn a_failed_client_call_is_marked_in_its_client_span() {
+    let (recorder, _guard) = Recorder::install();
+    let closed = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let hyper = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(defaults()))
+        .service(hyper_client());
+    assert!(hyper.oneshot(hyper_json(closed, CHAT)).await.is_err());
+    let reqwest = with_middleware(MetadataMiddleware::new(defaults()));
+    assert!(json_post(&reqwest, closed, CHAT).send().await.is_err());
+    let spans = recorder.named("llm_client_request");
+    assert_eq!(spans.len(), 2);
+    for span in spans {
+        assert_eq!(span.field("error.type"), Some("service"));
+        assert_eq!(span.field("response.completed"), Some("false"));
+    }
+}

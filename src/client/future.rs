@@ -145,6 +145,11 @@ where
                         ready!(future.poll(cx))
                     };
                     let span = std::mem::replace(span, Span::none());
+                    if result.is_err() {
+                        // No response: the call failed, as the server side records it.
+                        span.record("response.completed", false);
+                        span.record("error.type", "service");
+                    }
                     return Poll::Ready(result.map_err(Into::into).map(|response| {
                         let (parts, body) = response.into_parts();
                         let declared = declared_length(&parts.headers);
@@ -175,7 +180,13 @@ where
         unreadable,
     } = pending;
     let trailers = collected.had_trailers();
-    let (body, scan) = match codec::scan(collected.as_slice(), &config.limits) {
+    let scanned = codec::scan(collected.as_slice(), &config.limits.own_body());
+    let mut read = if trailers {
+        Read::WithTrailers
+    } else {
+        Read::Whole
+    };
+    let (body, scan) = match scanned {
         Ok(scan) if scan.kind() == codec::BodyKind::Object => {
             if let Some(existing) = scan.metadata() {
                 metadata.merge(existing.clone());
@@ -193,7 +204,10 @@ where
             (body, Some(scan))
         }
         // Not an object, or an invalid member of the caller's own: the body is left as it is.
-        _ => {
+        other => {
+            if let Err(error) = other {
+                read = Read::MemberUnreadable(error);
+            }
             metadata = config.filter(metadata);
             config.write_headers(&metadata, false, &mut parts.headers);
             (collected.into_bytes(), None)
@@ -206,22 +220,19 @@ where
         &metadata,
         &config,
         scan.as_ref(),
-        if trailers {
-            Read::WithTrailers
-        } else {
-            Read::Whole
-        },
+        read,
         unreadable.as_ref(),
     )
 }
 
 /// What became of the request body before the call, for the warnings in the client span.
-#[derive(Clone, Copy)]
 enum Read {
     /// Read and rebuilt.
     Whole,
     /// Read and rebuilt without the trailers it came with.
     WithTrailers,
+    /// Read, but its `requesty` member could not be: sent as it came.
+    MemberUnreadable(MetadataError),
     /// Sent as it came.
     Unread,
 }
@@ -257,6 +268,7 @@ where
         match read {
             Read::Unread => config.warn_unread_json(request.headers()),
             Read::WithTrailers => crate::collect::warn_dropped_trailers(),
+            Read::MemberUnreadable(error) => config.warn_unreadable_member(&error),
             Read::Whole => {}
         }
         inner.call(request)

@@ -69,8 +69,12 @@ where
                 metadata.merge(RequestMetadata::clone(&current));
             }
         }
+        // A forwarded inbound request carries the server layer's metadata: propagated, not its own.
+        let received = parts.extensions.get::<crate::current::Received>().is_some();
         if let Some(own) = parts.extensions.get::<RequestMetadata>() {
-            metadata.merge(own.clone());
+            if config.propagate || !received {
+                metadata.merge(own.clone());
+            }
         }
         // Headers the caller set are the request's own; they are rewritten from the result below.
         // One that is not valid text cannot be read, and is replaced like the rest.

@@ -484,6 +484,7 @@ where
     let mut req = Request::from_parts(parts, body);
     if let Some(metadata) = metadata {
         req.extensions_mut().insert(metadata);
+        req.extensions_mut().insert(crate::current::Received);
     }
     let head = req.method() == Method::HEAD;
     let current = current.filter(|_| config.propagate);
