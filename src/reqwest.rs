@@ -102,7 +102,7 @@ impl Middleware for MetadataMiddleware {
             let scan = match codec::scan(bytes, &config.limits.own_body()) {
                 Ok(scan) => scan,
                 Err(error) => {
-                    unreadable_member = Some(error);
+                    unreadable_member = Some((error, config.cut_unreadable_member(bytes)));
                     return None;
                 }
             };
@@ -143,6 +143,17 @@ impl Middleware for MetadataMiddleware {
                 Some(scan)
             }
             None => {
+                // A member this client cannot read goes whole when a boundary is to hold.
+                let cut = unreadable_member.as_ref().and_then(|(_, cut)| cut.clone());
+                let bytes = req.body().and_then(reqwest::Body::as_bytes);
+                if let (Some(range), Some(bytes)) = (cut, bytes) {
+                    let body = spliced(bytes, range, b"");
+                    if req.headers().contains_key(CONTENT_LENGTH) {
+                        req.headers_mut()
+                            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+                    }
+                    *req.body_mut() = Some(body.into());
+                }
                 config.write_headers(&metadata, false, req.headers_mut());
                 None
             }
@@ -168,8 +179,8 @@ impl Middleware for MetadataMiddleware {
             if unread {
                 config.warn_unread_json(req.headers());
             }
-            if let Some(error) = &unreadable_member {
-                config.warn_unreadable_member(error);
+            if let Some((error, cut)) = &unreadable_member {
+                config.warn_unreadable_member(error, cut.is_some());
             }
         });
         let start = Instant::now();

@@ -1655,7 +1655,8 @@ async fn extra_keys_do_not_override_core_fields_in_gateway_headers() {
 }
 
 /// A member over the limits in a body the client reads is read all the same (it is the caller's
-/// own), so `drop_all` holds; one given twice cannot be read, and is sent with a warning.
+/// own), so `drop_all` holds; one of the wrong type cannot be read, and goes whole (with a
+/// warning); one given twice cannot even be cut out, and is sent with a warning.
 #[tokio::test]
 async fn drop_all_holds_for_a_member_over_the_limits_and_warns_for_one_it_cannot_read() {
     let (recorder, _guard) = Recorder::install();
@@ -1677,6 +1678,17 @@ async fn drop_all_holds_for_a_member_over_the_limits_and_warns_for_one_it_cannot
     for (how, echo) in [("reqwest", via_reqwest), ("hyper", via_hyper)] {
         assert_eq!(echo.body, r#"{"model":"m"}"#, "{how}");
     }
+    let wrong_type = r#"{"model":"m","requesty":{"tags":"secret-tag","user_id":"end-user-42"}}"#;
+    let echo = echoed(json_post(
+        &with_middleware(layer().into()),
+        bare,
+        wrong_type,
+    ))
+    .await;
+    assert_eq!(echo.body, r#"{"model":"m"}"#);
+    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
+    let echo = hyper_echo(hyper, hyper_json(bare, wrong_type)).await;
+    assert_eq!(echo.body, r#"{"model":"m"}"#);
     let twice = r#"{"model":"m","requesty":{"user_id":"end-user-42"},"requesty":null}"#;
     let echo = echoed(json_post(&with_middleware(layer().into()), bare, twice)).await;
     assert_eq!(echo.body, twice);
@@ -1691,7 +1703,7 @@ async fn drop_all_holds_for_a_member_over_the_limits_and_warns_for_one_it_cannot
                 .is_some_and(|m| m.contains("cannot be read"))
         })
         .count();
-    assert_eq!(warned, 2);
+    assert_eq!(warned, 4);
 }
 
 /// `propagate(false)` holds for a handler that forwards the very request it received: the server

@@ -203,14 +203,24 @@ where
                 .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
             (body, Some(scan))
         }
-        // Not an object, or an invalid member of the caller's own: the body is left as it is.
+        // Not an object, or an invalid member of the caller's own: the body is left as it is, but
+        // for a boundary to hold, which takes out a member it cannot read whole.
         other => {
+            let mut body = collected.into_bytes();
             if let Err(error) = other {
-                read = Read::MemberUnreadable(error);
+                let cut = config.cut_unreadable_member(&body);
+                if let Some(range) = cut.clone() {
+                    body = codec::splice::splice(body, range, b"");
+                    parts.headers.remove(TRANSFER_ENCODING);
+                    parts
+                        .headers
+                        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+                }
+                read = Read::MemberUnreadable(error, cut.is_some());
             }
             metadata = config.filter(metadata);
             config.write_headers(&metadata, false, &mut parts.headers);
-            (collected.into_bytes(), None)
+            (body, None)
         }
     };
     let request = Request::from_parts(parts, rebuild(body));
@@ -231,8 +241,9 @@ enum Read {
     Whole,
     /// Read and rebuilt without the trailers it came with.
     WithTrailers,
-    /// Read, but its `requesty` member could not be: sent as it came.
-    MemberUnreadable(MetadataError),
+    /// Read, but its `requesty` member could not be: removed whole (`true`, to hold a boundary) or
+    /// sent as it came.
+    MemberUnreadable(MetadataError, bool),
     /// Sent as it came.
     Unread,
 }
@@ -268,7 +279,9 @@ where
         match read {
             Read::Unread => config.warn_unread_json(request.headers()),
             Read::WithTrailers => crate::collect::warn_dropped_trailers(),
-            Read::MemberUnreadable(error) => config.warn_unreadable_member(&error),
+            Read::MemberUnreadable(error, removed) => {
+                config.warn_unreadable_member(&error, removed)
+            }
             Read::Whole => {}
         }
         inner.call(request)

@@ -146,11 +146,28 @@ impl InjectConfig {
         }
     }
 
+    /// Where to cut a `requesty` member this client cannot read out of `body`, when a boundary is
+    /// to hold: the fields to drop may be in it, so it goes whole.
+    pub(crate) fn cut_unreadable_member(&self, body: &[u8]) -> Option<std::ops::Range<usize>> {
+        if self.dropped.is_empty() {
+            return None;
+        }
+        crate::codec::unread_member(body, &self.limits.own_body())
+    }
+
     /// Warns, in the current span, that a JSON body this client read holds a `requesty` member it
-    /// cannot read (given twice, or not valid JSON), so it is sent as it is: fields to drop may be
-    /// in it. Only when there is such a boundary to hold.
-    pub(crate) fn warn_unreadable_member(&self, error: &crate::MetadataError) {
-        if !self.dropped.is_empty() {
+    /// cannot read (of the wrong type, given twice): `removed` whole, or sent as it is, with fields
+    /// to drop perhaps in it. Only when there is such a boundary to hold.
+    pub(crate) fn warn_unreadable_member(&self, error: &crate::MetadataError, removed: bool) {
+        if self.dropped.is_empty() {
+            return;
+        }
+        if removed {
+            tracing::warn!(
+                param = error.param(),
+                "the body's `requesty` member cannot be read, so it is removed whole: {error}"
+            );
+        } else {
             tracing::warn!(
                 param = error.param(),
                 "the body's `requesty` member cannot be read, so it is sent as it is and fields to \
@@ -290,8 +307,10 @@ impl<R> InjectMetadataLayer<R> {
         self.drop_fields([Tags, UserId, TraceId, Extra, Origin, Other])
     }
 
-    /// Limits for reading a `requesty` member already in a body (see [`Limits`]); metadata about to
-    /// be sent that breaks them is sent anyway, with a warning in the client span.
+    /// Limits the outgoing metadata is checked against (see [`Limits`]): metadata that breaks them is
+    /// sent anyway, with a warning in the client span, for the gateway to judge. A member already in
+    /// the caller's body is read whatever its size (it is the caller's own); only `max_depth` bounds
+    /// reading the body.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.config().limits = limits;
         self

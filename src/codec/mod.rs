@@ -218,6 +218,17 @@ pub(crate) fn scan_reading(
     Ok(scan)
 }
 
+/// What to cut out of `body` to remove its `requesty` member without reading it: for a member that
+/// cannot be read (of the wrong type, say) yet must not leave. `None` for a body that is not a
+/// well-formed object, or that has no member, or several.
+pub(crate) fn unread_member(body: &[u8], limits: &Limits) -> Option<Range<usize>> {
+    let mut scan = Scan::unusable(BodyKind::Object);
+    match scan_object(body, limits.depth(), &mut scan) {
+        Ok(Shape::Object) => scan.member_range(),
+        _ => None,
+    }
+}
+
 /// Removes the member `scan` found. A body without one is handed back as the very same buffer.
 ///
 /// Every other byte keeps its value and order. When no other handle shares `body`'s buffer the edit
