@@ -541,17 +541,30 @@ async fn malformed_json_can_be_rejected() {
         b"hello world",
         b"\"unterminated",
         b"{} {}",
+        // Objects whose own members are fine but whose values are not JSON inside.
+        br#"{"model":"m","messages":[1,,2]}"#,
+        br#"{"model":"m","messages":[{"role" "user"}]}"#,
+        br#"{"model":"m","messages":[tru]}"#,
+        b"{\"model\":\"m\",\"messages\":[\"\xff\"]}",
+        br#"{"model":"m","messages":["\q"]}"#,
     ] {
         let response = post(body).await.unwrap();
+        assert_eq!(response.status(), 400, "{}", String::from_utf8_lossy(body));
         expect_error(response, 400, Value::Null, "invalid_json").await;
     }
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     // Well-formed JSON that is not an object, and no body, are for the service to judge.
-    for body in [&b"[1, 2]"[..], b" \"text\" ", b"", b"\xEF\xBB\xBF[]"] {
+    for body in [
+        &b"[1, 2]"[..],
+        b" \"text\" ",
+        b"",
+        b"\xEF\xBB\xBF[]",
+        br#"{"model":"m","messages":[{"role":"user","content":"caf\u00e9"}]}"#,
+    ] {
         let response = post(body).await.unwrap();
         assert_eq!(response.status(), 200, "{}", String::from_utf8_lossy(body));
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
 }
 
 /// An SSE-like response: `frames` chunks, `gap` apart; endless when `frames` is `None`.

@@ -313,15 +313,19 @@ where
 /// Whether a JSON request body is well-formed JSON text. The scan judged objects; anything else (an
 /// array, a scalar, not JSON at all) is checked here, on this path only. No body at all is fine.
 fn well_formed(body: &[u8], kind: codec::BodyKind) -> bool {
+    // A parser may skip a byte order mark (RFC 8259), serde_json does not.
+    let text = body.strip_prefix(codec::BOM).unwrap_or(body);
+    // serde_json skips an ignored string's bytes without checking their UTF-8: checked first.
+    let valid = || {
+        std::str::from_utf8(text)
+            .is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
+    };
     match kind {
-        codec::BodyKind::Object => true,
+        // The scan checked the object's own members and the `requesty` member, not the grammar
+        // inside the other values: that takes a parser, on this path only.
+        codec::BodyKind::Object => valid(),
         codec::BodyKind::Malformed => false,
-        codec::BodyKind::NotObject => {
-            // A parser may skip a byte order mark (RFC 8259), serde_json does not.
-            let text = body.strip_prefix(codec::BOM).unwrap_or(body);
-            text.trim_ascii().is_empty()
-                || serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
-        }
+        codec::BodyKind::NotObject => text.trim_ascii().is_empty() || valid(),
     }
 }
 
@@ -363,7 +367,11 @@ where
         }
     };
     if config.reject_malformed && !well_formed(bytes, scan.kind()) {
-        let body = error_body("the request body is not valid JSON", None, "invalid_json");
+        let body = error_body(
+            "the request body is not valid JSON (or nests deeper than the layer's max_depth)",
+            None,
+            "invalid_json",
+        );
         return reject(pending, StatusCode::BAD_REQUEST, body, Facts::default());
     }
     let mut facts = Facts {

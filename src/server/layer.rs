@@ -14,11 +14,12 @@ use tracing::Level;
 ///
 /// For each request the service:
 /// 1. reads `X-Requesty-*`, `HTTP-Referer` and `X-Title` headers, and removes the `X-Requesty-*` ones;
-/// 2. for a JSON body (`application/json`, `application/*+json`, not content-encoded) buffers it up to
+/// 2. for a JSON body (`application/json`, `application/*+json` but gRPC's, not content-encoded) buffers it up to
 ///    [`max_body_bytes`](Self::max_body_bytes), finds and strips the top-level `requesty` member in one
 ///    pass, and sets `Content-Length`; other bodies pass through unbuffered;
-/// 3. merges header and body metadata (the body wins: [`RequestMetadata::merge`](crate::RequestMetadata::merge))
-///    and puts the result in the request's extensions, when there is any;
+/// 3. merges header and body metadata (the body wins, and its tags come first:
+///    [`RequestMetadata::with_fallback`](crate::RequestMetadata::with_fallback)) and puts the result in
+///    the request's extensions, when there is any;
 /// 4. runs the inner service in a span ([`DefaultMakeSpan`] unless [`make_span_with`](Self::make_span_with)
 ///    says otherwise) that stays open until the response body has ended or was dropped.
 ///
@@ -175,9 +176,11 @@ impl<M, R> RequestyMetadataLayer<M, R> {
         self
     }
 
-    /// Answers `400` to a JSON body that is not well-formed JSON text, object or not (default: passed
-    /// through untouched, for the inner service to judge). An empty body, and well-formed JSON that
-    /// is not an object, pass.
+    /// Answers `400` to a JSON body that is not well-formed JSON text, object or not, as serde_json
+    /// reads it, or that nests deeper than [`Limits::max_depth`](crate::Limits::max_depth) (default:
+    /// passed through untouched, for the inner service to judge). An empty body, and well-formed JSON
+    /// that is not an object, pass. Checking the grammar inside every value takes a parser's pass
+    /// over the body, which only this option costs.
     pub fn reject_malformed(mut self, reject: bool) -> Self {
         self.config().reject_malformed = reject;
         self
