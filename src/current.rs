@@ -112,9 +112,3 @@ impl Drop for Lent<'_> {
         CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), self.0));
     }
 }
-
-/// Marks a request's [`RequestMetadata`] extension as the server layer's: what the inbound request
-/// carried. A handler that forwards the request it received hands that extension to the inject
-/// layer, which with propagation off must not send it on as if it were the call's own.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Received;

@@ -98,6 +98,7 @@ impl Middleware for MetadataMiddleware {
         // `Some((replacement, scan))` when the body carries the metadata; `replacement` is `None`
         // when it needs no edit.
         let mut unreadable_member = None;
+        let mut unscanned = false;
         let in_body = buffered.and_then(|bytes| {
             let scan = match codec::scan(bytes, &config.limits.own_body()) {
                 Ok(scan) => scan,
@@ -107,6 +108,7 @@ impl Middleware for MetadataMiddleware {
                 }
             };
             if scan.kind() != codec::BodyKind::Object {
+                unscanned = scan.kind() == codec::BodyKind::Malformed;
                 return None;
             }
             if let Some(existing) = scan.metadata() {
@@ -181,6 +183,9 @@ impl Middleware for MetadataMiddleware {
             }
             if let Some((error, cut)) = &unreadable_member {
                 config.warn_unreadable_member(error, cut.is_some());
+            }
+            if unscanned {
+                config.warn_unscanned_body();
             }
         });
         let start = Instant::now();

@@ -1743,8 +1743,8 @@ async fn propagate_false_holds_for_a_forwarded_request() {
     assert_eq!(echo.requesty_headers(), NONE);
 }
 
-/// With both carriers an `extra` key with capitals travels in the body alone: from a header it
-/// would arrive lowercased, and the gateway would read it twice.
+/// With both carriers an `extra` key with capitals travels in the body and (lowercased) in a
+/// header: the gateway reads it once, the body's spelling winning.
 #[tokio::test]
 async fn carrier_both_does_not_duplicate_an_extra_key_with_capitals() {
     let (_recorder, _guard) = Recorder::install();
@@ -1779,4 +1779,121 @@ async fn a_failed_client_call_is_marked_in_its_client_span() {
         assert_eq!(span.field("error.type"), Some("service"));
         assert_eq!(span.field("response.completed"), Some("false"));
     }
+}
+
+/// `propagate(false)` keeps what the handler sets as the call's own, on a forwarded request too.
+#[tokio::test]
+async fn propagate_false_keeps_the_handlers_own_extension_on_a_forwarded_request() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let onward = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()).propagate(false))
+        .service(HyperClient::builder(TokioExecutor::new()).build_http::<AxumBody>());
+    let proxy = move |mut req: axum::extract::Request| {
+        let onward = onward.clone();
+        async move {
+            *req.uri_mut() = format!("http://{bare}/v1/chat/completions")
+                .parse()
+                .unwrap();
+            req.extensions_mut()
+                .insert(RequestMetadata::new().tag("proxy-own"));
+            let response = onward.oneshot(req).await.unwrap();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            AxumBody::from(bytes)
+        }
+    };
+    let gateway = serve(
+        Router::new()
+            .route("/v1/chat/completions", post(proxy))
+            .layer(RequestyMetadataLayer::new()),
+    )
+    .await;
+    let echo: Echo = tagged(gateway, "/v1/chat/completions", &inbound(7))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!echo.body.contains("user-7"), "{}", echo.body);
+    assert!(echo.body.contains("proxy-own"), "{}", echo.body);
+}
+
+/// Straight to a provider (headers only, with its own field), a member the client cannot read is
+/// removed whole too: the provider would refuse it.
+#[tokio::test]
+async fn the_header_carrier_removes_a_member_it_cannot_read() {
+    use requesty_metadata::client::Native;
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let layer = || {
+        RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
+            .provider_native(Native::OpenAi)
+            .carrier(Carrier::Headers)
+    };
+    let body = r#"{"model":"gpt-4o","requesty":{"tags":"not-an-array"},"messages":[]}"#;
+    let via_reqwest = echoed(json_post(&with_middleware(layer().into()), bare, body)).await;
+    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
+    let via_hyper = hyper_echo(hyper, hyper_json(bare, body)).await;
+    for (how, echo) in [("reqwest", via_reqwest), ("hyper", via_hyper)] {
+        assert_eq!(echo.body, r#"{"model":"gpt-4o","messages":[]}"#, "{how}");
+    }
+}
+
+/// A body too deep to read goes as it is, but a boundary to hold gets a warning.
+#[tokio::test]
+async fn a_body_too_deep_to_read_is_sent_with_a_warning_when_fields_are_dropped() {
+    let (recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let mut deep = String::from("1");
+    for _ in 0..130 {
+        deep = format!("[{deep}]");
+    }
+    let body = format!(r#"{{"model":"m","requesty":{{"user_id":"u"}},"messages":{deep}}}"#);
+    let layer = || RequestyMetadataLayer::inject(RequestMetadata::new()).drop_all();
+    echoed(json_post(
+        &with_middleware(layer().into()),
+        bare,
+        body.clone(),
+    ))
+    .await;
+    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
+    hyper_echo(hyper, hyper_json(bare, &body)).await;
+    let warned = recorder
+        .named("llm_client_request")
+        .iter()
+        .flat_map(|s| s.events.clone())
+        .filter(|e| {
+            e.get("message")
+                .is_some_and(|m| m.contains("cannot be read"))
+        })
+        .count();
+    assert_eq!(warned, 2);
+}
+
+/// `Carrier::Both` keeps every `extra` key in the headers too, so metadata survives a redirect
+/// that drops the body (as the reqwest middleware's docs advise).
+#[tokio::test]
+async fn carrier_both_keeps_metadata_through_a_redirect_that_drops_the_body() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let redirect = serve(Router::new().route(
+        "/v1/chat/completions",
+        post(move || async move {
+            (
+                StatusCode::SEE_OTHER,
+                [("location", format!("http://{bare}/v1/result"))],
+            )
+        }),
+    ))
+    .await;
+    let client = with_middleware(
+        RequestyMetadataLayer::inject(RequestMetadata::new().trace_id("t").extra("Region", "eu"))
+            .carrier(Carrier::Both)
+            .into(),
+    );
+    let echo = echoed(json_post(&client, redirect, CHAT)).await;
+    assert_eq!(echo.method, "GET");
+    assert_eq!(echo.header("x-requesty-trace-id"), Some("t"));
+    assert_eq!(echo.header("x-requesty-region"), Some("eu"));
 }

@@ -154,7 +154,10 @@ pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &
             if let Some(trace) = &metadata.trace_id {
                 put("helicone-session-id", trace);
             }
-            let (tags, _) = crate::headers::header_tags(&metadata.tags);
+            let (tags, odd) = crate::headers::header_tags(&metadata.tags);
+            if !odd.is_empty() {
+                tracing::warn!(tags = ?odd, "tags left out of Helicone-Property-Tags: a comma, edge whitespace or a control character cannot travel in it");
+            }
             // The core fields' own headers win over `extra` keys of the same name.
             for (key, value) in strings {
                 let name = format!("helicone-property-{}", key.to_ascii_lowercase());

@@ -181,10 +181,10 @@ where
     } = pending;
     let trailers = collected.had_trailers();
     let scanned = codec::scan(collected.as_slice(), &config.limits.own_body());
-    let mut read = if trailers {
-        Read::WithTrailers
-    } else {
-        Read::Whole
+    let mut read = Read::Whole {
+        trailers,
+        member: None,
+        unscanned: false,
     };
     let (body, scan) = match scanned {
         Ok(scan) if scan.kind() == codec::BodyKind::Object => {
@@ -207,16 +207,30 @@ where
         // for a boundary to hold, which takes out a member it cannot read whole.
         other => {
             let mut body = collected.into_bytes();
-            if let Err(error) = other {
-                let cut = config.cut_unreadable_member(&body);
-                if let Some(range) = cut.clone() {
-                    body = codec::splice::splice(body, range, b"");
-                    parts.headers.remove(TRANSFER_ENCODING);
-                    parts
-                        .headers
-                        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+            match other {
+                Err(error) => {
+                    let cut = config.cut_unreadable_member(&body);
+                    if let Some(range) = cut.clone() {
+                        body = codec::splice::splice(body, range, b"");
+                        parts.headers.remove(TRANSFER_ENCODING);
+                        parts
+                            .headers
+                            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+                    }
+                    read = Read::Whole {
+                        trailers,
+                        member: Some((error, cut.is_some())),
+                        unscanned: false,
+                    };
                 }
-                read = Read::MemberUnreadable(error, cut.is_some());
+                Ok(scan) if scan.kind() == codec::BodyKind::Malformed => {
+                    read = Read::Whole {
+                        trailers,
+                        member: None,
+                        unscanned: true,
+                    };
+                }
+                Ok(_) => {}
             }
             metadata = config.filter(metadata);
             config.write_headers(&metadata, false, &mut parts.headers);
@@ -238,12 +252,15 @@ where
 /// What became of the request body before the call, for the warnings in the client span.
 enum Read {
     /// Read and rebuilt.
-    Whole,
-    /// Read and rebuilt without the trailers it came with.
-    WithTrailers,
-    /// Read, but its `requesty` member could not be: removed whole (`true`, to hold a boundary) or
-    /// sent as it came.
-    MemberUnreadable(MetadataError, bool),
+    Whole {
+        /// Without the trailers it came with.
+        trailers: bool,
+        /// Its `requesty` member could not be read: removed whole (`true`, to hold a boundary) or
+        /// sent as it came.
+        member: Option<(MetadataError, bool)>,
+        /// It could not be scanned at all (malformed, or too deep).
+        unscanned: bool,
+    },
     /// Sent as it came.
     Unread,
 }
@@ -278,11 +295,21 @@ where
         config.warn_over_limits(metadata);
         match read {
             Read::Unread => config.warn_unread_json(request.headers()),
-            Read::WithTrailers => crate::collect::warn_dropped_trailers(),
-            Read::MemberUnreadable(error, removed) => {
-                config.warn_unreadable_member(&error, removed)
+            Read::Whole {
+                trailers,
+                member,
+                unscanned,
+            } => {
+                if trailers {
+                    crate::collect::warn_dropped_trailers();
+                }
+                if let Some((error, removed)) = member {
+                    config.warn_unreadable_member(&error, removed);
+                }
+                if unscanned {
+                    config.warn_unscanned_body();
+                }
             }
-            Read::Whole => {}
         }
         inner.call(request)
     };

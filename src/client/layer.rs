@@ -107,19 +107,8 @@ impl InjectConfig {
         in_body: bool,
         headers: &mut http::HeaderMap,
     ) {
-        if !in_body {
+        if !in_body || self.carrier == Carrier::Both {
             crate::headers::write(metadata, headers);
-        } else if self.carrier == Carrier::Both {
-            // An `extra` key with capitals arrives lowercased from a header, so a gateway would
-            // read it twice (the body's and the header's): the body alone carries it.
-            let capitals = |key: &String| key.bytes().any(|b| b.is_ascii_uppercase());
-            if metadata.extra.keys().any(capitals) {
-                let mut lowercase = metadata.clone();
-                lowercase.extra.retain(|key, _| !capitals(key));
-                crate::headers::write(&lowercase, headers);
-            } else {
-                crate::headers::write(metadata, headers);
-            }
         } else {
             crate::headers::remove(headers);
         }
@@ -146,10 +135,29 @@ impl InjectConfig {
         }
     }
 
+    /// Whether a `requesty` member in a body must not leave as it is: fields are to be dropped, or
+    /// headers alone are to carry the metadata (a call straight to a provider, which refuses the
+    /// member).
+    fn holds_a_boundary(&self) -> bool {
+        !self.dropped.is_empty() || self.carrier == Carrier::Headers
+    }
+
+    /// Warns, in the current span, that a JSON body this client read could not be scanned (it is
+    /// not well-formed, or nests deeper than the limits' `max_depth`), so a `requesty` member in
+    /// it, if any, is sent as it is. Only when there is a boundary to hold.
+    pub(crate) fn warn_unscanned_body(&self) {
+        if self.holds_a_boundary() {
+            tracing::warn!(
+                "the JSON body cannot be read (not well-formed, or nested deeper than max_depth), so \
+                 a `requesty` member in it is sent as it is"
+            );
+        }
+    }
+
     /// Where to cut a `requesty` member this client cannot read out of `body`, when a boundary is
     /// to hold: the fields to drop may be in it, so it goes whole.
     pub(crate) fn cut_unreadable_member(&self, body: &[u8]) -> Option<std::ops::Range<usize>> {
-        if self.dropped.is_empty() {
+        if !self.holds_a_boundary() {
             return None;
         }
         crate::codec::unread_member(body, &self.limits.own_body())
@@ -159,7 +167,7 @@ impl InjectConfig {
     /// cannot read (of the wrong type, given twice): `removed` whole, or sent as it is, with fields
     /// to drop perhaps in it. Only when there is such a boundary to hold.
     pub(crate) fn warn_unreadable_member(&self, error: &crate::MetadataError, removed: bool) {
-        if self.dropped.is_empty() {
+        if !self.holds_a_boundary() {
             return;
         }
         if removed {
@@ -283,7 +291,9 @@ impl<R> InjectMetadataLayer<R> {
         Arc::make_mut(&mut self.config)
     }
 
-    /// Whether the metadata of the request being served is added (default `true`).
+    /// Whether the metadata of the request being served is added (default `true`). Off, it is
+    /// also not taken from a request a handler forwards as it received it: a `RequestMetadata`
+    /// extension equal to the current metadata is the server layer's, not the call's own.
     pub fn propagate(mut self, propagate: bool) -> Self {
         self.config().propagate = propagate;
         self
@@ -294,7 +304,9 @@ impl<R> InjectMetadataLayer<R> {
     ///
     /// A body is only edited when it is read: a JSON body that is streamed (of unknown length),
     /// content-encoded, or over [`max_body_bytes`](Self::max_body_bytes) goes out as it is, with a
-    /// warning in the client span, and a `requesty` member in it is not removed.
+    /// warning in the client span, and a `requesty` member in it is not removed; so does one that
+    /// is not well-formed or nests deeper than the limits' `max_depth`, or that has two members. A
+    /// member that cannot be read (of the wrong type, say) is removed whole, with a warning.
     pub fn drop_fields(mut self, fields: impl IntoIterator<Item = Field>) -> Self {
         self.config().dropped.extend(fields);
         self

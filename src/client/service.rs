@@ -69,10 +69,11 @@ where
                 metadata.merge(RequestMetadata::clone(&current));
             }
         }
-        // A forwarded inbound request carries the server layer's metadata: propagated, not its own.
-        let received = parts.extensions.get::<crate::current::Received>().is_some();
         if let Some(own) = parts.extensions.get::<RequestMetadata>() {
-            if config.propagate || !received {
+            // A request forwarded as it was received carries the server layer's metadata: the
+            // inbound request's (the one current), not the call's own.
+            let inbound = !config.propagate && crate::current().is_some_and(|c| *c == *own);
+            if !inbound {
                 metadata.merge(own.clone());
             }
         }

@@ -388,6 +388,17 @@ where
     let member_extra = scan.metadata().map_or(0, |m| m.extra.len());
     let mut metadata = match scan.take_metadata() {
         Some(mut from_body) => {
+            let mut headers = headers;
+            // A header name arrives lowercased: an `extra` key the body spells with capitals is the
+            // same key (a client that sends both carriers), and the body's wins.
+            if !headers.extra.is_empty() {
+                let body_keys = &from_body.extra;
+                headers.extra.retain(|key, _| {
+                    !body_keys
+                        .keys()
+                        .any(|own| own != key && own.eq_ignore_ascii_case(key))
+                });
+            }
             from_body.fill_from(headers);
             from_body
         }
@@ -492,7 +503,6 @@ where
     let mut req = Request::from_parts(parts, body);
     if let Some(metadata) = metadata {
         req.extensions_mut().insert(metadata);
-        req.extensions_mut().insert(crate::current::Received);
     }
     let head = req.method() == Method::HEAD;
     let current = current.filter(|_| config.propagate);
