@@ -1694,15 +1694,7 @@ async fn drop_all_holds_for_a_member_over_the_limits_and_warns_for_one_it_cannot
     assert_eq!(echo.body, twice);
     let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
     assert_eq!(hyper_echo(hyper, hyper_json(bare, twice)).await.body, twice);
-    let warned = recorder
-        .named("llm_client_request")
-        .iter()
-        .flat_map(|s| s.events.clone())
-        .filter(|e| {
-            e.get("message")
-                .is_some_and(|m| m.contains("cannot be read"))
-        })
-        .count();
+    let warned = client_warnings(&recorder, "cannot be read");
     assert_eq!(warned, 4);
 }
 
@@ -1841,15 +1833,7 @@ async fn a_body_too_deep_to_read_is_sent_with_a_warning_when_fields_are_dropped(
     .await;
     let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
     hyper_echo(hyper, hyper_json(bare, &body)).await;
-    let warned = recorder
-        .named("llm_client_request")
-        .iter()
-        .flat_map(|s| s.events.clone())
-        .filter(|e| {
-            e.get("message")
-                .is_some_and(|m| m.contains("cannot be read"))
-        })
-        .count();
+    let warned = client_warnings(&recorder, "cannot be read");
     assert_eq!(warned, 2);
 }
 
@@ -1878,4 +1862,14 @@ async fn carrier_both_keeps_metadata_through_a_redirect_that_drops_the_body() {
     assert_eq!(echo.method, "GET");
     assert_eq!(echo.header("x-requesty-trace-id"), Some("t"));
     assert_eq!(echo.header("x-requesty-region"), Some("eu"));
+}
+
+/// How many events in client spans say `text`.
+fn client_warnings(recorder: &Recorder, text: &str) -> usize {
+    recorder
+        .named("llm_client_request")
+        .iter()
+        .flat_map(|s| s.events.clone())
+        .filter(|e| e.get("message").is_some_and(|m| m.contains(text)))
+        .count()
 }
