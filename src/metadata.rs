@@ -30,7 +30,11 @@ pub struct RequestMetadata {
     /// Labels for grouping and cost attribution, in the order first seen. The layers, [`tag`](Self::tag)
     /// and the merges keep them free of duplicates; a list set directly or deserialized with serde
     /// is taken as it is.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tags: Vec<String>,
     /// The end user the request is made for, as the client asserts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,9 +45,14 @@ pub struct RequestMetadata {
     /// Free-form fields (`X-Requesty-<Name>` headers land here too, under the lowercased name).
     ///
     /// Values are `serde_json` values: a number is held as an `i64`, `u64` or `f64`, so an integer
-    /// beyond 64 bits, or a spelling such as `1e2`, comes back as the nearest double (`1e2` as
-    /// `100.0`). The body itself is not touched: such ids are best sent as strings.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    /// beyond 64 bits, or a spelling such as `1e2`, comes back as a double (`1e2` as `100.0`; a
+    /// 17-digit fraction as serde_json reads it, which may be one unit in the last place off the
+    /// nearest). The body itself is not touched: such ids are best sent as strings.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Map::is_empty"
+    )]
     pub extra: Map<String, Value>,
     /// The `HTTP-Referer` header of the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +60,8 @@ pub struct RequestMetadata {
     /// The `X-Title` header of the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_title: Option<String>,
-    /// Members of the wire object this version does not know, kept verbatim for forward compatibility.
+    /// Members of the wire object this version does not know, kept for forward compatibility (as
+    /// `serde_json` values, so numbers are held as `extra`'s are).
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -216,6 +226,16 @@ impl RequestMetadata {
         self.merge(other);
         self
     }
+}
+
+/// `null` for a list or an object of the wire format is the same as its absence, as the body codec
+/// reads it.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// Adds `tag` unless `tags` already holds it.

@@ -917,3 +917,12 @@ fn model_and_stream_are_reported() {
         assert_eq!((scan.model(), scan.stream()), (model, stream), "{body}");
     }
 }
+
+/// `null` for `tags` or `extra` is their absence, for serde as for the codec.
+#[test]
+fn serde_reads_null_lists_as_the_codec_does() {
+    let member = r#"{"tags":null,"user_id":"u","extra":null}"#;
+    let scan = codec::scan(format!(r#"{{"requesty":{member}}}"#).as_bytes(), &limits()).unwrap();
+    let read: RequestMetadata = serde_json::from_str(member).unwrap();
+    assert_eq!(Some(&read), scan.metadata());
+}

@@ -476,6 +476,12 @@ fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, 
             } else if !escaped {
                 scan.parameters.note(key, &body[value.clone()]);
                 scan.members.note(key, &value);
+            } else if let Some(key) =
+                decode_string(&body[key_start..key_start + key.len() + 2], true)
+            {
+                // Every parser reads an escaped key as the one it spells (rare, so decoded here).
+                scan.parameters.note(key.as_bytes(), &body[value.clone()]);
+                scan.members.note(key.as_bytes(), &value);
             }
             prev_end = Some(value.end);
             lx.skip_ws();
@@ -553,5 +559,23 @@ fn finish(lx: &mut Lexer<'_>) -> Result<(), Malformed> {
         Ok(())
     } else {
         Err(Malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A top-level key spelled with escapes is the key every parser reads: the scan notes it as the
+    /// member it spells, so nothing adds a second one and the span sees the parameter.
+    #[test]
+    fn escaped_member_keys_are_noted_as_the_members_they_spell() {
+        let limits = Limits::default();
+        let body = br#"{"s\u0061fety_identifier":"c","met\u0061data":{},"us\u0065r":"u","temp\u0065rature":0.5}"#;
+        let scan = scan(body, &limits).unwrap();
+        assert!(scan.members().safety_identifier.is_some());
+        assert!(scan.members().metadata.is_some());
+        assert!(scan.members().user.is_some());
+        assert_eq!(scan.parameters().temperature, Some(0.5));
     }
 }
