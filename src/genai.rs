@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub(crate) fn operation(path: &str) -> Option<&'static str> {
     let path = path.trim_end_matches('/');
     if path.ends_with("/chat/completions")
-        || path.ends_with("/messages")
+        || anthropic_messages(path)
         || path.ends_with("/responses")
     {
         Some("chat")
@@ -21,6 +21,12 @@ pub(crate) fn operation(path: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// Anthropic's Messages API, `/v1/messages` (under any prefix); OpenAI's thread messages
+/// (`/v1/threads/{id}/messages`) are not it.
+fn anthropic_messages(path: &str) -> bool {
+    path.ends_with("/v1/messages")
 }
 
 /// The provider, from a routed model name (`openai/gpt-4o`), the path, or a well-known model family,
@@ -37,7 +43,7 @@ pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
             return Some((*name).to_owned());
         }
     }
-    if path.trim_end_matches('/').ends_with("/messages") {
+    if anthropic_messages(path.trim_end_matches('/')) {
         return Some("anthropic".into());
     }
     // A bare model name names its maker, who serves it; in a namespaced id (`org/model`) the maker
@@ -157,6 +163,13 @@ mod tests {
             provider(Some("my-model"), "/v1/messages").as_deref(),
             Some("anthropic")
         );
+        for openai in [
+            "/v1/threads/thread_1/messages",
+            "/v1/chat/completions/c_1/messages",
+        ] {
+            assert_eq!(provider(None, openai), None, "{openai}");
+            assert_eq!(operation(openai), None, "{openai}");
+        }
     }
 
     #[test]

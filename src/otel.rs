@@ -132,14 +132,39 @@ pub(crate) fn decorate(span: &Span, info: &RequestInfo<'_>, options: &DefaultMak
     }
 }
 
-/// The caller's span context from a valid `traceparent` header.
+/// The caller's span context from a valid `traceparent` header; a request with two is ambiguous,
+/// and has none.
 fn caller_context(headers: &HeaderMap) -> Option<Context> {
-    if !headers.contains_key("traceparent") {
+    let mut values = headers.get_all("traceparent").iter();
+    let value = values.next()?;
+    if values.next().is_some() || !well_formed_traceparent(value.as_bytes()) {
         return None;
     }
     let context = TraceContextPropagator::new().extract(&Headers(headers));
     let valid = context.span().span_context().is_valid();
     valid.then_some(context)
+}
+
+/// Whether `value` has the W3C Trace Context form `version-traceid-parentid-flags`: lowercase hex
+/// of 2, 32, 16 and 2 digits, version `ff` being invalid, and nothing after the flags in version
+/// `00` (a later version may add fields after a `-`). The propagator itself is laxer: it takes
+/// `00-1-2-01`.
+fn well_formed_traceparent(value: &[u8]) -> bool {
+    let hex = |part: &[u8]| part.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let Some(head) = value.get(..55) else {
+        return false;
+    };
+    let version = &head[..2];
+    let fields = hex(version)
+        && version != b"ff"
+        && head[2] == b'-'
+        && hex(&head[3..35])
+        && head[35] == b'-'
+        && hex(&head[36..52])
+        && head[52] == b'-'
+        && hex(&head[53..55]);
+    let rest = &value[55..];
+    fields && (rest.is_empty() || (version != b"00" && rest[0] == b'-'))
 }
 
 /// An `extra` value as a typed attribute.
@@ -174,6 +199,37 @@ impl Extractor for Headers<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_one_well_formed_traceparent_names_the_caller() {
+        let caller = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append("traceparent", value.parse().unwrap());
+            }
+            caller_context(&headers).map(|cx| cx.span().span_context().trace_id())
+        };
+        let good = "00-12345678901234567890123456789012-1234567890123456-01";
+        assert!(caller(&[good]).is_some());
+        assert!(
+            caller(&["01-12345678901234567890123456789012-1234567890123456-01-future"]).is_some()
+        );
+        for bad in [
+            "00-1-2-01",
+            "00-1234567890123456789012345678901-1234567890123456-01",
+            "00-12345678901234567890123456789012-123456789012345-01",
+            "0-12345678901234567890123456789012-1234567890123456-01",
+            "00-12345678901234567890123456789012-1234567890123456-1",
+            "00-12345678901234567890123456789012-1234567890123456-01-",
+            "00-+2345678901234567890123456789012-1234567890123456-01",
+            "00-12345678901234567890123456789ABC-1234567890123456-01",
+            "ff-12345678901234567890123456789012-1234567890123456-01",
+        ] {
+            assert!(caller(&[bad]).is_none(), "{bad}");
+        }
+        let other = "00-12345678901234567890123456789011-1234567890123456-01";
+        assert!(caller(&[good, other]).is_none(), "two are ambiguous");
+    }
 
     #[test]
     fn group_parents_are_stable_valid_and_distinct() {

@@ -195,6 +195,7 @@ impl Middleware for MetadataMiddleware {
                 // No response: the call failed, as the server side records it.
                 span.record("response.completed", false);
                 span.record("error.type", "service");
+                span.record("otel.status_code", "ERROR");
                 Err(error)
             }
         }

@@ -351,3 +351,59 @@ async fn a_client_span_stays_under_the_span_it_is_made_in() {
     assert_eq!(hex(&client.trace_id), hex(&handler.trace_id));
     otel.shutdown().await;
 }
+
+/// A request that failed is exported with the span status Error: an upstream that cut its stream,
+/// or a `5xx` answer; a `4xx` of the server's is the client's error, and leaves it unset.
+#[tokio::test]
+async fn failed_requests_are_exported_with_an_error_status() {
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+    let otel = Otel::install();
+    let app = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|| async {
+                let frames: [Result<Bytes, std::io::Error>; 2] = [
+                    Ok(Bytes::from_static(b"data: {\"choices\":[]}\n\n")),
+                    Err(std::io::Error::other("upstream cut the stream")),
+                ];
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::from_stream(futures_util::stream::iter(frames)))
+                    .unwrap()
+            }),
+        )
+        .route(
+            "/v1/embeddings",
+            post(|| async { Response::builder().status(503).body(Body::empty()).unwrap() }),
+        )
+        .layer(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    for (path, req) in [
+        ("/v1/chat/completions", "cut"),
+        ("/v1/embeddings", "503"),
+        ("/v1/embeddings", "400"),
+    ] {
+        let extra = if req == "400" {
+            r#""tags": "not-a-list", "extra": {"req": "400"}"#.to_owned()
+        } else {
+            format!(r#""extra": {{"req": "{req}"}}"#)
+        };
+        let body = format!(r#"{{"model": "m", "requesty": {{{extra}}}}}"#);
+        let response = client()
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", "application/json")
+            .header("x-requesty-req", req)
+            .body(body)
+            .send()
+            .await;
+        if let Ok(response) = response {
+            let _ = response.bytes().await;
+        }
+    }
+    let spans = otel.exported(3).await;
+    let status = |req: &str| request(&spans, req).status.as_ref().map(|s| s.code);
+    assert_eq!(status("cut"), Some(StatusCode::Error as i32));
+    assert_eq!(status("503"), Some(StatusCode::Error as i32));
+    assert_eq!(status("400"), Some(StatusCode::Unset as i32));
+    otel.shutdown().await;
+}

@@ -149,6 +149,7 @@ where
                         // No response: the call failed, as the server side records it.
                         span.record("response.completed", false);
                         span.record("error.type", "service");
+                        span.record("otel.status_code", "ERROR");
                     }
                     return Poll::Ready(result.map_err(Into::into).map(|response| {
                         let (parts, body) = response.into_parts();

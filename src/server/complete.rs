@@ -83,6 +83,8 @@ pub(crate) struct Tracker {
     first_token: Option<Duration>,
     reader: Option<UsageReader>,
     done: bool,
+    /// A client span's tracker: a `4xx` answer is an error of the call too.
+    client: bool,
 }
 
 /// How a response body came to its end, for [`Tracker::finish`].
@@ -115,6 +117,7 @@ impl Tracker {
             first_token: None,
             reader: None,
             done: false,
+            client: false,
         }
     }
 
@@ -127,6 +130,7 @@ impl Tracker {
         headers: &HeaderMap,
     ) -> Self {
         let mut tracker = Self::new(span, None, None, start);
+        tracker.client = true;
         tracker.respond(status, Some(headers));
         tracker
     }
@@ -160,6 +164,12 @@ impl Tracker {
         }
     }
 
+    /// Whether an answer with `status` makes the span's status an error: `5xx` for a server span,
+    /// `4xx` too for a client span (the HTTP conventions).
+    fn is_error(&self, status: StatusCode) -> bool {
+        status.is_server_error() || (self.client && status.is_client_error())
+    }
+
     /// Records the end; later calls do nothing.
     pub(crate) fn finish(&mut self, end: End) {
         if std::mem::replace(&mut self.done, true) {
@@ -179,6 +189,9 @@ impl Tracker {
         };
         if let Some(error) = error {
             self.span.record("error.type", error);
+        }
+        if error.is_some() || self.status.is_some_and(|status| self.is_error(status)) {
+            self.span.record("otel.status_code", "ERROR");
         }
         if let Some(r) = &self.request {
             (r.on_complete)(&Completion {

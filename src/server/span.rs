@@ -88,6 +88,7 @@ where
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
 /// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first, or it ended in an error |
 /// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say), `service` when the inner service's call returned one |
+/// | `otel.status_code` | `ERROR` for those, and for a server span's `5xx` answer (a client span's `4xx` too), as the HTTP conventions set the span status |
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
 /// | parent (feature `opentelemetry`) | server spans: the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`); client spans: the span they are made in |
 #[derive(Clone, Debug)]
@@ -236,6 +237,7 @@ macro_rules! llm_span {
             otel.kind = $kind,
             response.completed = Empty,
             error.r#type = Empty,
+            otel.status_code = Empty,
         )
     }};
 }
@@ -268,7 +270,7 @@ impl MakeSpan for DefaultMakeSpan {
         if span.is_disabled() {
             return span;
         }
-        let name = match (operation, info.model) {
+        let name = match (operation, info.model.filter(|model| !model.is_empty())) {
             (Some(op), Some(model)) => format!("{op} {model}"),
             (Some(op), None) => op.to_owned(),
             (None, _) => info.method.as_str().to_owned(),
