@@ -926,3 +926,31 @@ fn serde_reads_null_lists_as_the_codec_does() {
     let read: RequestMetadata = serde_json::from_str(member).unwrap();
     assert_eq!(Some(&read), scan.metadata());
 }
+
+/// `other` is public, and may be given a known field's name: inject writes the field once, so the
+/// member it writes is one its own scan reads.
+#[test]
+fn inject_never_writes_a_member_its_own_scan_refuses() {
+    let mut ours = RequestMetadata::new().user_id("u");
+    ours.other.insert("user_id".into(), json!("x"));
+    ours.other.insert("future".into(), json!(1));
+    for start in [&b"{}"[..], br#"{"requesty":{"tags":["a"]}}"#] {
+        let mut body = Bytes::copy_from_slice(start);
+        codec::inject(&mut body, &ours, &limits()).unwrap();
+        let again = codec::scan(&body, &limits()).unwrap();
+        let read = again.metadata().unwrap();
+        assert_eq!(read.user_id.as_deref(), Some("u"), "{body:?}");
+        assert_eq!(read.other.get("future"), Some(&json!(1)));
+    }
+}
+
+/// Tags the member already holds, in another order, leave the body as it is.
+#[test]
+fn tags_the_member_already_holds_in_another_order_leave_the_body_alone() {
+    let body = r#"{"requesty":{"tags":["b","a"]}}"#;
+    assert_eq!(injected(body, &RequestMetadata::new().tag("a")), body);
+    assert_eq!(
+        injected(body, &RequestMetadata::new().tag("a").tag("b")),
+        body
+    );
+}

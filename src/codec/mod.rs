@@ -326,7 +326,14 @@ fn plan_inject(
         return Ok((0..0, Vec::new()));
     }
     let merged = match scan.metadata() {
-        Some(existing) => metadata.clone().merged(existing.clone()),
+        Some(existing) => {
+            let mut merged = metadata.clone().merged(existing.clone());
+            // Tags the member already has, in another order, are no change: its order stays.
+            if merged.tags.len() == existing.tags.len() {
+                merged.tags.clone_from(&existing.tags);
+            }
+            merged
+        }
         None => metadata.clone(),
     };
     Ok(scan.edit(body, &merged))

@@ -73,7 +73,7 @@ pub(crate) fn rewrite(raw: &[u8], old: &RequestMetadata, new: &RequestMetadata) 
     }
     fresh_texts(&mut out, 2..4);
     for (name, value) in &new.other {
-        if !fields.iter().any(|f| f.name == *name) {
+        if !fields.iter().any(|f| f.name == *name) && !is_known(name) {
             out.fresh(name, value);
         }
     }
@@ -231,6 +231,22 @@ fn json_into(buf: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
 /// The whole member written afresh.
 pub(crate) fn to_json(metadata: &RequestMetadata) -> Vec<u8> {
     let mut buf = Vec::new();
-    json_into(&mut buf, metadata);
+    if metadata.other.keys().any(|name| is_known(name)) {
+        // `other` is public: a known field's name in it would be written twice, and the member
+        // refused as a duplicate by the next reader. The field itself wins.
+        let mut known_once = metadata.clone();
+        known_once.other.retain(|name, _| !is_known(name));
+        json_into(&mut buf, &known_once);
+    } else {
+        json_into(&mut buf, metadata);
+    }
     buf
+}
+
+/// Whether `name` is one of the fields [`RequestMetadata`] models, which `other` must not repeat.
+fn is_known(name: &str) -> bool {
+    matches!(
+        name,
+        "tags" | "user_id" | "trace_id" | "extra" | "origin_referer" | "origin_title"
+    )
 }

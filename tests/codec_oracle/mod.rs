@@ -656,7 +656,14 @@ fn check_inject(
         }
         (Ok(scan), Ok(()), Ok(())) if scan.kind() == BodyKind::Object => {
             let merged = match scan.metadata() {
-                Some(existing) => ours.clone().merged(existing.clone()),
+                Some(existing) => {
+                    let mut merged = ours.clone().merged(existing.clone());
+                    // Tags the member already has are kept in its order.
+                    if merged.tags.len() == existing.tags.len() {
+                        merged.tags.clone_from(&existing.tags);
+                    }
+                    merged
+                }
                 None => ours,
             };
             if scan.metadata() == Some(&merged) {
