@@ -293,7 +293,9 @@ impl<R> InjectMetadataLayer<R> {
 
     /// Whether the metadata of the request being served is added (default `true`). Off, it is
     /// also not taken from a request a handler forwards as it received it: a `RequestMetadata`
-    /// extension equal to the current metadata is the server layer's, not the call's own.
+    /// extension equal to the current metadata is the server layer's, not the call's own. That
+    /// takes the server layer making it current (its default): behind a server layer with
+    /// `propagate(false)`, remove the extension from a request you forward.
     pub fn propagate(mut self, propagate: bool) -> Self {
         self.config().propagate = propagate;
         self
