@@ -47,7 +47,8 @@
 //! - find a workflow by the tag `requesty.trace_id` (Jaeger: Tags `requesty.trace_id=session_abc123`;
 //!   Tempo: `{ span.requesty.trace_id = "session_abc123" }`), or open it by the id
 //!   [`group_trace_id`] returns;
-//! - a request with a `traceparent` stays in its caller's trace and is not grouped.
+//! - a request with a well-formed `traceparent` (one header) stays in its caller's trace and is not
+//!   grouped.
 //!
 //! Either parent is set when the span is made, before it is first entered (it is made after the
 //! metadata was read, which is what makes this possible). It replaces the parent the span would
