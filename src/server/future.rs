@@ -310,8 +310,8 @@ where
     }
 }
 
-/// Whether a JSON request body is well-formed JSON text. The scan judged objects; anything else (an
-/// array, a scalar, not JSON at all) is checked here, on this path only. No body at all is fine.
+/// Whether a JSON request body is well-formed JSON text, for `reject_malformed`: the scan judged an
+/// object's shape and depth, a parser checks the rest (on this path only). No body at all is fine.
 fn well_formed(body: &[u8], kind: codec::BodyKind) -> bool {
     // A parser may skip a byte order mark (RFC 8259), serde_json does not.
     let text = body.strip_prefix(codec::BOM).unwrap_or(body);
