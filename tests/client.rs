@@ -1525,10 +1525,7 @@ async fn provider_native_with_the_header_carrier_writes_the_native_field() {
             .carrier(Carrier::Headers)
     };
     let body = r#"{"model":"gpt-4o","messages":[]}"#;
-    let via_reqwest = echoed(json_post(&with_middleware(layer().into()), bare, body)).await;
-    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
-    let via_hyper = hyper_echo(hyper, hyper_json(bare, body)).await;
-    for (how, echo) in [("reqwest", &via_reqwest), ("hyper", &via_hyper)] {
+    for (how, echo) in both_ways(layer, bare, body).await {
         let sent: Value = serde_json::from_str(&echo.body).unwrap();
         assert_eq!(sent["safety_identifier"], "user-42", "{how}: {}", echo.body);
     }
@@ -1667,33 +1664,16 @@ async fn drop_all_holds_for_a_member_over_the_limits_and_warns_for_one_it_cannot
         tags.join(",")
     );
     let layer = || RequestyMetadataLayer::inject(defaults()).drop_all();
-    let via_reqwest = echoed(json_post(
-        &with_middleware(layer().into()),
-        bare,
-        over_limits.clone(),
-    ))
-    .await;
-    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
-    let via_hyper = hyper_echo(hyper, hyper_json(bare, &over_limits)).await;
-    for (how, echo) in [("reqwest", via_reqwest), ("hyper", via_hyper)] {
-        assert_eq!(echo.body, r#"{"model":"m"}"#, "{how}");
-    }
     let wrong_type = r#"{"model":"m","requesty":{"tags":"secret-tag","user_id":"end-user-42"}}"#;
-    let echo = echoed(json_post(
-        &with_middleware(layer().into()),
-        bare,
-        wrong_type,
-    ))
-    .await;
-    assert_eq!(echo.body, r#"{"model":"m"}"#);
-    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
-    let echo = hyper_echo(hyper, hyper_json(bare, wrong_type)).await;
-    assert_eq!(echo.body, r#"{"model":"m"}"#);
+    for body in [over_limits.as_str(), wrong_type] {
+        for (how, echo) in both_ways(layer, bare, body).await {
+            assert_eq!(echo.body, r#"{"model":"m"}"#, "{how}: {body}");
+        }
+    }
     let twice = r#"{"model":"m","requesty":{"user_id":"end-user-42"},"requesty":null}"#;
-    let echo = echoed(json_post(&with_middleware(layer().into()), bare, twice)).await;
-    assert_eq!(echo.body, twice);
-    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
-    assert_eq!(hyper_echo(hyper, hyper_json(bare, twice)).await.body, twice);
+    for (how, echo) in both_ways(layer, bare, twice).await {
+        assert_eq!(echo.body, twice, "{how}");
+    }
     let warned = client_warnings(&recorder, "cannot be read");
     assert_eq!(warned, 4);
 }
@@ -1806,10 +1786,7 @@ async fn the_header_carrier_removes_a_member_it_cannot_read() {
             .carrier(Carrier::Headers)
     };
     let body = r#"{"model":"gpt-4o","requesty":{"tags":"not-an-array"},"messages":[]}"#;
-    let via_reqwest = echoed(json_post(&with_middleware(layer().into()), bare, body)).await;
-    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
-    let via_hyper = hyper_echo(hyper, hyper_json(bare, body)).await;
-    for (how, echo) in [("reqwest", via_reqwest), ("hyper", via_hyper)] {
+    for (how, echo) in both_ways(layer, bare, body).await {
         assert_eq!(echo.body, r#"{"model":"gpt-4o","messages":[]}"#, "{how}");
     }
 }
@@ -1825,14 +1802,7 @@ async fn a_body_too_deep_to_read_is_sent_with_a_warning_when_fields_are_dropped(
     }
     let body = format!(r#"{{"model":"m","requesty":{{"user_id":"u"}},"messages":{deep}}}"#);
     let layer = || RequestyMetadataLayer::inject(RequestMetadata::new()).drop_all();
-    echoed(json_post(
-        &with_middleware(layer().into()),
-        bare,
-        body.clone(),
-    ))
-    .await;
-    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
-    hyper_echo(hyper, hyper_json(bare, &body)).await;
+    both_ways(layer, bare, &body).await;
     let warned = client_warnings(&recorder, "cannot be read");
     assert_eq!(warned, 2);
 }
@@ -1872,4 +1842,22 @@ fn client_warnings(recorder: &Recorder, text: &str) -> usize {
         .flat_map(|s| s.events.clone())
         .filter(|e| e.get("message").is_some_and(|m| m.contains(text)))
         .count()
+}
+
+/// What `addr` saw of a JSON chat request with `body`, sent through the reqwest middleware and
+/// through the tower layer around a hyper client, each made by `layer`: the two must agree.
+async fn both_ways(
+    layer: impl Fn() -> requesty_metadata::InjectMetadataLayer,
+    addr: SocketAddr,
+    body: &str,
+) -> [(&'static str, Echo); 2] {
+    let via_reqwest = echoed(json_post(
+        &with_middleware(layer().into()),
+        addr,
+        body.to_owned(),
+    ))
+    .await;
+    let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
+    let via_hyper = hyper_echo(hyper, hyper_json(addr, body)).await;
+    [("reqwest", via_reqwest), ("hyper", via_hyper)]
 }
