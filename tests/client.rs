@@ -1516,14 +1516,9 @@ async fn hashed_user_ids_stay_out_of_client_spans() {
 
 #[tokio::test]
 async fn provider_native_with_the_header_carrier_writes_the_native_field() {
-    use requesty_metadata::client::Native;
     let (_recorder, _guard) = Recorder::install();
     let bare = bare_echo().await;
-    let layer = || {
-        RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
-            .provider_native(Native::OpenAi)
-            .carrier(Carrier::Headers)
-    };
+    let layer = straight_to_openai;
     let body = r#"{"model":"gpt-4o","messages":[]}"#;
     for (how, echo) in both_ways(layer, bare, body).await {
         let sent: Value = serde_json::from_str(&echo.body).unwrap();
@@ -1777,14 +1772,9 @@ async fn propagate_false_keeps_the_handlers_own_extension_on_a_forwarded_request
 /// removed whole too: the provider would refuse it.
 #[tokio::test]
 async fn the_header_carrier_removes_a_member_it_cannot_read() {
-    use requesty_metadata::client::Native;
     let (_recorder, _guard) = Recorder::install();
     let bare = bare_echo().await;
-    let layer = || {
-        RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
-            .provider_native(Native::OpenAi)
-            .carrier(Carrier::Headers)
-    };
+    let layer = straight_to_openai;
     let body = r#"{"model":"gpt-4o","requesty":{"tags":"not-an-array"},"messages":[]}"#;
     for (how, echo) in both_ways(layer, bare, body).await {
         assert_eq!(echo.body, r#"{"model":"gpt-4o","messages":[]}"#, "{how}");
@@ -1860,4 +1850,13 @@ async fn both_ways(
     let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
     let via_hyper = hyper_echo(hyper, hyper_json(addr, body)).await;
     [("reqwest", via_reqwest), ("hyper", via_hyper)]
+}
+
+/// An inject layer for calls straight to OpenAI: headers only, and the user id as the provider's
+/// own `safety_identifier`.
+fn straight_to_openai() -> requesty_metadata::InjectMetadataLayer {
+    use requesty_metadata::client::Native;
+    RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
+        .provider_native(Native::OpenAi)
+        .carrier(Carrier::Headers)
 }
