@@ -24,9 +24,10 @@
 //!
 //! # The caller's trace: `traceparent`
 //!
-//! A request with a valid W3C `traceparent` header (and its `tracestate`) gets the caller's span as
-//! its parent, so the gateway's span joins the caller's trace, whether or not grouping is on: a
-//! caller that propagates a trace asked for it. An invalid `traceparent` is ignored. A caller that
+//! A request with a valid W3C `traceparent` header (and its `tracestate`, several such headers read
+//! as one list) gets the caller's span as its parent, so the gateway's span joins the caller's
+//! trace, whether or not grouping is on: a caller that propagates a trace asked for it. An invalid
+//! `traceparent` is ignored. A caller that
 //! sent the sampled flag unset gets its decision honored by a parent-based sampler (the SDK's
 //! default).
 //!
@@ -141,9 +142,30 @@ fn caller_context(headers: &HeaderMap) -> Option<Context> {
     if values.next().is_some() || !well_formed_traceparent(value.as_bytes()) {
         return None;
     }
-    let context = TraceContextPropagator::new().extract(&Headers(headers));
+    let context = TraceContextPropagator::new().extract(&Headers {
+        map: headers,
+        tracestate: tracestate(headers),
+    });
     let valid = context.span().span_context().is_valid();
     valid.then_some(context)
+}
+
+/// The request's `tracestate` as one list: W3C Trace Context has a receiver combine several
+/// `tracestate` headers into one, comma-separated, as HTTP does any list header. A value that is
+/// not text spoils the list (`None`, read as no state), as an invalid entry would.
+fn tracestate(headers: &HeaderMap) -> Option<String> {
+    let mut list = String::new();
+    for value in headers.get_all("tracestate") {
+        let value = value.to_str().ok()?.trim_matches([' ', '\t']);
+        if value.is_empty() {
+            continue;
+        }
+        if !list.is_empty() {
+            list.push(',');
+        }
+        list.push_str(value);
+    }
+    Some(list)
 }
 
 /// Whether `value` has the W3C Trace Context form `version-traceid-parentid-flags`: lowercase hex
@@ -184,15 +206,22 @@ fn attribute(value: &serde_json::Value) -> Value {
     }
 }
 
-struct Headers<'a>(&'a HeaderMap);
+/// The request's headers as the propagator reads them, `tracestate` combined.
+struct Headers<'a> {
+    map: &'a HeaderMap,
+    tracestate: Option<String>,
+}
 
 impl Extractor for Headers<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key)?.to_str().ok()
+        if key.eq_ignore_ascii_case("tracestate") {
+            return self.tracestate.as_deref();
+        }
+        self.map.get(key)?.to_str().ok()
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|name| name.as_str()).collect()
+        self.map.keys().map(|name| name.as_str()).collect()
     }
 }
 
@@ -230,6 +259,35 @@ mod tests {
         }
         let other = "00-12345678901234567890123456789011-1234567890123456-01";
         assert!(caller(&[good, other]).is_none(), "two are ambiguous");
+    }
+
+    #[test]
+    fn several_tracestate_headers_are_one_list() {
+        let state = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            headers.insert("traceparent", traceparent.parse().unwrap());
+            for value in values {
+                headers.append("tracestate", value.parse().unwrap());
+            }
+            let context = caller_context(&headers).expect("a valid traceparent");
+            context.span().span_context().trace_state().header()
+        };
+        assert_eq!(state(&["a=1"]), "a=1");
+        // W3C Trace Context: several `tracestate` headers are combined as one comma-separated list.
+        assert_eq!(state(&["a=1,b=2", "c=3"]), "a=1,b=2,c=3");
+        assert_eq!(state(&["a=1", "", "c=3"]), "a=1,c=3");
+        // A value that is not text makes the combined list invalid, as a bad entry does: none is kept.
+        let mut headers = HeaderMap::new();
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        headers.insert("traceparent", traceparent.parse().unwrap());
+        headers.append("tracestate", "a=1".parse().unwrap());
+        headers.append(
+            "tracestate",
+            http::HeaderValue::from_bytes(b"b=\xff").unwrap(),
+        );
+        let context = caller_context(&headers).expect("a valid traceparent");
+        assert_eq!(context.span().span_context().trace_state().header(), "");
     }
 
     #[test]
