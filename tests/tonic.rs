@@ -399,7 +399,7 @@ async fn a_refusal_is_a_trailers_only_response() {
     use http_body::Body as _;
     use http_body_util::Full;
     use tower::{Layer, ServiceExt};
-    let (_recorder, _guard) = Recorder::install();
+    let (recorder, _guard) = Recorder::install();
     let inner = tower::service_fn(|_: http::Request<Full<bytes::Bytes>>| async {
         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(bytes::Bytes::new())))
     });
@@ -415,6 +415,13 @@ async fn a_refusal_is_a_trailers_only_response() {
     assert!(response.body().is_end_stream());
     assert_eq!(response.body().size_hint().exact(), Some(0));
     assert!(!response.headers().contains_key("content-length"));
+    drop(response);
+    let [span] = &recorder.wait_closed(1).await[..] else {
+        panic!("one request span")
+    };
+    // INVALID_ARGUMENT says the caller asked amiss: recorded, not a server error.
+    assert_eq!(span.field("rpc.grpc.status_code"), Some("3"));
+    assert_eq!(span.field("otel.status_code"), None);
 }
 
 /// On the wire too (HTTP/2 through hyper): the head carries the status and ends the stream.
@@ -454,4 +461,129 @@ async fn a_refusal_ends_the_stream_with_its_head_on_the_wire() {
     assert_eq!(response.headers()["grpc-status"], "3");
     assert!(response.body().is_end_stream(), "HEADERS ended the stream");
     assert!(!response.headers().contains_key("content-length"));
+}
+
+/// A gRPC call answers `200` whatever its outcome: the spans record the `grpc-status` from the
+/// trailers (or the head of a trailers-only answer), and a client span counts every code but OK as
+/// an error while a server span counts only the server's own failures.
+#[tokio::test]
+async fn spans_record_the_grpc_status() {
+    let (recorder, _guard) = Recorder::install();
+    let server = grpc_server(None).await;
+    let mut client = client(
+        server.addr,
+        RequestyMetadataLayer::inject(defaults()).headers_only(),
+    )
+    .await;
+    let status = check(
+        &mut client,
+        tonic::Request::new(HealthCheckRequest::default()),
+    )
+    .await;
+    assert_eq!(status, ServingStatus::Serving);
+    let error = client
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .expect_err("an unknown service");
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    let servers = recorder.wait_closed(2).await;
+    let clients = recorder.named("llm_client_request");
+    assert_eq!(clients.len(), 2, "{clients:#?}");
+    for (spans, not_found_is_error) in [(&servers, None), (&clients, Some("ERROR"))] {
+        let [ok, not_found] = &spans[..] else {
+            panic!("two spans: {spans:#?}")
+        };
+        assert_eq!(ok.field("http.response.status_code"), Some("200"));
+        assert_eq!(ok.field("rpc.grpc.status_code"), Some("0"), "{ok:#?}");
+        assert_eq!(ok.field("otel.status_code"), None);
+        assert_eq!(not_found.field("http.response.status_code"), Some("200"));
+        assert_eq!(
+            not_found.field("rpc.grpc.status_code"),
+            Some("5"),
+            "{not_found:#?}"
+        );
+        assert_eq!(not_found.field("otel.status_code"), not_found_is_error);
+    }
+}
+
+/// A server span is an error when the code says the server failed, whether it came in a
+/// trailers-only head or in trailers after the messages; the completion hook sees the code too.
+#[tokio::test]
+async fn a_server_failure_in_grpc_status_marks_the_span() {
+    use bytes::Bytes;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+    use tower::{Layer, ServiceExt};
+    type Frames = StreamBody<
+        futures_util::stream::Iter<
+            std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>,
+        >,
+    >;
+    let (recorder, _guard) = Recorder::install();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    // Each case: the head's grpc-status, the trailers' grpc-status, what the span records, whether
+    // it is an error.
+    let cases = [
+        (Some("13"), None, Some("13"), true),
+        (None, Some("14"), Some("14"), true),
+        (None, Some("3"), Some("3"), false),
+        (None, Some("0"), Some("0"), false),
+        (Some("x1"), None, None, false),
+        (None, Some("+1"), None, false),
+    ];
+    for (head, trailers, _, _) in cases {
+        let inner = tower::service_fn(move |_: http::Request<Frames>| async move {
+            let mut frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = Vec::new();
+            if let Some(code) = trailers {
+                frames.push(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))));
+                let mut map = http::HeaderMap::new();
+                map.insert("grpc-status", http::HeaderValue::from_static(code));
+                frames.push(Ok(Frame::trailers(map)));
+            }
+            let mut response =
+                http::Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+            response.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            if let Some(code) = head {
+                response
+                    .headers_mut()
+                    .insert("grpc-status", http::HeaderValue::from_static(code));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let seen = seen.clone();
+        let service = RequestyMetadataLayer::new()
+            .headers_only()
+            .on_complete(move |done| seen.lock().unwrap().push(done.grpc_status))
+            .layer(inner);
+        let request = http::Request::post(CHECK)
+            .header("content-type", "application/grpc")
+            .header("x-requesty-trace-id", "t-1")
+            .body(StreamBody::new(futures_util::stream::iter(vec![Ok(
+                Frame::data(Bytes::from_static(b"\0\0\0\0\0")),
+            )])))
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+    }
+    let spans = recorder.wait_closed(cases.len()).await;
+    for ((head, trailers, recorded, error), span) in cases.iter().zip(&spans) {
+        let case = format!("head {head:?}, trailers {trailers:?}: {span:#?}");
+        assert_eq!(span.field("rpc.grpc.status_code"), *recorded, "{case}");
+        assert_eq!(
+            span.field("otel.status_code"),
+            error.then_some("ERROR"),
+            "{case}"
+        );
+    }
+    let codes: Vec<_> = cases
+        .iter()
+        .map(|(_, _, recorded, _)| recorded.map(|code| code.parse::<i32>().unwrap()))
+        .collect();
+    assert_eq!(*seen.lock().unwrap(), codes);
 }

@@ -104,6 +104,10 @@ where
                 if let Some(tracker) = this.tracker.as_mut() {
                     tracker.observe(data);
                 }
+            } else if let (Some(trailers), Some(tracker)) =
+                (frame.trailers_ref(), this.tracker.as_mut())
+            {
+                tracker.grpc(trailers);
             }
         }
         let end = match &result {

@@ -47,6 +47,9 @@ pub struct Completion<'a> {
     /// The response failed: the inner service's body ended in an error (a proxy's upstream that cut
     /// its stream, say) or its call returned one, rather than the client going away.
     pub failed: bool,
+    /// A gRPC response's status code (`grpc-status`, `0` for OK), from its trailers or, for a
+    /// trailers-only response, its head: the HTTP status of a gRPC call is `200` whatever its outcome.
+    pub grpc_status: Option<i32>,
 }
 
 /// What a request keeps for the completion hook (only when one is set). Boxed so a response body stays
@@ -82,6 +85,8 @@ pub(crate) struct Tracker {
     first_byte: Option<Duration>,
     first_token: Option<Duration>,
     reader: Option<UsageReader>,
+    /// The gRPC status, once the head or the trailers carried one.
+    grpc_status: Option<i32>,
     done: bool,
     /// A client span's tracker: a `4xx` answer is an error of the call too.
     client: bool,
@@ -116,6 +121,7 @@ impl Tracker {
             first_byte: None,
             first_token: None,
             reader: None,
+            grpc_status: None,
             done: false,
             client: false,
         }
@@ -136,11 +142,14 @@ impl Tracker {
     }
 
     /// Notes the response's status; `headers` are the response's, when there is a response body
-    /// worth reading for usage.
+    /// worth reading for usage (or a gRPC status in them).
     pub(crate) fn respond(&mut self, status: StatusCode, headers: Option<&HeaderMap>) {
         self.span
             .record("http.response.status_code", i64::from(status.as_u16()));
         self.status = Some(status);
+        if let Some(headers) = headers {
+            self.grpc(headers);
+        }
         // Usage is read only for someone: a span that records, or the completion hook.
         let wanted = !self.span.is_disabled() || self.request.is_some();
         self.reader = headers.filter(|_| wanted).and_then(reader_for);
@@ -164,10 +173,29 @@ impl Tracker {
         }
     }
 
+    /// Notes the gRPC status in a response head (a trailers-only response) or its trailers.
+    pub(crate) fn grpc(&mut self, headers: &HeaderMap) {
+        if let Some(code) = grpc_status(headers) {
+            self.span.record("rpc.grpc.status_code", i64::from(code));
+            self.grpc_status = Some(code);
+        }
+    }
+
     /// Whether an answer with `status` makes the span's status an error: `5xx` for a server span,
     /// `4xx` too for a client span (the HTTP conventions).
     fn is_error(&self, status: StatusCode) -> bool {
         status.is_server_error() || (self.client && status.is_client_error())
+    }
+
+    /// Whether the gRPC status makes the span's status an error, as the RPC conventions say: any
+    /// code but OK for a client span; for a server span only those that say the server failed
+    /// (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), not those
+    /// that say the caller asked amiss.
+    fn is_grpc_error(&self) -> bool {
+        match self.grpc_status {
+            None | Some(0) => false,
+            Some(code) => self.client || matches!(code, 2 | 4 | 12 | 13 | 14 | 15),
+        }
     }
 
     /// Records the end; later calls do nothing.
@@ -190,7 +218,10 @@ impl Tracker {
         if let Some(error) = error {
             self.span.record("error.type", error);
         }
-        if error.is_some() || self.status.is_some_and(|status| self.is_error(status)) {
+        if error.is_some()
+            || self.status.is_some_and(|status| self.is_error(status))
+            || self.is_grpc_error()
+        {
             self.span.record("otel.status_code", "ERROR");
         }
         if let Some(r) = &self.request {
@@ -207,6 +238,7 @@ impl Tracker {
                 response: response.as_ref(),
                 completed,
                 failed,
+                grpc_status: self.grpc_status,
             });
         }
         // Close the span now rather than whenever the body value is dropped.
@@ -227,4 +259,14 @@ fn reader_for(headers: &HeaderMap) -> Option<UsageReader> {
         return None;
     }
     UsageReader::new(headers.get(CONTENT_TYPE)?.to_str().ok()?)
+}
+
+/// The `grpc-status` in a response head or trailers: a decimal code, or `None` when absent or not
+/// one.
+fn grpc_status(headers: &HeaderMap) -> Option<i32> {
+    let value = headers.get("grpc-status")?.as_bytes();
+    if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }

@@ -284,7 +284,7 @@ where
                     let Some(Rejection {
                         status,
                         body,
-                        tracker,
+                        mut tracker,
                         head,
                         grpc,
                     }) = rejection.take()
@@ -294,6 +294,7 @@ where
                     if grpc {
                         let response = crate::error::grpc_answer(status, &body);
                         let (parts, ()) = response.into_parts();
+                        tracker.grpc(&parts.headers);
                         let body = ResponseBody::error(Bytes::new(), Some(tracker), true);
                         return Poll::Ready(Ok(Response::from_parts(parts, body)));
                     }

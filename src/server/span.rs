@@ -77,6 +77,7 @@ where
 /// | `user.id`, or `user.hash` with [`hash_user_ids`](Self::hash_user_ids) | the `user_id` |
 /// | `http.request.method`, `url.path` | from the request |
 /// | `http.response.status_code` | recorded when the response head arrives |
+/// | `rpc.grpc.status_code` | a gRPC response's `grpc-status`, from its trailers (or the head of a trailers-only response) |
 /// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`) |
 /// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/…` as `gcp.gemini`), the path or the model family |
 /// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body |
@@ -88,7 +89,7 @@ where
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
 /// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first, or it ended in an error |
 /// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say), `service` when the inner service's call returned one |
-/// | `otel.status_code` | `ERROR` for those, and for a server span's `5xx` answer (a client span's `4xx` too), as the HTTP conventions set the span status |
+/// | `otel.status_code` | `ERROR` for those, and for a server span's `5xx` answer (a client span's `4xx` too), as the HTTP conventions set the span status; for gRPC, a code that says the server failed (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`; a client span's every code but `OK`) |
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
 /// | parent (feature `opentelemetry`) | server spans: the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`); client spans: the span they are made in |
 #[derive(Clone, Debug)]
@@ -216,6 +217,7 @@ macro_rules! llm_span {
             http.request.method = info.method.as_str(),
             url.path = info.uri.path(),
             http.response.status_code = Empty,
+            rpc.grpc.status_code = Empty,
             gen_ai.operation.name = operation,
             gen_ai.provider.name = Empty,
             gen_ai.request.model = info.model,
