@@ -55,6 +55,24 @@
 //! metadata was read, which is what makes this possible). It replaces the parent the span would
 //! have had from an enclosing `tracing` span, so with grouping on, put this layer outside any
 //! other layer that makes spans.
+//!
+//! ## Sampling grouped requests
+//!
+//! The shared parent is marked sampled, so under the SDK's default sampler (parent-based) every
+//! grouped request is exported, whatever ratio the provider applies to traces that start here. To
+//! keep a fraction of workflows, sample on the trace id: every request of a workflow has the same
+//! one, so a workflow is kept or dropped whole, never in part. A plain ratio sampler does that (it
+//! also overrides the sampled flag of callers that send a `traceparent`):
+//!
+//! ```
+//! use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+//!
+//! // Keep one workflow in ten, all of its requests or none.
+//! let provider = SdkTracerProvider::builder()
+//!     .with_sampler(Sampler::TraceIdRatioBased(0.1))
+//!     .build();
+//! # drop(provider);
+//! ```
 
 use crate::server::{DefaultMakeSpan, RequestInfo};
 use http::HeaderMap;
