@@ -95,85 +95,74 @@ impl Middleware for MetadataMiddleware {
             .and_then(reqwest::Body::as_bytes)
             .filter(|bytes| json && bytes.len() <= config.max_body);
         let unread = buffered.is_none() && req.body().is_some();
-        // `Some((replacement, scan))` when the body carries the metadata; `replacement` is `None`
-        // when it needs no edit.
         let mut unreadable_member = None;
         let mut unscanned = false;
-        let in_body = buffered.and_then(|bytes| {
-            let scan = match codec::scan(bytes, &config.limits.own_body()) {
-                Ok(scan) => scan,
-                Err(error) => {
-                    unreadable_member = Some((error, config.cut_unreadable_member(bytes)));
-                    return None;
-                }
-            };
-            if scan.kind() != codec::BodyKind::Object {
-                unscanned = scan.kind() == codec::BodyKind::Malformed;
-                return None;
-            }
-            if let Some(existing) = scan.metadata() {
-                metadata.merge(existing.clone());
-            }
-            let (range, insert) =
-                scan.edit(bytes, &config.in_body(&config.filter(metadata.clone())));
-            let changed = !range.is_empty() || !insert.is_empty();
-            Some((changed.then(|| spliced(bytes, range, &insert)), scan))
-        });
+        // `Some(scan)` when the body is an object, to carry the metadata.
+        let object =
+            buffered.and_then(
+                |bytes| match codec::scan(bytes, &config.limits.own_body()) {
+                    Ok(scan) if scan.kind() == codec::BodyKind::Object => Some(scan),
+                    Ok(scan) => {
+                        unscanned = scan.kind() == codec::BodyKind::Malformed;
+                        None
+                    }
+                    Err(error) => {
+                        unreadable_member = Some((error, config.cut_unreadable_member(bytes)));
+                        None
+                    }
+                },
+            );
+        if let Some(existing) = object.as_ref().and_then(codec::Scan::metadata) {
+            metadata.merge(existing.clone());
+        }
         let metadata = config.filter(metadata);
-        let in_body = in_body.map(|(replacement, scan)| {
-            let replacement = match (replacement, config.native.is_some()) {
-                (Some(body), true) => Some(config.native_field(&metadata, body)),
-                (None, true) => req.body().and_then(reqwest::Body::as_bytes).map(|bytes| {
-                    config.native_field(&metadata, bytes::Bytes::copy_from_slice(bytes))
-                }),
-                (replacement, false) => replacement,
-            };
-            (replacement, scan)
-        });
-        let scan = match in_body {
-            Some((replacement, scan)) => {
-                if let Some(body) = replacement {
-                    if req.headers().contains_key(CONTENT_LENGTH) {
-                        req.headers_mut()
-                            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-                    }
-                    // A body made from bytes stays clonable, for retries.
-                    *req.body_mut() = Some(body.into());
-                }
-                let in_body = config.carrier != Carrier::Headers;
-                config.write_headers(&metadata, in_body, req.headers_mut());
-                Some(scan)
-            }
-            None => {
-                // A member this client cannot read goes whole when a boundary is to hold.
-                let cut = unreadable_member.as_ref().and_then(|(_, cut)| cut.clone());
-                let bytes = req.body().and_then(reqwest::Body::as_bytes);
-                if let (Some(range), Some(bytes)) = (cut, bytes) {
-                    let body = spliced(bytes, range, b"");
-                    if req.headers().contains_key(CONTENT_LENGTH) {
-                        req.headers_mut()
-                            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-                    }
-                    *req.body_mut() = Some(body.into());
-                }
-                config.write_headers(&metadata, false, req.headers_mut());
-                None
-            }
-        };
+        // The span comes first, so that what writing the metadata warns about lands inside.
         let uri: http::Uri = req.url().as_str().parse().unwrap_or_default();
         let span = config.make_span.clone().make_span(&RequestInfo {
             method: req.method(),
             uri: &uri,
             headers: req.headers(),
             metadata: (!metadata.is_empty()).then_some(&metadata),
-            model: scan.as_ref().and_then(codec::Scan::model),
-            stream: scan.as_ref().and_then(codec::Scan::stream),
-            parameters: scan
+            model: object.as_ref().and_then(codec::Scan::model),
+            stream: object.as_ref().and_then(codec::Scan::stream),
+            parameters: object
                 .as_ref()
                 .map(codec::Scan::parameters)
                 .unwrap_or_default(),
         });
         span.in_scope(|| {
+            let bytes = req.body().and_then(reqwest::Body::as_bytes);
+            // The body to send instead, when it changes.
+            let replacement = match (&object, bytes) {
+                (Some(scan), Some(bytes)) => {
+                    let (range, insert) = scan.edit(bytes, &config.in_body(&metadata));
+                    let changed = !range.is_empty() || !insert.is_empty();
+                    let body = changed.then(|| spliced(bytes, range, &insert));
+                    match (body, config.native.is_some()) {
+                        (Some(body), true) => Some(config.native_field(&metadata, body)),
+                        (None, true) => Some(
+                            config.native_field(&metadata, bytes::Bytes::copy_from_slice(bytes)),
+                        ),
+                        (body, false) => body,
+                    }
+                }
+                // A member this client cannot read goes whole when a boundary is to hold.
+                (None, Some(bytes)) => unreadable_member
+                    .as_ref()
+                    .and_then(|(_, cut)| cut.clone())
+                    .map(|range| spliced(bytes, range, b"")),
+                (_, None) => None,
+            };
+            if let Some(body) = replacement {
+                if req.headers().contains_key(CONTENT_LENGTH) {
+                    req.headers_mut()
+                        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+                }
+                // A body made from bytes stays clonable, for retries.
+                *req.body_mut() = Some(body.into());
+            }
+            let in_body = object.is_some() && config.carrier != Carrier::Headers;
+            config.write_headers(&metadata, in_body, req.headers_mut());
             if let Some(error) = &unreadable {
                 headers::warn_unreadable(error);
             }

@@ -1860,3 +1860,47 @@ fn straight_to_openai() -> requesty_metadata::InjectMetadataLayer {
         .provider_native(Native::OpenAi)
         .carrier(Carrier::Headers)
 }
+
+/// What is left out of the metadata headers is warned about inside the client span of the call it
+/// was left out of, whether the body was read or not.
+#[tokio::test]
+async fn header_warnings_land_in_the_client_span() {
+    let (recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let client = with_middleware(MetadataMiddleware::new(defaults()));
+    let inbound = || Some(Arc::new(RequestMetadata::new().tag("bell\u{7}")));
+    // Not read: a streaming body.
+    let echo = scope(inbound(), echoed(json_post(&client, bare, streamed(CHAT)))).await;
+    assert_eq!(echo.header("x-requesty-tags"), Some("billing-agent"));
+    assert_eq!(client_warnings(&recorder, "tags left out"), 1);
+    // Read, but not an object: the headers carry the metadata.
+    let echo = scope(inbound(), echoed(json_post(&client, bare, "[1]"))).await;
+    assert_eq!(echo.header("x-requesty-tags"), Some("billing-agent"));
+    assert_eq!(client_warnings(&recorder, "tags left out"), 2);
+    // An object, its member written with the headers alongside.
+    let both = with_middleware(
+        RequestyMetadataLayer::inject(defaults())
+            .carrier(Carrier::Both)
+            .into(),
+    );
+    let echo = scope(inbound(), echoed(json_post(&both, bare, CHAT))).await;
+    assert_eq!(echo.header("x-requesty-tags"), Some("billing-agent"));
+    assert_eq!(client_warnings(&recorder, "tags left out"), 3);
+    // The tower layer around a hyper client: a body it does not read, one that is not an object,
+    // and an object whose member is written with the headers alongside.
+    let layer = || RequestyMetadataLayer::inject(defaults()).carrier(Carrier::Both);
+    let mut plain = hyper_json(bare, "plain text");
+    plain
+        .headers_mut()
+        .insert("content-type", http::HeaderValue::from_static("text/plain"));
+    for (request, count) in [
+        (plain, 4),
+        (hyper_json(bare, "[1]"), 5),
+        (hyper_json(bare, CHAT), 6),
+    ] {
+        let hyper = ServiceBuilder::new().layer(layer()).service(hyper_client());
+        let echo = scope(inbound(), hyper_echo(hyper, request)).await;
+        assert_eq!(echo.header("x-requesty-tags"), Some("billing-agent"));
+        assert_eq!(client_warnings(&recorder, "tags left out"), count);
+    }
+}

@@ -84,10 +84,11 @@ impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
         }
     }
 
-    /// Sends the request as it is now, in a client span made from it.
+    /// Sends the request as it is now, in its client span.
     pub(crate) fn call(
         mut inner: S,
         request: Request<B>,
+        span: Span,
         metadata: &RequestMetadata,
         config: &InjectConfig,
         unreadable: Option<&MetadataError>,
@@ -95,7 +96,7 @@ impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
         let read = Read::Unread;
         Self {
             state: call(
-                &mut inner, request, metadata, config, None, read, unreadable,
+                &mut inner, request, span, metadata, config, read, unreadable,
             ),
         }
     }
@@ -182,17 +183,25 @@ where
     } = pending;
     let trailers = collected.had_trailers();
     let scanned = codec::scan(collected.as_slice(), &config.limits.own_body());
+    // An object's own member joins the metadata; anything else is sent as it is.
+    let object = match &scanned {
+        Ok(scan) if scan.kind() == codec::BodyKind::Object => Some(scan),
+        _ => None,
+    };
+    if let Some(existing) = object.and_then(codec::Scan::metadata) {
+        metadata.merge(existing.clone());
+    }
+    let metadata = config.filter(metadata);
+    let span = client_span(&config, &parts, &metadata, object);
+    // What the edits below warn about belongs to this call.
+    let entered = span.enter();
     let mut read = Read::Whole {
         trailers,
         member: None,
         unscanned: false,
     };
-    let (body, scan) = match scanned {
+    let body = match scanned {
         Ok(scan) if scan.kind() == codec::BodyKind::Object => {
-            if let Some(existing) = scan.metadata() {
-                metadata.merge(existing.clone());
-            }
-            metadata = config.filter(metadata);
             let (range, insert) = scan.edit(collected.as_slice(), &config.in_body(&metadata));
             let body = collected.splice(range, &insert);
             let in_body = config.carrier != Carrier::Headers;
@@ -202,7 +211,7 @@ where
             parts
                 .headers
                 .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-            (body, Some(scan))
+            body
         }
         // Not an object, or an invalid member of the caller's own: the body is left as it is, but
         // for a boundary to hold, which takes out a member it cannot read whole.
@@ -233,21 +242,40 @@ where
                 }
                 Ok(_) => {}
             }
-            metadata = config.filter(metadata);
             config.write_headers(&metadata, false, &mut parts.headers);
-            (body, None)
+            body
         }
     };
+    drop(entered);
     let request = Request::from_parts(parts, rebuild(body));
     call(
         &mut inner,
         request,
+        span,
         &metadata,
         &config,
-        scan.as_ref(),
         read,
         unreadable.as_ref(),
     )
+}
+
+/// The client span of a call, made before the metadata is written so that what writing it warns
+/// about lands inside. `parts` are the request as the caller made it.
+pub(crate) fn client_span(
+    config: &InjectConfig,
+    parts: &Parts,
+    metadata: &RequestMetadata,
+    scan: Option<&codec::Scan>,
+) -> Span {
+    config.make_span.clone().make_span(&RequestInfo {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        metadata: (!metadata.is_empty()).then_some(metadata),
+        model: scan.and_then(codec::Scan::model),
+        stream: scan.and_then(codec::Scan::stream),
+        parameters: scan.map(codec::Scan::parameters).unwrap_or_default(),
+    })
 }
 
 /// What became of the request body before the call, for the warnings in the client span.
@@ -266,28 +294,19 @@ enum Read {
     Unread,
 }
 
-/// Makes the client span and calls the client inside it.
+/// Calls the client inside the call's span.
 fn call<S, B>(
     inner: &mut S,
     request: Request<B>,
+    span: Span,
     metadata: &RequestMetadata,
     config: &InjectConfig,
-    scan: Option<&codec::Scan>,
     read: Read,
     unreadable: Option<&MetadataError>,
 ) -> State<S, B>
 where
     S: Service<Request<B>>,
 {
-    let span = config.make_span.clone().make_span(&RequestInfo {
-        method: request.method(),
-        uri: request.uri(),
-        headers: request.headers(),
-        metadata: (!metadata.is_empty()).then_some(metadata),
-        model: scan.and_then(codec::Scan::model),
-        stream: scan.and_then(codec::Scan::stream),
-        parameters: scan.map(codec::Scan::parameters).unwrap_or_default(),
-    });
     let future = {
         let _entered = span.enter();
         if let Some(error) = unreadable {

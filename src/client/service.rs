@@ -1,6 +1,6 @@
 //! [`InjectMetadata`]: the service the inject layer wraps around a client.
 
-use super::future::{BoxError, InjectFuture, Pending};
+use super::future::{client_span, BoxError, InjectFuture, Pending};
 use super::layer::InjectConfig;
 use crate::content::{is_encoded, is_json};
 use crate::server::ResponseBody;
@@ -111,9 +111,10 @@ where
             ),
             _ => {
                 let metadata = config.filter(metadata);
-                config.write_headers(&metadata, false, &mut parts.headers);
+                let span = client_span(config, &parts, &metadata, None);
+                span.in_scope(|| config.write_headers(&metadata, false, &mut parts.headers));
                 let request = Request::from_parts(parts, body);
-                InjectFuture::call(inner, request, &metadata, config, unreadable.as_ref())
+                InjectFuture::call(inner, request, span, &metadata, config, unreadable.as_ref())
             }
         }
     }
