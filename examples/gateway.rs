@@ -7,7 +7,8 @@
 //!
 //! Without `--upstream` it answers from a built-in mock provider (OpenAI chat completions and
 //! embeddings, Anthropic messages, models; streaming too), so it runs offline. With `--upstream` it
-//! forwards everything under `/v1/` to that base URL and streams the answer back as it arrives.
+//! forwards everything under `/v1/` to that base URL and streams the answer back as it arrives
+//! (asked for uncompressed: the layer reads token usage only from bytes it can read).
 //!
 //! Either way the layer reads the request's metadata (a `requesty` body member, `X-Requesty-*`,
 //! `HTTP-Referer` and `X-Title` headers), strips it unless `--keep-metadata`, and once the response
@@ -537,7 +538,12 @@ mod proxy {
         }
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let url = format!("{}{path}", upstream.base);
-        let mut headers = copy_headers(&parts.headers, &["host", "content-length"]);
+        // The answer is asked for uncompressed (no `Accept-Encoding` from the client goes on): the
+        // layer reads token usage only from bytes it can read, and the OpenAI SDKs ask for gzip.
+        let mut headers = copy_headers(
+            &parts.headers,
+            &["host", "content-length", "accept-encoding"],
+        );
         let mut outgoing = upstream.client.request(parts.method, url);
         // The layer rebuilt a JSON body without the `requesty` member, so its exact size is known:
         // send that as Content-Length. Other bodies stream through as they arrive; an empty one
