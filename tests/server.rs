@@ -961,3 +961,49 @@ async fn trailers_on_a_json_body_are_dropped_with_a_warning() {
         "{spans:#?}"
     );
 }
+
+/// A response whose last frame is trailers (gRPC, or any HTTP/2 or chunked answer with trailers)
+/// ends there: hyper writes the trailers and drops the body without polling it again, so the span
+/// and the completion hook must count it as completed.
+#[tokio::test]
+async fn a_response_that_ends_in_trailers_counts_as_completed() {
+    let (recorder, _guard) = Recorder::install();
+    let completions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = completions.clone();
+    let layer = RequestyMetadataLayer::new().on_complete(move |done| {
+        seen.lock().unwrap().push((done.completed, done.failed));
+    });
+    let router = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|| async {
+                let mut trailers = HeaderMap::new();
+                trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+                let frames: Vec<Result<http_body::Frame<Bytes>, Infallible>> = vec![
+                    Ok(http_body::Frame::data(Bytes::from_static(b"data: 0\n\n"))),
+                    Ok(http_body::Frame::trailers(trailers)),
+                ];
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::new(http_body_util::StreamBody::new(
+                        futures_util::stream::iter(frames),
+                    )))
+                    .unwrap()
+            }),
+        )
+        .layer(layer);
+    let addr = serve(router).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("te", "trailers")
+        .body(r#"{"model":"m","requesty":{"trace_id":"tr-1"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.bytes().await.unwrap(), &b"data: 0\n\n"[..]);
+    let spans = recorder.wait_closed(1).await;
+    assert_eq!(spans[0].field("trace_id"), Some("tr-1"));
+    assert_eq!(spans[0].field("response.completed"), Some("true"));
+    assert_eq!(*completions.lock().unwrap(), [(true, false)]);
+}

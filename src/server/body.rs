@@ -110,10 +110,13 @@ where
                 tracker.grpc(trailers);
             }
         }
+        // Trailers are a body's last frame: a server writes them and drops the body unpolled, also
+        // when the body itself would not say it has ended.
         let end = match &result {
             None => Some(End::Complete),
             Some(Err(_)) => Some(End::Failed),
-            Some(Ok(_)) => (end_of_body || *this.remaining == Some(0)).then_some(End::Complete),
+            Some(Ok(frame)) => (end_of_body || frame.is_trailers() || *this.remaining == Some(0))
+                .then_some(End::Complete),
         };
         if let (Some(end), Some(tracker)) = (end, this.tracker.as_mut()) {
             tracker.finish(end);
