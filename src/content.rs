@@ -1,7 +1,7 @@
 //! What a request's headers say about its body: JSON or not, encoded or not, how long.
 
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 
 /// `application/json` or `application/*+json`, with any parameters, in any of the request's
 /// `Content-Type` headers: a parser further on may read any one of them, so the body is read (and
@@ -54,6 +54,21 @@ pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
             !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity")
         })
     })
+}
+
+/// How long a response body is, as far as its head says: nothing for an answer to `HEAD` and for
+/// statuses that never have a body (whatever `Content-Length` they state: for these it describes
+/// another answer), else its `Content-Length`.
+pub(crate) fn response_length(head: bool, status: StatusCode, headers: &HeaderMap) -> Option<u64> {
+    let bodiless = head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if bodiless {
+        Some(0)
+    } else {
+        declared_length(headers)
+    }
 }
 
 pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -26,7 +26,7 @@
 
 use crate::client::{Carrier, InjectConfig, InjectMetadataLayer};
 use crate::codec::{self, splice::spliced};
-use crate::content::{declared_length, is_encoded, is_json};
+use crate::content::{is_encoded, is_json, response_length};
 use crate::server::span::{MakeSpan, RequestInfo};
 use crate::server::{ResponseBody, Tracker};
 use crate::{headers, RequestMetadata};
@@ -177,9 +177,10 @@ impl Middleware for MetadataMiddleware {
                 config.warn_unscanned_body();
             }
         });
+        let head = req.method() == reqwest::Method::HEAD;
         let start = Instant::now();
         match next.run(req, extensions).instrument(span.clone()).await {
-            Ok(response) => Ok(traced(response, span, start)),
+            Ok(response) => Ok(traced(response, span, start, head)),
             Err(error) => {
                 // No response: the call failed, as the server side records it.
                 span.record("response.completed", false);
@@ -193,7 +194,12 @@ impl Middleware for MetadataMiddleware {
 
 /// The response with its body passed through the tracker, so the client span lasts until the body
 /// ends and records the usage it carries.
-fn traced(response: reqwest::Response, span: Span, start: Instant) -> reqwest::Response {
+fn traced(
+    response: reqwest::Response,
+    span: Span,
+    start: Instant,
+    head: bool,
+) -> reqwest::Response {
     use reqwest::ResponseBuilderExt;
     let url = response.url().clone();
     let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
@@ -203,7 +209,7 @@ fn traced(response: reqwest::Response, span: Span, start: Instant) -> reqwest::R
     if let Some(extensions) = with_url.extensions_mut() {
         parts.extensions.extend(std::mem::take(extensions));
     }
-    let declared = declared_length(&parts.headers);
+    let declared = response_length(head, parts.status, &parts.headers);
     let tracker = Tracker::for_response(span, start, parts.status, &parts.headers);
     let body = reqwest::Body::wrap(ResponseBody::inner(body, Some(tracker), declared));
     reqwest::Response::from(http::Response::from_parts(parts, body))

@@ -1904,3 +1904,57 @@ async fn header_warnings_land_in_the_client_span() {
         assert_eq!(client_warnings(&recorder, "tags left out"), count);
     }
 }
+
+/// An answer to HEAD, and a `304`, carry no body whatever `Content-Length` they state: the client
+/// span counts them as completed.
+#[tokio::test]
+async fn bodiless_answers_complete_the_client_span() {
+    let (recorder, _guard) = Recorder::install();
+    let router = Router::new().route(
+        "/v1/models",
+        get(|headers: HeaderMap| async move {
+            if headers.contains_key("if-none-match") {
+                return (
+                    StatusCode::NOT_MODIFIED,
+                    [("content-length", "100")],
+                    AxumBody::empty(),
+                )
+                    .into_response();
+            }
+            "x".repeat(100).into_response()
+        }),
+    );
+    let addr = serve(router).await;
+    let url = format!("http://{addr}/v1/models");
+    let middleware = with_middleware(MetadataMiddleware::new(defaults()));
+    let head = middleware.head(&url).send().await.unwrap();
+    assert_eq!(head.headers()["content-length"], "100");
+    assert!(head.bytes().await.unwrap().is_empty());
+    let cached = middleware
+        .get(&url)
+        .header("if-none-match", "\"v1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    assert!(cached.bytes().await.unwrap().is_empty());
+    let hyper = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(defaults()))
+        .service(HyperClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+    let request = http::Request::head(&url).body(Full::default()).unwrap();
+    let head = hyper.oneshot(request).await.unwrap();
+    assert_eq!(head.headers()["content-length"], "100");
+    assert!(head
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .is_empty());
+    let spans = recorder.named("llm_client_request");
+    assert_eq!(spans.len(), 3);
+    for span in spans {
+        assert!(span.closed, "{span:#?}");
+        assert_eq!(span.field("response.completed"), Some("true"), "{span:#?}");
+    }
+}

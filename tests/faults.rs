@@ -1284,3 +1284,49 @@ async fn a_request_dropped_while_its_body_is_read_is_reported_once_from_its_head
     assert_eq!(spans[0].field("response.completed"), Some("false"));
     assert_eq!(spans[0].field("trace_id"), Some("stalled"));
 }
+
+/// A response body that ends short of the `Content-Length` its head declared did not reach the
+/// client whole (a server cuts the connection): the request failed, it did not complete.
+#[tokio::test]
+async fn a_body_shorter_than_its_declared_length_is_reported_as_failed() {
+    let (recorder, _guard) = Recorder::install();
+    let completions = Arc::new(Mutex::new(Vec::new()));
+    let layer = RequestyMetadataLayer::new().on_complete({
+        let completions = completions.clone();
+        move |done| {
+            let line = (done.completed, done.failed);
+            completions.lock().unwrap().push(line)
+        }
+    });
+    let router = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|| async {
+                let frames: Vec<Result<Bytes, Infallible>> =
+                    vec![Ok(Bytes::from_static(b"{\"id\""))];
+                Response::builder()
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(CONTENT_LENGTH, "100")
+                    .body(Body::from_stream(futures_util::stream::iter(frames)))
+                    .unwrap()
+            }),
+        )
+        .layer(layer);
+    let addr = serve(router).await;
+    let sent = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(r#"{"model":"m","requesty":{"trace_id":"short"}}"#)
+        .send()
+        .await;
+    // The cut shows in the head or in the body, as the server's writes happened to go.
+    let read = match sent {
+        Ok(response) => response.bytes().await.map(drop),
+        Err(error) => Err(error),
+    };
+    assert!(read.is_err(), "the client sees a cut answer");
+    let spans = recorder.wait_closed(1).await;
+    assert_eq!(spans[0].field("response.completed"), Some("false"));
+    assert_eq!(spans[0].field("error.type"), Some("response_body"));
+    assert_eq!(*completions.lock().unwrap(), [(false, true)]);
+}

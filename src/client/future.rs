@@ -4,7 +4,7 @@
 use super::layer::{Carrier, InjectConfig};
 use crate::codec;
 use crate::collect::{CollectError, Collected};
-use crate::content::declared_length;
+use crate::content::response_length;
 use crate::server::span::{MakeSpan, RequestInfo};
 use crate::server::{ResponseBody, Tracker};
 use crate::{MetadataError, RequestMetadata};
@@ -63,6 +63,8 @@ pin_project! {
             future: S::Future,
             span: Span,
             start: Instant,
+            // A `HEAD` request's answer has no body.
+            head: bool,
         },
     }
 }
@@ -140,6 +142,7 @@ where
                     future,
                     span,
                     start,
+                    head,
                 } => {
                     let result = {
                         let _entered = span.enter();
@@ -154,7 +157,7 @@ where
                     }
                     return Poll::Ready(result.map_err(Into::into).map(|response| {
                         let (parts, body) = response.into_parts();
-                        let declared = declared_length(&parts.headers);
+                        let declared = response_length(*head, parts.status, &parts.headers);
                         let tracker =
                             Tracker::for_response(span, *start, parts.status, &parts.headers);
                         Response::from_parts(
@@ -307,6 +310,7 @@ fn call<S, B>(
 where
     S: Service<Request<B>>,
 {
+    let head = request.method() == http::Method::HEAD;
     let future = {
         let _entered = span.enter();
         if let Some(error) = unreadable {
@@ -337,5 +341,6 @@ where
         future,
         span,
         start: Instant::now(),
+        head,
     }
 }

@@ -113,6 +113,9 @@ where
         // Trailers are a body's last frame: a server writes them and drops the body unpolled, also
         // when the body itself would not say it has ended.
         let end = match &result {
+            // Short of the length the head declared: the server cuts the connection, and the
+            // client never gets the rest.
+            None if this.remaining.is_some_and(|left| left > 0) => Some(End::Failed),
             None => Some(End::Complete),
             Some(Err(_)) => Some(End::Failed),
             Some(Ok(frame)) => (end_of_body || frame.is_trailers() || *this.remaining == Some(0))

@@ -45,7 +45,8 @@ pub struct Completion<'a> {
     /// mid-stream), or the request before there was a response, or the body ended in an error.
     pub completed: bool,
     /// The response failed: the inner service's body ended in an error (a proxy's upstream that cut
-    /// its stream, say) or its call returned one, rather than the client going away.
+    /// its stream, say) or short of the `Content-Length` its head declared, or its call returned an
+    /// error, rather than the client going away.
     pub failed: bool,
     /// A gRPC response's status code (`grpc-status`, `0` for OK), from its trailers or, for a
     /// trailers-only response, its head: the HTTP status of a gRPC call is `200` whatever its outcome.

@@ -7,7 +7,7 @@ use super::span::{MakeSpan, RequestInfo};
 use super::ResponseBody;
 use crate::codec::{self, Parameters};
 use crate::collect::{CollectError, Collected};
-use crate::content::declared_length;
+use crate::content::response_length;
 use crate::error::{error_body, MetadataError};
 use crate::{dialects, RequestMetadata};
 use bytes::Bytes;
@@ -262,11 +262,7 @@ where
                             let (parts, body) = response.into_parts();
                             // A server writes no body for these and drops it unpolled: known
                             // to be complete already.
-                            let declared = if *head || !has_body(parts.status) {
-                                Some(0)
-                            } else {
-                                declared_length(&parts.headers)
-                            };
+                            let declared = response_length(*head, parts.status, &parts.headers);
                             tracker.respond(parts.status, Some(&parts.headers));
                             Ok(Response::from_parts(
                                 parts,
@@ -332,12 +328,6 @@ fn well_formed(body: &[u8], kind: codec::BodyKind) -> bool {
 
 /// Whether a response with this status may have a body: not informational ones, `204 No Content`
 /// and `304 Not Modified` (RFC 9110, section 6.4.1).
-fn has_body(status: StatusCode) -> bool {
-    !(status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED)
-}
-
 fn max_body<S, M>(pending: &Option<Pending<S, M>>) -> usize {
     pending.as_ref().map_or(0, |p| p.config.max_body)
 }
