@@ -954,3 +954,59 @@ fn tags_the_member_already_holds_in_another_order_leave_the_body_alone() {
         body
     );
 }
+
+/// A raw control character is never part of a JSON string: a top-level key or string value with
+/// one makes the body malformed, as serde_json has it, so `"requesty\0"` is never stripped (nor
+/// passed on as another key to a parser that would end it at the NUL).
+#[test]
+fn a_raw_control_character_in_a_top_level_string_is_malformed() {
+    for body in [
+        &b"{\"a\x01\":1,\"requesty\":{\"tags\":[\"x\"]}}"[..],
+        b"{\"requesty\x00\":{\"tags\":[\"x\"]}}",
+        b"{\"model\":\"gpt\x01\",\"requesty\":{\"tags\":[\"x\"]}}",
+        b"{\"prompt\":\"a long prompt, long enough to leave the short path\x1f\",\"requesty\":{}}",
+        b"{\"prompt\":\"escaped \\\" then a raw tab\t\",\"requesty\":{}}",
+    ] {
+        assert!(serde_json::from_slice::<Value>(body).is_err());
+        let scan = codec::scan(body, &limits()).unwrap();
+        assert_eq!(
+            scan.kind(),
+            BodyKind::Malformed,
+            "{:?}: {scan:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // Escaped, they are text.
+    let body = br#"{"prompt":"a tab\t and a NUL\u0000, escaped","requesty":{"tags":["x"]}}"#;
+    assert_eq!(kind_with(body, &limits()), BodyKind::Object);
+}
+
+/// A lone surrogate escape is no text: a top-level key with one makes the body malformed, as it
+/// does in the member and for serde_json, while a surrogate pair is a key like any other.
+#[test]
+fn a_lone_surrogate_in_a_top_level_key_is_malformed() {
+    let inside = br#"{"requesty":{"\ud800":1}}"#;
+    assert_eq!(
+        codec::scan(inside, &limits()).unwrap_err().kind(),
+        ErrorKind::InvalidType
+    );
+    for body in [
+        &br#"{"\ud800":1,"requesty":{"tags":["x"]}}"#[..],
+        br#"{"requ\ud800esty":{"tags":["x"]}}"#,
+        br#"{"\udc00x":1,"requesty":{"tags":["x"]}}"#,
+    ] {
+        assert!(serde_json::from_slice::<Value>(body).is_err());
+        let scan = codec::scan(body, &limits()).unwrap();
+        assert_eq!(
+            scan.kind(),
+            BodyKind::Malformed,
+            "{}: {scan:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let pair = br#"{"\ud83d\ude00":1,"requesty":{"tags":["x"]}}"#;
+    assert!(serde_json::from_slice::<Value>(pair).is_ok());
+    let scan = codec::scan(pair, &limits()).unwrap();
+    assert_eq!(scan.kind(), BodyKind::Object);
+    assert!(scan.metadata().is_some());
+}

@@ -24,12 +24,13 @@
 //! | not a JSON object; malformed at the top level; unbalanced, truncated or nested too deep | [`BodyKind::NotObject`] / [`BodyKind::Malformed`]: no metadata, body untouched |
 //! | a UTF-8 byte order mark before the object (which parsers may ignore) | read behind it, and kept |
 //!
-//! The scan is one pass. The top level is checked strictly (every key, colon, comma and scalar), and
+//! The scan is one pass. The top level is checked strictly (every key, colon, comma and scalar, with
+//! no raw control character in its strings and no lone surrogate escaped in its keys), and
 //! nested arrays and objects are crossed 64 bytes at a time with strings, escapes and bracket balance
 //! tracked exactly, so where the scan thinks a member ends is where every conforming parser thinks so
 //! too. It does not judge what a downstream parser would reject anyway: the grammar inside nested
-//! values (commas, colons, literals, bracket kinds), UTF-8, and escapes in strings other than keys
-//! and the `requesty` member. Such a body is treated like a valid one.
+//! values (commas, colons, literals, bracket kinds, control characters), UTF-8, and escapes in
+//! strings other than keys and the `requesty` member. Such a body is treated like a valid one.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -125,8 +125,9 @@ pub struct Verdict {
 }
 
 /// The contract, slowly: `NotObject` unless the first non-whitespace byte is `{`; otherwise an
-/// object when the top level is well-formed JSON (keys with escapes checked), nested values are
-/// balanced and no deeper than `max_depth`, and only whitespace follows.
+/// object when the top level is well-formed JSON (keys with escapes checked, surrogates paired; no
+/// raw control character in a top-level string), nested values are balanced and no deeper than
+/// `max_depth`, and only whitespace follows.
 pub fn reference(input: &[u8], max_depth: usize) -> Verdict {
     let mut v = Verdict {
         kind: BodyKind::NotObject,
@@ -168,7 +169,7 @@ fn object(b: &[u8], mut i: usize, max_depth: usize, v: &mut Verdict) -> Option<(
             if b.get(i) != Some(&b'"') {
                 return None;
             }
-            let end = string_end(b, i)?;
+            let end = top_string_end(b, i)?;
             let key = &b[i + 1..end - 1];
             let units = if key.contains(&b'\\') {
                 unescape(key)?
@@ -213,7 +214,23 @@ fn string_end(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// A key's UTF-16 units and bytes, escapes decoded; `None` for an invalid escape.
+/// The index past the top-level string opening at `i`; `None` when a raw control character is in
+/// it (the byte after a backslash aside: escapes in values are not checked, and a key's are by
+/// [`unescape`]).
+fn top_string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match b.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => j += 2,
+            c if *c < 0x20 => return None,
+            _ => j += 1,
+        }
+    }
+}
+
+/// A key's code points and bytes, escapes decoded; `None` for an invalid escape, a lone surrogate
+/// among them.
 fn unescape(raw: &[u8]) -> Option<Vec<u32>> {
     let mut out = Vec::new();
     let mut i = 0;
@@ -232,12 +249,31 @@ fn unescape(raw: &[u8]) -> Option<Vec<u32>> {
             b'r' => out.push(13),
             b't' => out.push(9),
             b'u' => {
-                let hex = std::str::from_utf8(raw.get(i + 2..i + 6)?).ok()?;
-                if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                let unit = |at: usize| {
+                    let hex = std::str::from_utf8(raw.get(at..at + 4)?).ok()?;
+                    if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                        return None;
+                    }
+                    u32::from_str_radix(hex, 16).ok()
+                };
+                let first = unit(i + 2)?;
+                if (0xdc00..0xe000).contains(&first) {
                     return None;
                 }
-                out.push(u32::from_str_radix(hex, 16).ok()?);
-                i += 6;
+                if (0xd800..0xdc00).contains(&first) {
+                    if raw.get(i + 6..i + 8)? != b"\\u" {
+                        return None;
+                    }
+                    let second = unit(i + 8)?;
+                    if !(0xdc00..0xe000).contains(&second) {
+                        return None;
+                    }
+                    out.push(0x10000 + ((first - 0xd800) << 10) + (second - 0xdc00));
+                    i += 12;
+                } else {
+                    out.push(first);
+                    i += 6;
+                }
                 continue;
             }
             _ => return None,
@@ -254,7 +290,7 @@ fn value(b: &[u8], i: usize, max_depth: usize, v: &mut Verdict) -> Option<usize>
             .map(|_| i + word.len())
     };
     match *b.get(i)? {
-        b'"' => string_end(b, i),
+        b'"' => top_string_end(b, i),
         b't' => literal(b"true"),
         b'f' => literal(b"false"),
         b'n' => literal(b"null"),
