@@ -84,7 +84,9 @@ impl Limits {
 }
 
 limit! {
-    /// Deepest nesting of arrays and objects in a body (the top-level object counts as 1).
+    /// Deepest nesting of arrays and objects in a body (the top-level object counts as 1). Raised
+    /// past 128, it lets deeper bodies through, but a value inside the `requesty` member may still
+    /// nest at most 127 levels of its own (a `400` past that).
     depth, max_depth;
     /// Most tags one request may carry (body and headers together). The body's `tags` array is
     /// counted as sent, repeats included, so the bound holds for the work of reading it too.

@@ -1010,3 +1010,79 @@ fn a_lone_surrogate_in_a_top_level_key_is_malformed() {
     assert_eq!(scan.kind(), BodyKind::Object);
     assert!(scan.metadata().is_some());
 }
+
+/// With `max_depth` raised, a member value deeper than the metadata can hold is refused for that,
+/// not called invalid JSON; within the default limit nothing changes.
+#[test]
+fn a_member_value_past_what_metadata_holds_is_refused_for_its_depth() {
+    let raised = Limits::default().max_depth(200);
+    let arrays = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let elsewhere = format!(r#"{{"a":{{"x":{}}}}}"#, arrays(128));
+    assert_eq!(kind_with(elsewhere.as_bytes(), &raised), BodyKind::Object);
+    for body in [
+        format!(r#"{{"requesty":{{"future":{}}}}}"#, arrays(128)),
+        format!(r#"{{"requesty":{{"extra":{{"k":{}}}}}}}"#, arrays(128)),
+    ] {
+        let e = error_with(&body, &raised);
+        assert_eq!(e.param(), "requesty");
+        assert!(e.message().contains("127 levels"), "{}", e.message());
+    }
+    let within = format!(r#"{{"requesty":{{"extra":{{"k":{}}}}}}}"#, arrays(127));
+    let scan = codec::scan(within.as_bytes(), &raised).unwrap();
+    assert!(scan.metadata().is_some());
+}
+
+/// Past a count limit the body's reader stops reading, and says so without a count it did not take.
+#[test]
+fn too_many_says_more_than_the_limit() {
+    let tags: Vec<String> = (0..100).map(|i| format!("\"t{i}\"")).collect();
+    let e = error(&format!(
+        r#"{{"requesty":{{"tags":[{}]}}}}"#,
+        tags.join(",")
+    ));
+    assert_eq!(e.kind(), ErrorKind::TooMany);
+    assert_eq!(
+        e.message(),
+        "`requesty.tags` has more than 64 tags, the limit"
+    );
+    let extra: Vec<String> = (0..100).map(|i| format!("\"k{i}\":1")).collect();
+    let e = error(&format!(
+        r#"{{"requesty":{{"extra":{{{}}}}}}}"#,
+        extra.join(",")
+    ));
+    assert_eq!(e.kind(), ErrorKind::TooMany);
+    assert_eq!(
+        e.message(),
+        "`requesty.extra` has more than 64 keys, the limit"
+    );
+}
+
+/// A syntax error in a typed field is the member's syntax error, not a wrong type.
+#[test]
+fn syntax_errors_in_typed_fields_are_not_type_errors() {
+    for body in [
+        r#"{"requesty":{"tags":["a" "b"]}}"#,
+        r#"{"requesty":{"tags":["a",]}}"#,
+        r#"{"requesty":{"tags":["\ud800"]}}"#,
+        r#"{"requesty":{"user_id":"\ud800"}}"#,
+        r#"{"requesty":{"extra":,"a":1}}"#,
+    ] {
+        assert!(serde_json::from_str::<Value>(body).is_err());
+        let e = error(body);
+        assert_eq!(e.param(), "requesty", "{body}");
+        assert!(
+            e.message().contains("not valid JSON"),
+            "{body}: {}",
+            e.message()
+        );
+    }
+    for (body, param) in [
+        (r#"{"requesty":{"tags":["a",1]}}"#, "requesty.tags"),
+        (r#"{"requesty":{"user_id":7}}"#, "requesty.user_id"),
+        (r#"{"requesty":{"extra":[]}}"#, "requesty.extra"),
+    ] {
+        let e = error(body);
+        assert_eq!(e.kind(), ErrorKind::InvalidType);
+        assert_eq!(e.param(), param, "{body}");
+    }
+}

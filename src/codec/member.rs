@@ -141,7 +141,12 @@ pub(crate) fn check(
         }
     }
     if meta.extra.len() > limits.extra_entries() {
-        return Err(too_many_extra(meta.extra.len(), limits));
+        return Err(too_many(
+            "extra",
+            "keys",
+            Some(meta.extra.len()),
+            limits.extra_entries(),
+        ));
     }
     if !measure_extra {
         return Ok(());
@@ -250,11 +255,19 @@ fn any(lx: &mut Lexer<'_>, depth: usize) -> Result<Value, MetadataError> {
     let range = lx.skip_value(depth).map_err(m)?;
     serde_json::from_slice(&lx.buf[range]).map_err(|error| {
         // Well-formed, but beyond what the typed metadata can hold: say so, not "not valid JSON".
-        if error.to_string().starts_with("number out of range") {
+        let error = error.to_string();
+        if error.starts_with("number out of range") {
             MetadataError::new(
                 ErrorKind::InvalidType,
                 "requesty",
                 "`requesty` holds a number out of the range of a double (such as 1e400)",
+            )
+        } else if error.starts_with("recursion limit exceeded") {
+            // Only where `max_depth` was raised past serde_json's own bound.
+            MetadataError::new(
+                ErrorKind::InvalidType,
+                "requesty",
+                "`requesty` holds a value nested more than 127 levels deep, past what it can hold",
             )
         } else {
             malformed()
@@ -350,16 +363,20 @@ fn tags(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Vec<String>, MetadataErro
     match lx.peek().map_err(m)? {
         b'n' => return null(lx).map(|()| Vec::new()),
         b'[' => {}
-        _ => return Err(wrong()),
+        b => return Err(not_a(b, wrong)),
     }
     let mut list: Vec<String> = Vec::new();
     let mut count = 0;
     walk(lx, b'[', b']', |lx| {
-        if lx.peek().map_err(m)? != b'"' {
-            return Err(wrong());
+        match lx.peek().map_err(m)? {
+            b'"' => {}
+            b => return Err(not_a(b, wrong)),
         }
-        let tag = string(lx).map_err(|_| wrong())?;
+        let tag = string(lx).map_err(m)?;
         count += 1;
+        if count > limits.tags() {
+            return Err(too_many("tags", "tags", None, limits.tags()));
+        }
         check_tags(std::iter::once(tag.as_str()), count, limits)?;
         if !list.contains(&tag) {
             list.push(tag);
@@ -380,14 +397,7 @@ fn check_tags<'a>(
     limits: &Limits,
 ) -> Result<(), MetadataError> {
     if count > limits.tags() {
-        return Err(MetadataError::new(
-            ErrorKind::TooMany,
-            "requesty.tags",
-            format!(
-                "`requesty.tags` has {count} tags; the limit is {}",
-                limits.tags()
-            ),
-        ));
+        return Err(too_many("tags", "tags", Some(count), limits.tags()));
     }
     for tag in tags {
         if tag.len() > limits.tag_len() {
@@ -439,8 +449,21 @@ fn text(lx: &mut Lexer<'_>, name: &str) -> Result<Option<String>, MetadataError>
     };
     match lx.peek().map_err(m)? {
         b'n' => null(lx).map(|()| None),
-        b'"' => string(lx).map(Some).map_err(|_| wrong()),
-        _ => Err(wrong()),
+        b'"' => string(lx).map(Some).map_err(m),
+        b => Err(not_a(b, wrong)),
+    }
+}
+
+/// The error for a value that is not what a field takes: `wrong` when it is a value of another
+/// type, the member's syntax error when it is no value at all (`["a",]`).
+fn not_a(first: u8, wrong: impl FnOnce() -> MetadataError) -> MetadataError {
+    if matches!(
+        first,
+        b'{' | b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9'
+    ) {
+        wrong()
+    } else {
+        malformed()
     }
 }
 
@@ -474,12 +497,14 @@ fn extra(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Map<String, Value>, Meta
     match lx.peek().map_err(m)? {
         b'n' => return null(lx).map(|()| Map::new()),
         b'{' => {}
-        _ => {
-            return Err(MetadataError::new(
-                ErrorKind::InvalidType,
-                "requesty.extra",
-                "`requesty.extra` must be a JSON object",
-            ))
+        b => {
+            return Err(not_a(b, || {
+                MetadataError::new(
+                    ErrorKind::InvalidType,
+                    "requesty.extra",
+                    "`requesty.extra` must be a JSON object",
+                )
+            }))
         }
     }
     let start = lx.pos;
@@ -511,7 +536,7 @@ fn extra(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Map<String, Value>, Meta
             return Err(e);
         }
         if map.len() == limits.extra_entries() {
-            return Err(too_many_extra(map.len() + 1, limits));
+            return Err(too_many("extra", "keys", None, limits.extra_entries()));
         }
         match map.entry(name) {
             serde_json::map::Entry::Occupied(entry) => {
@@ -529,15 +554,14 @@ fn extra(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Map<String, Value>, Meta
     }
 }
 
-fn too_many_extra(count: usize, limits: &Limits) -> MetadataError {
-    MetadataError::new(
-        ErrorKind::TooMany,
-        "requesty.extra",
-        format!(
-            "`requesty.extra` has {count} keys; the limit is {}",
-            limits.extra_entries()
-        ),
-    )
+/// Over the limit of `what` in `requesty.<field>`: `count` of them when known, else (the body's
+/// reader stops at the first past the limit) more than the limit.
+fn too_many(field: &str, what: &str, count: Option<usize>, limit: usize) -> MetadataError {
+    let message = match count {
+        Some(count) => format!("`requesty.{field}` has {count} {what}; the limit is {limit}"),
+        None => format!("`requesty.{field}` has more than {limit} {what}, the limit"),
+    };
+    MetadataError::new(ErrorKind::TooMany, format!("requesty.{field}"), message)
 }
 
 fn decode_key(raw_inner: &[u8]) -> Result<String, MetadataError> {
@@ -557,12 +581,12 @@ fn duplicate(name: &str) -> MetadataError {
     )
 }
 
-/// Text inside `requesty` that a strict parser rejects (a bad escape or invalid UTF-8).
+/// Text inside `requesty` that a strict parser rejects.
 fn malformed() -> MetadataError {
     MetadataError::new(
         ErrorKind::InvalidType,
         "requesty",
-        "`requesty` is not valid JSON (bad escape or invalid UTF-8)",
+        "`requesty` is not valid JSON (a syntax error, a bad escape or invalid UTF-8)",
     )
 }
 
