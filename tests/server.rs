@@ -547,6 +547,9 @@ async fn malformed_json_can_be_rejected() {
         br#"{"model":"m","messages":[tru]}"#,
         b"{\"model\":\"m\",\"messages\":[\"\xff\"]}",
         br#"{"model":"m","messages":["\q"]}"#,
+        // Whitespace JSON does not have (a form feed), with nothing else.
+        b"\x0c",
+        b" \x0c\n",
     ] {
         let response = post(body).await.unwrap();
         assert_eq!(response.status(), 400, "{}", String::from_utf8_lossy(body));
@@ -558,13 +561,14 @@ async fn malformed_json_can_be_rejected() {
         &b"[1, 2]"[..],
         b" \"text\" ",
         b"",
+        b" \r\n\t",
         b"\xEF\xBB\xBF[]",
         br#"{"model":"m","messages":[{"role":"user","content":"caf\u00e9"}]}"#,
     ] {
         let response = post(body).await.unwrap();
         assert_eq!(response.status(), 200, "{}", String::from_utf8_lossy(body));
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
 }
 
 /// An SSE-like response: `frames` chunks, `gap` apart; endless when `frames` is `None`.

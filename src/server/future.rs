@@ -322,12 +322,15 @@ fn well_formed(body: &[u8], kind: codec::BodyKind) -> bool {
         // inside the other values: that takes a parser, on this path only.
         codec::BodyKind::Object => valid(),
         codec::BodyKind::Malformed => false,
-        codec::BodyKind::NotObject => text.trim_ascii().is_empty() || valid(),
+        // JSON's own whitespace only: a form feed, say, is not JSON.
+        codec::BodyKind::NotObject => {
+            text.iter()
+                .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                || valid()
+        }
     }
 }
 
-/// Whether a response with this status may have a body: not informational ones, `204 No Content`
-/// and `304 Not Modified` (RFC 9110, section 6.4.1).
 fn max_body<S, M>(pending: &Option<Pending<S, M>>) -> usize {
     pending.as_ref().map_or(0, |p| p.config.max_body)
 }
