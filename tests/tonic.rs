@@ -419,7 +419,9 @@ async fn a_refusal_is_a_trailers_only_response() {
     let [span] = &recorder.wait_closed(1).await[..] else {
         panic!("one request span")
     };
-    // INVALID_ARGUMENT says the caller asked amiss: recorded, not a server error.
+    // INVALID_ARGUMENT says the caller asked amiss: recorded, not a server error, and the HTTP
+    // status is the one on the wire.
+    assert_eq!(span.field("http.response.status_code"), Some("200"));
     assert_eq!(span.field("rpc.grpc.status_code"), Some("3"));
     assert_eq!(span.field("otel.status_code"), None);
 }

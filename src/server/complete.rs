@@ -28,9 +28,10 @@ pub struct Completion<'a> {
     pub model: Option<&'a str>,
     /// The body's `stream` flag, when it had one.
     pub stream: Option<bool>,
-    /// The response status: `400`/`413` for requests this layer rejected, and `499` (nginx's "client
-    /// closed request") when the request was dropped before the inner service answered, as when
-    /// the client goes away while a long completion is generated.
+    /// The response status: `400`/`413` for requests this layer rejected (for a gRPC request, `200`
+    /// as on the wire, its refusal in [`grpc_status`](Self::grpc_status)), and `499` (nginx's
+    /// "client closed request") when the request was dropped before the inner service answered, as
+    /// when the client goes away while a long completion is generated.
     pub status: StatusCode,
     /// From the request reaching the layer to the response body's end (or drop).
     pub latency: Duration,

@@ -532,7 +532,8 @@ where
     let head = pending.parts.method == Method::HEAD;
     let grpc = crate::content::is_grpc(&pending.parts.headers);
     let mut tracker = unserved(pending, facts);
-    tracker.respond(status, None);
+    // A gRPC refusal goes out as `200` with its `grpc-status`, which the tracker notes with it.
+    tracker.respond(if grpc { StatusCode::OK } else { status }, None);
     State::Reject {
         rejection: Some(Rejection {
             status,
