@@ -1086,3 +1086,53 @@ fn syntax_errors_in_typed_fields_are_not_type_errors() {
         assert_eq!(e.param(), param, "{body}");
     }
 }
+
+/// A broken scalar where a typed field stands is the member's syntax error too.
+#[test]
+fn a_broken_scalar_in_a_typed_field_is_a_syntax_error() {
+    for body in [
+        r#"{"requesty":{"user_id":tru}}"#,
+        r#"{"requesty":{"trace_id":-}}"#,
+        r#"{"requesty":{"tags":[fals]}}"#,
+        r#"{"requesty":{"tags":01}}"#,
+        r#"{"requesty":{"tags":[01]}}"#,
+        r#"{"requesty":{"extra":tru}}"#,
+    ] {
+        assert!(serde_json::from_str::<Value>(body).is_err());
+        let e = error(body);
+        assert_eq!(e.param(), "requesty", "{body}: {}", e.message());
+        assert!(
+            e.message().contains("not valid JSON"),
+            "{body}: {}",
+            e.message()
+        );
+    }
+    for (body, param) in [
+        (r#"{"requesty":{"tags":[true]}}"#, "requesty.tags"),
+        (r#"{"requesty":{"tags":-1.5e3}}"#, "requesty.tags"),
+        (r#"{"requesty":{"user_id":false}}"#, "requesty.user_id"),
+        (r#"{"requesty":{"extra":"x"}}"#, "requesty.extra"),
+    ] {
+        assert_eq!(error(body).param(), param, "{body}");
+    }
+}
+
+/// A raw control character right after a backslash is no escape: malformed like any other raw
+/// control character in a top-level string.
+#[test]
+fn a_raw_control_character_after_a_backslash_is_malformed() {
+    for body in [
+        &b"{\"model\":\"gpt\\\x01\",\"requesty\":{\"tags\":[\"x\"]}}"[..],
+        b"{\"prompt\":\"line\\\nbreak\",\"requesty\":{\"tags\":[\"x\"]}}",
+        b"{\"ke\\\ty\":1,\"requesty\":{\"tags\":[\"x\"]}}",
+    ] {
+        assert!(serde_json::from_slice::<Value>(body).is_err());
+        let scan = codec::scan(body, &limits()).unwrap();
+        assert_eq!(
+            scan.kind(),
+            BodyKind::Malformed,
+            "{:?}: {scan:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}

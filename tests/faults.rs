@@ -1330,3 +1330,127 @@ async fn a_body_shorter_than_its_declared_length_is_reported_as_failed() {
     assert_eq!(spans[0].field("error.type"), Some("response_body"));
     assert_eq!(*completions.lock().unwrap(), [(false, true)]);
 }
+
+/// On the wire: a body that ends short of its declared `Content-Length` reaches the client cut off
+/// (hyper closes the connection: `IncompleteMessage`); trailers after its last data frame do not
+/// make it whole, so the span and the completion hook must call it failed, as they do for the same
+/// body without the trailers.
+#[tokio::test]
+async fn a_short_body_that_ends_in_trailers_is_failed_on_the_wire() {
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+    let (recorder, _guard) = Recorder::install();
+    let completions = Arc::new(Mutex::new(Vec::new()));
+    let layer = RequestyMetadataLayer::new().on_complete({
+        let completions = completions.clone();
+        move |done| {
+            let line = (done.completed, done.failed);
+            completions.lock().unwrap().push(line)
+        }
+    });
+    let router = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|| async {
+                let mut trailers = HeaderMap::new();
+                trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+                let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+                    Ok(Frame::data(Bytes::from_static(b"{\"id\""))),
+                    Ok(Frame::trailers(trailers)),
+                ];
+                Response::builder()
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(CONTENT_LENGTH, "100")
+                    .body(Body::new(StreamBody::new(futures_util::stream::iter(
+                        frames,
+                    ))))
+                    .unwrap()
+            }),
+        )
+        .layer(layer);
+    let addr = serve(router).await;
+    let sent = within(
+        "send",
+        client()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header(CONTENT_TYPE, "application/json")
+            .body(r#"{"model":"m","requesty":{"trace_id":"short"}}"#)
+            .send(),
+    )
+    .await;
+    let read = match sent {
+        Ok(response) => within("read", response.bytes()).await.map(drop),
+        Err(error) => Err(error),
+    };
+    assert!(read.is_err(), "the client sees a cut answer");
+    let spans = recorder.wait_closed(1).await;
+    assert_eq!(
+        spans[0].field("response.completed"),
+        Some("false"),
+        "{:#?}",
+        spans[0]
+    );
+    assert_eq!(spans[0].field("error.type"), Some("response_body"));
+    assert_eq!(*completions.lock().unwrap(), [(false, true)]);
+}
+
+/// The same short body, its end told by `is_end_stream` after its last data frame rather than by a
+/// final `None`: still 5 of 100 declared bytes, still failed.
+#[tokio::test]
+async fn a_short_body_that_says_it_has_ended_is_failed() {
+    use http_body::{Frame, SizeHint};
+    use http_body_util::BodyExt;
+    /// One data frame, then at its end (no exact size, as a stream's).
+    struct Once(Option<Bytes>);
+    impl http_body::Body for Once {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
+        }
+        fn is_end_stream(&self) -> bool {
+            self.0.is_none()
+        }
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::default()
+        }
+    }
+    let (recorder, _guard) = Recorder::install();
+    let completions = Arc::new(Mutex::new(Vec::new()));
+    let layer = RequestyMetadataLayer::new().on_complete({
+        let completions = completions.clone();
+        move |done| {
+            let line = (done.completed, done.failed);
+            completions.lock().unwrap().push(line)
+        }
+    });
+    let inner = tower::service_fn(|_: http::Request<Body>| async {
+        let response = Response::builder()
+            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_LENGTH, "100")
+            .body(Once(Some(Bytes::from_static(b"{\"id\""))))
+            .unwrap();
+        Ok::<_, Infallible>(response)
+    });
+    let request = http::Request::post("/v1/chat/completions")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            r#"{"model":"m","requesty":{"trace_id":"short"}}"#,
+        ))
+        .unwrap();
+    let response = layer.layer(inner).oneshot(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 5, "5 of the 100 declared bytes");
+    let spans = recorder.wait_closed(1).await;
+    assert_eq!(
+        spans[0].field("response.completed"),
+        Some("false"),
+        "{:#?}",
+        spans[0]
+    );
+    assert_eq!(spans[0].field("error.type"), Some("response_body"));
+    assert_eq!(*completions.lock().unwrap(), [(false, true)]);
+}

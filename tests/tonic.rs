@@ -589,3 +589,36 @@ async fn a_server_failure_in_grpc_status_marks_the_span() {
         .collect();
     assert_eq!(*seen.lock().unwrap(), codes);
 }
+
+/// Only a gRPC response's `grpc-status` is its status: a JSON answer that passes one on (from a
+/// transcoder, say) is an HTTP answer like any other.
+#[tokio::test]
+async fn a_grpc_status_on_a_json_answer_is_not_its_status() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, ServiceExt};
+    let (recorder, _guard) = Recorder::install();
+    let inner = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        let mut response = http::Response::new(Full::new(Bytes::from_static(b"{}")));
+        let headers = response.headers_mut();
+        headers.insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert("grpc-status", http::HeaderValue::from_static("13"));
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let service = RequestyMetadataLayer::new().headers_only().layer(inner);
+    let request = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("x-requesty-trace-id", "t-1")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let [span] = &recorder.wait_closed(1).await[..] else {
+        panic!("one request span")
+    };
+    assert_eq!(span.field("rpc.grpc.status_code"), None, "{span:#?}");
+    assert_eq!(span.field("otel.status_code"), None);
+}

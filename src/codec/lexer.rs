@@ -111,6 +111,11 @@ impl<'a> Lexer<'a> {
                 self.pos = j + 1;
                 return Ok(escaped);
             }
+            // The escaped byte is not checked (a downstream parser judges escapes), but a raw
+            // control character is no escape either.
+            if self.buf.get(j + 1).is_some_and(|&b| b < 0x20) {
+                return Err(Malformed);
+            }
             escaped = true;
             i = j + 2;
         }

@@ -363,14 +363,14 @@ fn tags(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Vec<String>, MetadataErro
     match lx.peek().map_err(m)? {
         b'n' => return null(lx).map(|()| Vec::new()),
         b'[' => {}
-        b => return Err(not_a(b, wrong)),
+        _ => return Err(not_a(lx, wrong)),
     }
     let mut list: Vec<String> = Vec::new();
     let mut count = 0;
     walk(lx, b'[', b']', |lx| {
         match lx.peek().map_err(m)? {
             b'"' => {}
-            b => return Err(not_a(b, wrong)),
+            _ => return Err(not_a(lx, wrong)),
         }
         let tag = string(lx).map_err(m)?;
         count += 1;
@@ -450,17 +450,19 @@ fn text(lx: &mut Lexer<'_>, name: &str) -> Result<Option<String>, MetadataError>
     match lx.peek().map_err(m)? {
         b'n' => null(lx).map(|()| None),
         b'"' => string(lx).map(Some).map_err(m),
-        b => Err(not_a(b, wrong)),
+        _ => Err(not_a(lx, wrong)),
     }
 }
 
 /// The error for a value that is not what a field takes: `wrong` when it is a value of another
-/// type, the member's syntax error when it is no value at all (`["a",]`).
-fn not_a(first: u8, wrong: impl FnOnce() -> MetadataError) -> MetadataError {
-    if matches!(
-        first,
-        b'{' | b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9'
-    ) {
+/// type, the member's syntax error when it is no value at all (`["a",]`, `tru`). Moves past it.
+fn not_a(lx: &mut Lexer<'_>, wrong: impl FnOnce() -> MetadataError) -> MetadataError {
+    // A value, and one that ends where a value must (`01` is a `0` too much).
+    let value = lx.skip_value(3).is_ok() && {
+        lx.skip_ws();
+        matches!(lx.peek(), Ok(b',' | b'}' | b']'))
+    };
+    if value {
         wrong()
     } else {
         malformed()
@@ -497,8 +499,8 @@ fn extra(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Map<String, Value>, Meta
     match lx.peek().map_err(m)? {
         b'n' => return null(lx).map(|()| Map::new()),
         b'{' => {}
-        b => {
-            return Err(not_a(b, || {
+        _ => {
+            return Err(not_a(lx, || {
                 MetadataError::new(
                     ErrorKind::InvalidType,
                     "requesty.extra",

@@ -28,12 +28,18 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(tracker) = this.tracker {
-                let ended = *this.remaining == Some(0)
-                    || match &*this.kind {
-                        Kind::Inner { body } => body.is_end_stream(),
-                        Kind::Error { bytes } => bytes.is_none(),
-                    };
-                tracker.finish(if ended { End::Complete } else { End::Dropped });
+                let at_end = match &*this.kind {
+                    Kind::Inner { body } => body.is_end_stream(),
+                    Kind::Error { bytes } => bytes.is_none(),
+                };
+                let end = match *this.remaining {
+                    Some(0) => End::Complete,
+                    // Ended, but short of the length its head declared.
+                    Some(_) if at_end => End::Failed,
+                    _ if at_end => End::Complete,
+                    _ => End::Dropped,
+                };
+                tracker.finish(end);
             }
         }
     }
@@ -112,14 +118,18 @@ where
         }
         // Trailers are a body's last frame: a server writes them and drops the body unpolled, also
         // when the body itself would not say it has ended.
-        let end = match &result {
-            // Short of the length the head declared: the server cuts the connection, and the
-            // client never gets the rest.
-            None if this.remaining.is_some_and(|left| left > 0) => Some(End::Failed),
-            None => Some(End::Complete),
-            Some(Err(_)) => Some(End::Failed),
-            Some(Ok(frame)) => (end_of_body || frame.is_trailers() || *this.remaining == Some(0))
-                .then_some(End::Complete),
+        let at_end = match &result {
+            None => true,
+            Some(Err(_)) => false,
+            Some(Ok(frame)) => end_of_body || frame.is_trailers(),
+        };
+        let end = match (&result, *this.remaining) {
+            (Some(Err(_)), _) => Some(End::Failed),
+            (_, Some(0)) => Some(End::Complete),
+            // Ended short of the length the head declared: the server cuts the connection, and
+            // the client never gets the rest.
+            (_, Some(_)) if at_end => Some(End::Failed),
+            _ => at_end.then_some(End::Complete),
         };
         if let (Some(end), Some(tracker)) = (end, this.tracker.as_mut()) {
             tracker.finish(end);

@@ -87,6 +87,8 @@ pub(crate) struct Tracker {
     first_byte: Option<Duration>,
     first_token: Option<Duration>,
     reader: Option<UsageReader>,
+    /// The response is gRPC (its head said so): only then is a `grpc-status` its status.
+    grpc_response: bool,
     /// The gRPC status, once the head or the trailers carried one.
     grpc_status: Option<i32>,
     done: bool,
@@ -123,6 +125,7 @@ impl Tracker {
             first_byte: None,
             first_token: None,
             reader: None,
+            grpc_response: false,
             grpc_status: None,
             done: false,
             client: false,
@@ -175,8 +178,14 @@ impl Tracker {
         }
     }
 
-    /// Notes the gRPC status in a response head (a trailers-only response) or its trailers.
+    /// Notes the gRPC status in a gRPC response's head (a trailers-only response) or its trailers;
+    /// the head's `Content-Type` says whether the response is gRPC (a JSON answer that passes a
+    /// `grpc-status` on, from a transcoder say, is not).
     pub(crate) fn grpc(&mut self, headers: &HeaderMap) {
+        self.grpc_response |= crate::content::is_grpc(headers);
+        if !self.grpc_response {
+            return;
+        }
         if let Some(code) = grpc_status(headers) {
             self.span.record("rpc.grpc.status_code", i64::from(code));
             self.grpc_status = Some(code);

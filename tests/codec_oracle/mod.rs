@@ -215,13 +215,14 @@ fn string_end(b: &[u8], i: usize) -> Option<usize> {
 }
 
 /// The index past the top-level string opening at `i`; `None` when a raw control character is in
-/// it (the byte after a backslash aside: escapes in values are not checked, and a key's are by
-/// [`unescape`]).
+/// it, also right after a backslash (escapes in values are not checked otherwise, and a key's are
+/// by [`unescape`]).
 fn top_string_end(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     loop {
         match b.get(j)? {
             b'"' => return Some(j + 1),
+            b'\\' if b.get(j + 1).is_some_and(|&c| c < 0x20) => return None,
             b'\\' => j += 2,
             c if *c < 0x20 => return None,
             _ => j += 1,
