@@ -85,7 +85,7 @@ where
 /// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body |
 /// | `requesty.stream` | the body's `stream` flag |
 /// | `gen_ai.response.model`, `gen_ai.response.id`, `gen_ai.response.finish_reasons` | from the response, when it ends |
-/// | `gen_ai.usage.input_tokens`, `…output_tokens`, `…cache_read.input_tokens`, `…cache_creation.input_tokens` | from the response's `usage` |
+/// | `gen_ai.usage.input_tokens`, `…output_tokens`, `…cache_read.input_tokens`, `…cache_creation.input_tokens` | from the response's `usage`; input tokens include cached ones (see [`Usage`](crate::usage::Usage)) |
 /// | `requesty.time_to_first_token_ms` | streams: until the first generated text |
 /// | `otel.name` | `{operation} {model}` (or the method when the path names no operation) |
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |

@@ -29,11 +29,16 @@ impl JsonReader {
     pub(super) fn finish(mut self, tail: VecDeque<Bytes>, dropped: bool) -> ResponseInfo {
         let mut info = ResponseInfo::default();
         if !dropped {
-            // Everything is here: parse it whole.
+            // Everything is here: parse it whole, past a byte order mark (RFC 8259 lets a parser
+            // ignore one; serde_json does not).
             for frame in &tail {
                 self.head.extend_from_slice(frame);
             }
-            read_document(&self.head, &mut info);
+            let text = self
+                .head
+                .strip_prefix(b"\xEF\xBB\xBF")
+                .unwrap_or(&self.head);
+            read_document(text, &mut info);
             return info;
         }
         // A large response: read the members that sit at its ends, one value at a time. At the
@@ -68,7 +73,16 @@ impl JsonReader {
                 absorb(&serde_json::json!({ key: value }), &mut info);
             }
         }
-        for reason in all_values(&tail, "finish_reason") {
+        // Azure writes its keys in alphabetical order: `id` after the choices, so at the tail, and
+        // each `finish_reason` before its message, so at the head for the first choice.
+        if info.id.is_none() {
+            if let Some(id) = last_value(&tail, "id", Value::is_string) {
+                absorb(&serde_json::json!({ "id": id }), &mut info);
+            }
+        }
+        for reason in
+            all_values(&self.head, "finish_reason").chain(all_values(&tail, "finish_reason"))
+        {
             absorb(&serde_json::json!({ "stop_reason": reason }), &mut info);
         }
         info

@@ -41,7 +41,9 @@ use std::collections::VecDeque;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Usage {
-    /// Prompt tokens (`prompt_tokens` or `input_tokens`).
+    /// Prompt tokens, cached ones included, as the OpenTelemetry GenAI conventions count them:
+    /// `prompt_tokens`, or `input_tokens` (to which Anthropic's cache reads and writes are added,
+    /// since it counts those apart).
     pub input_tokens: Option<u64>,
     /// Generated tokens (`completion_tokens` or `output_tokens`).
     pub output_tokens: Option<u64>,
@@ -391,6 +393,37 @@ struct Details {
     cached_tokens: Option<u64>,
 }
 
+impl Counts {
+    /// Adds one document's counts to what earlier ones said (a later count replaces an earlier).
+    fn add_to(self, u: &mut Usage) {
+        let cached = |d: Option<Details>| d.and_then(|d| d.cached_tokens);
+        // Anthropic's shape: `input_tokens` without the cache reads and writes, which it gives
+        // beside it (OpenAI's counts include theirs, detailed under `…_details`).
+        let apart = self.prompt_tokens.is_none() && self.input_tokens_details.is_none();
+        u.output_tokens = self
+            .completion_tokens
+            .or(self.output_tokens)
+            .or(u.output_tokens);
+        u.cache_read_input_tokens = cached(self.prompt_tokens_details)
+            .or(cached(self.input_tokens_details))
+            .or(self.cache_read_input_tokens)
+            .or(u.cache_read_input_tokens);
+        u.cache_creation_input_tokens = self
+            .cache_creation_input_tokens
+            .or(u.cache_creation_input_tokens);
+        let input = match (self.prompt_tokens, self.input_tokens) {
+            (Some(prompt), _) => Some(prompt),
+            (None, Some(input)) if apart => Some(
+                input
+                    .saturating_add(u.cache_read_input_tokens.unwrap_or(0))
+                    .saturating_add(u.cache_creation_input_tokens.unwrap_or(0)),
+            ),
+            (None, input) => input,
+        };
+        u.input_tokens = input.or(u.input_tokens);
+    }
+}
+
 impl Document<'_> {
     fn absorb(self, info: &mut ResponseInfo) {
         // Some streams open with an empty id and model (Azure's prompt filter results).
@@ -417,18 +450,8 @@ impl Document<'_> {
                 info.finish_reasons.push(reason.into_owned());
             }
         }
-        if let Some(c) = self.usage {
-            let cached = |d: Option<Details>| d.and_then(|d| d.cached_tokens);
-            let u = &mut info.usage;
-            u.input_tokens = c.prompt_tokens.or(c.input_tokens).or(u.input_tokens);
-            u.output_tokens = c.completion_tokens.or(c.output_tokens).or(u.output_tokens);
-            u.cache_read_input_tokens = cached(c.prompt_tokens_details)
-                .or(cached(c.input_tokens_details))
-                .or(c.cache_read_input_tokens)
-                .or(u.cache_read_input_tokens);
-            u.cache_creation_input_tokens = c
-                .cache_creation_input_tokens
-                .or(u.cache_creation_input_tokens);
+        if let Some(counts) = self.usage {
+            counts.add_to(&mut info.usage);
         }
         for inner in [self.message, self.response].into_iter().flatten() {
             inner.absorb(info);
@@ -464,24 +487,23 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
         }
     }
     if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
-        let count = |path: &[&str]| {
-            path.iter()
-                .try_fold(usage, |v, key| v.get(key))
-                .and_then(Value::as_u64)
+        let count = |key: &str| usage.get(key).and_then(Value::as_u64);
+        let details = |key: &str| {
+            usage.get(key).map(|d| Details {
+                cached_tokens: d.get("cached_tokens").and_then(Value::as_u64),
+            })
         };
-        let u = &mut info.usage;
-        u.input_tokens = count(&["prompt_tokens"])
-            .or(count(&["input_tokens"]))
-            .or(u.input_tokens);
-        u.output_tokens = count(&["completion_tokens"])
-            .or(count(&["output_tokens"]))
-            .or(u.output_tokens);
-        u.cache_read_input_tokens = count(&["prompt_tokens_details", "cached_tokens"])
-            .or(count(&["input_tokens_details", "cached_tokens"]))
-            .or(count(&["cache_read_input_tokens"]))
-            .or(u.cache_read_input_tokens);
-        u.cache_creation_input_tokens =
-            count(&["cache_creation_input_tokens"]).or(u.cache_creation_input_tokens);
+        Counts {
+            prompt_tokens: count("prompt_tokens"),
+            completion_tokens: count("completion_tokens"),
+            input_tokens: count("input_tokens"),
+            output_tokens: count("output_tokens"),
+            cache_read_input_tokens: count("cache_read_input_tokens"),
+            cache_creation_input_tokens: count("cache_creation_input_tokens"),
+            prompt_tokens_details: details("prompt_tokens_details"),
+            input_tokens_details: details("input_tokens_details"),
+        }
+        .add_to(&mut info.usage);
     }
     // Anthropic's first event wraps the message; the Responses API's events wrap the response.
     for key in ["message", "response"] {

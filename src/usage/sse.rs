@@ -340,6 +340,8 @@ needles! {
     RESPONSE = b"\"response.";
     TEXT_DELTA = b"\"text_delta\"";
     OUTPUT_TEXT = b"\"response.output_text.delta\"";
+    REFUSAL_DELTA = b"\"response.refusal.delta\"";
+    REFUSAL = b"\"refusal\"";
     TEXT_COMPLETION = b"\"text_completion\"";
     DELTA = b"\"delta\"";
     CONTENT = b"\"content\"";
@@ -409,18 +411,20 @@ const TERMINAL_EVENTS: [&[u8]; 4] = [
     b"response.failed",
 ];
 
-/// Whether an event carries generated text: a non-empty `content` or `text` delta (chat
-/// completions, Anthropic), a Responses API output text delta, or a legacy completion's `text`.
-/// Reasoning and tool call deltas are not text.
+/// Whether an event carries generated text: a non-empty `content`, `refusal` or `text` delta (chat
+/// completions, Anthropic), a Responses API output text or refusal delta, or a legacy completion's
+/// `text`. Reasoning and tool call deltas are not text.
 fn has_text(data: &[u8]) -> bool {
     let non_empty_string = |v: &[u8]| v.starts_with(b"\"") && v.get(1) != Some(&b'"');
     if DELTA.find(data).is_some() {
-        if OUTPUT_TEXT.find(data).is_some() {
+        if OUTPUT_TEXT.find(data).is_some() || REFUSAL_DELTA.find(data).is_some() {
             return any_value(&DELTA, data, non_empty_string);
         }
-        // A chat delta's text is its `content`; a `text` elsewhere may be reasoning (OpenRouter's
-        // `reasoning_details`), so only Anthropic's `text_delta` counts one.
+        // A chat delta's text is its `content` (or, declining, its `refusal`); a `text` elsewhere
+        // may be reasoning (OpenRouter's `reasoning_details`), so only Anthropic's `text_delta`
+        // counts one.
         any_value(&CONTENT, data, non_empty_string)
+            || any_value(&REFUSAL, data, non_empty_string)
             || (TEXT_DELTA.find(data).is_some() && any_value(&TEXT, data, non_empty_string))
     } else {
         TEXT_COMPLETION.find(data).is_some() && any_value(&TEXT, data, non_empty_string)

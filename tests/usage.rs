@@ -1,0 +1,176 @@
+//! The usage reader against the shapes providers send: Azure's alphabetical JSON, refusals,
+//! Anthropic's cache counts, a byte order mark, and event-stream framing split anywhere.
+
+mod support;
+
+use bytes::Bytes;
+use requesty_metadata::usage::{ResponseInfo, UsageReader};
+
+/// What a reader for `content_type` made of `frames`, and whether it saw generated text.
+fn read(content_type: &str, frames: &[&[u8]]) -> (ResponseInfo, bool) {
+    let mut reader = UsageReader::new(content_type).unwrap();
+    for frame in frames {
+        reader.feed(&Bytes::copy_from_slice(frame));
+    }
+    let token = reader.saw_token();
+    (reader.finish(), token)
+}
+
+/// Azure OpenAI writes its JSON keys in alphabetical order: `choices` (with `finish_reason` before
+/// `message`) first, `id` and `model` after the generated text.
+#[test]
+fn a_large_azure_json_answer_keeps_its_id_and_finish_reason() {
+    let azure = |content: &str| {
+        format!(
+            r#"{{"choices":[{{"content_filter_results":{{"hate":{{"filtered":false,"severity":"safe"}}}},"finish_reason":"length","index":0,"logprobs":null,"message":{{"content":"{content}","refusal":null,"role":"assistant"}}}}],"created":1727000000,"id":"chatcmpl-AZ1","model":"gpt-4o-2024-08-06","object":"chat.completion","prompt_filter_results":[{{"prompt_index":0,"content_filter_results":{{}}}}],"system_fingerprint":"fp_1","usage":{{"completion_tokens":60000,"prompt_tokens":12,"total_tokens":60012}}}}"#
+        )
+    };
+    // Small: read whole, everything is there.
+    let small = read("application/json", &[azure("Hi").as_bytes()]).0;
+    assert_eq!(small.id.as_deref(), Some("chatcmpl-AZ1"));
+    assert_eq!(small.finish_reasons, ["length"]);
+    // Large (over 128 KiB): read at its ends.
+    let large = azure(&"x".repeat(200 * 1024));
+    let info = read("application/json", &[large.as_bytes()]).0;
+    assert_eq!(info.usage.output_tokens, Some(60000));
+    assert_eq!(info.model.as_deref(), Some("gpt-4o-2024-08-06"));
+    assert_eq!(
+        (info.id.as_deref(), info.finish_reasons),
+        (Some("chatcmpl-AZ1"), vec!["length".to_owned()])
+    );
+}
+
+/// A streamed refusal (structured outputs) is generated text the caller sees: OpenAI sends it as
+/// `delta.refusal`, with `content` null.
+#[test]
+fn a_streamed_refusal_is_the_first_token() {
+    let body = concat!(
+        "data: {\"id\":\"chatcmpl-R1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"refusal\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"chatcmpl-R1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"index\":0,\"delta\":{\"refusal\":\"I'm sorry, I can't help with that.\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"chatcmpl-R1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}]}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let (info, token) = read("text/event-stream", &[body.as_bytes()]);
+    assert_eq!(info.finish_reasons, ["stop"]);
+    assert!(token, "the refusal text is generated text");
+    // The Responses API's equivalent.
+    let body = concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-4o\",\"usage\":null}}\n\n",
+        "event: response.refusal.delta\ndata: {\"type\":\"response.refusal.delta\",\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"I'm sorry\"}\n\n",
+    );
+    assert!(
+        read("text/event-stream", &[body.as_bytes()]).1,
+        "responses refusal"
+    );
+}
+
+#[test]
+fn a_responses_api_refusal_delta_is_the_first_token() {
+    let body = concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-4o\",\"usage\":null}}\n\n",
+        "event: response.refusal.delta\ndata: {\"type\":\"response.refusal.delta\",\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"I'm sorry\"}\n\n",
+    );
+    assert!(
+        read("text/event-stream", &[body.as_bytes()]).1,
+        "responses refusal"
+    );
+}
+
+/// OTel GenAI: `gen_ai.usage.input_tokens` "SHOULD include all types of input tokens, including
+/// cached tokens", and `cache_read.input_tokens` / `cache_creation.input_tokens` "SHOULD be included
+/// in gen_ai.usage.input_tokens". Anthropic's `usage.input_tokens` excludes both (OpenAI's
+/// `prompt_tokens` includes its `cached_tokens`), so the span must add them.
+#[tokio::test]
+async fn anthropic_input_tokens_on_the_span_include_cached_tokens() {
+    use axum::routing::post;
+    use support::{client, serve, Recorder};
+
+    const JSON: &str = r#"{"id":"msg_01C","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":3,"cache_creation_input_tokens":200,"cache_read_input_tokens":5000,"output_tokens":7}}"#;
+    const SSE: &str = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01C\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":3,\"cache_creation_input_tokens\":200,\"cache_read_input_tokens\":5000,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":7}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let (recorder, _guard) = Recorder::install();
+    let app = axum::Router::new()
+        .route(
+            "/v1/messages",
+            post(|body: Bytes| async move {
+                let stream = body.windows(6).any(|w| w == b"stream");
+                axum::response::Response::builder()
+                    .header(
+                        "content-type",
+                        if stream {
+                            "text/event-stream"
+                        } else {
+                            "application/json"
+                        },
+                    )
+                    .body(axum::body::Body::from(if stream { SSE } else { JSON }))
+                    .unwrap()
+            }),
+        )
+        .layer(requesty_metadata::RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    for body in [
+        r#"{"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": []}"#,
+        r#"{"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": true, "messages": []}"#,
+    ] {
+        let response = client()
+            .post(format!("http://{addr}/v1/messages"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        response.bytes().await.unwrap();
+    }
+    let spans = recorder.wait_closed(2).await;
+    for span in &spans {
+        assert_eq!(
+            span.field("gen_ai.usage.cache_read.input_tokens"),
+            Some("5000")
+        );
+        assert_eq!(
+            span.field("gen_ai.usage.cache_creation.input_tokens"),
+            Some("200")
+        );
+        // 3 + 200 + 5000.
+        assert_eq!(span.field("gen_ai.usage.input_tokens"), Some("5203"));
+    }
+}
+
+/// RFC 8259 lets a parser ignore a byte order mark before JSON text.
+#[test]
+fn a_json_answer_opening_with_a_byte_order_mark_is_read() {
+    let body = "\u{FEFF}{\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3}}";
+    let info = read("application/json", &[body.as_bytes()]).0;
+    assert_eq!(info.usage.input_tokens, Some(12));
+}
+
+/// A byte order mark, comments, `data:` without a space, a line that is not a field, `id:` and
+/// `event:` lines, characters of several bytes, and each kind of line end: the same reading
+/// however the stream is cut into frames.
+#[test]
+fn framing_edge_cases_read_the_same_split_anywhere() {
+    let base = "\u{FEFF}: hi\n\nevent: message_start\ndata:{\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\n data: x\ndata:\"model\":\"claude-x\",\"usage\":{\"input_tokens\":4,\"cache_read_input_tokens\":7}}}\n\nid: 3\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"h\u{e9}\u{1F600}\"}}\n\n:comment\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":12}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    for ending in ["\n", "\r\n", "\r"] {
+        let body = base.replace('\n', ending);
+        let whole = read("text/event-stream", &[body.as_bytes()]);
+        // 4, and the 7 read from the cache.
+        assert_eq!(whole.0.usage.input_tokens, Some(11), "{ending:?}");
+        assert_eq!(whole.0.usage.cache_read_input_tokens, Some(7));
+        assert_eq!(whole.0.usage.output_tokens, Some(12));
+        assert!(whole.1 && whole.0.done);
+        let b = body.as_bytes();
+        for i in 0..=b.len() {
+            for j in i..=b.len().min(i + 40) {
+                let got = read("text/event-stream", &[&b[..i], &b[i..j], &b[j..]]);
+                assert_eq!(got, whole, "{ending:?} {i} {j}");
+            }
+        }
+    }
+}
