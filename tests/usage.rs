@@ -174,3 +174,28 @@ fn framing_edge_cases_read_the_same_split_anywhere() {
         }
     }
 }
+
+/// OTel GenAI: `gen_ai.response.finish_reasons` holds a reason "corresponding to each generation
+/// received": two choices that both stopped give two, and a choice that repeats its reason (in a
+/// stream's usage chunk, say) still gives one.
+#[test]
+fn finish_reasons_are_one_per_choice() {
+    let body = br#"{"id":"chatcmpl-N2","object":"chat.completion","created":1,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"A"},"logprobs":null,"finish_reason":"stop"},{"index":1,"message":{"role":"assistant","content":"B"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+    let info = read("application/json", &[body]).0;
+    assert_eq!(info.finish_reasons, ["stop", "stop"]);
+    let chunk = |i: u32, delta: &str, reason: &str| {
+        format!("data: {{\"id\":\"chatcmpl-N2\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{{\"index\":{i},\"delta\":{delta},\"finish_reason\":{reason}}}]}}\n\n")
+    };
+    let stream = [
+        chunk(0, r#"{"role":"assistant","content":"A"}"#, "null"),
+        chunk(1, r#"{"role":"assistant","content":"B"}"#, "null"),
+        chunk(1, "{}", r#""length""#),
+        chunk(0, "{}", r#""stop""#),
+        // The usage chunk repeats the first choice's reason.
+        "data: {\"id\":\"chatcmpl-N2\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\n".to_owned(),
+        "data: [DONE]\n\n".to_owned(),
+    ]
+    .concat();
+    let streamed = read("text/event-stream", &[stream.as_bytes()]).0;
+    assert_eq!(streamed.finish_reasons, ["length", "stop"]);
+}

@@ -80,10 +80,13 @@ impl JsonReader {
                 absorb(&serde_json::json!({ "id": id }), &mut info);
             }
         }
-        for reason in
-            all_values(&self.head, "finish_reason").chain(all_values(&tail, "finish_reason"))
-        {
-            absorb(&serde_json::json!({ "stop_reason": reason }), &mut info);
+        // One per choice, in order: which choice each came from is not at hand here.
+        let reasons =
+            all_values(&self.head, "finish_reason").chain(all_values(&tail, "finish_reason"));
+        for (choice, reason) in (0..).zip(reasons) {
+            if let Some(reason) = reason.as_str() {
+                info.note_reason(choice, reason);
+            }
         }
         info
     }

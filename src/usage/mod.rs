@@ -55,20 +55,54 @@ pub struct Usage {
 }
 
 /// What a response said about itself.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Eq)]
 #[non_exhaustive]
 pub struct ResponseInfo {
     /// The response id (`chatcmpl-…`, `msg_…`).
     pub id: Option<String>,
     /// The model that answered (often more specific than the one requested).
     pub model: Option<String>,
-    /// Why generation stopped, per choice (`stop`, `length`, `end_turn`, `tool_use`, …).
+    /// Why generation stopped, one entry per choice, in the order choices first gave theirs (`stop`,
+    /// `length`, `end_turn`, `tool_use`, …): two choices that both stopped give `["stop", "stop"]`,
+    /// and a choice that gives its reason twice (a stream's usage chunk may repeat it) gives one.
     pub finish_reasons: Vec<String>,
     /// Token usage.
     pub usage: Usage,
     /// Whether a stream said it was finished (`data: [DONE]`, `message_stop`, the Responses API's
     /// `response.completed`, `.incomplete` or `.failed`); `false` for JSON.
     pub done: bool,
+    /// The choice each of `finish_reasons` belongs to (its `index`; `0` for a single message).
+    reason_choices: Vec<u64>,
+}
+
+/// Two readings are equal when they say the same; which choice each reason came from is how they
+/// were read.
+impl PartialEq for ResponseInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.model == other.model
+            && self.finish_reasons == other.finish_reasons
+            && self.usage == other.usage
+            && self.done == other.done
+    }
+}
+
+impl ResponseInfo {
+    /// Notes `reason` for the choice `choice`: a later reason for the same choice replaces its
+    /// earlier one.
+    fn note_reason(&mut self, choice: u64, reason: &str) {
+        match self.reason_choices.iter().position(|&c| c == choice) {
+            Some(at) => {
+                if self.finish_reasons[at] != reason {
+                    self.finish_reasons[at] = reason.to_owned();
+                }
+            }
+            None => {
+                self.reason_choices.push(choice);
+                self.finish_reasons.push(reason.to_owned());
+            }
+        }
+    }
 }
 
 /// How much of each end of a body is read.
@@ -83,6 +117,8 @@ pub struct UsageReader {
     window: Window,
 }
 
+// One reader per response, made once: boxing the larger variant would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Kind {
     Json(json::JsonReader),
@@ -307,8 +343,8 @@ fn reasons_in(frames: &VecDeque<Bytes>) -> usize {
 fn merge(info: &mut ResponseInfo, tail: ResponseInfo) {
     info.id = info.id.take().or(tail.id);
     info.model = info.model.take().or(tail.model);
-    if !tail.finish_reasons.is_empty() {
-        info.finish_reasons = tail.finish_reasons;
+    for (choice, reason) in tail.reason_choices.iter().zip(&tail.finish_reasons) {
+        info.note_reason(*choice, reason);
     }
     let (u, t) = (&mut info.usage, tail.usage);
     u.input_tokens = t.input_tokens.or(u.input_tokens);
@@ -361,6 +397,8 @@ struct Document<'a> {
 /// matched, not a reason), are not read.
 #[derive(Deserialize)]
 struct Choice<'a> {
+    #[serde(default)]
+    index: Option<u64>,
     #[serde(borrow, default)]
     finish_reason: Option<Cow<'a, str>>,
 }
@@ -438,17 +476,14 @@ impl Document<'_> {
             Some(Delta::Message { stop_reason }) => stop_reason,
             _ => None,
         };
-        let reasons = self
-            .choices
-            .into_iter()
-            .flatten()
-            .map(|c| c.finish_reason)
-            .chain([self.stop_reason, delta])
-            .flatten();
-        for reason in reasons {
-            if !info.finish_reasons.iter().any(|r| *r == reason) {
-                info.finish_reasons.push(reason.into_owned());
+        for (at, choice) in self.choices.into_iter().flatten().enumerate() {
+            if let Some(reason) = choice.finish_reason {
+                info.note_reason(choice.index.unwrap_or(at as u64), &reason);
             }
+        }
+        // Anthropic's one message.
+        for reason in [self.stop_reason, delta].into_iter().flatten() {
+            info.note_reason(0, &reason);
         }
         if let Some(counts) = self.usage {
             counts.add_to(&mut info.usage);
@@ -469,21 +504,20 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
     if info.model.is_none() {
         info.model = value.get("model").and_then(text);
     }
-    let mut reasons = Vec::new();
     if let Some(choices) = value.get("choices").and_then(Value::as_array) {
-        reasons.extend(
-            choices
-                .iter()
-                .filter_map(|c| c.get("finish_reason")?.as_str()),
-        );
+        for (at, choice) in choices.iter().enumerate() {
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                let index = choice.get("index").and_then(Value::as_u64);
+                info.note_reason(index.unwrap_or(at as u64), reason);
+            }
+        }
     }
-    reasons.extend(value.get("stop_reason").and_then(Value::as_str));
-    if let Some(delta) = value.get("delta") {
-        reasons.extend(delta.get("stop_reason").and_then(Value::as_str));
-    }
-    for reason in reasons {
-        if !info.finish_reasons.iter().any(|r| r == reason) {
-            info.finish_reasons.push(reason.to_owned());
+    let delta = value
+        .get("delta")
+        .and_then(|delta| delta.get("stop_reason"));
+    for reason in [value.get("stop_reason"), delta].into_iter().flatten() {
+        if let Some(reason) = reason.as_str() {
+            info.note_reason(0, reason);
         }
     }
     if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
@@ -544,6 +578,7 @@ mod tests {
                 cache_creation_input_tokens: None,
             },
             done: true,
+            ..ResponseInfo::default()
         }
     }
 
@@ -559,6 +594,7 @@ mod tests {
                 cache_creation_input_tokens: Some(0),
             },
             done: true,
+            ..ResponseInfo::default()
         }
     }
 
