@@ -199,3 +199,68 @@ fn finish_reasons_are_one_per_choice() {
     let streamed = read("text/event-stream", &[stream.as_bytes()]).0;
     assert_eq!(streamed.finish_reasons, ["length", "stop"]);
 }
+
+/// A Responses API stream whose request carried many tools (or long instructions): the
+/// `response.created` event echoes them and is over 64 KiB, but its id and model sit in its first
+/// bytes, as the reader already reads its type there.
+/// The Responses API's `response.created` repeats the request's tools, and may be too large to
+/// read: its start still names the response.
+#[test]
+fn a_responses_stream_with_a_large_created_event_keeps_its_id_and_model() {
+    let tools: Vec<String> = (0..400)
+        .map(|i| format!(r#"{{"type":"function","name":"tool_{i}","description":"{}","parameters":{{"type":"object","properties":{{}}}},"strict":true}}"#, "d".repeat(150)))
+        .collect();
+    let tools = tools.join(",");
+    let response = |status: &str, usage: &str| {
+        format!(
+            r#"{{"id":"resp_67c9","object":"response","created_at":1,"status":"{status}","error":null,"incomplete_details":null,"instructions":null,"max_output_tokens":null,"model":"gpt-4.1-2025-04-14","output":[],"parallel_tool_calls":true,"tool_choice":"auto","tools":[{tools}],"top_p":1.0,"truncation":"disabled","usage":{usage},"user":null,"metadata":{{}}}}"#
+        )
+    };
+    let body = format!(
+        "event: response.created\ndata: {{\"type\":\"response.created\",\"sequence_number\":0,\"response\":{}}}\n\nevent: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":4,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi\"}}\n\nevent: response.completed\ndata: {{\"type\":\"response.completed\",\"sequence_number\":6,\"response\":{}}}\n\n",
+        response("in_progress", "null"),
+        response("completed", r#"{"input_tokens":37,"output_tokens":11,"total_tokens":48}"#),
+    );
+    assert!(body.len() > 2 * 64 * 1024);
+    let frames: Vec<&[u8]> = body.as_bytes().chunks(4096).collect();
+    let (info, token) = read("text/event-stream", &frames);
+    assert!(token);
+    assert_eq!(info.usage.input_tokens, Some(37));
+    assert_eq!(
+        (info.id.as_deref(), info.model.as_deref()),
+        (Some("resp_67c9"), Some("gpt-4.1-2025-04-14"))
+    );
+}
+
+/// A stream whose first text arrives in one chunk over 64 KiB (a provider or cache that "streams"
+/// the whole answer at once): the text is there, so the first token is.
+/// A whole answer in one chunk (a cached replay, say) is text all the same, however long.
+#[test]
+fn a_first_text_chunk_over_64_kib_is_still_the_first_token() {
+    let text = "w ".repeat(40 * 1024);
+    let body = format!(
+        "data: {{\"id\":\"chatcmpl-F1\",\"object\":\"chat.completion.chunk\",\"model\":\"o1-2024-12-17\",\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\"finish_reason\":null}}]}}\n\ndata: {{\"id\":\"chatcmpl-F1\",\"object\":\"chat.completion.chunk\",\"model\":\"o1-2024-12-17\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\ndata: {{\"id\":\"chatcmpl-F1\",\"object\":\"chat.completion.chunk\",\"model\":\"o1-2024-12-17\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\ndata: {{\"id\":\"chatcmpl-F1\",\"choices\":[],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":40960}}}}\n\ndata: [DONE]\n\n"
+    );
+    for split in [4096, body.len()] {
+        let frames: Vec<&[u8]> = body.as_bytes().chunks(split).collect();
+        let (info, token) = read("text/event-stream", &frames);
+        assert_eq!(info.usage.output_tokens, Some(40960));
+        assert!(info.done);
+        assert!(
+            token,
+            "frames of {split}: the 80 KiB content delta is generated text"
+        );
+    }
+    // The first token is seen with the first frame of the long event, not once it has all come.
+    let mut reader = UsageReader::new("text/event-stream").unwrap();
+    let frames: Vec<&[u8]> = body.as_bytes().chunks(1024).collect();
+    let seen_at = frames.iter().position(|frame| {
+        reader.feed(&Bytes::copy_from_slice(frame));
+        reader.saw_token()
+    });
+    assert_eq!(
+        seen_at,
+        Some(0),
+        "the first KiB holds the start of the text"
+    );
+}

@@ -54,8 +54,10 @@ pub(super) struct SseReader {
 /// [`SseReader::opening`] once the stream's first bytes are known to be, or not to be, a BOM.
 const SETTLED: u8 = u8::MAX;
 
-/// How much of the start of an event too large to read is looked at for its type.
-const EVENT_HEAD: usize = 128;
+/// How much of the start of an event too large to read is looked at: for its type, the response's
+/// id and model when no event gave them yet (the Responses API's `response.created` repeats the
+/// request's tools and may be this large), and generated text (a whole answer in one chunk).
+const EVENT_HEAD: usize = 512;
 
 /// How much of the end of a `data` line too long to read is kept. A Responses API
 /// `response.completed` event repeats the whole response (instructions, output, tools) and ends
@@ -153,7 +155,18 @@ impl SseReader {
             self.keep_tail(bytes);
             self.skipping_line = true;
         } else {
+            let before = self.line.len();
             self.line.extend_from_slice(bytes);
+            // A long event's first text shows in its start: waiting for its end (or for it to
+            // prove too large) would put the first token late. Looked at once per line.
+            if !self.saw_token
+                && before < EVENT_HEAD
+                && self.line.len() >= EVENT_HEAD
+                && self.line.starts_with(b"data:")
+            {
+                let head = &self.line[..EVENT_HEAD];
+                self.saw_token = has_text(head);
+            }
         }
     }
 
@@ -177,10 +190,21 @@ impl SseReader {
     }
 
     /// Reads what the start of an event too large to read says: a Responses API event that ends
-    /// the response names its type first.
+    /// the response names its type first, and the response's id and model, or the first generated
+    /// text, come early in an event.
     fn skipped_event_start(&mut self, start: &[u8]) {
-        if ends_response(&start[..start.len().min(EVENT_HEAD)]) {
+        let head = &start[..start.len().min(EVENT_HEAD)];
+        if ends_response(head) {
             self.info.done = true;
+        }
+        if !self.saw_token && has_text(head) {
+            self.saw_token = true;
+        }
+        if self.info.id.is_none() {
+            self.info.id = head_string(head, &ID).map(str::to_owned);
+        }
+        if self.info.model.is_none() {
+            self.info.model = head_string(head, &MODEL).map(str::to_owned);
         }
     }
 
@@ -345,6 +369,8 @@ needles! {
     TEXT_COMPLETION = b"\"text_completion\"";
     DELTA = b"\"delta\"";
     CONTENT = b"\"content\"";
+    ID = b"\"id\"";
+    MODEL = b"\"model\"";
     TEXT = b"\"text\"";
 }
 
@@ -410,6 +436,20 @@ const TERMINAL_EVENTS: [&[u8]; 4] = [
     b"response.incomplete",
     b"response.failed",
 ];
+
+/// The first string value of `key` (a quoted name) in the start of an event, when it ends there and
+/// needs no unescaping: enough for an id or a model name.
+fn head_string<'a>(head: &'a [u8], key: &Finder<'_>) -> Option<&'a str> {
+    let at = key.find(head)?;
+    let value = head[at + key.needle().len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start()
+        .strip_prefix(b"\"")?;
+    let end = memchr::memchr2(b'"', b'\\', value)?;
+    let text = std::str::from_utf8(&value[..end]).ok()?;
+    (value[end] == b'"' && !text.is_empty()).then_some(text)
+}
 
 /// Whether an event carries generated text: a non-empty `content`, `refusal` or `text` delta (chat
 /// completions, Anthropic), a Responses API output text or refusal delta, or a legacy completion's
