@@ -264,3 +264,92 @@ fn a_first_text_chunk_over_64_kib_is_still_the_first_token() {
         "the first KiB holds the start of the text"
     );
 }
+
+/// A stream can fail after its `200` head: the body's error event names the error, whatever the
+/// provider's shape.
+#[test]
+fn an_error_event_in_a_stream_is_read() {
+    let cases: [(&str, &str); 5] = [
+        (
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+            "overloaded_error",
+        ),
+        (
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\ndata: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n",
+            "server_error",
+        ),
+        (
+            "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"id\":\"resp_1\",\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"failed\"},\"usage\":null}}\n\n",
+            "server_error",
+        ),
+        (
+            "event: error\ndata: {\"type\":\"error\",\"code\":\"ERR_SOMETHING\",\"message\":\"Something went wrong\",\"param\":null,\"sequence_number\":1}\n\n",
+            "ERR_SOMETHING",
+        ),
+        // OpenRouter: an error in a chunk, its code a number.
+        (
+            "data: {\"id\":\"gen-1\",\"object\":\"chat.completion.chunk\",\"error\":{\"code\":502,\"message\":\"Provider returned error\"},\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"error\"}]}\n\n",
+            "error",
+        ),
+    ];
+    for (stream, error) in cases {
+        let info = read("text/event-stream", &[stream.as_bytes()]).0;
+        assert_eq!(info.error.as_deref(), Some(error), "{stream}");
+    }
+    // A stream that went well reports none; `"error": null` is no error.
+    let fine = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"error\":null}}\n\ndata: [DONE]\n\n";
+    assert_eq!(read("text/event-stream", &[fine.as_bytes()]).0.error, None);
+}
+
+/// The span and the completion hook count a stream that ended in an error event as failed: its
+/// body came whole after a `200`, but the answer did not.
+#[tokio::test]
+async fn a_stream_that_ends_in_an_error_event_is_a_failed_answer() {
+    use axum::routing::post;
+    use std::sync::{Arc, Mutex};
+    use support::{client, serve, Recorder};
+    const STREAM: &str = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n",
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+    );
+    let (recorder, _guard) = Recorder::install();
+    let hook = Arc::new(Mutex::new(Vec::new()));
+    let layer = requesty_metadata::RequestyMetadataLayer::new().on_complete({
+        let hook = hook.clone();
+        move |done| {
+            let error = done.response.and_then(|r| r.error.clone());
+            hook.lock()
+                .unwrap()
+                .push((done.completed, done.failed, error));
+        }
+    });
+    let app = axum::Router::new()
+        .route(
+            "/v1/messages",
+            post(|| async {
+                axum::response::Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(axum::body::Body::from(STREAM))
+                    .unwrap()
+            }),
+        )
+        .layer(layer);
+    let addr = serve(app).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/messages"))
+        .header("content-type", "application/json")
+        .body(r#"{"model":"claude-x","stream":true,"messages":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let spans = recorder.wait_closed(1).await;
+    assert_eq!(spans[0].field("response.completed"), Some("true"));
+    assert_eq!(spans[0].field("error.type"), Some("overloaded_error"));
+    assert_eq!(spans[0].field("otel.status_code"), Some("ERROR"));
+    assert_eq!(
+        *hook.lock().unwrap(),
+        [(true, true, Some("overloaded_error".to_owned()))]
+    );
+}

@@ -47,7 +47,8 @@ pub struct Completion<'a> {
     pub completed: bool,
     /// The response failed: the inner service's body ended in an error (a proxy's upstream that cut
     /// its stream, say) or short of the `Content-Length` its head declared, or its call returned an
-    /// error, rather than the client going away.
+    /// error, rather than the client going away; or a successful answer's body reported an error
+    /// (a stream's error event, in [`ResponseInfo::error`]).
     pub failed: bool,
     /// A gRPC response's status code (`grpc-status`, `0` for OK), from its trailers or, for a
     /// trailers-only response, its head: the HTTP status of a gRPC call is `200` whatever its outcome.
@@ -215,16 +216,22 @@ impl Tracker {
             return;
         }
         let completed = end == End::Complete;
-        let failed = matches!(end, End::Failed | End::CallFailed);
         let response = self.reader.take().map(UsageReader::finish);
         if let Some(info) = &response {
             record_response(&self.span, info, self.first_token);
         }
+        // A body that came whole after a success, but reported an error (a stream's error event):
+        // the answer failed all the same.
+        let reported = response
+            .as_ref()
+            .and_then(|info| info.error.as_deref())
+            .filter(|_| completed && self.status.is_some_and(|s| s.is_success()));
+        let failed = matches!(end, End::Failed | End::CallFailed) || reported.is_some();
         self.span.record("response.completed", completed);
         let error = match end {
             End::Failed => Some("response_body"),
             End::CallFailed => Some("service"),
-            End::Complete | End::Dropped => None,
+            End::Complete | End::Dropped => reported,
         };
         if let Some(error) = error {
             self.span.record("error.type", error);

@@ -90,7 +90,7 @@ where
 /// | `otel.name` | `{operation} {model}` (or the method when the path names no operation) |
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
 /// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first, or it ended in an error |
-/// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say) or short of its declared `Content-Length`, `service` when the inner service's call returned one |
+/// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say) or short of its declared `Content-Length`, `service` when the inner service's call returned one, the provider's error type or code when a successful answer's body reported one (a stream's error event, [`ResponseInfo::error`](crate::usage::ResponseInfo::error)) |
 /// | `otel.status_code` | `ERROR` for those, and for a server span's `5xx` answer (a client span's `4xx` too), as the HTTP conventions set the span status; for gRPC, a code that says the server failed (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`; a client span's every code but `OK`) |
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
 /// | parent (feature `opentelemetry`) | server spans: the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`); client spans: the span they are made in |

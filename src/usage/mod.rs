@@ -71,6 +71,10 @@ pub struct ResponseInfo {
     /// Whether a stream said it was finished (`data: [DONE]`, `message_stop`, the Responses API's
     /// `response.completed`, `.incomplete` or `.failed`); `false` for JSON.
     pub done: bool,
+    /// The first error the body reported, by its type or code: a stream's error event (Anthropic's
+    /// `overloaded_error`, an OpenAI `server_error`, the Responses API's `response.failed` or
+    /// `error`), or a JSON error body's. A stream can fail this way after its `200` head.
+    pub error: Option<String>,
     /// The choice each of `finish_reasons` belongs to (its `index`; `0` for a single message).
     reason_choices: Vec<u64>,
 }
@@ -84,6 +88,7 @@ impl PartialEq for ResponseInfo {
             && self.finish_reasons == other.finish_reasons
             && self.usage == other.usage
             && self.done == other.done
+            && self.error == other.error
     }
 }
 
@@ -343,6 +348,7 @@ fn reasons_in(frames: &VecDeque<Bytes>) -> usize {
 fn merge(info: &mut ResponseInfo, tail: ResponseInfo) {
     info.id = info.id.take().or(tail.id);
     info.model = info.model.take().or(tail.model);
+    info.error = info.error.take().or(tail.error);
     for (choice, reason) in tail.reason_choices.iter().zip(&tail.finish_reasons) {
         info.note_reason(*choice, reason);
     }
@@ -391,6 +397,34 @@ struct Document<'a> {
     /// The Responses API's stream events wrap the response.
     #[serde(borrow, default)]
     response: Option<Box<Document<'a>>>,
+    /// An error object: Anthropic's error event, OpenAI's error body or stream chunk, a failed
+    /// Responses API response.
+    #[serde(borrow, default)]
+    error: Option<ErrorObject<'a>>,
+    /// The event's type: the Responses API's `error` event gives its code beside it.
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    code: Option<Cow<'a, str>>,
+}
+
+/// What names an error: its `type` (Anthropic, OpenAI) or its `code` (the Responses API).
+#[derive(Deserialize)]
+struct ErrorObject<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    code: Option<Cow<'a, str>>,
+}
+
+impl ResponseInfo {
+    /// Notes an error the body reported, by the first name it has; the first error is kept.
+    fn note_error(&mut self, names: [Option<&str>; 2]) {
+        if self.error.is_none() {
+            let name = names.into_iter().flatten().find(|name| !name.is_empty());
+            self.error = Some(name.unwrap_or("error").to_owned());
+        }
+    }
 }
 
 /// An OpenAI choice. Other fields, such as vLLM's `stop_reason` (the stop string or token that
@@ -488,6 +522,11 @@ impl Document<'_> {
         if let Some(counts) = self.usage {
             counts.add_to(&mut info.usage);
         }
+        if let Some(error) = &self.error {
+            info.note_error([error.kind.as_deref(), error.code.as_deref()]);
+        } else if self.kind.as_deref() == Some("error") {
+            info.note_error([self.code.as_deref(), None]);
+        }
         for inner in [self.message, self.response].into_iter().flatten() {
             inner.absorb(info);
         }
@@ -511,6 +550,14 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
                 info.note_reason(index.unwrap_or(at as u64), reason);
             }
         }
+    }
+    fn name<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+        v.get(key).and_then(Value::as_str)
+    }
+    if let Some(error) = value.get("error").filter(|e| e.is_object()) {
+        info.note_error([name(error, "type"), name(error, "code")]);
+    } else if name(value, "type") == Some("error") {
+        info.note_error([name(value, "code"), None]);
     }
     let delta = value
         .get("delta")

@@ -370,6 +370,8 @@ needles! {
     DELTA = b"\"delta\"";
     CONTENT = b"\"content\"";
     ID = b"\"id\"";
+    ERROR = b"\"error\"";
+    TYPE = b"\"type\"";
     MODEL = b"\"model\"";
     TEXT = b"\"text\"";
 }
@@ -404,11 +406,13 @@ pub(super) fn count_reasons(bytes: &[u8]) -> usize {
 /// A finish reason given, as [`count_reasons`] finds it.
 pub(super) const REASON_GIVEN: [&[u8]; 2] = [b"_reason\":\"", b"_reason\": \""];
 
-/// Events that carry usage, a finish reason or the message's identity.
+/// Events that carry usage, a finish reason, the message's identity or an error.
 fn worth_parsing(data: &[u8]) -> bool {
     any_value(&REASON, data, |v| v.starts_with(b"\""))
         || any_value(&USAGE, data, |v| v.starts_with(b"{"))
         || MESSAGE_START.find(data).is_some()
+        || any_value(&ERROR, data, |v| v.starts_with(b"{"))
+        || any_value(&TYPE, data, |v| v.starts_with(b"\"error\""))
 }
 
 /// Whether an event's data says a Responses API response ended: its `type` is
