@@ -572,3 +572,247 @@ async fn the_fallback_without_foreign_body_fields_keeps_the_native_user() {
         .collect();
     assert_eq!(warned, ["metadata"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Round trips of this crate's own forms, and what each gateway's form carries
+
+/// A bare server (no layer) answering with every header it received, as a JSON list of pairs.
+async fn header_echo() -> std::net::SocketAddr {
+    async fn handler(headers: HeaderMap) -> axum::Json<Vec<(String, String)>> {
+        axum::Json(
+            headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+        )
+    }
+    serve(Router::new().route("/v1/{*rest}", any(handler))).await
+}
+
+/// Sends a request through `layer` wrapped around a hyper client, to `addr`; returns the status,
+/// the response headers and body.
+async fn through(
+    layer: requesty_metadata::InjectMetadataLayer,
+    addr: std::net::SocketAddr,
+    content_type: Option<&str>,
+    body: &'static str,
+) -> (u16, HeaderMap, Bytes) {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioExecutor;
+    use tower::{ServiceBuilder, ServiceExt};
+    let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let service = ServiceBuilder::new().layer(layer).service(hyper);
+    let mut request = http::Request::post(format!("http://{addr}/v1/chat/completions"));
+    if let Some(ct) = content_type {
+        request = request.header("content-type", ct);
+    }
+    let request = request
+        .body(http_body_util::Full::new(Bytes::from_static(
+            body.as_bytes(),
+        )))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, body)
+}
+
+fn seen_metadata(headers: &HeaderMap) -> Option<RequestMetadata> {
+    let raw = headers["x-seen-metadata"].to_str().unwrap();
+    (!raw.is_empty()).then(|| serde_json::from_str(raw).unwrap())
+}
+
+/// The client's Portkey form (`gateway_headers(Gateway::Portkey)`) read back by the server's
+/// Portkey source: the trace id and the tags it wrote must come back as the trace id and tags.
+#[tokio::test]
+async fn portkey_form_round_trips_trace_id_and_tags() {
+    let (_r, _g) = Recorder::install();
+    // The server reads Portkey's form alone (Requesty's headers, also sent, are not read).
+    let addr = server(
+        RequestyMetadataLayer::new()
+            .sources(Sources::requesty_only().requesty(false).portkey(true)),
+    )
+    .await;
+    let sent = RequestMetadata::new()
+        .user_id("user-42")
+        .trace_id("wf-1")
+        .tag("a")
+        .tag("b");
+    let layer = RequestyMetadataLayer::inject(sent).gateway_headers(Gateway::Portkey);
+    let (status, headers, _) = through(layer, addr, None, "").await;
+    assert_eq!(status, 200);
+    let meta = seen_metadata(&headers).unwrap();
+    assert_eq!(meta.user_id.as_deref(), Some("user-42"));
+    assert_eq!(
+        meta.trace_id.as_deref(),
+        Some("wf-1"),
+        "the trace id the client wrote in Portkey's form: {meta:?}"
+    );
+    assert_eq!(meta.tags, ["a", "b"], "the tags the client wrote: {meta:?}");
+}
+
+/// `x-portkey-trace-id` is Portkey's trace header (the client side writes it): with the Portkey
+/// source on it is read as the trace id and removed like the source's other metadata header.
+#[tokio::test]
+async fn portkey_trace_header_is_read_and_removed() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let seen = post(
+        addr,
+        &[("x-portkey-trace-id", "pk-trace")],
+        r#"{"model":"gpt-4o"}"#,
+    )
+    .await;
+    assert!(
+        !seen.headers.contains("x-portkey-trace-id"),
+        "Portkey's trace header reached the inner service: {}",
+        seen.headers
+    );
+    assert_eq!(
+        seen.metadata.and_then(|m| m.trace_id).as_deref(),
+        Some("pk-trace")
+    );
+}
+
+/// The client's Helicone form writes tags as `Helicone-Property-Tags`; the server's Helicone
+/// source reads that back as an `extra` string, not as tags.
+#[tokio::test]
+async fn helicone_form_round_trips_tags() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(
+        RequestyMetadataLayer::new()
+            .sources(Sources::requesty_only().requesty(false).helicone(true)),
+    )
+    .await;
+    let sent = RequestMetadata::new().trace_id("wf-1").tag("a").tag("b");
+    let layer = RequestyMetadataLayer::inject(sent).gateway_headers(Gateway::Helicone);
+    let (status, headers, _) = through(layer, addr, None, "").await;
+    assert_eq!(status, 200);
+    let meta = seen_metadata(&headers).unwrap();
+    assert_eq!(meta.trace_id.as_deref(), Some("wf-1"));
+    assert_eq!(meta.tags, ["a", "b"], "{meta:?}");
+    assert!(meta.extra.get("tags").is_none(), "{meta:?}");
+}
+
+/// Portkey's form holds values of at most 128 characters: a longer user id must not arrive as a
+/// different (cut) id. "What arrives is what was sent": left out (or hashed), never altered.
+#[tokio::test]
+async fn portkey_form_never_sends_a_cut_user_id() {
+    let (_r, _g) = Recorder::install();
+    let addr = header_echo().await;
+    let long_user = format!("tenant-7/{}", "u".repeat(150));
+    let meta = RequestMetadata::new()
+        .user_id(long_user)
+        .extra("team", "infra");
+    let layer = RequestyMetadataLayer::inject(meta).gateway_headers(Gateway::Portkey);
+    let (status, _, body) = through(layer, addr, None, "").await;
+    assert_eq!(status, 200);
+    let seen: Vec<(String, String)> = serde_json::from_slice(&body).unwrap();
+    let portkey = seen
+        .iter()
+        .find(|(n, _)| n == "x-portkey-metadata")
+        .map(|(_, v)| serde_json::from_str::<Value>(v).unwrap());
+    // Left out whole (with a warning), the rest sent.
+    assert_eq!(portkey, Some(json!({"team": "infra"})));
+}
+
+/// The client's OpenAI native field (`provider_native(Native::OpenAi)`, `safety_identifier`) read
+/// back by the server's native source.
+#[tokio::test]
+async fn native_openai_field_round_trips() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(
+        RequestyMetadataLayer::new()
+            .sources(Sources::requesty_only().requesty(false).native_user(true)),
+    )
+    .await;
+    let layer = RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
+        .provider_native(Native::OpenAi)
+        .carrier(requesty_metadata::client::Carrier::Headers);
+    let (status, headers, body) = through(
+        layer,
+        addr,
+        Some("application/json"),
+        r#"{"model":"gpt-4o"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["safety_identifier"], "user-42");
+    let meta = seen_metadata(&headers);
+    assert_eq!(
+        meta.and_then(|m| m.user_id).as_deref(),
+        Some("user-42"),
+        "the user id the client wrote in OpenAI's own field"
+    );
+}
+
+/// An empty id in another format's body field carries nothing (as an empty header does): it must
+/// not win over a real id from a lower-ranked source.
+#[tokio::test]
+async fn an_empty_foreign_body_id_does_not_beat_a_real_header_id() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let seen = post(
+        addr,
+        &[
+            ("helicone-user-id", "alice"),
+            ("x-litellm-trace-id", "lt-1"),
+        ],
+        r#"{"model":"m","metadata":{"trace_user_id":"","trace_id":""}}"#,
+    )
+    .await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(meta.user_id.as_deref(), Some("alice"), "{meta:?}");
+    assert_eq!(meta.trace_id.as_deref(), Some("lt-1"), "{meta:?}");
+    // Portkey's `_user: ""` likewise hides the native `user`.
+    let seen = post(
+        addr,
+        &[("x-portkey-metadata", r#"{"_user":""}"#)],
+        r#"{"model":"m","user":"native-user"}"#,
+    )
+    .await;
+    assert_eq!(
+        seen.metadata.unwrap().user_id.as_deref(),
+        Some("native-user")
+    );
+}
+
+/// `drop_all()` "sends no metadata at all, and removes any the request already carries": with
+/// Helicone's form on, the caller's own `Helicone-User-Id` is removed, but its
+/// `Helicone-Property-*` headers (Helicone's `extra`) still leave.
+#[tokio::test]
+async fn drop_all_with_helicone_form_removes_the_callers_properties_too() {
+    let (_r, _g) = Recorder::install();
+    let addr = header_echo().await;
+    let layer = RequestyMetadataLayer::inject(RequestMetadata::new())
+        .drop_all()
+        .gateway_headers(Gateway::Helicone);
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioExecutor;
+    use tower::{ServiceBuilder, ServiceExt};
+    let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let service = ServiceBuilder::new().layer(layer).service(hyper);
+    let request = http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("helicone-user-id", "alice")
+        .header("helicone-property-email", "alice@example.com")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let seen: Vec<(String, String)> = serde_json::from_slice(&body).unwrap();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(!names.contains(&"helicone-user-id"), "{names:?}");
+    assert!(
+        !names.contains(&"helicone-property-email"),
+        "the caller's Helicone property left despite drop_all: {names:?}"
+    );
+}

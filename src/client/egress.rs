@@ -25,10 +25,13 @@ pub enum Gateway {
     /// `Helicone-User-Id`, `Helicone-Session-Id`, `Helicone-Property-<Key>` (string `extra` values;
     /// tags as `Helicone-Property-Tags`).
     Helicone,
-    /// `x-portkey-metadata` (`_user`, `trace_id`, `tags` and string `extra` values, each at most 128
-    /// characters) and `x-portkey-trace-id`.
+    /// `x-portkey-metadata` (`_user`, `tags` comma-separated, and string `extra` values; a value over
+    /// Portkey's 128 characters is left out whole, with a warning) and `x-portkey-trace-id`.
     Portkey,
 }
+
+/// Portkey's limit on a metadata value, in characters.
+const PORTKEY_VALUE: usize = 128;
 
 /// OpenAI's limit on `safety_identifier`.
 const SAFETY_IDENTIFIER_MAX: usize = 64;
@@ -118,8 +121,14 @@ pub(crate) fn write_native(
     }
 }
 
-/// Writes another gateway's headers (replacing any of that form already there).
-pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &mut HeaderMap) {
+/// Writes another gateway's headers (replacing any of that form already there). `no_extra` when
+/// `extra` is dropped: then no `Helicone-Property-*` the request already had goes out either.
+pub(crate) fn write_gateway(
+    metadata: &RequestMetadata,
+    gateway: Gateway,
+    no_extra: bool,
+    out: &mut HeaderMap,
+) {
     let strings = metadata
         .extra
         .iter()
@@ -138,6 +147,16 @@ pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &
         out.remove(*name);
     }
     if gateway == Gateway::Helicone {
+        if no_extra {
+            let properties: Vec<_> = out
+                .keys()
+                .filter(|name| name.as_str().starts_with("helicone-property-"))
+                .cloned()
+                .collect();
+            for name in properties {
+                out.remove(name);
+            }
+        }
         for (key, _) in strings.clone() {
             let name = format!("helicone-property-{}", key.to_ascii_lowercase());
             if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
@@ -173,22 +192,29 @@ pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &
         Gateway::Portkey => {
             let mut fields = serde_json::Map::new();
             let mut field = |key: &str, value: &str| {
-                // Portkey accepts string values of at most 128 characters.
-                let value: String = value.chars().take(128).collect();
+                // Portkey accepts string values of at most 128 characters: a longer one is left
+                // out whole, never cut into another value (another user's id, say).
+                if value.chars().count() > PORTKEY_VALUE {
+                    tracing::warn!(key, "metadata left out of x-portkey-metadata: Portkey takes values of at most 128 characters");
+                    fields.remove(key);
+                    return;
+                }
                 fields.insert(key.to_owned(), value.into());
             };
-            // `extra` first, so the core fields win over keys of the same name.
+            // `extra` first, so the core fields win over keys of the same name. The trace id has
+            // Portkey's own header.
             for (key, value) in strings {
                 field(key, value);
             }
             if let Some(user) = &metadata.user_id {
                 field("_user", user);
             }
-            if let Some(trace) = &metadata.trace_id {
-                field("trace_id", trace);
+            let (tags, odd) = crate::headers::header_tags(&metadata.tags);
+            if !odd.is_empty() {
+                tracing::warn!(tags = ?odd, "tags left out of x-portkey-metadata: a comma, edge whitespace or a control character cannot travel in its `tags`");
             }
-            if !metadata.tags.is_empty() {
-                field("tags", &metadata.tags.join(","));
+            if !tags.is_empty() {
+                field("tags", &tags.join(","));
             }
             if !fields.is_empty() {
                 // JSON leaves DEL as it is, and no header value may hold it.
@@ -271,19 +297,19 @@ mod tests {
             .extra("team", "infra")
             .extra("n", 1);
         let mut h = HeaderMap::new();
-        write_gateway(&meta, Gateway::Helicone, &mut h);
+        write_gateway(&meta, Gateway::Helicone, false, &mut h);
         assert_eq!(h["helicone-user-id"], "u");
         assert_eq!(h["helicone-session-id"], "t");
         assert_eq!(h["helicone-property-tags"], "a,b");
         assert_eq!(h["helicone-property-team"], "infra");
         assert!(!h.contains_key("helicone-property-n"));
         let mut h = HeaderMap::new();
-        write_gateway(&meta, Gateway::Portkey, &mut h);
+        write_gateway(&meta, Gateway::Portkey, false, &mut h);
         let portkey: serde_json::Value =
             serde_json::from_slice(h["x-portkey-metadata"].as_bytes()).unwrap();
         assert_eq!(
             portkey,
-            serde_json::json!({"_user":"u","trace_id":"t","tags":"a,b","team":"infra"})
+            serde_json::json!({"_user":"u","tags":"a,b","team":"infra"})
         );
         assert_eq!(h["x-portkey-trace-id"], "t");
     }
@@ -294,13 +320,13 @@ mod tests {
         h.insert("helicone-user-id", "stale".parse().unwrap());
         h.insert("helicone-session-id", "stale".parse().unwrap());
         let meta = RequestMetadata::new().user_id(" padded").trace_id("t");
-        write_gateway(&meta, Gateway::Helicone, &mut h);
+        write_gateway(&meta, Gateway::Helicone, false, &mut h);
         assert!(!h.contains_key("helicone-user-id"));
         assert_eq!(h["helicone-session-id"], "t");
         // A later value left out does not take away one written before it under the same name.
         let meta = RequestMetadata::new().tag("a").extra("tags", " padded");
         let mut h = HeaderMap::new();
-        write_gateway(&meta, Gateway::Helicone, &mut h);
+        write_gateway(&meta, Gateway::Helicone, false, &mut h);
         assert_eq!(h["helicone-property-tags"], "a");
     }
 }

@@ -115,8 +115,9 @@ impl InjectConfig {
         if self.dropped.contains(&Field::Origin) {
             crate::headers::remove_origin(headers);
         }
+        let no_extra = self.dropped.contains(&Field::Extra);
         for gateway in &self.gateways {
-            egress::write_gateway(metadata, *gateway, headers);
+            egress::write_gateway(metadata, *gateway, no_extra, headers);
         }
     }
 

@@ -50,8 +50,9 @@ pub(crate) fn fill_from_body(
     }
 }
 
-/// Fills the user id from the body's native `user` field, the last-ranked source; it is read only
-/// when no other source gave one (and, like the other body fields, only when it fits `limits`).
+/// Fills the user id from the body's native `user` field, else OpenAI's `safety_identifier` (which
+/// replaces it, and which this crate's client writes), the last-ranked source; it is read only when
+/// no other source gave one (and, like the other body fields, only when it fits `limits`).
 pub(crate) fn fill_native_user(
     meta: &mut RequestMetadata,
     body: &[u8],
@@ -60,14 +61,24 @@ pub(crate) fn fill_native_user(
     limits: &Limits,
     left_out: &mut Vec<String>,
 ) {
-    if sources.native_user && meta.user_id.is_none() {
-        let user = foreign::text(json_text(body, scan.members().user.clone()));
-        let mut fill = Fill {
-            meta,
-            limits,
-            left_out,
-        };
-        fill.meta.user_id = fill.id(user, ("", "user"));
+    if !sources.native_user || meta.user_id.is_some() {
+        return;
+    }
+    let members = scan.members();
+    let mut fill = Fill {
+        meta,
+        limits,
+        left_out,
+    };
+    for (key, range) in [
+        ("user", &members.user),
+        ("safety_identifier", &members.safety_identifier),
+    ] {
+        let user = foreign::text(json_text(body, range.clone()));
+        if user.as_deref().is_some_and(|user| !user.is_empty()) {
+            fill.meta.user_id = fill.id(user, ("", key));
+            return;
+        }
     }
 }
 
@@ -192,9 +203,10 @@ impl Fill<'_> {
         self.meta.extra.insert(key.to_owned(), value.into());
     }
 
-    /// `id` when it fits the id limit; otherwise nothing, and `field` is noted.
+    /// `id` when it fits the id limit; otherwise nothing, and `field` is noted. An empty id carries
+    /// nothing (as an empty header does), and leaves the place to a lower-ranked source.
     fn id(&mut self, id: Option<String>, field: Field<'_>) -> Option<String> {
-        let id = id?;
+        let id = id.filter(|id| !id.is_empty())?;
         if id.len() > self.limits.id_len() {
             self.leave_out(field);
             return None;

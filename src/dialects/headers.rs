@@ -15,6 +15,8 @@ use serde_json::{Map, Value};
 enum GatewayHeader<'a> {
     HeliconeUser,
     HeliconeSession,
+    /// `Helicone-Property-Tags`: tags, comma-separated, as this crate's client writes them.
+    HeliconeTags,
     /// `Helicone-Property-<Key>`, `Helicone-Session-Path`, `Helicone-Session-Name`: an `extra` key.
     HeliconeExtra(&'a str),
     LiteLlmTrace,
@@ -23,14 +25,16 @@ enum GatewayHeader<'a> {
     /// `x-litellm-spend-logs-metadata`: a JSON object whose keys are `extra` keys.
     LiteLlmSpendLogs,
     Portkey,
+    PortkeyTrace,
     OpenRouterSession,
 }
 
 /// The other gateways' header names but `Helicone-Property-<Key>`, with what each carries: with the
 /// property prefix, the one list used for reading and removing them alike.
-const FIXED: [(&str, GatewayHeader<'static>); 10] = [
+const FIXED: [(&str, GatewayHeader<'static>); 12] = [
     ("helicone-user-id", GatewayHeader::HeliconeUser),
     ("helicone-session-id", GatewayHeader::HeliconeSession),
+    ("helicone-property-tags", GatewayHeader::HeliconeTags),
     (
         "helicone-session-path",
         GatewayHeader::HeliconeExtra("session_path"),
@@ -44,6 +48,7 @@ const FIXED: [(&str, GatewayHeader<'static>); 10] = [
     ("x-litellm-tags", GatewayHeader::LiteLlmTags),
     (SPEND_LOGS, GatewayHeader::LiteLlmSpendLogs),
     (PORTKEY, GatewayHeader::Portkey),
+    ("x-portkey-trace-id", GatewayHeader::PortkeyTrace),
     ("x-session-id", GatewayHeader::OpenRouterSession),
 ];
 
@@ -60,11 +65,14 @@ impl<'a> GatewayHeader<'a> {
             None => (Self::HeliconeExtra(name.strip_prefix(PROPERTY)?), None),
         };
         let on = match header {
-            Self::HeliconeUser | Self::HeliconeSession | Self::HeliconeExtra(_) => sources.helicone,
+            Self::HeliconeUser
+            | Self::HeliconeSession
+            | Self::HeliconeTags
+            | Self::HeliconeExtra(_) => sources.helicone,
             Self::LiteLlmTrace | Self::LiteLlmUser | Self::LiteLlmTags | Self::LiteLlmSpendLogs => {
                 sources.litellm
             }
-            Self::Portkey => sources.portkey,
+            Self::Portkey | Self::PortkeyTrace => sources.portkey,
             Self::OpenRouterSession => sources.openrouter,
         };
         on.then_some((header, fixed))
@@ -126,6 +134,7 @@ fn from_headers(
     let mut openrouter_session = None;
     let mut spend_logs = None;
     let mut portkey = None;
+    let mut portkey_trace = None;
     let mut tags_sent = 0;
     for (header_name, value) in headers {
         let name = header_name.as_str();
@@ -145,6 +154,9 @@ fn from_headers(
         match header {
             GatewayHeader::HeliconeUser => helicone.user = Some(text),
             GatewayHeader::HeliconeSession => helicone.trace = Some(text),
+            GatewayHeader::HeliconeTags | GatewayHeader::LiteLlmTags => {
+                crate::headers::add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?
+            }
             // `Helicone-Property-` alone names no key (like `X-Requesty-` alone).
             GatewayHeader::HeliconeExtra("") => {}
             GatewayHeader::HeliconeExtra(key) => {
@@ -152,11 +164,9 @@ fn from_headers(
             }
             GatewayHeader::LiteLlmTrace => litellm.trace = Some(text),
             GatewayHeader::LiteLlmUser => litellm.user = Some(text),
-            GatewayHeader::LiteLlmTags => {
-                crate::headers::add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?
-            }
             GatewayHeader::LiteLlmSpendLogs => spend_logs = Some(text),
             GatewayHeader::Portkey => portkey = Some(text),
+            GatewayHeader::PortkeyTrace => portkey_trace = Some(text),
             GatewayHeader::OpenRouterSession => openrouter_session = Some(text),
         }
     }
@@ -164,13 +174,18 @@ fn from_headers(
     meta.trace_id = helicone
         .trace
         .or(litellm.trace)
+        .or(portkey_trace)
         .or(openrouter_session)
         .map(str::to_owned);
     if let Some(raw) = spend_logs {
         json_object(raw, SPEND_LOGS, None, &mut meta)?;
     }
     if let Some(raw) = portkey {
-        json_object(raw, PORTKEY, Some("_user"), &mut meta)?;
+        // Tags travel as a comma-separated `tags` string in Portkey's metadata, as this crate's
+        // client writes them.
+        if let Some(tags) = json_object(raw, PORTKEY, Some("_user"), &mut meta)? {
+            crate::headers::add_tags(&mut meta.tags, &tags, PORTKEY, &mut tags_sent, limits)?;
+        }
     }
     Ok(meta)
 }
@@ -183,24 +198,42 @@ struct Ids<'a> {
 }
 
 /// A metadata header holding a JSON object (LiteLLM's spend-logs metadata, Portkey's metadata), read
-/// into `extra` key by key; the key `user_key`, when given, is the user id. It ranks below the
-/// dialects already in `meta`, so it only fills what they left empty. Every value is checked as a
-/// JSON parser would; values that cannot win are not built, and a repeated key keeps its last value.
+/// into `extra` key by key; the key `user_key`, when given, is the user id (an empty one is none),
+/// and then a string `tags` is the tags, returned. It ranks below the dialects already in `meta`, so
+/// it only fills what they left empty. Every value is checked as a JSON parser would; values that
+/// cannot win are not built, and a repeated key keeps its last value.
 fn json_object(
     raw: &str,
     header: &str,
     user_key: Option<&str>,
     meta: &mut RequestMetadata,
-) -> Result<(), MetadataError> {
+) -> Result<Option<String>, MetadataError> {
     let mut user = None;
+    let mut tags = None;
     let mut fields = Map::new();
     let mut valid = true;
     let object = codec::object_members(raw, |name, value| {
         let is_user = user_key == Some(name);
+        let is_tags = user_key.is_some() && name == "tags";
         let checked = if is_user && meta.user_id.is_none() {
             foreign::checked_text(value)
-                .map(|found| user = found)
+                .map(|found| user = found.filter(|user| !user.is_empty()))
                 .is_ok()
+        } else if is_tags {
+            match serde_json::from_str::<Value>(value) {
+                Ok(Value::String(text)) => {
+                    tags = Some(text);
+                    true
+                }
+                Ok(other) => {
+                    // Not a list of tags: kept like any other key.
+                    if !meta.extra.contains_key(name) {
+                        fields.insert(name.to_owned(), other);
+                    }
+                    true
+                }
+                Err(_) => false,
+            }
         } else if is_user || meta.extra.contains_key(name) {
             // A source above Portkey's already gave it: checked, not built.
             serde_json::from_str::<IgnoredAny>(value).is_ok()
@@ -228,7 +261,7 @@ fn json_object(
     for (key, value) in fields {
         meta.extra.entry(key).or_insert(value);
     }
-    Ok(())
+    Ok(tags)
 }
 
 #[cfg(test)]

@@ -6,19 +6,20 @@
 //! | source | carrier | `trace_id` | `user_id` | `tags` | `extra` |
 //! |---|---|---|---|---|---|
 //! | Requesty | body `requesty`, `X-Requesty-*` | `trace_id` | `user_id` | `tags` | `extra`, `X-Requesty-<Name>` |
-//! | Helicone | headers | `Helicone-Session-Id` | `Helicone-User-Id` | | `Helicone-Property-<Key>` → `<key>`; `Helicone-Session-Path` → `session_path`, `-Name` → `session_name` |
+//! | Helicone | headers | `Helicone-Session-Id` | `Helicone-User-Id` | `Helicone-Property-Tags` (comma-separated) | `Helicone-Property-<Key>` → `<key>`; `Helicone-Session-Path` → `session_path`, `-Name` → `session_name` |
 //! | LiteLLM | body `litellm_metadata`, then `metadata` | `trace_id`, else `session_id` | `trace_user_id` | `tags` | `generation_name` |
 //! | LiteLLM | headers | `x-litellm-trace-id` | `x-litellm-end-user-id` | `x-litellm-tags` (comma-separated) | every key of `x-litellm-spend-logs-metadata` (JSON object) |
-//! | Portkey | header `x-portkey-metadata` (a JSON object) | | `_user` | | every other key |
+//! | Portkey | headers `x-portkey-metadata` (a JSON object), `x-portkey-trace-id` | `x-portkey-trace-id` | `_user` | `tags` (a comma-separated string) | every other key |
 //! | OpenRouter | body | `trace.trace_id`, else `session_id` | | | `trace.trace_name`, `.span_name`, `.generation_name` |
 //! | OpenRouter | header `x-session-id` | the value | | | |
-//! | native | body `user` (OpenAI, OpenRouter) | | the value | | |
+//! | native | body `user` (OpenAI, OpenRouter), else `safety_identifier` (OpenAI) | | the value | | |
 //!
 //! When several are present, earlier sources win, field by field
 //! ([`RequestMetadata::with_fallback`](crate::RequestMetadata::with_fallback)): Requesty's body
 //! member, Requesty's headers, the other dialects' body fields (LiteLLM, then OpenRouter), their
 //! headers (Helicone, LiteLLM, Portkey, OpenRouter), and last the native `user`. Tags are united in
-//! that order.
+//! that order. An empty id carries nothing and leaves the field to the next source. What the client
+//! side writes in Helicone's and Portkey's forms reads back the same.
 //!
 //! Stripping follows the source: the headers of a source that is on are removed before the inner
 //! service (like `X-Requesty-*`, unless the layer keeps headers). Body fields are never removed,
