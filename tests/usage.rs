@@ -353,3 +353,22 @@ async fn a_stream_that_ends_in_an_error_event_is_a_failed_answer() {
         [(true, true, Some("overloaded_error".to_owned()))]
     );
 }
+
+/// Whether the first text was seen does not depend on how a long `data` line is cut into frames,
+/// even before its event ends (a fuzzed input: one frame saw none until the end, three saw it in
+/// the line's start).
+#[test]
+fn the_first_text_in_a_long_line_is_seen_however_it_is_cut() {
+    let line = format!(
+        "data: {{\"id\":\"c1\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{}\"}}}}]}}\n",
+        "word ".repeat(200)
+    );
+    let body = format!("event: x\r\n{line}");
+    for cut in [0, 10, 21, 300, 600, body.len()] {
+        let (head, tail) = body.as_bytes().split_at(cut);
+        let mut reader = UsageReader::new("text/event-stream").unwrap();
+        reader.feed(&Bytes::copy_from_slice(head));
+        reader.feed(&Bytes::copy_from_slice(tail));
+        assert!(reader.saw_token(), "cut at {cut}");
+    }
+}

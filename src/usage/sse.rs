@@ -158,14 +158,11 @@ impl SseReader {
             let before = self.line.len();
             self.line.extend_from_slice(bytes);
             // A long event's first text shows in its start: waiting for its end (or for it to
-            // prove too large) would put the first token late. Looked at once per line.
-            if !self.saw_token
-                && before < EVENT_HEAD
-                && self.line.len() >= EVENT_HEAD
-                && self.line.starts_with(b"data:")
-            {
-                let head = &self.line[..EVENT_HEAD];
-                self.saw_token = has_text(head);
+            // prove too large) would put the first token late.
+            if before < EVENT_HEAD && self.line.starts_with(b"data:") {
+                let line = std::mem::take(&mut self.line);
+                self.text_in_head(&line);
+                self.line = line;
             }
         }
     }
@@ -189,17 +186,24 @@ impl SseReader {
         self.data.extend_from_slice(more);
     }
 
-    /// Reads what the start of an event too large to read says: a Responses API event that ends
-    /// the response names its type first, and the response's id and model, or the first generated
-    /// text, come early in an event.
+    /// Looks for the first generated text in the first [`EVENT_HEAD`] bytes of a `data` line once
+    /// that many have arrived, whether the line comes in one frame or in many (so the two read the
+    /// same).
+    fn text_in_head(&mut self, line: &[u8]) {
+        if !self.saw_token && line.len() >= EVENT_HEAD {
+            self.saw_token = has_text(&line[..EVENT_HEAD]);
+        }
+    }
+
+    /// Reads what the start of an event too large to read says (`start` is its `data` line): a
+    /// Responses API event that ends the response names its type first, and the response's id and
+    /// model, or the first generated text, come early in an event.
     fn skipped_event_start(&mut self, start: &[u8]) {
         let head = &start[..start.len().min(EVENT_HEAD)];
         if ends_response(head) {
             self.info.done = true;
         }
-        if !self.saw_token && has_text(head) {
-            self.saw_token = true;
-        }
+        self.text_in_head(start);
         if self.info.id.is_none() {
             self.info.id = head_string(head, &ID).map(str::to_owned);
         }
@@ -273,13 +277,14 @@ impl SseReader {
         if field != b"data" {
             return;
         }
+        self.text_in_head(line);
         // A line too long to read, or one that makes its event too large: the event is skipped, but
         // the usage at the line's end is read (as when the line arrives in pieces).
         let overlong = line.len() > MAX_LINE;
         if overlong || (!self.skipping_event && self.data.len() + value.len() + 1 > MAX_EVENT) {
             self.skipping_event = true;
             self.data.clear();
-            self.skipped_event_start(value);
+            self.skipped_event_start(line);
             usage_at_end(value, &mut self.info);
             return;
         }
