@@ -817,48 +817,27 @@ async fn drop_all_with_helicone_form_removes_the_callers_properties_too() {
     );
 }
 
-/// An id over the limit in another gateway's header is refused in that header's name: the client
-/// sent the header, not a `requesty` field.
+/// A dialect header's id that loses to a higher-ranked source (here the `requesty` member) is not
+/// the request's id: it does not get the request refused, however long.
 #[tokio::test]
-async fn an_id_over_the_limit_in_a_dialect_header_names_the_header() {
+async fn an_overlong_dialect_header_id_that_loses_does_not_refuse_the_request() {
     let (_r, _g) = Recorder::install();
     let addr = server(all()).await;
     let long = "s".repeat(300);
-    let portkey = format!(r#"{{"_user":"{long}"}}"#);
-    for (header, value, what) in [
-        ("x-session-id", long.as_str(), "header `x-session-id`"),
-        (
-            "helicone-user-id",
-            long.as_str(),
-            "header `helicone-user-id`",
-        ),
-        (
-            "x-portkey-trace-id",
-            long.as_str(),
-            "header `x-portkey-trace-id`",
-        ),
-        (
-            "x-portkey-metadata",
-            portkey.as_str(),
-            "`_user` in header `x-portkey-metadata`",
-        ),
-    ] {
+    for header in ["helicone-user-id", "x-session-id", "x-portkey-trace-id"] {
         let response = client()
             .post(format!("http://{addr}/v1/chat/completions"))
             .header("content-type", "application/json")
-            .header(header, value)
-            .body(r#"{"model":"m"}"#)
+            .header(header, long.as_str())
+            .body(r#"{"requesty":{"user_id":"u","trace_id":"t"},"model":"m"}"#)
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 400, "{header}");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["param"], header, "{body}");
-        assert_eq!(body["error"]["code"], "metadata_too_long", "{body}");
         assert_eq!(
-            body["error"]["message"],
-            format!("{what} is 300 bytes; the limit is 256 bytes"),
-            "{body}"
+            response.status(),
+            200,
+            "{header}: {}",
+            response.text().await.unwrap()
         );
     }
 }

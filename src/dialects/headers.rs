@@ -152,8 +152,8 @@ fn from_headers(
             continue;
         }
         match header {
-            GatewayHeader::HeliconeUser => helicone.user = Some((name, text)),
-            GatewayHeader::HeliconeSession => helicone.trace = Some((name, text)),
+            GatewayHeader::HeliconeUser => helicone.user = Some(text),
+            GatewayHeader::HeliconeSession => helicone.trace = Some(text),
             GatewayHeader::HeliconeTags | GatewayHeader::LiteLlmTags => {
                 crate::headers::add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?
             }
@@ -162,70 +162,39 @@ fn from_headers(
             GatewayHeader::HeliconeExtra(key) => {
                 meta.extra.insert(key.to_owned(), text.into());
             }
-            GatewayHeader::LiteLlmTrace => litellm.trace = Some((name, text)),
-            GatewayHeader::LiteLlmUser => litellm.user = Some((name, text)),
+            GatewayHeader::LiteLlmTrace => litellm.trace = Some(text),
+            GatewayHeader::LiteLlmUser => litellm.user = Some(text),
             GatewayHeader::LiteLlmSpendLogs => spend_logs = Some(text),
             GatewayHeader::Portkey => portkey = Some(text),
-            GatewayHeader::PortkeyTrace => portkey_trace = Some((name, text)),
-            GatewayHeader::OpenRouterSession => openrouter_session = Some((name, text)),
+            GatewayHeader::PortkeyTrace => portkey_trace = Some(text),
+            GatewayHeader::OpenRouterSession => openrouter_session = Some(text),
         }
     }
-    meta.user_id = winner(helicone.user.or(litellm.user), None, limits)?;
-    meta.trace_id = winner(
-        helicone
-            .trace
-            .or(litellm.trace)
-            .or(portkey_trace)
-            .or(openrouter_session),
-        None,
-        limits,
-    )?;
+    meta.user_id = helicone.user.or(litellm.user).map(str::to_owned);
+    meta.trace_id = helicone
+        .trace
+        .or(litellm.trace)
+        .or(portkey_trace)
+        .or(openrouter_session)
+        .map(str::to_owned);
     if let Some(raw) = spend_logs {
-        json_object(raw, SPEND_LOGS, None, limits, &mut meta)?;
+        json_object(raw, SPEND_LOGS, None, &mut meta)?;
     }
     if let Some(raw) = portkey {
         // Tags travel as a comma-separated `tags` string in Portkey's metadata, as this crate's
         // client writes them.
-        if let Some(tags) = json_object(raw, PORTKEY, Some("_user"), limits, &mut meta)? {
+        if let Some(tags) = json_object(raw, PORTKEY, Some("_user"), &mut meta)? {
             crate::headers::add_tags(&mut meta.tags, &tags, PORTKEY, &mut tags_sent, limits)?;
         }
     }
     Ok(meta)
 }
 
-/// The ids one dialect's headers carry, each with the name of the header it came in.
+/// The ids one dialect's headers carry.
 #[derive(Default)]
 struct Ids<'a> {
-    user: Option<(&'a str, &'a str)>,
-    trace: Option<(&'a str, &'a str)>,
-}
-
-/// The id that won, checked against the id limit in the name of the header it came in (and of its
-/// `key`, for one inside a JSON header): the client sent that header, not a `requesty` field.
-fn winner(
-    id: Option<(&str, &str)>,
-    key: Option<&str>,
-    limits: &Limits,
-) -> Result<Option<String>, MetadataError> {
-    let Some((header, id)) = id else {
-        return Ok(None);
-    };
-    if id.len() > limits.id_len() {
-        let what = match key {
-            Some(key) => format!("`{key}` in header `{header}`"),
-            None => format!("header `{header}`"),
-        };
-        return Err(MetadataError::new(
-            ErrorKind::TooLong,
-            header,
-            format!(
-                "{what} is {} bytes; the limit is {} bytes",
-                id.len(),
-                limits.id_len()
-            ),
-        ));
-    }
-    Ok(Some(id.to_owned()))
+    user: Option<&'a str>,
+    trace: Option<&'a str>,
 }
 
 /// A metadata header holding a JSON object (LiteLLM's spend-logs metadata, Portkey's metadata), read
@@ -237,7 +206,6 @@ fn json_object(
     raw: &str,
     header: &str,
     user_key: Option<&str>,
-    limits: &Limits,
     meta: &mut RequestMetadata,
 ) -> Result<Option<String>, MetadataError> {
     let mut user = None;
@@ -288,7 +256,7 @@ fn json_object(
         ));
     }
     if meta.user_id.is_none() {
-        meta.user_id = winner(user.as_deref().map(|user| (header, user)), user_key, limits)?;
+        meta.user_id = user;
     }
     for (key, value) in fields {
         meta.extra.entry(key).or_insert(value);
