@@ -841,3 +841,78 @@ async fn an_overlong_dialect_header_id_that_loses_does_not_refuse_the_request() 
         );
     }
 }
+
+/// Tags are united in the documented order of the header sources (Helicone before LiteLLM),
+/// whatever order the headers arrive in.
+#[tokio::test]
+async fn header_tags_unite_helicone_before_litellm() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let seen = post(
+        addr,
+        &[
+            ("x-litellm-tags", "lite"),
+            ("helicone-property-tags", "heli"),
+        ],
+        r#"{"model":"m"}"#,
+    )
+    .await;
+    assert_eq!(seen.metadata.unwrap().tags, ["heli", "lite"]);
+}
+
+/// `drop_all()` with Helicone's form: the caller's `Helicone-Session-Name` / `-Path` (read as
+/// `extra` by the Helicone source) leave too, unlike its `Helicone-Property-*`.
+#[tokio::test]
+async fn drop_all_with_helicone_form_removes_session_name_and_path() {
+    let (_r, _g) = Recorder::install();
+    let addr = header_echo().await;
+    let layer = RequestyMetadataLayer::inject(RequestMetadata::new())
+        .drop_all()
+        .gateway_headers(Gateway::Helicone);
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioExecutor;
+    use tower::{ServiceBuilder, ServiceExt};
+    let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let service = ServiceBuilder::new().layer(layer).service(hyper);
+    let request = http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("helicone-property-email", "alice@example.com")
+        .header("helicone-session-name", "alice-onboarding")
+        .header("helicone-session-path", "/alice/step-1")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let seen: Vec<(String, String)> = serde_json::from_slice(&body).unwrap();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(!names.contains(&"helicone-property-email"), "{names:?}");
+    assert!(!names.contains(&"helicone-session-name"), "{names:?}");
+    assert!(!names.contains(&"helicone-session-path"), "{names:?}");
+}
+
+/// An `extra` key named like a core field of the gateway's form (`tags`; Portkey's `_user`) would
+/// read back as that field: it is left out of the form (with a warning), the other keys are sent.
+#[tokio::test]
+async fn an_extra_key_named_like_a_core_field_is_left_out_of_a_gateway_form() {
+    let (_r, _g) = Recorder::install();
+    for gateway in [Gateway::Helicone, Gateway::Portkey] {
+        let sources = match gateway {
+            Gateway::Helicone => Sources::requesty_only().requesty(false).helicone(true),
+            _ => Sources::requesty_only().requesty(false).portkey(true),
+        };
+        let addr = server(RequestyMetadataLayer::new().sources(sources)).await;
+        let sent = RequestMetadata::new()
+            .trace_id("t")
+            .extra("tags", "nightly")
+            .extra("_user", "someone-else")
+            .extra("team", "infra");
+        let layer = RequestyMetadataLayer::inject(sent).gateway_headers(gateway);
+        let (status, headers, _) = through(layer, addr, None, "").await;
+        assert_eq!(status, 200);
+        let meta = seen_metadata(&headers).unwrap();
+        assert!(meta.tags.is_empty(), "{gateway:?}: {meta:?}");
+        assert_eq!(meta.user_id, None, "{gateway:?}: {meta:?}");
+        assert_eq!(meta.extra.get("tags"), None, "{gateway:?}: {meta:?}");
+        assert_eq!(meta.extra.get("team"), Some(&json!("infra")), "{gateway:?}");
+    }
+}

@@ -148,9 +148,15 @@ pub(crate) fn write_gateway(
     }
     if gateway == Gateway::Helicone {
         if no_extra {
+            // Everything Helicone reads as `extra`: its properties, and the session's name and path.
             let properties: Vec<_> = out
                 .keys()
-                .filter(|name| name.as_str().starts_with("helicone-property-"))
+                .filter(|name| {
+                    let name = name.as_str();
+                    name.starts_with("helicone-property-")
+                        || name == "helicone-session-name"
+                        || name == "helicone-session-path"
+                })
                 .cloned()
                 .collect();
             for name in properties {
@@ -177,10 +183,12 @@ pub(crate) fn write_gateway(
             if !odd.is_empty() {
                 tracing::warn!(tags = ?odd, "tags left out of Helicone-Property-Tags: a comma, edge whitespace or a control character cannot travel in it");
             }
-            // The core fields' own headers win over `extra` keys of the same name.
+            // The core fields' own headers win over `extra` keys of the same name, and an `extra`
+            // key named like one is left out: it would read back as that field.
             for (key, value) in strings {
                 let name = format!("helicone-property-{}", key.to_ascii_lowercase());
-                if name == "helicone-property-tags" && !tags.is_empty() {
+                if name == "helicone-property-tags" {
+                    tracing::warn!(key, "extra field left out of Helicone's form: its header would read back as the tags");
                     continue;
                 }
                 put(&name, value);
@@ -201,9 +209,13 @@ pub(crate) fn write_gateway(
                 }
                 fields.insert(key.to_owned(), value.into());
             };
-            // `extra` first, so the core fields win over keys of the same name. The trace id has
+            // `extra` first, but for keys that would read back as a core field. The trace id has
             // Portkey's own header.
             for (key, value) in strings {
+                if key == "_user" || key == "tags" {
+                    tracing::warn!(key, "extra field left out of x-portkey-metadata: it would read back as a core field");
+                    continue;
+                }
                 field(key, value);
             }
             if let Some(user) = &metadata.user_id {

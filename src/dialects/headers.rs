@@ -136,6 +136,8 @@ fn from_headers(
     let mut portkey = None;
     let mut portkey_trace = None;
     let mut tags_sent = 0;
+    // Tags are united in the sources' order, whatever order their headers come in.
+    let mut litellm_tags = Vec::new();
     for (header_name, value) in headers {
         let name = header_name.as_str();
         let Some((header, fixed)) = GatewayHeader::of(name, sources) else {
@@ -154,9 +156,10 @@ fn from_headers(
         match header {
             GatewayHeader::HeliconeUser => helicone.user = Some(text),
             GatewayHeader::HeliconeSession => helicone.trace = Some(text),
-            GatewayHeader::HeliconeTags | GatewayHeader::LiteLlmTags => {
+            GatewayHeader::HeliconeTags => {
                 crate::headers::add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?
             }
+            GatewayHeader::LiteLlmTags => litellm_tags.push((name, text)),
             // `Helicone-Property-` alone names no key (like `X-Requesty-` alone).
             GatewayHeader::HeliconeExtra("") => {}
             GatewayHeader::HeliconeExtra(key) => {
@@ -169,6 +172,9 @@ fn from_headers(
             GatewayHeader::PortkeyTrace => portkey_trace = Some(text),
             GatewayHeader::OpenRouterSession => openrouter_session = Some(text),
         }
+    }
+    for (name, text) in litellm_tags {
+        crate::headers::add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?;
     }
     meta.user_id = helicone.user.or(litellm.user).map(str::to_owned);
     meta.trace_id = helicone

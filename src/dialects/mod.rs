@@ -19,7 +19,8 @@
 //! member, Requesty's headers, the other dialects' body fields (LiteLLM, then OpenRouter), their
 //! headers (Helicone, LiteLLM, Portkey, OpenRouter), and last the native `user`. Tags are united in
 //! that order. An empty id carries nothing and leaves the field to the next source. What the client
-//! side writes in Helicone's and Portkey's forms reads back the same.
+//! side writes in Helicone's and Portkey's forms reads back the same (an `extra` key that would read
+//! back as a core field there, such as `tags`, is left out of the form, with a warning).
 //!
 //! Stripping follows the source: the headers of a source that is on are removed before the inner
 //! service (like `X-Requesty-*`, unless the layer keeps headers). Body fields are never removed,
@@ -82,11 +83,11 @@ switches! {
     helicone;
     /// LiteLLM's body `litellm_metadata` and `metadata`, and `x-litellm-*` headers.
     litellm;
-    /// Portkey's `x-portkey-metadata` header.
+    /// Portkey's `x-portkey-metadata` and `x-portkey-trace-id` headers.
     portkey;
     /// OpenRouter's body `session_id` and `trace`, and `x-session-id` header.
     openrouter;
-    /// The body's `user` field, as the user id.
+    /// The body's `user` field (else OpenAI's `safety_identifier`), as the user id.
     native_user;
 }
 
