@@ -372,3 +372,117 @@ fn the_first_text_in_a_long_line_is_seen_however_it_is_cut() {
         assert!(reader.saw_token(), "cut at {cut}");
     }
 }
+
+/// An Anthropic stream whose `message_delta` repeats `input_tokens` without the cache fields: the
+/// short stream and the long one (read at both ends) must agree on the input tokens.
+#[test]
+fn long_anthropic_stream_keeps_cache_tokens_in_input() {
+    let stream = |deltas: usize| {
+        let mut body = String::from(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"cache_creation_input_tokens\":50,\"cache_read_input_tokens\":1000,\"output_tokens\":1}}}\n\n",
+        );
+        body.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+        for i in 0..deltas {
+            body.push_str(&format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"word{i} \"}}}}\n\n"));
+        }
+        body.push_str(
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        );
+        body.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"input_tokens\":10,\"output_tokens\":5000}}\n\n");
+        body.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        body
+    };
+    let short = stream(3);
+    let info = read("text/event-stream", &[short.as_bytes()]).0;
+    assert_eq!(info.usage.input_tokens, Some(1060), "short stream");
+    let long = stream(3000);
+    assert!(long.len() > 200 * 1024);
+    let frames: Vec<&[u8]> = long.as_bytes().chunks(1024).collect();
+    let info = read("text/event-stream", &frames).0;
+    assert_eq!(info.usage.cache_read_input_tokens, Some(1000));
+    assert_eq!(
+        info.usage.input_tokens,
+        Some(1060),
+        "long stream: {:?}",
+        info.usage
+    );
+}
+
+/// A large Anthropic JSON answer: a tool's input (raw JSON, early in the answer) that has a
+/// `finish_reason` key is not the message's finish reason.
+#[test]
+fn large_anthropic_json_tool_input_is_not_a_finish_reason() {
+    let filler = "x".repeat(200 * 1024);
+    let body = format!(
+        r#"{{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{{"type":"tool_use","id":"toolu_01","name":"label","input":{{"finish_reason":"length"}}}},{{"type":"text","text":"{filler}"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{{"input_tokens":400,"output_tokens":60000}}}}"#
+    );
+    let small = body.replace(&filler, "hi");
+    assert_eq!(
+        read("application/json", &[small.as_bytes()])
+            .0
+            .finish_reasons,
+        ["end_turn"]
+    );
+    let info = read("application/json", &[body.as_bytes()]).0;
+    assert_eq!(info.usage.input_tokens, Some(400));
+    assert_eq!(info.finish_reasons, ["end_turn"]);
+}
+
+/// A long chunk's first 512 bytes end right after the opening quote of an empty `content`: the
+/// chunk (reasoning only) is not the first token, as it is not when it arrives whole.
+#[test]
+fn a_head_cut_inside_an_empty_content_is_not_the_first_token() {
+    let line = |pad: usize| {
+        format!(
+            "data: {{\"id\":\"gen-1\",\"provider\":\"{}\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\",\"reasoning\":\"{}\"}},\"finish_reason\":null}}]}}",
+            "p".repeat(pad),
+            "think ".repeat(200)
+        )
+    };
+    let probe = line(0);
+    let at = probe.find("\"content\":\"").unwrap() + "\"content\":\"".len();
+    let line = line(512 - at);
+    assert_eq!(&line[510..513], ":\"\"");
+    let event = format!("{line}\n\n");
+    let (_, whole) = read("text/event-stream", &[event.as_bytes()]);
+    assert!(!whole);
+    let b = event.as_bytes();
+    let (_, split) = read("text/event-stream", &[&b[..100], &b[100..600], &b[600..]]);
+    assert!(
+        !split,
+        "a reasoning chunk split in frames was taken for the first token"
+    );
+}
+
+/// Azure's content filter can report that it failed to run (`content_filter_results.error`): the
+/// answer itself did not fail. (Expected to pass: checks for a false positive.)
+#[test]
+fn azure_content_filter_error_is_not_an_answer_error() {
+    let body = concat!(
+        "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{\"error\":{\"code\":\"content_filter_error\",\"message\":\"The contents are not filtered\"}}}]}\n\n",
+        "data: {\"choices\":[{\"content_filter_results\":{\"error\":{\"code\":\"content_filter_error\",\"message\":\"The contents are not filtered\"}},\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null,\"index\":0}],\"created\":1,\"id\":\"chatcmpl-1\",\"model\":\"gpt-4o\",\"object\":\"chat.completion.chunk\"}\n\n",
+        "data: {\"choices\":[{\"content_filter_results\":{},\"delta\":{},\"finish_reason\":\"stop\",\"index\":0}],\"created\":1,\"id\":\"chatcmpl-1\",\"model\":\"gpt-4o\",\"object\":\"chat.completion.chunk\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let info = read("text/event-stream", &[body.as_bytes()]).0;
+    assert_eq!(info.error, None);
+    assert_eq!(info.id.as_deref(), Some("chatcmpl-1"));
+}
+
+/// A large Azure answer (keys in alphabetical order) from a deployment with a custom blocklist:
+/// `prompt_filter_results`, after the response's `id`, names the blocklist by its own `id` (a
+/// blocklist set on the prompt filter only, so the head holds no `id` at all).
+#[test]
+fn a_large_azure_answer_keeps_its_own_id_not_a_blocklist_s() {
+    let azure = |content: &str| {
+        format!(
+            r#"{{"choices":[{{"content_filter_results":{{"hate":{{"filtered":false,"severity":"safe"}}}},"finish_reason":"stop","index":0,"logprobs":null,"message":{{"content":"{content}","refusal":null,"role":"assistant"}}}}],"created":1727000000,"id":"chatcmpl-AZ1","model":"gpt-4o-2024-08-06","object":"chat.completion","prompt_filter_results":[{{"content_filter_results":{{"custom_blocklists":{{"details":[{{"filtered":false,"id":"pizza"}}],"filtered":false}},"hate":{{"filtered":false,"severity":"safe"}}}},"prompt_index":0}}],"system_fingerprint":"fp_1","usage":{{"completion_tokens":60000,"prompt_tokens":12,"total_tokens":60012}}}}"#
+        )
+    };
+    let small = read("application/json", &[azure("Hi").as_bytes()]).0;
+    assert_eq!(small.id.as_deref(), Some("chatcmpl-AZ1"));
+    let large = azure(&"x".repeat(200 * 1024));
+    let info = read("application/json", &[large.as_bytes()]).0;
+    assert_eq!(info.usage.output_tokens, Some(60000));
+    assert_eq!(info.id.as_deref(), Some("chatcmpl-AZ1"));
+}

@@ -46,10 +46,13 @@ impl JsonReader {
         // before it (a tool call's input, say) may hold the same names. An embeddings response
         // names its model after the vectors, so the tail is asked for one too.
         let tail: Vec<u8> = tail.iter().flat_map(|f| f.iter().copied()).collect();
-        for key in ["id", "model"] {
-            if let Some(value) = all_values(&self.head, key).next() {
-                absorb(&serde_json::json!({ key: value }), &mut info);
-            }
+        // The response's own id is its first member where the shape names it first (OpenAI,
+        // Anthropic, the Responses API); an `"id"` further in may be a tool call's or a filter's.
+        if let Some(id) = first_member(&self.head, "id") {
+            absorb(&serde_json::json!({ "id": id }), &mut info);
+        }
+        if let Some(model) = all_values(&self.head, "model").next() {
+            absorb(&serde_json::json!({ "model": model }), &mut info);
         }
         // Only Anthropic's message has a top-level `stop_reason`; elsewhere (a vLLM choice) it is
         // the stop string that matched, not a reason.
@@ -73,23 +76,60 @@ impl JsonReader {
                 absorb(&serde_json::json!({ key: value }), &mut info);
             }
         }
-        // Azure writes its keys in alphabetical order: `id` after the choices, so at the tail, and
-        // each `finish_reason` before its message, so at the head for the first choice.
+        // Azure writes its keys in alphabetical order: `id` right before `model`, after the
+        // choices, so at the tail (and before `prompt_filter_results`, whose blocklists have ids of
+        // their own), and each `finish_reason` before its message, so at the head for the first.
         if info.id.is_none() {
-            if let Some(id) = last_value(&tail, "id", Value::is_string) {
+            if let Some(id) = id_before_model(&tail) {
                 absorb(&serde_json::json!({ "id": id }), &mut info);
             }
         }
-        // One per choice, in order: which choice each came from is not at hand here.
-        let reasons =
-            all_values(&self.head, "finish_reason").chain(all_values(&tail, "finish_reason"));
-        for (choice, reason) in (0..).zip(reasons) {
-            if let Some(reason) = reason.as_str() {
-                info.note_reason(choice, reason);
+        // OpenAI's choices, one reason each, in order (which choice each came from is not at hand
+        // here). An Anthropic message has its `stop_reason`; a `finish_reason` in it is a tool's
+        // input.
+        if !anthropic {
+            let reasons =
+                all_values(&self.head, "finish_reason").chain(all_values(&tail, "finish_reason"));
+            for (choice, reason) in (0..).zip(reasons) {
+                if let Some(reason) = reason.as_str() {
+                    info.note_reason(choice, reason);
+                }
             }
         }
         info
     }
+}
+
+/// The value of `key` when it is the first member of the object `head` opens.
+fn first_member(head: &[u8], key: &str) -> Option<Value> {
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let rest = head
+        .trim_ascii_start()
+        .strip_prefix(b"{")?
+        .trim_ascii_start();
+    let rest = rest
+        .strip_prefix(b"\"")?
+        .strip_prefix(key.as_bytes())?
+        .strip_prefix(b"\"")?
+        .trim_ascii_start()
+        .strip_prefix(b":")?;
+    serde_json::Deserializer::from_slice(rest)
+        .into_iter::<Value>()
+        .next()?
+        .ok()
+        .filter(Value::is_string)
+}
+
+/// The string value of the last `"id"` before the last `"model"` string in a fragment: the
+/// response's own, in a body whose keys are in alphabetical order.
+fn id_before_model(fragment: &[u8]) -> Option<Value> {
+    let model = memchr::memmem::rfind_iter(fragment, b"\"model\"").find(|&at| {
+        fragment[at + 7..]
+            .trim_ascii_start()
+            .strip_prefix(b":")
+            .is_some_and(|value| value.trim_ascii_start().starts_with(b"\""))
+    })?;
+    last_value(&fragment[..model], "id", Value::is_string)
 }
 
 /// Which values of a key [`last_value`] takes.

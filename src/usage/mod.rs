@@ -77,6 +77,9 @@ pub struct ResponseInfo {
     pub error: Option<String>,
     /// The choice each of `finish_reasons` belongs to (its `index`; `0` for a single message).
     reason_choices: Vec<u64>,
+    /// The input tokens were counted apart from the cache's (Anthropic's shape): the cache's are
+    /// added once the whole body is read, since a later event may give one count without the other.
+    input_apart: bool,
 }
 
 /// Two readings are equal when they say the same; which choice each reason came from is how they
@@ -93,6 +96,20 @@ impl PartialEq for ResponseInfo {
 }
 
 impl ResponseInfo {
+    /// Counts the cache's input tokens into `input_tokens` where the provider counted them apart.
+    fn count_cached_input(&mut self) {
+        if std::mem::take(&mut self.input_apart) {
+            let u = &mut self.usage;
+            if let Some(input) = u.input_tokens {
+                u.input_tokens = Some(
+                    input
+                        .saturating_add(u.cache_read_input_tokens.unwrap_or(0))
+                        .saturating_add(u.cache_creation_input_tokens.unwrap_or(0)),
+                );
+            }
+        }
+    }
+
     /// Notes `reason` for the choice `choice`: a later reason for the same choice replaces its
     /// earlier one.
     fn note_reason(&mut self, choice: u64, reason: &str) {
@@ -186,7 +203,7 @@ impl UsageReader {
     /// What the body said, once it has ended (or as far as it got).
     pub fn finish(self) -> ResponseInfo {
         let (frames, dropped) = self.window.into_frames();
-        match self.kind {
+        let mut info = match self.kind {
             Kind::Json(reader) => reader.finish(frames, dropped),
             Kind::Sse(mut reader) if !dropped => {
                 // The window continues where the reader stopped: read on.
@@ -208,7 +225,9 @@ impl UsageReader {
                 merge(&mut info, tail);
                 info
             }
-        }
+        };
+        info.count_cached_input();
+        info
     }
 }
 
@@ -349,6 +368,7 @@ fn merge(info: &mut ResponseInfo, tail: ResponseInfo) {
     info.id = info.id.take().or(tail.id);
     info.model = info.model.take().or(tail.model);
     info.error = info.error.take().or(tail.error);
+    info.input_apart |= tail.input_apart;
     for (choice, reason) in tail.reason_choices.iter().zip(&tail.finish_reasons) {
         info.note_reason(*choice, reason);
     }
@@ -467,11 +487,14 @@ struct Details {
 
 impl Counts {
     /// Adds one document's counts to what earlier ones said (a later count replaces an earlier).
-    fn add_to(self, u: &mut Usage) {
+    fn add_to(self, info: &mut ResponseInfo) {
         let cached = |d: Option<Details>| d.and_then(|d| d.cached_tokens);
         // Anthropic's shape: `input_tokens` without the cache reads and writes, which it gives
         // beside it (OpenAI's counts include theirs, detailed under `…_details`).
-        let apart = self.prompt_tokens.is_none() && self.input_tokens_details.is_none();
+        info.input_apart |= self.input_tokens.is_some()
+            && self.prompt_tokens.is_none()
+            && self.input_tokens_details.is_none();
+        let u = &mut info.usage;
         u.output_tokens = self
             .completion_tokens
             .or(self.output_tokens)
@@ -483,16 +506,7 @@ impl Counts {
         u.cache_creation_input_tokens = self
             .cache_creation_input_tokens
             .or(u.cache_creation_input_tokens);
-        let input = match (self.prompt_tokens, self.input_tokens) {
-            (Some(prompt), _) => Some(prompt),
-            (None, Some(input)) if apart => Some(
-                input
-                    .saturating_add(u.cache_read_input_tokens.unwrap_or(0))
-                    .saturating_add(u.cache_creation_input_tokens.unwrap_or(0)),
-            ),
-            (None, input) => input,
-        };
-        u.input_tokens = input.or(u.input_tokens);
+        u.input_tokens = self.prompt_tokens.or(self.input_tokens).or(u.input_tokens);
     }
 }
 
@@ -520,7 +534,7 @@ impl Document<'_> {
             info.note_reason(0, &reason);
         }
         if let Some(counts) = self.usage {
-            counts.add_to(&mut info.usage);
+            counts.add_to(info);
         }
         if let Some(error) = &self.error {
             info.note_error([error.kind.as_deref(), error.code.as_deref()]);
@@ -570,7 +584,7 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
     if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
         let count = |key: &str| usage.get(key).and_then(Value::as_u64);
         let details = |key: &str| {
-            usage.get(key).map(|d| Details {
+            usage.get(key).filter(|d| !d.is_null()).map(|d| Details {
                 cached_tokens: d.get("cached_tokens").and_then(Value::as_u64),
             })
         };
@@ -584,7 +598,7 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
             prompt_tokens_details: details("prompt_tokens_details"),
             input_tokens_details: details("input_tokens_details"),
         }
-        .add_to(&mut info.usage);
+        .add_to(info);
     }
     // Anthropic's first event wraps the message; the Responses API's events wrap the response.
     for key in ["message", "response"] {

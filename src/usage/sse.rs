@@ -465,7 +465,9 @@ fn head_string<'a>(head: &'a [u8], key: &Finder<'_>) -> Option<&'a str> {
 /// completions, Anthropic), a Responses API output text or refusal delta, or a legacy completion's
 /// `text`. Reasoning and tool call deltas are not text.
 fn has_text(data: &[u8]) -> bool {
-    let non_empty_string = |v: &[u8]| v.starts_with(b"\"") && v.get(1) != Some(&b'"');
+    // A string with a first character (in the start of an event, a cut right after the opening
+    // quote tells nothing).
+    let non_empty_string = |v: &[u8]| v.starts_with(b"\"") && v.get(1).is_some_and(|&b| b != b'"');
     if DELTA.find(data).is_some() {
         if OUTPUT_TEXT.find(data).is_some() || REFUSAL_DELTA.find(data).is_some() {
             return any_value(&DELTA, data, non_empty_string);
