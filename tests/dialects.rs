@@ -785,38 +785,6 @@ async fn an_empty_foreign_body_id_does_not_beat_a_real_header_id() {
     );
 }
 
-/// `drop_all()` "sends no metadata at all, and removes any the request already carries": with
-/// Helicone's form on, the caller's own `Helicone-User-Id` is removed, but its
-/// `Helicone-Property-*` headers (Helicone's `extra`) still leave.
-#[tokio::test]
-async fn drop_all_with_helicone_form_removes_the_callers_properties_too() {
-    let (_r, _g) = Recorder::install();
-    let addr = header_echo().await;
-    let layer = RequestyMetadataLayer::inject(RequestMetadata::new())
-        .drop_all()
-        .gateway_headers(Gateway::Helicone);
-    use http_body_util::BodyExt;
-    use hyper_util::rt::TokioExecutor;
-    use tower::{ServiceBuilder, ServiceExt};
-    let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<http_body_util::Full<Bytes>>();
-    let service = ServiceBuilder::new().layer(layer).service(hyper);
-    let request = http::Request::post(format!("http://{addr}/v1/chat/completions"))
-        .header("helicone-user-id", "alice")
-        .header("helicone-property-email", "alice@example.com")
-        .body(http_body_util::Full::new(Bytes::new()))
-        .unwrap();
-    let response = service.oneshot(request).await.unwrap();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let seen: Vec<(String, String)> = serde_json::from_slice(&body).unwrap();
-    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
-    assert!(!names.contains(&"helicone-user-id"), "{names:?}");
-    assert!(
-        !names.contains(&"helicone-property-email"),
-        "the caller's Helicone property left despite drop_all: {names:?}"
-    );
-}
-
 /// A dialect header's id that loses to a higher-ranked source (here the `requesty` member) is not
 /// the request's id: it does not get the request refused, however long.
 #[tokio::test]
@@ -860,10 +828,11 @@ async fn header_tags_unite_helicone_before_litellm() {
     assert_eq!(seen.metadata.unwrap().tags, ["heli", "lite"]);
 }
 
-/// `drop_all()` with Helicone's form: the caller's `Helicone-Session-Name` / `-Path` (read as
-/// `extra` by the Helicone source) leave too, unlike its `Helicone-Property-*`.
+/// `drop_all()` "sends no metadata at all, and removes any the request already carries": with
+/// Helicone's form on, every Helicone header the caller set that Helicone reads as metadata leaves
+/// too (its user, its `Helicone-Property-*`, its session's name and path).
 #[tokio::test]
-async fn drop_all_with_helicone_form_removes_session_name_and_path() {
+async fn drop_all_with_helicone_form_removes_the_callers_helicone_metadata() {
     let (_r, _g) = Recorder::install();
     let addr = header_echo().await;
     let layer = RequestyMetadataLayer::inject(RequestMetadata::new())
@@ -875,19 +844,34 @@ async fn drop_all_with_helicone_form_removes_session_name_and_path() {
     let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build_http::<http_body_util::Full<Bytes>>();
     let service = ServiceBuilder::new().layer(layer).service(hyper);
-    let request = http::Request::post(format!("http://{addr}/v1/chat/completions"))
-        .header("helicone-property-email", "alice@example.com")
-        .header("helicone-session-name", "alice-onboarding")
-        .header("helicone-session-path", "/alice/step-1")
+    let callers = [
+        ("helicone-user-id", "alice"),
+        ("helicone-property-email", "alice@example.com"),
+        ("helicone-session-name", "alice-onboarding"),
+        ("helicone-session-path", "/alice/step-1"),
+    ];
+    let mut request = http::Request::post(format!("http://{addr}/v1/chat/completions"));
+    for (name, value) in callers {
+        request = request.header(name, value);
+    }
+    let request = request
+        .header("helicone-auth", "Bearer key")
         .body(http_body_util::Full::new(Bytes::new()))
         .unwrap();
     let response = service.oneshot(request).await.unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let seen: Vec<(String, String)> = serde_json::from_slice(&body).unwrap();
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
-    assert!(!names.contains(&"helicone-property-email"), "{names:?}");
-    assert!(!names.contains(&"helicone-session-name"), "{names:?}");
-    assert!(!names.contains(&"helicone-session-path"), "{names:?}");
+    for (name, _) in callers {
+        assert!(
+            !names.contains(&name),
+            "{name} left despite drop_all: {names:?}"
+        );
+    }
+    assert!(
+        names.contains(&"helicone-auth"),
+        "credentials stay: {names:?}"
+    );
 }
 
 /// An `extra` key named like a core field of the gateway's form (`tags`; Portkey's `_user`) would

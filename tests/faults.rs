@@ -1285,113 +1285,81 @@ async fn a_request_dropped_while_its_body_is_read_is_reported_once_from_its_head
     assert_eq!(spans[0].field("trace_id"), Some("stalled"));
 }
 
-/// A response body that ends short of the `Content-Length` its head declared did not reach the
-/// client whole (a server cuts the connection): the request failed, it did not complete.
-#[tokio::test]
-async fn a_body_shorter_than_its_declared_length_is_reported_as_failed() {
-    let (recorder, _guard) = Recorder::install();
-    let completions = Arc::new(Mutex::new(Vec::new()));
+/// Each request's `(completed, failed)`, as the completion hook saw it.
+type Ends = Arc<Mutex<Vec<(bool, bool)>>>;
+
+/// A layer whose completion hook notes each request's end.
+fn noting_ends() -> (RequestyMetadataLayer, Ends) {
+    let ends = Arc::new(Mutex::new(Vec::new()));
     let layer = RequestyMetadataLayer::new().on_complete({
-        let completions = completions.clone();
-        move |done| {
-            let line = (done.completed, done.failed);
-            completions.lock().unwrap().push(line)
-        }
+        let ends = ends.clone();
+        move |done| ends.lock().unwrap().push((done.completed, done.failed))
     });
-    let router = Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(|| async {
-                let frames: Vec<Result<Bytes, Infallible>> =
-                    vec![Ok(Bytes::from_static(b"{\"id\""))];
-                Response::builder()
-                    .header(CONTENT_TYPE, "application/json")
-                    .header(CONTENT_LENGTH, "100")
-                    .body(Body::from_stream(futures_util::stream::iter(frames)))
-                    .unwrap()
-            }),
-        )
-        .layer(layer);
-    let addr = serve(router).await;
-    let sent = client()
-        .post(format!("http://{addr}/v1/chat/completions"))
-        .header(CONTENT_TYPE, "application/json")
-        .body(r#"{"model":"m","requesty":{"trace_id":"short"}}"#)
-        .send()
-        .await;
-    // The cut shows in the head or in the body, as the server's writes happened to go.
-    let read = match sent {
-        Ok(response) => response.bytes().await.map(drop),
-        Err(error) => Err(error),
-    };
-    assert!(read.is_err(), "the client sees a cut answer");
-    let spans = recorder.wait_closed(1).await;
-    assert_eq!(spans[0].field("response.completed"), Some("false"));
-    assert_eq!(spans[0].field("error.type"), Some("response_body"));
-    assert_eq!(*completions.lock().unwrap(), [(false, true)]);
+    (layer, ends)
 }
 
-/// On the wire: a body that ends short of its declared `Content-Length` reaches the client cut off
-/// (hyper closes the connection: `IncompleteMessage`); trailers after its last data frame do not
-/// make it whole, so the span and the completion hook must call it failed, as they do for the same
-/// body without the trailers.
+/// The one request a body short of its declared length answered: failed, not completed, in the
+/// span and in the hook alike.
+async fn reported_failed(recorder: &Recorder, ends: &Mutex<Vec<(bool, bool)>>) {
+    let spans = recorder.wait_closed(1).await;
+    let span = &spans[0];
+    assert_eq!(span.field("response.completed"), Some("false"), "{span:#?}");
+    assert_eq!(span.field("error.type"), Some("response_body"), "{span:#?}");
+    assert_eq!(*ends.lock().unwrap(), [(false, true)]);
+}
+
+/// A response body that ends short of the `Content-Length` its head declared does not reach the
+/// client whole (hyper closes the connection): the request failed, it did not complete. Trailers
+/// after its last data frame do not make it whole either.
 #[tokio::test]
-async fn a_short_body_that_ends_in_trailers_is_failed_on_the_wire() {
+async fn a_body_shorter_than_its_declared_length_is_reported_as_failed() {
     use http_body::Frame;
     use http_body_util::StreamBody;
-    let (recorder, _guard) = Recorder::install();
-    let completions = Arc::new(Mutex::new(Vec::new()));
-    let layer = RequestyMetadataLayer::new().on_complete({
-        let completions = completions.clone();
-        move |done| {
-            let line = (done.completed, done.failed);
-            completions.lock().unwrap().push(line)
-        }
-    });
-    let router = Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(|| async {
-                let mut trailers = HeaderMap::new();
-                trailers.insert("x-checksum", HeaderValue::from_static("abc"));
-                let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
-                    Ok(Frame::data(Bytes::from_static(b"{\"id\""))),
-                    Ok(Frame::trailers(trailers)),
-                ];
-                Response::builder()
-                    .header(CONTENT_TYPE, "application/json")
-                    .header(CONTENT_LENGTH, "100")
-                    .body(Body::new(StreamBody::new(futures_util::stream::iter(
-                        frames,
-                    ))))
-                    .unwrap()
-            }),
+    for trailers in [false, true] {
+        let (recorder, _guard) = Recorder::install();
+        let (layer, ends) = noting_ends();
+        let router = Router::new()
+            .route(
+                "/v1/chat/completions",
+                post(move || async move {
+                    let mut frames: Vec<Result<Frame<Bytes>, Infallible>> =
+                        vec![Ok(Frame::data(Bytes::from_static(b"{\"id\"")))];
+                    if trailers {
+                        let mut map = HeaderMap::new();
+                        map.insert("x-checksum", HeaderValue::from_static("abc"));
+                        frames.push(Ok(Frame::trailers(map)));
+                    }
+                    Response::builder()
+                        .header(CONTENT_TYPE, "application/json")
+                        .header(CONTENT_LENGTH, "100")
+                        .body(Body::new(StreamBody::new(futures_util::stream::iter(
+                            frames,
+                        ))))
+                        .unwrap()
+                }),
+            )
+            .layer(layer);
+        let addr = serve(router).await;
+        let sent = within(
+            "send",
+            client()
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .header(CONTENT_TYPE, "application/json")
+                .body(r#"{"model":"m","requesty":{"trace_id":"short"}}"#)
+                .send(),
         )
-        .layer(layer);
-    let addr = serve(router).await;
-    let sent = within(
-        "send",
-        client()
-            .post(format!("http://{addr}/v1/chat/completions"))
-            .header(CONTENT_TYPE, "application/json")
-            .body(r#"{"model":"m","requesty":{"trace_id":"short"}}"#)
-            .send(),
-    )
-    .await;
-    let read = match sent {
-        Ok(response) => within("read", response.bytes()).await.map(drop),
-        Err(error) => Err(error),
-    };
-    assert!(read.is_err(), "the client sees a cut answer");
-    let spans = recorder.wait_closed(1).await;
-    assert_eq!(
-        spans[0].field("response.completed"),
-        Some("false"),
-        "{:#?}",
-        spans[0]
-    );
-    assert_eq!(spans[0].field("error.type"), Some("response_body"));
-    assert_eq!(*completions.lock().unwrap(), [(false, true)]);
+        .await;
+        // The cut shows in the head or in the body, as the server's writes happened to go.
+        let read = match sent {
+            Ok(response) => within("read", response.bytes()).await.map(drop),
+            Err(error) => Err(error),
+        };
+        assert!(
+            read.is_err(),
+            "trailers {trailers}: the client sees a cut answer"
+        );
+        reported_failed(&recorder, &ends).await;
+    }
 }
 
 /// The same short body, its end told by `is_end_stream` after its last data frame rather than by a
@@ -1419,14 +1387,7 @@ async fn a_short_body_that_says_it_has_ended_is_failed() {
         }
     }
     let (recorder, _guard) = Recorder::install();
-    let completions = Arc::new(Mutex::new(Vec::new()));
-    let layer = RequestyMetadataLayer::new().on_complete({
-        let completions = completions.clone();
-        move |done| {
-            let line = (done.completed, done.failed);
-            completions.lock().unwrap().push(line)
-        }
-    });
+    let (layer, ends) = noting_ends();
     let inner = tower::service_fn(|_: http::Request<Body>| async {
         let response = Response::builder()
             .header(CONTENT_TYPE, "application/json")
@@ -1444,13 +1405,5 @@ async fn a_short_body_that_says_it_has_ended_is_failed() {
     let response = layer.layer(inner).oneshot(request).await.unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.len(), 5, "5 of the 100 declared bytes");
-    let spans = recorder.wait_closed(1).await;
-    assert_eq!(
-        spans[0].field("response.completed"),
-        Some("false"),
-        "{:#?}",
-        spans[0]
-    );
-    assert_eq!(spans[0].field("error.type"), Some("response_body"));
-    assert_eq!(*completions.lock().unwrap(), [(false, true)]);
+    reported_failed(&recorder, &ends).await;
 }

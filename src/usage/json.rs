@@ -110,14 +110,17 @@ fn first_member(head: &[u8], key: &str) -> Option<Value> {
     let rest = rest
         .strip_prefix(b"\"")?
         .strip_prefix(key.as_bytes())?
-        .strip_prefix(b"\"")?
-        .trim_ascii_start()
-        .strip_prefix(b":")?;
+        .strip_prefix(b"\"")?;
+    value_after_colon(rest).filter(Value::is_string)
+}
+
+/// The JSON value after the colon that `rest` starts with (whitespace aside), parsed on its own.
+fn value_after_colon(rest: &[u8]) -> Option<Value> {
+    let rest = rest.trim_ascii_start().strip_prefix(b":")?;
     serde_json::Deserializer::from_slice(rest)
         .into_iter::<Value>()
         .next()?
         .ok()
-        .filter(Value::is_string)
 }
 
 /// The string value of the last `"id"` before the last `"model"` string in a fragment: the
@@ -140,16 +143,8 @@ pub(super) type Wanted = fn(&Value) -> bool;
 /// the caller's `metadata`, after it, is not).
 pub(super) fn last_value(fragment: &[u8], key: &str, wanted: Wanted) -> Option<Value> {
     let needle = format!("\"{key}\"");
-    memchr::memmem::rfind_iter(fragment, needle.as_bytes()).find_map(|at| {
-        let rest = fragment[at + needle.len()..]
-            .trim_ascii_start()
-            .strip_prefix(b":")?;
-        serde_json::Deserializer::from_slice(rest)
-            .into_iter::<Value>()
-            .next()?
-            .ok()
-            .filter(wanted)
-    })
+    memchr::memmem::rfind_iter(fragment, needle.as_bytes())
+        .find_map(|at| value_after_colon(&fragment[at + needle.len()..]).filter(wanted))
 }
 
 /// Every value after `"key":` in a fragment, in order (a quoted occurrence inside a string gives a
@@ -162,13 +157,7 @@ fn all_values<'a>(fragment: &'a [u8], key: &str) -> impl Iterator<Item = Value> 
         .find_iter(fragment)
         .collect::<Vec<_>>()
         .into_iter()
-        .filter_map(move |at| {
-            let rest = fragment[at + len..].trim_ascii_start().strip_prefix(b":")?;
-            serde_json::Deserializer::from_slice(rest)
-                .into_iter::<Value>()
-                .next()?
-                .ok()
-        })
+        .filter_map(move |at| value_after_colon(&fragment[at + len..]))
 }
 
 #[cfg(test)]
