@@ -45,7 +45,7 @@ const FIXED: [(&str, GatewayHeader<'static>); 12] = [
     ),
     ("x-litellm-trace-id", GatewayHeader::LiteLlmTrace),
     ("x-litellm-end-user-id", GatewayHeader::LiteLlmUser),
-    ("x-litellm-tags", GatewayHeader::LiteLlmTags),
+    (LITELLM_TAGS, GatewayHeader::LiteLlmTags),
     (SPEND_LOGS, GatewayHeader::LiteLlmSpendLogs),
     (PORTKEY, GatewayHeader::Portkey),
     ("x-portkey-trace-id", GatewayHeader::PortkeyTrace),
@@ -54,6 +54,7 @@ const FIXED: [(&str, GatewayHeader<'static>); 12] = [
 
 const PROPERTY: &str = "helicone-property-";
 const SPEND_LOGS: &str = "x-litellm-spend-logs-metadata";
+const LITELLM_TAGS: &str = "x-litellm-tags";
 const PORTKEY: &str = "x-portkey-metadata";
 
 impl<'a> GatewayHeader<'a> {
@@ -136,8 +137,9 @@ fn from_headers(
     let mut portkey = None;
     let mut portkey_trace = None;
     let mut tags_sent = 0;
-    // Tags are united in the sources' order, whatever order their headers come in.
-    let mut litellm_tags = Vec::new();
+    // Tags are united in the sources' order, whatever order their headers come in: LiteLLM's are
+    // read once the pass is over.
+    let mut litellm_tags = false;
     for (header_name, value) in headers {
         let name = header_name.as_str();
         let Some((header, fixed)) = GatewayHeader::of(name, sources) else {
@@ -159,7 +161,7 @@ fn from_headers(
             GatewayHeader::HeliconeTags => {
                 crate::headers::add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?
             }
-            GatewayHeader::LiteLlmTags => litellm_tags.push((name, text)),
+            GatewayHeader::LiteLlmTags => litellm_tags = true,
             // `Helicone-Property-` alone names no key (like `X-Requesty-` alone).
             GatewayHeader::HeliconeExtra("") => {}
             GatewayHeader::HeliconeExtra(key) => {
@@ -173,8 +175,11 @@ fn from_headers(
             GatewayHeader::OpenRouterSession => openrouter_session = Some(text),
         }
     }
-    for (name, text) in litellm_tags {
-        crate::headers::add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?;
+    if litellm_tags {
+        for value in headers.get_all(LITELLM_TAGS) {
+            let text = crate::headers::text(LITELLM_TAGS, value)?;
+            crate::headers::add_tags(&mut meta.tags, text, LITELLM_TAGS, &mut tags_sent, limits)?;
+        }
     }
     meta.user_id = helicone.user.or(litellm.user).map(str::to_owned);
     meta.trace_id = helicone
