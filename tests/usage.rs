@@ -486,3 +486,103 @@ fn a_large_azure_answer_keeps_its_own_id_not_a_blocklist_s() {
     assert_eq!(info.usage.output_tokens, Some(60000));
     assert_eq!(info.id.as_deref(), Some("chatcmpl-AZ1"));
 }
+
+/// A stream whose first usage is Anthropic-shaped and whose last is OpenAI's (`prompt_tokens`, the
+/// cache included and detailed): the last count is the total, nothing is added to it.
+#[test]
+fn a_later_openai_usage_is_not_added_the_cache_again() {
+    let stream = concat!(
+        "data: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[],\"usage\":{\"input_tokens\":5}}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":80}}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let info = read("text/event-stream", &[stream.as_bytes()]).0;
+    assert_eq!(info.usage.cache_read_input_tokens, Some(80));
+    assert_eq!(info.usage.input_tokens, Some(100), "{:?}", info.usage);
+}
+
+/// A large JSON answer whose `id` is its second member: the small answer and the large one agree.
+#[test]
+fn a_large_answer_whose_id_is_not_first_keeps_it() {
+    let body = |content: &str| {
+        format!(
+            r#"{{"object":"chat.completion","id":"chatcmpl-2","created":1,"model":"m","choices":[{{"index":0,"message":{{"role":"assistant","content":"{content}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":1,"completion_tokens":2}}}}"#
+        )
+    };
+    let small = read("application/json", &[body("hi").as_bytes()]).0;
+    assert_eq!(small.id.as_deref(), Some("chatcmpl-2"));
+    let large = body(&"x".repeat(200 * 1024));
+    let info = read("application/json", &[large.as_bytes()]).0;
+    assert_eq!(info.id.as_deref(), Some("chatcmpl-2"));
+}
+
+/// Random streams of the shapes whose first text, reasons and usage the reader looks for (with long
+/// lines around the 512 bytes whose start is read early, comments, bare `data`, each line end and a
+/// byte order mark), cut at three random points: the same reading as in one frame.
+#[test]
+fn random_streams_read_the_same_split_anywhere() {
+    let mut seed: u64 = 0x1234_5678;
+    let mut next = move |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % n
+    };
+    let pieces = [
+        "data: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}",
+        "data:{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"PAD\",\"content\":\"x\"}}]}",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\",\"reasoning\":\"PAD\"}}]}",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"PADx\"}}",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"input_tokens\":3,\"cache_read_input_tokens\":4}}",
+        "data",
+        ": comment PAD",
+        "event: message_stop",
+        "data: [DONE]",
+        "",
+    ];
+    let eols = ["\n", "\r\n", "\r"];
+    let mut failures = Vec::new();
+    for case in 0..3000 {
+        let mut stream = String::new();
+        if next(4) == 0 {
+            stream.push('\u{feff}');
+        }
+        for _ in 0..(1 + next(8)) {
+            let p = pieces[next(pieces.len())];
+            let pad = "p".repeat([0, 400, 440, 470, 480, 490, 500, 505][next(8)]);
+            stream.push_str(&p.replace("PAD", &pad));
+            stream.push_str(eols[next(3)]);
+            if next(2) == 0 {
+                stream.push_str(eols[next(3)]);
+            }
+        }
+        let bytes = stream.as_bytes();
+        let whole = read("text/event-stream", &[bytes]);
+        let mut cuts = vec![
+            next(bytes.len() + 1),
+            next(bytes.len() + 1),
+            next(bytes.len() + 1),
+        ];
+        cuts.sort();
+        let frames = [
+            &bytes[..cuts[0]],
+            &bytes[cuts[0]..cuts[1]],
+            &bytes[cuts[1]..cuts[2]],
+            &bytes[cuts[2]..],
+        ];
+        let split = read("text/event-stream", &frames);
+        if whole != split {
+            failures.push(format!(
+                "case {case} cuts {cuts:?}: {whole:?} vs {split:?}\n{stream:?}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures[..failures.len().min(3)].join("\n")
+    );
+}

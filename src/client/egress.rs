@@ -122,7 +122,8 @@ pub(crate) fn write_native(
 }
 
 /// Writes another gateway's headers (replacing any of that form already there). `no_extra` when
-/// `extra` is dropped: then no `Helicone-Property-*` the request already had goes out either.
+/// `extra` is dropped: then nothing Helicone reads as `extra` that the request already had goes out
+/// either (`Helicone-Property-*`, `Helicone-Session-Name`, `Helicone-Session-Path`).
 pub(crate) fn write_gateway(
     metadata: &RequestMetadata,
     gateway: Gateway,

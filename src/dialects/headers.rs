@@ -129,7 +129,8 @@ fn from_headers(
     }
     // One pass over the headers. Ids are noted and copied once the pass is over, only the winner
     // of each; a repeated header keeps its last value, as a proxy that keeps the last value would.
-    // Tags (LiteLLM's alone) and Helicone's properties (the first-ranked `extra`) go straight in.
+    // Helicone's tags and properties (the first-ranked `extra`) go straight in; LiteLLM's tags
+    // follow once the pass is over.
     let mut helicone = Ids::default();
     let mut litellm = Ids::default();
     let mut openrouter_session = None;

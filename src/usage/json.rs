@@ -80,7 +80,9 @@ impl JsonReader {
         // choices, so at the tail (and before `prompt_filter_results`, whose blocklists have ids of
         // their own), and each `finish_reason` before its message, so at the head for the first.
         if info.id.is_none() {
-            if let Some(id) = id_before_model(&tail) {
+            // Failing both, the first `"id"` at the head, as in a body that names it second.
+            let id = id_before_model(&tail).or_else(|| all_values(&self.head, "id").next());
+            if let Some(id) = id {
                 absorb(&serde_json::json!({ "id": id }), &mut info);
             }
         }

@@ -368,7 +368,10 @@ fn merge(info: &mut ResponseInfo, tail: ResponseInfo) {
     info.id = info.id.take().or(tail.id);
     info.model = info.model.take().or(tail.model);
     info.error = info.error.take().or(tail.error);
-    info.input_apart |= tail.input_apart;
+    if tail.usage.input_tokens.is_some() {
+        // The tail's input count wins below, and with it its shape.
+        info.input_apart = tail.input_apart;
+    }
     for (choice, reason) in tail.reason_choices.iter().zip(&tail.finish_reasons) {
         info.note_reason(*choice, reason);
     }
@@ -490,10 +493,11 @@ impl Counts {
     fn add_to(self, info: &mut ResponseInfo) {
         let cached = |d: Option<Details>| d.and_then(|d| d.cached_tokens);
         // Anthropic's shape: `input_tokens` without the cache reads and writes, which it gives
-        // beside it (OpenAI's counts include theirs, detailed under `…_details`).
-        info.input_apart |= self.input_tokens.is_some()
-            && self.prompt_tokens.is_none()
-            && self.input_tokens_details.is_none();
+        // beside it (OpenAI's counts include theirs, detailed under `…_details`). The input count
+        // that counts is the last one given, so its shape is the one that decides.
+        if self.prompt_tokens.is_some() || self.input_tokens.is_some() {
+            info.input_apart = self.prompt_tokens.is_none() && self.input_tokens_details.is_none();
+        }
         let u = &mut info.usage;
         u.output_tokens = self
             .completion_tokens
