@@ -20,28 +20,35 @@ fn read(content_type: &str, frames: &[&[u8]]) -> (ResponseInfo, bool) {
 /// `message`) first, `id` and `model` after the generated text.
 #[test]
 fn a_large_azure_json_answer_keeps_its_id_and_finish_reason() {
-    let azure = |content: &str| {
-        format!(
-            r#"{{"choices":[{{"content_filter_results":{{"hate":{{"filtered":false,"severity":"safe"}}}},"finish_reason":"length","index":0,"logprobs":null,"message":{{"content":"{content}","refusal":null,"role":"assistant"}}}}],"created":1727000000,"id":"chatcmpl-AZ1","model":"gpt-4o-2024-08-06","object":"chat.completion","prompt_filter_results":[{{"prompt_index":0,"content_filter_results":{{}}}}],"system_fingerprint":"fp_1","usage":{{"completion_tokens":60000,"prompt_tokens":12,"total_tokens":60012}}}}"#
-        )
-    };
-    // Small: read whole, everything is there.
-    let small = read("application/json", &[azure("Hi").as_bytes()]).0;
-    assert_eq!(small.id.as_deref(), Some("chatcmpl-AZ1"));
-    assert_eq!(small.finish_reasons, ["length"]);
-    // Large (over 128 KiB): read at its ends.
-    let large = azure(&"x".repeat(200 * 1024));
-    let info = read("application/json", &[large.as_bytes()]).0;
-    assert_eq!(info.usage.output_tokens, Some(60000));
-    assert_eq!(info.model.as_deref(), Some("gpt-4o-2024-08-06"));
-    assert_eq!(
-        (info.id.as_deref(), info.finish_reasons),
-        (Some("chatcmpl-AZ1"), vec!["length".to_owned()])
-    );
+    // The prompt's filter results follow `id` and `model`; with a custom blocklist they name it by
+    // an `id` of its own, which is not the response's.
+    let blocklist = r#"{"custom_blocklists":{"details":[{"filtered":false,"id":"pizza"}],"filtered":false},"hate":{"filtered":false,"severity":"safe"}}"#;
+    for prompt_filter in ["{}", blocklist] {
+        let azure = |content: &str| {
+            format!(
+                r#"{{"choices":[{{"content_filter_results":{{"hate":{{"filtered":false,"severity":"safe"}}}},"finish_reason":"length","index":0,"logprobs":null,"message":{{"content":"{content}","refusal":null,"role":"assistant"}}}}],"created":1727000000,"id":"chatcmpl-AZ1","model":"gpt-4o-2024-08-06","object":"chat.completion","prompt_filter_results":[{{"prompt_index":0,"content_filter_results":{prompt_filter}}}],"system_fingerprint":"fp_1","usage":{{"completion_tokens":60000,"prompt_tokens":12,"total_tokens":60012}}}}"#
+            )
+        };
+        // Small: read whole, everything is there.
+        let small = read("application/json", &[azure("Hi").as_bytes()]).0;
+        assert_eq!(small.id.as_deref(), Some("chatcmpl-AZ1"));
+        assert_eq!(small.finish_reasons, ["length"]);
+        // Large (over 128 KiB): read at its ends.
+        let large = azure(&"x".repeat(200 * 1024));
+        let info = read("application/json", &[large.as_bytes()]).0;
+        assert_eq!(info.usage.output_tokens, Some(60000));
+        assert_eq!(info.model.as_deref(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(
+            (info.id.as_deref(), info.finish_reasons),
+            (Some("chatcmpl-AZ1"), vec!["length".to_owned()]),
+            "prompt filter {prompt_filter}"
+        );
+    }
 }
 
-/// A streamed refusal (structured outputs) is generated text the caller sees: OpenAI sends it as
-/// `delta.refusal`, with `content` null.
+/// A streamed refusal (structured outputs) is generated text the caller sees: OpenAI's chat
+/// completions send it as `delta.refusal`, with `content` null; the Responses API as
+/// `response.refusal.delta`.
 #[test]
 fn a_streamed_refusal_is_the_first_token() {
     let body = concat!(
@@ -54,18 +61,6 @@ fn a_streamed_refusal_is_the_first_token() {
     assert_eq!(info.finish_reasons, ["stop"]);
     assert!(token, "the refusal text is generated text");
     // The Responses API's equivalent.
-    let body = concat!(
-        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-4o\",\"usage\":null}}\n\n",
-        "event: response.refusal.delta\ndata: {\"type\":\"response.refusal.delta\",\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"I'm sorry\"}\n\n",
-    );
-    assert!(
-        read("text/event-stream", &[body.as_bytes()]).1,
-        "responses refusal"
-    );
-}
-
-#[test]
-fn a_responses_api_refusal_delta_is_the_first_token() {
     let body = concat!(
         "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-4o\",\"usage\":null}}\n\n",
         "event: response.refusal.delta\ndata: {\"type\":\"response.refusal.delta\",\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"I'm sorry\"}\n\n",
@@ -467,24 +462,6 @@ fn azure_content_filter_error_is_not_an_answer_error() {
     let info = read("text/event-stream", &[body.as_bytes()]).0;
     assert_eq!(info.error, None);
     assert_eq!(info.id.as_deref(), Some("chatcmpl-1"));
-}
-
-/// A large Azure answer (keys in alphabetical order) from a deployment with a custom blocklist:
-/// `prompt_filter_results`, after the response's `id`, names the blocklist by its own `id` (a
-/// blocklist set on the prompt filter only, so the head holds no `id` at all).
-#[test]
-fn a_large_azure_answer_keeps_its_own_id_not_a_blocklist_s() {
-    let azure = |content: &str| {
-        format!(
-            r#"{{"choices":[{{"content_filter_results":{{"hate":{{"filtered":false,"severity":"safe"}}}},"finish_reason":"stop","index":0,"logprobs":null,"message":{{"content":"{content}","refusal":null,"role":"assistant"}}}}],"created":1727000000,"id":"chatcmpl-AZ1","model":"gpt-4o-2024-08-06","object":"chat.completion","prompt_filter_results":[{{"content_filter_results":{{"custom_blocklists":{{"details":[{{"filtered":false,"id":"pizza"}}],"filtered":false}},"hate":{{"filtered":false,"severity":"safe"}}}},"prompt_index":0}}],"system_fingerprint":"fp_1","usage":{{"completion_tokens":60000,"prompt_tokens":12,"total_tokens":60012}}}}"#
-        )
-    };
-    let small = read("application/json", &[azure("Hi").as_bytes()]).0;
-    assert_eq!(small.id.as_deref(), Some("chatcmpl-AZ1"));
-    let large = azure(&"x".repeat(200 * 1024));
-    let info = read("application/json", &[large.as_bytes()]).0;
-    assert_eq!(info.usage.output_tokens, Some(60000));
-    assert_eq!(info.id.as_deref(), Some("chatcmpl-AZ1"));
 }
 
 /// A stream whose first usage is Anthropic-shaped and whose last is OpenAI's (`prompt_tokens`, the

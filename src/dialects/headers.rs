@@ -231,26 +231,17 @@ fn json_object(
             foreign::checked_text(value)
                 .map(|found| user = found.filter(|user| !user.is_empty()))
                 .is_ok()
-        } else if is_tags {
-            match serde_json::from_str::<Value>(value) {
-                Ok(Value::String(text)) => {
-                    tags = Some(text);
-                    true
-                }
-                Ok(other) => {
-                    // Not a list of tags: kept like any other key.
-                    if !meta.extra.contains_key(name) {
-                        fields.insert(name.to_owned(), other);
-                    }
-                    true
-                }
-                Err(_) => false,
-            }
-        } else if is_user || meta.extra.contains_key(name) {
+        } else if is_user || (meta.extra.contains_key(name) && !is_tags) {
             // A source above Portkey's already gave it: checked, not built.
             serde_json::from_str::<IgnoredAny>(value).is_ok()
         } else {
             match serde_json::from_str::<Value>(value) {
+                // A string `tags` is the tags; any other value under that name is an `extra` key
+                // like the rest (one that a source above already gave stays theirs).
+                Ok(Value::String(text)) if is_tags => {
+                    tags = Some(text);
+                    true
+                }
                 Ok(value) => {
                     fields.insert(name.to_owned(), value);
                     true
