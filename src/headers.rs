@@ -7,6 +7,8 @@ use serde_json::Value;
 
 /// The prefix of every Requesty analytics header, as `http` stores names: lowercase.
 pub(crate) const PREFIX: &str = "x-requesty-";
+const USER_ID: &str = "x-requesty-user-id";
+const TRACE_ID: &str = "x-requesty-trace-id";
 const REFERER: &str = "http-referer";
 const TITLE: &str = "x-title";
 
@@ -69,16 +71,20 @@ pub(crate) fn warn_unreadable(error: &MetadataError) {
 }
 
 /// The limits a client reads the caller's own metadata headers with: `limits`, with room for 16
-/// times as many tags. Those are the caller's own, so a few over the limit are sent on (with a
-/// warning) for the gateway to judge; thousands make the headers unreadable, and they are replaced,
-/// before deduplicating them costs much.
+/// times as many tags, of any length. Those are the caller's own, so tags over the limits are sent
+/// on (with a warning) for the gateway to judge; thousands make the headers unreadable, and they
+/// are replaced, before deduplicating them costs much.
 pub(crate) fn own_limits(limits: &Limits) -> Limits {
-    limits.max_tags(limits.tags().saturating_mul(16))
+    limits
+        .max_tags(limits.tags().saturating_mul(16))
+        .max_tag_len(usize::MAX)
 }
 
 /// Adds the comma-separated tags of `header`'s value `text` to `tags`, leaving out empty ones and
 /// repeats. Tags are counted as sent, repeats included, across every such header of a request (in
 /// `sent`), so a request with thousands of them is refused before deduplicating them costs much.
+/// A tag longer than `limits` allow is refused too: every source's tags are united, so each one
+/// counts, and the error names the header.
 pub(crate) fn add_tags(
     tags: &mut Vec<String>,
     text: &str,
@@ -91,18 +97,73 @@ pub(crate) fn add_tags(
         if *sent > limits.tags() {
             return Err(MetadataError::new(
                 ErrorKind::TooMany,
-                "requesty.tags",
+                header,
                 format!(
-                    "`{header}` carries more tags than the limit of {}",
+                    "header `{header}` carries more tags than the limit of {}",
                     limits.tags()
                 ),
             ));
+        }
+        if tag.len() > limits.tag_len() {
+            return Err(too_long("a tag", header, tag.len(), limits.tag_len()));
         }
         if !tags.iter().any(|t| t == tag) {
             tags.push(tag.to_owned());
         }
     }
     Ok(())
+}
+
+/// The headers the ids of a request's header metadata came from, for errors that name them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdHeaders {
+    pub(crate) user: Option<&'static str>,
+    pub(crate) trace: Option<&'static str>,
+}
+
+impl IdHeaders {
+    /// The `X-Requesty-*` headers' ids over `others`', as they rank.
+    pub(crate) fn over(requesty: &RequestMetadata, others: IdHeaders) -> IdHeaders {
+        IdHeaders {
+            user: requesty.user_id.as_ref().map(|_| USER_ID).or(others.user),
+            trace: requesty
+                .trace_id
+                .as_ref()
+                .map(|_| TRACE_ID)
+                .or(others.trace),
+        }
+    }
+
+    /// Checks the ids of `merged`, the request's whole metadata, naming the header an id too long
+    /// came from. Only a header can carry one this far (the body's member is checked as it is
+    /// parsed, the other sources skip what does not fit), and only the value that won is checked:
+    /// a header another source outranks is no one's error.
+    pub(crate) fn check(
+        self,
+        merged: &RequestMetadata,
+        limits: &Limits,
+    ) -> Result<(), MetadataError> {
+        for (id, header, what) in [
+            (&merged.user_id, self.user, "the user id"),
+            (&merged.trace_id, self.trace, "the trace id"),
+        ] {
+            if let (Some(id), Some(header)) = (id, header) {
+                if id.len() > limits.id_len() {
+                    return Err(too_long(what, header, id.len(), limits.id_len()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error for `what`, carried by `header`, being over `limit` bytes.
+fn too_long(what: &str, header: &str, len: usize, limit: usize) -> MetadataError {
+    MetadataError::new(
+        ErrorKind::TooLong,
+        header,
+        format!("{what} in header `{header}` is {len} bytes; the limit is {limit} bytes"),
+    )
 }
 
 /// Writes `meta` as headers, replacing any `X-Requesty-*` already there: `X-Requesty-Trace-Id`,
@@ -367,7 +428,7 @@ mod tests {
         h.append("x-requesty-tags", HeaderValue::from_static("a"));
         let err = read(&h, &limits).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TooMany);
-        assert_eq!(err.param(), "requesty.tags");
+        assert_eq!(err.param(), "x-requesty-tags");
         assert!(err.to_string().contains("`x-requesty-tags`"), "{err}");
         assert!(err.to_string().contains("limit of 3"), "{err}");
         // Thousands of distinct tags are refused once the limit is passed, not deduplicated first.
@@ -387,6 +448,25 @@ mod tests {
                 .tags
                 .len(),
             65
+        );
+    }
+
+    #[test]
+    fn a_tag_too_long_is_an_error_naming_the_header_but_not_for_a_client() {
+        let limits = Limits::default().max_tag_len(4);
+        let mut h = HeaderMap::new();
+        h.insert("x-requesty-tags", HeaderValue::from_static("ok, toolong"));
+        let err = read(&h, &limits).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooLong);
+        assert_eq!(err.param(), "x-requesty-tags");
+        assert_eq!(
+            err.to_string(),
+            "a tag in header `x-requesty-tags` is 7 bytes; the limit is 4 bytes"
+        );
+        // The caller's own tags are sent on, for the gateway to judge.
+        assert_eq!(
+            read(&h, &own_limits(&limits)).unwrap().tags,
+            ["ok", "toolong"]
         );
     }
 

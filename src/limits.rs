@@ -8,9 +8,9 @@
 /// | limit | default | what happens past it |
 /// |---|---|---|
 /// | [`max_depth`](Self::max_depth) | 128 | the body is treated as malformed (passed through untouched, or rejected when configured) |
-/// | [`max_tags`](Self::max_tags) | 64 | `400`, `param: requesty.tags` |
-/// | [`max_tag_len`](Self::max_tag_len) | 256 bytes | `400`, `param: requesty.tags` |
-/// | [`max_id_len`](Self::max_id_len) | 256 bytes | `400`, `param: requesty.user_id` / `requesty.trace_id` |
+/// | [`max_tags`](Self::max_tags) | 64 | `400`, `param: requesty.tags` (or the tags header that passed it) |
+/// | [`max_tag_len`](Self::max_tag_len) | 256 bytes | `400`, `param: requesty.tags` (or the header that carried the tag) |
+/// | [`max_id_len`](Self::max_id_len) | 256 bytes | `400`, `param: requesty.user_id` / `requesty.trace_id` (or the header that carried the id) |
 /// | [`max_extra_entries`](Self::max_extra_entries) | 64 | `400`, `param: requesty.extra` |
 /// | [`max_extra_bytes`](Self::max_extra_bytes) | 16 KiB of JSON | `400`, `param: requesty.extra` |
 /// | [`max_member_bytes`](Self::max_member_bytes) | 64 KiB of JSON | `400`, `param: requesty` |

@@ -785,6 +785,43 @@ async fn an_empty_foreign_body_id_does_not_beat_a_real_header_id() {
     );
 }
 
+/// A dialect header's id that wins and is too long gets the request refused naming that header
+/// (a gateway's own name for it, not `requesty.user_id`), as a tag too long in a dialect's tags
+/// header does.
+#[tokio::test]
+async fn an_overlong_dialect_header_value_that_wins_is_a_400_naming_the_header() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let long = "s".repeat(300);
+    let portkey = format!(r#"{{"_user":"{long}"}}"#);
+    let tags = format!("a,{long}");
+    for (header, value, code) in [
+        ("helicone-user-id", long.as_str(), "metadata_too_long"),
+        ("x-litellm-end-user-id", &long, "metadata_too_long"),
+        ("x-litellm-trace-id", &long, "metadata_too_long"),
+        ("x-session-id", &long, "metadata_too_long"),
+        ("x-portkey-trace-id", &long, "metadata_too_long"),
+        ("x-portkey-metadata", &portkey, "metadata_too_long"),
+        ("helicone-property-tags", &tags, "metadata_too_long"),
+        ("x-litellm-tags", &tags, "metadata_too_long"),
+    ] {
+        let response = client()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .header(header, value)
+            .body(r#"{"model":"m"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{header}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["param"], header, "{error}");
+        assert_eq!(error["error"]["code"], code, "{error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("300 bytes"), "{message}");
+    }
+}
+
 /// A dialect header's id that loses to a higher-ranked source (here the `requesty` member) is not
 /// the request's id: it does not get the request refused, however long.
 #[tokio::test]

@@ -333,20 +333,40 @@ async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not
     )
     .await;
     // Headers alone too, before the body is read: a few tags too many, thousands of them (refused
-    // as soon as the count passes the limit), and `extra` over the body's size limit.
+    // as soon as the count passes the limit), a tag or an id too long (each naming the header that
+    // carried it), and `extra` over the body's size limit.
     let many: Vec<String> = (0..30_000).map(|i| format!("t{i}")).collect();
+    let long = "x".repeat(257);
     let header_cases = [
         (
             "x-requesty-tags",
             "a,b,c".to_owned(),
-            "requesty.tags",
+            "x-requesty-tags",
             "metadata_limit_exceeded",
         ),
         (
             "x-requesty-tags",
             many.join(","),
-            "requesty.tags",
+            "x-requesty-tags",
             "metadata_limit_exceeded",
+        ),
+        (
+            "x-requesty-tags",
+            format!("a, {long}"),
+            "x-requesty-tags",
+            "metadata_too_long",
+        ),
+        (
+            "x-requesty-user-id",
+            long.clone(),
+            "x-requesty-user-id",
+            "metadata_too_long",
+        ),
+        (
+            "x-requesty-trace-id",
+            long.clone(),
+            "x-requesty-trace-id",
+            "metadata_too_long",
         ),
         (
             "x-requesty-notes",
@@ -364,13 +384,35 @@ async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not
             .unwrap();
         expect_error(response, 400, json!(param), code).await;
     }
+    // An id too long in a header is refused naming the header when it is the id the request would
+    // carry, with or without a body; one the body's member outranks is no one's error.
+    let response = post(r#"{"model":"m"}"#)
+        .header("x-requesty-user-id", long.as_str())
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        response,
+        400,
+        json!("x-requesty-user-id"),
+        "metadata_too_long",
+    )
+    .await;
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
     // Rejected requests are traced too.
-    let spans = recorder.wait_closed(cases.len() + 4).await;
+    let spans = recorder.wait_closed(cases.len() + 8).await;
     assert!(spans
         .iter()
         .all(|s| s.field("http.response.status_code") == Some("400")));
+
+    let response = post(r#"{"model":"m","requesty":{"user_id":"u"}}"#)
+        .header("x-requesty-user-id", long.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 /// `max_extra_bytes` measures a body's `extra` as sent; only `extra` that headers add to is measured

@@ -5,6 +5,7 @@ use super::foreign;
 use super::Sources;
 use crate::codec;
 use crate::error::{ErrorKind, MetadataError};
+use crate::headers::IdHeaders;
 use crate::{Limits, RequestMetadata};
 use http::header::{HeaderMap, HeaderName};
 use serde::de::IgnoredAny;
@@ -89,19 +90,19 @@ struct Read {
 }
 
 /// Reads the other gateways' headers and, when `strip`, removes them: the pass that reads them
-/// notes which to remove.
+/// notes which to remove. With the metadata, the headers its ids came from.
 pub(crate) fn take_headers(
     headers: &mut HeaderMap,
     sources: &Sources,
     limits: &Limits,
     strip: bool,
-) -> Result<RequestMetadata, MetadataError> {
+) -> Result<(RequestMetadata, IdHeaders), MetadataError> {
     let mut read = Read {
         strip,
         fixed: 0,
         properties: Vec::new(),
     };
-    let meta = from_headers(headers, sources, limits, &mut read)?;
+    let (meta, ids) = from_headers(headers, sources, limits, &mut read)?;
     if strip {
         for (i, (name, _)) in FIXED.iter().enumerate() {
             if read.fixed & (1 << i) != 0 {
@@ -112,7 +113,7 @@ pub(crate) fn take_headers(
             headers.remove(name);
         }
     }
-    Ok(meta)
+    Ok((meta, ids))
 }
 
 /// The other gateways' headers, in precedence order: Helicone, LiteLLM, Portkey, OpenRouter. What
@@ -122,10 +123,10 @@ fn from_headers(
     sources: &Sources,
     limits: &Limits,
     read: &mut Read,
-) -> Result<RequestMetadata, MetadataError> {
+) -> Result<(RequestMetadata, IdHeaders), MetadataError> {
     let mut meta = RequestMetadata::default();
     if !sources.foreign_headers() {
-        return Ok(meta);
+        return Ok((meta, IdHeaders::default()));
     }
     // One pass over the headers. Ids are noted and copied once the pass is over, only the winner
     // of each; a repeated header keeps its last value, as a proxy that keeps the last value would.
@@ -157,8 +158,8 @@ fn from_headers(
             continue;
         }
         match header {
-            GatewayHeader::HeliconeUser => helicone.user = Some(text),
-            GatewayHeader::HeliconeSession => helicone.trace = Some(text),
+            GatewayHeader::HeliconeUser => helicone.user = Some((text, fixed_name(fixed))),
+            GatewayHeader::HeliconeSession => helicone.trace = Some((text, fixed_name(fixed))),
             GatewayHeader::HeliconeTags => {
                 crate::headers::add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?
             }
@@ -168,12 +169,14 @@ fn from_headers(
             GatewayHeader::HeliconeExtra(key) => {
                 meta.extra.insert(key.to_owned(), text.into());
             }
-            GatewayHeader::LiteLlmTrace => litellm.trace = Some(text),
-            GatewayHeader::LiteLlmUser => litellm.user = Some(text),
+            GatewayHeader::LiteLlmTrace => litellm.trace = Some((text, fixed_name(fixed))),
+            GatewayHeader::LiteLlmUser => litellm.user = Some((text, fixed_name(fixed))),
             GatewayHeader::LiteLlmSpendLogs => spend_logs = Some(text),
             GatewayHeader::Portkey => portkey = Some(text),
-            GatewayHeader::PortkeyTrace => portkey_trace = Some(text),
-            GatewayHeader::OpenRouterSession => openrouter_session = Some(text),
+            GatewayHeader::PortkeyTrace => portkey_trace = Some((text, fixed_name(fixed))),
+            GatewayHeader::OpenRouterSession => {
+                openrouter_session = Some((text, fixed_name(fixed)))
+            }
         }
     }
     if litellm_tags {
@@ -182,13 +185,18 @@ fn from_headers(
             crate::headers::add_tags(&mut meta.tags, text, LITELLM_TAGS, &mut tags_sent, limits)?;
         }
     }
-    meta.user_id = helicone.user.or(litellm.user).map(str::to_owned);
-    meta.trace_id = helicone
+    let user = helicone.user.or(litellm.user);
+    let trace = helicone
         .trace
         .or(litellm.trace)
         .or(portkey_trace)
-        .or(openrouter_session)
-        .map(str::to_owned);
+        .or(openrouter_session);
+    meta.user_id = user.map(|(text, _)| text.to_owned());
+    meta.trace_id = trace.map(|(text, _)| text.to_owned());
+    let mut ids = IdHeaders {
+        user: user.map(|(_, name)| name),
+        trace: trace.map(|(_, name)| name),
+    };
     if let Some(raw) = spend_logs {
         json_object(raw, SPEND_LOGS, None, &mut meta)?;
     }
@@ -198,15 +206,25 @@ fn from_headers(
         if let Some(tags) = json_object(raw, PORTKEY, Some("_user"), &mut meta)? {
             crate::headers::add_tags(&mut meta.tags, &tags, PORTKEY, &mut tags_sent, limits)?;
         }
+        if ids.user.is_none() && meta.user_id.is_some() {
+            ids.user = Some(PORTKEY);
+        }
     }
-    Ok(meta)
+    Ok((meta, ids))
 }
 
-/// The ids one dialect's headers carry.
+/// The name of the header at `fixed` in [`FIXED`], for the id headers, which are all there.
+fn fixed_name(fixed: Option<usize>) -> &'static str {
+    fixed
+        .and_then(|i| FIXED.get(i))
+        .map_or("", |(name, _)| name)
+}
+
+/// The ids one dialect's headers carry, each with its header's name.
 #[derive(Default)]
 struct Ids<'a> {
-    user: Option<&'a str>,
-    trace: Option<&'a str>,
+    user: Option<(&'a str, &'static str)>,
+    trace: Option<(&'a str, &'static str)>,
 }
 
 /// A metadata header holding a JSON object (LiteLLM's spend-logs metadata, Portkey's metadata), read
@@ -285,9 +303,13 @@ mod tests {
             ("helicone-property-team", "helicone"),
             ("content-type", "application/json"),
         ]);
-        let meta = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
+        let (meta, ids) =
+            take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
         assert_eq!(meta.user_id.as_deref(), Some("lite-user"));
         assert_eq!(meta.trace_id.as_deref(), Some("lite-trace"));
+        // Errors about an id name the header it came from.
+        assert_eq!(ids.user, Some("x-litellm-end-user-id"));
+        assert_eq!(ids.trace, Some("x-litellm-trace-id"));
         assert_eq!(meta.extra["team"], "helicone");
         assert_eq!(meta.extra["env"], "prod");
         // Every dialect header is gone; the rest stays.
@@ -299,9 +321,12 @@ mod tests {
             ("x-portkey-metadata", r#"{"_user":"pk-user"}"#),
             ("x-session-id", "or-session"),
         ]);
-        let meta = take_headers(&mut map, &Sources::all(), &Limits::default(), false).unwrap();
+        let (meta, ids) =
+            take_headers(&mut map, &Sources::all(), &Limits::default(), false).unwrap();
         assert_eq!(meta.user_id.as_deref(), Some("pk-user"));
         assert_eq!(meta.trace_id.as_deref(), Some("or-session"));
+        assert_eq!(ids.user, Some("x-portkey-metadata"));
+        assert_eq!(ids.trace, Some("x-session-id"));
         assert_eq!(map.len(), 2, "not stripped when asked not to");
     }
 
@@ -313,7 +338,7 @@ mod tests {
             ("helicone-property-team", "helicone"),
             ("helicone-property-", "no key"),
         ]);
-        let meta = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
+        let (meta, _) = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
         assert_eq!(meta.extra["team"], "helicone");
         assert_eq!(meta.extra["_user"], "not-a-user");
         assert_eq!(meta.extra["env"], "pk");
@@ -329,7 +354,7 @@ mod tests {
     fn portkey_object_is_read_like_a_json_parser_would() {
         let read = |raw: &'static str| {
             let mut map = headers(&[("x-portkey-metadata", raw)]);
-            take_headers(&mut map, &Sources::all(), &Limits::default(), true)
+            take_headers(&mut map, &Sources::all(), &Limits::default(), true).map(|(meta, _)| meta)
         };
         // Escaped keys decode; a repeated key keeps its last value; `_user` must be a string.
         let meta = read(r#"{"\u0065nv":"a","env":"b","_user":1,"n":{"x":[1]}}"#).unwrap();

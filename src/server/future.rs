@@ -9,6 +9,7 @@ use crate::codec::{self, Parameters};
 use crate::collect::{CollectError, Collected};
 use crate::content::response_length;
 use crate::error::{error_body, MetadataError};
+use crate::headers::IdHeaders;
 use crate::{dialects, RequestMetadata};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
@@ -79,13 +80,25 @@ pub(crate) struct HeaderMetadata {
     pub(crate) requesty: RequestMetadata,
     /// From the other gateways' headers.
     pub(crate) dialects: RequestMetadata,
+    /// The headers the ids came from, the `X-Requesty-*` ones winning.
+    pub(crate) ids: IdHeaders,
 }
 
 impl HeaderMetadata {
-    /// `None` when neither kind of header carried anything.
-    pub(crate) fn boxed(requesty: RequestMetadata, dialects: RequestMetadata) -> Option<Box<Self>> {
-        (!requesty.is_empty() || !dialects.is_empty())
-            .then(|| Box::new(Self { requesty, dialects }))
+    /// `None` when neither kind of header carried anything; `dialect_ids` names the headers the
+    /// ids of `dialects` came from.
+    pub(crate) fn boxed(
+        requesty: RequestMetadata,
+        dialects: RequestMetadata,
+        dialect_ids: IdHeaders,
+    ) -> Option<Box<Self>> {
+        (!requesty.is_empty() || !dialects.is_empty()).then(|| {
+            Box::new(Self {
+                ids: IdHeaders::over(&requesty, dialect_ids),
+                requesty,
+                dialects,
+            })
+        })
     }
 
     /// Both, the `X-Requesty-*` headers winning.
@@ -94,6 +107,7 @@ impl HeaderMetadata {
             let Self {
                 mut requesty,
                 dialects,
+                ..
             } = *h;
             requesty.fill_from(dialects);
             requesty
@@ -176,9 +190,15 @@ where
     }
 
     pub(crate) fn call(mut pending: Pending<S, M>, body: B) -> Self {
+        let ids = pending.headers.as_ref().map(|h| h.ids).unwrap_or_default();
         let metadata = HeaderMetadata::combined(pending.headers.take());
-        if let Err(error) = codec::check(&metadata, &pending.config.limits, true) {
-            pending.headers = HeaderMetadata::boxed(metadata, RequestMetadata::default());
+        let limits = &pending.config.limits;
+        let checked = ids
+            .check(&metadata, limits)
+            .and_then(|()| codec::check(&metadata, limits, true));
+        if let Err(error) = checked {
+            pending.headers =
+                HeaderMetadata::boxed(metadata, RequestMetadata::default(), IdHeaders::default());
             return Self {
                 state: reject_metadata(pending, &error, Facts::default()),
             };
@@ -377,6 +397,7 @@ where
     let HeaderMetadata {
         requesty: headers,
         dialects: dialect_headers,
+        ids,
     } = pending.headers.take().map(|h| *h).unwrap_or_default();
     // The member's `extra` was measured as sent; only keys from elsewhere call for measuring again.
     let member_extra = scan.metadata().map_or(0, |m| m.extra.len());
@@ -419,7 +440,8 @@ where
                     .filter(|id| id.len() <= config.limits.id_len());
         }
         let measure_extra = metadata.extra.len() > member_extra;
-        codec::check(metadata, &config.limits, measure_extra)
+        ids.check(metadata, &config.limits)
+            .and_then(|()| codec::check(metadata, &config.limits, measure_extra))
     };
     if let Err(error) = finish(&mut metadata) {
         let Some(mut without) = without_foreign else {

@@ -62,13 +62,13 @@ where
         let (mut parts, body) = req.into_parts();
         let config = self.config.clone();
         // Limits are checked once the metadata is whole: here for header-only requests, after the
-        // body otherwise. Only the count of header tags is bounded as they are read.
+        // body otherwise. Only header tags (their count and length) are bounded as they are read.
         let checked = read_headers(&mut parts.headers, &config, config.strip_headers);
         let rebuild =
             R::rebuild().filter(|_| is_json(&parts.headers) && !is_encoded(&parts.headers));
         let declared = declared_length(&parts.headers);
         let (headers, rejection) = match checked {
-            Ok((requesty, dialects)) => (HeaderMetadata::boxed(requesty, dialects), None),
+            Ok(headers) => (headers, None),
             Err(error) => (None, Some(error)),
         };
         let pending = Pending {
@@ -99,7 +99,7 @@ fn read_headers(
     headers: &mut http::HeaderMap,
     config: &Config,
     strip: bool,
-) -> Result<(RequestMetadata, RequestMetadata), MetadataError> {
+) -> Result<Option<Box<HeaderMetadata>>, MetadataError> {
     let sources = &config.sources;
     let requesty = if sources.reads_requesty() {
         let found = headers::read(headers, &config.limits)?;
@@ -110,8 +110,8 @@ fn read_headers(
     } else {
         RequestMetadata::default()
     };
-    let others = dialects::take_headers(headers, sources, &config.limits, strip)?;
-    Ok((requesty, others))
+    let (others, ids) = dialects::take_headers(headers, sources, &config.limits, strip)?;
+    Ok(HeaderMetadata::boxed(requesty, others, ids))
 }
 
 impl<S, M, R> std::fmt::Debug for ExtractMetadata<S, M, R>
