@@ -381,7 +381,7 @@ async fn refused_metadata_is_a_grpc_invalid_argument() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert_eq!(
         status.message(),
-        "`requesty.trace_id` is 300 bytes; the limit is 256 bytes"
+        "the trace id in header `x-requesty-trace-id` is 300 bytes; the limit is 256 bytes"
     );
     assert!(
         server.inner.0.lock().unwrap().is_empty(),
