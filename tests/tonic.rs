@@ -498,6 +498,11 @@ async fn spans_record_the_grpc_status() {
             panic!("two spans: {spans:#?}")
         };
         assert_eq!(ok.field("http.response.status_code"), Some("200"));
+        // The RPC conventions' attributes, and the name they give the span.
+        assert_eq!(ok.field("rpc.system"), Some("grpc"), "{ok:#?}");
+        assert_eq!(ok.field("rpc.service"), Some("grpc.health.v1.Health"));
+        assert_eq!(ok.field("rpc.method"), Some("Check"));
+        assert_eq!(ok.field("otel.name"), Some("grpc.health.v1.Health/Check"));
         assert_eq!(ok.field("rpc.grpc.status_code"), Some("0"), "{ok:#?}");
         assert_eq!(ok.field("otel.status_code"), None);
         assert_eq!(not_found.field("http.response.status_code"), Some("200"));

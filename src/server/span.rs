@@ -79,6 +79,7 @@ where
 /// | `user.id`, or `user.hash` with [`hash_user_ids`](Self::hash_user_ids) | the `user_id` |
 /// | `http.request.method`, `url.path` | from the request |
 /// | `http.response.status_code` | recorded when the response head arrives |
+/// | `rpc.system`, `rpc.service`, `rpc.method` | for a gRPC request: `grpc` and the service and method its path names |
 /// | `rpc.grpc.status_code` | a gRPC response's `grpc-status`, from its trailers (or the head of a trailers-only response) |
 /// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`) |
 /// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/…` as `gcp.gemini`), the path or the model family |
@@ -87,7 +88,7 @@ where
 /// | `gen_ai.response.model`, `gen_ai.response.id`, `gen_ai.response.finish_reasons` | from the response, when it ends |
 /// | `gen_ai.usage.input_tokens`, `…output_tokens`, `…cache_read.input_tokens`, `…cache_creation.input_tokens` | from the response's `usage`; input tokens include cached ones (see [`Usage`](crate::usage::Usage)) |
 /// | `requesty.time_to_first_token_ms` | streams: until the first generated text |
-/// | `otel.name` | `{operation} {model}` (or the method when the path names no operation) |
+/// | `otel.name` | `{operation} {model}` (or, when the path names no operation, `{rpc.service}/{rpc.method}` for gRPC and the HTTP method otherwise) |
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
 /// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first, or it ended in an error |
 /// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say) or short of its declared `Content-Length`, `service` when the inner service's call returned one, the provider's error type or code when a successful answer's body reported one (a stream's error event, [`ResponseInfo::error`](crate::usage::ResponseInfo::error)) |
@@ -219,6 +220,9 @@ macro_rules! llm_span {
             http.request.method = info.method.as_str(),
             url.path = info.uri.path(),
             http.response.status_code = Empty,
+            rpc.system = Empty,
+            rpc.service = Empty,
+            rpc.method = Empty,
             rpc.grpc.status_code = Empty,
             gen_ai.operation.name = operation,
             gen_ai.provider.name = Empty,
@@ -274,10 +278,19 @@ impl MakeSpan for DefaultMakeSpan {
         if span.is_disabled() {
             return span;
         }
-        let name = match (operation, info.model.filter(|model| !model.is_empty())) {
-            (Some(op), Some(model)) => format!("{op} {model}"),
-            (Some(op), None) => op.to_owned(),
-            (None, _) => info.method.as_str().to_owned(),
+        let rpc = crate::content::is_grpc(info.headers).then(|| grpc_method(info.uri.path()));
+        if let Some(method) = rpc {
+            span.record("rpc.system", "grpc");
+            if let Some((service, method)) = method {
+                span.record("rpc.service", service);
+                span.record("rpc.method", method);
+            }
+        }
+        let name = match (operation, info.model.filter(|model| !model.is_empty()), rpc) {
+            (Some(op), Some(model), _) => format!("{op} {model}"),
+            (Some(op), None, _) => op.to_owned(),
+            (None, _, Some(Some((service, method)))) => format!("{service}/{method}"),
+            (None, _, _) => info.method.as_str().to_owned(),
         };
         span.record("otel.name", name);
         let provider = match &self.provider {
@@ -292,6 +305,13 @@ impl MakeSpan for DefaultMakeSpan {
         crate::otel::decorate(&span, info, self);
         span
     }
+}
+
+/// The service and method a gRPC path names (`/package.Service/Method`); `None` for any other path.
+fn grpc_method(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+        .then_some((service, method))
 }
 
 /// Records the metadata fields, applying the privacy options.
@@ -359,5 +379,29 @@ pub(crate) fn record_response(span: &Span, info: &ResponseInfo, first_token: Opt
             "requesty.time_to_first_token_ms",
             ttft.as_secs_f64() * 1000.0,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grpc_method;
+
+    #[test]
+    fn grpc_paths_name_a_service_and_a_method() {
+        assert_eq!(
+            grpc_method("/grpc.health.v1.Health/Check"),
+            Some(("grpc.health.v1.Health", "Check"))
+        );
+        for other in [
+            "",
+            "/",
+            "/Health",
+            "//Check",
+            "/Health/",
+            "/a/b/c",
+            "Health/Check",
+        ] {
+            assert_eq!(grpc_method(other), None, "{other}");
+        }
     }
 }
