@@ -84,6 +84,12 @@ impl<F> std::fmt::Debug for Scoped<F> {
     }
 }
 
+/// The server layer's mark on a request it hands on: the metadata it read, as it made it current.
+/// A client that does not propagate knows by it a request a handler forwards as it was received,
+/// wherever that happens (a spawned task has no current metadata to compare with).
+#[derive(Clone)]
+pub(crate) struct Inbound(pub(crate) Arc<RequestMetadata>);
+
 /// Makes `metadata` current until the guard drops (also on unwinding), then restores what was.
 pub(crate) fn enter(metadata: Option<Arc<RequestMetadata>>) -> Restore {
     Restore(CURRENT.with(|c| c.replace(metadata)))

@@ -16,12 +16,43 @@ const TITLE: &str = "x-title";
 /// `X-Requesty-Trace-Id`, `-User-Id` or extra header keeps its last value, repeated `X-Requesty-Tags`
 /// add up. An empty value carries nothing.
 pub(crate) fn read(headers: &HeaderMap, limits: &Limits) -> Result<RequestMetadata, MetadataError> {
+    read_with(headers, limits, &mut Err)
+}
+
+/// A client's reading of the metadata headers its caller set: [`read`] within [`own_limits`], but
+/// a value that is not text leaves out that header alone, and the first such error is returned
+/// beside the rest, for a warning. Too many tags are still an error for all of them.
+pub(crate) fn read_own(
+    headers: &HeaderMap,
+    limits: &Limits,
+) -> Result<(RequestMetadata, Option<MetadataError>), MetadataError> {
+    let mut skipped = None;
+    let meta = read_with(headers, &own_limits(limits), &mut |error| {
+        skipped.get_or_insert(error);
+        Ok(())
+    })?;
+    Ok((meta, skipped))
+}
+
+/// [`read`], with `unreadable` deciding what a value that is not text does: end the reading with
+/// its error, or (`Ok`) leave that header out.
+fn read_with(
+    headers: &HeaderMap,
+    limits: &Limits,
+    unreadable: &mut dyn FnMut(MetadataError) -> Result<(), MetadataError>,
+) -> Result<RequestMetadata, MetadataError> {
     let mut meta = RequestMetadata::default();
     let mut tags_sent = 0;
     for (name, value) in headers {
         let name = name.as_str();
         let slot = if let Some(field) = name.strip_prefix(PREFIX) {
-            let text = text(name, value)?;
+            let text = match text(name, value) {
+                Ok(text) => text,
+                Err(error) => {
+                    unreadable(error)?;
+                    continue;
+                }
+            };
             match field {
                 _ if text.is_empty() => {}
                 "" => {}
@@ -65,16 +96,16 @@ fn origin_text(value: &HeaderValue) -> String {
 }
 
 /// Warns, in the current span, that metadata headers already on an outgoing request could not be
-/// read: they are replaced by what the client side writes.
+/// read: what the client side writes replaces them.
 pub(crate) fn warn_unreadable(error: &MetadataError) {
-    tracing::warn!(%error, "metadata headers already on the request are replaced: they cannot be read");
+    tracing::warn!(%error, "metadata headers already on the request that cannot be read are not sent");
 }
 
 /// The limits a client reads the caller's own metadata headers with: `limits`, with room for 16
 /// times as many tags, of any length. Those are the caller's own, so tags over the limits are sent
 /// on (with a warning) for the gateway to judge; thousands make the headers unreadable, and they
 /// are replaced, before deduplicating them costs much.
-pub(crate) fn own_limits(limits: &Limits) -> Limits {
+fn own_limits(limits: &Limits) -> Limits {
     limits
         .max_tags(limits.tags().saturating_mul(16))
         .max_tag_len(usize::MAX)
@@ -168,28 +199,29 @@ fn too_long(what: &str, header: &str, len: usize, limit: usize) -> MetadataError
 
 /// Writes `meta` as headers, replacing any `X-Requesty-*` already there: `X-Requesty-Trace-Id`,
 /// `X-Requesty-User-Id`, `X-Requesty-Tags` (comma-joined), `X-Requesty-<Name>` for each string
-/// `extra` value, and `HTTP-Referer` / `X-Title` when the request has none.
+/// `extra` value, and `HTTP-Referer` / `X-Title` where the request's own say otherwise (or it has
+/// none).
 ///
 /// Every value is checked so that no input can start a new header line, and so that what arrives is
 /// what was sent: what cannot be carried (control characters, whitespace at either end, an empty
 /// value, a tag with a comma, an `extra` name that is not a header token or that would read back as
-/// a core field, a non-string `extra` value) is left out, with a warning.
+/// a core field, a non-string `extra` value) is left out, with a warning. Fields this crate does not
+/// know ([`RequestMetadata::other`]) have no header form.
 pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     remove(headers);
-    let missing_origin = [REFERER, TITLE].map(|name| !headers.contains_key(name));
-    let mut put = |name: &str, value: &str| put(headers, name, value);
+    let mut carry = |name: &str, value: &str| put(headers, name, value);
     if let Some(trace_id) = &meta.trace_id {
-        put("x-requesty-trace-id", trace_id);
+        carry("x-requesty-trace-id", trace_id);
     }
     if let Some(user_id) = &meta.user_id {
-        put("x-requesty-user-id", user_id);
+        carry("x-requesty-user-id", user_id);
     }
     let (carried, split) = header_tags(&meta.tags);
     if !split.is_empty() {
         tracing::warn!(tags = ?split, "tags left out: a comma, edge whitespace or a control character cannot travel in X-Requesty-Tags");
     }
     if !carried.is_empty() {
-        put("x-requesty-tags", &carried.join(","));
+        carry("x-requesty-tags", &carried.join(","));
     }
     for (key, value) in &meta.extra {
         let name = format!("{PREFIX}{}", key.to_ascii_lowercase());
@@ -197,16 +229,19 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
             _ if matches!(&name[PREFIX.len()..], "trace-id" | "user-id" | "tags" | "") => {
                 tracing::warn!(key = %key, "extra field left out: its header would read back as a core field")
             }
-            Some(text) => put(&name, text),
+            Some(text) => carry(&name, text),
             None => {
                 tracing::warn!(key = %key, "extra field left out: only string values travel in headers")
             }
         }
     }
-    let origin = [(REFERER, &meta.origin_referer), (TITLE, &meta.origin_title)];
-    for ((name, value), missing) in origin.into_iter().zip(missing_origin) {
-        if let (Some(value), true) = (value, missing) {
-            put(name, value);
+    // The request's own origin headers were read into `meta` beside the other sources: each stays
+    // as it is, bytes and all, unless a source above it (a member in the body) says otherwise.
+    for (name, value) in [(REFERER, &meta.origin_referer), (TITLE, &meta.origin_title)] {
+        let Some(value) = value else { continue };
+        let own = headers.get_all(name).iter().next_back().map(origin_text);
+        if own.as_ref() != Some(value) {
+            put(headers, name, value);
         }
     }
 }

@@ -81,11 +81,11 @@ impl Middleware for MetadataMiddleware {
         if let Some(own) = extensions.get::<RequestMetadata>() {
             metadata.merge(own.clone());
         }
-        // With the looser tag bound the tower layer reads them with.
-        let unreadable = match headers::read(req.headers(), &headers::own_limits(&config.limits)) {
-            Ok(own) => {
+        // As the tower layer reads them: within looser bounds, one that is not text left out.
+        let unreadable = match headers::read_own(req.headers(), &config.limits) {
+            Ok((own, skipped)) => {
                 metadata.merge(own);
-                None
+                skipped
             }
             Err(error) => Some(error),
         };
@@ -113,7 +113,7 @@ impl Middleware for MetadataMiddleware {
                 },
             );
         if let Some(existing) = object.as_ref().and_then(codec::Scan::metadata) {
-            metadata.merge(existing.clone());
+            codec::merge_member(&mut metadata, existing);
         }
         let metadata = config.filter(metadata);
         // The span comes first, so that what writing the metadata warns about lands inside.

@@ -1390,17 +1390,27 @@ async fn the_callers_own_headers_survive_many_tags_and_unreadable_ones_warn_in_t
     let sent: Value = serde_json::from_slice(echo.body.as_bytes()).unwrap();
     assert_eq!(sent["requesty"]["trace_id"], "caller-trace");
 
-    // Headers that cannot be read at all are replaced, with a warning in each client span.
+    // A header that cannot be read is left out, with a warning in each client span; the others
+    // still go.
     let unreadable = http::HeaderValue::from_bytes(b"\xff").unwrap();
-    echoed(
+    let echo = echoed(
         client
             .get(format!("http://{bare}/v1/models"))
+            .header("x-requesty-trace-id", "caller-trace")
             .header("x-requesty-team", unreadable.clone()),
     )
     .await;
+    assert_eq!(echo.header("x-requesty-trace-id"), Some("caller-trace"));
+    assert_eq!(echo.header("x-requesty-team"), None);
     let mut request = hyper_json(bare, TOOL_BODY);
+    request
+        .headers_mut()
+        .insert("x-requesty-trace-id", "caller-trace".parse().unwrap());
     request.headers_mut().insert("x-requesty-team", unreadable);
-    hyper_echo(hyper, request).await;
+    let echo = hyper_echo(hyper, request).await;
+    let sent: Value = serde_json::from_slice(echo.body.as_bytes()).unwrap();
+    assert_eq!(sent["requesty"]["trace_id"], "caller-trace");
+    assert_eq!(echo.header("x-requesty-team"), None);
     let spans = recorder.named("llm_client_request");
     let warned = |span: &support::SpanRecord| {
         span.events
@@ -1957,4 +1967,18 @@ async fn bodiless_answers_complete_the_client_span() {
         assert!(span.closed, "{span:#?}");
         assert_eq!(span.field("response.completed"), Some("true"), "{span:#?}");
     }
+}
+
+/// A member that already holds every tag the middleware adds, in another order, needs no change:
+/// the body goes as it came.
+#[tokio::test]
+async fn reqwest_leaves_a_member_that_holds_the_tags_as_it_is() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let client = with_middleware(MetadataMiddleware::new(
+        RequestMetadata::new().tag("a").tag("b"),
+    ));
+    let body = r#"{"model":"m","requesty":{"tags":["b","a"]}}"#;
+    let echo = echoed(json_post(&client, bare, body)).await;
+    assert_eq!(echo.body, body);
 }

@@ -32,6 +32,8 @@ pub(crate) struct Pending<S> {
     pub(crate) config: Arc<InjectConfig>,
     /// Why the caller's own metadata headers could not be read, for the client span.
     pub(crate) unreadable: Option<MetadataError>,
+    /// The span `call` ran in: the client span's parent, wherever the future is polled.
+    pub(crate) parent: Span,
 }
 
 pin_project! {
@@ -183,6 +185,7 @@ where
         mut metadata,
         config,
         unreadable,
+        parent,
     } = pending;
     let trailers = collected.had_trailers();
     let scanned = codec::scan(collected.as_slice(), &config.limits.own_body());
@@ -192,10 +195,10 @@ where
         _ => None,
     };
     if let Some(existing) = object.and_then(codec::Scan::metadata) {
-        metadata.merge(existing.clone());
+        codec::merge_member(&mut metadata, existing);
     }
     let metadata = config.filter(metadata);
-    let span = client_span(&config, &parts, &metadata, object);
+    let span = parent.in_scope(|| client_span(&config, &parts, &metadata, object));
     // What the edits below warn about belongs to this call.
     let entered = span.enter();
     let mut read = Read::Whole {

@@ -109,6 +109,11 @@ impl InjectConfig {
     ) {
         if !in_body || self.carrier == Carrier::Both {
             crate::headers::write(metadata, headers);
+            if !in_body {
+                for key in metadata.other.keys() {
+                    tracing::warn!(key = %key, "field left out: headers carry only the fields this crate knows");
+                }
+            }
         } else {
             crate::headers::remove(headers);
         }
@@ -293,10 +298,11 @@ impl<R> InjectMetadataLayer<R> {
     }
 
     /// Whether the metadata of the request being served is added (default `true`). Off, it is
-    /// also not taken from a request a handler forwards as it received it: a `RequestMetadata`
-    /// extension equal to the current metadata is the server layer's, not the call's own. That
-    /// takes the server layer making it current (its default): behind a server layer with
-    /// `propagate(false)`, remove the extension from a request you forward.
+    /// also not taken from a request a handler forwards as it received it, from any task: the
+    /// `RequestMetadata` extension the server layer put there, unchanged, is the inbound
+    /// request's, not the call's own. The server layer marks it when it makes the metadata current
+    /// (its default) or hands it to an `on_complete` hook: behind a server layer with neither,
+    /// remove the extension from a request you forward.
     pub fn propagate(mut self, propagate: bool) -> Self {
         self.config().propagate = propagate;
         self

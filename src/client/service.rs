@@ -3,6 +3,7 @@
 use super::future::{client_span, BoxError, InjectFuture, Pending};
 use super::layer::InjectConfig;
 use crate::content::{is_encoded, is_json};
+use crate::current::Inbound;
 use crate::server::ResponseBody;
 use crate::{headers, BodyMode, JsonBodies, RequestMetadata};
 use bytes::Bytes;
@@ -70,21 +71,25 @@ where
             }
         }
         if let Some(own) = parts.extensions.get::<RequestMetadata>() {
-            // A request forwarded as it was received carries the server layer's metadata: the
-            // inbound request's (the one current), not the call's own.
-            let inbound = !config.propagate && crate::current().is_some_and(|c| *c == *own);
+            // A request forwarded as it was received carries the server layer's metadata, marked
+            // as the inbound request's: not the call's own, unless the handler changed it.
+            let inbound = !config.propagate
+                && parts
+                    .extensions
+                    .get::<Inbound>()
+                    .is_some_and(|inbound| *inbound.0 == *own);
             if !inbound {
                 metadata.merge(own.clone());
             }
         }
         // Headers the caller set are the request's own; they are rewritten from the result below.
-        // One that is not valid text cannot be read, and is replaced like the rest.
-        // Read with a looser tag bound than a server's: a request over the limits goes out with a
-        // warning, for the gateway to decide.
-        let unreadable = match headers::read(&parts.headers, &headers::own_limits(&config.limits)) {
-            Ok(own) => {
+        // One that is not valid text cannot be read, and is left out. Read with looser bounds
+        // than a server's: a request over the limits goes out with a warning, for the gateway to
+        // decide.
+        let unreadable = match headers::read_own(&parts.headers, &config.limits) {
+            Ok((own, skipped)) => {
                 metadata.merge(own);
-                None
+                skipped
             }
             Err(error) => Some(error),
         };
@@ -104,10 +109,11 @@ where
                     metadata,
                     config: config.clone(),
                     unreadable,
+                    parent: tracing::Span::current(),
                 },
                 body,
                 rebuild,
-                size + HEADROOM,
+                size.saturating_add(HEADROOM),
             ),
             _ => {
                 let metadata = config.filter(metadata);

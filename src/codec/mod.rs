@@ -326,18 +326,22 @@ fn plan_inject(
     if metadata.is_empty() {
         return Ok((0..0, Vec::new()));
     }
-    let merged = match scan.metadata() {
-        Some(existing) => {
-            let mut merged = metadata.clone().merged(existing.clone());
-            // Tags the member already has, in another order, are no change: its order stays.
-            if merged.tags.len() == existing.tags.len() {
-                merged.tags.clone_from(&existing.tags);
-            }
-            merged
-        }
-        None => metadata.clone(),
-    };
+    let mut merged = metadata.clone();
+    if let Some(existing) = scan.metadata() {
+        merge_member(&mut merged, existing);
+    }
     Ok(scan.edit(body, &merged))
+}
+
+/// Merges a body's `requesty` member over `metadata`, as [`RequestMetadata::merge`] does, but for
+/// the order of tags: tags the member already has, in another order, are no change, and keep its
+/// order, so that a member holding them all needs no rewrite.
+pub(crate) fn merge_member(metadata: &mut RequestMetadata, member: &RequestMetadata) {
+    metadata.merge(member.clone());
+    // The union holds each of the member's tags once: as many means no others.
+    if metadata.tags.len() == member.tags.len() {
+        metadata.tags.clone_from(&member.tags);
+    }
 }
 
 impl Scan {

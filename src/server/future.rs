@@ -520,6 +520,10 @@ where
     if let Some(metadata) = metadata {
         req.extensions_mut().insert(metadata);
     }
+    if let Some(current) = &current {
+        req.extensions_mut()
+            .insert(crate::current::Inbound(current.clone()));
+    }
     let head = req.method() == Method::HEAD;
     let current = current.filter(|_| config.propagate);
     let mut tracker = Tracker::new(span, request, current, start);

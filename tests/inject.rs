@@ -1,0 +1,301 @@
+//! The inject layer at its edges: forwarding from other tasks, headers it cannot read, fields the
+//! header form cannot carry, extreme declared lengths, where its span belongs, and bodies that need
+//! no change. A stand-in client records what the layer hands it.
+mod support;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use requesty_metadata::client::{Carrier, Field, Native};
+use requesty_metadata::{RequestMetadata, RequestyMetadataLayer};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use support::Recorder;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+/// What the wrapped client was handed.
+#[derive(Clone, Debug)]
+struct Seen {
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+type Captured = Arc<Mutex<Vec<Seen>>>;
+
+/// A stand-in HTTP client that records each request it is called with and answers `200 ok`.
+fn capture() -> (
+    Captured,
+    impl Service<
+            http::Request<Full<Bytes>>,
+            Response = http::Response<Full<Bytes>>,
+            Error = Infallible,
+            Future = impl Send,
+        > + Clone
+        + Send,
+) {
+    let seen: Captured = Default::default();
+    let log = seen.clone();
+    let svc = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
+        let log = log.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            log.lock().unwrap().push(Seen {
+                headers: parts.headers,
+                body,
+            });
+            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+        }
+    });
+    (seen, svc)
+}
+
+fn json_req(body: &'static [u8]) -> http::Request<Full<Bytes>> {
+    http::Request::post("http://upstream.test/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(body)))
+        .unwrap()
+}
+
+/// `propagate(false)` keeps the inbound request's metadata off a request a handler forwards as it
+/// received it, also from a spawned task, where no metadata is current to compare with.
+#[tokio::test]
+async fn propagate_false_holds_for_a_request_forwarded_from_a_spawned_task() {
+    let (_recorder, _guard) = Recorder::install();
+    let (seen, upstream) = capture();
+    let onward = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()).propagate(false))
+        .service(upstream);
+    let handler = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
+        let onward = onward.clone();
+        async move {
+            let response = tokio::spawn(onward.oneshot(req)).await.unwrap().unwrap();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            Ok::<_, Infallible>(http::Response::new(Full::new(bytes)))
+        }
+    });
+    let gateway = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::new())
+        .service(handler);
+    let inbound = json_req(br#"{"model":"m","requesty":{"user_id":"user-7","tags":["secret"]}}"#);
+    let response = gateway.oneshot(inbound).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let sent = seen.lock().unwrap()[0].clone();
+    let body = String::from_utf8_lossy(&sent.body).into_owned();
+    assert!(
+        !body.contains("user-7") && !body.contains("secret"),
+        "propagate(false) sent the inbound metadata onward: {body}"
+    );
+}
+
+/// An `X-Requesty-*` header of the caller's that is not UTF-8 is left out alone: the caller's
+/// other metadata headers still go.
+#[tokio::test]
+async fn a_non_utf8_requesty_header_leaves_the_callers_other_headers_alone() {
+    let (_recorder, _guard) = Recorder::install();
+    let (seen, upstream) = capture();
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(
+            RequestMetadata::new().tag("svc"),
+        ))
+        .service(upstream);
+    let mut req = json_req(br#"{"model":"m"}"#);
+    let headers = req.headers_mut();
+    headers.insert("x-requesty-trace-id", "caller-trace".parse().unwrap());
+    headers.insert("x-requesty-user-id", "caller-user".parse().unwrap());
+    headers.insert(
+        "x-requesty-note",
+        http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+    );
+    client.oneshot(req).await.unwrap();
+    let sent = seen.lock().unwrap()[0].clone();
+    let body = String::from_utf8_lossy(&sent.body).into_owned();
+    assert!(
+        body.contains(r#""trace_id":"caller-trace""#)
+            && body.contains(r#""user_id":"caller-user""#),
+        "the caller's valid metadata headers were dropped: {body} {:?}",
+        sent.headers
+    );
+}
+
+/// What headers cannot carry is left out with a warning: unknown member fields
+/// (`RequestMetadata::other`) too.
+#[tokio::test]
+async fn header_carrier_warns_of_unknown_member_fields_it_leaves_out() {
+    let (recorder, _guard) = Recorder::install();
+    let (seen, upstream) = capture();
+    let client = ServiceBuilder::new()
+        .layer(
+            RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
+                .provider_native(Native::OpenAi)
+                .carrier(Carrier::Headers),
+        )
+        .service(upstream);
+    let req = json_req(
+        br#"{"model":"gpt-4o","requesty":{"trace_id":"t","priority":"high","extra":{"n":1}}}"#,
+    );
+    client.oneshot(req).await.unwrap();
+    let sent = seen.lock().unwrap()[0].clone();
+    // The member is gone from the body, and `priority` travels nowhere.
+    assert_eq!(
+        sent.body,
+        &br#"{"model":"gpt-4o","safety_identifier":"user-42"}"#[..]
+    );
+    let events: Vec<_> = recorder
+        .named("llm_client_request")
+        .iter()
+        .flat_map(|s| s.events.clone())
+        .collect();
+    // `extra.n` (a number) is warned about; `priority` is not.
+    assert!(
+        events.iter().any(|e| format!("{e:?}").contains("priority")),
+        "the unknown `priority` field was left out without a warning; events: {events:?}"
+    );
+}
+
+/// A JSON body whose exact size hint is near `u64::MAX` (hyper accepts a `Content-Length` up to
+/// `u64::MAX - 2`), with `max_body_bytes` set to no limit, sizes no buffer past what fits.
+struct Huge;
+
+impl http_body::Body for Huge {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(None)
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(u64::MAX - 2)
+    }
+}
+
+impl From<Bytes> for Huge {
+    fn from(_: Bytes) -> Self {
+        Huge
+    }
+}
+
+#[tokio::test]
+async fn a_declared_length_near_the_maximum_does_not_panic_in_call() {
+    let (_recorder, _guard) = Recorder::install();
+    let mut client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()).max_body_bytes(usize::MAX))
+        .service(tower::service_fn(|_req: http::Request<Huge>| async {
+            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
+        }));
+    let req = http::Request::post("http://upstream.test/")
+        .header("content-type", "application/json")
+        .body(Huge)
+        .unwrap();
+    let _future = client.ready().await.unwrap().call(req);
+}
+
+/// A span's name and its parent's.
+type Lineage = (String, Option<String>);
+
+/// Records each new span's parent, by name.
+#[derive(Clone, Default)]
+struct Parents(Arc<Mutex<Vec<Lineage>>>);
+
+impl<S> tracing_subscriber::Layer<S> for Parents
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let parent = ctx
+            .span(id)
+            .and_then(|s| s.parent().map(|p| p.name().to_owned()));
+        self.0
+            .lock()
+            .unwrap()
+            .push((attrs.metadata().name().to_owned(), parent));
+    }
+}
+
+/// The client span of a call made inside the caller's span belongs to it whatever the body, though
+/// a JSON body's is made only once the body is read, wherever the future is polled then.
+#[tokio::test]
+async fn the_client_span_is_a_child_of_the_span_call_was_made_in_for_json_bodies_too() {
+    use tracing_subscriber::prelude::*;
+    let parents = Parents::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(parents.clone()));
+    let (_seen, upstream) = capture();
+    let mut client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(
+            RequestMetadata::new().tag("t"),
+        ))
+        .service(upstream);
+    let caller = tracing::info_span!("caller");
+    for content_type in ["text/plain", "application/json"] {
+        let mut req = json_req(br#"{"model":"m"}"#);
+        req.headers_mut()
+            .insert("content-type", content_type.parse().unwrap());
+        let future = {
+            let _entered = caller.enter();
+            client.ready().await.unwrap().call(req)
+        };
+        future.await.unwrap();
+    }
+    let clients: Vec<_> = parents
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| name == "llm_client_request")
+        .map(|(_, parent)| parent.clone())
+        .collect();
+    assert_eq!(
+        clients,
+        [Some("caller".to_owned()), Some("caller".to_owned())]
+    );
+}
+
+/// A member already in the body outranks the caller's headers: with the header carrier, its
+/// `origin_title` replaces the caller's `X-Title`.
+#[tokio::test]
+async fn header_carrier_keeps_the_body_members_origin_title() {
+    let (_recorder, _guard) = Recorder::install();
+    let (seen, upstream) = capture();
+    let client = ServiceBuilder::new()
+        .layer(
+            RequestyMetadataLayer::inject(RequestMetadata::new())
+                .carrier(Carrier::Headers)
+                .drop_fields([Field::Other]),
+        )
+        .service(upstream);
+    let mut req =
+        json_req(br#"{"model":"m","requesty":{"origin_title":"Body App","trace_id":"t"}}"#);
+    req.headers_mut()
+        .insert("x-title", "Header App".parse().unwrap());
+    client.oneshot(req).await.unwrap();
+    let sent = seen.lock().unwrap()[0].clone();
+    assert_eq!(sent.body, &br#"{"model":"m"}"#[..]);
+    assert_eq!(sent.headers["x-title"], "Body App");
+}
+
+/// A member that already holds every tag the client adds, in another order, needs no change, as
+/// `codec::inject` has it.
+#[tokio::test]
+async fn a_member_that_already_holds_the_tags_is_not_rewritten() {
+    let (_recorder, _guard) = Recorder::install();
+    let defaults = RequestMetadata::new().tag("a").tag("b");
+    let body = br#"{"model":"m","requesty":{"tags":["b","a"]}}"#;
+    let mut by_codec = Bytes::from_static(body);
+    requesty_metadata::codec::inject(&mut by_codec, &defaults, &Default::default()).unwrap();
+    assert_eq!(by_codec, &body[..], "codec::inject leaves it as it is");
+
+    let (seen, upstream) = capture();
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(defaults))
+        .service(upstream);
+    client.oneshot(json_req(body)).await.unwrap();
+    let sent = seen.lock().unwrap()[0].body.clone();
+    assert_eq!(sent, &body[..]);
+}
