@@ -13,6 +13,41 @@ pub(crate) enum CollectError<E> {
     Read(E),
 }
 
+/// What a request body's read error says of the request.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadFailure {
+    /// A body limit in front of this layer (tower-http's, axum's: `http_body_util::Limited`) cut
+    /// it off: as much a `413` as this layer's own limit.
+    TooLarge,
+    /// The connection ended mid-body: the client went away, and no answer reaches it.
+    ClientGone,
+    /// Anything else: the body is broken (bad chunked framing, say).
+    Broken,
+}
+
+impl ReadFailure {
+    /// Reads `error` and its sources for the known causes.
+    pub(crate) fn of(error: crate::client::BoxError) -> Self {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
+        while let Some(error) = cause {
+            if error.is::<http_body_util::LengthLimitError>() {
+                return Self::TooLarge;
+            }
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                if matches!(
+                    io.kind(),
+                    UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+                ) {
+                    return Self::ClientGone;
+                }
+            }
+            cause = error.source();
+        }
+        Self::Broken
+    }
+}
+
 /// The most reserved up front on the word of a declared length alone. A client that declares a large
 /// body and then sends a few bytes (or stalls) makes the layer hold at most this much; a body larger
 /// than this grows its buffer as it arrives.

@@ -1054,3 +1054,116 @@ async fn a_response_that_ends_in_trailers_counts_as_completed() {
     assert_eq!(spans[0].field("response.completed"), Some("true"));
     assert_eq!(*completions.lock().unwrap(), [(true, false)]);
 }
+
+/// A JSON body that an outer limit cuts off (tower-http's `RequestBodyLimitLayer`, which the README
+/// recommends, wraps a chunked body in `http_body_util::Limited`) is too large: `413
+/// request_too_large`, as axum's own extractors answer, not `400 body_read_error`.
+#[tokio::test]
+async fn a_body_an_outer_limit_cuts_off_is_a_413() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+    let (_recorder, _guard) = Recorder::install();
+    let service =
+        RequestyMetadataLayer::new().layer(tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        }));
+    let frames: Vec<Result<http_body::Frame<Bytes>, Infallible>> = vec![
+        Ok(http_body::Frame::data(Bytes::from_static(
+            br#"{"model":"m","pad":""#,
+        ))),
+        Ok(http_body::Frame::data(Bytes::from(vec![b'a'; 100]))),
+        Ok(http_body::Frame::data(Bytes::from_static(br#""}"#))),
+    ];
+    let limited = http_body_util::Limited::new(
+        http_body_util::StreamBody::new(futures_util::stream::iter(frames)),
+        50,
+    );
+    let request = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::new(limited))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "request_too_large");
+}
+
+/// A JSON body the layer buffers reaches the service with a `Content-Length` and no
+/// `Transfer-Encoding`, also when it had no member to strip.
+#[tokio::test]
+async fn a_buffered_chunked_json_body_gets_a_content_length() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+    let (_recorder, _guard) = Recorder::install();
+    let service = RequestyMetadataLayer::new().layer(tower::service_fn(
+        |request: http::Request<Body>| async move {
+            let seen = format!(
+                "{:?} {:?}",
+                request.headers().get("content-length"),
+                request.headers().get("transfer-encoding")
+            );
+            Ok::<_, Infallible>(http::Response::new(Body::from(seen)))
+        },
+    ));
+    let frames: Vec<Result<http_body::Frame<Bytes>, Infallible>> = vec![
+        Ok(http_body::Frame::data(Bytes::from_static(br#"{"model":"#))),
+        Ok(http_body::Frame::data(Bytes::from_static(br#""m"}"#))),
+    ];
+    let request = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("transfer-encoding", "chunked")
+        .body(Body::new(http_body_util::StreamBody::new(
+            futures_util::stream::iter(frames),
+        )))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let seen = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(String::from_utf8_lossy(&seen), r#"Some("13") None"#);
+}
+
+/// The layer's own answer to a HEAD request has no body: hyper's HTTP/2 server would send one as
+/// DATA, which the client refuses with a PROTOCOL_ERROR reset instead of reading a clean `400`.
+#[tokio::test]
+async fn a_refused_head_request_over_http2_is_a_clean_400() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::Layer;
+    let (_recorder, _guard) = Recorder::install();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let inner = tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        });
+        let service = tower::ServiceBuilder::new()
+            .map_request(|r: http::Request<hyper::body::Incoming>| r.map(Body::new))
+            .service(RequestyMetadataLayer::new().layer(inner));
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::head(format!("http://{addr}/v1/chat/completions"))
+        .header("x-requesty-trace-id", "t".repeat(300))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = send.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = response.into_body().collect().await;
+    assert!(body.is_ok(), "the HEAD answer's body: {body:?}");
+    assert!(body.unwrap().to_bytes().is_empty());
+}

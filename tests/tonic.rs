@@ -627,3 +627,75 @@ async fn a_grpc_status_on_a_json_answer_is_not_its_status() {
     assert_eq!(span.field("rpc.grpc.status_code"), None, "{span:#?}");
     assert_eq!(span.field("otel.status_code"), None);
 }
+
+/// HTTP/2 allows a `content-length` together with trailers; hyper sends the trailers after the
+/// declared bytes. Reaching the declared length does not end the request while the server still
+/// polls, so the span and the hook see the status the trailers carry.
+#[tokio::test]
+async fn grpc_status_in_trailers_after_a_declared_length_is_recorded() {
+    use bytes::Bytes;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::Layer;
+    let (recorder, _guard) = Recorder::install();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hook = seen.clone();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let inner = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("13"));
+            let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+                Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                Ok(Frame::trailers(trailers)),
+            ];
+            let mut response =
+                http::Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+            let headers = response.headers_mut();
+            headers.insert(
+                "content-type",
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert("content-length", http::HeaderValue::from_static("5"));
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let service = RequestyMetadataLayer::new()
+            .headers_only()
+            .on_complete(move |done| hook.lock().unwrap().push(done.grpc_status))
+            .layer(inner);
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("http://{addr}{CHECK}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("x-requesty-trace-id", "t-1")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+        .unwrap();
+    let response = send.send_request(request).await.unwrap();
+    let collected = response.into_body().collect().await.unwrap();
+    assert_eq!(
+        collected.trailers().unwrap()["grpc-status"],
+        "13",
+        "the client got INTERNAL"
+    );
+    let spans = recorder.wait_closed(1).await;
+    assert_eq!(*seen.lock().unwrap(), [Some(13)], "the hook's grpc_status");
+    assert_eq!(
+        spans[0].field("rpc.grpc.status_code"),
+        Some("13"),
+        "{spans:#?}"
+    );
+    assert_eq!(spans[0].field("otel.status_code"), Some("ERROR"));
+}

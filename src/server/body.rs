@@ -19,8 +19,9 @@ pin_project! {
         #[pin]
         kind: Kind<B>,
         tracker: Option<Tracker>,
-        // Bytes still to come when the response declared its length: a server stops polling once it
-        // has written that many, so this is how the end is seen for bodies that cannot tell.
+        // Bytes still to come when the response declared its length: an HTTP/1 server stops
+        // polling once it has written that many and drops the body, so reaching `0` makes that drop
+        // the body's end for bodies that cannot tell. An HTTP/2 server polls on, for trailers.
         remaining: Option<u64>,
     }
 
@@ -63,17 +64,15 @@ impl<B: Body> ResponseBody<B> {
         }
     }
 
-    /// The layer's own answer; `head` when it answers a HEAD request, whose body a server never
-    /// polls (so it counts as sent).
-    /// An empty one is at its end from the start, so the head goes out as the whole answer (a gRPC
-    /// trailers-only response).
-    pub(crate) fn error(bytes: Bytes, tracker: Option<Tracker>, head: bool) -> Self {
+    /// The layer's own answer. An empty one is at its end from the start, so the head goes out as
+    /// the whole answer (a gRPC trailers-only response, the answer to a HEAD request).
+    pub(crate) fn error(bytes: Bytes, tracker: Option<Tracker>) -> Self {
         Self {
             kind: Kind::Error {
                 bytes: (!bytes.is_empty()).then_some(bytes),
             },
             tracker,
-            remaining: head.then_some(0),
+            remaining: None,
         }
     }
 }
@@ -125,10 +124,9 @@ where
         };
         let end = match (&result, *this.remaining) {
             (Some(Err(_)), _) => Some(End::Failed),
-            (_, Some(0)) => Some(End::Complete),
             // Ended short of the length the head declared: the server cuts the connection, and
             // the client never gets the rest.
-            (_, Some(_)) if at_end => Some(End::Failed),
+            (_, Some(remaining)) if remaining > 0 && at_end => Some(End::Failed),
             _ => at_end.then_some(End::Complete),
         };
         if let (Some(end), Some(tracker)) = (end, this.tracker.as_mut()) {

@@ -5,8 +5,9 @@ use super::complete::{self, End, Tracker};
 use super::layer::Config;
 use super::span::{MakeSpan, RequestInfo};
 use super::ResponseBody;
+use crate::client::BoxError;
 use crate::codec::{self, Parameters};
-use crate::collect::{CollectError, Collected};
+use crate::collect::{CollectError, Collected, ReadFailure};
 use crate::content::response_length;
 use crate::error::{error_body, MetadataError};
 use crate::headers::IdHeaders;
@@ -54,7 +55,8 @@ impl Facts {
 struct Rejection {
     status: StatusCode,
     body: Bytes,
-    tracker: Tracker,
+    /// `None` for a request already reported.
+    tracker: Option<Tracker>,
     /// A HEAD request: the server sends no body and never polls it.
     head: bool,
     /// A gRPC request, answered with a gRPC status rather than an HTTP one.
@@ -224,6 +226,7 @@ impl<S, B, M, ResBody> Future for ResponseFuture<S, B, M>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
     B: Body,
+    B::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
     M: MakeSpan,
 {
@@ -254,14 +257,30 @@ where
                                 Facts::default(),
                             )
                         }
-                        Err(CollectError::Read(_)) => {
-                            let body = error_body(
-                                "the request body could not be read",
-                                None,
-                                "body_read_error",
-                            );
-                            reject(pending, StatusCode::BAD_REQUEST, body, Facts::default())
-                        }
+                        Err(CollectError::Read(error)) => match ReadFailure::of(error.into()) {
+                            ReadFailure::TooLarge => {
+                                let body = error_body(
+                                    "the request body is over a size limit of this server",
+                                    None,
+                                    "request_too_large",
+                                );
+                                reject(
+                                    pending,
+                                    StatusCode::PAYLOAD_TOO_LARGE,
+                                    body,
+                                    Facts::default(),
+                                )
+                            }
+                            // Reported as a request dropped before its answer; the answer
+                            // still goes, for a client that only stopped sending.
+                            ReadFailure::ClientGone => unreported(pending, read_error_body()),
+                            ReadFailure::Broken => reject(
+                                pending,
+                                StatusCode::BAD_REQUEST,
+                                read_error_body(),
+                                Facts::default(),
+                            ),
+                        },
                     };
                     this.state.set(next);
                 }
@@ -310,16 +329,21 @@ where
                     if grpc {
                         let response = crate::error::grpc_answer(status, &body);
                         let (parts, ()) = response.into_parts();
-                        tracker.grpc(&parts.headers);
-                        let body = ResponseBody::error(Bytes::new(), Some(tracker), true);
+                        if let Some(tracker) = tracker.as_mut() {
+                            tracker.grpc(&parts.headers);
+                        }
+                        let body = ResponseBody::error(Bytes::new(), tracker);
                         return Poll::Ready(Ok(Response::from_parts(parts, body)));
                     }
-                    let body = ResponseBody::error(body, Some(tracker), head);
-                    let mut response = Response::new(body);
+                    // The answer to a HEAD request has the head a GET would get, and no body: over
+                    // HTTP/2 one would be a protocol error.
+                    let length = HeaderValue::from(body.len());
+                    let body = if head { Bytes::new() } else { body };
+                    let mut response = Response::new(ResponseBody::error(body, tracker));
                     *response.status_mut() = status;
-                    response
-                        .headers_mut()
-                        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    let headers = response.headers_mut();
+                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    headers.insert(CONTENT_LENGTH, length);
                     return Poll::Ready(Ok(response));
                 }
             }
@@ -455,16 +479,14 @@ where
         metadata = without;
         facts.left_out = left_out;
     }
-    let strip = scan.member_range().filter(|_| config.strip_body);
-    let body = if let Some(member) = strip {
-        let body = collected.splice(member, b"");
-        let headers = &mut pending.parts.headers;
-        headers.remove(TRANSFER_ENCODING);
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-        body
-    } else {
-        collected.into_bytes()
+    let body = match scan.member_range().filter(|_| config.strip_body) {
+        Some(member) => collected.splice(member, b""),
+        None => collected.into_bytes(),
     };
+    // The body is whole now, whatever framing it came in.
+    let headers = &mut pending.parts.headers;
+    headers.remove(TRANSFER_ENCODING);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     start(pending, rebuild(body), non_empty(metadata), facts)
 }
 
@@ -564,11 +586,41 @@ where
         rejection: Some(Rejection {
             status,
             body,
-            tracker,
+            tracker: Some(tracker),
             head,
             grpc,
         }),
     }
+}
+
+/// The answer to a request whose client went away while its body was read: reported as a request
+/// dropped before its answer (`499`, not completed), and answered with `body` all the same, for a
+/// client that only stopped sending.
+fn unreported<S, B, M>(pending: Pending<S, M>, body: Bytes) -> State<S, B, M>
+where
+    S: Service<Request<B>>,
+    M: MakeSpan,
+{
+    let head = pending.parts.method == Method::HEAD;
+    let grpc = crate::content::is_grpc(&pending.parts.headers);
+    drop(unserved(pending, Facts::default()));
+    State::Reject {
+        rejection: Some(Rejection {
+            status: StatusCode::BAD_REQUEST,
+            body,
+            tracker: None,
+            head,
+            grpc,
+        }),
+    }
+}
+
+fn read_error_body() -> Bytes {
+    error_body(
+        "the request body could not be read",
+        None,
+        "body_read_error",
+    )
 }
 
 /// The span and tracker of a request the inner service will not see, made from its headers.

@@ -41,7 +41,7 @@ use tracing::Level;
 /// | `400` | invalid metadata in the body or headers (the error names the field) | see [`ErrorKind::code`](crate::ErrorKind::code) |
 /// | `400` | malformed JSON, only with [`reject_malformed`](Self::reject_malformed) | `invalid_json` |
 /// | `400` | the request body could not be read | `body_read_error` |
-/// | `413` | a JSON body over [`max_body_bytes`](Self::max_body_bytes) | `request_too_large` |
+/// | `413` | a JSON body over [`max_body_bytes`](Self::max_body_bytes), or cut off by a body limit in front of the layer | `request_too_large` |
 ///
 /// In each case the inner service is not called, and the body is OpenAI-style:
 /// `{"error":{"message":"…","type":"invalid_request_error","param":"requesty.tags","code":"…"}}`.
@@ -214,8 +214,9 @@ impl<M, R> RequestyMetadataLayer<M, R> {
     /// Calls `f` once per request, after the response body has ended or was dropped: the place for
     /// an access log or analytics. A request dropped before the inner service answered (the client
     /// went away while a completion was generated) is reported too, with status `499` and
-    /// `completed: false`; so is one dropped while its body was read (the client went away
-    /// mid-upload), with what its headers carried, since the body was never read to its end.
+    /// `completed: false`; so is one dropped while its body was read, or whose connection ended
+    /// mid-body (the client went away mid-upload), with what its headers carried, since the body
+    /// was never read to its end.
     ///
     /// `f` runs on the task that polls the response body, as its last frame passes: often before
     /// the server has written that frame out. Keep it short and non-blocking. A blocking write per

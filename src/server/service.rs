@@ -4,6 +4,7 @@ use super::future::{HeaderMetadata, Pending, ResponseFuture};
 use super::layer::Config;
 use super::span::{DefaultMakeSpan, MakeSpan};
 use super::ResponseBody;
+use crate::client::BoxError;
 use crate::content::{declared_length, is_encoded, is_json};
 use crate::dialects;
 use crate::{headers, BodyMode, JsonBodies, MetadataError, RequestMetadata};
@@ -43,6 +44,7 @@ impl<S, M, R, ReqBody, ResBody> Service<Request<ReqBody>> for ExtractMetadata<S,
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ReqBody: Body,
+    ReqBody::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
     M: MakeSpan + Clone,
     R: BodyMode<ReqBody>,
