@@ -37,10 +37,14 @@ pub(crate) fn is_json_type(essence: &str) -> bool {
         return false;
     };
     let sub = sub.as_bytes();
-    // `application/grpc+json` is gRPC framing around JSON messages: a stream, not a JSON body.
-    let grpc = sub.len() >= 4 && sub[..4].eq_ignore_ascii_case(b"grpc");
+    // `application/grpc+json` and Connect's `application/connect+json` frame a stream of JSON
+    // messages: a stream, which buffering would stall, not a JSON body.
+    let starts = |prefix: &[u8]| {
+        sub.len() >= prefix.len() && sub[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    let framed = starts(b"grpc") || starts(b"connect+");
     kind.eq_ignore_ascii_case("application")
-        && !grpc
+        && !framed
         && (sub.eq_ignore_ascii_case(b"json")
             || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json")))
 }
@@ -115,6 +119,8 @@ mod tests {
             "+json",
             "application/+jso",
             "application/grpc+json",
+            "application/connect+json",
+            "application/Connect+JSON; charset=utf-8",
         ] {
             assert!(!is_json(&headers(&[("content-type", no)])), "{no}");
         }
