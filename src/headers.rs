@@ -204,24 +204,24 @@ fn too_long(what: &str, header: &str, len: usize, limit: usize) -> MetadataError
 ///
 /// Every value is checked so that no input can start a new header line, and so that what arrives is
 /// what was sent: what cannot be carried (control characters, whitespace at either end, an empty
-/// value, a tag with a comma, an `extra` name that is not a header token or that would read back as
-/// a core field, a non-string `extra` value) is left out, with a warning. Fields this crate does not
+/// value, a tag with a comma, an `extra` name that is not a header token, that would read back as a
+/// core field or that names the header of a key before it, a non-string `extra` value) is left
+/// out, with a warning. Fields this crate does not
 /// know ([`RequestMetadata::other`]) have no header form.
 pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     remove(headers);
-    let mut carry = |name: &str, value: &str| put(headers, name, value);
     if let Some(trace_id) = &meta.trace_id {
-        carry("x-requesty-trace-id", trace_id);
+        put(headers, "x-requesty-trace-id", trace_id);
     }
     if let Some(user_id) = &meta.user_id {
-        carry("x-requesty-user-id", user_id);
+        put(headers, "x-requesty-user-id", user_id);
     }
     let (carried, split) = header_tags(&meta.tags);
     if !split.is_empty() {
         tracing::warn!(tags = ?split, "tags left out: a comma, edge whitespace or a control character cannot travel in X-Requesty-Tags");
     }
     if !carried.is_empty() {
-        carry("x-requesty-tags", &carried.join(","));
+        put(headers, "x-requesty-tags", &carried.join(","));
     }
     for (key, value) in &meta.extra {
         let name = format!("{PREFIX}{}", key.to_ascii_lowercase());
@@ -229,7 +229,11 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
             _ if matches!(&name[PREFIX.len()..], "trace-id" | "user-id" | "tags" | "") => {
                 tracing::warn!(key = %key, "extra field left out: its header would read back as a core field")
             }
-            Some(text) => carry(&name, text),
+            // Header names have no case: the key written first keeps it.
+            Some(_) if headers.contains_key(name.as_str()) => {
+                tracing::warn!(key = %key, "extra field left out: another key differing only in case names the same header")
+            }
+            Some(text) => put(headers, &name, text),
             None => {
                 tracing::warn!(key = %key, "extra field left out: only string values travel in headers")
             }
@@ -435,6 +439,17 @@ mod tests {
         let mut h = HeaderMap::new();
         write(&meta, &mut h);
         assert_eq!(h["x-requesty-team"], "platform");
+    }
+
+    #[test]
+    fn extra_keys_differing_only_in_case_keep_the_first_with_a_warning() {
+        let mut meta = RequestMetadata::new();
+        meta.extra.insert("Team".into(), "platform".into());
+        meta.extra.insert("team".into(), "billing".into());
+        let mut h = HeaderMap::new();
+        write(&meta, &mut h);
+        assert_eq!(h["x-requesty-team"], "platform");
+        assert_eq!(h.get_all("x-requesty-team").iter().count(), 1);
     }
 
     #[test]
