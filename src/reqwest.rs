@@ -168,7 +168,7 @@ impl Middleware for MetadataMiddleware {
             }
             config.warn_over_limits(&metadata);
             if unread {
-                config.warn_unread_json(req.headers());
+                config.warn_unread_json(req.headers(), &metadata);
             }
             if let Some((error, cut)) = &unreadable_member {
                 config.warn_unreadable_member(error, cut.is_some());

@@ -299,3 +299,30 @@ async fn a_member_that_already_holds_the_tags_is_not_rewritten() {
     let sent = seen.lock().unwrap()[0].body.clone();
     assert_eq!(sent, &body[..]);
 }
+
+/// A JSON body the client does not read (here: over `max_body_bytes`) cannot get the
+/// provider-native user field: it goes as it is, with a warning saying so.
+#[tokio::test]
+async fn an_unread_body_without_its_native_user_field_is_warned_about() {
+    let (recorder, _guard) = Recorder::install();
+    let (seen, upstream) = capture();
+    let client = ServiceBuilder::new()
+        .layer(
+            RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
+                .provider_native(Native::OpenAi)
+                .carrier(Carrier::Headers)
+                .max_body_bytes(8),
+        )
+        .service(upstream);
+    let body = br#"{"model":"gpt-4o"}"#;
+    client.oneshot(json_req(body)).await.unwrap();
+    let sent = seen.lock().unwrap()[0].clone();
+    assert_eq!(sent.body, &body[..]);
+    assert_eq!(sent.headers["x-requesty-user-id"], "user-42");
+    let warned = recorder
+        .named("llm_client_request")
+        .iter()
+        .flat_map(|s| s.events.clone())
+        .any(|e| format!("{e:?}").contains("provider's user field is left out"));
+    assert!(warned, "{:#?}", recorder.named("llm_client_request"));
+}

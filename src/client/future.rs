@@ -321,7 +321,7 @@ where
         }
         config.warn_over_limits(metadata);
         match read {
-            Read::Unread => config.warn_unread_json(request.headers()),
+            Read::Unread => config.warn_unread_json(request.headers(), metadata),
             Read::Whole {
                 trailers,
                 member,

@@ -129,14 +129,24 @@ impl InjectConfig {
     /// Warns, in the client span, that a JSON body this client did not read (streamed, of unknown
     /// length, content-encoded, over `max_body_bytes`, or any body under `headers_only`) goes out as
     /// it is: a `requesty` member it carries is not removed, whatever
-    /// [`drop_fields`](InjectMetadataLayer::drop_fields) says. Only when there is such a boundary to
-    /// hold.
-    pub(crate) fn warn_unread_json(&self, headers: &http::HeaderMap) {
-        if !self.dropped.is_empty() && crate::content::is_json(headers) {
+    /// [`drop_fields`](InjectMetadataLayer::drop_fields) says (only when there is such a boundary to
+    /// hold), and the provider-native user field is not written (only when there is a user id).
+    pub(crate) fn warn_unread_json(&self, headers: &http::HeaderMap, metadata: &RequestMetadata) {
+        if !crate::content::is_json(headers) {
+            return;
+        }
+        if !self.dropped.is_empty() {
             tracing::warn!(
                 "a JSON body this client does not read (streamed, of unknown length, encoded, over \
                  max_body_bytes, or under headers_only) is sent as it is: a `requesty` member in it \
                  is not removed"
+            );
+        }
+        if self.native.is_some() && metadata.user_id.is_some() {
+            tracing::warn!(
+                "the provider's user field is left out: a JSON body this client does not read \
+                 (streamed, of unknown length, encoded, over max_body_bytes, or under headers_only) \
+                 is sent as it is"
             );
         }
     }
