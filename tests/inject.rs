@@ -326,3 +326,55 @@ async fn an_unread_body_without_its_native_user_field_is_warned_about() {
         .any(|e| format!("{e:?}").contains("provider's user field is left out"));
     assert!(warned, "{:#?}", recorder.named("llm_client_request"));
 }
+
+/// A request body that fails while the client reads it to add the member fails the call, which
+/// is never sent, and still leaves a client span that says so.
+#[tokio::test]
+async fn a_request_body_that_fails_while_read_leaves_a_failed_client_span() {
+    struct Failing;
+    impl http_body::Body for Failing {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+            std::task::Poll::Ready(Some(Err(std::io::Error::other("disk gone"))))
+        }
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(10)
+        }
+    }
+    impl From<Bytes> for Failing {
+        fn from(_: Bytes) -> Self {
+            Failing
+        }
+    }
+    let (recorder, _guard) = Recorder::install();
+    let sent = Arc::new(Mutex::new(0));
+    let count = sent.clone();
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(
+            RequestMetadata::new().trace_id("t-9"),
+        ))
+        .service(tower::service_fn(move |_: http::Request<Failing>| {
+            *count.lock().unwrap() += 1;
+            async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
+        }));
+    let req = http::Request::post("http://upstream.test/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Failing)
+        .unwrap();
+    let error = client.oneshot(req).await.unwrap_err();
+    assert!(error.to_string().contains("disk gone"), "{error}");
+    assert_eq!(*sent.lock().unwrap(), 0, "nothing is sent");
+    let spans = recorder.named("llm_client_request");
+    let [span] = &spans[..] else {
+        panic!("one client span: {spans:#?}")
+    };
+    assert!(span.closed);
+    assert_eq!(span.field("trace_id"), Some("t-9"));
+    assert_eq!(span.field("error.type"), Some("request_body"));
+    assert_eq!(span.field("response.completed"), Some("false"));
+    assert_eq!(span.field("otel.status_code"), Some("ERROR"));
+}

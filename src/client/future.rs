@@ -132,6 +132,9 @@ where
                     if let Err(CollectError::Read(error)) =
                         ready!(collected.poll_body(body, cx, usize::MAX))
                     {
+                        if let Some(pending) = pending.take() {
+                            unsent(pending);
+                        }
                         return Poll::Ready(Err(error.into()));
                     }
                     let Some(pending) = pending.take() else {
@@ -171,6 +174,18 @@ where
             }
         }
     }
+}
+
+/// Records a call whose request body failed while it was read: it is never sent, and its span says
+/// so, as that of a call the client failed.
+fn unsent<S>(pending: Pending<S>) {
+    let metadata = pending.config.filter(pending.metadata);
+    let span = pending
+        .parent
+        .in_scope(|| client_span(&pending.config, &pending.parts, &metadata, None));
+    span.record("response.completed", false);
+    span.record("error.type", "request_body");
+    span.record("otel.status_code", "ERROR");
 }
 
 /// Puts the metadata into the body (or, for a body that is not a JSON object, the headers) and calls
