@@ -24,10 +24,10 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
 /// as a gRPC status.
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers.get(CONTENT_TYPE).is_some_and(|value| {
-        let value = value.as_bytes();
+        let value = value.as_bytes().trim_ascii();
         value.len() >= 16
             && value[..16].eq_ignore_ascii_case(b"application/grpc")
-            && matches!(value.get(16), None | Some(b'+' | b';'))
+            && matches!(value[16..].trim_ascii_start().first(), None | Some(b'+' | b';'))
     })
 }
 
@@ -152,6 +152,7 @@ mod tests {
             "application/grpc",
             "Application/gRPC+proto",
             "application/grpc;x=1",
+            "application/grpc ; charset=utf-8",
         ] {
             assert!(is_grpc(&headers(&[("content-type", yes)])), "{yes}");
         }
@@ -159,6 +160,7 @@ mod tests {
             "application/grpc-web",
             "application/json",
             "application/grp",
+            "application/grpc x",
         ] {
             assert!(!is_grpc(&headers(&[("content-type", no)])), "{no}");
         }
