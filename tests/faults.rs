@@ -1129,6 +1129,26 @@ async fn a_client_that_leaves_before_the_answer_is_reported_once_as_not_complete
     assert_eq!(spans[0].field("http.response.status_code"), None);
 }
 
+/// A refusal dropped before it was answered (the client went away first) is reported like any
+/// request that got no answer: 499, not completed, not the status it would have had.
+#[tokio::test]
+async fn a_refusal_dropped_before_it_is_answered_is_reported_as_499() {
+    let (_recorder, _guard) = Recorder::install();
+    let (layer, completions) = reporting(RequestyMetadataLayer::new());
+    let mut service = layer.layer(tower::service_fn(|_: Request| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    }));
+    let long = "t".repeat(300);
+    let request = Request::get("/v1/models")
+        .header("x-requesty-trace-id", &long)
+        .body(Body::empty())
+        .unwrap();
+    let future = service.ready().await.unwrap().call(request);
+    drop(future);
+    // What the headers carried is reported with it, as for any refusal.
+    assert_eq!(*completions.lock().unwrap(), [(499, false, Some(long))]);
+}
+
 /// Answers every request with a JSON body and the status `status`, whatever the method; hyper then
 /// leaves out the body of a HEAD or a 204 response without polling it.
 #[derive(Clone)]

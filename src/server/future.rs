@@ -326,6 +326,12 @@ where
                     else {
                         unreachable!("a rejecting future is polled once more after it completed")
                     };
+                    // Answered only now: dropped before, the request is one that got no answer.
+                    // A gRPC refusal goes out as `200` with its `grpc-status`, which the tracker
+                    // notes with it.
+                    if let Some(tracker) = tracker.as_mut() {
+                        tracker.respond(if grpc { StatusCode::OK } else { status }, None);
+                    }
                     if grpc {
                         let response = crate::error::grpc_answer(status, &body);
                         let (parts, ()) = response.into_parts();
@@ -579,9 +585,7 @@ where
 {
     let head = pending.parts.method == Method::HEAD;
     let grpc = crate::content::is_grpc(&pending.parts.headers);
-    let mut tracker = unserved(pending, facts);
-    // A gRPC refusal goes out as `200` with its `grpc-status`, which the tracker notes with it.
-    tracker.respond(if grpc { StatusCode::OK } else { status }, None);
+    let tracker = unserved(pending, facts);
     State::Reject {
         rejection: Some(Rejection {
             status,
