@@ -27,7 +27,10 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
         let value = value.as_bytes().trim_ascii();
         value.len() >= 16
             && value[..16].eq_ignore_ascii_case(b"application/grpc")
-            && matches!(value[16..].trim_ascii_start().first(), None | Some(b'+' | b';'))
+            && matches!(
+                value[16..].trim_ascii_start().first(),
+                None | Some(b'+' | b';')
+            )
     })
 }
 

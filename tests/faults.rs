@@ -1421,3 +1421,68 @@ async fn a_short_body_that_says_it_has_ended_is_failed() {
     assert_eq!(body.len(), 5, "5 of the 100 declared bytes");
     reported_failed(&recorder, &ends).await;
 }
+
+/// Over HTTP/2 a client whose connection ends mid-upload has gone away just as over HTTP/1, though
+/// the transport's error does not say why the body ended: the refusal is dropped unsent, so the
+/// request got no answer (499, not completed).
+#[tokio::test]
+async fn an_http2_client_that_leaves_mid_body_is_reported_as_499() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let (recorder, _guard) = Recorder::install();
+    let (layer, completions) = reporting(RequestyMetadataLayer::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_calls = calls.clone();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let inner = tower::service_fn(move |_: axum::http::Request<Body>| {
+            server_calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(axum::http::Response::new(Body::empty())) }
+        });
+        let service = tower::ServiceBuilder::new()
+            .map_request(|r: axum::http::Request<hyper::body::Incoming>| r.map(Body::new))
+            .service(layer.layer(inner));
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut send, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(4);
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let request = axum::http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header(CONTENT_TYPE, "application/json")
+        .header("x-requesty-trace-id", "slow")
+        .body(body)
+        .unwrap();
+    let response = tokio::spawn(send.send_request(request));
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(
+        b"{\"model\":\"m\",\"pad\":\"",
+    ))))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The client goes away: its connection ends, mid-body.
+    connection.abort();
+    response.abort();
+    eventually("the request was reported", || {
+        !completions.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(tx);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let reported = completions.lock().unwrap().clone();
+    let spans = recorder.requests();
+    assert_eq!(
+        reported,
+        [(499, false, Some("slow".to_owned()))],
+        "{spans:#?}"
+    );
+}

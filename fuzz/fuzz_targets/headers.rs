@@ -52,6 +52,14 @@ struct FuzzBody {
 #[derive(Debug)]
 struct BodyFailed;
 
+impl std::fmt::Display for BodyFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the body failed")
+    }
+}
+
+impl std::error::Error for BodyFailed {}
+
 impl From<Bytes> for FuzzBody {
     fn from(bytes: Bytes) -> Self {
         Self {

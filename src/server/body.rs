@@ -3,6 +3,7 @@
 
 use super::complete::{End, Tracker};
 use bytes::Bytes;
+use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
@@ -31,7 +32,7 @@ pin_project! {
             if let Some(tracker) = this.tracker {
                 let at_end = match &*this.kind {
                     Kind::Inner { body } => body.is_end_stream(),
-                    Kind::Error { bytes } => bytes.is_none(),
+                    Kind::Error { bytes, .. } => bytes.is_none(),
                 };
                 let end = match *this.remaining {
                     Some(0) => End::Complete,
@@ -50,7 +51,9 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Inner { #[pin] body: B },
-        Error { bytes: Option<Bytes> },
+        // The status is noted once the body is polled: an answer dropped unsent (the client went
+        // away first) is one that got no answer.
+        Error { bytes: Option<Bytes>, status: Option<StatusCode> },
     }
 }
 
@@ -64,13 +67,20 @@ impl<B: Body> ResponseBody<B> {
         }
     }
 
-    /// The layer's own answer. An empty one is at its end from the start, so the head goes out as
-    /// the whole answer (a gRPC trailers-only response, the answer to a HEAD request).
-    pub(crate) fn error(bytes: Bytes, tracker: Option<Tracker>) -> Self {
+    /// The layer's own answer, with `status`. An empty one is at its end from the start, so the head
+    /// goes out as the whole answer (a gRPC trailers-only response, the answer to a HEAD request),
+    /// and counts as sent; another counts once a server polls it.
+    pub(crate) fn error(bytes: Bytes, mut tracker: Option<Tracker>, status: StatusCode) -> Self {
+        let bytes = (!bytes.is_empty()).then_some(bytes);
+        let status = match (&bytes, tracker.as_mut()) {
+            (None, Some(tracker)) => {
+                tracker.respond(status, None);
+                None
+            }
+            _ => Some(status),
+        };
         Self {
-            kind: Kind::Error {
-                bytes: (!bytes.is_empty()).then_some(bytes),
-            },
+            kind: Kind::Error { bytes, status },
             tracker,
             remaining: None,
         }
@@ -90,6 +100,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let entered = this.tracker.as_mut().map(Tracker::enter);
+        let mut answered = None;
         let (result, end_of_body) = match this.kind.project() {
             KindProj::Inner { mut body } => match body.as_mut().poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -98,9 +109,15 @@ where
                     (result, at_end)
                 }
             },
-            KindProj::Error { bytes } => (bytes.take().map(|b| Ok(Frame::data(b))), true),
+            KindProj::Error { bytes, status } => {
+                answered = status.take();
+                (bytes.take().map(|b| Ok(Frame::data(b))), true)
+            }
         };
         drop(entered);
+        if let (Some(status), Some(tracker)) = (answered, this.tracker.as_mut()) {
+            tracker.respond(status, None);
+        }
         if let Some(Ok(frame)) = &result {
             if let Some(data) = frame.data_ref() {
                 if let Some(remaining) = this.remaining.as_mut() {
@@ -138,14 +155,14 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
-            Kind::Error { bytes } => bytes.is_none(),
+            Kind::Error { bytes, .. } => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
-            Kind::Error { bytes } => {
+            Kind::Error { bytes, .. } => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
         }

@@ -326,26 +326,24 @@ where
                     else {
                         unreachable!("a rejecting future is polled once more after it completed")
                     };
-                    // Answered only now: dropped before, the request is one that got no answer.
-                    // A gRPC refusal goes out as `200` with its `grpc-status`, which the tracker
-                    // notes with it.
-                    if let Some(tracker) = tracker.as_mut() {
-                        tracker.respond(if grpc { StatusCode::OK } else { status }, None);
-                    }
+                    // The answer is noted as it goes out, not before: dropped first, the request
+                    // is one that got no answer (see `ResponseBody::error`).
                     if grpc {
+                        // A gRPC refusal goes out as `200` with its `grpc-status`, which the
+                        // tracker notes with it.
                         let response = crate::error::grpc_answer(status, &body);
                         let (parts, ()) = response.into_parts();
                         if let Some(tracker) = tracker.as_mut() {
                             tracker.grpc(&parts.headers);
                         }
-                        let body = ResponseBody::error(Bytes::new(), tracker);
+                        let body = ResponseBody::error(Bytes::new(), tracker, StatusCode::OK);
                         return Poll::Ready(Ok(Response::from_parts(parts, body)));
                     }
                     // The answer to a HEAD request has the head a GET would get, and no body: over
                     // HTTP/2 one would be a protocol error.
                     let length = HeaderValue::from(body.len());
                     let body = if head { Bytes::new() } else { body };
-                    let mut response = Response::new(ResponseBody::error(body, tracker));
+                    let mut response = Response::new(ResponseBody::error(body, tracker, status));
                     *response.status_mut() = status;
                     let headers = response.headers_mut();
                     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
