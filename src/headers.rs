@@ -8,6 +8,7 @@ use serde_json::Value;
 /// The prefix of every Requesty analytics header, as `http` stores names: lowercase.
 pub(crate) const PREFIX: &str = "x-requesty-";
 const USER_ID: &str = "x-requesty-user-id";
+const TAGS: &str = "x-requesty-tags";
 const TRACE_ID: &str = "x-requesty-trace-id";
 const REFERER: &str = "http-referer";
 const TITLE: &str = "x-title";
@@ -15,7 +16,13 @@ const TITLE: &str = "x-title";
 /// Reads the metadata headers. Names match case-insensitively (`http` lowercases them); a repeated
 /// `X-Requesty-Trace-Id`, `-User-Id` or extra header keeps its last value, repeated `X-Requesty-Tags`
 /// add up. An empty value carries nothing.
-pub(crate) fn read(headers: &HeaderMap, limits: &Limits) -> Result<RequestMetadata, MetadataError> {
+///
+/// With the metadata, the header of a tag longer than the limit, if any, for the check of the whole
+/// metadata to name.
+pub(crate) fn read(
+    headers: &HeaderMap,
+    limits: &Limits,
+) -> Result<(RequestMetadata, Option<&'static str>), MetadataError> {
     read_with(headers, limits, &mut Err)
 }
 
@@ -27,7 +34,7 @@ pub(crate) fn read_own(
     limits: &Limits,
 ) -> Result<(RequestMetadata, Option<MetadataError>), MetadataError> {
     let mut skipped = None;
-    let meta = read_with(headers, &own_limits(limits), &mut |error| {
+    let (meta, _) = read_with(headers, &own_limits(limits), &mut |error| {
         skipped.get_or_insert(error);
         Ok(())
     })?;
@@ -40,9 +47,9 @@ fn read_with(
     headers: &HeaderMap,
     limits: &Limits,
     unreadable: &mut dyn FnMut(MetadataError) -> Result<(), MetadataError>,
-) -> Result<RequestMetadata, MetadataError> {
+) -> Result<(RequestMetadata, Option<&'static str>), MetadataError> {
     let mut meta = RequestMetadata::default();
-    let mut tags_sent = 0;
+    let mut tags = TagsRead::default();
     for (name, value) in headers {
         let name = name.as_str();
         let slot = if let Some(field) = name.strip_prefix(PREFIX) {
@@ -58,7 +65,7 @@ fn read_with(
                 "" => {}
                 "trace-id" => meta.trace_id = Some(text.to_owned()),
                 "user-id" => meta.user_id = Some(text.to_owned()),
-                "tags" => add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?,
+                "tags" => add_tags(&mut meta.tags, text, TAGS, &mut tags, limits)?,
                 other => {
                     meta.extra
                         .insert(other.to_owned(), Value::String(text.to_owned()));
@@ -77,7 +84,7 @@ fn read_with(
             *slot = Some(text);
         }
     }
-    Ok(meta)
+    Ok((meta, tags.long))
 }
 
 /// An origin header's value as text. These headers are ordinary HTTP that stays on the request, so
@@ -102,41 +109,65 @@ pub(crate) fn warn_unreadable(error: &MetadataError) {
 }
 
 /// The limits a client reads the caller's own metadata headers with: `limits`, with room for 16
-/// times as many tags, of any length. Those are the caller's own, so tags over the limits are sent
-/// on (with a warning) for the gateway to judge; thousands make the headers unreadable, and they
-/// are replaced, before deduplicating them costs much.
+/// times as many tags. Those are the caller's own, so a few over the limit are sent on (with a
+/// warning) for the gateway to judge; thousands make the headers unreadable, and they are replaced,
+/// before deduplicating them costs much.
 fn own_limits(limits: &Limits) -> Limits {
-    limits
-        .max_tags(limits.tags().saturating_mul(16))
-        .max_tag_len(usize::MAX)
+    limits.max_tags(limits.tags().saturating_mul(16))
+}
+
+/// What reading a request's tags headers has found so far: the tags sent in all of them, repeats
+/// included, those of each header name, and the first header with a tag longer than the limit.
+#[derive(Default)]
+pub(crate) struct TagsRead {
+    sent: usize,
+    by_header: Vec<(&'static str, usize)>,
+    pub(crate) long: Option<&'static str>,
 }
 
 /// Adds the comma-separated tags of `header`'s value `text` to `tags`, leaving out empty ones and
-/// repeats. Tags are counted as sent, repeats included, across every such header of a request (in
-/// `sent`), so a request with thousands of them is refused before deduplicating them costs much.
-/// A tag longer than `limits` allow is refused too: every source's tags are united, so each one
-/// counts, and the error names the header.
+/// repeats. Tags are counted as sent, repeats included, across the headers read (in `read`), so a
+/// request with thousands of them is refused before deduplicating them costs much: the error names
+/// `header` when its own tags pass the limit, `requesty.tags` when only the headers together do. A
+/// tag longer than the limit is noted in `read`, for the check of the whole metadata to name.
 pub(crate) fn add_tags(
     tags: &mut Vec<String>,
     text: &str,
-    header: &str,
-    sent: &mut usize,
+    header: &'static str,
+    read: &mut TagsRead,
     limits: &Limits,
 ) -> Result<(), MetadataError> {
+    let slot = match read.by_header.iter().position(|(name, _)| *name == header) {
+        Some(slot) => slot,
+        None => {
+            read.by_header.push((header, 0));
+            read.by_header.len() - 1
+        }
+    };
     for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        *sent += 1;
-        if *sent > limits.tags() {
-            return Err(MetadataError::new(
-                ErrorKind::TooMany,
-                header,
-                format!(
-                    "header `{header}` carries more tags than the limit of {}",
-                    limits.tags()
-                ),
-            ));
+        read.sent += 1;
+        read.by_header[slot].1 += 1;
+        if read.sent > limits.tags() {
+            let limit = limits.tags();
+            return Err(if read.by_header[slot].1 > limit {
+                MetadataError::new(
+                    ErrorKind::TooMany,
+                    header,
+                    format!("header `{header}` carries more tags than the limit of {limit}"),
+                )
+            } else {
+                MetadataError::new(
+                    ErrorKind::TooMany,
+                    "requesty.tags",
+                    format!(
+                        "the tags headers, `{header}` the last, together carry more tags than the \
+                         limit of {limit}"
+                    ),
+                )
+            });
         }
         if tag.len() > limits.tag_len() {
-            return Err(too_long("a tag", header, tag.len(), limits.tag_len()));
+            read.long.get_or_insert(header);
         }
         if !tags.iter().any(|t| t == tag) {
             tags.push(tag.to_owned());
@@ -145,30 +176,38 @@ pub(crate) fn add_tags(
     Ok(())
 }
 
-/// The headers the ids of a request's header metadata came from, for errors that name them.
+/// The headers that carried what limits on single values judge in a request's header metadata: its
+/// ids, and a tag too long. For errors that name them.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct IdHeaders {
+pub(crate) struct Origins {
     pub(crate) user: Option<&'static str>,
     pub(crate) trace: Option<&'static str>,
+    pub(crate) long_tag: Option<&'static str>,
 }
 
-impl IdHeaders {
-    /// The `X-Requesty-*` headers' ids over `others`', as they rank.
-    pub(crate) fn over(requesty: &RequestMetadata, others: IdHeaders) -> IdHeaders {
-        IdHeaders {
+impl Origins {
+    /// The `X-Requesty-*` headers' (`requesty`, with `long_tag` its own) over `others`', as they
+    /// rank.
+    pub(crate) fn over(
+        requesty: &RequestMetadata,
+        long_tag: Option<&'static str>,
+        others: Origins,
+    ) -> Origins {
+        Origins {
             user: requesty.user_id.as_ref().map(|_| USER_ID).or(others.user),
             trace: requesty
                 .trace_id
                 .as_ref()
                 .map(|_| TRACE_ID)
                 .or(others.trace),
+            long_tag: long_tag.or(others.long_tag),
         }
     }
 
-    /// Checks the ids of `merged`, the request's whole metadata, naming the header an id too long
-    /// came from. Only a header can carry one this far (the body's member is checked as it is
-    /// parsed, the other sources skip what does not fit), and only the value that won is checked:
-    /// a header another source outranks is no one's error.
+    /// Checks the ids and tags of `merged`, the request's whole metadata, naming the header a value
+    /// too long came from. Only a header can carry one this far (the body's member is checked as it
+    /// is parsed, the other sources skip what does not fit), and only the id that won is checked:
+    /// a header another source outranks is no one's error. Tags are united, so each one counts.
     pub(crate) fn check(
         self,
         merged: &RequestMetadata,
@@ -182,6 +221,11 @@ impl IdHeaders {
                 if id.len() > limits.id_len() {
                     return Err(too_long(what, header, id.len(), limits.id_len()));
                 }
+            }
+        }
+        if let Some(header) = self.long_tag {
+            if let Some(tag) = merged.tags.iter().find(|t| t.len() > limits.tag_len()) {
+                return Err(too_long("a tag", header, tag.len(), limits.tag_len()));
             }
         }
         Ok(())
@@ -336,7 +380,7 @@ mod tests {
         );
         h.insert("X-Title", HeaderValue::from_static("My App"));
         h.insert("content-type", HeaderValue::from_static("application/json"));
-        let meta = read(&h, &Limits::default()).unwrap();
+        let meta = read(&h, &Limits::default()).unwrap().0;
         assert_eq!(meta.trace_id.as_deref(), Some("t1"));
         assert_eq!(meta.user_id.as_deref(), Some("u1"));
         assert_eq!(meta.tags, ["a", "b", "c"]);
@@ -360,7 +404,7 @@ mod tests {
             "http-referer",
             HeaderValue::from_bytes(b"https://\xff.example").unwrap(),
         );
-        let meta = read(&h, &Limits::default()).unwrap();
+        let meta = read(&h, &Limits::default()).unwrap().0;
         assert_eq!(meta.origin_title.as_deref(), Some("Caf\u{e9} App"));
         assert_eq!(
             meta.origin_referer.as_deref(),
@@ -388,7 +432,7 @@ mod tests {
         let mut want = meta.clone();
         want.extra.remove("Region");
         want.extra.insert("region".into(), "eu".into());
-        assert_eq!(read(&h, &Limits::default()).unwrap(), want);
+        assert_eq!(read(&h, &Limits::default()).unwrap().0, want);
     }
 
     #[test]
@@ -409,7 +453,7 @@ mod tests {
         assert_eq!(names, ["x-requesty-tags", "x-requesty-fine"]);
         assert_eq!(h["x-requesty-tags"], "ok");
         assert_eq!(
-            read(&h, &Limits::default()).unwrap().extra["fine"],
+            read(&h, &Limits::default()).unwrap().0.extra["fine"],
             "caf\u{e9}"
         );
     }
@@ -426,7 +470,7 @@ mod tests {
         write(&meta, &mut h);
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-requesty-spaced"]);
-        let back = read(&h, &Limits::default()).unwrap();
+        let back = read(&h, &Limits::default()).unwrap().0;
         assert_eq!(back.extra["spaced"], "in the middle is fine");
     }
 
@@ -465,7 +509,7 @@ mod tests {
         h.insert("x-requesty-tags", HeaderValue::from_static(" , "));
         h.insert("x-title", HeaderValue::from_static("  "));
         h.insert("http-referer", HeaderValue::from_static(""));
-        assert!(read(&h, &Limits::default()).unwrap().is_empty());
+        assert!(read(&h, &Limits::default()).unwrap().0.is_empty());
     }
 
     #[test]
@@ -473,7 +517,7 @@ mod tests {
         let limits = Limits::default().max_tags(3);
         let mut h = HeaderMap::new();
         h.insert("x-requesty-tags", HeaderValue::from_static("a,a,a"));
-        assert_eq!(read(&h, &limits).unwrap().tags, ["a"]);
+        assert_eq!(read(&h, &limits).unwrap().0.tags, ["a"]);
         // A fourth, even a repeat, in another header of the same name.
         h.append("x-requesty-tags", HeaderValue::from_static("a"));
         let err = read(&h, &limits).unwrap_err();
@@ -495,6 +539,7 @@ mod tests {
         assert_eq!(
             read(&h, &own_limits(&Limits::default()))
                 .unwrap()
+                .0
                 .tags
                 .len(),
             65
@@ -502,22 +547,23 @@ mod tests {
     }
 
     #[test]
-    fn a_tag_too_long_is_an_error_naming_the_header_but_not_for_a_client() {
+    fn a_tag_too_long_is_noted_with_its_header_for_the_whole_check() {
         let limits = Limits::default().max_tag_len(4);
         let mut h = HeaderMap::new();
         h.insert("x-requesty-tags", HeaderValue::from_static("ok, toolong"));
-        let err = read(&h, &limits).unwrap_err();
+        let (meta, long) = read(&h, &limits).unwrap();
+        assert_eq!(meta.tags, ["ok", "toolong"]);
+        assert_eq!(long, Some("x-requesty-tags"));
+        let origins = Origins::over(&meta, long, Origins::default());
+        let err = origins.check(&meta, &limits).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TooLong);
         assert_eq!(err.param(), "x-requesty-tags");
         assert_eq!(
             err.to_string(),
             "a tag in header `x-requesty-tags` is 7 bytes; the limit is 4 bytes"
         );
-        // The caller's own tags are sent on, for the gateway to judge.
-        assert_eq!(
-            read(&h, &own_limits(&limits)).unwrap().tags,
-            ["ok", "toolong"]
-        );
+        // Within the limit, nothing is noted.
+        assert_eq!(read(&h, &Limits::default()).unwrap().1, None);
     }
 
     #[test]

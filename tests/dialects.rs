@@ -937,3 +937,25 @@ async fn an_extra_key_named_like_a_core_field_is_left_out_of_a_gateway_form() {
         assert_eq!(meta.extra.get("team"), Some(&json!("infra")), "{gateway:?}");
     }
 }
+
+/// Tags that only two gateways' headers together put over the limit break a rule of the whole:
+/// the error names `requesty.tags`, not the header read last.
+#[tokio::test]
+async fn tags_that_only_two_dialect_headers_together_put_over_the_limit_name_the_field() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let helicone: Vec<String> = (0..40).map(|i| format!("h{i}")).collect();
+    let litellm: Vec<String> = (0..40).map(|i| format!("l{i}")).collect();
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("helicone-property-tags", helicone.join(","))
+        .header("x-litellm-tags", litellm.join(","))
+        .body(r#"{"model":"m"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "requesty.tags", "{error}");
+}

@@ -1167,3 +1167,46 @@ async fn a_refused_head_request_over_http2_is_a_clean_400() {
     assert!(body.is_ok(), "the HEAD answer's body: {body:?}");
     assert!(body.unwrap().to_bytes().is_empty());
 }
+
+/// A header-only request refused for a value too long in a header (an id, a tag) still has what its
+/// headers carried in its span and completion report.
+#[tokio::test]
+async fn a_header_only_request_refused_for_a_long_header_value_keeps_its_metadata() {
+    use std::sync::Mutex;
+    use tower::{Layer, ServiceExt};
+    let (recorder, _guard) = Recorder::install();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hook = seen.clone();
+    let service = RequestyMetadataLayer::new()
+        .on_complete(move |done| {
+            hook.lock()
+                .unwrap()
+                .push(done.metadata.and_then(|m| m.trace_id.clone()))
+        })
+        .layer(tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        }));
+    let long = "x".repeat(257);
+    for (header, value) in [
+        // The control: an id too long, refused once the headers are combined.
+        ("x-requesty-user-id", long.clone()),
+        // A tag too long, refused as the headers are read.
+        ("x-requesty-tags", format!("a,{long}")),
+    ] {
+        let request = http::Request::get("/v1/models")
+            .header("x-requesty-trace-id", "t-1")
+            .header(header, value)
+            .body(Body::empty())
+            .unwrap();
+        let response = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        drop(response);
+    }
+    let spans = recorder.wait_closed(2).await;
+    let traced: Vec<_> = spans.iter().map(|s| s.field("trace_id")).collect();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Some("t-1".to_owned()), Some("t-1".to_owned())],
+        "the hook's trace ids; the spans': {traced:?}"
+    );
+}

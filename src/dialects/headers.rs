@@ -5,7 +5,7 @@ use super::foreign;
 use super::Sources;
 use crate::codec;
 use crate::error::{ErrorKind, MetadataError};
-use crate::headers::IdHeaders;
+use crate::headers::{Origins, TagsRead};
 use crate::{Limits, RequestMetadata};
 use http::header::{HeaderMap, HeaderName};
 use serde::de::IgnoredAny;
@@ -90,13 +90,13 @@ struct Read {
 }
 
 /// Reads the other gateways' headers and, when `strip`, removes them: the pass that reads them
-/// notes which to remove. With the metadata, the headers its ids came from.
+/// notes which to remove. With the metadata, the headers that carried its ids and a tag too long.
 pub(crate) fn take_headers(
     headers: &mut HeaderMap,
     sources: &Sources,
     limits: &Limits,
     strip: bool,
-) -> Result<(RequestMetadata, IdHeaders), MetadataError> {
+) -> Result<(RequestMetadata, Origins), MetadataError> {
     let mut read = Read {
         strip,
         fixed: 0,
@@ -123,10 +123,10 @@ fn from_headers(
     sources: &Sources,
     limits: &Limits,
     read: &mut Read,
-) -> Result<(RequestMetadata, IdHeaders), MetadataError> {
+) -> Result<(RequestMetadata, Origins), MetadataError> {
     let mut meta = RequestMetadata::default();
     if !sources.foreign_headers() {
-        return Ok((meta, IdHeaders::default()));
+        return Ok((meta, Origins::default()));
     }
     // One pass over the headers. Ids are noted and copied once the pass is over, only the winner
     // of each; a repeated header keeps its last value, as a proxy that keeps the last value would.
@@ -138,7 +138,7 @@ fn from_headers(
     let mut spend_logs = None;
     let mut portkey = None;
     let mut portkey_trace = None;
-    let mut tags_sent = 0;
+    let mut tags = TagsRead::default();
     // Tags are united in the sources' order, whatever order their headers come in: LiteLLM's are
     // read once the pass is over.
     let mut litellm_tags = false;
@@ -161,7 +161,8 @@ fn from_headers(
             GatewayHeader::HeliconeUser => helicone.user = Some((text, fixed_name(fixed))),
             GatewayHeader::HeliconeSession => helicone.trace = Some((text, fixed_name(fixed))),
             GatewayHeader::HeliconeTags => {
-                crate::headers::add_tags(&mut meta.tags, text, name, &mut tags_sent, limits)?
+                let name = fixed_name(fixed);
+                crate::headers::add_tags(&mut meta.tags, text, name, &mut tags, limits)?
             }
             GatewayHeader::LiteLlmTags => litellm_tags = true,
             // `Helicone-Property-` alone names no key (like `X-Requesty-` alone).
@@ -182,7 +183,7 @@ fn from_headers(
     if litellm_tags {
         for value in headers.get_all(LITELLM_TAGS) {
             let text = crate::headers::text(LITELLM_TAGS, value)?;
-            crate::headers::add_tags(&mut meta.tags, text, LITELLM_TAGS, &mut tags_sent, limits)?;
+            crate::headers::add_tags(&mut meta.tags, text, LITELLM_TAGS, &mut tags, limits)?;
         }
     }
     let user = helicone.user.or(litellm.user);
@@ -193,9 +194,10 @@ fn from_headers(
         .or(openrouter_session);
     meta.user_id = user.map(|(text, _)| text.to_owned());
     meta.trace_id = trace.map(|(text, _)| text.to_owned());
-    let mut ids = IdHeaders {
+    let mut origins = Origins {
         user: user.map(|(_, name)| name),
         trace: trace.map(|(_, name)| name),
+        long_tag: None,
     };
     if let Some(raw) = spend_logs {
         json_object(raw, SPEND_LOGS, None, &mut meta)?;
@@ -203,17 +205,19 @@ fn from_headers(
     if let Some(raw) = portkey {
         // Tags travel as a comma-separated `tags` string in Portkey's metadata, as this crate's
         // client writes them.
-        if let Some(tags) = json_object(raw, PORTKEY, Some("_user"), &mut meta)? {
-            crate::headers::add_tags(&mut meta.tags, &tags, PORTKEY, &mut tags_sent, limits)?;
+        if let Some(portkey_tags) = json_object(raw, PORTKEY, Some("_user"), &mut meta)? {
+            crate::headers::add_tags(&mut meta.tags, &portkey_tags, PORTKEY, &mut tags, limits)?;
         }
-        if ids.user.is_none() && meta.user_id.is_some() {
-            ids.user = Some(PORTKEY);
+        if origins.user.is_none() && meta.user_id.is_some() {
+            origins.user = Some(PORTKEY);
         }
     }
-    Ok((meta, ids))
+    origins.long_tag = tags.long;
+    Ok((meta, origins))
 }
 
-/// The name of the header at `fixed` in [`FIXED`], for the id headers, which are all there.
+/// The name of the header at `fixed` in [`FIXED`], for the id and tags headers, which are all
+/// there.
 fn fixed_name(fixed: Option<usize>) -> &'static str {
     fixed
         .and_then(|i| FIXED.get(i))

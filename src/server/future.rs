@@ -10,7 +10,7 @@ use crate::codec::{self, Parameters};
 use crate::collect::{CollectError, Collected, ReadFailure};
 use crate::content::response_length;
 use crate::error::{error_body, MetadataError};
-use crate::headers::IdHeaders;
+use crate::headers::Origins;
 use crate::{dialects, RequestMetadata};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
@@ -82,23 +82,22 @@ pub(crate) struct HeaderMetadata {
     pub(crate) requesty: RequestMetadata,
     /// From the other gateways' headers.
     pub(crate) dialects: RequestMetadata,
-    /// The headers the ids came from, the `X-Requesty-*` ones winning.
-    pub(crate) ids: IdHeaders,
+    /// The headers that carried the ids and a tag too long, the `X-Requesty-*` ones winning.
+    pub(crate) origins: Origins,
 }
 
 impl HeaderMetadata {
-    /// `None` when neither kind of header carried anything; `dialect_ids` names the headers the
-    /// ids of `dialects` came from.
+    /// `None` when neither kind of header carried anything.
     pub(crate) fn boxed(
         requesty: RequestMetadata,
         dialects: RequestMetadata,
-        dialect_ids: IdHeaders,
+        origins: Origins,
     ) -> Option<Box<Self>> {
         (!requesty.is_empty() || !dialects.is_empty()).then(|| {
             Box::new(Self {
-                ids: IdHeaders::over(&requesty, dialect_ids),
                 requesty,
                 dialects,
+                origins,
             })
         })
     }
@@ -192,15 +191,19 @@ where
     }
 
     pub(crate) fn call(mut pending: Pending<S, M>, body: B) -> Self {
-        let ids = pending.headers.as_ref().map(|h| h.ids).unwrap_or_default();
+        let origins = pending
+            .headers
+            .as_ref()
+            .map(|h| h.origins)
+            .unwrap_or_default();
         let metadata = HeaderMetadata::combined(pending.headers.take());
         let limits = &pending.config.limits;
-        let checked = ids
+        let checked = origins
             .check(&metadata, limits)
             .and_then(|()| codec::check(&metadata, limits, true));
         if let Err(error) = checked {
             pending.headers =
-                HeaderMetadata::boxed(metadata, RequestMetadata::default(), IdHeaders::default());
+                HeaderMetadata::boxed(metadata, RequestMetadata::default(), Origins::default());
             return Self {
                 state: reject_metadata(pending, &error, Facts::default()),
             };
@@ -425,7 +428,7 @@ where
     let HeaderMetadata {
         requesty: headers,
         dialects: dialect_headers,
-        ids,
+        origins,
     } = pending.headers.take().map(|h| *h).unwrap_or_default();
     // The member's `extra` was measured as sent; only keys from elsewhere call for measuring again.
     let member_extra = scan.metadata().map_or(0, |m| m.extra.len());
@@ -468,7 +471,8 @@ where
                     .filter(|id| id.len() <= config.limits.id_len());
         }
         let measure_extra = metadata.extra.len() > member_extra;
-        ids.check(metadata, &config.limits)
+        origins
+            .check(metadata, &config.limits)
             .and_then(|()| codec::check(metadata, &config.limits, measure_extra))
     };
     if let Err(error) = finish(&mut metadata) {

@@ -7,6 +7,7 @@ use super::ResponseBody;
 use crate::client::BoxError;
 use crate::content::{declared_length, is_encoded, is_json};
 use crate::dialects;
+use crate::headers::Origins;
 use crate::{headers, BodyMode, JsonBodies, MetadataError, RequestMetadata};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -103,17 +104,18 @@ fn read_headers(
     strip: bool,
 ) -> Result<Option<Box<HeaderMetadata>>, MetadataError> {
     let sources = &config.sources;
-    let requesty = if sources.reads_requesty() {
+    let (requesty, long_tag) = if sources.reads_requesty() {
         let found = headers::read(headers, &config.limits)?;
         if strip {
             headers::remove(headers);
         }
         found
     } else {
-        RequestMetadata::default()
+        (RequestMetadata::default(), None)
     };
-    let (others, ids) = dialects::take_headers(headers, sources, &config.limits, strip)?;
-    Ok(HeaderMetadata::boxed(requesty, others, ids))
+    let (others, origins) = dialects::take_headers(headers, sources, &config.limits, strip)?;
+    let origins = Origins::over(&requesty, long_tag, origins);
+    Ok(HeaderMetadata::boxed(requesty, others, origins))
 }
 
 impl<S, M, R> std::fmt::Debug for ExtractMetadata<S, M, R>
