@@ -16,10 +16,11 @@ pub(crate) enum CollectError<E> {
 /// What a request body's read error says of the request.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ReadFailure {
-    /// A body limit in front of this layer (tower-http's, axum's: `http_body_util::Limited`) cut
-    /// it off: as much a `413` as this layer's own limit.
+    /// A body limit in front of this layer (`http_body_util::Limited`, as tower-http's
+    /// `RequestBodyLimitLayer` wraps a body) cut it off: as much a `413` as this layer's own limit.
     TooLarge,
-    /// The connection ended mid-body: the client went away, and no answer reaches it.
+    /// The connection ended mid-body: the client went away, and no answer reaches it. (A layer in
+    /// front that decodes the body could end its stream with the same error kinds.)
     ClientGone,
     /// Anything else: the body is broken (bad chunked framing, say).
     Broken,
