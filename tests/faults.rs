@@ -1427,33 +1427,22 @@ async fn a_short_body_that_says_it_has_ended_is_failed() {
 /// request got no answer (499, not completed).
 #[tokio::test]
 async fn an_http2_client_that_leaves_mid_body_is_reported_as_499() {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let (recorder, _guard) = Recorder::install();
     let (layer, completions) = reporting(RequestyMetadataLayer::new());
     let calls = Arc::new(AtomicUsize::new(0));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let server_calls = calls.clone();
-    tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let inner = tower::service_fn(move |_: axum::http::Request<Body>| {
-            server_calls.fetch_add(1, Ordering::SeqCst);
-            async { Ok::<_, Infallible>(axum::http::Response::new(Body::empty())) }
-        });
-        let service = tower::ServiceBuilder::new()
-            .map_request(|r: axum::http::Request<hyper::body::Incoming>| r.map(Body::new))
-            .service(layer.layer(inner));
-        let service = hyper_util::service::TowerToHyperService::new(service);
-        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
+    let inner = tower::service_fn(move |_: axum::http::Request<Body>| {
+        server_calls.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(axum::http::Response::new(Body::empty())) }
     });
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut send, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    let connection = tokio::spawn(connection);
+    let service = tower::ServiceBuilder::new()
+        .map_request(|r: axum::http::Request<hyper::body::Incoming>| r.map(Body::new))
+        .service(layer.layer(inner));
+    let support::Http2 {
+        addr,
+        mut send,
+        connection,
+    } = support::http2(service).await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(4);
     let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     let request = axum::http::Request::post(format!("http://{addr}/v1/chat/completions"))

@@ -1133,30 +1133,15 @@ async fn a_buffered_chunked_json_body_gets_a_content_length() {
 #[tokio::test]
 async fn a_refused_head_request_over_http2_is_a_clean_400() {
     use http_body_util::{BodyExt, Full};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     use tower::Layer;
     let (_recorder, _guard) = Recorder::install();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let inner = tower::service_fn(|_: http::Request<Body>| async {
-            Ok::<_, Infallible>(http::Response::new(Body::empty()))
-        });
-        let service = tower::ServiceBuilder::new()
-            .map_request(|r: http::Request<hyper::body::Incoming>| r.map(Body::new))
-            .service(RequestyMetadataLayer::new().layer(inner));
-        let service = hyper_util::service::TowerToHyperService::new(service);
-        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
+    let inner = tower::service_fn(|_: http::Request<Body>| async {
+        Ok::<_, Infallible>(http::Response::new(Body::empty()))
     });
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let service = tower::ServiceBuilder::new()
+        .map_request(|r: http::Request<hyper::body::Incoming>| r.map(Body::new))
+        .service(RequestyMetadataLayer::new().layer(inner));
+    let support::Http2 { addr, mut send, .. } = support::http2(service).await;
     let request = http::Request::head(format!("http://{addr}/v1/chat/completions"))
         .header("x-requesty-trace-id", "t".repeat(300))
         .body(Full::new(Bytes::new()))

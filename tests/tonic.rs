@@ -431,28 +431,13 @@ async fn a_refusal_is_a_trailers_only_response() {
 async fn a_refusal_ends_the_stream_with_its_head_on_the_wire() {
     use http_body::Body as _;
     use http_body_util::Full;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     use tower::Layer;
     let (_recorder, _guard) = Recorder::install();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let inner = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(bytes::Bytes::new())))
-        });
-        let service = RequestyMetadataLayer::new().headers_only().layer(inner);
-        let service = hyper_util::service::TowerToHyperService::new(service);
-        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
+    let inner = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(bytes::Bytes::new())))
     });
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let service = RequestyMetadataLayer::new().headers_only().layer(inner);
+    let support::Http2 { addr, mut send, .. } = support::http2(service).await;
     let request = http::Request::post(format!("http://{addr}{CHECK}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
@@ -636,47 +621,31 @@ async fn grpc_status_in_trailers_after_a_declared_length_is_recorded() {
     use bytes::Bytes;
     use http_body::Frame;
     use http_body_util::{BodyExt, Full, StreamBody};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     use tower::Layer;
     let (recorder, _guard) = Recorder::install();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let hook = seen.clone();
-    tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let inner = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert("grpc-status", http::HeaderValue::from_static("13"));
-            let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
-                Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
-                Ok(Frame::trailers(trailers)),
-            ];
-            let mut response =
-                http::Response::new(StreamBody::new(futures_util::stream::iter(frames)));
-            let headers = response.headers_mut();
-            headers.insert(
-                "content-type",
-                http::HeaderValue::from_static("application/grpc"),
-            );
-            headers.insert("content-length", http::HeaderValue::from_static("5"));
-            Ok::<_, std::convert::Infallible>(response)
-        });
-        let service = RequestyMetadataLayer::new()
-            .headers_only()
-            .on_complete(move |done| hook.lock().unwrap().push(done.grpc_status))
-            .layer(inner);
-        let service = hyper_util::service::TowerToHyperService::new(service);
-        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
+    let inner = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("13"));
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let mut response = http::Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+        let headers = response.headers_mut();
+        headers.insert(
+            "content-type",
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("content-length", http::HeaderValue::from_static("5"));
+        Ok::<_, std::convert::Infallible>(response)
     });
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let service = RequestyMetadataLayer::new()
+        .headers_only()
+        .on_complete(move |done| hook.lock().unwrap().push(done.grpc_status))
+        .layer(inner);
+    let support::Http2 { addr, mut send, .. } = support::http2(service).await;
     let request = http::Request::post(format!("http://{addr}{CHECK}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")

@@ -168,3 +168,55 @@ pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().build().unwrap()
 }
+
+/// One HTTP/2 connection on loopback, hyper on both ends: the server side runs `service`, the
+/// client side sends with `send`. `connection` drives the client side: abort it to make the client
+/// go away.
+pub struct Http2<B> {
+    pub addr: SocketAddr,
+    pub send: hyper::client::conn::http2::SendRequest<B>,
+    pub connection: tokio::task::JoinHandle<()>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves `service` over one HTTP/2 connection on a loopback port and connects to it.
+pub async fn http2<S, ResBody, B>(service: S) -> Http2<B>
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Http2 {
+        addr,
+        send,
+        connection,
+    }
+}
