@@ -1195,3 +1195,34 @@ async fn a_header_only_request_refused_for_a_long_header_value_keeps_its_metadat
         "the hook's trace ids; the spans': {traced:?}"
     );
 }
+
+/// A layer that reads headers alone takes any request body, whatever its error type: it never reads
+/// one.
+#[tokio::test]
+async fn headers_only_takes_a_body_whose_error_is_no_error_type() {
+    use tower::{Layer, ServiceExt};
+    #[derive(Debug)]
+    struct NotAnError;
+    struct OddBody;
+    impl http_body::Body for OddBody {
+        type Data = Bytes;
+        type Error = NotAnError;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, NotAnError>>> {
+            std::task::Poll::Ready(None)
+        }
+    }
+    let service = RequestyMetadataLayer::new()
+        .headers_only()
+        .layer(tower::service_fn(|_: http::Request<OddBody>| async {
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        }));
+    let request = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("x-requesty-trace-id", "t-1")
+        .body(OddBody)
+        .unwrap();
+    assert_eq!(service.oneshot(request).await.unwrap().status(), 200);
+}

@@ -98,7 +98,7 @@ where
             .exact()
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n <= config.max_body);
-        let rebuild = R::rebuild().filter(|_| {
+        let rebuild = R::reading().map(|reading| reading.rebuild).filter(|_| {
             config.reads_body() && is_json(&parts.headers) && !is_encoded(&parts.headers)
         });
         match (rebuild, size) {

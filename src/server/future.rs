@@ -5,12 +5,12 @@ use super::complete::{self, End, Tracker};
 use super::layer::Config;
 use super::span::{MakeSpan, RequestInfo};
 use super::ResponseBody;
-use crate::client::BoxError;
 use crate::codec::{self, Parameters};
 use crate::collect::{CollectError, Collected, ReadFailure};
 use crate::content::response_length;
 use crate::error::{error_body, MetadataError};
 use crate::headers::Origins;
+use crate::mode::Reading;
 use crate::{dialects, RequestMetadata};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
@@ -121,6 +121,7 @@ pin_project! {
     pub struct ResponseFuture<S, B, M>
     where
         S: Service<Request<B>>,
+        B: Body,
         M: MakeSpan,
     {
         #[pin]
@@ -130,6 +131,7 @@ pin_project! {
     impl<S, B, M> PinnedDrop for ResponseFuture<S, B, M>
     where
         S: Service<Request<B>>,
+        B: Body,
         M: MakeSpan,
     {
         fn drop(this: Pin<&mut Self>) {
@@ -149,13 +151,14 @@ pin_project! {
     enum State<S, B, M>
     where
         S: Service<Request<B>>,
+        B: Body,
     {
         Collect {
             #[pin]
             body: B,
             collected: Collected,
             pending: Option<Pending<S, M>>,
-            rebuild: fn(Bytes) -> B,
+            reading: Reading<B>,
         },
         Call {
             #[pin]
@@ -178,14 +181,14 @@ where
     B: Body,
     M: MakeSpan,
 {
-    pub(crate) fn collect(pending: Pending<S, M>, body: B, rebuild: fn(Bytes) -> B) -> Self {
+    pub(crate) fn collect(pending: Pending<S, M>, body: B, reading: Reading<B>) -> Self {
         let capacity = body.size_hint().lower().min(pending.config.max_body as u64) as usize;
         Self {
             state: State::Collect {
                 body,
                 collected: Collected::new(capacity),
                 pending: Some(pending),
-                rebuild,
+                reading,
             },
         }
     }
@@ -229,7 +232,6 @@ impl<S, B, M, ResBody> Future for ResponseFuture<S, B, M>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
     B: Body,
-    B::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
     M: MakeSpan,
 {
@@ -243,14 +245,14 @@ where
                     mut body,
                     collected,
                     pending,
-                    rebuild,
+                    reading,
                 } => {
                     let outcome = ready!(collected.poll_body(body.as_mut(), cx, max_body(pending)));
                     let Some(pending) = pending.take() else {
                         unreachable!("a collecting future always holds its request")
                     };
                     let next = match outcome {
-                        Ok(()) => read_json(pending, std::mem::take(collected), *rebuild),
+                        Ok(()) => read_json(pending, std::mem::take(collected), reading.rebuild),
                         Err(CollectError::TooLarge) => {
                             let body = too_large_body(pending.config.max_body);
                             reject(
@@ -260,30 +262,32 @@ where
                                 Facts::default(),
                             )
                         }
-                        Err(CollectError::Read(error)) => match ReadFailure::of(error.into()) {
-                            ReadFailure::TooLarge => {
-                                let body = error_body(
-                                    "the request body is over a size limit of this server",
-                                    None,
-                                    "request_too_large",
-                                );
-                                reject(
+                        Err(CollectError::Read(error)) => {
+                            match ReadFailure::of((reading.boxed)(error)) {
+                                ReadFailure::TooLarge => {
+                                    let body = error_body(
+                                        "the request body is over a size limit of this server",
+                                        None,
+                                        "request_too_large",
+                                    );
+                                    reject(
+                                        pending,
+                                        StatusCode::PAYLOAD_TOO_LARGE,
+                                        body,
+                                        Facts::default(),
+                                    )
+                                }
+                                // Reported as a request dropped before its answer; the answer
+                                // still goes, for a client that only stopped sending.
+                                ReadFailure::ClientGone => unreported(pending, read_error_body()),
+                                ReadFailure::Broken => reject(
                                     pending,
-                                    StatusCode::PAYLOAD_TOO_LARGE,
-                                    body,
+                                    StatusCode::BAD_REQUEST,
+                                    read_error_body(),
                                     Facts::default(),
-                                )
+                                ),
                             }
-                            // Reported as a request dropped before its answer; the answer
-                            // still goes, for a client that only stopped sending.
-                            ReadFailure::ClientGone => unreported(pending, read_error_body()),
-                            ReadFailure::Broken => reject(
-                                pending,
-                                StatusCode::BAD_REQUEST,
-                                read_error_body(),
-                                Facts::default(),
-                            ),
-                        },
+                        }
                     };
                     this.state.set(next);
                 }
@@ -395,6 +399,7 @@ fn read_json<S, B, M>(
 ) -> State<S, B, M>
 where
     S: Service<Request<B>>,
+    B: Body,
     M: MakeSpan,
 {
     let config = pending.config.clone();
@@ -505,6 +510,7 @@ fn reject_metadata<S, B, M>(
 ) -> State<S, B, M>
 where
     S: Service<Request<B>>,
+    B: Body,
     M: MakeSpan,
 {
     reject(pending, error.status(), error.to_json(), facts)
@@ -519,6 +525,7 @@ fn start<S, B, M>(
 ) -> State<S, B, M>
 where
     S: Service<Request<B>>,
+    B: Body,
     M: MakeSpan,
 {
     let Pending {
@@ -583,6 +590,7 @@ fn reject<S, B, M>(
 ) -> State<S, B, M>
 where
     S: Service<Request<B>>,
+    B: Body,
     M: MakeSpan,
 {
     let head = pending.parts.method == Method::HEAD;
@@ -605,6 +613,7 @@ where
 fn unreported<S, B, M>(pending: Pending<S, M>, body: Bytes) -> State<S, B, M>
 where
     S: Service<Request<B>>,
+    B: Body,
     M: MakeSpan,
 {
     let head = pending.parts.method == Method::HEAD;

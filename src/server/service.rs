@@ -4,7 +4,6 @@ use super::future::{HeaderMetadata, Pending, ResponseFuture};
 use super::layer::Config;
 use super::span::{DefaultMakeSpan, MakeSpan};
 use super::ResponseBody;
-use crate::client::BoxError;
 use crate::content::{declared_length, is_encoded, is_json};
 use crate::dialects;
 use crate::headers::Origins;
@@ -45,7 +44,6 @@ impl<S, M, R, ReqBody, ResBody> Service<Request<ReqBody>> for ExtractMetadata<S,
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ReqBody: Body,
-    ReqBody::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
     M: MakeSpan + Clone,
     R: BodyMode<ReqBody>,
@@ -67,8 +65,8 @@ where
         // Limits are checked once the metadata is whole: here for header-only requests, after the
         // body otherwise. Only header tags (their count and length) are bounded as they are read.
         let checked = read_headers(&mut parts.headers, &config, config.strip_headers);
-        let rebuild =
-            R::rebuild().filter(|_| is_json(&parts.headers) && !is_encoded(&parts.headers));
+        let reading =
+            R::reading().filter(|_| is_json(&parts.headers) && !is_encoded(&parts.headers));
         let declared = declared_length(&parts.headers);
         let (headers, rejection) = match checked {
             Ok(headers) => (headers, None),
@@ -85,12 +83,12 @@ where
         if let Some(error) = rejection {
             return ResponseFuture::reject(pending, error.status(), error.to_json());
         }
-        let Some(rebuild) = rebuild else {
+        let Some(reading) = reading else {
             return ResponseFuture::call(pending, body);
         };
         match declared {
             Some(len) if len > pending.config.max_body as u64 => ResponseFuture::too_large(pending),
-            _ => ResponseFuture::collect(pending, body, rebuild),
+            _ => ResponseFuture::collect(pending, body, reading),
         }
     }
 }
