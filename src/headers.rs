@@ -144,12 +144,15 @@ pub(crate) fn add_tags(
             read.by_header.len() - 1
         }
     };
-    for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+    let mut items = text.split(',').map(str::trim).filter(|t| !t.is_empty());
+    while let Some(tag) = items.next() {
         read.sent += 1;
         read.by_header[slot].1 += 1;
         if read.sent > limits.tags() {
             let limit = limits.tags();
-            return Err(if read.by_header[slot].1 > limit {
+            // Whether this header's own tags pass the limit: counted on, no further than that.
+            let own = read.by_header[slot].1 + items.take(limit.saturating_add(1)).count();
+            return Err(if own > limit {
                 MetadataError::new(
                     ErrorKind::TooMany,
                     header,
@@ -486,7 +489,7 @@ mod tests {
     }
 
     #[test]
-    fn extra_keys_differing_only_in_case_keep_the_first_with_a_warning() {
+    fn extra_keys_differing_only_in_case_keep_the_first() {
         let mut meta = RequestMetadata::new();
         meta.extra.insert("Team".into(), "platform".into());
         meta.extra.insert("team".into(), "billing".into());

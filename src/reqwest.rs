@@ -132,25 +132,30 @@ impl Middleware for MetadataMiddleware {
         });
         span.in_scope(|| {
             let bytes = req.body().and_then(reqwest::Body::as_bytes);
+            // The object's edited bytes (`None`: unchanged) with the provider's user field added.
+            let with_native =
+                |body: Option<bytes::Bytes>, bytes: &[u8]| match (body, config.native.is_some()) {
+                    (Some(body), true) => Some(config.native_field(&metadata, body)),
+                    (None, true) => {
+                        Some(config.native_field(&metadata, bytes::Bytes::copy_from_slice(bytes)))
+                    }
+                    (body, false) => body,
+                };
             // The body to send instead, when it changes.
             let replacement = match (&object, bytes) {
                 (Some(scan), Some(bytes)) => {
                     let (range, insert) = scan.edit(bytes, &config.in_body(&metadata));
                     let changed = !range.is_empty() || !insert.is_empty();
-                    let body = changed.then(|| spliced(bytes, range, &insert));
-                    match (body, config.native.is_some()) {
-                        (Some(body), true) => Some(config.native_field(&metadata, body)),
-                        (None, true) => Some(
-                            config.native_field(&metadata, bytes::Bytes::copy_from_slice(bytes)),
-                        ),
-                        (body, false) => body,
-                    }
+                    with_native(changed.then(|| spliced(bytes, range, &insert)), bytes)
                 }
-                // A member this client cannot read goes whole when a boundary is to hold.
-                (None, Some(bytes)) => unreadable_member
-                    .as_ref()
-                    .and_then(|(_, cut)| cut.clone())
-                    .map(|range| spliced(bytes, range, b"")),
+                // A member this client cannot read goes whole when a boundary is to hold; the
+                // provider's user field still goes in the object.
+                (None, Some(bytes)) => match &unreadable_member {
+                    Some((_, cut)) => {
+                        with_native(cut.clone().map(|range| spliced(bytes, range, b"")), bytes)
+                    }
+                    None => None,
+                },
                 (_, None) => None,
             };
             if let Some(body) = replacement {

@@ -1982,3 +1982,20 @@ async fn reqwest_leaves_a_member_that_holds_the_tags_as_it_is() {
     let echo = echoed(json_post(&client, bare, body)).await;
     assert_eq!(echo.body, body);
 }
+
+/// A body whose `requesty` member the middleware cannot read (cut out whole, for the header
+/// carrier) still gets the provider-native user field.
+#[tokio::test]
+async fn reqwest_writes_the_native_field_beside_an_unreadable_member() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let client = with_middleware(
+        RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
+            .provider_native(requesty_metadata::client::Native::OpenAi)
+            .carrier(Carrier::Headers)
+            .into(),
+    );
+    let body = r#"{"model":"gpt-4o","requesty":{"tags":"not-a-list"}}"#;
+    let echo = echoed(json_post(&client, bare, body)).await;
+    assert_eq!(echo.body, r#"{"model":"gpt-4o","safety_identifier":"user-42"}"#);
+}

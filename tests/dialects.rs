@@ -959,3 +959,25 @@ async fn tags_that_only_two_dialect_headers_together_put_over_the_limit_name_the
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["param"], "requesty.tags", "{error}");
 }
+
+/// A tags header whose own tags pass the limit is named, also when another dialect's tags were
+/// counted first and the count passed the limit partway through it.
+#[tokio::test]
+async fn a_dialect_tags_header_over_the_limit_on_its_own_is_named_whatever_came_first() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let helicone: Vec<String> = (0..30).map(|i| format!("h{i}")).collect();
+    let litellm: Vec<String> = (0..70).map(|i| format!("l{i}")).collect();
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("helicone-property-tags", helicone.join(","))
+        .header("x-litellm-tags", litellm.join(","))
+        .body(r#"{"model":"m"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "x-litellm-tags", "{error}");
+}

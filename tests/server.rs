@@ -1226,3 +1226,43 @@ async fn headers_only_takes_a_body_whose_error_is_no_error_type() {
         .unwrap();
     assert_eq!(service.oneshot(request).await.unwrap().status(), 200);
 }
+
+/// So does a JSON request (the usual LLM call), refused once its body is read.
+#[tokio::test]
+async fn a_json_request_refused_for_a_long_header_tag_keeps_its_metadata() {
+    use std::sync::Mutex;
+    use tower::{Layer, ServiceExt};
+    let (recorder, _guard) = Recorder::install();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hook = seen.clone();
+    let service = RequestyMetadataLayer::new()
+        .on_complete(move |done| {
+            hook.lock()
+                .unwrap()
+                .push(done.metadata.and_then(|m| m.trace_id.clone()))
+        })
+        .layer(tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        }));
+    let long = "x".repeat(257);
+    let request = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("x-requesty-trace-id", "t-1")
+        .header("x-requesty-tags", format!("a,{long}"))
+        .body(Body::from(r#"{"model":"m"}"#))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = axum::body::to_bytes(Body::new(response.into_body()), usize::MAX)
+        .await
+        .unwrap();
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["param"], "x-requesty-tags", "{error}");
+    let spans = recorder.wait_closed(1).await;
+    let traced: Vec<_> = spans.iter().map(|s| s.field("trace_id")).collect();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Some("t-1".to_owned())],
+        "the hook's trace id; the span's: {traced:?}"
+    );
+}

@@ -171,14 +171,14 @@ pub(crate) fn write_gateway(
             }
         }
     }
-    let mut put = |name: &str, value: &str| crate::headers::put(out, name, value);
+    let put = crate::headers::put;
     match gateway {
         Gateway::Helicone => {
             if let Some(user) = &metadata.user_id {
-                put("helicone-user-id", user);
+                put(out, "helicone-user-id", user);
             }
             if let Some(trace) = &metadata.trace_id {
-                put("helicone-session-id", trace);
+                put(out, "helicone-session-id", trace);
             }
             let (tags, odd) = crate::headers::header_tags(&metadata.tags);
             if !odd.is_empty() {
@@ -192,10 +192,16 @@ pub(crate) fn write_gateway(
                     tracing::warn!(key, "extra field left out of Helicone's form: its header would read back as the tags");
                     continue;
                 }
-                put(&name, value);
+                // Header names have no case: the key written first keeps it, as in the
+                // `X-Requesty-*` form.
+                if out.contains_key(name.as_str()) {
+                    tracing::warn!(key, "extra field left out of Helicone's form: another key differing only in case names the same header");
+                    continue;
+                }
+                put(out, &name, value);
             }
             if !tags.is_empty() {
-                put("helicone-property-tags", &tags.join(","));
+                put(out, "helicone-property-tags", &tags.join(","));
             }
         }
         Gateway::Portkey => {
@@ -232,10 +238,14 @@ pub(crate) fn write_gateway(
             if !fields.is_empty() {
                 // JSON leaves DEL as it is, and no header value may hold it.
                 let json = serde_json::Value::Object(fields).to_string();
-                put("x-portkey-metadata", &json.replace('\u{7f}', "\\u007f"));
+                put(
+                    out,
+                    "x-portkey-metadata",
+                    &json.replace('\u{7f}', "\\u007f"),
+                );
             }
             if let Some(trace) = &metadata.trace_id {
-                put("x-portkey-trace-id", trace);
+                put(out, "x-portkey-trace-id", trace);
             }
         }
     }

@@ -243,11 +243,13 @@ where
                     let cut = config.cut_unreadable_member(&body);
                     if let Some(range) = cut.clone() {
                         body = codec::splice::splice(body, range, b"");
-                        parts.headers.remove(TRANSFER_ENCODING);
-                        parts
-                            .headers
-                            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
                     }
+                    // The provider's user field still goes in the object.
+                    body = config.native_field(&metadata, body);
+                    parts.headers.remove(TRANSFER_ENCODING);
+                    parts
+                        .headers
+                        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
                     read = Read::Whole {
                         trailers,
                         member: Some((error, cut.is_some())),

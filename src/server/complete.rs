@@ -30,8 +30,9 @@ pub struct Completion<'a> {
     pub stream: Option<bool>,
     /// The response status: `400`/`413` for requests this layer rejected (for a gRPC request, `200`
     /// as on the wire, its refusal in [`grpc_status`](Self::grpc_status)), and `499` (nginx's
-    /// "client closed request") when the request was dropped before the inner service answered, as
-    /// when the client goes away while a long completion is generated.
+    /// "client closed request") when the request got no answer: dropped before the inner service
+    /// answered (the client went away while a long completion was generated), or before this
+    /// layer's refusal went out (the client went away mid-upload).
     pub status: StatusCode,
     /// From the request reaching the layer to the response body's end (or drop).
     pub latency: Duration,

@@ -205,10 +205,8 @@ where
             .check(&metadata, limits)
             .and_then(|()| codec::check(&metadata, limits, true));
         if let Err(error) = checked {
-            pending.headers =
-                HeaderMetadata::boxed(metadata, RequestMetadata::default(), Origins::default());
             return Self {
-                state: reject_metadata(pending, &error, Facts::default()),
+                state: refuse(pending, metadata, &error, Facts::default()),
             };
         }
         Self {
@@ -482,12 +480,12 @@ where
     };
     if let Err(error) = finish(&mut metadata) {
         let Some(mut without) = without_foreign else {
-            return reject_metadata(pending, &error, facts);
+            return refuse(pending, metadata, &error, facts);
         };
         let mut left_out = foreign.into_iter().map(str::to_owned).collect();
         dialects::fill_native_user(&mut without, bytes, &scan, sources, limits, &mut left_out);
         if let Err(error) = finish(&mut without) {
-            return reject_metadata(pending, &error, facts);
+            return refuse(pending, without, &error, facts);
         }
         metadata = without;
         facts.left_out = left_out;
@@ -501,6 +499,24 @@ where
     headers.remove(TRANSFER_ENCODING);
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     start(pending, rebuild(body), non_empty(metadata), facts)
+}
+
+/// Refuses a request whose whole metadata, `metadata`, breaks a rule: its span and report carry
+/// what it said all the same.
+fn refuse<S, B, M>(
+    mut pending: Pending<S, M>,
+    metadata: RequestMetadata,
+    error: &MetadataError,
+    facts: Facts,
+) -> State<S, B, M>
+where
+    S: Service<Request<B>>,
+    B: Body,
+    M: MakeSpan,
+{
+    pending.headers =
+        HeaderMetadata::boxed(metadata, RequestMetadata::default(), Origins::default());
+    reject_metadata(pending, error, facts)
 }
 
 fn reject_metadata<S, B, M>(
