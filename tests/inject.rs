@@ -404,24 +404,3 @@ async fn extra_keys_differing_only_in_case_agree_across_header_forms() {
     assert_eq!(sent.headers["x-requesty-team"], "platform");
     assert_eq!(sent.headers["helicone-property-team"], "platform");
 }
-
-/// A body the client reads but whose `requesty` member it cannot read (cut out whole, here) still
-/// gets the provider-native user field, through the tower layer and through reqwest.
-#[tokio::test]
-async fn a_read_body_with_an_unreadable_member_gets_the_native_field() {
-    let (_recorder, _guard) = Recorder::install();
-    let (seen, upstream) = capture();
-    let client = ServiceBuilder::new()
-        .layer(
-            RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
-                .provider_native(Native::OpenAi)
-                .carrier(Carrier::Headers),
-        )
-        .service(upstream);
-    let body = br#"{"model":"gpt-4o","requesty":{"tags":"not-a-list"}}"#;
-    client.oneshot(json_req(body)).await.unwrap();
-    let sent = seen.lock().unwrap()[0].clone();
-    let want = br#"{"model":"gpt-4o","safety_identifier":"user-42"}"#;
-    assert_eq!(sent.body, &want[..]);
-    assert_eq!(sent.headers["content-length"], want.len().to_string());
-}
