@@ -50,6 +50,7 @@ fn read_with(
 ) -> Result<(RequestMetadata, Option<&'static str>), MetadataError> {
     let mut meta = RequestMetadata::default();
     let mut tags = TagsRead::default();
+    check_own_tags(TAGS, lines(headers, TAGS), limits)?;
     for (name, value) in headers {
         let name = name.as_str();
         let slot = if let Some(field) = name.strip_prefix(PREFIX) {
@@ -117,19 +118,52 @@ fn own_limits(limits: &Limits) -> Limits {
 }
 
 /// What reading a request's tags headers has found so far: the tags sent in all of them, repeats
-/// included, those of each header name, and the first header with a tag longer than the limit.
+/// included, and the first header with a tag longer than the limit.
 #[derive(Default)]
 pub(crate) struct TagsRead {
     sent: usize,
-    by_header: Vec<(&'static str, usize)>,
     pub(crate) long: Option<&'static str>,
+}
+
+/// Refuses tags header `header` when its own tags, over all its `lines`, pass the limit: the error
+/// names it. Counted no further than one past the limit, and before any is read, so that the
+/// header is named whatever was read before it.
+pub(crate) fn check_own_tags<'a>(
+    header: &str,
+    lines: impl IntoIterator<Item = &'a str>,
+    limits: &Limits,
+) -> Result<(), MetadataError> {
+    let limit = limits.tags();
+    let own = lines
+        .into_iter()
+        .flat_map(|line| line.split(','))
+        .filter(|tag| !tag.trim().is_empty())
+        .take(limit.saturating_add(1))
+        .count();
+    if own > limit {
+        return Err(MetadataError::new(
+            ErrorKind::TooMany,
+            header,
+            format!("header `{header}` carries more tags than the limit of {limit}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The text lines of header `name` (lines that are not text are another error's).
+pub(crate) fn lines<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|value| std::str::from_utf8(value.as_bytes()).ok())
 }
 
 /// Adds the comma-separated tags of `header`'s value `text` to `tags`, leaving out empty ones and
 /// repeats. Tags are counted as sent, repeats included, across the headers read (in `read`), so a
-/// request with thousands of them is refused before deduplicating them costs much: the error names
-/// `header` when its own tags pass the limit, `requesty.tags` when only the headers together do. A
-/// tag longer than the limit is noted in `read`, for the check of the whole metadata to name.
+/// request with thousands of them is refused before deduplicating them costs much; a header whose
+/// own tags pass the limit is refused by [`check_own_tags`] first, so this error is the headers'
+/// together (`requesty.tags`). A tag longer than the limit is noted in `read`, for the check of
+/// the whole metadata to name.
 pub(crate) fn add_tags(
     tags: &mut Vec<String>,
     text: &str,
@@ -137,37 +171,18 @@ pub(crate) fn add_tags(
     read: &mut TagsRead,
     limits: &Limits,
 ) -> Result<(), MetadataError> {
-    let slot = match read.by_header.iter().position(|(name, _)| *name == header) {
-        Some(slot) => slot,
-        None => {
-            read.by_header.push((header, 0));
-            read.by_header.len() - 1
-        }
-    };
-    let mut items = text.split(',').map(str::trim).filter(|t| !t.is_empty());
-    while let Some(tag) = items.next() {
+    for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         read.sent += 1;
-        read.by_header[slot].1 += 1;
         if read.sent > limits.tags() {
             let limit = limits.tags();
-            // Whether this header's own tags pass the limit: counted on, no further than that.
-            let own = read.by_header[slot].1 + items.take(limit.saturating_add(1)).count();
-            return Err(if own > limit {
-                MetadataError::new(
-                    ErrorKind::TooMany,
-                    header,
-                    format!("header `{header}` carries more tags than the limit of {limit}"),
-                )
-            } else {
-                MetadataError::new(
-                    ErrorKind::TooMany,
-                    "requesty.tags",
-                    format!(
-                        "the tags headers, `{header}` the last, together carry more tags than the \
-                         limit of {limit}"
-                    ),
-                )
-            });
+            return Err(MetadataError::new(
+                ErrorKind::TooMany,
+                "requesty.tags",
+                format!(
+                    "the tags headers, `{header}` the last, together carry more tags than the \
+                     limit of {limit}"
+                ),
+            ));
         }
         if tag.len() > limits.tag_len() {
             read.long.get_or_insert(header);

@@ -95,6 +95,7 @@ impl Middleware for MetadataMiddleware {
             .and_then(reqwest::Body::as_bytes)
             .filter(|bytes| json && bytes.len() <= config.max_body);
         let unread = buffered.is_none() && req.body().is_some();
+        let read = buffered.is_some();
         let mut unreadable_member = None;
         let mut unscanned = false;
         // `Some(scan)` when the body is an object, to carry the metadata.
@@ -150,13 +151,13 @@ impl Middleware for MetadataMiddleware {
                 }
                 // A member this client cannot read goes whole when a boundary is to hold; the
                 // provider's user field still goes in the object.
-                (None, Some(bytes)) => match &unreadable_member {
-                    Some((_, cut)) => {
-                        with_native(cut.clone().map(|range| spliced(bytes, range, b"")), bytes)
-                    }
-                    None => None,
-                },
-                (_, None) => None,
+                // Not an object (or too deep to read): `native_field` says in the span that the
+                // provider's field cannot go in.
+                (None, Some(bytes)) if read => {
+                    let cut = unreadable_member.as_ref().and_then(|(_, cut)| cut.clone());
+                    with_native(cut.map(|range| spliced(bytes, range, b"")), bytes)
+                }
+                _ => None,
             };
             if let Some(body) = replacement {
                 if req.headers().contains_key(CONTENT_LENGTH) {

@@ -1985,3 +1985,25 @@ async fn reqwest_leaves_a_member_that_holds_the_tags_as_it_is() {
     let echo = echoed(json_post(&client, bare, body)).await;
     assert_eq!(echo.body, body);
 }
+
+/// A JSON body the client reads but cannot put the provider's user field in (nested deeper than
+/// `max_depth`, or not an object) goes as it is, and the client span says the field is left out.
+#[tokio::test]
+async fn a_body_without_room_for_the_native_field_is_warned_about() {
+    let (recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let deep = format!(
+        r#"{{"model":"gpt-4o","messages":{}1{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    for body in [deep.as_str(), r#"[{"model":"gpt-4o"}]"#] {
+        for (how, echo) in both_ways(straight_to_openai, bare, body).await {
+            assert_eq!(echo.body, body, "{how}");
+        }
+    }
+    assert_eq!(
+        client_warnings(&recorder, "provider's user field is left out"),
+        4
+    );
+}

@@ -981,3 +981,28 @@ async fn a_dialect_tags_header_over_the_limit_on_its_own_is_named_whatever_came_
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["param"], "x-litellm-tags", "{error}");
 }
+
+/// A tags header repeated over several lines is one header: when its lines together pass the
+/// limit on their own it is named, also when another dialect's tags were counted first.
+#[tokio::test]
+async fn a_repeated_dialect_tags_header_over_the_limit_on_its_own_is_named() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let helicone: Vec<String> = (0..30).map(|i| format!("h{i}")).collect();
+    let first: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
+    let second: Vec<String> = (0..40).map(|i| format!("b{i}")).collect();
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("helicone-property-tags", helicone.join(","))
+        // Two lines of one header: 80 tags of LiteLLM's alone, over the limit of 64.
+        .header("x-litellm-tags", first.join(","))
+        .header("x-litellm-tags", second.join(","))
+        .body(r#"{"model":"m"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "x-litellm-tags", "{error}");
+}

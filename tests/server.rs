@@ -1227,7 +1227,8 @@ async fn headers_only_takes_a_body_whose_error_is_no_error_type() {
     assert_eq!(service.oneshot(request).await.unwrap().status(), 200);
 }
 
-/// So does a JSON request (the usual LLM call), refused once its body is read.
+/// A JSON request (the usual LLM call) refused, once its body is read, for a tag too long in a
+/// header keeps what it carried in its span and completion report too.
 #[tokio::test]
 async fn a_json_request_refused_for_a_long_header_tag_keeps_its_metadata() {
     use std::sync::Mutex;

@@ -5,6 +5,7 @@ use super::layer::{Carrier, InjectConfig};
 use crate::codec;
 use crate::collect::{CollectError, Collected};
 use crate::content::response_length;
+use crate::mode::Reading;
 use crate::server::span::{MakeSpan, RequestInfo};
 use crate::server::{ResponseBody, Tracker};
 use crate::{MetadataError, RequestMetadata};
@@ -41,6 +42,7 @@ pin_project! {
     pub struct InjectFuture<S, B>
     where
         S: Service<Request<B>>,
+        B: Body,
     {
         #[pin]
         state: State<S, B>,
@@ -52,13 +54,14 @@ pin_project! {
     enum State<S, B>
     where
         S: Service<Request<B>>,
+        B: Body,
     {
         Collect {
             #[pin]
             body: B,
             collected: Collected,
             pending: Option<Pending<S>>,
-            rebuild: fn(Bytes) -> B,
+            reading: Reading<B>,
         },
         Call {
             #[pin]
@@ -75,7 +78,7 @@ impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
     pub(crate) fn collect(
         pending: Pending<S>,
         body: B,
-        rebuild: fn(Bytes) -> B,
+        reading: Reading<B>,
         capacity: usize,
     ) -> Self {
         Self {
@@ -83,7 +86,7 @@ impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
                 body,
                 collected: Collected::new(capacity),
                 pending: Some(pending),
-                rebuild,
+                reading,
             },
         }
     }
@@ -111,7 +114,6 @@ where
     S: Service<Request<B>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
     B: Body,
-    B::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, BoxError>;
@@ -124,7 +126,7 @@ where
                     body,
                     collected,
                     pending,
-                    rebuild,
+                    reading,
                 } => {
                     // The body declared its exact size and it is within bounds, so no limit applies
                     // here. A body that fails while being read fails the call, as it would without
@@ -135,12 +137,12 @@ where
                         if let Some(pending) = pending.take() {
                             unsent(pending);
                         }
-                        return Poll::Ready(Err(error.into()));
+                        return Poll::Ready(Err((reading.boxed)(error)));
                     }
                     let Some(pending) = pending.take() else {
                         unreachable!("a collecting future always holds its request")
                     };
-                    let next = send(pending, std::mem::take(collected), *rebuild);
+                    let next = send(pending, std::mem::take(collected), reading.rebuild);
                     this.state.set(next);
                 }
                 StateProj::Call {
@@ -193,6 +195,7 @@ fn unsent<S>(pending: Pending<S>) {
 fn send<S, B>(pending: Pending<S>, collected: Collected, rebuild: fn(Bytes) -> B) -> State<S, B>
 where
     S: Service<Request<B>>,
+    B: Body,
 {
     let Pending {
         mut inner,
@@ -256,14 +259,17 @@ where
                         unscanned: false,
                     };
                 }
+                // No object to put the provider's user field in: `native_field` says so in the
+                // client span.
                 Ok(scan) if scan.kind() == codec::BodyKind::Malformed => {
                     read = Read::Whole {
                         trailers,
                         member: None,
                         unscanned: true,
                     };
+                    body = config.native_field(&metadata, body);
                 }
-                Ok(_) => {}
+                Ok(_) => body = config.native_field(&metadata, body),
             }
             config.write_headers(&metadata, false, &mut parts.headers);
             body
@@ -329,6 +335,7 @@ fn call<S, B>(
 ) -> State<S, B>
 where
     S: Service<Request<B>>,
+    B: Body,
 {
     let head = request.method() == http::Method::HEAD;
     let future = {

@@ -45,7 +45,6 @@ where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
     B: Body,
-    B::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
     R: BodyMode<B>,
 {
@@ -98,11 +97,11 @@ where
             .exact()
             .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n <= config.max_body);
-        let rebuild = R::reading().map(|reading| reading.rebuild).filter(|_| {
+        let reading = R::reading().filter(|_| {
             config.reads_body() && is_json(&parts.headers) && !is_encoded(&parts.headers)
         });
-        match (rebuild, size) {
-            (Some(rebuild), Some(size)) => InjectFuture::collect(
+        match (reading, size) {
+            (Some(reading), Some(size)) => InjectFuture::collect(
                 Pending {
                     inner,
                     parts,
@@ -112,7 +111,7 @@ where
                     parent: tracing::Span::current(),
                 },
                 body,
-                rebuild,
+                reading,
                 size.saturating_add(HEADROOM),
             ),
             _ => {

@@ -35,7 +35,7 @@ enum GatewayHeader<'a> {
 const FIXED: [(&str, GatewayHeader<'static>); 12] = [
     ("helicone-user-id", GatewayHeader::HeliconeUser),
     ("helicone-session-id", GatewayHeader::HeliconeSession),
-    ("helicone-property-tags", GatewayHeader::HeliconeTags),
+    (HELICONE_TAGS, GatewayHeader::HeliconeTags),
     (
         "helicone-session-path",
         GatewayHeader::HeliconeExtra("session_path"),
@@ -56,6 +56,7 @@ const FIXED: [(&str, GatewayHeader<'static>); 12] = [
 const PROPERTY: &str = "helicone-property-";
 const SPEND_LOGS: &str = "x-litellm-spend-logs-metadata";
 const LITELLM_TAGS: &str = "x-litellm-tags";
+const HELICONE_TAGS: &str = "helicone-property-tags";
 const PORTKEY: &str = "x-portkey-metadata";
 
 impl<'a> GatewayHeader<'a> {
@@ -139,6 +140,14 @@ fn from_headers(
     let mut portkey = None;
     let mut portkey_trace = None;
     let mut tags = TagsRead::default();
+    for (name, on) in [
+        (HELICONE_TAGS, sources.helicone),
+        (LITELLM_TAGS, sources.litellm),
+    ] {
+        if on {
+            crate::headers::check_own_tags(name, crate::headers::lines(headers, name), limits)?;
+        }
+    }
     // Tags are united in the sources' order, whatever order their headers come in: LiteLLM's are
     // read once the pass is over.
     let mut litellm_tags = false;
@@ -206,6 +215,7 @@ fn from_headers(
         // Tags travel as a comma-separated `tags` string in Portkey's metadata, as this crate's
         // client writes them.
         if let Some(portkey_tags) = json_object(raw, PORTKEY, Some("_user"), &mut meta)? {
+            crate::headers::check_own_tags(PORTKEY, [portkey_tags.as_str()], limits)?;
             crate::headers::add_tags(&mut meta.tags, &portkey_tags, PORTKEY, &mut tags, limits)?;
         }
         if origins.user.is_none() && meta.user_id.is_some() {
