@@ -26,9 +26,10 @@ pub(crate) fn read(
     read_with(headers, limits, &mut Err)
 }
 
-/// A client's reading of the metadata headers its caller set: [`read`] within [`own_limits`], but
-/// a value that is not text leaves out that header alone, and the first such error is returned
-/// beside the rest, for a warning. Too many tags are still an error for all of them.
+/// A lenient reading of the metadata headers: [`read`] within [`own_limits`], but a value that is
+/// not text leaves out that header alone, and the first such error is returned beside the rest, for
+/// a warning. Too many tags are still an error for all of them. For a client reading the headers
+/// its caller set, and for the report of a request refused as its headers were read.
 pub(crate) fn read_own(
     headers: &HeaderMap,
     limits: &Limits,

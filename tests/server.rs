@@ -1153,8 +1153,8 @@ async fn a_refused_head_request_over_http2_is_a_clean_400() {
     assert!(body.unwrap().to_bytes().is_empty());
 }
 
-/// A header-only request refused for a value too long in a header (an id, a tag) still has what its
-/// headers carried in its span and completion report.
+/// A header-only request refused for a header (an id or a tag too long, too many tags, a value that
+/// is not text) still has what its headers carried in its span and completion report.
 #[tokio::test]
 async fn a_header_only_request_refused_for_a_long_header_value_keeps_its_metadata() {
     use std::sync::Mutex;
@@ -1172,12 +1172,22 @@ async fn a_header_only_request_refused_for_a_long_header_value_keeps_its_metadat
             Ok::<_, Infallible>(http::Response::new(Body::empty()))
         }));
     let long = "x".repeat(257);
-    for (header, value) in [
-        // The control: an id too long, refused once the headers are combined.
-        ("x-requesty-user-id", long.clone()),
-        // A tag too long, refused as the headers are read.
-        ("x-requesty-tags", format!("a,{long}")),
-    ] {
+    let many: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    let cases = [
+        // Refused once the headers are combined: an id or a tag too long.
+        ("x-requesty-user-id", HeaderValue::from_str(&long).unwrap()),
+        (
+            "x-requesty-tags",
+            HeaderValue::from_str(&format!("a,{long}")).unwrap(),
+        ),
+        // Refused as the headers are read: too many tags, a value that is not text.
+        (
+            "x-requesty-tags",
+            HeaderValue::from_str(&many.join(",")).unwrap(),
+        ),
+        ("x-requesty-team", HeaderValue::from_bytes(b"\xff").unwrap()),
+    ];
+    for (header, value) in cases.clone() {
         let request = http::Request::get("/v1/models")
             .header("x-requesty-trace-id", "t-1")
             .header(header, value)
@@ -1187,13 +1197,14 @@ async fn a_header_only_request_refused_for_a_long_header_value_keeps_its_metadat
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         drop(response);
     }
-    let spans = recorder.wait_closed(2).await;
+    let spans = recorder.wait_closed(cases.len()).await;
     let traced: Vec<_> = spans.iter().map(|s| s.field("trace_id")).collect();
     assert_eq!(
         *seen.lock().unwrap(),
-        [Some("t-1".to_owned()), Some("t-1".to_owned())],
+        vec![Some("t-1".to_owned()); cases.len()],
         "the hook's trace ids; the spans': {traced:?}"
     );
+    assert!(traced.iter().all(|t| *t == Some("t-1")), "{traced:?}");
 }
 
 /// A layer that reads headers alone takes any request body, whatever its error type: it never reads

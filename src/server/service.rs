@@ -63,14 +63,23 @@ where
         let (mut parts, body) = req.into_parts();
         let config = self.config.clone();
         // Limits are checked once the metadata is whole: here for header-only requests, after the
-        // body otherwise. Only header tags (their count and length) are bounded as they are read.
+        // body otherwise. Only the count of header tags is bounded as they are read.
         let checked = read_headers(&mut parts.headers, &config, config.strip_headers);
         let reading =
             R::reading().filter(|_| is_json(&parts.headers) && !is_encoded(&parts.headers));
         let declared = declared_length(&parts.headers);
         let (headers, rejection) = match checked {
             Ok(headers) => (headers, None),
-            Err(error) => (None, Some(error)),
+            // Refused as its headers are read: its span and report still carry what its
+            // `X-Requesty-*` headers say, as far as a lenient reading gets.
+            Err(error) => {
+                let said = headers::read_own(&parts.headers, &config.limits)
+                    .map(|(said, _)| said)
+                    .unwrap_or_default();
+                let said =
+                    HeaderMetadata::boxed(said, RequestMetadata::default(), Origins::default());
+                (said, Some(error))
+            }
         };
         let pending = Pending {
             inner,
