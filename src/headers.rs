@@ -23,35 +23,47 @@ pub(crate) fn read(
     headers: &HeaderMap,
     limits: &Limits,
 ) -> Result<(RequestMetadata, Option<&'static str>), MetadataError> {
-    read_with(headers, limits, &mut Err)
+    read_with(headers, limits, true, &mut Err)
 }
 
 /// A lenient reading of the metadata headers: [`read`] within [`own_limits`], but a value that is
 /// not text leaves out that header alone, and the first such error is returned beside the rest, for
 /// a warning. Too many tags are still an error for all of them. For a client reading the headers
-/// its caller set, and for the report of a request refused as its headers were read.
+/// its caller set.
 pub(crate) fn read_own(
     headers: &HeaderMap,
     limits: &Limits,
 ) -> Result<(RequestMetadata, Option<MetadataError>), MetadataError> {
     let mut skipped = None;
-    let (meta, _) = read_with(headers, &own_limits(limits), &mut |error| {
+    let (meta, _) = read_with(headers, &own_limits(limits), true, &mut |error| {
         skipped.get_or_insert(error);
         Ok(())
     })?;
     Ok((meta, skipped))
 }
 
-/// [`read`], with `unreadable` deciding what a value that is not text does: end the reading with
-/// its error, or (`Ok`) leave that header out.
+/// What the metadata headers of a request refused as they were read say, for its span and report:
+/// all but the tags (what got it refused, or beside it), values that are not text left out. No
+/// limit applies: the request goes nowhere.
+pub(crate) fn read_for_report(headers: &HeaderMap) -> RequestMetadata {
+    read_with(headers, &Limits::default(), false, &mut |_| Ok(()))
+        .map(|(meta, _)| meta)
+        .unwrap_or_default()
+}
+
+/// [`read`], reading the tags or not, with `unreadable` deciding what a value that is not text
+/// does: end the reading with its error, or (`Ok`) leave that header out.
 fn read_with(
     headers: &HeaderMap,
     limits: &Limits,
+    with_tags: bool,
     unreadable: &mut dyn FnMut(MetadataError) -> Result<(), MetadataError>,
 ) -> Result<(RequestMetadata, Option<&'static str>), MetadataError> {
     let mut meta = RequestMetadata::default();
     let mut tags = TagsRead::default();
-    check_own_tags(TAGS, lines(headers, TAGS), limits)?;
+    if with_tags {
+        check_own_tags(TAGS, lines(headers, TAGS), limits)?;
+    }
     for (name, value) in headers {
         let name = name.as_str();
         let slot = if let Some(field) = name.strip_prefix(PREFIX) {
@@ -67,7 +79,8 @@ fn read_with(
                 "" => {}
                 "trace-id" => meta.trace_id = Some(text.to_owned()),
                 "user-id" => meta.user_id = Some(text.to_owned()),
-                "tags" => add_tags(&mut meta.tags, text, TAGS, &mut tags, limits)?,
+                "tags" if with_tags => add_tags(&mut meta.tags, text, TAGS, &mut tags, limits)?,
+                "tags" => {}
                 other => {
                     meta.extra
                         .insert(other.to_owned(), Value::String(text.to_owned()));

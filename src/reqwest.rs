@@ -152,8 +152,9 @@ impl Middleware for MetadataMiddleware {
                 // A member this client cannot read goes whole when a boundary is to hold; the
                 // provider's user field still goes in the object.
                 // Not an object (or too deep to read): `native_field` says in the span that the
-                // provider's field cannot go in.
-                (None, Some(bytes)) if read => {
+                // provider's field cannot go in (a request with no body at all has none to leave
+                // out).
+                (None, Some(bytes)) if read && !bytes.trim_ascii().is_empty() => {
                     let cut = unreadable_member.as_ref().and_then(|(_, cut)| cut.clone());
                     with_native(cut.map(|range| spliced(bytes, range, b"")), bytes)
                 }

@@ -2007,3 +2007,33 @@ async fn a_body_without_room_for_the_native_field_is_warned_about() {
         4
     );
 }
+
+/// A request with no body to speak of (a GET with the JSON content type an SDK sets on every call)
+/// has no user field to leave out: no warning through reqwest or through the tower layer.
+#[tokio::test]
+async fn a_get_without_a_body_draws_no_user_field_warning() {
+    let (recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let via_reqwest = with_middleware(straight_to_openai().into())
+        .get(format!("http://{bare}/v1/models"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(via_reqwest.status(), 200);
+    let reqwest_warnings = client_warnings(&recorder, "provider's user field is left out");
+    let hyper = ServiceBuilder::new()
+        .layer(straight_to_openai())
+        .service(hyper_client());
+    let request = http::Request::get(format!("http://{bare}/v1/models"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(hyper.oneshot(request).await.unwrap().status(), 200);
+    let all_warnings = client_warnings(&recorder, "provider's user field is left out");
+    assert_eq!(
+        (reqwest_warnings, all_warnings - reqwest_warnings),
+        (0, 0),
+        "(reqwest, hyper)"
+    );
+}

@@ -1006,3 +1006,87 @@ async fn a_repeated_dialect_tags_header_over_the_limit_on_its_own_is_named() {
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["param"], "x-litellm-tags", "{error}");
 }
+
+/// A request refused for another gateway's tags header still reports what its `X-Requesty-*`
+/// headers say, whether they are stripped or kept.
+#[tokio::test]
+async fn a_request_refused_for_a_dialect_header_keeps_its_requesty_trace_id() {
+    use std::sync::{Arc, Mutex};
+    use tower::{Layer, ServiceExt};
+    let (_r, _g) = Recorder::install();
+    let many: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    let mut got = Vec::new();
+    for keep in [true, false] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let hook = seen.clone();
+        let service = RequestyMetadataLayer::new()
+            .sources(Sources::all())
+            .keep_headers(keep)
+            .on_complete(move |done| {
+                hook.lock()
+                    .unwrap()
+                    .push(done.metadata.and_then(|m| m.trace_id.clone()))
+            })
+            .layer(tower::service_fn(
+                |_: http::Request<axum::body::Body>| async {
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::new(axum::body::Body::empty()),
+                    )
+                },
+            ));
+        let request = http::Request::get("/v1/models")
+            .header("x-requesty-trace-id", "t-1")
+            .header("x-litellm-tags", many.join(","))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 400);
+        drop(response);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        got.push((keep, seen.lock().unwrap().clone()));
+    }
+    assert_eq!(
+        got,
+        [
+            (true, vec![Some("t-1".to_owned())]),
+            (false, vec![Some("t-1".to_owned())])
+        ]
+    );
+}
+
+/// With the Requesty source off, `X-Requesty-*` headers are not metadata: neither an accepted
+/// request's report nor a refused one's has them.
+#[tokio::test]
+async fn a_refused_request_reports_no_requesty_headers_when_that_source_is_off() {
+    use std::sync::{Arc, Mutex};
+    use tower::{Layer, ServiceExt};
+    let (_r, _g) = Recorder::install();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hook = seen.clone();
+    let service = RequestyMetadataLayer::new()
+        .sources(Sources::requesty_only().requesty(false).helicone(true))
+        .on_complete(move |done| {
+            hook.lock()
+                .unwrap()
+                .push(done.metadata.and_then(|m| m.trace_id.clone()))
+        })
+        .layer(tower::service_fn(
+            |_: http::Request<axum::body::Body>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::empty()))
+            },
+        ));
+    let many: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    for (tags, status) in [("a,b", 200), (many.join(",").as_str(), 400)] {
+        let request = http::Request::get("/v1/models")
+            .header("x-requesty-trace-id", "t-1")
+            .header("helicone-property-tags", tags)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), status);
+        drop(response);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Accepted: no trace id (the source is off). Refused: the same.
+    assert_eq!(*seen.lock().unwrap(), [None, None]);
+}

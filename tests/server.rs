@@ -1278,3 +1278,38 @@ async fn a_json_request_refused_for_a_long_header_tag_keeps_its_metadata() {
         "the hook's trace id; the span's: {traced:?}"
     );
 }
+
+/// A request refused for too many tags is reported without them: they are not read a second
+/// time, under any bound.
+#[tokio::test]
+async fn a_refused_requests_report_holds_none_of_the_tags_that_got_it_refused() {
+    use std::sync::Mutex;
+    use tower::{Layer, ServiceExt};
+    let (_recorder, _guard) = Recorder::install();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hook = seen.clone();
+    let service = RequestyMetadataLayer::new()
+        .on_complete(move |done| {
+            hook.lock()
+                .unwrap()
+                .push(done.metadata.map_or(0, |m| m.tags.len()))
+        })
+        .layer(tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        }));
+    let prefix = "p".repeat(10);
+    for n in [1024, 1025] {
+        let tags: Vec<String> = (0..n).map(|i| format!("{prefix}{i:05}")).collect();
+        let value = HeaderValue::from_str(&tags.join(",")).unwrap();
+        let request = http::Request::get("/v1/models")
+            .header("x-requesty-tags", value)
+            .body(Body::empty())
+            .unwrap();
+        let response = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        drop(response);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen, [0, 0], "tags reported");
+}

@@ -260,7 +260,7 @@ where
                     };
                 }
                 // No object to put the provider's user field in: `native_field` says so in the
-                // client span.
+                // client span (a request with no body at all has none to leave out).
                 Ok(scan) if scan.kind() == codec::BodyKind::Malformed => {
                     read = Read::Whole {
                         trailers,
@@ -269,6 +269,7 @@ where
                     };
                     body = config.native_field(&metadata, body);
                 }
+                Ok(_) if body.trim_ascii().is_empty() => {}
                 Ok(_) => body = config.native_field(&metadata, body),
             }
             config.write_headers(&metadata, false, &mut parts.headers);

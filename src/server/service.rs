@@ -70,16 +70,7 @@ where
         let declared = declared_length(&parts.headers);
         let (headers, rejection) = match checked {
             Ok(headers) => (headers, None),
-            // Refused as its headers are read: its span and report still carry what its
-            // `X-Requesty-*` headers say, as far as a lenient reading gets.
-            Err(error) => {
-                let said = headers::read_own(&parts.headers, &config.limits)
-                    .map(|(said, _)| said)
-                    .unwrap_or_default();
-                let said =
-                    HeaderMetadata::boxed(said, RequestMetadata::default(), Origins::default());
-                (said, Some(error))
-            }
+            Err((error, said)) => (said, Some(error)),
         };
         let pending = Pending {
             inner,
@@ -103,16 +94,24 @@ where
 }
 
 /// Requesty's headers and the other dialects' headers, kept apart: the body ranks between them.
-/// With `strip`, the headers of the sources that are on are removed (a rejected request keeps them:
-/// it goes nowhere).
+/// With `strip`, the headers of the sources that are on are removed.
+///
+/// A header that gets the request refused comes back with what the `X-Requesty-*` headers said
+/// (but their tags), for its span and report: the request goes nowhere.
 fn read_headers(
     headers: &mut http::HeaderMap,
     config: &Config,
     strip: bool,
-) -> Result<Option<Box<HeaderMetadata>>, MetadataError> {
+) -> Result<Option<Box<HeaderMetadata>>, (MetadataError, Option<Box<HeaderMetadata>>)> {
     let sources = &config.sources;
+    let said = |requesty: RequestMetadata| {
+        HeaderMetadata::boxed(requesty, RequestMetadata::default(), Origins::default())
+    };
     let (requesty, long_tag) = if sources.reads_requesty() {
-        let found = headers::read(headers, &config.limits)?;
+        let found = match headers::read(headers, &config.limits) {
+            Ok(found) => found,
+            Err(error) => return Err((error, said(headers::read_for_report(headers)))),
+        };
         if strip {
             headers::remove(headers);
         }
@@ -120,7 +119,10 @@ fn read_headers(
     } else {
         (RequestMetadata::default(), None)
     };
-    let (others, origins) = dialects::take_headers(headers, sources, &config.limits, strip)?;
+    let (others, origins) = match dialects::take_headers(headers, sources, &config.limits, strip) {
+        Ok(read) => read,
+        Err(error) => return Err((error, said(requesty))),
+    };
     let origins = Origins::over(&requesty, long_tag, origins);
     Ok(HeaderMetadata::boxed(requesty, others, origins))
 }
