@@ -93,6 +93,9 @@ where
     }
 }
 
+/// What a request's headers said: `None` when they carried nothing.
+type Said = Option<Box<HeaderMetadata>>;
+
 /// Requesty's headers and the other dialects' headers, kept apart: the body ranks between them.
 /// With `strip`, the headers of the sources that are on are removed.
 ///
@@ -102,7 +105,7 @@ fn read_headers(
     headers: &mut http::HeaderMap,
     config: &Config,
     strip: bool,
-) -> Result<Option<Box<HeaderMetadata>>, (MetadataError, Option<Box<HeaderMetadata>>)> {
+) -> Result<Said, (MetadataError, Said)> {
     let sources = &config.sources;
     let said = |requesty: RequestMetadata| {
         HeaderMetadata::boxed(requesty, RequestMetadata::default(), Origins::default())
