@@ -2037,3 +2037,25 @@ async fn a_get_without_a_body_draws_no_user_field_warning() {
         "(reqwest, hyper)"
     );
 }
+
+/// Through reqwest too, a body set explicitly but empty (or only whitespace) has no user field to
+/// leave out.
+#[tokio::test]
+async fn an_explicit_empty_body_draws_no_user_field_warning_through_reqwest() {
+    let (recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    for body in ["", " \r\n\t"] {
+        let response = with_middleware(straight_to_openai().into())
+            .get(format!("http://{bare}/v1/models"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(
+        client_warnings(&recorder, "provider's user field is left out"),
+        0
+    );
+}

@@ -99,8 +99,9 @@ type Said = Option<Box<HeaderMetadata>>;
 /// Requesty's headers and the other dialects' headers, kept apart: the body ranks between them.
 /// With `strip`, the headers of the sources that are on are removed.
 ///
-/// A header that gets the request refused comes back with what the `X-Requesty-*` headers said
-/// (but their tags), for its span and report: the request goes nowhere.
+/// A header that gets the request refused comes back with what the `X-Requesty-*` headers said,
+/// for its span and report (the request goes nowhere): all of it when another gateway's header is
+/// the one refused, all but the tags when an `X-Requesty-*` header is (the tags may be why).
 fn read_headers(
     headers: &mut http::HeaderMap,
     config: &Config,
