@@ -938,73 +938,46 @@ async fn an_extra_key_named_like_a_core_field_is_left_out_of_a_gateway_form() {
     }
 }
 
-/// Tags that only two gateways' headers together put over the limit break a rule of the whole:
-/// the error names `requesty.tags`, not the header read last.
+/// Which header a tag count past the limit names: a tags header whose own tags pass it (over all
+/// its lines), whatever was counted before it; `requesty.tags` when only the headers together do.
 #[tokio::test]
-async fn tags_that_only_two_dialect_headers_together_put_over_the_limit_name_the_field() {
+async fn a_tag_count_past_the_limit_names_the_header_whose_own_tags_pass_it() {
     let (_r, _g) = Recorder::install();
     let addr = server(all()).await;
-    let helicone: Vec<String> = (0..40).map(|i| format!("h{i}")).collect();
-    let litellm: Vec<String> = (0..40).map(|i| format!("l{i}")).collect();
-    let response = client()
-        .post(format!("http://{addr}/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("helicone-property-tags", helicone.join(","))
-        .header("x-litellm-tags", litellm.join(","))
-        .body(r#"{"model":"m"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let error: Value = response.json().await.unwrap();
-    assert_eq!(error["error"]["param"], "requesty.tags", "{error}");
-}
-
-/// A tags header whose own tags pass the limit is named, also when another dialect's tags were
-/// counted first and the count passed the limit partway through it.
-#[tokio::test]
-async fn a_dialect_tags_header_over_the_limit_on_its_own_is_named_whatever_came_first() {
-    let (_r, _g) = Recorder::install();
-    let addr = server(all()).await;
-    let helicone: Vec<String> = (0..30).map(|i| format!("h{i}")).collect();
-    let litellm: Vec<String> = (0..70).map(|i| format!("l{i}")).collect();
-    let response = client()
-        .post(format!("http://{addr}/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("helicone-property-tags", helicone.join(","))
-        .header("x-litellm-tags", litellm.join(","))
-        .body(r#"{"model":"m"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let error: Value = response.json().await.unwrap();
-    assert_eq!(error["error"]["param"], "x-litellm-tags", "{error}");
-}
-
-/// A tags header repeated over several lines is one header: when its lines together pass the
-/// limit on their own it is named, also when another dialect's tags were counted first.
-#[tokio::test]
-async fn a_repeated_dialect_tags_header_over_the_limit_on_its_own_is_named() {
-    let (_r, _g) = Recorder::install();
-    let addr = server(all()).await;
-    let helicone: Vec<String> = (0..30).map(|i| format!("h{i}")).collect();
-    let first: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
-    let second: Vec<String> = (0..40).map(|i| format!("b{i}")).collect();
-    let response = client()
-        .post(format!("http://{addr}/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .header("helicone-property-tags", helicone.join(","))
-        // Two lines of one header: 80 tags of LiteLLM's alone, over the limit of 64.
-        .header("x-litellm-tags", first.join(","))
-        .header("x-litellm-tags", second.join(","))
-        .body(r#"{"model":"m"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let error: Value = response.json().await.unwrap();
-    assert_eq!(error["error"]["param"], "x-litellm-tags", "{error}");
+    let tags = |prefix: &str, n: usize| -> String {
+        (0..n)
+            .map(|i| format!("{prefix}{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    // The limit is 64.
+    let cases = [
+        // 40 and 40: only together.
+        (vec![tags("h", 40)], vec![tags("l", 40)], "requesty.tags"),
+        // LiteLLM's 70 alone, though Helicone's 30 were counted first.
+        (vec![tags("h", 30)], vec![tags("l", 70)], "x-litellm-tags"),
+        // LiteLLM's two lines of 40: one header, 80 tags.
+        (
+            vec![tags("h", 30)],
+            vec![tags("a", 40), tags("b", 40)],
+            "x-litellm-tags",
+        ),
+    ];
+    for (helicone, litellm, named) in cases {
+        let mut request = client()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json");
+        for line in &helicone {
+            request = request.header("helicone-property-tags", line);
+        }
+        for line in &litellm {
+            request = request.header("x-litellm-tags", line);
+        }
+        let response = request.body(r#"{"model":"m"}"#).send().await.unwrap();
+        assert_eq!(response.status(), 400);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["param"], named, "{error}");
+    }
 }
 
 /// A request refused for another gateway's tags header still reports what its `X-Requesty-*`

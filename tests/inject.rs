@@ -404,35 +404,3 @@ async fn extra_keys_differing_only_in_case_agree_across_header_forms() {
     assert_eq!(sent.headers["x-requesty-team"], "platform");
     assert_eq!(sent.headers["helicone-property-team"], "platform");
 }
-
-/// `headers_only()` takes any body, as on the server side: one whose error is no error type, which
-/// it never reads.
-#[tokio::test]
-async fn inject_headers_only_takes_a_body_whose_error_is_no_error_type() {
-    #[derive(Debug)]
-    struct NotAnError;
-    struct OddBody;
-    impl http_body::Body for OddBody {
-        type Data = Bytes;
-        type Error = NotAnError;
-        fn poll_frame(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, NotAnError>>> {
-            std::task::Poll::Ready(None)
-        }
-    }
-    let (_recorder, _guard) = Recorder::install();
-    let client = ServiceBuilder::new()
-        .layer(RequestyMetadataLayer::inject(RequestMetadata::new().trace_id("t-1")).headers_only())
-        .service(tower::service_fn(
-            |req: http::Request<OddBody>| async move {
-                assert_eq!(req.headers()["x-requesty-trace-id"], "t-1");
-                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
-            },
-        ));
-    let request = http::Request::post("http://upstream.test/v1/x")
-        .body(OddBody)
-        .unwrap();
-    assert_eq!(client.oneshot(request).await.unwrap().status(), 200);
-}

@@ -1207,8 +1207,8 @@ async fn a_header_only_request_refused_for_a_long_header_value_keeps_its_metadat
     assert!(traced.iter().all(|t| *t == Some("t-1")), "{traced:?}");
 }
 
-/// A layer that reads headers alone takes any request body, whatever its error type: it never reads
-/// one.
+/// A layer that reads headers alone, on either side, takes any request body whatever its error
+/// type: it never reads one.
 #[tokio::test]
 async fn headers_only_takes_a_body_whose_error_is_no_error_type() {
     use tower::{Layer, ServiceExt};
@@ -1225,17 +1225,38 @@ async fn headers_only_takes_a_body_whose_error_is_no_error_type() {
             std::task::Poll::Ready(None)
         }
     }
-    let service = RequestyMetadataLayer::new()
-        .headers_only()
-        .layer(tower::service_fn(|_: http::Request<OddBody>| async {
+    let (_recorder, _guard) = Recorder::install();
+    // The server layer strips the header; the client layer writes it.
+    let inner = |sent: Option<&'static str>| {
+        tower::service_fn(move |req: http::Request<OddBody>| async move {
+            let seen = req.headers().get("x-requesty-trace-id");
+            assert_eq!(seen.map(|v| v.to_str().unwrap()), sent);
             Ok::<_, Infallible>(http::Response::new(Body::empty()))
-        }));
-    let request = http::Request::post("/v1/chat/completions")
-        .header("content-type", "application/json")
-        .header("x-requesty-trace-id", "t-1")
-        .body(OddBody)
-        .unwrap();
-    assert_eq!(service.oneshot(request).await.unwrap().status(), 200);
+        })
+    };
+    let request = |trace: Option<&str>| {
+        let mut request = http::Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(OddBody)
+            .unwrap();
+        if let Some(trace) = trace {
+            request
+                .headers_mut()
+                .insert("x-requesty-trace-id", HeaderValue::from_str(trace).unwrap());
+        }
+        request
+    };
+    let server = RequestyMetadataLayer::new()
+        .headers_only()
+        .layer(inner(None));
+    assert_eq!(
+        server.oneshot(request(Some("t-1"))).await.unwrap().status(),
+        200
+    );
+    let client = RequestyMetadataLayer::inject(RequestMetadata::new().trace_id("t-1"))
+        .headers_only()
+        .layer(inner(Some("t-1")));
+    assert_eq!(client.oneshot(request(None)).await.unwrap().status(), 200);
 }
 
 /// A JSON request (the usual LLM call) refused, once its body is read, for a tag too long in a
