@@ -1153,14 +1153,19 @@ async fn a_refused_head_request_over_http2_is_a_clean_400() {
     assert!(body.unwrap().to_bytes().is_empty());
 }
 
-/// A header-only request refused for a header (an id or a tag too long, too many tags, a value that
-/// is not text) still has what its headers carried in its span and completion report.
-#[tokio::test]
-async fn a_header_only_request_refused_for_a_long_header_value_keeps_its_metadata() {
-    use std::sync::Mutex;
-    use tower::{Layer, ServiceExt};
-    let (recorder, _guard) = Recorder::install();
-    let seen = Arc::new(Mutex::new(Vec::new()));
+/// The trace ids a completion hook saw, one per request.
+type TraceIds = Arc<std::sync::Mutex<Vec<Option<String>>>>;
+
+/// A server layer around a service that answers `200`, and the trace ids its completion hook sees.
+fn reporting_trace_ids() -> (
+    requesty_metadata::server::ExtractMetadata<
+        impl tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + Clone,
+    >,
+    TraceIds,
+) {
+    use tower::Layer;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let hook = seen.clone();
     let service = RequestyMetadataLayer::new()
         .on_complete(move |done| {
@@ -1171,6 +1176,16 @@ async fn a_header_only_request_refused_for_a_long_header_value_keeps_its_metadat
         .layer(tower::service_fn(|_: http::Request<Body>| async {
             Ok::<_, Infallible>(http::Response::new(Body::empty()))
         }));
+    (service, seen)
+}
+
+/// A header-only request refused for a header (an id or a tag too long, too many tags, a value that
+/// is not text) still has what its headers carried in its span and completion report.
+#[tokio::test]
+async fn a_header_only_request_refused_for_a_long_header_value_keeps_its_metadata() {
+    use tower::ServiceExt;
+    let (recorder, _guard) = Recorder::install();
+    let (service, seen) = reporting_trace_ids();
     let long = "x".repeat(257);
     let many: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
     let cases = [
@@ -1263,20 +1278,9 @@ async fn headers_only_takes_a_body_whose_error_is_no_error_type() {
 /// header keeps what it carried in its span and completion report too.
 #[tokio::test]
 async fn a_json_request_refused_for_a_long_header_tag_keeps_its_metadata() {
-    use std::sync::Mutex;
-    use tower::{Layer, ServiceExt};
+    use tower::ServiceExt;
     let (recorder, _guard) = Recorder::install();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let hook = seen.clone();
-    let service = RequestyMetadataLayer::new()
-        .on_complete(move |done| {
-            hook.lock()
-                .unwrap()
-                .push(done.metadata.and_then(|m| m.trace_id.clone()))
-        })
-        .layer(tower::service_fn(|_: http::Request<Body>| async {
-            Ok::<_, Infallible>(http::Response::new(Body::empty()))
-        }));
+    let (service, seen) = reporting_trace_ids();
     let long = "x".repeat(257);
     let request = http::Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
