@@ -49,6 +49,14 @@ fn capture() -> (
     (seen, svc)
 }
 
+/// An inject layer for calls straight to OpenAI: headers only, and the user id as the provider's own
+/// `safety_identifier`.
+fn straight_to_openai() -> requesty_metadata::InjectMetadataLayer {
+    RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
+        .provider_native(Native::OpenAi)
+        .carrier(Carrier::Headers)
+}
+
 /// Whether an event in a client span mentions `text`.
 fn warned(recorder: &Recorder, text: &str) -> bool {
     recorder
@@ -133,11 +141,7 @@ async fn header_carrier_warns_of_unknown_member_fields_it_leaves_out() {
     let (recorder, _guard) = Recorder::install();
     let (seen, upstream) = capture();
     let client = ServiceBuilder::new()
-        .layer(
-            RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
-                .provider_native(Native::OpenAi)
-                .carrier(Carrier::Headers),
-        )
+        .layer(straight_to_openai())
         .service(upstream);
     let req = json_req(
         br#"{"model":"gpt-4o","requesty":{"trace_id":"t","priority":"high","extra":{"n":1}}}"#,
@@ -312,12 +316,7 @@ async fn an_unread_body_without_its_native_user_field_is_warned_about() {
     let (recorder, _guard) = Recorder::install();
     let (seen, upstream) = capture();
     let client = ServiceBuilder::new()
-        .layer(
-            RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
-                .provider_native(Native::OpenAi)
-                .carrier(Carrier::Headers)
-                .max_body_bytes(8),
-        )
+        .layer(straight_to_openai().max_body_bytes(8))
         .service(upstream);
     let body = br#"{"model":"gpt-4o"}"#;
     client.oneshot(json_req(body)).await.unwrap();
