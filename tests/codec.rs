@@ -75,7 +75,7 @@ fn requesty_inside_a_string_or_nested_object_is_not_the_member() {
     for body in [
         r#"{"note":"\"requesty\": {\"tags\":[\"x\"]}","model":"m"}"#,
         r#"{"a":{"requesty":{"tags":["y"]}},"b":[{"requesty":1},"requesty"]}"#,
-        r#"{"messages":[{"role":"user","content":"requesty"}],"requesty_x":1,"Requesty":2,"request":3}"#,
+        r#"{"messages":[{"role":"user","content":"requesty"}],"requesty_x":1,"request":3}"#,
         r#"{"requesty\n":1,"requ\\esty":2," requesty":3}"#,
     ] {
         let scan = codec::scan(body.as_bytes(), &limits()).unwrap();
@@ -121,6 +121,57 @@ fn two_members_are_a_duplicate_error() {
             matches!(injected, Err(InjectError::Metadata(e)) if e.kind() == ErrorKind::Duplicate)
         );
         assert_eq!(bytes, body.as_bytes());
+    }
+}
+
+/// Parsers that do not compare keys byte for byte still read these keys as `requesty`: Go's
+/// `encoding/json` matches struct fields with Unicode case folding (`Requesty`, `REQUESTY`, and
+/// `reque\u017fty`, whose long s folds to `s`), cJSON's `cJSON_GetObjectItem` ignores ASCII case,
+/// and C parsers that keep keys as C strings (cJSON, json-c) end `requesty\u0000...` at its NUL. A
+/// key any of them reads as the member is the member: read and stripped, and beside another one a
+/// duplicate.
+#[test]
+fn a_key_a_lenient_parser_reads_as_requesty_is_the_member() {
+    for key in [
+        "Requesty",
+        "REQUESTY",
+        r"Requ\u0065sty",
+        "reque\u{17f}ty",
+        r"reque\u017fty",
+        r"requesty\u0000",
+        r"requesty\u0000x",
+        r"REQUESTY\u0000",
+    ] {
+        let body = format!(r#"{{"a":1,"{key}":{{"user_id":"mallory"}},"b":2}}"#);
+        let (scan, out) = run(&body);
+        assert_eq!(
+            scan.metadata().and_then(|m| m.user_id.as_deref()),
+            Some("mallory"),
+            "{body}"
+        );
+        assert_eq!(out, r#"{"a":1,"b":2}"#, "{body}");
+        let twice =
+            format!(r#"{{"requesty":{{"user_id":"alice"}},"{key}":{{"user_id":"mallory"}}}}"#);
+        let e = error(&twice);
+        assert_eq!(
+            (e.kind(), e.param()),
+            (ErrorKind::Duplicate, "requesty"),
+            "{twice}"
+        );
+    }
+    // Keys that no parser reads as `requesty` stay ordinary keys.
+    for key in [
+        "requestyx",
+        "requesty ",
+        r"\u0000requesty",
+        r"reque\u0000sty",
+        "Requestx",
+        "request\u{17f}",
+    ] {
+        let body = format!(r#"{{"{key}":{{"user_id":"x"}},"requesty":{{"tags":["t"]}}}}"#);
+        let (scan, out) = run(&body);
+        assert_eq!(scan.metadata().unwrap().tags, ["t"], "{body}");
+        assert_eq!(out, format!(r#"{{"{key}":{{"user_id":"x"}}}}"#));
     }
 }
 

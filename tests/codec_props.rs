@@ -337,7 +337,9 @@ fn body() -> impl Strategy<Value = Body> {
                 }
                 // A random key that happens to decode to the name would be a second member.
                 for m in &mut members {
-                    if serde_json::from_str::<String>(&m.1).is_ok_and(|k| k == "requesty") {
+                    if serde_json::from_str::<String>(&m.1)
+                        .is_ok_and(|k| codec_oracle::reads_as_requesty(k.chars().map(u32::from)))
+                    {
                         m.1 = "\"requesty_\"".into();
                     }
                 }
@@ -388,6 +390,8 @@ const KEYS: &[&str] = &[
     r#""requesty""#,
     r#""requesty""#,
     r#""requ\u0065sty""#,
+    r#""Requesty""#,
+    r#""requesty\u0000""#,
     r#""model""#,
     r#""m\u006Fdel""#,
     r#""stream""#,

@@ -254,6 +254,54 @@ fn escaped_key_eq(raw: &[u8], name: &[u8]) -> Result<bool> {
     Ok(n == name.len())
 }
 
+/// Whether a key's raw bytes (between the quotes) read as `name` (lowercase ASCII letters) to some
+/// parser in use, not only to a conforming one: after decoding escapes, with case folded as Go's
+/// `encoding/json` folds it for struct fields (ASCII case, and `\u{17f}` and `\u{212a}`, which fold
+/// to `s` and `k`) and cJSON's `cJSON_GetObjectItem` ignores ASCII case, and ended at a NUL, as C
+/// parsers that keep keys as C strings end it (cJSON, json-c). `Err` when an escape is invalid,
+/// as [`key_eq`].
+pub(crate) fn key_reads_as(raw: &[u8], escaped: bool, name: &[u8]) -> Result<bool> {
+    let mut i = 0;
+    let mut n = 0;
+    while i < raw.len() {
+        let (c, next) = match raw[i] {
+            b'\\' if escaped => decode_escape(raw, i)?,
+            b if b < 0x80 => (u32::from(b), i + 1),
+            _ => utf8_char(raw, i),
+        };
+        if c == 0 {
+            return validate_escapes(raw, next).map(|_| n == name.len());
+        }
+        let folded = match c {
+            0x41..=0x5a => c + 0x20,
+            0x17f => u32::from(b's'),
+            0x212a => u32::from(b'k'),
+            _ => c,
+        };
+        if n >= name.len() || folded != u32::from(name[n]) {
+            return validate_escapes(raw, next).map(|_| false);
+        }
+        n += 1;
+        i = next;
+    }
+    Ok(n == name.len())
+}
+
+/// The character whose UTF-8 encoding starts at `raw[i]` (a byte past ASCII), and the index after
+/// it; U+FFFD for a byte that starts no valid sequence, as parsers that accept such text read it.
+fn utf8_char(raw: &[u8], i: usize) -> (u32, usize) {
+    let end = raw.len().min(i + 4);
+    for len in 2..=end - i {
+        if let Some(c) = std::str::from_utf8(&raw[i..i + len])
+            .ok()
+            .and_then(|s| s.chars().next())
+        {
+            return (u32::from(c), i + len);
+        }
+    }
+    (0xfffd, i + 1)
+}
+
 fn validate_escapes(raw: &[u8], mut i: usize) -> Result<()> {
     while i < raw.len() {
         i = if raw[i] == b'\\' {
@@ -395,5 +443,34 @@ mod tests {
         );
         assert_eq!(key_eq(br"\ud800\u0041", true, b"requesty"), Err(Malformed));
         assert_eq!(key_eq(br"\ud83d\ude00", true, b"requesty"), Ok(false));
+    }
+
+    #[test]
+    fn keys_read_as_lenient_parsers_read_them() {
+        for yes in [
+            &b"Requesty"[..],
+            "reque\u{17f}ty".as_bytes(),
+            br"REQU\u0045STY",
+            br"requesty\u0000",
+            b"requesty\\u0000\xff\xc5",
+        ] {
+            let escaped = yes.contains(&b'\\');
+            assert_eq!(key_reads_as(yes, escaped, b"requesty"), Ok(true), "{yes:?}");
+        }
+        for no in [
+            &b"requesty\xff"[..],
+            b"requ\xc5",
+            b"\xf0\x9f",
+            b"requestyy",
+            b"requ",
+        ] {
+            assert_eq!(key_reads_as(no, false, b"requesty"), Ok(false), "{no:?}");
+        }
+        // Escapes past the point of difference are still checked.
+        assert_eq!(
+            key_reads_as(br"requesty\u0000\q", true, b"requesty"),
+            Err(Malformed)
+        );
+        assert_eq!(key_reads_as(br"x\ud800", true, b"requesty"), Err(Malformed));
     }
 }

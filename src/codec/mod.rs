@@ -17,6 +17,7 @@
 //! |---|---|
 //! | `"requesty"` inside a string or a nested object | not the member; untouched |
 //! | key spelled with escapes (`"requ\u0065sty"`) | the member: found and stripped |
+//! | key another parser reads as `requesty` (`"Requesty"`, `"requesty\u0000x"`) | the member too |
 //! | two `requesty` members | error ([`ErrorKind::Duplicate`](crate::ErrorKind)) |
 //! | `"requesty": null` | no metadata; stripped |
 //! | invalid metadata (wrong type, over a [`Limits`] bound) | error naming the field and the rule |
@@ -46,7 +47,7 @@ pub(crate) use member::check;
 use crate::error::{ErrorKind, MetadataError};
 use crate::{Limits, RequestMetadata};
 use bytes::{Bytes, BytesMut};
-use lexer::{key_eq, Lexer, Malformed};
+use lexer::{key_eq, key_reads_as, Lexer, Malformed};
 use std::ops::Range;
 
 /// What kind of body a scan saw.
@@ -468,7 +469,9 @@ fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, 
             lx.expect(b':')?;
             lx.skip_ws();
             let value = lx.skip_value(1)?;
-            if key_eq(key, escaped, b"requesty")? {
+            // Some parsers read keys other than `"requesty"` as the member (a case-insensitive
+            // match, a key ended at a NUL): each is the member too, so none gets past a strip.
+            if key_reads_as(key, escaped, b"requesty")? {
                 if scan.member.is_some() || pending.is_some() {
                     // Reported once the rest is known to be well-formed: a malformed body is passed
                     // through, not rejected.

@@ -57,7 +57,7 @@ impl<'de> Visitor<'de> for TopVisitor {
         while let Some(key) = map.next_key::<String>()? {
             map.next_value::<IgnoredAny>()?;
             top.members += 1;
-            top.requesty += usize::from(key == "requesty");
+            top.requesty += usize::from(key_reads_as_requesty(&key));
         }
         Ok(top)
     }
@@ -171,17 +171,7 @@ fn object(b: &[u8], mut i: usize, max_depth: usize, v: &mut Verdict) -> Option<(
             }
             let end = top_string_end(b, i)?;
             let key = &b[i + 1..end - 1];
-            let units = if key.contains(&b'\\') {
-                unescape(key)?
-            } else {
-                key.iter().map(|&c| u32::from(c)).collect()
-            };
-            v.requesty += usize::from(
-                units
-                    .iter()
-                    .copied()
-                    .eq(b"requesty".iter().map(|&c| u32::from(c))),
-            );
+            v.requesty += usize::from(reads_as_requesty(unescape(key)?));
             i = ws(b, end);
             if b.get(i) != Some(&b':') {
                 return None;
@@ -232,13 +222,42 @@ fn top_string_end(b: &[u8], i: usize) -> Option<usize> {
 
 /// A key's code points and bytes, escapes decoded; `None` for an invalid escape, a lone surrogate
 /// among them.
+/// Whether a decoded key reads as `requesty` to some parser in use: ended at a NUL (C parsers),
+/// with ASCII case and the two non-ASCII letters that fold to `s` and `k` folded (Go's
+/// `encoding/json`, cJSON).
+pub fn reads_as_requesty(units: impl IntoIterator<Item = u32>) -> bool {
+    let folded = units.into_iter().take_while(|&c| c != 0).map(|c| match c {
+        0x41..=0x5a => c + 0x20,
+        0x17f => u32::from(b's'),
+        0x212a => u32::from(b'k'),
+        c => c,
+    });
+    folded.eq(b"requesty".iter().map(|&c| u32::from(c)))
+}
+
+/// [`reads_as_requesty`] for a key serde_json decoded.
+fn key_reads_as_requesty(key: &str) -> bool {
+    reads_as_requesty(key.chars().map(u32::from))
+}
+
 fn unescape(raw: &[u8]) -> Option<Vec<u32>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < raw.len() {
         if raw[i] != b'\\' {
-            out.push(u32::from(raw[i]));
-            i += 1;
+            // Text beyond ASCII as characters; a byte that starts none as U+FFFD.
+            let len = (1..=4)
+                .find(|&n| {
+                    raw.get(i..i + n)
+                        .is_some_and(|t| std::str::from_utf8(t).is_ok())
+                })
+                .unwrap_or(1);
+            let c = std::str::from_utf8(&raw[i..i + len])
+                .ok()
+                .and_then(|s| s.chars().next())
+                .map_or(0xfffd, u32::from);
+            out.push(c);
+            i += len;
             continue;
         }
         let c = *raw.get(i + 1)?;
@@ -415,19 +434,19 @@ pub fn same_metadata(a: Option<&RequestMetadata>, b: Option<&RequestMetadata>) -
     same(&value(a), &value(b))
 }
 
-/// `v` (an object) with its `requesty` member set to `member`, or removed.
+/// `v` (an object) with its `requesty` member (however spelled) set to `member`, or removed.
 fn with_member(mut v: Value, member: Option<&RequestMetadata>) -> Value {
     if let Some(map) = v.as_object_mut() {
         match member {
             Some(m) => {
-                map.insert(
-                    "requesty".into(),
-                    serde_json::to_value(m).unwrap_or_default(),
-                );
+                // A member spelled otherwise keeps its spelling.
+                let key = map
+                    .keys()
+                    .find(|key| key_reads_as_requesty(key))
+                    .map_or_else(|| "requesty".to_owned(), String::clone);
+                map.insert(key, serde_json::to_value(m).unwrap_or_default());
             }
-            None => {
-                map.remove("requesty");
-            }
+            None => map.retain(|key, _| !key_reads_as_requesty(key)),
         }
     }
     v
