@@ -368,17 +368,28 @@ pub(crate) fn remove_origin(headers: &mut HeaderMap) {
     headers.remove(TITLE);
 }
 
-/// Removes every `X-Requesty-*` header, with all its values; the origin headers stay (they are
-/// ordinary HTTP).
+/// Removes every `X-Requesty-*` header, with all its values, also one spelled with underscores
+/// (see [`dashed`]); the origin headers stay (they are ordinary HTTP).
 pub(crate) fn remove(headers: &mut HeaderMap) {
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with(PREFIX))
+        .filter(|name| {
+            let name = name.as_str();
+            name.starts_with(PREFIX) || dashed(name).is_some_and(|name| name.starts_with(PREFIX))
+        })
         .cloned()
         .collect();
     for name in names {
         headers.remove(name);
     }
+}
+
+/// A header name spelled with underscores, with dashes instead: CGI-style servers (WSGI's environ,
+/// Rack, PHP, nginx with `underscores_in_headers`) read `x_requesty_user_id` as
+/// `X-Requesty-User-Id`, so such a name is removed with the headers it stands for. `None` for a name
+/// without underscores.
+pub(crate) fn dashed(name: &str) -> Option<String> {
+    name.contains('_').then(|| name.replace('_', "-"))
 }
 
 /// A header's value as trimmed text; not UTF-8 is an error naming the header.

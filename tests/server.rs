@@ -169,6 +169,37 @@ async fn headers_are_read_and_removed_origin_headers_stay() {
     );
 }
 
+/// CGI-style servers (WSGI's environ, Rack, PHP's `$_SERVER`, nginx with `underscores_in_headers`)
+/// read `x_requesty_user_id` as `X-Requesty-User-Id`: a name spelled with underscores must not get
+/// past the strip either, nor must another gateway's.
+#[tokio::test]
+async fn metadata_headers_spelled_with_underscores_are_removed_too() {
+    let (_recorder, _guard) = Recorder::install();
+    let layer = RequestyMetadataLayer::new().sources(requesty_metadata::dialects::Sources::all());
+    let (app, calls) = app(layer);
+    let addr = serve(app).await;
+    let response = client()
+        .get(format!("http://{addr}/v1/models"))
+        .header("x-requesty-user-id", "alice")
+        .header("x_requesty_user_id", "mallory")
+        .header("X_Requesty-Tags", "forged")
+        .header("helicone_user_id", "mallory")
+        .header("Helicone_Property_Team", "forged")
+        .header("x_litellm_end_user_id", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let meta = seen_metadata(&response).unwrap();
+    assert_eq!(meta.user_id.as_deref(), Some("alice"));
+    let seen = response.headers()["x-seen-headers"].to_str().unwrap();
+    let seen = seen.replace('_', "-");
+    for prefix in ["x-requesty-", "helicone-", "x-litellm-"] {
+        assert!(!seen.contains(prefix), "{seen}");
+    }
+}
+
 /// What headers say about a body is read as a parser further on would: a `Content-Type` parameter
 /// with a byte beyond ASCII is still JSON, a list of `identity` codings is no coding, and an origin
 /// header in ISO-8859-1 (as Python's `http.client` sends one) is read, not refused.

@@ -113,6 +113,19 @@ pub(crate) fn take_headers(
         for name in read.properties {
             headers.remove(name);
         }
+        // A name spelled with underscores is the header it stands for to CGI-style servers: it is
+        // removed too (not read: nothing after the strip reads it).
+        let spelled_otherwise: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| {
+                crate::headers::dashed(name.as_str())
+                    .is_some_and(|dashed| GatewayHeader::of(&dashed, sources).is_some())
+            })
+            .cloned()
+            .collect();
+        for name in spelled_otherwise {
+            headers.remove(name);
+        }
     }
     Ok((meta, ids))
 }
