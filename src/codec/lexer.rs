@@ -261,6 +261,11 @@ fn escaped_key_eq(raw: &[u8], name: &[u8]) -> Result<bool> {
 /// parsers that keep keys as C strings end it (cJSON, json-c). `Err` when an escape is invalid,
 /// as [`key_eq`].
 pub(crate) fn key_reads_as(raw: &[u8], escaped: bool, name: &[u8]) -> Result<bool> {
+    // Every top-level key comes here: without escapes, each character of `name` is one to three
+    // bytes of the key (ASCII, or a folding sign), so most keys are ruled out by length alone.
+    if !escaped && !(name.len()..=3 * name.len()).contains(&raw.len()) {
+        return Ok(false);
+    }
     let mut i = 0;
     let mut n = 0;
     while i < raw.len() {
