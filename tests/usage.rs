@@ -563,3 +563,24 @@ fn random_streams_read_the_same_split_anywhere() {
         failures[..failures.len().min(3)].join("\n")
     );
 }
+
+/// Groq streams its usage in the last chunk under `x_groq.usage`, unasked (without
+/// `stream_options.include_usage`), as its API reference shows.
+#[test]
+fn groq_s_streamed_usage_under_x_groq_is_read() {
+    let chunk = |delta: &str, reason: &str, extra: &str| {
+        format!("data: {{\"id\":\"chatcmpl-g1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"llama-3.1-8b-instant\",\"system_fingerprint\":\"fp_1\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{reason}}}]{extra}}}\n\n")
+    };
+    let stream = [
+        chunk(r#"{"role":"assistant","content":""}"#, "null", r#","x_groq":{"id":"req_01"}"#),
+        chunk(r#"{"content":"Hi"}"#, "null", ""),
+        chunk("{}", r#""stop""#, r#","x_groq":{"id":"req_01","usage":{"queue_time":0.012,"prompt_tokens":12,"prompt_time":0.001,"completion_tokens":3,"completion_time":0.004,"total_tokens":15,"total_time":0.005}}"#),
+        "data: [DONE]\n\n".to_owned(),
+    ]
+    .concat();
+    let info = read("text/event-stream", &[stream.as_bytes()]).0;
+    assert_eq!(info.id.as_deref(), Some("chatcmpl-g1"));
+    assert_eq!(info.finish_reasons, ["stop"]);
+    assert_eq!(info.usage.input_tokens, Some(12));
+    assert_eq!(info.usage.output_tokens, Some(3));
+}

@@ -11,9 +11,9 @@
 //! It understands the OpenAI shapes (chat completions, completions, embeddings, responses; streams
 //! with `stream_options.include_usage`, and the Responses API's events, which wrap the response)
 //! and the Anthropic messages shape (JSON and its `message_start` / `message_delta` events), as
-//! OpenAI-compatible servers (Azure, vLLM) send them too. Anything else yields an empty
-//! [`ResponseInfo`]. An event too large to read whole (over 64 KiB) is skipped, but the usage at its
-//! end is still read.
+//! OpenAI-compatible servers (Azure, vLLM; Groq, whose streams give their usage under `x_groq`)
+//! send them too. Anything else yields an empty [`ResponseInfo`]. An event too large to read whole
+//! (over 64 KiB) is skipped, but the usage at its end is still read.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -414,6 +414,9 @@ struct Document<'a> {
     delta: Option<Delta<'a>>,
     #[serde(default)]
     usage: Option<Counts>,
+    /// Groq's extension: its streams give their usage here, in the last chunk.
+    #[serde(default)]
+    x_groq: Option<Groq>,
     /// Anthropic's `message_start` wraps the message.
     #[serde(borrow, default)]
     message: Option<Box<Document<'a>>>,
@@ -429,6 +432,13 @@ struct Document<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     code: Option<Cow<'a, str>>,
+}
+
+/// Groq's `x_groq` object.
+#[derive(Deserialize)]
+struct Groq {
+    #[serde(default)]
+    usage: Option<Counts>,
 }
 
 /// What names an error: its `type` (Anthropic, OpenAI) or its `code` (the Responses API).
@@ -537,7 +547,7 @@ impl Document<'_> {
         for reason in [self.stop_reason, delta].into_iter().flatten() {
             info.note_reason(0, &reason);
         }
-        if let Some(counts) = self.usage {
+        if let Some(counts) = self.usage.or(self.x_groq.and_then(|groq| groq.usage)) {
             counts.add_to(info);
         }
         if let Some(error) = &self.error {
@@ -585,7 +595,14 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
             info.note_reason(0, reason);
         }
     }
-    if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
+    let usage = value.get("usage").filter(|u| u.is_object()).or_else(|| {
+        // Groq's streams give theirs under `x_groq`.
+        value
+            .get("x_groq")
+            .and_then(|groq| groq.get("usage"))
+            .filter(|u| u.is_object())
+    });
+    if let Some(usage) = usage {
         let count = |key: &str| usage.get(key).and_then(Value::as_u64);
         let details = |key: &str| {
             usage.get(key).filter(|d| !d.is_null()).map(|d| Details {
