@@ -584,3 +584,22 @@ fn groq_s_streamed_usage_under_x_groq_is_read() {
     assert_eq!(info.usage.input_tokens, Some(12));
     assert_eq!(info.usage.output_tokens, Some(3));
 }
+
+/// DeepSeek counts the prompt tokens its cache served as `prompt_cache_hit_tokens` (its
+/// `prompt_tokens` include them, as OpenAI's do), not under `prompt_tokens_details`.
+#[test]
+fn deepseek_s_cache_hits_are_cache_reads() {
+    let body = br#"{"id":"930c60df-bf64-41c9-a88e-3ec75f81e00e","object":"chat.completion","created":1705651092,"model":"deepseek-chat","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":16,"completion_tokens":10,"total_tokens":26,"prompt_cache_hit_tokens":12,"prompt_cache_miss_tokens":4},"system_fingerprint":"fp_1"}"#;
+    let info = read("application/json", &[body]).0;
+    assert_eq!(info.usage.cache_read_input_tokens, Some(12));
+    assert_eq!(info.usage.input_tokens, Some(16), "nothing is added twice");
+    let stream = concat!(
+        "data: {\"id\":\"d1\",\"object\":\"chat.completion.chunk\",\"model\":\"deepseek-chat\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+        ": keep-alive\n\n",
+        "data: {\"id\":\"d1\",\"object\":\"chat.completion.chunk\",\"model\":\"deepseek-chat\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":16,\"completion_tokens\":1,\"total_tokens\":17,\"prompt_cache_hit_tokens\":12,\"prompt_cache_miss_tokens\":4}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let info = read("text/event-stream", &[stream.as_bytes()]).0;
+    assert_eq!(info.usage.cache_read_input_tokens, Some(12));
+    assert_eq!(info.usage.input_tokens, Some(16));
+}

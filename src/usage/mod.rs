@@ -48,7 +48,7 @@ pub struct Usage {
     /// Generated tokens (`completion_tokens` or `output_tokens`).
     pub output_tokens: Option<u64>,
     /// Prompt tokens served from the provider's cache (`prompt_tokens_details.cached_tokens`,
-    /// `cache_read_input_tokens`).
+    /// `cache_read_input_tokens`, DeepSeek's `prompt_cache_hit_tokens`).
     pub cache_read_input_tokens: Option<u64>,
     /// Prompt tokens written to the provider's cache (`cache_creation_input_tokens`).
     pub cache_creation_input_tokens: Option<u64>,
@@ -489,6 +489,8 @@ struct Counts {
     output_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
+    /// DeepSeek's count of the prompt tokens its cache served (within its `prompt_tokens`).
+    prompt_cache_hit_tokens: Option<u64>,
     prompt_tokens_details: Option<Details>,
     input_tokens_details: Option<Details>,
 }
@@ -516,6 +518,7 @@ impl Counts {
         u.cache_read_input_tokens = cached(self.prompt_tokens_details)
             .or(cached(self.input_tokens_details))
             .or(self.cache_read_input_tokens)
+            .or(self.prompt_cache_hit_tokens)
             .or(u.cache_read_input_tokens);
         u.cache_creation_input_tokens = self
             .cache_creation_input_tokens
@@ -616,6 +619,7 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
             output_tokens: count("output_tokens"),
             cache_read_input_tokens: count("cache_read_input_tokens"),
             cache_creation_input_tokens: count("cache_creation_input_tokens"),
+            prompt_cache_hit_tokens: count("prompt_cache_hit_tokens"),
             prompt_tokens_details: details("prompt_tokens_details"),
             input_tokens_details: details("input_tokens_details"),
         }
