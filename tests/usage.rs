@@ -603,3 +603,43 @@ fn deepseek_s_cache_hits_are_cache_reads() {
     assert_eq!(info.usage.cache_read_input_tokens, Some(12));
     assert_eq!(info.usage.input_tokens, Some(16));
 }
+
+/// A Responses API stream ends with `response.completed`, which repeats the whole response: with a
+/// long answer (or many tools) it is larger than the window kept on the stream's end. Read in
+/// ordinary frames, the stream still said it was finished, as it does read in one: whether the
+/// event begins in the frame that held the first text (a short answer), or long after it.
+#[test]
+fn a_responses_stream_whose_last_event_outgrows_the_window_is_done() {
+    let text = "w ".repeat(50 * 1024);
+    for (deltas, with_event_lines) in [(1, true), (1, false), (2000, true), (2000, false)] {
+        let event = |name: &str, data: String| match with_event_lines {
+            true => format!("event: {name}\ndata: {data}\n\n"),
+            false => format!("data: {data}\n\n"),
+        };
+        let delta = |i: usize| {
+            event(
+                "response.output_text.delta",
+                format!(
+                    r#"{{"type":"response.output_text.delta","sequence_number":{i},"item_id":"msg_1","output_index":0,"content_index":0,"delta":"w "}}"#
+                ),
+            )
+        };
+        let body = [
+            event("response.created", r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","status":"in_progress","model":"gpt-4.1","usage":null}}"#.to_owned()),
+            (1..=deltas).map(delta).collect(),
+            event("response.completed", format!(r#"{{"type":"response.completed","sequence_number":{},"response":{{"id":"resp_1","object":"response","status":"completed","model":"gpt-4.1","output":[{{"type":"message","content":[{{"type":"output_text","text":"{text}"}}]}}],"usage":{{"input_tokens":9,"output_tokens":25600,"total_tokens":25609}},"user":null,"metadata":{{}}}}}}"#, deltas + 1)),
+        ]
+        .concat();
+        let whole = read("text/event-stream", &[body.as_bytes()]).0;
+        assert!(whole.done);
+        for split in [1000, 4096, 16 * 1024] {
+            let frames: Vec<&[u8]> = body.as_bytes().chunks(split).collect();
+            let info = read("text/event-stream", &frames).0;
+            assert_eq!(info.usage.output_tokens, Some(25600));
+            assert_eq!(
+                info, whole,
+                "frames of {split}, {deltas} deltas, event lines: {with_event_lines}"
+            );
+        }
+    }
+}

@@ -159,10 +159,15 @@ impl UsageReader {
         } else {
             return None;
         };
+        let window = Window {
+            // A stream's window also keeps the start of the event it may begin inside.
+            opened: matches!(kind, Kind::Sse(_)).then(EventStart::default),
+            ..Window::default()
+        };
         Some(Self {
             kind,
             head_read: false,
-            window: Window::default(),
+            window,
         })
     }
 
@@ -202,7 +207,7 @@ impl UsageReader {
 
     /// What the body said, once it has ended (or as far as it got).
     pub fn finish(self) -> ResponseInfo {
-        let (frames, dropped) = self.window.into_frames();
+        let (frames, dropped, opened) = self.window.into_frames();
         let mut info = match self.kind {
             Kind::Json(reader) => reader.finish(frames, dropped),
             Kind::Sse(mut reader) if !dropped => {
@@ -223,6 +228,11 @@ impl UsageReader {
                 }
                 let mut info = reader.finish();
                 merge(&mut info, tail);
+                // The event the window begins inside may be one that ends the stream (a Responses
+                // API `response.completed` that repeats a long answer): its start says so.
+                if opened.is_some_and(|start| sse::says_done(&start.bytes)) {
+                    info.done = true;
+                }
                 info
             }
         };
@@ -242,6 +252,38 @@ struct Window {
     len: usize,
     /// Whether frames were let go, so the window no longer follows on from the head.
     dropped: bool,
+    /// A stream's: the start of the last event that began in the bytes let go.
+    opened: Option<EventStart>,
+}
+
+/// The first bytes of an event whose start a stream's window let go.
+#[derive(Debug, Default)]
+struct EventStart {
+    bytes: Vec<u8>,
+    /// Whether the bytes let go next still belong to the start (an event began, and fewer than
+    /// [`sse::EVENT_HEAD`] of its bytes are here).
+    open: bool,
+}
+
+impl EventStart {
+    /// Notes bytes the window lets go, in order: a stream's frames cost a backward search for
+    /// their last blank line, which usually ends them.
+    fn note(&mut self, bytes: &[u8]) {
+        if let Some(at) = sse::last_event_start(bytes) {
+            self.bytes.clear();
+            self.open = true;
+            self.extend(&bytes[at..]);
+        } else if self.open {
+            self.extend(bytes);
+        }
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        let room = sse::EVENT_HEAD - self.bytes.len();
+        self.bytes
+            .extend_from_slice(&bytes[..room.min(bytes.len())]);
+        self.open = self.bytes.len() < sse::EVENT_HEAD;
+    }
 }
 
 /// Frames shorter than this are copied into [`Window::small`].
@@ -263,6 +305,12 @@ impl Window {
         self.seal_small();
         let frame = if frame.len() > KEEP {
             // Keep a copy of the end only, not the whole allocation behind a large frame.
+            if let Some(opened) = &mut self.opened {
+                for old in &self.frames {
+                    opened.note(old);
+                }
+                opened.note(&frame[..frame.len() - KEEP]);
+            }
             self.frames.clear();
             self.len = 0;
             self.dropped = true;
@@ -290,15 +338,19 @@ impl Window {
                 break;
             }
             self.len -= front.len();
+            if let Some(opened) = &mut self.opened {
+                opened.note(front);
+            }
             self.frames.pop_front();
             self.dropped = true;
         }
     }
 
-    /// The frames in order, and whether frames were let go.
-    fn into_frames(mut self) -> (VecDeque<Bytes>, bool) {
+    /// The frames in order, whether frames were let go, and a stream's start of the event the
+    /// window may begin inside.
+    fn into_frames(mut self) -> (VecDeque<Bytes>, bool, Option<EventStart>) {
         self.seal_small();
-        (self.frames, self.dropped)
+        (self.frames, self.dropped, self.opened)
     }
 }
 
@@ -382,7 +434,9 @@ fn merge(info: &mut ResponseInfo, tail: ResponseInfo) {
     u.cache_creation_input_tokens = t
         .cache_creation_input_tokens
         .or(u.cache_creation_input_tokens);
-    info.done = tail.done;
+    // The beginning may already have said so: the first text and the start of a last event too
+    // large for the window can come in one frame.
+    info.done |= tail.done;
 }
 
 /// Reads one JSON document (a whole response, or one event) into `info`: through typed fields that
@@ -879,9 +933,9 @@ mod tests {
                 Some("resp_67c9"),
                 "from the first event"
             );
-            // Its start (its `event:` line, its type) is seen when the stream is read whole, not
-            // from a window on its end.
-            assert_eq!(info.done, split == body.len());
+            // Its start (its `event:` line, its type) says it ended the stream, also when the
+            // window on the stream's end begins inside it.
+            assert!(info.done, "{split}");
             let without_event_lines = body.replace("event: response.completed\n", "");
             let whole = read("text/event-stream", &[without_event_lines.as_bytes()]).0;
             assert!(whole.done, "its type says it ended the response");

@@ -57,7 +57,7 @@ const SETTLED: u8 = u8::MAX;
 /// How much of the start of an event too large to read is looked at: for its type, the response's
 /// id and model when no event gave them yet (the Responses API's `response.created` repeats the
 /// request's tools and may be this large), and generated text (a whole answer in one chunk).
-const EVENT_HEAD: usize = 512;
+pub(super) const EVENT_HEAD: usize = 512;
 
 /// How much of the end of a `data` line too long to read is kept. A Responses API
 /// `response.completed` event repeats the whole response (instructions, output, tools) and ends
@@ -345,6 +345,35 @@ impl SseReader {
     }
 }
 
+/// Where the last event that begins in `bytes` (a part of a stream) begins: after its last blank
+/// line, however its lines end.
+pub(super) fn last_event_start(bytes: &[u8]) -> Option<usize> {
+    memchr::memrchr2_iter(b'\n', b'\r', bytes).find_map(|at| {
+        // The line end that `bytes[at]` ends, and the one before it: a blank line.
+        let before = match &bytes[..=at] {
+            [rest @ .., b'\r', b'\n'] | [rest @ .., b'\n' | b'\r'] => rest,
+            _ => return None,
+        };
+        matches!(before.last(), Some(b'\n' | b'\r')).then_some(at + 1)
+    })
+}
+
+/// Whether the start of an event (the first [`EVENT_HEAD`] bytes from its first line) says it ends
+/// the stream, as a reader that skips the event as too large reads its start.
+pub(super) fn says_done(start: &[u8]) -> bool {
+    let mut reader = SseReader {
+        opening: SETTLED,
+        ..SseReader::default()
+    };
+    reader.lines(start);
+    if reader.line.starts_with(b"data:") {
+        // The event's `data` line goes on past its start.
+        let line = std::mem::take(&mut reader.line);
+        reader.skipped_event_start(&line);
+    }
+    reader.info.done
+}
+
 /// Reads the usage that the end of a `data` line, `bytes`, holds: an event too large to read
 /// whole, or one that began before a window on a stream's end.
 fn usage_at_end(bytes: &[u8], info: &mut ResponseInfo) {
@@ -486,6 +515,26 @@ fn has_text(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_event_start_is_found_whatever_the_line_ends() {
+        for eol in ["\n", "\r\n", "\r"] {
+            let text = "data: a\n\nevent: response.completed\ndata: {\"x\"".replace('\n', eol);
+            let at = text.find("event:").unwrap();
+            assert_eq!(last_event_start(text.as_bytes()), Some(at), "{eol:?}");
+            assert_eq!(last_event_start(&text.as_bytes()[at..]), None, "{eol:?}");
+            assert!(says_done(&text.as_bytes()[at..]), "{eol:?}");
+        }
+        // One line end is not a blank line, even when it is a CR and a LF.
+        assert_eq!(last_event_start(b"data: a\r\ndata: b"), None);
+        assert_eq!(last_event_start(b"a\r\n\r\n"), Some(5));
+        assert!(says_done(
+            b"data: {\"type\":\"response.completed\",\"response\":{\"id\""
+        ));
+        assert!(!says_done(
+            b"data: {\"type\":\"response.output_text.done\",\"text\":\""
+        ));
+    }
 
     #[test]
     fn oversized_events_and_lines_are_skipped_with_bounded_memory() {
