@@ -159,15 +159,10 @@ impl UsageReader {
         } else {
             return None;
         };
-        let window = Window {
-            // A stream's window also keeps the start of the event it may begin inside.
-            opened: matches!(kind, Kind::Sse(_)).then(EventStart::default),
-            ..Window::default()
-        };
         Some(Self {
             kind,
             head_read: false,
-            window,
+            window: Window::default(),
         })
     }
 
@@ -192,6 +187,10 @@ impl UsageReader {
             }
             Kind::Sse(reader) => {
                 reader.feed(frame);
+                if reader.wraps_response {
+                    // Its window also keeps the start of the event it may begin inside.
+                    self.window.opened.get_or_insert_with(EventStart::default);
+                }
                 reader.read_enough()
             }
         };
@@ -252,17 +251,27 @@ struct Window {
     len: usize,
     /// Whether frames were let go, so the window no longer follows on from the head.
     dropped: bool,
-    /// A stream's: the start of the last event that began in the bytes let go.
+    /// A Responses API stream's: the start of the last event that began in the bytes let go.
     opened: Option<EventStart>,
 }
 
 /// The first bytes of an event whose start a stream's window let go.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct EventStart {
     bytes: Vec<u8>,
     /// Whether the bytes let go next still belong to the start (an event began, and fewer than
     /// [`sse::EVENT_HEAD`] of its bytes are here).
     open: bool,
+}
+
+impl Default for EventStart {
+    fn default() -> Self {
+        Self {
+            // Reserved whole, so that noting costs no allocation once the stream is under way.
+            bytes: Vec::with_capacity(sse::EVENT_HEAD),
+            open: false,
+        }
+    }
 }
 
 impl EventStart {

@@ -49,6 +49,9 @@ pub(super) struct SseReader {
     counting: bool,
     /// How many finish reasons the events read gave, counted as [`count_reasons`] counts them.
     reasons: usize,
+    /// Whether the stream's events are the Responses API's, whose last one repeats the whole
+    /// response and may outgrow the window on the stream's end.
+    pub(super) wraps_response: bool,
 }
 
 /// [`SseReader::opening`] once the stream's first bytes are known to be, or not to be, a BOM.
@@ -200,6 +203,7 @@ impl SseReader {
     /// model, or the first generated text, come early in an event.
     fn skipped_event_start(&mut self, start: &[u8]) {
         let head = &start[..start.len().min(EVENT_HEAD)];
+        self.wraps_response |= RESPONSE.find(head).is_some();
         if ends_response(head) {
             self.info.done = true;
         }
@@ -270,9 +274,12 @@ impl SseReader {
             }
             None => (line, &b""[..]),
         };
-        if field == b"event" && TERMINAL_EVENTS.contains(&value) {
-            self.info.done = true;
-            return;
+        if field == b"event" {
+            self.wraps_response |= value.starts_with(b"response.");
+            if TERMINAL_EVENTS.contains(&value) {
+                self.info.done = true;
+                return;
+            }
         }
         if field != b"data" {
             return;
@@ -316,6 +323,9 @@ impl SseReader {
         }
         if MESSAGE_STOP.find(data).is_some() || ends_response(data) {
             self.info.done = true;
+        }
+        if !self.wraps_response {
+            self.wraps_response = RESPONSE.find(data).is_some();
         }
         if self.counting {
             self.reasons += count_reasons(data);
