@@ -263,8 +263,14 @@ fn escaped_key_eq(raw: &[u8], name: &[u8]) -> Result<bool> {
 pub(crate) fn key_reads_as(raw: &[u8], escaped: bool, name: &[u8]) -> Result<bool> {
     // Every top-level key comes here: without escapes, each character of `name` is one to three
     // bytes of the key (ASCII, or a folding sign), so most keys are ruled out by length alone.
-    if !escaped && !(name.len()..=3 * name.len()).contains(&raw.len()) {
-        return Ok(false);
+    if !escaped {
+        if raw.len() == name.len() {
+            // As many bytes as characters: all ASCII, where folding is ASCII's.
+            return Ok(raw.eq_ignore_ascii_case(name));
+        }
+        if raw.len() < name.len() || raw.len() > 3 * name.len() || raw.is_ascii() {
+            return Ok(false);
+        }
     }
     let mut i = 0;
     let mut n = 0;

@@ -769,8 +769,10 @@ fn check_round_trip(input: &[u8], scan: &Scan, mut stripped: Bytes) -> Result<()
     );
     if let Ok(v) = serde_json::from_slice::<Value>(input) {
         let after: Value = serde_json::from_slice(&stripped).map_err(|e| format!("{e}"))?;
+        // The member comes back spelled `requesty`, however the original spelled it.
+        let want = with_member(with_member(v, None), Some(&metadata));
         ensure!(
-            same(&after, &with_member(v, Some(&metadata))),
+            same(&after, &want),
             "strip then inject: {after} is not the original"
         );
     }
