@@ -35,9 +35,9 @@
 //!
 //! An agent workflow makes many independent requests, and each would be a trace of its own. With
 //! [`group_by_trace_id(true)`](crate::RequestyMetadataLayer::group_by_trace_id), every request
-//! carrying the same business `trace_id` (and no `traceparent`) gets the same remote parent: its
-//! trace id is the first 16 bytes of the SHA-256 of the `trace_id` ([`group_trace_id`]), its span
-//! id the next 8, sampled. No process has to remember anything, so requests served by different
+//! carrying the same non-empty business `trace_id` (and no `traceparent`) gets the same remote
+//! parent: its trace id is the first 16 bytes of the SHA-256 of the `trace_id`
+//! ([`group_trace_id`]), its span id the next 8, sampled. No process has to remember anything, so requests served by different
 //! replicas, hours apart, still land in one trace.
 //!
 //! How it shows in Jaeger or Grafana Tempo:
@@ -141,7 +141,13 @@ pub(crate) fn decorate(span: &Span, info: &RequestInfo<'_>, options: &DefaultMak
         caller_context(info.headers)
     };
     let parent = caller.or_else(|| {
-        let trace_id = info.metadata?.trace_id.as_deref()?;
+        // An empty `trace_id` names no workflow: grouping it would put every request that sends
+        // `""` for "none" in one trace.
+        let trace_id = info
+            .metadata?
+            .trace_id
+            .as_deref()
+            .filter(|id| !id.is_empty())?;
         options
             .group_by_trace_id
             .then(|| Context::new().with_remote_span_context(group_parent(trace_id)))

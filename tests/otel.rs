@@ -407,3 +407,25 @@ async fn failed_requests_are_exported_with_an_error_status() {
     assert_eq!(status("400"), Some(StatusCode::Unset as i32));
     otel.shutdown().await;
 }
+
+/// An empty business `trace_id` names no workflow: requests that carry one are not grouped, or every
+/// client that sends `""` for "none" would share one endless trace.
+#[tokio::test]
+async fn an_empty_trace_id_groups_nothing() {
+    let otel = Otel::install();
+    let addr = serve(app(RequestyMetadataLayer::new().group_by_trace_id(true))).await;
+    for req in ["x", "y"] {
+        let body = format!(
+            r#"{{"model": "gpt-4o", "messages": [], "requesty": {{"trace_id": "", "extra": {{"req": "{req}"}}}}}}"#
+        );
+        call(addr, &body, None).await;
+    }
+    let spans = otel.exported(2).await;
+    let (x, y) = (request(&spans, "x"), request(&spans, "y"));
+    for span in [x, y] {
+        assert_ne!(span.trace_id, group_trace_id("").to_bytes());
+        assert!(span.parent_span_id.is_empty(), "{span:#?}");
+    }
+    assert_ne!(x.trace_id, y.trace_id);
+    otel.shutdown().await;
+}
