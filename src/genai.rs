@@ -81,15 +81,18 @@ const ROUTES: [(&str, &str); 22] = [
     ("watsonx", "ibm.watsonx.ai"),
 ];
 
-/// Model name prefixes of well-known families, and their maker's provider.
-const FAMILIES: [(&str, &str); 13] = [
+/// Model name prefixes of well-known families, and their maker's provider. OpenAI's embedding
+/// models are named by generation: Google's `text-embedding-004` and `text-embedding-gecko` share
+/// the bare `text-embedding` prefix.
+const FAMILIES: [(&str, &str); 14] = [
     ("claude", "anthropic"),
     ("gpt-", "openai"),
     ("chatgpt", "openai"),
     ("o1", "openai"),
     ("o3", "openai"),
     ("o4", "openai"),
-    ("text-embedding", "openai"),
+    ("text-embedding-3", "openai"),
+    ("text-embedding-ada", "openai"),
     ("gemini", "gcp.gemini"),
     ("mistral", "mistral_ai"),
     ("mixtral", "mistral_ai"),
@@ -155,6 +158,13 @@ mod tests {
             ("accounts/fireworks/models/mixtral-8x7b", None),
             ("deepseek-chat", Some("deepseek")),
             ("llama3", None),
+            ("text-embedding-3-small", Some("openai")),
+            ("text-embedding-ada-002", Some("openai")),
+            // Google's embedding models share OpenAI's prefix: `text-embedding-004` and `-005`
+            // (Gemini API, Vertex AI), `text-embedding-gecko@003` (Vertex AI).
+            ("text-embedding-004", None),
+            ("text-embedding-005", None),
+            ("text-embedding-gecko@003", None),
         ] {
             assert_eq!(provider(Some(model), chat).as_deref(), want, "{model}");
         }
