@@ -308,3 +308,55 @@ async fn the_reqwest_middleware_records_a_client_span_with_usage() {
     let spans = client_spans(&recorder, 1).await;
     check_client_span(&spans[0]);
 }
+
+/// A `5xx` answer ended in an error, so the span that says so (`otel.status_code`) also says which:
+/// the GenAI and HTTP conventions require `error.type` then, the provider's error type when the
+/// body gave one, else the status code.
+#[tokio::test]
+async fn a_server_error_answer_records_its_error_type() {
+    let (recorder, _guard) = Recorder::install();
+    let app = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|| async { Response::builder().status(503).body(Body::empty()).unwrap() }),
+        )
+        .route(
+            "/v1/messages",
+            post(|| async {
+                Response::builder()
+                    .status(529)
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                    ))
+                    .unwrap()
+            }),
+        )
+        .layer(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        let response = client()
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", "application/json")
+            .body(r#"{"model": "m", "messages": []}"#)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_server_error());
+        response.bytes().await.unwrap();
+    }
+    let spans = recorder.wait_closed(2).await;
+    let span = |path: &str| {
+        spans
+            .iter()
+            .find(|s| s.field("url.path") == Some(path))
+            .unwrap_or_else(|| panic!("no span for {path} in {spans:#?}"))
+    };
+    let (openai, anthropic) = (span("/v1/chat/completions"), span("/v1/messages"));
+    for span in [openai, anthropic] {
+        assert_eq!(field(span, "otel.status_code"), "ERROR");
+        assert_eq!(field(span, "response.completed"), "true");
+    }
+    assert_eq!(field(openai, "error.type"), "503");
+    assert_eq!(field(anthropic, "error.type"), "overloaded_error");
+}

@@ -229,10 +229,19 @@ impl Tracker {
             .filter(|_| completed && self.status.is_some_and(|s| s.is_success()));
         let failed = matches!(end, End::Failed | End::CallFailed) || reported.is_some();
         self.span.record("response.completed", completed);
+        // An answer whose status makes the span an error (a `5xx`; on a client span a `4xx` too)
+        // names its error as the GenAI and HTTP conventions require: the provider's error type when
+        // the body gave one, else the status code.
+        let status_error = self.status.filter(|&s| self.is_error(s)).map(|status| {
+            response
+                .as_ref()
+                .and_then(|info| info.error.clone())
+                .unwrap_or_else(|| status.as_str().to_owned())
+        });
         let error = match end {
             End::Failed => Some("response_body"),
             End::CallFailed => Some("service"),
-            End::Complete | End::Dropped => reported,
+            End::Complete | End::Dropped => reported.or(status_error.as_deref()),
         };
         if let Some(error) = error {
             self.span.record("error.type", error);
