@@ -37,8 +37,8 @@
 //! [`group_by_trace_id(true)`](crate::RequestyMetadataLayer::group_by_trace_id), every request
 //! carrying the same non-empty business `trace_id` (and no `traceparent`) gets the same remote
 //! parent: its trace id is the first 16 bytes of the SHA-256 of the `trace_id`
-//! ([`group_trace_id`]), its span id the next 8, sampled. No process has to remember anything, so requests served by different
-//! replicas, hours apart, still land in one trace.
+//! ([`group_trace_id`]), its span id the next 8, sampled. No process has to remember anything, so
+//! requests served by different replicas, hours apart, still land in one trace.
 //!
 //! How it shows in Jaeger or Grafana Tempo:
 //! - one trace per business `trace_id`, each request a span directly under the root;

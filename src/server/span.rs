@@ -161,8 +161,9 @@ impl DefaultMakeSpan {
     }
 
     /// Puts every request carrying the same `trace_id` in one OpenTelemetry trace (default: off),
-    /// so a multi-request workflow reads as one trace; an empty `trace_id` is not grouped. A well-formed W3C `traceparent` header still wins; see
-    /// [`otel`](crate::otel) for how it shows in Jaeger or Tempo.
+    /// so a multi-request workflow reads as one trace; an empty `trace_id` is not grouped. A
+    /// well-formed W3C `traceparent` header still wins; see [`otel`](crate::otel) for how it shows in
+    /// Jaeger or Tempo.
     #[cfg(feature = "opentelemetry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     pub fn group_by_trace_id(mut self, group: bool) -> Self {
