@@ -46,6 +46,11 @@ pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
     if anthropic_messages(path.trim_end_matches('/')) {
         return Some("anthropic".into());
     }
+    // Azure OpenAI's deployments (`/openai/deployments/{name}/chat/completions`): the model a
+    // deployment runs may be any family, and its body usually names none.
+    if path.contains("/openai/deployments/") {
+        return Some("azure.ai.openai".into());
+    }
     // A bare model name names its maker, who serves it; in a namespaced id (`org/model`) the maker
     // is not known to be the one serving it.
     let model = model.filter(|m| !m.contains('/'))?.to_ascii_lowercase();
@@ -169,6 +174,15 @@ mod tests {
             assert_eq!(provider(Some(model), chat).as_deref(), want, "{model}");
         }
         assert_eq!(provider(None, "/v1/messages").as_deref(), Some("anthropic"));
+        let azure = "/openai/deployments/prod-gpt4o/chat/completions";
+        for model in [None, Some("gpt-4o")] {
+            assert_eq!(
+                provider(model, azure).as_deref(),
+                Some("azure.ai.openai"),
+                "{model:?}"
+            );
+        }
+        assert_eq!(operation(azure), Some("chat"));
         assert_eq!(
             provider(Some("my-model"), "/v1/messages").as_deref(),
             Some("anthropic")
