@@ -1063,3 +1063,31 @@ async fn a_refused_request_reports_no_requesty_headers_when_that_source_is_off()
     // Accepted: no trace id (the source is off). Refused: the same.
     assert_eq!(*seen.lock().unwrap(), [None, None]);
 }
+
+/// Anthropic's `metadata.user_id` holds at most 256 characters (its API schema's `maxLength`): a
+/// longer user id sent as it is gets the whole call refused with a `400`. Like OpenAI's
+/// `safety_identifier`, it goes hashed instead, and one that fits goes as it is.
+#[tokio::test]
+async fn native_anthropic_user_id_never_passes_anthropics_limit() {
+    let (_r, _g) = Recorder::install();
+    // A bare echo server: the body as sent.
+    let addr = serve(Router::new().route("/v1/{*rest}", any(echo))).await;
+    let long_user = format!("tenant-7/{}", "u".repeat(300));
+    for (user, sent_as_is) in [(long_user.as_str(), false), ("user-42", true)] {
+        let layer = RequestyMetadataLayer::inject(RequestMetadata::new().user_id(user))
+            .provider_native(Native::Anthropic)
+            .carrier(requesty_metadata::client::Carrier::Headers);
+        let (status, _, body) = through(
+            layer,
+            addr,
+            Some("application/json"),
+            r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[]}"#,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        let sent = body["metadata"]["user_id"].as_str().unwrap();
+        assert!(sent.chars().count() <= 256, "{} characters", sent.len());
+        assert_eq!(sent == user, sent_as_is, "{sent}");
+    }
+}

@@ -14,7 +14,7 @@ use std::ops::Range;
 pub enum Native {
     /// OpenAI's top-level `safety_identifier` (at most 64 characters: a longer id is sent hashed).
     OpenAi,
-    /// Anthropic's `metadata.user_id`.
+    /// Anthropic's `metadata.user_id` (at most 256 characters: a longer id is sent hashed).
     Anthropic,
 }
 
@@ -33,8 +33,11 @@ pub enum Gateway {
 /// Portkey's limit on a metadata value, in characters.
 const PORTKEY_VALUE: usize = 128;
 
-/// OpenAI's limit on `safety_identifier`.
+/// OpenAI's limit on `safety_identifier`, in characters.
 const SAFETY_IDENTIFIER_MAX: usize = 64;
+
+/// Anthropic's limit on `metadata.user_id`, in characters (its API schema's `maxLength`).
+const ANTHROPIC_USER_ID_MAX: usize = 256;
 
 /// The value a provider-native field gets: the user id, or its keyed hash when hashing is on or the
 /// id is too long for the field.
@@ -43,7 +46,11 @@ pub(crate) fn native_user_value(
     native: Native,
     hash_key: Option<&HashKey>,
 ) -> String {
-    let too_long = native == Native::OpenAi && user_id.chars().count() > SAFETY_IDENTIFIER_MAX;
+    let max = match native {
+        Native::OpenAi => SAFETY_IDENTIFIER_MAX,
+        Native::Anthropic => ANTHROPIC_USER_ID_MAX,
+    };
+    let too_long = user_id.chars().count() > max;
     match (hash_key, too_long) {
         (Some(key), _) => key.hash(user_id),
         (None, true) => genai::user_hash(b"requesty-metadata", user_id),
@@ -308,6 +315,12 @@ mod tests {
             ),
             r#"{"metadata":{"user_id":"keep"}}"#
         );
+        // At most 256 characters go as they are; a longer id goes hashed.
+        let fits = "é".repeat(256);
+        assert_eq!(native_user_value(&fits, Native::Anthropic, None), fits);
+        let long = "é".repeat(257);
+        let hashed = native_user_value(&long, Native::Anthropic, None);
+        assert!(hashed.len() <= 256 && !hashed.contains('é'), "{hashed}");
     }
 
     #[test]
