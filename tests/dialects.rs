@@ -1091,3 +1091,49 @@ async fn native_anthropic_user_id_never_passes_anthropics_limit() {
         assert_eq!(sent == user, sent_as_is, "{sent}");
     }
 }
+
+/// Anthropic's prompt caching, as its docs show it for a conversation: every turn marks the last
+/// block of the last message with `cache_control`, so the marker moves on as the conversation
+/// grows, and the first user message carries it on the first turn only. Every turn is still the
+/// same conversation, with the same `trace_id`; another opening is another conversation.
+#[tokio::test]
+async fn sessions_survive_anthropics_moving_cache_marker() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(RequestyMetadataLayer::new().reconstruct_sessions(true)).await;
+    let cached = json!({"type": "ephemeral"});
+    let system =
+        json!([{"type": "text", "text": "You are a travel agent.", "cache_control": cached}]);
+    let user = |text: &str, last: bool| {
+        let mut block = json!({"type": "text", "text": text});
+        if last {
+            block["cache_control"] = cached.clone();
+        }
+        json!({"role": "user", "content": [block]})
+    };
+    let assistant = |text: &str| json!({"role": "assistant", "content": text});
+    let turns = [
+        vec![user("Plan a trip to Lisbon", true)],
+        vec![
+            user("Plan a trip to Lisbon", false),
+            assistant("Day 1: Alfama."),
+            user("And day 2?", true),
+        ],
+        vec![
+            user("Plan a trip to Lisbon", false),
+            assistant("Day 1: Alfama."),
+            user("And day 2?", false),
+            assistant("Belem."),
+            user("Restaurants?", true),
+        ],
+    ];
+    let mut ids = Vec::new();
+    for messages in turns {
+        let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "system": system, "messages": messages});
+        let seen = post(addr, &[], &body.to_string()).await;
+        ids.push(seen.metadata.unwrap().trace_id.unwrap());
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let other = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "system": system, "messages": [user("Plan a trip to Porto", true)]});
+    let other = post(addr, &[], &other.to_string()).await;
+    assert_ne!(other.metadata.unwrap().trace_id.unwrap(), ids[0]);
+}

@@ -5,7 +5,9 @@ use super::foreign;
 use super::Sources;
 use crate::codec::{self, conversation, Members, Scan};
 use crate::{Limits, RequestMetadata};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// Fills what `meta` still lacks from the other dialects' body fields (LiteLLM, then OpenRouter),
@@ -262,12 +264,44 @@ fn json_text(body: &[u8], range: Option<Range<usize>>) -> Option<&str> {
 pub(crate) fn conversation_id(body: &[u8], members: &Members, max_depth: usize) -> Option<String> {
     let (system, user) = conversation::opening(body, members, max_depth)?;
     let mut hash = Sha256::new();
-    hash.update(system);
+    hash.update(settled(system));
     hash.update([0]);
-    hash.update(user);
+    hash.update(settled(user));
     let digest = hash.finalize();
     let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
     Some(format!("conv_{hex}"))
+}
+
+/// The JSON of a message's content (or a system prompt) as every turn repeats it, whatever marks
+/// the client puts on it for one turn only: Anthropic's `cache_control`, which marks the newest
+/// message and so moves on each turn, is left out of each part, and a lone text part is its text
+/// (Anthropic reads the two alike, and clients turn a text into a part to mark it). Content that
+/// cannot be read as JSON is taken as sent.
+fn settled(raw: &[u8]) -> Cow<'_, [u8]> {
+    let Ok(mut content) = serde_json::from_slice::<Value>(raw) else {
+        return Cow::Borrowed(raw);
+    };
+    if let Value::Array(parts) = &mut content {
+        for part in parts.iter_mut() {
+            if let Value::Object(part) = part {
+                part.remove("cache_control");
+            }
+        }
+        let text = match parts.as_mut_slice() {
+            [Value::Object(part)]
+                if part.len() == 2
+                    && part.get("type").and_then(Value::as_str) == Some("text")
+                    && part.get("text").is_some_and(Value::is_string) =>
+            {
+                part.remove("text")
+            }
+            _ => None,
+        };
+        if let Some(text) = text {
+            content = text;
+        }
+    }
+    serde_json::to_vec(&content).map_or(Cow::Borrowed(raw), Cow::Owned)
 }
 
 #[cfg(test)]
@@ -297,6 +331,36 @@ mod tests {
         );
         assert_eq!(left_out, &Vec::<String>::new());
         meta
+    }
+
+    #[test]
+    fn a_conversation_keeps_its_id_whatever_marks_a_turn_puts_on_its_opening() {
+        let id = |body: &str| {
+            let scan = codec::scan(body.as_bytes(), &crate::Limits::default()).unwrap();
+            conversation_id(body.as_bytes(), scan.members(), 128)
+        };
+        let plain = id(r#"{"system":"Be brief.","messages":[{"role":"user","content":"café"}]}"#);
+        assert!(plain.is_some());
+        for same in [
+            // A lone text part, marked for caching (the first turn), is its text.
+            r#"{"system":[{"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral"}}],
+                "messages":[{"role":"user","content":[{"type":"text","text":"café",
+                "cache_control":{"type":"ephemeral"}}]}]}"#,
+            r#"{"system":[{"text":"Be brief.","type":"text"}],"messages":[{"role":"user",
+                "content":[{"type":"text","text":"caf\u00e9"}]},{"role":"user","content":"x"}]}"#,
+            // Escaped as Python's `json` writes it.
+            r#"{"system":"Be brief.","messages":[{"role":"user","content":"caf\u00e9"}]}"#,
+        ] {
+            assert_eq!(id(same), plain, "{same}");
+        }
+        for other in [
+            r#"{"system":"Be brief.","messages":[{"role":"user","content":"cafe"}]}"#,
+            r#"{"messages":[{"role":"user","content":"café"}]}"#,
+            r#"{"system":"Be brief.","messages":[{"role":"user","content":[{"type":"text","text":"café"},
+                {"type":"image","source":{"type":"url","url":"https://example.com/a.png"}}]}]}"#,
+        ] {
+            assert_ne!(id(other), plain, "{other}");
+        }
     }
 
     #[test]
