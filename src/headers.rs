@@ -131,11 +131,10 @@ fn own_limits(limits: &Limits) -> Limits {
     limits.max_tags(limits.tags().saturating_mul(16))
 }
 
-/// What reading a request's tags headers has found so far: the tags sent in all of them, repeats
-/// included, and the first header with a tag longer than the limit.
+/// What reading a request's tags headers has found so far: the first header with a tag longer than
+/// the limit.
 #[derive(Default)]
 pub(crate) struct TagsRead {
-    sent: usize,
     pub(crate) long: Option<&'static str>,
 }
 
@@ -173,11 +172,11 @@ pub(crate) fn lines<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Ite
 }
 
 /// Adds the comma-separated tags of `header`'s value `text` to `tags`, leaving out empty ones and
-/// repeats. Tags are counted as sent, repeats included, across the headers read (in `read`), so a
-/// request with thousands of them is refused before deduplicating them costs much; a header whose
-/// own tags pass the limit is refused by [`check_own_tags`] first, so this error is the headers'
-/// together (`requesty.tags`). A tag longer than the limit is noted in `read`, for the check of
-/// the whole metadata to name.
+/// repeats. Each tags header's own tags, repeats included, are bounded by [`check_own_tags`] before
+/// any is read (so a request with thousands of them is refused before deduplicating them costs
+/// much); across headers the tags are counted once each, since one tag in two gateways' forms is
+/// one tag, and this error is the headers' together (`requesty.tags`). A tag longer than the limit
+/// is noted in `read`, for the check of the whole metadata to name.
 pub(crate) fn add_tags(
     tags: &mut Vec<String>,
     text: &str,
@@ -186,8 +185,8 @@ pub(crate) fn add_tags(
     limits: &Limits,
 ) -> Result<(), MetadataError> {
     for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        read.sent += 1;
-        if read.sent > limits.tags() {
+        let new = !tags.iter().any(|t| t == tag);
+        if new && tags.len() >= limits.tags() {
             let limit = limits.tags();
             return Err(MetadataError::new(
                 ErrorKind::TooMany,
@@ -201,7 +200,7 @@ pub(crate) fn add_tags(
         if tag.len() > limits.tag_len() {
             read.long.get_or_insert(header);
         }
-        if !tags.iter().any(|t| t == tag) {
+        if new {
             tags.push(tag.to_owned());
         }
     }

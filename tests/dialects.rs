@@ -1137,3 +1137,25 @@ async fn sessions_survive_anthropics_moving_cache_marker() {
     let other = post(addr, &[], &other.to_string()).await;
     assert_ne!(other.metadata.unwrap().trace_id.unwrap(), ids[0]);
 }
+
+/// The same tags in two gateways' forms are the same tags: the client writing both Helicone's and
+/// Portkey's forms sends each tag twice, and the server counts the tags, not how often they were
+/// sent. 40 tags are within the limit of 64, however many forms carry them.
+#[tokio::test]
+async fn the_same_tags_in_two_gateway_forms_count_once() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    // Short enough for Portkey's 128 characters, all together.
+    let tags: Vec<String> = ('a'..='z').chain('A'..='N').map(String::from).collect();
+    let mut sent = RequestMetadata::new().trace_id("wf-1");
+    for tag in &tags {
+        sent = sent.tag(tag.as_str());
+    }
+    let layer = RequestyMetadataLayer::inject(sent)
+        .gateway_headers(Gateway::Helicone)
+        .gateway_headers(Gateway::Portkey);
+    let (status, headers, body) = through(layer, addr, None, "").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let meta = seen_metadata(&headers).unwrap();
+    assert_eq!(meta.tags, tags);
+}
