@@ -1159,3 +1159,35 @@ async fn the_same_tags_in_two_gateway_forms_count_once() {
     let meta = seen_metadata(&headers).unwrap();
     assert_eq!(meta.tags, tags);
 }
+
+/// The client's Anthropic native field (`provider_native(Native::Anthropic)`, `metadata.user_id`)
+/// read back by the server's native source, as OpenAI's `safety_identifier` is: an Anthropic-shaped
+/// request carries its user there.
+#[tokio::test]
+async fn native_anthropic_field_round_trips() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(
+        RequestyMetadataLayer::new()
+            .sources(Sources::requesty_only().requesty(false).native_user(true)),
+    )
+    .await;
+    let layer = RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
+        .provider_native(Native::Anthropic)
+        .carrier(requesty_metadata::client::Carrier::Headers);
+    let (status, headers, body) = through(
+        layer,
+        addr,
+        Some("application/json"),
+        r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["metadata"]["user_id"], "user-42");
+    let meta = seen_metadata(&headers);
+    assert_eq!(
+        meta.and_then(|m| m.user_id).as_deref(),
+        Some("user-42"),
+        "the user id the client wrote in Anthropic's own field"
+    );
+}

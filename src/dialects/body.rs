@@ -53,8 +53,9 @@ pub(crate) fn fill_from_body(
 }
 
 /// Fills the user id from the body's native `user` field, else OpenAI's `safety_identifier` (which
-/// replaces it, and which this crate's client writes), the last-ranked source; it is read only when
-/// no other source gave one (and, like the other body fields, only when it fits `limits`).
+/// replaces it), else Anthropic's `metadata.user_id` (both written by this crate's client), the
+/// last-ranked source; it is read only when no other source gave one (and, like the other body
+/// fields, only when it fits `limits`).
 pub(crate) fn fill_native_user(
     meta: &mut RequestMetadata,
     body: &[u8],
@@ -81,6 +82,9 @@ pub(crate) fn fill_native_user(
             fill.meta.user_id = fill.id(user, ("", key));
             return;
         }
+    }
+    if let Some([user]) = named(body, members.metadata.clone(), ["user_id"]) {
+        fill.meta.user_id = fill.id(foreign::text(user), ("metadata", "user_id"));
     }
 }
 
@@ -376,6 +380,18 @@ mod tests {
         assert_eq!(meta.user_id.as_deref(), Some("native"));
         assert_eq!(meta.extra["trace_name"], "n");
         assert_eq!(meta.extra["generation_name"], "g");
+        // The native user: `user`, else `safety_identifier`, else Anthropic's `metadata.user_id`.
+        for (body, user) in [
+            (r#"{"metadata":{"user_id":"a"}}"#, Some("a")),
+            (
+                r#"{"metadata":{"user_id":"a"},"safety_identifier":"s"}"#,
+                Some("s"),
+            ),
+            (r#"{"metadata":{"user_id":"a"},"user":"u"}"#, Some("u")),
+            (r#"{"metadata":{"user_id":null}}"#, None),
+        ] {
+            assert_eq!(from_body(body).user_id.as_deref(), user, "{body}");
+        }
         // OpenRouter's trace, then its `session_id`.
         assert_eq!(
             from_body(r#"{"trace":{"trace_id":"or"},"session_id":"sid"}"#)

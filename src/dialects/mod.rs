@@ -12,7 +12,7 @@
 //! | Portkey | headers `x-portkey-metadata` (a JSON object), `x-portkey-trace-id` | `x-portkey-trace-id` | `_user` | `tags` (a comma-separated string) | every other key |
 //! | OpenRouter | body | `trace.trace_id`, else `session_id` | | | `trace.trace_name`, `.span_name`, `.generation_name` |
 //! | OpenRouter | header `x-session-id` | the value | | | |
-//! | native | body `user` (OpenAI, OpenRouter), else `safety_identifier` (OpenAI) | | the value | | |
+//! | native | body `user` (OpenAI, OpenRouter), else `safety_identifier` (OpenAI), else `metadata.user_id` (Anthropic) | | the value | | |
 //!
 //! When several are present, earlier sources win, field by field
 //! ([`RequestMetadata::with_fallback`](crate::RequestMetadata::with_fallback)): Requesty's body
@@ -87,7 +87,8 @@ switches! {
     portkey;
     /// OpenRouter's body `session_id` and `trace`, and `x-session-id` header.
     openrouter;
-    /// The body's `user` field (else OpenAI's `safety_identifier`), as the user id.
+    /// The body's `user` field (else OpenAI's `safety_identifier`, else Anthropic's
+    /// `metadata.user_id`), as the user id.
     native_user;
 }
 
