@@ -1191,3 +1191,53 @@ async fn native_anthropic_field_round_trips() {
         "the user id the client wrote in Anthropic's own field"
     );
 }
+
+/// The server reads Helicone's `Helicone-Session-Path` and `-Name` into `extra["session_path"]` and
+/// `extra["session_name"]`; a request that goes on through Helicone (the metadata propagated to the
+/// client's Helicone form) must carry them back in those headers, where Helicone builds its session
+/// tree from them, not as custom properties.
+#[tokio::test]
+async fn helicone_session_path_and_name_go_back_to_their_own_headers() {
+    let (_r, _g) = Recorder::install();
+    let addr = header_echo().await;
+    let meta = RequestMetadata::new()
+        .trace_id("550e8400-e29b-41d4-a716-446655440000")
+        .extra("session_path", "/abstract/outline")
+        .extra("session_name", "Course Plan")
+        .extra("environment", "staging");
+    let layer = RequestyMetadataLayer::inject(meta).gateway_headers(Gateway::Helicone);
+    let (status, _, body) = through(layer, addr, None, "").await;
+    assert_eq!(status, 200);
+    let seen: Vec<(String, String)> = serde_json::from_slice(&body).unwrap();
+    let helicone: Vec<(&str, &str)> = seen
+        .iter()
+        .filter(|(n, _)| n.starts_with("helicone-"))
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    for want in [
+        (
+            "helicone-session-id",
+            "550e8400-e29b-41d4-a716-446655440000",
+        ),
+        ("helicone-session-path", "/abstract/outline"),
+        ("helicone-session-name", "Course Plan"),
+        ("helicone-property-environment", "staging"),
+    ] {
+        assert!(helicone.contains(&want), "{want:?} in {helicone:?}");
+    }
+    assert_eq!(helicone.len(), 4, "{helicone:?}");
+
+    // And the server's Helicone source reads them back as they were.
+    let addr = server(
+        RequestyMetadataLayer::new()
+            .sources(Sources::requesty_only().requesty(false).helicone(true)),
+    )
+    .await;
+    let meta = RequestMetadata::new()
+        .extra("session_path", "/a/b")
+        .extra("session_name", "n");
+    let layer = RequestyMetadataLayer::inject(meta.clone()).gateway_headers(Gateway::Helicone);
+    let (status, headers, _) = through(layer, addr, None, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(seen_metadata(&headers), Some(meta));
+}

@@ -23,7 +23,8 @@ pub enum Native {
 #[non_exhaustive]
 pub enum Gateway {
     /// `Helicone-User-Id`, `Helicone-Session-Id`, `Helicone-Property-<Key>` (string `extra` values;
-    /// tags as `Helicone-Property-Tags`).
+    /// tags as `Helicone-Property-Tags`; `extra["session_path"]` and `["session_name"]`, which the
+    /// server reads from them, as `Helicone-Session-Path` and `-Name`).
     Helicone,
     /// `x-portkey-metadata` (`_user`, `tags` comma-separated, and string `extra` values; a value over
     /// Portkey's 128 characters is left out whole, with a warning) and `x-portkey-trace-id`.
@@ -172,7 +173,7 @@ pub(crate) fn write_gateway(
             }
         }
         for (key, _) in strings.clone() {
-            let name = format!("helicone-property-{}", key.to_ascii_lowercase());
+            let name = helicone_header(key);
             if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
                 out.remove(name);
             }
@@ -194,7 +195,7 @@ pub(crate) fn write_gateway(
             // The core fields' own headers win over `extra` keys of the same name, and an `extra`
             // key named like one is left out: it would read back as that field.
             for (key, value) in strings {
-                let name = format!("helicone-property-{}", key.to_ascii_lowercase());
+                let name = helicone_header(key);
                 if name == "helicone-property-tags" {
                     tracing::warn!(key, "extra field left out of Helicone's form: its header would read back as the tags");
                     continue;
@@ -255,6 +256,18 @@ pub(crate) fn write_gateway(
                 put(out, "x-portkey-trace-id", trace);
             }
         }
+    }
+}
+
+/// The Helicone header an `extra` key goes in: `Helicone-Session-Path` and `-Name` for the keys the
+/// server reads them into (`session_path`, `session_name`), where Helicone builds its session tree
+/// from them; `Helicone-Property-<key>` for the others.
+fn helicone_header(key: &str) -> String {
+    let key = key.to_ascii_lowercase();
+    match key.as_str() {
+        "session_path" => "helicone-session-path".to_owned(),
+        "session_name" => "helicone-session-name".to_owned(),
+        _ => format!("helicone-property-{key}"),
     }
 }
 
