@@ -276,12 +276,27 @@ pub(crate) fn conversation_id(body: &[u8], members: &Members, max_depth: usize) 
     Some(format!("conv_{hex}"))
 }
 
+/// The largest list of content parts [`settled`] decodes.
+const SETTLED_MAX: usize = 64 * 1024;
+
 /// The JSON of a message's content (or a system prompt) as every turn repeats it, whatever marks
 /// the client puts on it for one turn only: Anthropic's `cache_control`, which marks the newest
 /// message and so moves on each turn, is left out of each part, and a lone text part is its text
 /// (Anthropic reads the two alike, and clients turn a text into a part to mark it). Content that
 /// cannot be read as JSON is taken as sent.
+///
+/// Only what may differ is decoded: a string without escapes is its own settled form, and a list
+/// of parts larger than [`SETTLED_MAX`] (an opening that carries an image or a document) is taken
+/// as sent, so this costs nothing for the usual string and stays bounded for any request.
 fn settled(raw: &[u8]) -> Cow<'_, [u8]> {
+    let decode = match raw.first() {
+        Some(b'"') => memchr::memchr(b'\\', raw).is_some(),
+        Some(b'[') => raw.len() <= SETTLED_MAX,
+        _ => false,
+    };
+    if !decode {
+        return Cow::Borrowed(raw);
+    }
     let Ok(mut content) = serde_json::from_slice::<Value>(raw) else {
         return Cow::Borrowed(raw);
     };
@@ -335,6 +350,22 @@ mod tests {
         );
         assert_eq!(left_out, &Vec::<String>::new());
         meta
+    }
+
+    #[test]
+    fn only_openings_that_may_differ_are_decoded() {
+        let plain = br#""Be brief.""#;
+        assert!(matches!(settled(plain), Cow::Borrowed(b) if b == plain));
+        let escaped = br#""caf\u00e9""#;
+        assert_eq!(&*settled(escaped), "\"café\"".as_bytes());
+        let marked = br#"[{"type":"text","text":"a","cache_control":{"type":"ephemeral"}}]"#;
+        assert_eq!(&*settled(marked), br#""a""#);
+        // An opening past the bound (an image, say) is hashed as sent.
+        let image = format!(
+            r#"[{{"type":"text","text":"a","cache_control":{{"type":"ephemeral"}}}},{{"type":"image","source":{{"type":"base64","data":"{}"}}}}]"#,
+            "A".repeat(SETTLED_MAX)
+        );
+        assert!(matches!(settled(image.as_bytes()), Cow::Borrowed(b) if b == image.as_bytes()));
     }
 
     #[test]
