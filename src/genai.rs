@@ -37,10 +37,15 @@ fn anthropic_messages(path: &str) -> bool {
 /// it, and a wrong provider is worse than none. For the same reason a family (`claude-…`, `gpt-…`)
 /// is recognized only in a bare model name.
 pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
-    if let Some((prefix, _)) = model.and_then(|m| m.split_once('/')) {
+    if let Some((prefix, rest)) = model.and_then(|m| m.split_once('/')) {
         let prefix = prefix.to_ascii_lowercase();
+        // `google/` routes Gemini; before Google's open models (`google/gemma-2-9b-it`, a Hugging
+        // Face id that vLLM or Together serve) it names their maker, not who serves them.
+        let open_model = prefix == "google" && !rest.to_ascii_lowercase().starts_with("gemini");
         if let Some((_, name)) = ROUTES.iter().find(|(route, _)| *route == prefix) {
-            return Some((*name).to_owned());
+            if !open_model {
+                return Some((*name).to_owned());
+            }
         }
     }
     if anthropic_messages(path.trim_end_matches('/')) {
@@ -153,6 +158,8 @@ mod tests {
             ("openai/gpt-4o", Some("openai")),
             ("gemini-2.5-pro", Some("gcp.gemini")),
             ("google/gemini-2.5-pro", Some("gcp.gemini")),
+            ("google/gemma-2-9b-it", None),
+            ("google/embeddinggemma-300m", None),
             ("Mistral/mistral-large-latest", Some("mistral_ai")),
             ("xai/grok-4", Some("x_ai")),
             ("bedrock/anthropic.claude-3-5-sonnet", Some("aws.bedrock")),

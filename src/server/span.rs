@@ -82,7 +82,7 @@ where
 /// | `rpc.system`, `rpc.service`, `rpc.method` | for a gRPC request: `grpc` and the service and method its path names |
 /// | `rpc.grpc.status_code` | a gRPC response's `grpc-status`, from its trailers (or the head of a trailers-only response) |
 /// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`) |
-/// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/…` as `gcp.gemini`), the path (`/v1/messages`, Azure's `/openai/deployments/…`) or the model family |
+/// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/gemini…` as `gcp.gemini`), the path (`/v1/messages`, Azure's `/openai/deployments/…`) or the model family |
 /// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body |
 /// | `requesty.stream` | the body's `stream` flag |
 /// | `gen_ai.response.model`, `gen_ai.response.id`, `gen_ai.response.finish_reasons` | from the response, when it ends |
