@@ -55,7 +55,7 @@ pub(crate) fn fill_from_body(
 /// Fills the user id from the body's native `user` field, else OpenAI's `safety_identifier` (which
 /// replaces it), else Anthropic's `metadata.user_id` (both written by this crate's client), the
 /// last-ranked source; it is read only when no other source gave one (and, like the other body
-/// fields, only when it fits `limits`).
+/// fields, only when it fits `limits`: one that does not gives way to the next).
 pub(crate) fn fill_native_user(
     meta: &mut RequestMetadata,
     body: &[u8],
@@ -77,9 +77,10 @@ pub(crate) fn fill_native_user(
         ("user", &members.user),
         ("safety_identifier", &members.safety_identifier),
     ] {
-        let user = foreign::text(json_text(body, range.clone()));
-        if user.as_deref().is_some_and(|user| !user.is_empty()) {
-            fill.meta.user_id = fill.id(user, ("", key));
+        // One that does not fit the limits leaves the field to the next (a client sends OpenAI's
+        // `safety_identifier` hashed where its id is too long, so it fits where `user` may not).
+        if let Some(user) = fill.id(foreign::text(json_text(body, range.clone())), ("", key)) {
+            fill.meta.user_id = Some(user);
             return;
         }
     }
@@ -350,6 +351,28 @@ mod tests {
         );
         assert_eq!(left_out, &Vec::<String>::new());
         meta
+    }
+
+    #[test]
+    fn a_native_user_too_long_gives_way_to_the_next() {
+        let body = format!(
+            r#"{{"user":"{}","safety_identifier":"s"}}"#,
+            "u".repeat(300)
+        );
+        let limits = Limits::default();
+        let scan = codec::scan(body.as_bytes(), &limits).unwrap();
+        let mut meta = RequestMetadata::default();
+        let left_out = &mut Vec::new();
+        fill_native_user(
+            &mut meta,
+            body.as_bytes(),
+            &scan,
+            &Sources::all(),
+            &limits,
+            left_out,
+        );
+        assert_eq!(meta.user_id.as_deref(), Some("s"));
+        assert_eq!(left_out, &vec!["user".to_owned()]);
     }
 
     #[test]
