@@ -264,7 +264,7 @@ fn a_first_text_chunk_over_64_kib_is_still_the_first_token() {
 /// provider's shape.
 #[test]
 fn an_error_event_in_a_stream_is_read() {
-    let cases: [(&str, &str); 5] = [
+    let cases: [(&str, &str); 7] = [
         (
             "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
             "overloaded_error",
@@ -286,6 +286,16 @@ fn an_error_event_in_a_stream_is_read() {
             "data: {\"id\":\"gen-1\",\"object\":\"chat.completion.chunk\",\"error\":{\"code\":502,\"message\":\"Provider returned error\"},\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"error\"}]}\n\n",
             "error",
         ),
+        // Hugging Face TGI: the error a string, its kind beside it.
+        (
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\ndata: {\"error\":\"Request failed during generation: Server error: CUDA out of memory\",\"error_type\":\"generation\"}\n\n",
+            "generation",
+        ),
+        // An error given only as a message.
+        (
+            "data: {\"error\":\"model 'llama9' not found\"}\n\n",
+            "error",
+        ),
     ];
     for (stream, error) in cases {
         let info = read("text/event-stream", &[stream.as_bytes()]).0;
@@ -294,6 +304,15 @@ fn an_error_event_in_a_stream_is_read() {
     // A stream that went well reports none; `"error": null` is no error.
     let fine = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"error\":null}}\n\ndata: [DONE]\n\n";
     assert_eq!(read("text/event-stream", &[fine.as_bytes()]).0.error, None);
+    // A JSON answer too (TGI's, with its `4xx`).
+    let json = r#"{"error":"Input validation error: `inputs` must have less than 4096 tokens","error_type":"validation"}"#;
+    assert_eq!(
+        read("application/json", &[json.as_bytes()])
+            .0
+            .error
+            .as_deref(),
+        Some("validation")
+    );
 }
 
 /// The span and the completion hook count a stream that ended in an error event as failed: its

@@ -73,7 +73,8 @@ pub struct ResponseInfo {
     pub done: bool,
     /// The first error the body reported, by its type or code: a stream's error event (Anthropic's
     /// `overloaded_error`, an OpenAI `server_error`, the Responses API's `response.failed` or
-    /// `error`), or a JSON error body's. A stream can fail this way after its `200` head.
+    /// `error`, Hugging Face TGI's `error_type`; `"error"` for an error given only as a message),
+    /// or a JSON error body's. A stream can fail this way after its `200` head.
     pub error: Option<String>,
     /// The choice each of `finish_reasons` belongs to (its `index`; `0` for a single message).
     reason_choices: Vec<u64>,
@@ -650,6 +651,9 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
     }
     if let Some(error) = value.get("error").filter(|e| e.is_object()) {
         info.note_error([name(error, "type"), name(error, "code")]);
+    } else if value.get("error").is_some_and(Value::is_string) {
+        // Hugging Face TGI's shape: the error a message, its kind in `error_type`.
+        info.note_error([name(value, "error_type"), None]);
     } else if name(value, "type") == Some("error") {
         info.note_error([name(value, "code"), None]);
     }

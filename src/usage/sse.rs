@@ -456,8 +456,9 @@ fn worth_parsing(data: &[u8]) -> bool {
         || any_value(&USAGE, data, |v| v.starts_with(b"{"))
         || MESSAGE_START.find(data).is_some()
         || (ERROR.find(data).is_some()
-            && (any_value(&ERROR, data, |v| v.starts_with(b"{"))
-                || any_value(&TYPE, data, |v| v.starts_with(b"\"error\""))))
+            && (any_value(&ERROR, data, |v| {
+                v.starts_with(b"{") || v.starts_with(b"\"")
+            }) || any_value(&TYPE, data, |v| v.starts_with(b"\"error\""))))
 }
 
 /// Whether an event's data says a Responses API response ended: its `type` is
