@@ -625,7 +625,8 @@ async fn through(
 }
 
 fn seen_metadata(headers: &HeaderMap) -> Option<RequestMetadata> {
-    let raw = headers["x-seen-metadata"].to_str().unwrap();
+    // UTF-8, not only ASCII: `to_str` would refuse it.
+    let raw = std::str::from_utf8(headers["x-seen-metadata"].as_bytes()).unwrap();
     (!raw.is_empty()).then(|| serde_json::from_str(raw).unwrap())
 }
 
@@ -644,12 +645,15 @@ async fn portkey_form_round_trips_trace_id_and_tags() {
         .user_id("user-42")
         .trace_id("wf-1")
         .tag("a")
-        .tag("b");
+        .tag("b")
+        .extra("city", "Zürich 🙂");
     let layer = RequestyMetadataLayer::inject(sent).gateway_headers(Gateway::Portkey);
     let (status, headers, _) = through(layer, addr, None, "").await;
     assert_eq!(status, 200);
     let meta = seen_metadata(&headers).unwrap();
     assert_eq!(meta.user_id.as_deref(), Some("user-42"));
+    // Written escaped, read back as sent.
+    assert_eq!(meta.extra["city"], "Zürich 🙂", "{meta:?}");
     assert_eq!(
         meta.trace_id.as_deref(),
         Some("wf-1"),

@@ -27,7 +27,8 @@ pub enum Gateway {
     /// server reads from them, as `Helicone-Session-Path` and `-Name`).
     Helicone,
     /// `x-portkey-metadata` (`_user`, `tags` comma-separated, and string `extra` values; a value over
-    /// Portkey's 128 characters is left out whole, with a warning) and `x-portkey-trace-id`.
+    /// Portkey's 128 characters is left out whole, with a warning; characters past ASCII written as
+    /// JSON `\u` escapes) and `x-portkey-trace-id`.
     Portkey,
 }
 
@@ -244,19 +245,35 @@ pub(crate) fn write_gateway(
                 field("tags", &tags.join(","));
             }
             if !fields.is_empty() {
-                // JSON leaves DEL as it is, and no header value may hold it.
                 let json = serde_json::Value::Object(fields).to_string();
-                put(
-                    out,
-                    "x-portkey-metadata",
-                    &json.replace('\u{7f}', "\\u007f"),
-                );
+                put(out, "x-portkey-metadata", &ascii_json(&json));
             }
             if let Some(trace) = &metadata.trace_id {
                 put(out, "x-portkey-trace-id", trace);
             }
         }
     }
+}
+
+/// `json` with every character past ASCII, and DEL, written as a `\u` escape: the same JSON, in
+/// bytes every header reader takes alike. (Servers on the Fetch API, as Portkey's are, read a
+/// header's bytes as Latin-1, which would turn raw UTF-8 into other characters; and no header value
+/// may hold DEL.) A character can only stand inside a JSON string, where an escape means it.
+fn ascii_json(json: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() && c != '\u{7f}' {
+            out.push(c);
+        } else {
+            let mut units = [0; 2];
+            for unit in c.encode_utf16(&mut units) {
+                // Writing to a `String` cannot fail.
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+    }
+    out
 }
 
 /// The Helicone header an `extra` key goes in: `Helicone-Session-Path` and `-Name` for the keys the
@@ -361,6 +378,20 @@ mod tests {
             serde_json::json!({"_user":"u","tags":"a,b","team":"infra"})
         );
         assert_eq!(h["x-portkey-trace-id"], "t");
+        // Past ASCII, values travel escaped: the same JSON, in bytes a Latin-1 reader takes alike.
+        let meta = RequestMetadata::new()
+            .user_id("jürgen")
+            .extra("city", "Zürich 🙂")
+            .extra("note", "x\u{7f}");
+        let mut h = HeaderMap::new();
+        write_gateway(&meta, Gateway::Portkey, false, &mut h);
+        let raw = h["x-portkey-metadata"].as_bytes();
+        assert!(raw.is_ascii() && !raw.contains(&0x7f), "{raw:?}");
+        let portkey: serde_json::Value = serde_json::from_slice(raw).unwrap();
+        assert_eq!(
+            portkey,
+            serde_json::json!({"_user":"jürgen","city":"Zürich 🙂","note":"x\u{7f}"})
+        );
     }
 
     #[test]
