@@ -5,7 +5,7 @@ mod support;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use requesty_metadata::client::{Carrier, Field, Native};
+use requesty_metadata::client::{Carrier, Field, Gateway, Native};
 use requesty_metadata::{RequestMetadata, RequestyMetadataLayer};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -159,6 +159,32 @@ async fn header_carrier_warns_of_unknown_member_fields_it_leaves_out() {
         "the unknown `priority` field was left out without a warning: {:#?}",
         recorder.named("llm_client_request")
     );
+}
+
+/// Other gateways' forms carry string `extra` values only: the rest is left out of them with a
+/// warning, as the `X-Requesty-*` form does, while the body member still carries it.
+#[tokio::test]
+async fn gateway_forms_warn_of_extra_values_they_cannot_carry() {
+    for gateway in [Gateway::Helicone, Gateway::Portkey] {
+        let (recorder, _guard) = Recorder::install();
+        let (seen, upstream) = capture();
+        let meta = RequestMetadata::new().extra("team", "infra").extra("n", 1);
+        let client = ServiceBuilder::new()
+            .layer(RequestyMetadataLayer::inject(meta).gateway_headers(gateway))
+            .service(upstream);
+        client
+            .oneshot(json_req(br#"{"model":"gpt-4o"}"#))
+            .await
+            .unwrap();
+        let sent = seen.lock().unwrap()[0].clone();
+        let body = String::from_utf8_lossy(&sent.body);
+        assert!(body.contains(r#""n":1"#), "{gateway:?}: {body}");
+        assert!(
+            warned(&recorder, "takes string values only"),
+            "{gateway:?}: `extra.n` left out of the form without a warning: {:#?}",
+            recorder.named("llm_client_request")
+        );
+    }
 }
 
 /// A JSON body whose exact size hint is near `u64::MAX` (hyper accepts a `Content-Length` up to

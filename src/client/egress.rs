@@ -139,6 +139,13 @@ pub(crate) fn write_gateway(
     no_extra: bool,
     out: &mut HeaderMap,
 ) {
+    for (key, _) in metadata
+        .extra
+        .iter()
+        .filter(|(_, value)| !value.is_string())
+    {
+        tracing::warn!(key = %key, ?gateway, "extra field left out of the gateway's form: it takes string values only");
+    }
     let strings = metadata
         .extra
         .iter()
