@@ -497,6 +497,10 @@ async fn spans_record_the_grpc_status() {
             "{not_found:#?}"
         );
         assert_eq!(not_found.field("otel.status_code"), not_found_is_error);
+        // An error names its code; a server span's NOT_FOUND (the caller's mistake) is none.
+        let error_type = not_found_is_error.map(|_| "NOT_FOUND");
+        assert_eq!(not_found.field("error.type"), error_type, "{not_found:#?}");
+        assert_eq!(ok.field("error.type"), None);
     }
 }
 

@@ -7,6 +7,7 @@ use crate::RequestMetadata;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method, StatusCode};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Span;
@@ -238,10 +239,18 @@ impl Tracker {
                 .and_then(|info| info.error.clone())
                 .unwrap_or_else(|| status.as_str().to_owned())
         });
+        // A gRPC status that makes the span an error names it by its code, as the RPC conventions
+        // have it (`UNAVAILABLE`).
+        let grpc_error = self
+            .grpc_status
+            .filter(|_| self.is_grpc_error())
+            .map(grpc_code_name);
         let error = match end {
             End::Failed => Some("response_body"),
             End::CallFailed => Some("service"),
-            End::Complete | End::Dropped => reported.or(status_error.as_deref()),
+            End::Complete | End::Dropped => reported
+                .or(status_error.as_deref())
+                .or(grpc_error.as_deref()),
         };
         if let Some(error) = error {
             self.span.record("error.type", error);
@@ -287,6 +296,34 @@ fn reader_for(headers: &HeaderMap) -> Option<UsageReader> {
         return None;
     }
     UsageReader::new(headers.get(CONTENT_TYPE)?.to_str().ok()?)
+}
+
+/// A gRPC status code's name, as the RPC conventions record an error (`NOT_FOUND`); a code gRPC
+/// does not define, as its number.
+fn grpc_code_name(code: i32) -> Cow<'static, str> {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    match usize::try_from(code).ok().and_then(|i| NAMES.get(i)) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(code.to_string()),
+    }
 }
 
 /// The `grpc-status` in a response head or trailers: a decimal code, or `None` when absent or not
