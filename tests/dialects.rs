@@ -727,35 +727,43 @@ async fn portkey_form_never_sends_a_cut_user_id() {
     assert_eq!(portkey, Some(json!({"team": "infra"})));
 }
 
-/// The client's OpenAI native field (`provider_native(Native::OpenAi)`, `safety_identifier`) read
-/// back by the server's native source.
+/// The client's provider-native fields (`provider_native`: OpenAI's `safety_identifier`,
+/// Anthropic's `metadata.user_id`) read back by the server's native source.
 #[tokio::test]
-async fn native_openai_field_round_trips() {
+async fn native_fields_round_trip() {
     let (_r, _g) = Recorder::install();
     let addr = server(
         RequestyMetadataLayer::new()
             .sources(Sources::requesty_only().requesty(false).native_user(true)),
     )
     .await;
-    let layer = RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
-        .provider_native(Native::OpenAi)
-        .carrier(requesty_metadata::client::Carrier::Headers);
-    let (status, headers, body) = through(
-        layer,
-        addr,
-        Some("application/json"),
-        r#"{"model":"gpt-4o"}"#,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let body: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(body["safety_identifier"], "user-42");
-    let meta = seen_metadata(&headers);
-    assert_eq!(
-        meta.and_then(|m| m.user_id).as_deref(),
-        Some("user-42"),
-        "the user id the client wrote in OpenAI's own field"
-    );
+    let cases = [
+        (
+            Native::OpenAi,
+            r#"{"model":"gpt-4o"}"#,
+            "/safety_identifier",
+        ),
+        (
+            Native::Anthropic,
+            r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#,
+            "/metadata/user_id",
+        ),
+    ];
+    for (native, sent, field) in cases {
+        let layer = RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
+            .provider_native(native)
+            .carrier(requesty_metadata::client::Carrier::Headers);
+        let (status, headers, body) = through(layer, addr, Some("application/json"), sent).await;
+        assert_eq!(status, 200);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body.pointer(field), Some(&json!("user-42")), "{native:?}");
+        let meta = seen_metadata(&headers);
+        assert_eq!(
+            meta.and_then(|m| m.user_id).as_deref(),
+            Some("user-42"),
+            "the user id the client wrote in {native:?}'s own field"
+        );
+    }
 }
 
 /// An empty id in another format's body field carries nothing (as an empty header does): it must
@@ -1162,38 +1170,6 @@ async fn the_same_tags_in_two_gateway_forms_count_once() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let meta = seen_metadata(&headers).unwrap();
     assert_eq!(meta.tags, tags);
-}
-
-/// The client's Anthropic native field (`provider_native(Native::Anthropic)`, `metadata.user_id`)
-/// read back by the server's native source, as OpenAI's `safety_identifier` is: an Anthropic-shaped
-/// request carries its user there.
-#[tokio::test]
-async fn native_anthropic_field_round_trips() {
-    let (_r, _g) = Recorder::install();
-    let addr = server(
-        RequestyMetadataLayer::new()
-            .sources(Sources::requesty_only().requesty(false).native_user(true)),
-    )
-    .await;
-    let layer = RequestyMetadataLayer::inject(RequestMetadata::new().user_id("user-42"))
-        .provider_native(Native::Anthropic)
-        .carrier(requesty_metadata::client::Carrier::Headers);
-    let (status, headers, body) = through(
-        layer,
-        addr,
-        Some("application/json"),
-        r#"{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let body: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(body["metadata"]["user_id"], "user-42");
-    let meta = seen_metadata(&headers);
-    assert_eq!(
-        meta.and_then(|m| m.user_id).as_deref(),
-        Some("user-42"),
-        "the user id the client wrote in Anthropic's own field"
-    );
 }
 
 /// The server reads Helicone's `Helicone-Session-Path` and `-Name` into `extra["session_path"]` and
