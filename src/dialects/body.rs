@@ -328,28 +328,35 @@ fn settled(raw: &[u8]) -> Cow<'_, [u8]> {
 mod tests {
     use super::*;
 
-    fn from_body(body: &str) -> RequestMetadata {
-        let scan = codec::scan(body.as_bytes(), &crate::Limits::default()).unwrap();
-        let mut meta = RequestMetadata::default();
+    /// What the body fields give, and the fields left out.
+    fn read_body(body: &str) -> (RequestMetadata, Vec<String>) {
         let limits = crate::Limits::default();
-        let left_out = &mut Vec::new();
+        let scan = codec::scan(body.as_bytes(), &limits).unwrap();
+        let mut meta = RequestMetadata::default();
+        let mut left_out = Vec::new();
+        let sources = Sources::all();
         fill_from_body(
             &mut meta,
             body.as_bytes(),
             &scan,
-            &Sources::all(),
+            &sources,
             &limits,
-            left_out,
+            &mut left_out,
         );
         fill_native_user(
             &mut meta,
             body.as_bytes(),
             &scan,
-            &Sources::all(),
+            &sources,
             &limits,
-            left_out,
+            &mut left_out,
         );
-        assert_eq!(left_out, &Vec::<String>::new());
+        (meta, left_out)
+    }
+
+    fn from_body(body: &str) -> RequestMetadata {
+        let (meta, left_out) = read_body(body);
+        assert_eq!(left_out, Vec::<String>::new());
         meta
     }
 
@@ -359,20 +366,9 @@ mod tests {
             r#"{{"user":"{}","safety_identifier":"s"}}"#,
             "u".repeat(300)
         );
-        let limits = Limits::default();
-        let scan = codec::scan(body.as_bytes(), &limits).unwrap();
-        let mut meta = RequestMetadata::default();
-        let left_out = &mut Vec::new();
-        fill_native_user(
-            &mut meta,
-            body.as_bytes(),
-            &scan,
-            &Sources::all(),
-            &limits,
-            left_out,
-        );
+        let (meta, left_out) = read_body(&body);
         assert_eq!(meta.user_id.as_deref(), Some("s"));
-        assert_eq!(left_out, &vec!["user".to_owned()]);
+        assert_eq!(left_out, ["user"]);
     }
 
     #[test]
