@@ -1,6 +1,6 @@
 //! What a request's headers say about its body: JSON or not, encoded or not, how long.
 
-use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::{HeaderMap, StatusCode};
 
 /// `application/json` or `application/*+json`, with any parameters, in any of the request's
@@ -52,15 +52,23 @@ pub(crate) fn is_json_type(essence: &str) -> bool {
             || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json")))
 }
 
-/// A body with a content coding other than `identity` is not readable as JSON here. The header is a
-/// comma-separated list of codings, possibly repeated and with empty elements.
+/// A body with a content coding other than `identity`, or a transfer coding other than HTTP/1.1's
+/// `chunked` framing (`Transfer-Encoding: gzip, chunked`, whose gzip an HTTP server leaves on the
+/// bytes it hands on), is not readable as JSON here. Each header is a comma-separated list of
+/// codings, possibly repeated and with empty elements; a transfer coding may have parameters.
 pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
-    headers.get_all(CONTENT_ENCODING).iter().any(|value| {
-        value.as_bytes().split(|&b| b == b',').any(|coding| {
-            let coding = coding.trim_ascii();
-            !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity")
+    let coded = |name: http::header::HeaderName, framing: &[u8]| {
+        headers.get_all(name).iter().any(|value| {
+            value.as_bytes().split(|&b| b == b',').any(|coding| {
+                let coding = coding.split(|&b| b == b';').next().unwrap_or_default();
+                let coding = coding.trim_ascii();
+                !coding.is_empty()
+                    && !coding.eq_ignore_ascii_case(b"identity")
+                    && !coding.eq_ignore_ascii_case(framing)
+            })
         })
-    })
+    };
+    coded(CONTENT_ENCODING, b"identity") || coded(TRANSFER_ENCODING, b"chunked")
 }
 
 /// How long a response body is, as far as its head says: nothing for an answer to `HEAD` and for
@@ -184,6 +192,19 @@ mod tests {
             assert!(
                 is_encoded(&headers(&[("content-encoding", encoded)])),
                 "{encoded}"
+            );
+        }
+        // HTTP/1.1's framing is no coding of the bytes; any other transfer coding is.
+        for framed in ["chunked", "Chunked", "identity, chunked"] {
+            assert!(
+                !is_encoded(&headers(&[("transfer-encoding", framed)])),
+                "{framed}"
+            );
+        }
+        for coded in ["gzip, chunked", "x-custom;q=1 ,chunked", "deflate"] {
+            assert!(
+                is_encoded(&headers(&[("transfer-encoding", coded)])),
+                "{coded}"
             );
         }
     }

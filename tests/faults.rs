@@ -1062,6 +1062,57 @@ async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_sent() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// A body with a transfer coding besides HTTP/1.1's chunked framing (`gzip, chunked`): hyper removes
+/// the framing and hands on the coded bytes, with the header that says how to decode them. Like a
+/// content-encoded body, it is not JSON text to read here: it passes through unread, header and all,
+/// also with `reject_malformed`, rather than being taken for malformed JSON, refused, or stripped
+/// of the only header that says what its bytes are.
+#[tokio::test]
+async fn a_transfer_coded_json_body_passes_through_unread_with_its_coding() {
+    let (_recorder, _guard) = Recorder::install();
+    // The start of a gzip stream: not JSON text, and not to be read as such.
+    let coded: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03{\"requesty\":{}}";
+    for reject in [false, true] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let app = Router::new()
+            .route(
+                "/v1/{*rest}",
+                any(
+                    |State(calls): State<Arc<AtomicUsize>>, headers: HeaderMap, body: Bytes| async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        let coding = headers
+                            .get("transfer-encoding")
+                            .map(|v| v.to_str().unwrap_or_default().to_owned())
+                            .unwrap_or_default();
+                        ([("x-transfer-encoding", coding)], body)
+                    },
+                ),
+            )
+            .with_state(calls.clone())
+            .layer(RequestyMetadataLayer::new().reject_malformed(reject));
+        let addr = serve(app).await;
+        let mut stream = connect(addr).await;
+        let mut request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\
+             content-type: application/json\r\ntransfer-encoding: gzip, chunked\r\n\r\n{:x}\r\n",
+            coded.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(coded);
+        request.extend_from_slice(b"\r\n0\r\n\r\n");
+        send(&mut stream, &request).await;
+        let response = read_response(&mut stream).await;
+        assert_eq!(response.status, 200, "reject_malformed({reject})");
+        assert_eq!(
+            response.header("x-transfer-encoding"),
+            Some("gzip, chunked"),
+            "reject_malformed({reject}): the handler cannot tell how to decode the body"
+        );
+        assert_eq!(response.body, coded, "reject_malformed({reject})");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The usage reader at frame boundaries (the `sse` fuzz target checks the same property).
 // ---------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ use tracing::Level;
 ///
 /// For each request the service:
 /// 1. reads `X-Requesty-*`, `HTTP-Referer` and `X-Title` headers, and removes the `X-Requesty-*` ones;
-/// 2. for a JSON body (`application/json`, `application/*+json` but gRPC's, not content-encoded) buffers it up to
+/// 2. for a JSON body (`application/json`, `application/*+json` but gRPC's, not content-encoded nor
+///    transfer-coded beyond `chunked`) buffers it up to
 ///    [`max_body_bytes`](Self::max_body_bytes), finds and strips the top-level `requesty` member in one
 ///    pass, and sets `Content-Length`; other bodies pass through unbuffered;
 /// 3. merges header and body metadata (the body wins, and its tags come first:
