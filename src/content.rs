@@ -1,7 +1,7 @@
 //! What a request's headers say about its body: JSON or not, encoded or not, how long.
 
-use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
-use http::{HeaderMap, StatusCode};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRAILER, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 /// `application/json` or `application/*+json`, with any parameters, in any of the request's
 /// `Content-Type` headers: a parser further on may read any one of them, so the body is read (and
@@ -69,6 +69,15 @@ pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
         })
     };
     coded(CONTENT_ENCODING, b"identity") || coded(TRANSFER_ENCODING, b"chunked")
+}
+
+/// Marks a body that was read whole and rebuilt from its `len` bytes: it has that
+/// `Content-Length`, and neither the framing it came in (`Transfer-Encoding`) nor trailers, which
+/// a body rebuilt from bytes cannot carry (so no `Trailer` header announcing them either).
+pub(crate) fn set_whole_length(headers: &mut HeaderMap, len: usize) {
+    headers.remove(TRANSFER_ENCODING);
+    headers.remove(TRAILER);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
 }
 
 /// How long a response body is, as far as its head says: nothing for an answer to `HEAD` and for

@@ -1015,21 +1015,24 @@ async fn trailers_on_a_json_body_are_dropped_with_a_warning() {
     )));
     let request = http::Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
+        .header("trailer", "x-checksum")
         .body(body)
         .unwrap();
     let service = RequestyMetadataLayer::new().layer(tower::service_fn(
         |request: http::Request<Body>| async move {
+            // Nor are they announced.
+            let announced = request.headers().contains_key("trailer");
             let collected = request.into_body().collect().await.unwrap();
             let trailers = collected.trailers().is_some();
             let text = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
             Ok::<_, Infallible>(http::Response::new(Body::from(format!(
-                "{text}|{trailers}"
+                "{text}|{trailers}|{announced}"
             ))))
         },
     ));
     let response = service.oneshot(request).await.unwrap();
     let seen = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(seen, r#"{"model":"m"}|false"#.as_bytes());
+    assert_eq!(seen, r#"{"model":"m"}|false|false"#.as_bytes());
     let spans = recorder.wait_closed(1).await;
     assert!(
         spans[0]

@@ -10,9 +10,8 @@ use crate::server::span::{MakeSpan, RequestInfo};
 use crate::server::{ResponseBody, Tracker};
 use crate::{MetadataError, RequestMetadata};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -231,10 +230,7 @@ where
             let in_body = config.carrier != Carrier::Headers;
             config.write_headers(&metadata, in_body, &mut parts.headers);
             let body = config.native_field(&metadata, body);
-            parts.headers.remove(TRANSFER_ENCODING);
-            parts
-                .headers
-                .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+            crate::content::set_whole_length(&mut parts.headers, body.len());
             body
         }
         // Not an object, or an invalid member of the caller's own: the body is left as it is, but
@@ -249,10 +245,7 @@ where
                     }
                     // The provider's user field still goes in the object.
                     body = config.native_field(&metadata, body);
-                    parts.headers.remove(TRANSFER_ENCODING);
-                    parts
-                        .headers
-                        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+                    crate::content::set_whole_length(&mut parts.headers, body.len());
                     read = Read::Whole {
                         trailers,
                         member: Some((error, cut.is_some())),

@@ -13,7 +13,7 @@ use crate::headers::Origins;
 use crate::mode::Reading;
 use crate::{dialects, RequestMetadata};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -495,9 +495,7 @@ where
         None => collected.into_bytes(),
     };
     // The body is whole now, whatever framing it came in.
-    let headers = &mut pending.parts.headers;
-    headers.remove(TRANSFER_ENCODING);
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    crate::content::set_whole_length(&mut pending.parts.headers, body.len());
     start(pending, rebuild(body), non_empty(metadata), facts)
 }
 
