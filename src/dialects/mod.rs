@@ -5,7 +5,7 @@
 //!
 //! | source | carrier | `trace_id` | `user_id` | `tags` | `extra` |
 //! |---|---|---|---|---|---|
-//! | Requesty | body `requesty`, `X-Requesty-*` | `trace_id` | `user_id` | `tags` | `extra`, `X-Requesty-<Name>` |
+//! | Requesty | body `requesty`, `X-Requesty-*`, `HTTP-Referer` and `X-Title` (as `origin_referer`, `origin_title`) | `trace_id` | `user_id` | `tags` | `extra`, `X-Requesty-<Name>` |
 //! | Helicone | headers | `Helicone-Session-Id` | `Helicone-User-Id` | `Helicone-Property-Tags` (comma-separated) | `Helicone-Property-<Key>` → `<key>`; `Helicone-Session-Path` → `session_path`, `-Name` → `session_name` |
 //! | LiteLLM | body `litellm_metadata`, then `metadata` | `trace_id`, else `session_id` | `trace_user_id` | `tags` | `generation_name` |
 //! | LiteLLM | headers | `x-litellm-trace-id` | `x-litellm-end-user-id` | `x-litellm-tags` (comma-separated) | every key of `x-litellm-spend-logs-metadata` (JSON object) |
@@ -77,7 +77,7 @@ macro_rules! switches {
 }
 
 switches! {
-    /// Requesty's body member and `X-Requesty-*` headers.
+    /// Requesty's body member, `X-Requesty-*` headers and origin headers (`HTTP-Referer`, `X-Title`).
     requesty;
     /// Helicone's `Helicone-*` headers.
     helicone;
