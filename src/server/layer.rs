@@ -179,10 +179,10 @@ impl<M, R> RequestyMetadataLayer<M, R> {
 
     /// Answers `400` to a JSON body that is not well-formed JSON text, object or not, as serde_json
     /// reads it, or to an object that nests deeper than
-    /// [`Limits::max_depth`](crate::Limits::max_depth) (default:
-    /// passed through untouched, for the inner service to judge). An empty body, and well-formed JSON
-    /// that is not an object, pass. Checking the grammar inside every value takes a parser's pass
-    /// over the body, which only this option costs.
+    /// [`Limits::max_depth`](crate::Limits::max_depth) (default: passed through untouched, for the
+    /// inner service to judge). An empty body (or one of whitespace alone, perhaps behind a byte
+    /// order mark), and well-formed JSON that is not an object, pass. Checking the grammar inside
+    /// every value takes a parser's pass over the body, which only this option costs.
     pub fn reject_malformed(mut self, reject: bool) -> Self {
         self.config().reject_malformed = reject;
         self
