@@ -1006,6 +1006,33 @@ fn tags_the_member_already_holds_in_another_order_leave_the_body_alone() {
     );
 }
 
+/// A reader counts the member's `tags` as sent, repeats included: new tags are appended to the list
+/// as sent only when it holds no repeats, so a member at the limit that gains one tag (as read)
+/// is not refused for one more than it holds.
+#[test]
+fn tags_appended_to_a_list_with_repeats_stay_within_the_limit() {
+    let limits = limits().max_tags(3);
+    let body = r#"{"requesty":{"tags":["a","a","a"]}}"#;
+    assert_eq!(
+        codec::scan(body.as_bytes(), &limits)
+            .unwrap()
+            .metadata()
+            .unwrap()
+            .tags,
+        ["a"]
+    );
+    let mut out = Bytes::from(body);
+    let ours = RequestMetadata::new().tag("a").tag("b");
+    codec::inject(&mut out, &ours, &limits).unwrap();
+    let again = codec::scan(&out, &limits).unwrap_or_else(|e| panic!("{out:?}: {e}"));
+    assert_eq!(again.metadata().unwrap().tags, ["a", "b"]);
+    // A list without repeats still only gains the new tags, its own bytes kept.
+    let body = r#"{"requesty":{"tags":["\u0061"]}}"#;
+    let mut out = Bytes::from(body);
+    codec::inject(&mut out, &ours, &limits).unwrap();
+    assert_eq!(out, &br#"{"requesty":{"tags":["\u0061","b"]}}"#[..]);
+}
+
 /// A body serde_json refuses that the codec calls malformed too, reading nothing in it.
 fn refused_by_both(body: &[u8]) {
     assert!(serde_json::from_slice::<Value>(body).is_err());

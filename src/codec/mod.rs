@@ -281,9 +281,9 @@ impl std::error::Error for InjectError {}
 /// Without a member, `"requesty":{…}` becomes the object's last member. With one, the two merge
 /// ([`RequestMetadata::merge`]) with the body's member winning, since it is the most specific source,
 /// and only that member's value is rewritten: within it, fields the merge leaves as they were keep
-/// their bytes, and `tags` and `extra` that only gain entries get them appended. Nothing else is
-/// re-serialized. Empty metadata, or metadata the member already holds, leaves the body unchanged.
-/// On error `body` is left as it was.
+/// their bytes, and `tags` (sent without repeats) and `extra` that only gain entries get them
+/// appended. Nothing else is re-serialized. Empty metadata, or metadata the member already holds,
+/// leaves the body unchanged. On error `body` is left as it was.
 ///
 /// ```
 /// use bytes::Bytes;

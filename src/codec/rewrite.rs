@@ -10,9 +10,10 @@ use serde_json::{Map, Value};
 /// The member text for `new`, given the member as sent (`raw`) and what it parsed to (`old`).
 ///
 /// Fields come in the order they were sent, then new ones in the wire order. A field whose value is
-/// unchanged keeps its bytes; `tags` and `extra` that only gained entries keep theirs too, with the
-/// new entries appended; anything else is written afresh. Whitespace and commas between fields that
-/// stay neighbours are kept as well; new neighbours are joined by a bare comma.
+/// unchanged keeps its bytes; `tags` (sent without repeats, which a reader counts) and `extra`
+/// that only gained entries keep theirs too, with the new entries appended; anything else is
+/// written afresh. Whitespace and commas between fields that stay neighbours are kept as well; new
+/// neighbours are joined by a bare comma.
 pub(crate) fn rewrite(raw: &[u8], old: &RequestMetadata, new: &RequestMetadata) -> Vec<u8> {
     let Some(fields) = member::fields(raw) else {
         return to_json(new);
@@ -157,7 +158,9 @@ impl<'a> Members<'a> {
             return;
         }
         match new.strip_prefix(old) {
-            Some(added) if value.first() == Some(&b'[') => {
+            // A reader counts the list as sent, repeats included: one with repeats is written afresh,
+            // so that only the tags the merge holds count against `max_tags`.
+            Some(added) if value.first() == Some(&b'[') && sent_len(value) == Some(old.len()) => {
                 self.open(whole, !old.is_empty());
                 for (i, tag) in added.iter().enumerate() {
                     if i > 0 {
@@ -221,6 +224,14 @@ impl<'a> Members<'a> {
         self.buf.push(b'}');
         self.buf
     }
+}
+
+/// How many items the JSON array `value` holds as sent; `None` when it is not one.
+fn sent_len(value: &[u8]) -> Option<usize> {
+    // Items of a zero-sized type: counting them allocates nothing.
+    serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(value)
+        .ok()
+        .map(|items| items.len())
 }
 
 fn json_into(buf: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
