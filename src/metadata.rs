@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::HashSet;
 
 /// Metadata a client attaches to an LLM request so a gateway can attribute cost and group workflows.
 ///
@@ -154,9 +155,7 @@ impl RequestMetadata {
     /// assert_eq!(base.extra["tier"], "pro");
     /// ```
     pub fn merge(&mut self, other: RequestMetadata) {
-        for tag in other.tags {
-            push_unique(&mut self.tags, tag);
-        }
+        extend_unique(&mut self.tags, other.tags);
         merge_option(&mut self.user_id, other.user_id);
         merge_option(&mut self.trace_id, other.trace_id);
         merge_option(&mut self.origin_referer, other.origin_referer);
@@ -193,9 +192,7 @@ impl RequestMetadata {
         if fallback.is_empty() {
             return;
         }
-        for tag in fallback.tags {
-            push_unique(&mut self.tags, tag);
-        }
+        extend_unique(&mut self.tags, fallback.tags);
         for (mine, theirs) in [
             (&mut self.user_id, fallback.user_id),
             (&mut self.trace_id, fallback.trace_id),
@@ -245,6 +242,28 @@ pub(crate) fn push_unique(tags: &mut Vec<String>, tag: String) {
     }
 }
 
+/// Adds the tags of `more` that `tags` does not hold yet, in order: [`push_unique`] for each, in
+/// time linear in both lists (a client reads its caller's own member to no limit, and merges it).
+pub(crate) fn extend_unique(tags: &mut Vec<String>, more: Vec<String>) {
+    // Comparing each with each is quickest for the few tags a request usually has.
+    if tags.len() + more.len() <= SMALL {
+        for tag in more {
+            push_unique(tags, tag);
+        }
+        return;
+    }
+    let mut seen: HashSet<String> = tags.iter().cloned().collect();
+    for tag in more {
+        if !seen.contains(&tag) {
+            seen.insert(tag.clone());
+            tags.push(tag);
+        }
+    }
+}
+
+/// Up to this many tags, finding one in a list by comparing it with each is the cheapest way.
+pub(crate) const SMALL: usize = 64;
+
 fn merge_option(mine: &mut Option<String>, theirs: Option<String>) {
     if theirs.is_some() {
         *mine = theirs;
@@ -284,6 +303,22 @@ mod tests {
             serde_json::to_string(&back).unwrap(),
             r#"{"tags":["x"],"future":{"n":1}}"#
         );
+    }
+
+    /// The set taken for long lists gives what comparing each with each gives, repeats already in
+    /// `tags` (a list set directly) included.
+    #[test]
+    fn long_tag_lists_merge_as_short_ones_do() {
+        for (mine, theirs) in [(3, 200), (200, 3), (150, 150), (0, 100)] {
+            let mut tags: Vec<String> = (0..mine).map(|i| format!("t{}", i % 50)).collect();
+            let more: Vec<String> = (0..theirs).map(|i| format!("t{}", i % 70 + 20)).collect();
+            let mut want = tags.clone();
+            for tag in more.clone() {
+                push_unique(&mut want, tag);
+            }
+            extend_unique(&mut tags, more);
+            assert_eq!(tags, want, "{mine} and {theirs}");
+        }
     }
 
     #[test]

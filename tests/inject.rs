@@ -429,3 +429,42 @@ async fn extra_keys_differing_only_in_case_agree_across_header_forms() {
     assert_eq!(sent.headers["x-requesty-team"], "platform");
     assert_eq!(sent.headers["helicone-property-team"], "platform");
 }
+
+/// The caller's own member is read whatever its size (the client holds it to no limit), so merging
+/// into it must cost in proportion to it: 60,000 tags and 60,000 unknown fields, each deduplicated
+/// or looked up against all the others, took about a minute.
+#[tokio::test]
+async fn a_large_member_of_the_callers_own_is_merged_in_linear_time() {
+    let (_recorder, _guard) = Recorder::install();
+    let n = 60_000;
+    // Every tag once, then a few again.
+    let tags: Vec<String> = (0..n).chain(0..100).map(|i| format!("\"t{i}\"")).collect();
+    let fields: Vec<String> = (0..n).map(|i| format!("\"f{i}\":1")).collect();
+    let body = format!(
+        r#"{{"model":"m","requesty":{{"tags":[{}],{}}}}}"#,
+        tags.join(","),
+        fields.join(",")
+    );
+    let body: &'static [u8] = Box::leak(body.into_bytes().into_boxed_slice());
+    let (seen, upstream) = capture();
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(
+            RequestMetadata::new().tag("new"),
+        ))
+        .service(upstream);
+    let start = std::time::Instant::now();
+    client.oneshot(json_req(body)).await.unwrap();
+    let took = start.elapsed();
+    let sent = seen.lock().unwrap()[0].body.clone();
+    let unlimited = requesty_metadata::Limits::default()
+        .max_tags(usize::MAX)
+        .max_member_bytes(usize::MAX);
+    let scan = requesty_metadata::codec::scan(&sent, &unlimited).unwrap();
+    let read = scan.metadata().unwrap();
+    assert_eq!((read.tags.len(), read.other.len()), (n + 1, n));
+    assert_eq!(read.tags[0], "new");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "merging took {took:?}"
+    );
+}

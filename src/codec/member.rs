@@ -2,9 +2,11 @@
 
 use super::lexer::{key_eq, plain_run, Lexer, Malformed};
 use crate::error::{ErrorKind, MetadataError};
+use crate::metadata::SMALL;
 use crate::{Limits, RequestMetadata};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::ops::Range;
 
 /// Parses the member's value (`raw` is exactly its bytes, already known to be well-formed JSON).
@@ -366,6 +368,9 @@ fn tags(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Vec<String>, MetadataErro
         _ => return Err(not_a(lx, wrong)),
     }
     let mut list: Vec<String> = Vec::new();
+    // Past a few tags, the ones seen so far are looked up in a set: a client reads its caller's own
+    // member to no limit, and comparing each tag with all the others is quadratic.
+    let mut seen: Option<HashSet<String>> = None;
     let mut count = 0;
     walk(lx, b'[', b']', |lx| {
         match lx.peek().map_err(m)? {
@@ -378,8 +383,15 @@ fn tags(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Vec<String>, MetadataErro
             return Err(too_many("tags", "tags", None, limits.tags()));
         }
         check_tags(std::iter::once(tag.as_str()), count, limits)?;
-        if !list.contains(&tag) {
+        let new = match &mut seen {
+            Some(seen) => !seen.contains(&tag) && seen.insert(tag.clone()),
+            None => !list.contains(&tag),
+        };
+        if new {
             list.push(tag);
+            if seen.is_none() && list.len() > SMALL {
+                seen = Some(list.iter().cloned().collect());
+            }
         }
         Ok(())
     })?;

@@ -6,6 +6,7 @@ use super::member;
 use crate::RequestMetadata;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::collections::HashSet;
 
 /// The member text for `new`, given the member as sent (`raw`) and what it parsed to (`old`).
 ///
@@ -73,9 +74,13 @@ pub(crate) fn rewrite(raw: &[u8], old: &RequestMetadata, new: &RequestMetadata) 
         out.fresh("extra", &new.extra);
     }
     fresh_texts(&mut out, 2..4);
-    for (name, value) in &new.other {
-        if !fields.iter().any(|f| f.name == *name) && !is_known(name) {
-            out.fresh(name, value);
+    if !new.other.is_empty() {
+        // Looked up in a set: a caller's own member may hold any number of fields.
+        let sent: HashSet<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        for (name, value) in &new.other {
+            if !sent.contains(name.as_str()) && !is_known(name) {
+                out.fresh(name, value);
+            }
         }
     }
     // The whitespace before the closing brace, kept when the last field sent is still last.
