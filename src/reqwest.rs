@@ -169,6 +169,9 @@ impl Middleware for MetadataMiddleware {
                 *req.body_mut() = Some(body.into());
             }
             let in_body = object.is_some() && config.carrier != Carrier::Headers;
+            if in_body {
+                config.warn_member_size(&metadata);
+            }
             config.write_headers(&metadata, in_body, req.headers_mut());
             if let Some(error) = &unreadable {
                 headers::warn_unreadable(error);

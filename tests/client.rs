@@ -2059,3 +2059,31 @@ async fn an_explicit_empty_body_draws_no_user_field_warning_through_reqwest() {
         0
     );
 }
+
+/// `max_member_bytes` is checked through reqwest as through the tower layer: a member over it, each
+/// field within its own limit, is sent with a warning.
+#[tokio::test]
+async fn a_member_over_max_member_bytes_is_sent_with_a_warning_through_reqwest() {
+    let (recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let layer = RequestyMetadataLayer::inject(
+        RequestMetadata::new()
+            .user_id("u".repeat(200))
+            .trace_id("t".repeat(200)),
+    )
+    .limits(requesty_metadata::Limits::default().max_member_bytes(256));
+    let echo = echoed(json_post(
+        &with_middleware(layer.into()),
+        bare,
+        r#"{"model":"m"}"#,
+    ))
+    .await;
+    let sent: Value = serde_json::from_slice(echo.body.as_bytes()).unwrap();
+    assert_eq!(sent["requesty"]["user_id"], json!("u".repeat(200)));
+    let spans = recorder.named("llm_client_request");
+    let warned = spans
+        .iter()
+        .flat_map(|s| &s.events)
+        .any(|e| e.get("param").map(String::as_str) == Some("requesty"));
+    assert!(warned, "{spans:#?}");
+}

@@ -468,3 +468,27 @@ async fn a_large_member_of_the_callers_own_is_merged_in_linear_time() {
         "merging took {took:?}"
     );
 }
+
+/// `max_member_bytes` is one of the limits the outgoing metadata is checked against: a member each
+/// of whose fields fits, but which is over the size a server with the same limits takes whole, is
+/// sent with a warning, as for any other limit.
+#[tokio::test]
+async fn a_member_over_max_member_bytes_is_sent_with_a_warning() {
+    let (recorder, _guard) = Recorder::install();
+    let limits = requesty_metadata::Limits::default().max_member_bytes(256);
+    let defaults = RequestMetadata::new()
+        .user_id("u".repeat(200))
+        .trace_id("t".repeat(200));
+    let (seen, upstream) = capture();
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(defaults).limits(limits))
+        .service(upstream);
+    client.oneshot(json_req(br#"{"model":"m"}"#)).await.unwrap();
+    let sent = seen.lock().unwrap()[0].body.clone();
+    let refused = requesty_metadata::codec::scan(&sent, &limits).unwrap_err();
+    assert_eq!(refused.param(), "requesty");
+    assert!(
+        warned(&recorder, "the limit is 256 bytes"),
+        "no warning for a member a server with these limits refuses"
+    );
+}

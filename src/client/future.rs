@@ -228,6 +228,9 @@ where
             let (range, insert) = scan.edit(collected.as_slice(), &config.in_body(&metadata));
             let body = collected.splice(range, &insert);
             let in_body = config.carrier != Carrier::Headers;
+            if in_body {
+                config.warn_member_size(&metadata);
+            }
             config.write_headers(&metadata, in_body, &mut parts.headers);
             let body = config.native_field(&metadata, body);
             crate::content::set_whole_length(&mut parts.headers, body.len());

@@ -213,6 +213,23 @@ impl InjectConfig {
         }
     }
 
+    /// Warns, in the current span, when the `requesty` member about to be written for `metadata`
+    /// is over the limits' `max_member_bytes` (measured as compact JSON), which a gateway enforcing
+    /// the same limits answers with `400` though each field fits.
+    pub(crate) fn warn_member_size(&self, metadata: &RequestMetadata) {
+        let limit = self.limits.member_bytes();
+        if metadata.is_empty() || limit == usize::MAX {
+            return;
+        }
+        let size = crate::codec::member_len(metadata);
+        if size > limit {
+            tracing::warn!(
+                param = "requesty",
+                "outgoing metadata breaks a limit: `requesty` is {size} bytes; the limit is {limit} bytes"
+            );
+        }
+    }
+
     /// Writes the provider-native user field configured into a JSON body that already carries its
     /// final `requesty` member.
     pub(crate) fn native_field(&self, metadata: &RequestMetadata, body: Bytes) -> Bytes {

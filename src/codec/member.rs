@@ -185,7 +185,7 @@ fn oversized(extra: &Map<String, Value>, limit: usize) -> Option<usize> {
 }
 
 /// The length of `value` as compact JSON, counted without building it.
-fn json_len(value: &impl serde::Serialize) -> usize {
+pub(crate) fn json_len(value: &impl serde::Serialize) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {

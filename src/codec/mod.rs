@@ -345,6 +345,12 @@ pub(crate) fn merge_member(metadata: &mut RequestMetadata, member: &RequestMetad
     }
 }
 
+/// The size of the `requesty` member written afresh for `metadata`, as compact JSON: counted as
+/// it is written, without building it, for every request a client sends.
+pub(crate) fn member_len(metadata: &RequestMetadata) -> usize {
+    rewrite::json_len(metadata)
+}
+
 impl Scan {
     /// The edit that makes the member of `body` (the body this scan read) `metadata`: its value
     /// rewritten, a new last member, or, for empty metadata, the member removed. No edit at all when
