@@ -487,3 +487,34 @@ async fn a_member_over_max_member_bytes_is_sent_with_a_warning() {
         "no warning for a member a server with these limits refuses"
     );
 }
+
+/// An `extra` value built in code may nest past `max_depth`: a reader with the same limits then
+/// takes the whole body for malformed and would pass the member on, so it is sent with a warning.
+#[tokio::test]
+async fn a_member_nested_past_max_depth_is_sent_with_a_warning() {
+    let limits = requesty_metadata::Limits::default().max_depth(8);
+    let nested =
+        |levels: usize| (0..levels).fold(serde_json::json!(1), |v, _| serde_json::json!([v]));
+    // The body is level 1, the member 2, `extra` 3: a value of five levels reaches 8.
+    for (levels, over) in [(5, false), (6, true)] {
+        let (recorder, _guard) = Recorder::install();
+        let (seen, upstream) = capture();
+        let client = ServiceBuilder::new()
+            .layer(
+                RequestyMetadataLayer::inject(RequestMetadata::new().extra("deep", nested(levels)))
+                    .limits(limits),
+            )
+            .service(upstream);
+        client.oneshot(json_req(br#"{"model":"m"}"#)).await.unwrap();
+        let sent = seen.lock().unwrap()[0].body.clone();
+        let kind = requesty_metadata::codec::scan(&sent, &limits)
+            .unwrap()
+            .kind();
+        assert_eq!(
+            kind == requesty_metadata::codec::BodyKind::Malformed,
+            over,
+            "{levels}"
+        );
+        assert_eq!(warned(&recorder, "levels deep"), over, "{levels}");
+    }
+}

@@ -215,10 +215,24 @@ impl InjectConfig {
 
     /// Warns, in the current span, when the `requesty` member about to be written for `metadata`
     /// is over the limits' `max_member_bytes` (measured as compact JSON), which a gateway enforcing
-    /// the same limits answers with `400` though each field fits.
+    /// the same limits answers with `400` though each field fits; or when it nests deeper than their
+    /// `max_depth` allows (an `extra` value built in code), which makes a reader with the same limits
+    /// take the whole body for malformed and pass the member on to the provider.
     pub(crate) fn warn_member_size(&self, metadata: &RequestMetadata) {
+        if metadata.is_empty() {
+            return;
+        }
+        let depth = member_depth(metadata);
+        if depth > self.limits.depth() {
+            tracing::warn!(
+                param = "requesty",
+                "outgoing metadata breaks a limit: `requesty` nests {depth} levels deep in the body; \
+                 the limit is {}",
+                self.limits.depth()
+            );
+        }
         let limit = self.limits.member_bytes();
-        if metadata.is_empty() || limit == usize::MAX {
+        if limit == usize::MAX {
             return;
         }
         let size = crate::codec::member_len(metadata);
@@ -458,4 +472,47 @@ impl<R> std::fmt::Debug for InjectMetadataLayer<R> {
             .field("config", &self.config)
             .finish()
     }
+}
+
+/// How deep the `requesty` member for `metadata` nests in a body, counted as the codec counts it:
+/// the body's object is level 1, the member 2, `tags` and `extra` 3, and so on into `extra`'s and
+/// unknown fields' values.
+fn member_depth(metadata: &RequestMetadata) -> usize {
+    let mut depth = 2;
+    if !metadata.tags.is_empty() || !metadata.extra.is_empty() {
+        depth = 3;
+    }
+    for value in metadata.extra.values() {
+        depth = depth.max(3 + nesting(value));
+    }
+    for value in metadata.other.values() {
+        depth = depth.max(2 + nesting(value));
+    }
+    depth
+}
+
+/// How many levels of arrays and objects `value` is (`0` for a scalar), counted without recursion:
+/// a value built in code may nest as deep as its builder liked.
+fn nesting(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let children = |value: &Value| -> bool { matches!(value, Value::Array(_) | Value::Object(_)) };
+    if !children(value) {
+        return 0;
+    }
+    let mut deepest = 0;
+    let mut pending = vec![(value, 1)];
+    while let Some((value, level)) = pending.pop() {
+        deepest = deepest.max(level);
+        let deeper = |v: &&'_ Value| children(v);
+        match value {
+            Value::Array(items) => {
+                pending.extend(items.iter().filter(deeper).map(|v| (v, level + 1)));
+            }
+            Value::Object(map) => {
+                pending.extend(map.values().filter(deeper).map(|v| (v, level + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
