@@ -72,15 +72,7 @@ impl Middleware for MetadataMiddleware {
         next: Next<'_>,
     ) -> Result<reqwest::Response> {
         let config = &self.config;
-        let mut metadata = config.defaults.clone();
-        if config.propagate {
-            if let Some(current) = crate::current() {
-                metadata.merge(RequestMetadata::clone(&current));
-            }
-        }
-        if let Some(own) = extensions.get::<RequestMetadata>() {
-            metadata.merge(own.clone());
-        }
+        let mut metadata = config.starting(extensions);
         // As the tower layer reads them: within looser bounds, one that is not text left out.
         let unreadable = match headers::read_own(req.headers(), &config.limits) {
             Ok((own, skipped)) => {

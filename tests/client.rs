@@ -1730,6 +1730,69 @@ async fn forwarded_with_propagation_off(own: Option<RequestMetadata>) -> Echo {
         .unwrap()
 }
 
+/// The same through the reqwest middleware: a handler that forwards the request it received with
+/// reqwest, its extensions passed along (`execute_with_extensions`), sends none of the inbound
+/// metadata with propagation off, and keeps its own extension.
+#[tokio::test]
+async fn propagate_false_holds_for_a_request_forwarded_through_reqwest() {
+    let (_recorder, _guard) = Recorder::install();
+    let echo = forwarded_through_reqwest_with_propagation_off(None).await;
+    assert!(!echo.body.contains("user-7"), "{}", echo.body);
+    assert_eq!(echo.requesty_headers(), NONE);
+    let own = RequestMetadata::new().tag("proxy-own");
+    let echo = forwarded_through_reqwest_with_propagation_off(Some(own)).await;
+    assert!(!echo.body.contains("user-7"), "{}", echo.body);
+    assert!(echo.body.contains("proxy-own"), "{}", echo.body);
+}
+
+/// [`forwarded_with_propagation_off`] with a reqwest-middleware client: the handler sends the
+/// request's method, headers and body to the provider, with the request's extensions.
+async fn forwarded_through_reqwest_with_propagation_off(own: Option<RequestMetadata>) -> Echo {
+    let bare = bare_echo().await;
+    let onward = with_middleware(
+        RequestyMetadataLayer::inject(RequestMetadata::new())
+            .propagate(false)
+            .into(),
+    );
+    let proxy = move |req: axum::extract::Request| {
+        let (onward, own) = (onward.clone(), own.clone());
+        async move {
+            let (mut parts, body) = req.into_parts();
+            if let Some(own) = own {
+                parts.extensions.insert(own);
+            }
+            let body = body.collect().await.unwrap().to_bytes();
+            let request = onward
+                .request(
+                    parts.method.clone(),
+                    format!("http://{bare}/v1/chat/completions"),
+                )
+                .headers(parts.headers.clone())
+                .body(body)
+                .build()
+                .unwrap();
+            let response = onward
+                .execute_with_extensions(request, &mut parts.extensions)
+                .await
+                .unwrap();
+            AxumBody::from(response.bytes().await.unwrap())
+        }
+    };
+    let gateway = serve(
+        Router::new()
+            .route("/v1/chat/completions", post(proxy))
+            .layer(RequestyMetadataLayer::new()),
+    )
+    .await;
+    tagged(gateway, "/v1/chat/completions", &inbound(7))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// With both carriers an `extra` key with capitals travels in the body and (lowercased) in a
 /// header: the gateway reads it once, the body's spelling winning.
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 use super::egress::{self, Gateway, Native};
 use super::service::InjectMetadata;
+use crate::current::Inbound;
 use crate::genai::HashKey;
 use crate::server::DefaultMakeSpan;
 use crate::{HeadersOnly, JsonBodies, Limits, RequestMetadata, RequestyMetadataLayer};
@@ -75,6 +76,30 @@ pub(crate) struct InjectConfig {
 }
 
 impl InjectConfig {
+    /// The metadata a call starts from, before what its request carries: the defaults, then the
+    /// request being served (unless propagation is off), then a `RequestMetadata` in the call's
+    /// extensions. The tower layer and the reqwest middleware both start here.
+    pub(crate) fn starting(&self, extensions: &http::Extensions) -> RequestMetadata {
+        let mut metadata = self.defaults.clone();
+        if self.propagate {
+            if let Some(current) = crate::current() {
+                metadata.merge(RequestMetadata::clone(&current));
+            }
+        }
+        if let Some(own) = extensions.get::<RequestMetadata>() {
+            // A request forwarded as it was received carries the server layer's metadata, marked
+            // as the inbound request's: not the call's own, unless the handler changed it.
+            let inbound = !self.propagate
+                && extensions
+                    .get::<Inbound>()
+                    .is_some_and(|inbound| *inbound.0 == *own);
+            if !inbound {
+                metadata.merge(own.clone());
+            }
+        }
+        metadata
+    }
+
     /// Applies the boundary: what must not leave through this client.
     pub(crate) fn filter(&self, mut meta: RequestMetadata) -> RequestMetadata {
         for field in &self.dropped {
@@ -339,7 +364,8 @@ impl<R> InjectMetadataLayer<R> {
     }
 
     /// Whether the metadata of the request being served is added (default `true`). Off, it is
-    /// also not taken from a request a handler forwards as it received it, from any task: the
+    /// also not taken from a request a handler forwards as it received it, from any task (through
+    /// reqwest, with the request's extensions passed to `execute_with_extensions`): the
     /// `RequestMetadata` extension the server layer put there, unchanged, is the inbound
     /// request's, not the call's own. The server layer marks it when it makes the metadata current
     /// (its default) or hands it to an `on_complete` hook: behind a server layer with neither,

@@ -3,9 +3,8 @@
 use super::future::{client_span, BoxError, InjectFuture, Pending};
 use super::layer::InjectConfig;
 use crate::content::{is_encoded, is_json};
-use crate::current::Inbound;
 use crate::server::ResponseBody;
-use crate::{headers, BodyMode, JsonBodies, RequestMetadata};
+use crate::{headers, BodyMode, JsonBodies};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
@@ -63,24 +62,7 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = req.into_parts();
         let config = &self.config;
-        let mut metadata = config.defaults.clone();
-        if config.propagate {
-            if let Some(current) = crate::current() {
-                metadata.merge(RequestMetadata::clone(&current));
-            }
-        }
-        if let Some(own) = parts.extensions.get::<RequestMetadata>() {
-            // A request forwarded as it was received carries the server layer's metadata, marked
-            // as the inbound request's: not the call's own, unless the handler changed it.
-            let inbound = !config.propagate
-                && parts
-                    .extensions
-                    .get::<Inbound>()
-                    .is_some_and(|inbound| *inbound.0 == *own);
-            if !inbound {
-                metadata.merge(own.clone());
-            }
-        }
+        let mut metadata = config.starting(&parts.extensions);
         // Headers the caller set are the request's own; they are rewritten from the result below.
         // One that is not valid text cannot be read, and is left out. Read with looser bounds
         // than a server's: a request over the limits goes out with a warning, for the gateway to
