@@ -1362,6 +1362,59 @@ async fn concurrent_inbound_requests_each_propagate_their_own() {
     .expect("all requests answered");
 }
 
+/// The metadata stays current while a handler reads the answer of a call made through the inject
+/// layer: a service behind it whose response body does its work as it is read (here an in-process
+/// one, which looks at the current metadata) sees the request being served, as its future does.
+#[tokio::test]
+async fn the_metadata_stays_current_while_a_client_response_body_is_read() {
+    let (_recorder, _guard) = Recorder::install();
+    let trace = || {
+        current()
+            .and_then(|m| m.trace_id.clone())
+            .unwrap_or_default()
+    };
+    let in_process = tower::service_fn(move |_: http::Request<Full<Bytes>>| {
+        let in_future = trace();
+        async move {
+            let lazy = futures_util::stream::once(async move {
+                Ok::<_, Infallible>(Bytes::from(format!("{in_future} {}", trace())))
+            });
+            Ok::<_, Infallible>(http::Response::new(AxumBody::from_stream(lazy)))
+        }
+    });
+    let onward = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()))
+        .service(in_process);
+    let handler = move || {
+        let onward = onward.clone();
+        async move {
+            let request = http::Request::new(Full::new(Bytes::new()));
+            let response = onward.oneshot(request).await.unwrap();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        }
+    };
+    let agent = serve(
+        Router::new()
+            .route("/v1/agent", get(handler))
+            .layer(RequestyMetadataLayer::new()),
+    )
+    .await;
+    let seen = client()
+        .get(format!("http://{agent}/v1/agent"))
+        .header("X-Requesty-Trace-Id", "lazy-trace")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen, "lazy-trace lazy-trace",
+        "in its future, then in its body"
+    );
+}
+
 /// The caller's own headers are kept whatever their count of tags: over the limits they go out with
 /// a warning, like any other metadata, rather than being replaced.
 #[tokio::test]

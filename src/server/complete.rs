@@ -163,9 +163,13 @@ impl Tracker {
         self.reader = headers.filter(|_| wanted).and_then(reader_for);
     }
 
-    /// Enters the span and makes the metadata current, for one poll of the body.
-    pub(crate) fn enter(&mut self) -> (tracing::span::Entered<'_>, crate::current::Lent<'_>) {
-        (self.span.enter(), crate::current::lend(&mut self.current))
+    /// Enters the span and makes the metadata current, for one poll of the body. A client span's
+    /// tracker leaves the current metadata as it is: the body is read within the caller's request.
+    pub(crate) fn enter(
+        &mut self,
+    ) -> (tracing::span::Entered<'_>, Option<crate::current::Lent<'_>>) {
+        let lent = (!self.client).then(|| crate::current::lend(&mut self.current));
+        (self.span.enter(), lent)
     }
 
     /// Looks at a data frame on its way out.
