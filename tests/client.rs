@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
-use requesty_metadata::client::{Carrier, Field, InjectMetadata};
+use requesty_metadata::client::{Carrier, Field, InjectMetadata, Native};
 use requesty_metadata::reqwest::MetadataMiddleware;
 use requesty_metadata::{current, in_current, scope, RequestMetadata, RequestyMetadataLayer};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Next, RequestBuilder};
@@ -1796,6 +1796,29 @@ async fn propagate_false_holds_for_a_request_forwarded_through_reqwest() {
     let echo = forwarded_through_reqwest_with_propagation_off(Some(own)).await;
     assert!(!echo.body.contains("user-7"), "{}", echo.body);
     assert!(echo.body.contains("proxy-own"), "{}", echo.body);
+}
+
+/// A layer made `headers_only()` reads no body, and neither does the middleware made from it: a
+/// JSON body with a member goes as it is, whatever else the layer was asked (to hold a boundary,
+/// to write the provider's field).
+#[tokio::test]
+async fn a_headers_only_layer_as_middleware_leaves_bodies_alone() {
+    let (_recorder, _guard) = Recorder::install();
+    let addr = bare_echo().await;
+    let layer = RequestyMetadataLayer::inject(RequestMetadata::new().user_id("u1"))
+        .headers_only()
+        .drop_fields([Field::UserId])
+        .provider_native(Native::OpenAi);
+    let client = with_middleware(layer.into());
+    let body = r#"{"model":"m","requesty":{"tags":["own"]}}"#;
+    let echo: Echo = json_post(&client, addr, body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo.body, body);
 }
 
 /// [`forwarded_with_propagation_off`] with a reqwest-middleware client: the handler sends the

@@ -73,6 +73,10 @@ pub(crate) struct InjectConfig {
     pub(crate) native: Option<Native>,
     pub(crate) gateways: Vec<Gateway>,
     pub(crate) hash_key: Option<HashKey>,
+    /// Whether bodies may be read at all: not for a layer made
+    /// [`headers_only`](InjectMetadataLayer::headers_only), whatever else it was asked (the reqwest
+    /// middleware made from one holds to that too).
+    pub(crate) bodies: bool,
 }
 
 impl InjectConfig {
@@ -111,7 +115,10 @@ impl InjectConfig {
     /// Whether a JSON body is read: to carry the member, or to hold the boundary against a member the
     /// caller put there.
     pub(crate) fn reads_body(&self) -> bool {
-        self.carrier != Carrier::Headers || !self.dropped.is_empty() || self.native.is_some()
+        self.bodies
+            && (self.carrier != Carrier::Headers
+                || !self.dropped.is_empty()
+                || self.native.is_some())
     }
 
     /// The metadata the body member should hold, once `metadata` is final: nothing when headers
@@ -337,6 +344,7 @@ impl RequestyMetadataLayer {
                 native: None,
                 gateways: Vec::new(),
                 hash_key: None,
+                bodies: true,
             }),
             mode: PhantomData,
         }
@@ -479,7 +487,9 @@ impl<R> InjectMetadataLayer<R> {
             config: self.config,
             mode: PhantomData,
         };
-        layer.config().carrier = Carrier::Headers;
+        let config = layer.config();
+        config.carrier = Carrier::Headers;
+        config.bodies = false;
         layer
     }
 }
