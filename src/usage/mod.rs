@@ -189,8 +189,12 @@ impl UsageReader {
             Kind::Sse(reader) => {
                 reader.feed(frame);
                 if reader.wraps_response {
-                    // Its window also keeps the start of the event it may begin inside.
-                    self.window.opened.get_or_insert_with(EventStart::default);
+                    // Its window also keeps the start of the event it may begin inside, which may
+                    // follow on from a blank line that ends this frame.
+                    self.window
+                        .opened
+                        .get_or_insert_with(EventStart::default)
+                        .follow(frame);
                 }
                 reader.read_enough()
             }
@@ -263,6 +267,10 @@ struct EventStart {
     /// Whether the bytes let go next still belong to the start (an event began, and fewer than
     /// [`sse::EVENT_HEAD`] of its bytes are here).
     open: bool,
+    /// The last three bytes of the stream before the next ones noted (`\r\n` and the line end
+    /// before it): a blank line may end across them, so that an event begins with the next bytes,
+    /// or one or two bytes in.
+    before: [u8; 3],
 }
 
 impl Default for EventStart {
@@ -271,6 +279,7 @@ impl Default for EventStart {
             // Reserved whole, so that noting costs no allocation once the stream is under way.
             bytes: Vec::with_capacity(sse::EVENT_HEAD),
             open: false,
+            before: [0; 3],
         }
     }
 }
@@ -279,13 +288,33 @@ impl EventStart {
     /// Notes bytes the window lets go, in order: a stream's frames cost a backward search for
     /// their last blank line, which usually ends them.
     fn note(&mut self, bytes: &[u8]) {
-        if let Some(at) = sse::last_event_start(bytes) {
+        let at = sse::last_event_start(bytes).or_else(|| {
+            // A blank line that the bytes before began: looked for in them and the first few here.
+            let first = &bytes[..bytes.len().min(3)];
+            let mut joint = [0; 6];
+            joint[..3].copy_from_slice(&self.before);
+            joint[3..3 + first.len()].copy_from_slice(first);
+            sse::last_event_start(&joint[..3 + first.len()]).and_then(|at| at.checked_sub(3))
+        });
+        self.follow(bytes);
+        if let Some(at) = at {
             self.bytes.clear();
             self.open = true;
             self.extend(&bytes[at..]);
         } else if self.open {
             self.extend(bytes);
         }
+    }
+
+    /// Notes that `bytes` came next in the stream, for where the next ones may begin an event.
+    fn follow(&mut self, bytes: &[u8]) {
+        let [_, x, y] = self.before;
+        self.before = match *bytes {
+            [.., a, b, c] => [a, b, c],
+            [b, c] => [y, b, c],
+            [c] => [x, y, c],
+            [] => return,
+        };
     }
 
     fn extend(&mut self, bytes: &[u8]) {
@@ -952,6 +981,50 @@ mod tests {
             let without_event_lines = body.replace("event: response.completed\n", "");
             let whole = read("text/event-stream", &[without_event_lines.as_bytes()]).0;
             assert!(whole.done, "its type says it ended the response");
+        }
+    }
+
+    /// A `response.completed` too large for the window may begin right where a frame begins, after
+    /// the blank line that ended the frame before (one event per frame, as servers write them), or
+    /// after a blank line split between two frames (a proxy cuts a stream anywhere): its start is
+    /// found in the bytes the window lets go all the same, whatever the line ends.
+    #[test]
+    fn a_final_event_beginning_at_a_frame_boundary_still_ends_the_stream() {
+        let text = "w ".repeat(50 * 1024);
+        for eol in ["\n", "\r\n", "\r"] {
+            let end = RESPONSES_SSE.find("event: response.completed").unwrap();
+            // Created and one delta: the first text is read before the window takes over.
+            let head = RESPONSES_SSE[..end].replace('\n', eol);
+            let delta = head[head.find("event: response.output_text.delta").unwrap()..].to_owned();
+            let done = format!(
+                "event: response.output_text.done{eol}data: {{\"type\":\"response.output_text.done\",\"text\":\"{text}\"}}{eol}{eol}"
+            );
+            let completed = format!(
+                "event: response.completed{eol}data: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"{text}\"}}]}}],\"usage\":{{\"input_tokens\":900,\"output_tokens\":51200}}}}}}{eol}{eol}"
+            );
+            // The blank line before `response.completed` split between two frames.
+            let cut = done.len() - eol.len();
+            let split = format!("{}{completed}", &done[cut..]);
+            let cases: [Vec<&str>; 3] = [
+                vec![&head, &completed],
+                vec![&head, &delta, &done, &completed],
+                vec![&head, &delta, &done[..cut], &split],
+            ];
+            for frames in cases {
+                for size in [1000, usize::MAX] {
+                    let frames: Vec<&[u8]> = frames
+                        .iter()
+                        .flat_map(|frame| frame.as_bytes().chunks(size.min(frame.len())))
+                        .collect();
+                    let (info, _) = read("text/event-stream", &frames);
+                    assert_eq!(info.usage.input_tokens, Some(900), "{eol:?} {size}");
+                    assert!(
+                        info.done,
+                        "{eol:?}, {} frames: its start says it ended the stream",
+                        frames.len()
+                    );
+                }
+            }
         }
     }
 
