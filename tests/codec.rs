@@ -175,6 +175,31 @@ fn a_key_a_lenient_parser_reads_as_requesty_is_the_member() {
     }
 }
 
+/// A member a lenient parser reads as `requesty` is the caller's own: inject merges into it, and
+/// spells its key `requesty` when it rewrites it, since a parser that compares keys byte for byte
+/// (serde's derived structs, Python's `dict`) reads no other spelling, and what was added would not
+/// arrive.
+#[test]
+fn inject_into_a_member_spelled_otherwise_spells_it_requesty() {
+    for key in ["Requesty", r"REQU\u0045STY", r"requesty\u0000x"] {
+        let body = format!(r#"{{"model":"m","{key}" : {{"user_id":"u"}},"n":1}}"#);
+        let mut out = Bytes::from(body.clone());
+        codec::inject(&mut out, &RequestMetadata::new().tag("ours"), &limits()).unwrap();
+        let sent = value(&out);
+        assert_eq!(
+            sent,
+            json!({"model":"m","requesty":{"user_id":"u","tags":["ours"]},"n":1}),
+            "{body} became {out:?}"
+        );
+        let again = codec::scan(&out, &limits()).unwrap();
+        assert_eq!(again.metadata().unwrap().tags, ["ours"]);
+        // What the member already holds leaves the body as it is.
+        let mut same = Bytes::from(body.clone());
+        codec::inject(&mut same, &RequestMetadata::new().user_id("u"), &limits()).unwrap();
+        assert_eq!(same, body.as_bytes());
+    }
+}
+
 #[test]
 fn a_duplicate_in_a_malformed_body_is_passed_through() {
     assert_eq!(

@@ -116,6 +116,9 @@ pub struct Parameters {
 struct Spans {
     value: Range<usize>,
     removal: Range<usize>,
+    /// Where the key starts, for a member whose key is not `requesty` as every parser reads it
+    /// (`"Requesty"`): an edit that rewrites the member's value spells it `requesty`.
+    respell: Option<usize>,
 }
 
 impl Scan {
@@ -282,8 +285,10 @@ impl std::error::Error for InjectError {}
 /// ([`RequestMetadata::merge`]) with the body's member winning, since it is the most specific source,
 /// and only that member's value is rewritten: within it, fields the merge leaves as they were keep
 /// their bytes, and `tags` (sent without repeats) and `extra` that only gain entries get them
-/// appended. Nothing else is re-serialized. Empty metadata, or metadata the member already holds,
-/// leaves the body unchanged. On error `body` is left as it was.
+/// appended. A member whose key only some parsers read as `requesty` (`"Requesty"`) gets that key
+/// too, so that a parser comparing keys byte for byte reads what was added. Nothing else is
+/// re-serialized. Empty metadata, or metadata the member already holds, leaves the body unchanged.
+/// On error `body` is left as it was.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -369,9 +374,9 @@ impl Scan {
                     Some(raw) => rewrite::rewrite(raw, old, metadata),
                     None => rewrite::to_json(metadata),
                 };
-                (spans.value.clone(), text)
+                spans.value_edit(text)
             }
-            (Some(spans), None) => (spans.value.clone(), rewrite::to_json(metadata)),
+            (Some(spans), None) => spans.value_edit(rewrite::to_json(metadata)),
             (None, _) if metadata.is_empty() => (self.insert_at..self.insert_at, Vec::new()),
             (None, _) => self.insert_member("requesty", &rewrite::to_json(metadata)),
         }
@@ -388,6 +393,24 @@ impl Scan {
         insert.extend_from_slice(b"\":");
         insert.extend_from_slice(value);
         (self.insert_at..self.insert_at, insert)
+    }
+}
+
+/// The member's key as every parser reads it, with its colon.
+const MEMBER_KEY: &[u8] = b"\"requesty\":";
+
+impl Spans {
+    /// The edit that makes the member's value `text`, its key spelled `requesty`.
+    fn value_edit(&self, text: Vec<u8>) -> (Range<usize>, Vec<u8>) {
+        match self.respell {
+            None => (self.value.clone(), text),
+            Some(key) => {
+                let mut insert = Vec::with_capacity(MEMBER_KEY.len() + text.len());
+                insert.extend_from_slice(MEMBER_KEY);
+                insert.extend_from_slice(&text);
+                (key..self.value.end, insert)
+            }
+        }
     }
 }
 
@@ -437,6 +460,10 @@ enum Shape {
     Duplicate,
 }
 
+/// A `requesty` member the single pass found, until it knows what follows it: its key's start, the
+/// end of the value before it, its value, and its key's start again when the key is to be respelled.
+type Pending = (usize, Option<usize>, Range<usize>, Option<usize>);
+
 /// The single pass: walks the top-level object's members, skipping every value, and records the
 /// spans of the members it cares about into `scan`.
 fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, Malformed> {
@@ -457,8 +484,9 @@ fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, 
     scan.insert_at = lx.pos;
     lx.skip_ws();
     let mut model: Option<(Range<usize>, bool)> = None;
-    // The member's key start and the end of the value before it, until we know what follows it.
-    let mut pending: Option<(usize, Option<usize>, Range<usize>)> = None;
+    // The member's key start, the end of the value before it, its value and whether its key is to
+    // be respelled, until we know what follows it.
+    let mut pending: Option<Pending> = None;
     let mut prev_end: Option<usize> = None;
     let mut duplicate = false;
     if lx.peek()? == b'}' {
@@ -483,7 +511,9 @@ fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, 
                     // through, not rejected.
                     duplicate = true;
                 } else {
-                    pending = Some((key_start, prev_end, value.clone()));
+                    // A key spelled otherwise is respelled by an edit that keeps the member.
+                    let respell = (!key_eq(key, escaped, b"requesty")?).then_some(key_start);
+                    pending = Some((key_start, prev_end, value.clone(), respell));
                 }
             } else if key_eq(key, escaped, b"model")? {
                 model = (body[value.start] == b'"')
@@ -510,10 +540,11 @@ fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, 
                 b',' => {
                     lx.pos += 1;
                     lx.skip_ws();
-                    if let Some((start, _, value)) = pending.take() {
+                    if let Some((start, _, value, respell)) = pending.take() {
                         scan.member = Some(Spans {
                             value,
                             removal: start..lx.pos,
+                            respell,
                         });
                     }
                 }
@@ -524,10 +555,14 @@ fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, 
                 _ => return Err(Malformed),
             }
         }
-        if let Some((start, before, value)) = pending.take() {
+        if let Some((start, before, value, respell)) = pending.take() {
             // The last member takes the comma before it; the only member takes none.
             let removal = before.unwrap_or(start)..value.end;
-            scan.member = Some(Spans { value, removal });
+            scan.member = Some(Spans {
+                value,
+                removal,
+                respell,
+            });
         }
         scan.has_members = true;
         scan.insert_at = prev_end.unwrap_or(scan.insert_at);
