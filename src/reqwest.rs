@@ -134,10 +134,13 @@ impl Middleware for MetadataMiddleware {
                     }
                     (body, false) => body,
                 };
+            // The size of the member sent, measured as it is written.
+            let mut member_len = 0;
             // The body to send instead, when it changes.
             let replacement = match (&object, bytes) {
                 (Some(scan), Some(bytes)) => {
                     let (range, insert) = scan.edit(bytes, &config.in_body(&metadata));
+                    member_len = scan.member_len_after((&range, &insert));
                     let changed = !range.is_empty() || !insert.is_empty();
                     with_native(changed.then(|| spliced(bytes, range, &insert)), bytes)
                 }
@@ -162,7 +165,8 @@ impl Middleware for MetadataMiddleware {
             }
             let in_body = object.is_some() && config.carrier != Carrier::Headers;
             if in_body {
-                config.warn_member_size(&metadata);
+                config.warn_member_size(member_len);
+                config.warn_member_depth(&metadata);
             }
             config.write_headers(&metadata, in_body, req.headers_mut());
             if let Some(error) = &unreadable {

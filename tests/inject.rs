@@ -518,3 +518,28 @@ async fn a_member_nested_past_max_depth_is_sent_with_a_warning() {
         assert_eq!(warned(&recorder, "levels deep"), over, "{levels}");
     }
 }
+
+/// The member is measured as it is sent: a caller's own member keeps its bytes (Python's `json`
+/// writes `": "` and `", "` and escapes every character past ASCII), so it can be over
+/// `max_member_bytes` where the same metadata written afresh is well under it.
+#[tokio::test]
+async fn a_member_over_max_member_bytes_as_sent_is_warned_of() {
+    let (recorder, _guard) = Recorder::install();
+    let limits = requesty_metadata::Limits::default().max_member_bytes(256);
+    let note = r"\u00e9".repeat(40);
+    let body = format!(r#"{{"model": "m", "requesty": {{"extra": {{"note": "{note}"}}}}}}"#);
+    let body: &'static [u8] = Box::leak(body.into_bytes().into_boxed_slice());
+    let (seen, upstream) = capture();
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new().tag("t")).limits(limits))
+        .service(upstream);
+    client.oneshot(json_req(body)).await.unwrap();
+    let sent = seen.lock().unwrap()[0].body.clone();
+    let refused = requesty_metadata::codec::scan(&sent, &limits).unwrap_err();
+    assert_eq!(refused.param(), "requesty");
+    assert!(
+        warned(&recorder, "the limit is 256 bytes"),
+        "no warning for a member a server with these limits refuses: {}",
+        String::from_utf8_lossy(&sent)
+    );
+}

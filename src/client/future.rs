@@ -226,10 +226,12 @@ where
     let body = match scanned {
         Ok(scan) if scan.kind() == codec::BodyKind::Object => {
             let (range, insert) = scan.edit(collected.as_slice(), &config.in_body(&metadata));
+            let member_len = scan.member_len_after((&range, &insert));
             let body = collected.splice(range, &insert);
             let in_body = config.carrier != Carrier::Headers;
             if in_body {
-                config.warn_member_size(&metadata);
+                config.warn_member_size(member_len);
+                config.warn_member_depth(&metadata);
             }
             config.write_headers(&metadata, in_body, &mut parts.headers);
             let body = config.native_field(&metadata, body);

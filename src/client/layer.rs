@@ -246,16 +246,12 @@ impl InjectConfig {
     }
 
     /// Warns, in the current span, when the `requesty` member about to be written for `metadata`
-    /// is over the limits' `max_member_bytes` (measured as compact JSON), which a gateway enforcing
-    /// the same limits answers with `400` though each field fits; or when it nests deeper than their
-    /// `max_depth` allows (an `extra` value built in code), which makes a reader with the same limits
-    /// take the whole body for malformed and pass the member on to the provider.
-    pub(crate) fn warn_member_size(&self, metadata: &RequestMetadata) {
-        if metadata.is_empty() {
-            return;
-        }
+    /// nests deeper than the limits' `max_depth` allows (an `extra` value built in code), which makes
+    /// a reader with the same limits take the whole body for malformed and pass the member on to the
+    /// provider.
+    pub(crate) fn warn_member_depth(&self, metadata: &RequestMetadata) {
         let depth = member_depth(metadata);
-        if depth > self.limits.depth() {
+        if !metadata.is_empty() && depth > self.limits.depth() {
             tracing::warn!(
                 param = "requesty",
                 "outgoing metadata breaks a limit: `requesty` nests {depth} levels deep in the body; \
@@ -263,11 +259,14 @@ impl InjectConfig {
                 self.limits.depth()
             );
         }
+    }
+
+    /// Warns, in the current span, when the `requesty` member about to be sent, `size` bytes as
+    /// written ([`Scan::member_len_after`](crate::codec::Scan::member_len_after)), is over the
+    /// limits' `max_member_bytes`, which a gateway enforcing the same limits answers with `400`
+    /// though each field fits.
+    pub(crate) fn warn_member_size(&self, size: usize) {
         let limit = self.limits.member_bytes();
-        if limit == usize::MAX {
-            return;
-        }
-        let size = crate::codec::member_len(metadata);
         if size > limit {
             tracing::warn!(
                 param = "requesty",

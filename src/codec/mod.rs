@@ -350,12 +350,6 @@ pub(crate) fn merge_member(metadata: &mut RequestMetadata, member: &RequestMetad
     }
 }
 
-/// The size of the `requesty` member written afresh for `metadata`, as compact JSON: counted as
-/// it is written, without building it, for every request a client sends.
-pub(crate) fn member_len(metadata: &RequestMetadata) -> usize {
-    rewrite::json_len(metadata)
-}
-
 impl Scan {
     /// The edit that makes the member of `body` (the body this scan read) `metadata`: its value
     /// rewritten, a new last member, or, for empty metadata, the member removed. No edit at all when
@@ -379,6 +373,24 @@ impl Scan {
             (Some(spans), None) => spans.value_edit(rewrite::to_json(metadata)),
             (None, _) if metadata.is_empty() => (self.insert_at..self.insert_at, Vec::new()),
             (None, _) => self.insert_member("requesty", &rewrite::to_json(metadata)),
+        }
+    }
+
+    /// The size of the `requesty` member's value once `edit` (this scan's [`edit`](Self::edit) of
+    /// its body) is made, as a reader measures it: the bytes a rewrite kept (a caller's spacing and
+    /// escapes) included. Zero when the edit removes the member or the body has none.
+    pub(crate) fn member_len_after(&self, (range, insert): (&Range<usize>, &[u8])) -> usize {
+        match &self.member {
+            None if insert.is_empty() => 0,
+            None => insert
+                .len()
+                .saturating_sub(MEMBER_KEY.len() + usize::from(self.has_members)),
+            Some(_) if insert.is_empty() && !range.is_empty() => 0,
+            Some(spans) if insert.is_empty() => spans.value.len(),
+            Some(spans) if range.start < spans.value.start => {
+                insert.len().saturating_sub(MEMBER_KEY.len())
+            }
+            Some(_) => insert.len(),
         }
     }
 
@@ -621,6 +633,35 @@ fn finish(lx: &mut Lexer<'_>) -> Result<(), Malformed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The member's size after an edit is that of the member the edited body holds, for every kind
+    /// of edit: kept, rewritten (its key respelled or not), added, removed.
+    #[test]
+    fn the_member_size_after_an_edit_is_the_size_sent() {
+        let limits = Limits::default();
+        let tag = RequestMetadata::new().tag("t");
+        for (body, metadata) in [
+            (&br#"{"a": 1}"#[..], tag.clone()),
+            (br#"{}"#, tag.clone()),
+            (br#"{"requesty": {"tags": ["t"]}, "a": 1}"#, tag.clone()),
+            (br#"{"requesty": {"user_id": "\u00e9"}}"#, tag.clone()),
+            (br#"{"Requesty" : {"user_id": "u"}}"#, tag.clone()),
+            (br#"{"requesty": null}"#, tag.clone()),
+            (
+                br#"{"a":1, "requesty": {"user_id": "u"}}"#,
+                RequestMetadata::new(),
+            ),
+        ] {
+            let scan = scan(body, &limits).unwrap();
+            let (range, insert) = scan.edit(body, &metadata);
+            let len = scan.member_len_after((&range, &insert));
+            let mut sent = body.to_vec();
+            sent.splice(range, insert);
+            let again = super::scan(&sent, &limits.max_member_bytes(usize::MAX)).unwrap();
+            let want = again.member.map_or(0, |spans| spans.value.len());
+            assert_eq!(len, want, "{}", String::from_utf8_lossy(&sent));
+        }
+    }
 
     /// A top-level key spelled with escapes is the key every parser reads: the scan notes it as the
     /// member it spells, so nothing adds a second one and the span sees the parameter.

@@ -259,15 +259,6 @@ pub(crate) fn to_json(metadata: &RequestMetadata) -> Vec<u8> {
     buf
 }
 
-/// The length of [`to_json`]'s output, counted without building it.
-pub(crate) fn json_len(metadata: &RequestMetadata) -> usize {
-    if metadata.other.keys().any(|name| is_known(name)) {
-        to_json(metadata).len()
-    } else {
-        super::member::json_len(metadata)
-    }
-}
-
 /// Whether `name` is one of the fields [`RequestMetadata`] models, which `other` must not repeat.
 fn is_known(name: &str) -> bool {
     matches!(
