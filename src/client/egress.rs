@@ -14,7 +14,8 @@ use std::ops::Range;
 pub enum Native {
     /// OpenAI's top-level `safety_identifier` (at most 64 characters: a longer id is sent hashed).
     OpenAi,
-    /// Anthropic's `metadata.user_id` (at most 256 characters: a longer id is sent hashed).
+    /// Anthropic's `metadata.user_id` (at most 256 bytes, within Anthropic's 256 characters: a longer
+    /// id is sent hashed).
     Anthropic,
 }
 
@@ -52,7 +53,12 @@ pub(crate) fn native_user_value(
         Native::OpenAi => SAFETY_IDENTIFIER_MAX,
         Native::Anthropic => ANTHROPIC_USER_ID_MAX,
     };
-    let too_long = user_id.chars().count() > max;
+    // Anthropic counts characters; counted in bytes here, an id that fits is also one a reader
+    // with the default `max_id_len` (256 bytes) takes back.
+    let too_long = match native {
+        Native::OpenAi => user_id.chars().count() > max,
+        Native::Anthropic => user_id.len() > max,
+    };
     match (hash_key, too_long) {
         (Some(key), _) => key.hash(user_id),
         (None, true) => genai::user_hash(b"requesty-metadata", user_id),
@@ -352,10 +358,11 @@ mod tests {
             ),
             r#"{"metadata":{"user_id":"keep"}}"#
         );
-        // At most 256 characters go as they are; a longer id goes hashed.
-        let fits = "é".repeat(256);
+        // At most 256 bytes go as they are (fewer than Anthropic's 256 characters, so that a
+        // reader's default `max_id_len` takes it back); a longer id goes hashed.
+        let fits = "é".repeat(128);
         assert_eq!(native_user_value(&fits, Native::Anthropic, None), fits);
-        let long = "é".repeat(257);
+        let long = "é".repeat(129);
         let hashed = native_user_value(&long, Native::Anthropic, None);
         assert!(hashed.len() <= 256 && !hashed.contains('é'), "{hashed}");
     }

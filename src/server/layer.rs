@@ -198,8 +198,10 @@ impl<M, R> RequestyMetadataLayer<M, R> {
     /// Gives a chat request without a `trace_id` one derived from its conversation's opening (system
     /// prompt and first user message), which every turn repeats: all turns of one conversation get the
     /// same `trace_id` (`conv_…`) and so the same `gen_ai.conversation.id`, also when a client marks
-    /// the newest message for Anthropic's prompt caching (`cache_control` is left out). Off by
-    /// default; the cost is reading and hashing those two messages, found without parsing the rest.
+    /// the newest message for Anthropic's prompt caching (`cache_control` is left out; but for an
+    /// opening whose content parts pass 64 KiB, an image or a document, which is hashed as sent).
+    /// Off by default; the cost is reading and hashing those two messages, found without parsing
+    /// the rest.
     pub fn reconstruct_sessions(mut self, on: bool) -> Self {
         self.config().reconstruct_sessions = on;
         self
