@@ -543,3 +543,61 @@ async fn a_member_over_max_member_bytes_as_sent_is_warned_of() {
         String::from_utf8_lossy(&sent)
     );
 }
+
+/// A body of declared length that ends in trailers, as a client may hand over.
+struct WithTrailers(
+    Option<http_body::Frame<Bytes>>,
+    Option<http_body::Frame<Bytes>>,
+);
+
+impl http_body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let next = self.0.take().or_else(|| self.1.take());
+        std::task::Poll::Ready(next.map(Ok))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(5)
+    }
+}
+
+/// A body the client reads whole but does not edit (JSON that is not an object) is rebuilt from its
+/// bytes, without the trailers it came with: no `Trailer` header announces them either.
+#[tokio::test]
+async fn a_body_read_whole_goes_without_its_trailer_header() {
+    use axum::body::Body;
+    let (_recorder, _guard) = Recorder::install();
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
+    let body = Body::new(WithTrailers(
+        Some(http_body::Frame::data(Bytes::from_static(b"[1,2]"))),
+        Some(http_body::Frame::trailers(trailers)),
+    ));
+    let request = http::Request::post("http://upstream.test/v1/embeddings")
+        .header("content-type", "application/json")
+        .header("trailer", "x-checksum")
+        .body(body)
+        .unwrap();
+    let upstream = tower::service_fn(|request: http::Request<Body>| async move {
+        let announced = request.headers().contains_key("trailer");
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        Ok::<_, Infallible>(http::Response::new(Body::from(format!(
+            "{}|{announced}",
+            String::from_utf8_lossy(&body)
+        ))))
+    });
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(
+            RequestMetadata::new().tag("t"),
+        ))
+        .service(upstream);
+    let response = client.oneshot(request).await.unwrap();
+    let seen = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(seen, "[1,2]|false".as_bytes());
+}

@@ -270,6 +270,10 @@ where
                 Ok(_) if body.trim_ascii().is_empty() => {}
                 Ok(_) => body = config.native_field(&metadata, body),
             }
+            if trailers {
+                // Rebuilt from its bytes, the body goes without the trailers it came with.
+                crate::content::set_whole_length(&mut parts.headers, body.len());
+            }
             config.write_headers(&metadata, false, &mut parts.headers);
             body
         }
