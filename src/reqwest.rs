@@ -136,11 +136,15 @@ impl Middleware for MetadataMiddleware {
                 };
             // The size of the member sent, measured as it is written.
             let mut member_len = 0;
+            // Why a reader refuses the caller's own `extra` as it is sent, if it does.
+            let mut extra_refused = None;
             // The body to send instead, when it changes.
             let replacement = match (&object, bytes) {
                 (Some(scan), Some(bytes)) => {
                     let (range, insert) = scan.edit(bytes, &config.in_body(&metadata));
                     member_len = scan.member_len_after((&range, &insert));
+                    extra_refused =
+                        scan.own_extra_error_after(bytes, (&range, &insert), &config.limits);
                     let changed = !range.is_empty() || !insert.is_empty();
                     with_native(changed.then(|| spliced(bytes, range, &insert)), bytes)
                 }
@@ -166,6 +170,7 @@ impl Middleware for MetadataMiddleware {
             let in_body = object.is_some() && config.carrier != Carrier::Headers;
             if in_body {
                 config.warn_member_size(member_len);
+                config.warn_extra_size(extra_refused.take(), &metadata);
                 config.warn_member_depth(&metadata);
             }
             config.write_headers(&metadata, in_body, req.headers_mut());

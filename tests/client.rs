@@ -2226,3 +2226,24 @@ async fn a_member_over_max_member_bytes_is_sent_with_a_warning_through_reqwest()
         .any(|e| e.get("param").map(String::as_str) == Some("requesty"));
     assert!(warned, "{spans:#?}");
 }
+
+/// A caller's own `extra` over `max_extra_bytes` as sent (its escapes counted), within it written
+/// compactly, is warned of through reqwest as through the tower layer.
+#[tokio::test]
+async fn an_extra_over_max_extra_bytes_as_sent_is_warned_of_through_reqwest() {
+    let (recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let limits = requesty_metadata::Limits::default().max_extra_bytes(256);
+    let layer = RequestyMetadataLayer::inject(RequestMetadata::new().tag("t")).limits(limits);
+    let note = r"\u00e9".repeat(45);
+    let body = format!(r#"{{"model": "m", "requesty": {{"extra": {{"note": "{note}"}}}}}}"#);
+    let echo = echoed(json_post(&with_middleware(layer.into()), bare, body)).await;
+    let refused = requesty_metadata::codec::scan(echo.body.as_bytes(), &limits).unwrap_err();
+    assert_eq!(refused.param(), "requesty.extra");
+    let spans = recorder.named("llm_client_request");
+    let warned = spans
+        .iter()
+        .flat_map(|s| &s.events)
+        .any(|e| e.get("param").map(String::as_str) == Some("requesty.extra"));
+    assert!(warned, "{spans:#?}");
+}

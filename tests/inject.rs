@@ -601,3 +601,28 @@ async fn a_body_read_whole_goes_without_its_trailer_header() {
     let seen = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(seen, "[1,2]|false".as_bytes());
 }
+
+/// `max_extra_bytes` is measured as sent too: a reader measures a member's `extra` by its bytes, so
+/// a caller's own `extra` written with spaces and escapes (as Python's `json` writes it) can be over
+/// the limit where the same `extra` written compactly is well under it.
+#[tokio::test]
+async fn an_extra_over_max_extra_bytes_as_sent_is_warned_of() {
+    let (recorder, _guard) = Recorder::install();
+    let limits = requesty_metadata::Limits::default().max_extra_bytes(256);
+    let note = r"\u00e9".repeat(45);
+    let body = format!(r#"{{"model": "m", "requesty": {{"extra": {{"note": "{note}"}}}}}}"#);
+    let body: &'static [u8] = Box::leak(body.into_bytes().into_boxed_slice());
+    let (seen, upstream) = capture();
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new().tag("t")).limits(limits))
+        .service(upstream);
+    client.oneshot(json_req(body)).await.unwrap();
+    let sent = seen.lock().unwrap()[0].body.clone();
+    let refused = requesty_metadata::codec::scan(&sent, &limits).unwrap_err();
+    assert_eq!(refused.param(), "requesty.extra");
+    assert!(
+        warned(&recorder, "the limit is 256 bytes"),
+        "no warning for an `extra` a server with these limits refuses: {}",
+        String::from_utf8_lossy(&sent)
+    );
+}

@@ -227,10 +227,13 @@ where
         Ok(scan) if scan.kind() == codec::BodyKind::Object => {
             let (range, insert) = scan.edit(collected.as_slice(), &config.in_body(&metadata));
             let member_len = scan.member_len_after((&range, &insert));
+            let extra_refused =
+                scan.own_extra_error_after(collected.as_slice(), (&range, &insert), &config.limits);
             let body = collected.splice(range, &insert);
             let in_body = config.carrier != Carrier::Headers;
             if in_body {
                 config.warn_member_size(member_len);
+                config.warn_extra_size(extra_refused, &metadata);
                 config.warn_member_depth(&metadata);
             }
             config.write_headers(&metadata, in_body, &mut parts.headers);

@@ -275,6 +275,28 @@ impl InjectConfig {
         }
     }
 
+    /// Warns, in the current span, when the `extra` about to be sent in the body is refused as
+    /// sent (`refused`, from
+    /// [`Scan::own_extra_error_after`](crate::codec::Scan::own_extra_error_after): a caller's own,
+    /// with its spacing and escapes, over `max_extra_bytes`), which a gateway enforcing the same
+    /// limits answers with `400`, though the same `extra` written compactly, as
+    /// [`warn_over_limits`](Self::warn_over_limits) measures it, is within the limit.
+    pub(crate) fn warn_extra_size(
+        &self,
+        refused: Option<crate::MetadataError>,
+        metadata: &RequestMetadata,
+    ) {
+        let Some(error) = refused else {
+            return;
+        };
+        if crate::codec::json_len(&metadata.extra) <= self.limits.extra_bytes() {
+            tracing::warn!(
+                param = error.param(),
+                "outgoing metadata breaks a limit as sent: {error}"
+            );
+        }
+    }
+
     /// Writes the provider-native user field configured into a JSON body that already carries its
     /// final `requesty` member.
     pub(crate) fn native_field(&self, metadata: &RequestMetadata, body: Bytes) -> Bytes {

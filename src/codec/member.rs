@@ -122,6 +122,29 @@ pub(crate) fn members(
     lx.at_end().then_some(())
 }
 
+/// Why a reader with `limits` refuses the `extra` of the member value `raw` as sent, its bytes
+/// counted as [`parse`] counts them against `max_extra_bytes` (a caller's spacing and escapes
+/// included); `None` when it does not, or `raw` has no `extra` object. Only an `extra` longer than
+/// the limit is read.
+pub(crate) fn sent_extra_error(raw: &[u8], limits: &Limits) -> Option<MetadataError> {
+    let whole = std::str::from_utf8(raw).ok()?;
+    let mut range = None;
+    members(whole, |name, _, value| {
+        if name == "extra" {
+            range = Some(value);
+        }
+    })?;
+    let text = whole.get(range?)?;
+    // The parser counts no more than the object's bytes.
+    if text.len() <= limits.extra_bytes() || !text.starts_with('{') {
+        return None;
+    }
+    let bytes_only = limits.max_extra_entries(usize::MAX);
+    extra(&mut Lexer::over_text(text, limits.depth()), &bytes_only)
+        .err()
+        .filter(|error| error.kind() == ErrorKind::TooLong)
+}
+
 /// Checks header- or code-built metadata against the same limits the body parser applies.
 ///
 /// `measure_extra` checks the size of `extra` too, as compact JSON: wanted unless `extra` is

@@ -42,7 +42,7 @@ mod member;
 mod rewrite;
 pub(crate) mod splice;
 
-pub(crate) use member::check;
+pub(crate) use member::{check, json_len};
 
 use crate::error::{ErrorKind, MetadataError};
 use crate::{Limits, RequestMetadata};
@@ -394,6 +394,33 @@ impl Scan {
         }
     }
 
+    /// Why a reader with `limits` refuses the `extra` of the `requesty` member once `edit` (this
+    /// scan's [`edit`](Self::edit) of `body`) is made, counted as sent (the bytes a rewrite kept of
+    /// a caller's own member included), when the body held a member of the caller's own with an
+    /// `extra`: a member written afresh is compact JSON, as [`check`] measures it. `None` otherwise.
+    pub(crate) fn own_extra_error_after(
+        &self,
+        body: &[u8],
+        (range, insert): (&Range<usize>, &[u8]),
+        limits: &Limits,
+    ) -> Option<MetadataError> {
+        if self
+            .metadata
+            .as_ref()
+            .is_none_or(|own| own.extra.is_empty())
+        {
+            return None;
+        }
+        let spans = self.member.as_ref()?;
+        let member = match insert {
+            [] if range.is_empty() => body.get(spans.value.clone())?,
+            [] => return None,
+            _ if range.start < spans.value.start => insert.get(MEMBER_KEY.len()..)?,
+            _ => insert,
+        };
+        member::sent_extra_error(member, limits)
+    }
+
     /// The edit that adds `"key":value` (`value` being JSON text) as the object's last member.
     pub(crate) fn insert_member(&self, key: &str, value: &[u8]) -> (Range<usize>, Vec<u8>) {
         let mut insert = Vec::with_capacity(key.len() + value.len() + 4);
@@ -660,6 +687,60 @@ mod tests {
             let again = super::scan(&sent, &limits.max_member_bytes(usize::MAX)).unwrap();
             let want = again.member.map_or(0, |spans| spans.value.len());
             assert_eq!(len, want, "{}", String::from_utf8_lossy(&sent));
+        }
+    }
+
+    /// A caller's own `extra` after an edit is refused as a reader refuses it, by its bytes as
+    /// sent: at a limit a byte under the size it is sent at (escapes and spaces included), not at
+    /// that size.
+    #[test]
+    fn the_extra_after_an_edit_is_judged_as_sent() {
+        let limits = Limits::default();
+        let tag = RequestMetadata::new().tag("t");
+        let more = RequestMetadata::new().extra("b", "c");
+        for (body, metadata) in [
+            (
+                &br#"{"requesty": {"extra": {"a": "\u00e9" } }}"#[..],
+                tag.clone(),
+            ),
+            (
+                br#"{"requesty": {"extra": {"a": [1, 2] }}, "x": 1}"#,
+                more.clone(),
+            ),
+            (br#"{"Requesty" : {"extra": {"a": "b"}}}"#, more),
+            (
+                br#"{"requesty": {"extra": {"a": "b"}, "tags": ["t"]}}"#,
+                tag,
+            ),
+        ] {
+            let scan = scan(body, &limits).unwrap();
+            // Merged with the caller's own member first, as the client does.
+            let mut metadata = metadata;
+            if let Some(own) = scan.metadata() {
+                merge_member(&mut metadata, own);
+            }
+            let (range, insert) = scan.edit(body, &metadata);
+            let mut sent = body.to_vec();
+            sent.splice(range.clone(), insert.iter().copied());
+            let text = String::from_utf8_lossy(&sent);
+            // The size the reader counts: the smallest limit it takes.
+            let size = (0..sent.len())
+                .find(|&n| super::scan(&sent, &limits.max_extra_bytes(n)).is_ok())
+                .unwrap();
+            let judged =
+                |n| scan.own_extra_error_after(body, (&range, &insert), &limits.max_extra_bytes(n));
+            assert!(judged(size).is_none(), "{text}");
+            let over = judged(size - 1).expect(&text);
+            assert_eq!(over.param(), "requesty.extra", "{text}");
+        }
+        // No member of the caller's own, or one without `extra`: written afresh, or not at all.
+        for body in [&br#"{"a": 1}"#[..], br#"{"requesty": {"tags": ["t"]}}"#] {
+            let scan = scan(body, &limits).unwrap();
+            let metadata = RequestMetadata::new().extra("a", "b");
+            let (range, insert) = scan.edit(body, &metadata);
+            let judged =
+                scan.own_extra_error_after(body, (&range, &insert), &limits.max_extra_bytes(0));
+            assert!(judged.is_none());
         }
     }
 
