@@ -301,9 +301,11 @@ fn an_error_event_in_a_stream_is_read() {
         let info = read("text/event-stream", &[stream.as_bytes()]).0;
         assert_eq!(info.error.as_deref(), Some(error), "{stream}");
     }
-    // A stream that went well reports none; `"error": null` is no error.
+    // A stream that went well reports none; `"error": null` is no error, nor is `"error": ""`.
     let fine = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"error\":null}}\n\ndata: [DONE]\n\n";
     assert_eq!(read("text/event-stream", &[fine.as_bytes()]).0.error, None);
+    let blank = "data: {\"id\":\"c1\",\"choices\":[],\"error\":\"\"}\n\ndata: [DONE]\n\n";
+    assert_eq!(read("text/event-stream", &[blank.as_bytes()]).0.error, None);
     // A JSON answer too (TGI's, with its `4xx`).
     let json = r#"{"error":"Input validation error: `inputs` must have less than 4096 tokens","error_type":"validation"}"#;
     assert_eq!(

@@ -680,7 +680,11 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
     }
     if let Some(error) = value.get("error").filter(|e| e.is_object()) {
         info.note_error([name(error, "type"), name(error, "code")]);
-    } else if value.get("error").is_some_and(Value::is_string) {
+    } else if value
+        .get("error")
+        .and_then(Value::as_str)
+        .is_some_and(|message| !message.is_empty())
+    {
         // Hugging Face TGI's shape: the error a message, its kind in `error_type`.
         info.note_error([name(value, "error_type"), None]);
     } else if name(value, "type") == Some("error") {
