@@ -1221,3 +1221,34 @@ fn a_broken_scalar_in_a_typed_field_is_a_syntax_error() {
         assert_eq!(error(body).param(), param, "{body}");
     }
 }
+
+/// A typed field holding a container nested as deep as the body may nest is a value of the wrong
+/// type, as the same container in an unknown field is a value: not a syntax error.
+#[test]
+fn a_typed_field_nested_to_the_depth_limit_is_a_wrong_type() {
+    // The body is depth 1 and the member 2: 8 brackets reach a limit of 10.
+    let l = Limits::default().max_depth(10);
+    let arrays = format!("{}{}", "[".repeat(8), "]".repeat(8));
+    let future = format!(r#"{{"requesty":{{"future":{arrays}}}}}"#);
+    assert!(codec::scan(future.as_bytes(), &l)
+        .unwrap()
+        .metadata()
+        .is_some());
+    for (field, param) in [
+        ("tags", "requesty.tags"),
+        ("user_id", "requesty.user_id"),
+        ("trace_id", "requesty.trace_id"),
+        ("origin_title", "requesty.origin_title"),
+        ("extra", "requesty.extra"),
+    ] {
+        let body = format!(r#"{{"requesty":{{"{field}":{arrays}}}}}"#);
+        assert!(serde_json::from_str::<Value>(&body).is_ok());
+        let e = error_with(&body, &l);
+        assert_eq!(
+            (e.kind(), e.param()),
+            (ErrorKind::InvalidType, param),
+            "{}",
+            e.message()
+        );
+    }
+}

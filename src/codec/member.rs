@@ -388,7 +388,7 @@ fn tags(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Vec<String>, MetadataErro
     match lx.peek().map_err(m)? {
         b'n' => return null(lx).map(|()| Vec::new()),
         b'[' => {}
-        _ => return Err(not_a(lx, wrong)),
+        _ => return Err(not_a(lx, 2, wrong)),
     }
     let mut list: Vec<String> = Vec::new();
     // Past a few tags, the ones seen so far are looked up in a set: a client reads its caller's own
@@ -398,7 +398,7 @@ fn tags(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Vec<String>, MetadataErro
     walk(lx, b'[', b']', |lx| {
         match lx.peek().map_err(m)? {
             b'"' => {}
-            _ => return Err(not_a(lx, wrong)),
+            _ => return Err(not_a(lx, 3, wrong)),
         }
         let tag = string(lx).map_err(m)?;
         count += 1;
@@ -485,15 +485,17 @@ fn text(lx: &mut Lexer<'_>, name: &str) -> Result<Option<String>, MetadataError>
     match lx.peek().map_err(m)? {
         b'n' => null(lx).map(|()| None),
         b'"' => string(lx).map(Some).map_err(m),
-        _ => Err(not_a(lx, wrong)),
+        _ => Err(not_a(lx, 2, wrong)),
     }
 }
 
 /// The error for a value that is not what a field takes: `wrong` when it is a value of another
 /// type, the member's syntax error when it is no value at all (`["a",]`, `tru`). Moves past it.
-fn not_a(lx: &mut Lexer<'_>, wrong: impl FnOnce() -> MetadataError) -> MetadataError {
+/// `depth` is that of the container holding the value (the member being 2), so a value nested as
+/// deep as the body may nest is still a value.
+fn not_a(lx: &mut Lexer<'_>, depth: usize, wrong: impl FnOnce() -> MetadataError) -> MetadataError {
     // A value, and one that ends where a value must (`01` is a `0` too much).
-    let value = lx.skip_value(3).is_ok() && {
+    let value = lx.skip_value(depth).is_ok() && {
         lx.skip_ws();
         matches!(lx.peek(), Ok(b',' | b'}' | b']'))
     };
@@ -535,7 +537,7 @@ fn extra(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Map<String, Value>, Meta
         b'n' => return null(lx).map(|()| Map::new()),
         b'{' => {}
         _ => {
-            return Err(not_a(lx, || {
+            return Err(not_a(lx, 2, || {
                 MetadataError::new(
                     ErrorKind::InvalidType,
                     "requesty.extra",
