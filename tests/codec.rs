@@ -1252,3 +1252,26 @@ fn a_typed_field_nested_to_the_depth_limit_is_a_wrong_type() {
         );
     }
 }
+
+/// A key repeated in a full `extra` is a duplicate, not a key past the limit: the object has no
+/// more keys than the limit allows.
+#[test]
+fn a_repeated_key_in_a_full_extra_is_a_duplicate() {
+    let d = limits();
+    let full = extra_entries(d.extra_entries());
+    let repeated = format!(r#"{},"k0":0}}"#, &full[..full.len() - 1]);
+    let body = format!(r#"{{"requesty":{{"extra":{repeated}}}}}"#);
+    let e = error(&body);
+    assert_eq!(
+        (e.kind(), e.param()),
+        (ErrorKind::Duplicate, "requesty.extra.k0"),
+        "{}",
+        e.message()
+    );
+    let one = Limits::default().max_extra_entries(1);
+    let e = error_with(r#"{"requesty":{"extra":{"a":1,"\u0061":2}}}"#, &one);
+    assert_eq!(
+        (e.kind(), e.param()),
+        (ErrorKind::Duplicate, "requesty.extra.a")
+    );
+}

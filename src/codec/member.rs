@@ -574,18 +574,15 @@ fn extra(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Map<String, Value>, Meta
         if let Some(e) = too_long(lx) {
             return Err(e);
         }
+        // A repeated key adds no key: it is a duplicate even when the object is full.
+        if map.contains_key(&name) {
+            return Err(duplicate(&format!("extra.{name}")));
+        }
         if map.len() == limits.extra_entries() {
             return Err(too_many("extra", "keys", None, limits.extra_entries()));
         }
-        match map.entry(name) {
-            serde_json::map::Entry::Occupied(entry) => {
-                Err(duplicate(&format!("extra.{}", entry.key())))
-            }
-            serde_json::map::Entry::Vacant(entry) => {
-                entry.insert(value);
-                Ok(())
-            }
-        }
+        map.insert(name, value);
+        Ok(())
     })?;
     match too_long(lx) {
         Some(e) => Err(e),
