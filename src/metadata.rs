@@ -165,7 +165,8 @@ impl RequestMetadata {
     }
 
     /// Fills what `self` lacks from `fallback`: the mirror of [`merge`](Self::merge) with `self` as
-    /// the winning side, so `self`'s tags come first.
+    /// the winning side, so `self`'s tags come first. An empty id or origin (`""`) is lacking too: it
+    /// carries nothing, and leaves the field to the fallback.
     ///
     /// The server layer combines body and header metadata this way, the body winning:
     ///
@@ -177,6 +178,10 @@ impl RequestMetadata {
     /// let combined = body.with_fallback(headers);
     /// assert_eq!(combined.tags, ["b", "h"]);
     /// assert_eq!(combined.trace_id.as_deref(), Some("from-body"));
+    /// assert_eq!(combined.user_id.as_deref(), Some("u"));
+    ///
+    /// let empty = RequestMetadata::new().user_id("");
+    /// let combined = empty.with_fallback(RequestMetadata::new().user_id("u"));
     /// assert_eq!(combined.user_id.as_deref(), Some("u"));
     /// ```
     #[must_use = "it returns the changed metadata"]
@@ -199,7 +204,7 @@ impl RequestMetadata {
             (&mut self.origin_referer, fallback.origin_referer),
             (&mut self.origin_title, fallback.origin_title),
         ] {
-            if mine.is_none() {
+            if mine.as_deref().is_none_or(str::is_empty) && theirs.is_some() {
                 *mine = theirs;
             }
         }

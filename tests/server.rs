@@ -280,6 +280,40 @@ async fn body_wins_over_headers_and_tags_unite_body_first() {
     assert_eq!(response.bytes().await.unwrap(), &br#"{"model":"m"}"#[..]);
 }
 
+/// An empty id carries nothing, wherever it comes from: the body's `""` leaves the field to the
+/// header, as an empty header leaves it to the next source.
+#[tokio::test]
+async fn an_empty_body_id_leaves_the_field_to_the_header() {
+    let (_recorder, _guard) = Recorder::install();
+    let (router, _) = app(RequestyMetadataLayer::new());
+    let addr = serve(router).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("X-Requesty-User-Id", "user-header")
+        .header("X-Requesty-Trace-Id", "trace-header")
+        .body(r#"{"requesty":{"user_id":"","trace_id":""},"model":"m"}"#)
+        .send()
+        .await
+        .unwrap();
+    let meta = seen_metadata(&response).unwrap();
+    assert_eq!(meta.user_id.as_deref(), Some("user-header"));
+    assert_eq!(meta.trace_id.as_deref(), Some("trace-header"));
+    // Nor does an empty `trace_id` keep a conversation from getting its derived one.
+    let (router, _) = app(RequestyMetadataLayer::new().reconstruct_sessions(true));
+    let addr = serve(router).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(r#"{"requesty":{"trace_id":""},"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let meta = seen_metadata(&response).unwrap();
+    let derived = meta.trace_id.unwrap_or_default();
+    assert!(derived.starts_with("conv_"), "{derived:?}");
+}
+
 #[tokio::test]
 async fn no_metadata_means_no_extension_and_the_same_bytes() {
     let (_recorder, _guard) = Recorder::install();

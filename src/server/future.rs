@@ -467,7 +467,7 @@ where
     metadata.fill_from(dialect_headers);
     dialects::fill_native_user(&mut metadata, bytes, &scan, sources, limits, left_out);
     let finish = |metadata: &mut RequestMetadata| {
-        if config.reconstruct_sessions && metadata.trace_id.is_none() {
+        if config.reconstruct_sessions && metadata.trace_id.as_deref().is_none_or(str::is_empty) {
             // A limit set below the derived id's length (29 bytes) leaves the request without one.
             metadata.trace_id =
                 dialects::conversation_id(bytes, scan.members(), config.limits.depth())
