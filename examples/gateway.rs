@@ -158,11 +158,19 @@ async fn main() -> ExitCode {
     } else {
         "stripped"
     };
-    eprintln!("request metadata is {strip}; press Ctrl-C to stop");
+    eprintln!("request metadata is {strip}; press Ctrl-C (or send SIGTERM) to stop");
 
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("shutting down: finishing requests in flight");
+        stop_signal().await;
+        eprintln!("shutting down: finishing requests in flight (Ctrl-C again to stop now)");
+        // A stream that never ends (an upstream that hangs) would hold the graceful shutdown
+        // forever: a second signal stops at once, with the access log written out.
+        tokio::spawn(async {
+            stop_signal().await;
+            eprintln!("stopping now: requests in flight are cut");
+            access_log::flush();
+            std::process::exit(130);
+        });
     };
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -173,6 +181,26 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Ctrl-C, or (on Unix) `SIGTERM`, the signal `kill`, systemd and container runtimes stop a service
+/// with: without a handler for it the process would die with its queued access-log lines unwritten.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for SIGTERM"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// `None` means `--help`. Takes `--flag value` and `--flag=value`.
