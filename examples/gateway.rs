@@ -589,17 +589,19 @@ mod proxy {
         let answer = match outgoing.headers(headers).send().await {
             Ok(answer) => answer,
             Err(error) => {
+                // A timeout (the connect timeout) is a 504, as a gateway reports an upstream that
+                // did not answer in time; other failures are a 502.
+                let (status, code) = if error.is_timeout() {
+                    (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+                } else {
+                    (StatusCode::BAD_GATEWAY, "upstream_unreachable")
+                };
                 let message = format!(
                     "the upstream provider could not be reached: {}",
                     causes(&error)
                 );
                 tracing::warn!("{message}");
-                return error_response(
-                    StatusCode::BAD_GATEWAY,
-                    &message,
-                    "api_error",
-                    "upstream_unreachable",
-                );
+                return error_response(status, &message, "api_error", code);
             }
         };
         let status = answer.status();
