@@ -31,7 +31,6 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use requesty_metadata::server::Completion;
 use requesty_metadata::RequestyMetadataLayer;
@@ -137,13 +136,6 @@ async fn main() -> ExitCode {
     let addr = listener
         .local_addr()
         .expect("a bound listener has a local address");
-    // Stream frames go out as they are written: with Nagle's algorithm on, a small frame waits for
-    // the peer to acknowledge the one before it, up to its delayed-ACK timeout (40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "cannot turn off Nagle's algorithm on a connection");
-        }
-    });
     println!("gateway listening on http://{addr}");
     // Flushed now: a script waiting for this line may be reading through a pipe.
     let _ = std::io::stdout().flush();
@@ -172,15 +164,67 @@ async fn main() -> ExitCode {
             std::process::exit(130);
         });
     };
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    serve(listener, app, shutdown).await;
     access_log::flush();
-    if let Err(error) = served {
-        eprintln!("gateway: server error: {error}");
-        return ExitCode::FAILURE;
-    }
     ExitCode::SUCCESS
+}
+
+/// How long a client has to send a request's head, on a new connection or a kept-alive one.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves `app` until `shutdown`, then waits for the connections' requests in flight. What
+/// `axum::serve` does, plus a timeout for reading a request's head: `axum::serve` gives hyper no
+/// timer, so a connection that never finishes its head (or sits idle between requests) was held
+/// for ever, a file descriptor and some memory each, until the gateway could accept no more.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(error) => {
+                    // Out of file descriptors, say: wait for some to be freed, as axum::serve does.
+                    tracing::error!(%error, "accept error");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Stream frames go out as they are written: with Nagle's algorithm on, a small frame waits
+        // for the peer to acknowledge the one before it, up to its delayed-ACK timeout (40 ms on
+        // Linux).
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "cannot turn off Nagle's algorithm on a connection");
+        }
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A connection's errors (a client that left, a timed-out head) end only it.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Ctrl-C, or (on Unix) `SIGTERM`, the signal `kill`, systemd and container runtimes stop a service
