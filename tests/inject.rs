@@ -519,29 +519,35 @@ async fn a_member_nested_past_max_depth_is_sent_with_a_warning() {
     }
 }
 
-/// The member is measured as it is sent: a caller's own member keeps its bytes (Python's `json`
-/// writes `": "` and `", "` and escapes every character past ASCII), so it can be over
-/// `max_member_bytes` where the same metadata written afresh is well under it.
+/// The member and its `extra` are measured as they are sent: a caller's own member keeps its bytes
+/// (Python's `json` writes `": "` and `", "` and escapes every character past ASCII), so it can be
+/// over `max_member_bytes` or `max_extra_bytes` where the same metadata written afresh is well under.
 #[tokio::test]
-async fn a_member_over_max_member_bytes_as_sent_is_warned_of() {
-    let (recorder, _guard) = Recorder::install();
-    let limits = requesty_metadata::Limits::default().max_member_bytes(256);
-    let note = r"\u00e9".repeat(40);
-    let body = format!(r#"{{"model": "m", "requesty": {{"extra": {{"note": "{note}"}}}}}}"#);
-    let body: &'static [u8] = Box::leak(body.into_bytes().into_boxed_slice());
-    let (seen, upstream) = capture();
-    let client = ServiceBuilder::new()
-        .layer(RequestyMetadataLayer::inject(RequestMetadata::new().tag("t")).limits(limits))
-        .service(upstream);
-    client.oneshot(json_req(body)).await.unwrap();
-    let sent = seen.lock().unwrap()[0].body.clone();
-    let refused = requesty_metadata::codec::scan(&sent, &limits).unwrap_err();
-    assert_eq!(refused.param(), "requesty");
-    assert!(
-        warned(&recorder, "the limit is 256 bytes"),
-        "no warning for a member a server with these limits refuses: {}",
-        String::from_utf8_lossy(&sent)
-    );
+async fn a_member_or_extra_over_its_limit_as_sent_is_warned_of() {
+    use requesty_metadata::Limits;
+    let cases = [
+        (Limits::default().max_member_bytes(256), 40, "requesty"),
+        (Limits::default().max_extra_bytes(256), 45, "requesty.extra"),
+    ];
+    for (limits, escapes, param) in cases {
+        let (recorder, _guard) = Recorder::install();
+        let note = r"\u00e9".repeat(escapes);
+        let body = format!(r#"{{"model": "m", "requesty": {{"extra": {{"note": "{note}"}}}}}}"#);
+        let body: &'static [u8] = Box::leak(body.into_bytes().into_boxed_slice());
+        let (seen, upstream) = capture();
+        let client = ServiceBuilder::new()
+            .layer(RequestyMetadataLayer::inject(RequestMetadata::new().tag("t")).limits(limits))
+            .service(upstream);
+        client.oneshot(json_req(body)).await.unwrap();
+        let sent = seen.lock().unwrap()[0].body.clone();
+        let refused = requesty_metadata::codec::scan(&sent, &limits).unwrap_err();
+        assert_eq!(refused.param(), param);
+        assert!(
+            warned(&recorder, "the limit is 256 bytes"),
+            "no warning for a {param} a server with these limits refuses: {}",
+            String::from_utf8_lossy(&sent)
+        );
+    }
 }
 
 /// A body of declared length that ends in trailers, as a client may hand over.
@@ -600,29 +606,4 @@ async fn a_body_read_whole_goes_without_its_trailer_header() {
     let response = client.oneshot(request).await.unwrap();
     let seen = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(seen, "[1,2]|false".as_bytes());
-}
-
-/// `max_extra_bytes` is measured as sent too: a reader measures a member's `extra` by its bytes, so
-/// a caller's own `extra` written with spaces and escapes (as Python's `json` writes it) can be over
-/// the limit where the same `extra` written compactly is well under it.
-#[tokio::test]
-async fn an_extra_over_max_extra_bytes_as_sent_is_warned_of() {
-    let (recorder, _guard) = Recorder::install();
-    let limits = requesty_metadata::Limits::default().max_extra_bytes(256);
-    let note = r"\u00e9".repeat(45);
-    let body = format!(r#"{{"model": "m", "requesty": {{"extra": {{"note": "{note}"}}}}}}"#);
-    let body: &'static [u8] = Box::leak(body.into_bytes().into_boxed_slice());
-    let (seen, upstream) = capture();
-    let client = ServiceBuilder::new()
-        .layer(RequestyMetadataLayer::inject(RequestMetadata::new().tag("t")).limits(limits))
-        .service(upstream);
-    client.oneshot(json_req(body)).await.unwrap();
-    let sent = seen.lock().unwrap()[0].body.clone();
-    let refused = requesty_metadata::codec::scan(&sent, &limits).unwrap_err();
-    assert_eq!(refused.param(), "requesty.extra");
-    assert!(
-        warned(&recorder, "the limit is 256 bytes"),
-        "no warning for an `extra` a server with these limits refuses: {}",
-        String::from_utf8_lossy(&sent)
-    );
 }
