@@ -1737,13 +1737,39 @@ async fn drop_all_holds_for_a_member_over_the_limits_and_warns_for_one_it_cannot
 }
 
 /// `propagate(false)` holds for a handler that forwards the very request it received: the server
-/// layer's metadata in its extensions is the inbound request's, not the call's own.
+/// layer's metadata in its extensions is the inbound request's, not the call's own. What the
+/// handler sets as the call's own is kept. The same through the reqwest middleware, the request's
+/// extensions passed along (`execute_with_extensions`).
 #[tokio::test]
 async fn propagate_false_holds_for_a_forwarded_request() {
     let (_recorder, _guard) = Recorder::install();
-    let echo = forwarded_with_propagation_off(None).await;
-    assert!(!echo.body.contains("user-7"), "{}", echo.body);
-    assert_eq!(echo.requesty_headers(), NONE);
+    for through_reqwest in [false, true] {
+        let forwarded = |own| async move {
+            if through_reqwest {
+                forwarded_through_reqwest_with_propagation_off(own).await
+            } else {
+                forwarded_with_propagation_off(own).await
+            }
+        };
+        let echo = forwarded(None).await;
+        assert!(
+            !echo.body.contains("user-7"),
+            "{through_reqwest}: {}",
+            echo.body
+        );
+        assert_eq!(echo.requesty_headers(), NONE);
+        let echo = forwarded(Some(RequestMetadata::new().tag("proxy-own"))).await;
+        assert!(
+            !echo.body.contains("user-7"),
+            "{through_reqwest}: {}",
+            echo.body
+        );
+        assert!(
+            echo.body.contains("proxy-own"),
+            "{through_reqwest}: {}",
+            echo.body
+        );
+    }
 }
 
 /// A gateway whose handler forwards the request it received (inbound metadata of user 7), after
@@ -1781,21 +1807,6 @@ async fn forwarded_with_propagation_off(own: Option<RequestMetadata>) -> Echo {
         .json()
         .await
         .unwrap()
-}
-
-/// The same through the reqwest middleware: a handler that forwards the request it received with
-/// reqwest, its extensions passed along (`execute_with_extensions`), sends none of the inbound
-/// metadata with propagation off, and keeps its own extension.
-#[tokio::test]
-async fn propagate_false_holds_for_a_request_forwarded_through_reqwest() {
-    let (_recorder, _guard) = Recorder::install();
-    let echo = forwarded_through_reqwest_with_propagation_off(None).await;
-    assert!(!echo.body.contains("user-7"), "{}", echo.body);
-    assert_eq!(echo.requesty_headers(), NONE);
-    let own = RequestMetadata::new().tag("proxy-own");
-    let echo = forwarded_through_reqwest_with_propagation_off(Some(own)).await;
-    assert!(!echo.body.contains("user-7"), "{}", echo.body);
-    assert!(echo.body.contains("proxy-own"), "{}", echo.body);
 }
 
 /// A layer made `headers_only()` reads no body, and neither does the middleware made from it: a
@@ -1905,16 +1916,6 @@ async fn a_failed_client_call_is_marked_in_its_client_span() {
         assert_eq!(span.field("error.type"), Some("service"));
         assert_eq!(span.field("response.completed"), Some("false"));
     }
-}
-
-/// `propagate(false)` keeps what the handler sets as the call's own, on a forwarded request too.
-#[tokio::test]
-async fn propagate_false_keeps_the_handlers_own_extension_on_a_forwarded_request() {
-    let (_recorder, _guard) = Recorder::install();
-    let own = RequestMetadata::new().tag("proxy-own");
-    let echo = forwarded_with_propagation_off(Some(own)).await;
-    assert!(!echo.body.contains("user-7"), "{}", echo.body);
-    assert!(echo.body.contains("proxy-own"), "{}", echo.body);
 }
 
 /// Straight to a provider (headers only, with its own field), a member the client cannot read is
