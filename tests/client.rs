@@ -1794,6 +1794,16 @@ async fn forwarded_with_propagation_off(own: Option<RequestMetadata>) -> Echo {
             AxumBody::from(bytes)
         }
     };
+    through_gateway(proxy).await
+}
+
+/// Serves `proxy` as a gateway's handler behind the server layer, sends it a request carrying
+/// user 7's metadata, and returns what the provider behind it saw.
+async fn through_gateway<H, T>(proxy: H) -> Echo
+where
+    H: axum::handler::Handler<T, ()>,
+    T: 'static,
+{
     let gateway = serve(
         Router::new()
             .route("/v1/chat/completions", post(proxy))
@@ -1865,19 +1875,7 @@ async fn forwarded_through_reqwest_with_propagation_off(own: Option<RequestMetad
             AxumBody::from(response.bytes().await.unwrap())
         }
     };
-    let gateway = serve(
-        Router::new()
-            .route("/v1/chat/completions", post(proxy))
-            .layer(RequestyMetadataLayer::new()),
-    )
-    .await;
-    tagged(gateway, "/v1/chat/completions", &inbound(7))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    through_gateway(proxy).await
 }
 
 /// With both carriers an `extra` key with capitals travels in the body and (lowercased) in a
