@@ -500,8 +500,8 @@ enum Shape {
 }
 
 /// A `requesty` member the single pass found, until it knows what follows it: its key's start, the
-/// end of the value before it, its value, and its key's start again when the key is to be respelled.
-type Pending = (usize, Option<usize>, Range<usize>, Option<usize>);
+/// end of the value before it, its value, and whether its key is to be respelled.
+type Pending = (usize, Option<usize>, Range<usize>, bool);
 
 /// The single pass: walks the top-level object's members, skipping every value, and records the
 /// spans of the members it cares about into `scan`.
@@ -551,7 +551,7 @@ fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, 
                     duplicate = true;
                 } else {
                     // A key spelled otherwise is respelled by an edit that keeps the member.
-                    let respell = (!key_eq(key, escaped, b"requesty")?).then_some(key_start);
+                    let respell = !key_eq(key, escaped, b"requesty")?;
                     pending = Some((key_start, prev_end, value.clone(), respell));
                 }
             } else if key_eq(key, escaped, b"model")? {
@@ -583,7 +583,7 @@ fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, 
                         scan.member = Some(Spans {
                             value,
                             removal: start..lx.pos,
-                            respell,
+                            respell: respell.then_some(start),
                         });
                     }
                 }
@@ -600,7 +600,7 @@ fn scan_object(body: &[u8], max_depth: usize, scan: &mut Scan) -> Result<Shape, 
             scan.member = Some(Spans {
                 value,
                 removal,
-                respell,
+                respell: respell.then_some(start),
             });
         }
         scan.has_members = true;
