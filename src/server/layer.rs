@@ -13,7 +13,9 @@ use tracing::Level;
 /// Reads request metadata on the server side, strips it, and traces each request in a span.
 ///
 /// For each request the service:
-/// 1. reads `X-Requesty-*`, `HTTP-Referer` and `X-Title` headers, and removes the `X-Requesty-*` ones;
+/// 1. reads `X-Requesty-*`, `HTTP-Referer` and `X-Title` headers (and the other gateways' headers,
+///    with their [`sources`](Self::sources) on), and removes the metadata headers among them, also
+///    those spelled with underscores (`x_requesty_user_id`), which CGI-style servers read alike;
 /// 2. for a JSON body (`application/json`, `application/*+json` but gRPC's, not content-encoded nor
 ///    transfer-coded beyond `chunked`) buffers it up to
 ///    [`max_body_bytes`](Self::max_body_bytes), finds and strips the top-level `requesty` member in one
@@ -171,7 +173,8 @@ impl<M, R> RequestyMetadataLayer<M, R> {
         self
     }
 
-    /// Leaves `X-Requesty-*` headers on the request (default: removed).
+    /// Leaves the metadata headers on the request (default: removed): `X-Requesty-*` and, with their
+    /// sources on, the other gateways', underscore spellings included.
     pub fn keep_headers(mut self, keep: bool) -> Self {
         self.config().strip_headers = !keep;
         self

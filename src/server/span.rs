@@ -18,9 +18,9 @@ pub struct RequestInfo<'a> {
     pub method: &'a Method,
     /// The request URI.
     pub uri: &'a Uri,
-    /// The request headers, after `X-Requesty-*` were removed (when configured); for a client
-    /// span, as the caller set them, before the metadata headers are written (the span is made
-    /// first, so that what writing them warns about lands inside).
+    /// The request headers, after the metadata headers were removed (unless the layer keeps them);
+    /// for a client span, as the caller set them, before the metadata headers are written (the span
+    /// is made first, so that what writing them warns about lands inside).
     pub headers: &'a HeaderMap,
     /// The request's metadata, when it carried any.
     pub metadata: Option<&'a RequestMetadata>,
