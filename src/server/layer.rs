@@ -16,8 +16,8 @@ use tracing::Level;
 /// 1. reads `X-Requesty-*`, `HTTP-Referer` and `X-Title` headers (and the other gateways' headers,
 ///    with their [`sources`](Self::sources) on), and removes the metadata headers among them, also
 ///    those spelled with underscores (`x_requesty_user_id`), which CGI-style servers read alike;
-/// 2. for a JSON body (`application/json`, `application/*+json` but gRPC's, not content-encoded nor
-///    transfer-coded beyond `chunked`) buffers it up to
+/// 2. for a JSON body (`application/json`, `application/*+json` but gRPC's and Connect's message
+///    streams, not content-encoded nor transfer-coded beyond `chunked`) buffers it up to
 ///    [`max_body_bytes`](Self::max_body_bytes), finds and strips the top-level `requesty` member in one
 ///    pass, and sets `Content-Length`; other bodies pass through unbuffered;
 /// 3. merges header and body metadata (the body wins, and its tags come first:
