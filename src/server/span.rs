@@ -52,8 +52,10 @@ impl RequestInfo<'_> {
 /// });
 /// ```
 ///
-/// The layer records `http.response.status_code`, `response.completed` and `error.type` on whatever
-/// span this returns; a span that did not declare those fields ignores them.
+/// The layer records `http.response.status_code`, `response.completed`, `error.type`,
+/// `otel.status_code`, `rpc.grpc.status_code`, and what the response said (`gen_ai.response.*`,
+/// `gen_ai.usage.*`, `requesty.time_to_first_token_ms`) on whatever span this returns; a span that
+/// did not declare those fields ignores them.
 pub trait MakeSpan {
     /// Makes the span for one request.
     fn make_span(&mut self, info: &RequestInfo<'_>) -> Span;
