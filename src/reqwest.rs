@@ -54,7 +54,9 @@ impl MetadataMiddleware {
     }
 }
 
-/// The middleware with the inject layer's options (carrier, boundary, propagation, limits).
+/// The middleware with the inject layer's options (carrier, boundary, propagation, limits). One made
+/// from a [`headers_only`](InjectMetadataLayer::headers_only) layer reads no body, as the layer does
+/// not: the metadata goes in headers.
 impl<R> From<InjectMetadataLayer<R>> for MetadataMiddleware {
     fn from(layer: InjectMetadataLayer<R>) -> Self {
         Self {
