@@ -141,7 +141,7 @@ impl RequestMetadata {
     /// | field | rule |
     /// |---|---|
     /// | `tags` | union: `self`'s tags, then `other`'s new ones, in order, no duplicates |
-    /// | `user_id`, `trace_id`, `origin_*` | `other`'s value when it has one, else `self`'s |
+    /// | `user_id`, `trace_id`, `origin_*` | `other`'s value when it has one (an empty one, `""`, carries nothing), else `self`'s |
     /// | `extra`, unknown members | per key: `other`'s value wins |
     ///
     /// ```
@@ -269,8 +269,9 @@ pub(crate) fn extend_unique(tags: &mut Vec<String>, more: Vec<String>) {
 /// Up to this many tags, finding one in a list by comparing it with each is the cheapest way.
 pub(crate) const SMALL: usize = 64;
 
+/// `theirs` wins when it has a value: an empty one (`""`) carries nothing, as everywhere else.
 fn merge_option(mine: &mut Option<String>, theirs: Option<String>) {
-    if theirs.is_some() {
+    if theirs.as_deref().is_some_and(|value| !value.is_empty()) {
         *mine = theirs;
     }
 }

@@ -607,3 +607,26 @@ async fn a_body_read_whole_goes_without_its_trailer_header() {
     let seen = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(seen, "[1,2]|false".as_bytes());
 }
+
+/// An empty id carries nothing on the client side too: a call's own `user_id: ""` leaves the
+/// default (or propagated) one in place, rather than sending `""`.
+#[tokio::test]
+async fn an_empty_id_of_the_calls_own_leaves_the_default() {
+    let (_recorder, _guard) = Recorder::install();
+    let (seen, upstream) = capture();
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(
+            RequestMetadata::new().user_id("u-default"),
+        ))
+        .service(upstream);
+    let mut request = json_req(br#"{"model":"m"}"#);
+    request
+        .extensions_mut()
+        .insert(RequestMetadata::new().user_id("").tag("t"));
+    client.oneshot(request).await.unwrap();
+    let sent = seen.lock().unwrap()[0].body.clone();
+    assert_eq!(
+        sent,
+        &br#"{"model":"m","requesty":{"tags":["t"],"user_id":"u-default"}}"#[..]
+    );
+}
