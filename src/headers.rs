@@ -280,7 +280,7 @@ fn too_long(what: &str, header: &str, len: usize, limit: usize) -> MetadataError
 /// Every value is checked so that no input can start a new header line, and so that what arrives is
 /// what was sent: what cannot be carried (control characters, whitespace at either end, an empty
 /// value, a tag with a comma, an `extra` name that is not a header token, that would read back as a
-/// core field or that names the header of a key before it, a non-string `extra` value) is left
+/// core field (also to a server that reads `_` as `-`) or that names the header of a key before it, a non-string `extra` value) is left
 /// out, with a warning. Fields this crate does not
 /// know ([`RequestMetadata::other`]) have no header form.
 pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
@@ -300,8 +300,10 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     }
     for (key, value) in &meta.extra {
         let name = format!("{PREFIX}{}", key.to_ascii_lowercase());
+        // Read with dashes, as CGI-style servers read a name spelled with underscores.
+        let field = name[PREFIX.len()..].replace('_', "-");
         match value.as_str() {
-            _ if matches!(&name[PREFIX.len()..], "trace-id" | "user-id" | "tags" | "") => {
+            _ if matches!(field.as_str(), "trace-id" | "user-id" | "tags" | "") => {
                 tracing::warn!(key = %key, "extra field left out: its header would read back as a core field")
             }
             // Header names have no case: the key written first keeps it.
@@ -525,6 +527,21 @@ mod tests {
         let mut h = HeaderMap::new();
         write(&meta, &mut h);
         assert_eq!(h["x-requesty-team"], "platform");
+    }
+
+    #[test]
+    fn an_extra_key_with_underscores_never_reads_back_as_a_core_field() {
+        // CGI-style servers read `x-requesty-user_id` as `X-Requesty-User-Id` (see `dashed`).
+        let meta = RequestMetadata::new()
+            .user_id("alice")
+            .extra("user_id", "mallory")
+            .extra("Trace_Id", "t2")
+            .extra("team_id", "platform");
+        let mut h = HeaderMap::new();
+        write(&meta, &mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-requesty-user-id", "x-requesty-team_id"]);
+        assert_eq!(h["x-requesty-user-id"], "alice");
     }
 
     #[test]
