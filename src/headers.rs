@@ -108,12 +108,14 @@ fn read_with(
 fn origin_text(value: &HeaderValue) -> String {
     match std::str::from_utf8(value.as_bytes()) {
         Ok(text) => text.trim().to_owned(),
+        // Trimmed as the text it decodes to, as UTF-8 text is (0xA0 is a no-break space).
         Err(_) => value
             .as_bytes()
-            .trim_ascii()
             .iter()
             .map(|&b| char::from(b))
-            .collect(),
+            .collect::<String>()
+            .trim()
+            .to_owned(),
     }
 }
 
@@ -458,6 +460,21 @@ mod tests {
         h.insert("x-requesty-team", HeaderValue::from_bytes(b"\xe9").unwrap());
         let error = read(&h, &Limits::default()).unwrap_err();
         assert_eq!(error.param(), "x-requesty-team");
+    }
+
+    #[test]
+    fn an_origin_header_read_as_latin1_is_trimmed_as_utf8_text_is() {
+        // 0xA0 is a no-break space in ISO-8859-1, trimmed like U+00A0 in UTF-8 text.
+        let mut h = HeaderMap::new();
+        h.insert("x-title", HeaderValue::from_bytes(b"\xa0App\xa0").unwrap());
+        h.insert("http-referer", HeaderValue::from_bytes(b"\xa0").unwrap());
+        let meta = read(&h, &Limits::default()).unwrap().0;
+        assert_eq!(meta.origin_title.as_deref(), Some("App"));
+        assert_eq!(meta.origin_referer, None);
+        // So what was read can be written onward as a header.
+        let mut onward = HeaderMap::new();
+        write(&meta, &mut onward);
+        assert_eq!(onward["x-title"], "App");
     }
 
     #[test]
