@@ -300,6 +300,8 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     if !carried.is_empty() {
         put(headers, "x-requesty-tags", &carried.join(","));
     }
+    // The fields written, as a CGI-style server reads their names: lowercase, `_` as `-`.
+    let mut written: Vec<String> = Vec::new();
     for (key, value) in &meta.extra {
         let name = format!("{PREFIX}{}", key.to_ascii_lowercase());
         // Read with dashes, as CGI-style servers read a name spelled with underscores.
@@ -308,11 +310,15 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
             _ if matches!(field.as_str(), "trace-id" | "user-id" | "tags" | "") => {
                 tracing::warn!(key = %key, "extra field left out: its header would read back as a core field")
             }
-            // Header names have no case: the key written first keeps it.
-            Some(_) if headers.contains_key(name.as_str()) => {
-                tracing::warn!(key = %key, "extra field left out: another key differing only in case names the same header")
+            // Header names have no case, and CGI-style servers read `_` as `-`: the key written
+            // first keeps the header.
+            Some(_) if written.contains(&field) => {
+                tracing::warn!(key = %key, "extra field left out: another key differing only in case or in `_` for `-` names the same header")
             }
-            Some(text) => put(headers, &name, text),
+            Some(text) => {
+                put(headers, &name, text);
+                written.push(field);
+            }
             None => {
                 tracing::warn!(key = %key, "extra field left out: only string values travel in headers")
             }
@@ -570,6 +576,15 @@ mod tests {
         write(&meta, &mut h);
         assert_eq!(h["x-requesty-team"], "platform");
         assert_eq!(h.get_all("x-requesty-team").iter().count(), 1);
+        // Nor do two keys a CGI-style server reads alike (`_` as `-`) both go: it would merge them.
+        let meta = RequestMetadata::new()
+            .extra("team-id", "a")
+            .extra("team_id", "b");
+        let mut h = HeaderMap::new();
+        write(&meta, &mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-requesty-team-id"]);
+        assert_eq!(h["x-requesty-team-id"], "a");
     }
 
     #[test]
