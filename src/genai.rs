@@ -41,7 +41,10 @@ pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
         let prefix = prefix.to_ascii_lowercase();
         // `google/` routes Gemini; before Google's open models (`google/gemma-2-9b-it`, a Hugging
         // Face id that vLLM or Together serve) it names their maker, not who serves them.
-        let open_model = prefix == "google" && !rest.to_ascii_lowercase().starts_with("gemini");
+        let gemini = rest
+            .get(..6)
+            .is_some_and(|name| name.eq_ignore_ascii_case("gemini"));
+        let open_model = prefix == "google" && !gemini;
         if let Some((_, name)) = ROUTES.iter().find(|(route, _)| *route == prefix) {
             if !open_model {
                 return Some((*name).to_owned());
