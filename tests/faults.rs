@@ -1526,3 +1526,62 @@ async fn an_http2_client_that_leaves_mid_body_is_reported_as_499() {
         "{spans:#?}"
     );
 }
+
+/// A response body that knows its length (an exact size hint) but not, until polled once more, that
+/// it has ended. With no `Content-Length` header, hyper declares that length itself, writes that
+/// many bytes and drops the body unpolled, as it does one whose head declares the length: the
+/// answer went out whole.
+#[tokio::test]
+async fn a_body_of_exact_size_without_a_length_header_counts_as_completed() {
+    use http_body::{Frame, SizeHint};
+    /// Its frames, one per poll; its size hint is what is left of them.
+    struct Exact(std::collections::VecDeque<Bytes>);
+    impl http_body::Body for Exact {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+        }
+    }
+    let (recorder, _guard) = Recorder::install();
+    let (layer, ends) = noting_ends();
+    let router = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|| async {
+                let frames = [
+                    &br#"{"id":"r1","usage":{"prompt_"#[..],
+                    br#"tokens":3,"completion_tokens":2}}"#,
+                ];
+                Response::builder()
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(Body::new(Exact(frames.map(Bytes::from_static).into())))
+                    .unwrap()
+            }),
+        )
+        .layer(layer);
+    let addr = serve(router).await;
+    let response = within(
+        "send",
+        client()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header(CONTENT_TYPE, "application/json")
+            .body(r#"{"model":"m"}"#)
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.headers()[CONTENT_LENGTH], "61");
+    let body = within("read", response.bytes()).await.unwrap();
+    assert_eq!(body.len(), 61);
+    let spans = recorder.wait_closed(1).await;
+    assert_eq!(spans[0].field("response.completed"), Some("true"));
+    assert_eq!(spans[0].field("gen_ai.usage.input_tokens"), Some("3"));
+    assert_eq!(*ends.lock().unwrap(), [(true, false)]);
+}

@@ -58,7 +58,8 @@ pin_project! {
 }
 
 impl<B: Body> ResponseBody<B> {
-    /// Wraps the inner body; `declared` is the response's `Content-Length`, when it has one.
+    /// Wraps the inner body; `declared` is the length it goes out with, when known: its
+    /// `Content-Length`, or (on the server side, where hyper declares it) its exact size hint.
     pub(crate) fn inner(body: B, tracker: Option<Tracker>, declared: Option<u64>) -> Self {
         Self {
             kind: Kind::Inner { body },

@@ -305,8 +305,10 @@ where
                         Ok(response) => {
                             let (parts, body) = response.into_parts();
                             // A server writes no body for these and drops it unpolled: known
-                            // to be complete already.
-                            let declared = response_length(*head, parts.status, &parts.headers);
+                            // to be complete already. With no `Content-Length`, hyper sends a
+                            // body's exact size hint as one, and stops polling once it is written.
+                            let declared = response_length(*head, parts.status, &parts.headers)
+                                .or_else(|| body.size_hint().exact());
                             tracker.respond(parts.status, Some(&parts.headers));
                             Ok(Response::from_parts(
                                 parts,
