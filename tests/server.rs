@@ -1196,6 +1196,41 @@ async fn a_buffered_chunked_json_body_gets_a_content_length() {
     assert_eq!(String::from_utf8_lossy(&seen), r#"Some("13") None"#);
 }
 
+/// A request that came with no body and no framing headers gains none: a proxy behind the layer
+/// forwards its head as the client sent it.
+#[tokio::test]
+async fn a_bodiless_json_request_gains_no_content_length() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+    let (_recorder, _guard) = Recorder::install();
+    let service = RequestyMetadataLayer::new().layer(tower::service_fn(
+        |request: http::Request<Body>| async move {
+            let seen = format!(
+                "{:?} {:?}",
+                request.headers().get("content-length"),
+                request.headers().get("transfer-encoding")
+            );
+            Ok::<_, Infallible>(http::Response::new(Body::from(seen)))
+        },
+    ));
+    let request = http::Request::get("/v1/models")
+        .header("content-type", "application/json")
+        .body(Body::empty())
+        .unwrap();
+    let response = service.clone().oneshot(request).await.unwrap();
+    let seen = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(String::from_utf8_lossy(&seen), "None None");
+    // A stated zero length stays as it was.
+    let request = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("content-length", "0")
+        .body(Body::empty())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let seen = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(String::from_utf8_lossy(&seen), r#"Some("0") None"#);
+}
+
 /// The layer's own answer to a HEAD request has no body: hyper's HTTP/2 server would send one as
 /// DATA, which the client refuses with a PROTOCOL_ERROR reset instead of reading a clean `400`.
 #[tokio::test]
