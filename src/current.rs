@@ -59,6 +59,17 @@ pub fn in_current<F: Future>(future: F) -> Scoped<F> {
 
 pin_project! {
     /// A future polled with some metadata current. Made by [`scope`] and [`in_current`].
+    ///
+    /// Like any future it does nothing until polled: dropped unawaited (not handed to
+    /// `tokio::spawn`), the work it wraps never runs.
+    ///
+    /// ```compile_fail
+    /// # #![deny(unused_must_use)]
+    /// # fn main() {
+    /// requesty_metadata::in_current(async { /* never runs */ });
+    /// # }
+    /// ```
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct Scoped<F> {
         #[pin]
         future: F,
