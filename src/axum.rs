@@ -32,7 +32,7 @@ use std::convert::Infallible;
 ///     .route("/any", post(any))
 ///     .layer(RequestyMetadataLayer::new());
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Metadata(pub RequestMetadata);
 
 /// The rejection of [`Metadata`] for a request without metadata: `400` with an OpenAI-style body.

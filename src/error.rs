@@ -5,7 +5,7 @@ use http::StatusCode;
 use std::fmt;
 
 /// The rule a piece of metadata broke. Each maps to a stable `code` string in the error body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// A value of the wrong JSON type (`tags` not an array of strings, `extra` not an object, ...).

@@ -1275,3 +1275,24 @@ fn a_repeated_key_in_a_full_extra_is_a_duplicate() {
         (ErrorKind::Duplicate, "requesty.extra.a")
     );
 }
+
+/// The kinds are plain values: a count of errors per kind, or of bodies per kind, keys a map.
+#[test]
+fn kinds_key_maps_and_metadata_compares_as_eq() {
+    use std::collections::HashMap;
+    let mut errors: HashMap<ErrorKind, usize> = HashMap::new();
+    for body in [
+        r#"{"requesty":{"tags":"a"}}"#,
+        r#"{"requesty":{"user_id":1}}"#,
+    ] {
+        *errors.entry(error(body).kind()).or_default() += 1;
+    }
+    assert_eq!(errors[&ErrorKind::InvalidType], 2);
+    let bodies: HashMap<BodyKind, &str> = [(kind(b"[]"), "[]"), (kind(b"{"), "{")].into();
+    assert_eq!(bodies[&BodyKind::NotObject], "[]");
+    fn eq<T: Eq>(a: &T, b: &T) -> bool {
+        a == b
+    }
+    let meta = RequestMetadata::new().tag("a").extra("n", 1);
+    assert!(eq(&meta, &meta.clone()));
+}

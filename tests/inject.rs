@@ -630,3 +630,15 @@ async fn an_empty_id_of_the_calls_own_leaves_the_default() {
         &br#"{"model":"m","requesty":{"tags":["t"],"user_id":"u-default"}}"#[..]
     );
 }
+
+/// The options are plain values: a set of them, from configuration, needs no conversion.
+#[test]
+fn options_are_hashable_values() {
+    use std::collections::HashSet;
+    let fields: HashSet<Field> = [Field::UserId, Field::Extra, Field::UserId].into();
+    assert_eq!(fields.len(), 2);
+    let carriers: HashSet<Carrier> = [Carrier::Body, Carrier::Headers].into();
+    let natives: HashSet<Native> = [Native::OpenAi, Native::Anthropic].into();
+    let gateways: HashSet<Gateway> = [Gateway::Helicone, Gateway::Portkey].into();
+    assert_eq!(carriers.len() + natives.len() + gateways.len(), 6);
+}

@@ -9,7 +9,7 @@ use http::header::HeaderMap;
 use std::ops::Range;
 
 /// A provider's own field for the end user, written from `user_id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Native {
     /// OpenAI's top-level `safety_identifier` (at most 64 characters: a longer id is sent hashed).
@@ -20,7 +20,7 @@ pub enum Native {
 }
 
 /// Another gateway's header form, for calls that go through it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Gateway {
     /// `Helicone-User-Id`, `Helicone-Session-Id`, `Helicone-Property-<Key>` (string `extra` values;

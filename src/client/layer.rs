@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 /// Where outgoing metadata travels.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Carrier {
     /// The `requesty` body member for JSON bodies of known size; headers for everything else.
@@ -28,7 +28,7 @@ pub enum Carrier {
 }
 
 /// A metadata field, for [`InjectMetadataLayer::drop_fields`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Field {
     /// `tags`

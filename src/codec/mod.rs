@@ -51,7 +51,7 @@ use lexer::{key_eq, key_reads_as, Lexer, Malformed};
 use std::ops::Range;
 
 /// What kind of body a scan saw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BodyKind {
     /// A well-formed JSON object.
     Object,
