@@ -26,7 +26,11 @@ use std::collections::HashSet;
 /// Absent fields are omitted. `origin_referer` and `origin_title` come from the `HTTP-Referer` and
 /// `X-Title` headers; they serialize only when set. Keys a client sends that this version does not know
 /// are kept in [`other`](Self::other) so they survive a strip and a later inject unchanged.
+///
+/// The wire format may gain fields, and so may this type: build it with [`new`](Self::new) and the
+/// setters, or set fields on a default value, rather than with a struct literal.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RequestMetadata {
     /// Labels for grouping and cost attribution, in the order first seen. The layers, [`tag`](Self::tag)
     /// and the merges keep them free of duplicates; a list set directly or deserialized with serde

@@ -52,6 +52,7 @@ use std::ops::Range;
 
 /// What kind of body a scan saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BodyKind {
     /// A well-formed JSON object.
     Object,
