@@ -239,6 +239,13 @@ pub(crate) fn unread_member(body: &[u8], limits: &Limits) -> Option<Range<usize>
 ///
 /// Every other byte keeps its value and order. When no other handle shares `body`'s buffer the edit
 /// happens in place, moving only the shorter side of the member.
+///
+/// `scan` must be a scan of `body`: given another body's, it cuts out the bytes where that body's
+/// member was.
+///
+/// # Panics
+///
+/// When `scan` is another body's and its member lies past `body`'s end.
 pub fn strip(body: Bytes, scan: &Scan) -> Bytes {
     match scan.member_range() {
         Some(range) => splice::splice(body, range, b""),
@@ -246,7 +253,7 @@ pub fn strip(body: Bytes, scan: &Scan) -> Bytes {
     }
 }
 
-/// [`strip`] on a buffer the caller owns.
+/// [`strip`] on a buffer the caller owns; it panics as `strip` does.
 pub fn strip_in_place(body: &mut BytesMut, scan: &Scan) {
     if let Some(range) = scan.member_range() {
         splice::splice_in_place(body, range, b"");
