@@ -8,7 +8,8 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// A value of the wrong JSON type (`tags` not an array of strings, `extra` not an object, ...).
+    /// A value of the wrong JSON type (`tags` not an array of strings, `extra` not an object, ...),
+    /// or a `requesty` member that is not valid JSON itself.
     InvalidType,
     /// More entries than a limit allows (tags, extra keys).
     TooMany,

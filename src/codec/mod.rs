@@ -188,8 +188,9 @@ impl Scan {
 /// and `stream`.
 ///
 /// A body that is not a well-formed object is not an error: the scan says so in
-/// [`Scan::kind`] and carries nothing. Errors are for a body that is well-formed but whose metadata
-/// breaks a rule.
+/// [`Scan::kind`] and carries nothing. Errors are for an object whose metadata breaks a rule, or
+/// whose `requesty` member is not valid JSON itself (the scan does not judge the grammar inside other
+/// nested values).
 pub fn scan(body: &[u8], limits: &Limits) -> Result<Scan, MetadataError> {
     scan_reading(body, limits, true)
 }
