@@ -312,6 +312,26 @@ async fn an_empty_body_id_leaves_the_field_to_the_header() {
     let meta = seen_metadata(&response).unwrap();
     let derived = meta.trace_id.unwrap_or_default();
     assert!(derived.starts_with("conv_"), "{derived:?}");
+    // With no other source, an empty id is no id: the handler sees what an empty header gives.
+    let (router, _) = app(RequestyMetadataLayer::new());
+    let addr = serve(router).await;
+    for (body, want) in [
+        (
+            r#"{"requesty":{"user_id":"","trace_id":"","tags":["a"]}}"#,
+            Some(RequestMetadata::new().tag("a")),
+        ),
+        (r#"{"requesty":{"user_id":"","origin_title":""}}"#, None),
+    ] {
+        let response = client()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .header("X-Requesty-Trace-Id", "")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(seen_metadata(&response), want, "{body}");
+    }
 }
 
 #[tokio::test]

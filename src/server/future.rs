@@ -707,7 +707,19 @@ fn trace<M: MakeSpan>(
     (span, request)
 }
 
-fn non_empty(metadata: RequestMetadata) -> Option<RequestMetadata> {
+/// The metadata a request carried, `None` for none. An empty id or origin (`""`) that no other
+/// source filled carries nothing, as an empty header does: it is no value.
+fn non_empty(mut metadata: RequestMetadata) -> Option<RequestMetadata> {
+    for field in [
+        &mut metadata.user_id,
+        &mut metadata.trace_id,
+        &mut metadata.origin_referer,
+        &mut metadata.origin_title,
+    ] {
+        if field.as_deref() == Some("") {
+            *field = None;
+        }
+    }
     (!metadata.is_empty()).then_some(metadata)
 }
 
