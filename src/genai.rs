@@ -121,6 +121,11 @@ pub(crate) struct HashKey(Arc<[u8]>);
 
 impl HashKey {
     pub(crate) fn new(key: &[u8]) -> Self {
+        // Most often a secret read from the environment that was not set: the hashes would then
+        // be anyone's to recompute from a list of likely ids.
+        if key.is_empty() {
+            tracing::warn!("the key for hashing user ids is empty: the hashes are not secret");
+        }
         Self(key.into())
     }
 

@@ -360,3 +360,29 @@ async fn a_server_error_answer_records_its_error_type() {
     assert_eq!(field(openai, "error.type"), "503");
     assert_eq!(field(anthropic, "error.type"), "overloaded_error");
 }
+
+/// An empty key for hashing user ids, most often an unset secret, is said out loud on either side.
+#[test]
+fn an_empty_user_hash_key_warns() {
+    let (recorder, _guard) = Recorder::install();
+    // The recorder keeps events that happen inside a request span: each setup runs inside one.
+    tracing::info_span!("llm_request").in_scope(|| {
+        let _ = RequestyMetadataLayer::new().hash_user_ids("secret-key");
+        let _ = RequestyMetadataLayer::inject(Default::default()).hash_user_ids(b"k");
+    });
+    tracing::info_span!("llm_request").in_scope(|| {
+        let _ = RequestyMetadataLayer::new().hash_user_ids("");
+        let _ = RequestyMetadataLayer::inject(Default::default()).hash_user_ids(b"");
+    });
+    let warnings: Vec<usize> = recorder
+        .requests()
+        .iter()
+        .map(|span| {
+            span.events
+                .iter()
+                .filter(|e| e["message"].contains("hashing user ids is empty"))
+                .count()
+        })
+        .collect();
+    assert_eq!(warnings, [0, 2]);
+}

@@ -473,12 +473,13 @@ impl<R> InjectMetadataLayer<R> {
     /// keeps the id, for the gateway it goes to; [`drop_fields`](Self::drop_fields) leaves it out.
     ///
     /// A gateway that hashes user ids in its server spans and calls onward should set the same key
-    /// here: the client spans of its onward calls carry the propagated user id too.
+    /// here: the client spans of its onward calls carry the propagated user id too. The key is a
+    /// secret (an empty one logs a warning).
     pub fn hash_user_ids(mut self, key: impl AsRef<[u8]>) -> Self {
-        let key = key.as_ref();
+        let key = HashKey::new(key.as_ref());
         let config = self.config();
-        config.hash_key = Some(HashKey::new(key));
-        config.make_span = config.make_span.clone().hash_user_ids(key);
+        config.make_span = config.make_span.clone().hashing_with(key.clone());
+        config.hash_key = Some(key);
         self
     }
 

@@ -146,9 +146,16 @@ impl DefaultMakeSpan {
 
     /// Records `user.hash`, a keyed hash of the user id (HMAC-SHA-256 with `key`), instead of the
     /// raw id in any field, so raw user ids never leave the process through spans. The same key
-    /// gives the same hash, so per-user views still work.
-    pub fn hash_user_ids(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.user_hash_key = Some(HashKey::new(key.as_ref()));
+    /// gives the same hash, so per-user views still work. The key is a secret: with a known one
+    /// (an empty key, say, which logs a warning) anyone can hash a list of likely ids and match them.
+    pub fn hash_user_ids(self, key: impl AsRef<[u8]>) -> Self {
+        self.hashing_with(HashKey::new(key.as_ref()))
+    }
+
+    /// [`hash_user_ids`](Self::hash_user_ids) with a key already made, shared with the client
+    /// layer's.
+    pub(crate) fn hashing_with(mut self, key: HashKey) -> Self {
+        self.user_hash_key = Some(key);
         self
     }
 
