@@ -159,20 +159,6 @@ impl<M, R> RequestyMetadataLayer<M, R> {
         self
     }
 
-    /// The largest JSON body buffered, in bytes (default 32 MiB). Larger ones get `413`; a declared
-    /// `Content-Length` is checked before reading, a chunked body while reading.
-    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.config().max_body = bytes;
-        self
-    }
-
-    /// Leaves the `requesty` member in the body (default: stripped), for an inner service that wants
-    /// to see it. The metadata is read and traced either way.
-    pub fn keep_body_metadata(mut self, keep: bool) -> Self {
-        self.config().strip_body = !keep;
-        self
-    }
-
     /// Leaves the metadata headers on the request (default: removed): `X-Requesty-*` and, with their
     /// sources on, the other gateways', underscore spellings included.
     pub fn keep_headers(mut self, keep: bool) -> Self {
@@ -180,33 +166,10 @@ impl<M, R> RequestyMetadataLayer<M, R> {
         self
     }
 
-    /// Answers `400` to a JSON body that is not well-formed JSON text, object or not, as serde_json
-    /// reads it, or to an object that nests deeper than
-    /// [`Limits::max_depth`](crate::Limits::max_depth) (default: passed through untouched, for the
-    /// inner service to judge). An empty body (or one of whitespace alone, perhaps behind a byte
-    /// order mark), and well-formed JSON that is not an object, pass. Checking the grammar inside
-    /// every value takes a parser's pass over the body, which only this option costs.
-    pub fn reject_malformed(mut self, reject: bool) -> Self {
-        self.config().reject_malformed = reject;
-        self
-    }
-
     /// Which metadata formats to read besides Requesty's (default: Requesty only). See
     /// [`dialects`](crate::dialects) for the mapping and precedence.
     pub fn sources(mut self, sources: Sources) -> Self {
         self.config().sources = sources;
-        self
-    }
-
-    /// Gives a chat request without a `trace_id` one derived from its conversation's opening (system
-    /// prompt and first user message), which every turn repeats: all turns of one conversation get the
-    /// same `trace_id` (`conv_…`) and so the same `gen_ai.conversation.id`, also when a client marks
-    /// the newest message for Anthropic's prompt caching (`cache_control` is left out; but for an
-    /// opening whose content parts pass 64 KiB, an image or a document, which is hashed as sent).
-    /// Off by default; the cost is reading and hashing those two messages, found without parsing
-    /// the rest.
-    pub fn reconstruct_sessions(mut self, on: bool) -> Self {
-        self.config().reconstruct_sessions = on;
         self
     }
 
@@ -259,11 +222,60 @@ impl<M, R> RequestyMetadataLayer<M, R> {
             mode: PhantomData,
         }
     }
+}
+
+/// Options for a layer that reads JSON bodies; a [`headers_only`](Self::headers_only) layer has none
+/// of them.
+impl<M> RequestyMetadataLayer<M, JsonBodies> {
+    /// The largest JSON body buffered, in bytes (default 32 MiB). Larger ones get `413`; a declared
+    /// `Content-Length` is checked before reading, a chunked body while reading.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.config().max_body = bytes;
+        self
+    }
+
+    /// Leaves the `requesty` member in the body (default: stripped), for an inner service that wants
+    /// to see it. The metadata is read and traced either way.
+    pub fn keep_body_metadata(mut self, keep: bool) -> Self {
+        self.config().strip_body = !keep;
+        self
+    }
+
+    /// Answers `400` to a JSON body that is not well-formed JSON text, object or not, as serde_json
+    /// reads it, or to an object that nests deeper than
+    /// [`Limits::max_depth`](crate::Limits::max_depth) (default: passed through untouched, for the
+    /// inner service to judge). An empty body (or one of whitespace alone, perhaps behind a byte
+    /// order mark), and well-formed JSON that is not an object, pass. Checking the grammar inside
+    /// every value takes a parser's pass over the body, which only this option costs.
+    pub fn reject_malformed(mut self, reject: bool) -> Self {
+        self.config().reject_malformed = reject;
+        self
+    }
+
+    /// Gives a chat request without a `trace_id` one derived from its conversation's opening (system
+    /// prompt and first user message), which every turn repeats: all turns of one conversation get the
+    /// same `trace_id` (`conv_…`) and so the same `gen_ai.conversation.id`, also when a client marks
+    /// the newest message for Anthropic's prompt caching (`cache_control` is left out; but for an
+    /// opening whose content parts pass 64 KiB, an image or a document, which is hashed as sent).
+    /// Off by default; the cost is reading and hashing those two messages, found without parsing
+    /// the rest.
+    pub fn reconstruct_sessions(mut self, on: bool) -> Self {
+        self.config().reconstruct_sessions = on;
+        self
+    }
 
     /// Reads metadata from headers only and never touches a body, whatever its type: for tonic
     /// (`Server::builder().layer(RequestyMetadataLayer::new().headers_only())`) and other protocols
     /// whose bodies are not JSON. (In either mode, a gRPC request the layer refuses is answered with
-    /// a gRPC status, `INVALID_ARGUMENT` naming the field and the rule, not an HTTP `400`.)
+    /// a gRPC status, `INVALID_ARGUMENT` naming the field and the rule, not an HTTP `400`.) The
+    /// options about bodies belong to a layer that reads them: set before this, they have no effect,
+    /// and after it they do not compile:
+    ///
+    /// ```compile_fail
+    /// use requesty_metadata::RequestyMetadataLayer;
+    ///
+    /// let layer = RequestyMetadataLayer::new().headers_only().max_body_bytes(1 << 20);
+    /// ```
     pub fn headers_only(self) -> RequestyMetadataLayer<M, HeadersOnly> {
         RequestyMetadataLayer {
             config: self.config,
