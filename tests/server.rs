@@ -321,6 +321,12 @@ async fn an_empty_body_id_leaves_the_field_to_the_header() {
             Some(RequestMetadata::new().tag("a")),
         ),
         (r#"{"requesty":{"user_id":"","origin_title":""}}"#, None),
+        // An empty tag is no tag either, as in `X-Requesty-Tags: a, , b`.
+        (
+            r#"{"requesty":{"tags":["","b",""]}}"#,
+            Some(RequestMetadata::new().tag("b")),
+        ),
+        (r#"{"requesty":{"tags":[""]}}"#, None),
     ] {
         let response = client()
             .post(format!("http://{addr}/v1/chat/completions"))

@@ -708,8 +708,10 @@ fn trace<M: MakeSpan>(
 }
 
 /// The metadata a request carried, `None` for none. An empty id or origin (`""`) that no other
-/// source filled carries nothing, as an empty header does: it is no value.
+/// source filled carries nothing, as an empty header does: it is no value; nor is an empty tag, as
+/// in a header's `a, , b`.
 fn non_empty(mut metadata: RequestMetadata) -> Option<RequestMetadata> {
+    metadata.tags.retain(|tag| !tag.is_empty());
     for field in [
         &mut metadata.user_id,
         &mut metadata.trace_id,
