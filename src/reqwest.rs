@@ -24,7 +24,7 @@
 //! gets the member and stays buffered, so `try_clone` (and retry middleware) keeps working; a
 //! streaming body gets the header form.
 
-use crate::client::{Carrier, InjectConfig, InjectMetadataLayer};
+use crate::client::{Awaiting, Carrier, InjectConfig, InjectMetadataLayer};
 use crate::codec::{self, splice::spliced};
 use crate::content::{is_encoded, is_json, response_length};
 use crate::server::span::{MakeSpan, RequestInfo};
@@ -192,7 +192,13 @@ impl Middleware for MetadataMiddleware {
         });
         let head = req.method() == reqwest::Method::HEAD;
         let start = Instant::now();
-        match next.run(req, extensions).instrument(span.clone()).await {
+        let mut awaiting = Awaiting::new(span);
+        let outcome = next
+            .run(req, extensions)
+            .instrument(awaiting.span().clone())
+            .await;
+        let span = awaiting.answered();
+        match outcome {
             Ok(response) => Ok(traced(response, span, start, head)),
             Err(error) => {
                 // No response: the call failed, as the server side records it.

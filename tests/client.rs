@@ -1916,6 +1916,52 @@ async fn a_failed_client_call_is_marked_in_its_client_span() {
     }
 }
 
+/// A server that takes requests and never answers; each connection's first bytes are reported.
+async fn silent_server() -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            if stream.read(&mut buf).await.unwrap() > 0 {
+                tx.send(()).unwrap();
+            }
+            open.push(stream);
+        }
+    });
+    (addr, rx)
+}
+
+/// A client call given up before its answer came (a timeout, say) leaves its span saying it did not
+/// complete, as a server span does for a request dropped before its answer: through tower and
+/// through reqwest.
+#[tokio::test]
+async fn a_call_given_up_before_its_answer_is_marked_in_its_client_span() {
+    let (recorder, _guard) = Recorder::install();
+    let (addr, mut arrived) = silent_server().await;
+    let hyper = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(defaults()))
+        .service(hyper_client());
+    tokio::select! {
+        _ = hyper.oneshot(hyper_json(addr, CHAT)) => panic!("the server never answers"),
+        _ = arrived.recv() => {}
+    }
+    let reqwest = with_middleware(MetadataMiddleware::new(defaults()));
+    tokio::select! {
+        _ = json_post(&reqwest, addr, CHAT).send() => panic!("the server never answers"),
+        _ = arrived.recv() => {}
+    }
+    let spans = recorder.named("llm_client_request");
+    assert_eq!(spans.len(), 2);
+    for span in spans {
+        assert!(span.closed);
+        assert_eq!(span.field("response.completed"), Some("false"), "{span:#?}");
+    }
+}
+
 /// Straight to a provider (headers only, with its own field), a member the client cannot read is
 /// removed whole too: the provider would refuse it. The provider's own field still goes in.
 #[tokio::test]

@@ -65,7 +65,7 @@ pin_project! {
         Call {
             #[pin]
             future: S::Future,
-            span: Span,
+            span: Awaiting,
             start: Instant,
             // A `HEAD` request's answer has no body.
             head: bool,
@@ -151,10 +151,10 @@ where
                     head,
                 } => {
                     let result = {
-                        let _entered = span.enter();
+                        let _entered = span.span().enter();
                         ready!(future.poll(cx))
                     };
-                    let span = std::mem::replace(span, Span::none());
+                    let span = span.answered();
                     if result.is_err() {
                         // No response: the call failed, as the server side records it.
                         span.record("response.completed", false);
@@ -174,6 +174,32 @@ where
                 }
             }
         }
+    }
+}
+
+/// A call's span until its answer (or its error) comes. Dropped before that, the call was given up
+/// (a timeout, say), and the span says the response did not complete, as a server span does for a
+/// request dropped before its answer.
+pub(crate) struct Awaiting(Span);
+
+impl Awaiting {
+    pub(crate) fn new(span: Span) -> Self {
+        Self(span)
+    }
+
+    pub(crate) fn span(&self) -> &Span {
+        &self.0
+    }
+
+    /// The span, once the call has an outcome to record.
+    pub(crate) fn answered(&mut self) -> Span {
+        std::mem::replace(&mut self.0, Span::none())
+    }
+}
+
+impl Drop for Awaiting {
+    fn drop(&mut self) {
+        self.0.record("response.completed", false);
     }
 }
 
@@ -372,7 +398,7 @@ where
     };
     State::Call {
         future,
-        span,
+        span: Awaiting::new(span),
         start: Instant::now(),
         head,
     }

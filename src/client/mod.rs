@@ -24,6 +24,8 @@ mod layer;
 mod service;
 
 pub use egress::{Gateway, Native};
+#[cfg(feature = "reqwest")]
+pub(crate) use future::Awaiting;
 pub use future::{BoxError, InjectFuture};
 #[cfg(feature = "reqwest")]
 pub(crate) use layer::InjectConfig;
