@@ -407,6 +407,61 @@ async fn a_request_body_that_fails_while_read_leaves_a_failed_client_span() {
     assert_eq!(span.field("response.completed"), Some("false"));
     assert_eq!(span.field("otel.status_code"), Some("ERROR"));
 }
+/// A call given up while the client still reads its request body to add the member (the body
+/// stalls, and the caller times out) is never sent, and leaves a client span that says it did not
+/// complete, as a server span does for a request dropped while its body is read.
+#[tokio::test]
+async fn a_call_given_up_while_its_body_is_read_leaves_a_client_span() {
+    struct Stalled {
+        sent: bool,
+    }
+    impl http_body::Body for Stalled {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+            if std::mem::replace(&mut self.sent, true) {
+                std::task::Poll::Pending
+            } else {
+                let frame = http_body::Frame::data(Bytes::from_static(br#"{"model":"#));
+                std::task::Poll::Ready(Some(Ok(frame)))
+            }
+        }
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(40)
+        }
+    }
+    impl From<Bytes> for Stalled {
+        fn from(_: Bytes) -> Self {
+            Stalled { sent: true }
+        }
+    }
+    let (recorder, _guard) = Recorder::install();
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(
+            RequestMetadata::new().trace_id("t-10"),
+        ))
+        .service(tower::service_fn(|_: http::Request<Stalled>| async {
+            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
+        }));
+    let req = http::Request::post("http://upstream.test/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Stalled { sent: false })
+        .unwrap();
+    let mut call = Box::pin(client.oneshot(req));
+    assert!(futures_util::poll!(&mut call).is_pending());
+    drop(call);
+    let spans = recorder.named("llm_client_request");
+    let [span] = &spans[..] else {
+        panic!("one client span: {spans:#?}")
+    };
+    assert!(span.closed);
+    assert_eq!(span.field("trace_id"), Some("t-10"));
+    assert_eq!(span.field("response.completed"), Some("false"));
+}
+
 /// Of two `extra` keys that differ only in case, the first keeps the header in Helicone's form as
 /// in the `X-Requesty-*` one: one request never carries two values for one key.
 #[tokio::test]

@@ -59,7 +59,7 @@ pin_project! {
             #[pin]
             body: B,
             collected: Collected,
-            pending: Option<Pending<S>>,
+            pending: Unsent<S>,
             reading: Reading<B>,
         },
         Call {
@@ -84,7 +84,7 @@ impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
             state: State::Collect {
                 body,
                 collected: Collected::new(capacity),
-                pending: Some(pending),
+                pending: Unsent(Some(pending)),
                 reading,
             },
         }
@@ -133,12 +133,15 @@ where
                     if let Err(CollectError::Read(error)) =
                         ready!(collected.poll_body(body, cx, usize::MAX))
                     {
-                        if let Some(pending) = pending.take() {
-                            unsent(pending);
+                        // Never sent, as a call the client failed.
+                        if let Some(pending) = pending.0.take() {
+                            let span = unsent(pending);
+                            span.record("error.type", "request_body");
+                            span.record("otel.status_code", "ERROR");
                         }
                         return Poll::Ready(Err((reading.boxed)(error)));
                     }
-                    let Some(pending) = pending.take() else {
+                    let Some(pending) = pending.0.take() else {
                         unreachable!("a collecting future always holds its request")
                     };
                     let next = send(pending, std::mem::take(collected), reading.rebuild);
@@ -203,16 +206,28 @@ impl Drop for Awaiting {
     }
 }
 
-/// Records a call whose request body failed while it was read: it is never sent, and its span says
-/// so, as that of a call the client failed.
-fn unsent<S>(pending: Pending<S>) {
+/// The request of a call whose body is being read. Dropped before it is sent (the call given up
+/// while its body stalls), it still leaves a client span, as a server span is left for a request
+/// dropped while its body is read.
+struct Unsent<S>(Option<Pending<S>>);
+
+impl<S> Drop for Unsent<S> {
+    fn drop(&mut self) {
+        if let Some(pending) = self.0.take() {
+            unsent(pending);
+        }
+    }
+}
+
+/// The span of a call that is never sent, saying its response did not complete; the caller records
+/// why.
+fn unsent<S>(pending: Pending<S>) -> Span {
     let metadata = pending.config.filter(pending.metadata);
     let span = pending
         .parent
         .in_scope(|| client_span(&pending.config, &pending.parts, &metadata, None));
     span.record("response.completed", false);
-    span.record("error.type", "request_body");
-    span.record("otel.status_code", "ERROR");
+    span
 }
 
 /// Puts the metadata into the body (or, for a body that is not a JSON object, the headers) and calls
