@@ -797,6 +797,32 @@ async fn an_empty_foreign_body_id_does_not_beat_a_real_header_id() {
     );
 }
 
+/// An empty id in the Requesty member carries nothing either: it leaves the field to the other
+/// formats' body fields and to the native `user`, which rank below it.
+#[tokio::test]
+async fn an_empty_member_id_leaves_the_field_to_the_other_body_fields() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let seen = post(
+        addr,
+        &[],
+        r#"{"model":"m","requesty":{"user_id":"","trace_id":""},
+            "metadata":{"trace_id":"lite-trace"},"user":"native-user"}"#,
+    )
+    .await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(meta.user_id.as_deref(), Some("native-user"), "{meta:?}");
+    assert_eq!(meta.trace_id.as_deref(), Some("lite-trace"), "{meta:?}");
+    let seen = post(
+        addr,
+        &[],
+        r#"{"model":"m","requesty":{"trace_id":""},"session_id":"or-session"}"#,
+    )
+    .await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(meta.trace_id.as_deref(), Some("or-session"), "{meta:?}");
+}
+
 /// A dialect header's id that wins and is too long gets the request refused naming that header
 /// (a gateway's own name for it, not `requesty.user_id`), as a tag too long in a dialect's tags
 /// header does.

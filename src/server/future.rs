@@ -455,6 +455,9 @@ where
         }
         None => headers,
     };
+    // An empty id or origin that the member gave and no header filled carries nothing: the other
+    // formats' body fields and the native `user` below may still fill it.
+    clear_empty(&mut metadata);
     // The other formats' body fields are read within the limits field by field, but together with
     // everything else they may still go over one: then the request goes on without them, as if they
     // were not there, so what is kept to fall back on is the metadata without them.
@@ -712,6 +715,12 @@ fn trace<M: MakeSpan>(
 /// in a header's `a, , b`.
 fn non_empty(mut metadata: RequestMetadata) -> Option<RequestMetadata> {
     metadata.tags.retain(|tag| !tag.is_empty());
+    clear_empty(&mut metadata);
+    (!metadata.is_empty()).then_some(metadata)
+}
+
+/// Takes an empty id or origin (`""`) for none.
+fn clear_empty(metadata: &mut RequestMetadata) {
     for field in [
         &mut metadata.user_id,
         &mut metadata.trace_id,
@@ -722,7 +731,6 @@ fn non_empty(mut metadata: RequestMetadata) -> Option<RequestMetadata> {
             *field = None;
         }
     }
-    (!metadata.is_empty()).then_some(metadata)
 }
 
 fn too_large_body(max: usize) -> Bytes {
