@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::hint::black_box;
 use std::time::Instant;
 
-/// The member of the sample request in `shared/samples/openai-chat-request.json`.
+/// The member of the sample request in `tests/data/openai-chat-request.json`.
 const MEMBER: &str = r#""requesty":{"tags":["product-content","e-commerce"],"user_id":"merchant_5678","trace_id":"workflow_product_launch_123","extra":{"country":"usa","prompt_title":"product description","department":"marketing","product_category":"kitchen_appliances"}}"#;
 
 #[derive(Clone, Copy, PartialEq)]
