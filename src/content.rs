@@ -20,18 +20,37 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     })
 }
 
-/// A gRPC request (`application/grpc`, `application/grpc+proto`, ...), whose client expects errors
-/// as a gRPC status.
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers.get(CONTENT_TYPE).is_some_and(|value| {
-        let value = value.as_bytes().trim_ascii();
-        value.len() >= 16
-            && value[..16].eq_ignore_ascii_case(b"application/grpc")
-            && matches!(
-                value[16..].trim_ascii_start().first(),
-                None | Some(b'+' | b';')
-            )
-    })
+/// For a gRPC message (`application/grpc`, `application/grpc+proto`, ...) or a gRPC-Web one
+/// (`application/grpc-web+proto`, ...), whose client expects errors as a gRPC status, the media type
+/// a refusal is answered with, so that the client reads the `grpc-status` of a trailers-only answer;
+/// `None` for other messages.
+pub(crate) fn grpc_answer_type(headers: &HeaderMap) -> Option<&'static str> {
+    match grpc_subtype(headers)? {
+        b"" => Some("application/grpc"),
+        suffix if suffix.eq_ignore_ascii_case(b"-web") => Some("application/grpc-web"),
+        suffix if suffix.eq_ignore_ascii_case(b"-web-text") => Some("application/grpc-web-text"),
+        _ => None,
+    }
+}
+
+/// What follows `application/grpc` in the request's media type, up to a `+format` or parameters:
+/// empty for gRPC, `-web` for gRPC-Web.
+fn grpc_subtype(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(CONTENT_TYPE)?.as_bytes().trim_ascii();
+    let rest = value.get(16..)?;
+    if !value[..16].eq_ignore_ascii_case(b"application/grpc") {
+        return None;
+    }
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'+' | b';'))
+        .unwrap_or(rest.len());
+    let subtype = rest[..end].trim_ascii_end();
+    // Only the subtype's own characters: `application/grpc x` is another type.
+    subtype
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+        .then_some(subtype)
 }
 
 /// Whether a media type without parameters (`type/subtype`) is JSON.
@@ -179,7 +198,8 @@ mod tests {
             "application/grpc;x=1",
             "application/grpc ; charset=utf-8",
         ] {
-            assert!(is_grpc(&headers(&[("content-type", yes)])), "{yes}");
+            let answer = grpc_answer_type(&headers(&[("content-type", yes)]));
+            assert_eq!(answer, Some("application/grpc"), "{yes}");
         }
         for no in [
             "application/grpc-web",
@@ -187,7 +207,25 @@ mod tests {
             "application/grp",
             "application/grpc x",
         ] {
-            assert!(!is_grpc(&headers(&[("content-type", no)])), "{no}");
+            let answer = grpc_answer_type(&headers(&[("content-type", no)]));
+            assert_ne!(answer, Some("application/grpc"), "{no}");
+        }
+        for (content_type, answer) in [
+            ("application/grpc+proto", Some("application/grpc")),
+            ("application/grpc-web", Some("application/grpc-web")),
+            ("Application/gRPC-Web+proto", Some("application/grpc-web")),
+            ("application/grpc-web ;x=1", Some("application/grpc-web")),
+            (
+                "application/grpc-web-text+proto",
+                Some("application/grpc-web-text"),
+            ),
+            ("application/grpc-webx", None),
+            ("application/grpc-web x", None),
+            ("application/grpcweb", None),
+            ("application/json", None),
+        ] {
+            let headers = headers(&[("content-type", content_type)]);
+            assert_eq!(grpc_answer_type(&headers), answer, "{content_type}");
         }
     }
 

@@ -117,8 +117,13 @@ pub(crate) fn error_body(message: &str, param: Option<&str>, code: &str) -> Byte
 /// The answer to a gRPC request the layer refused: a trailers-only response (HTTP 200) whose
 /// `grpc-status` is `INVALID_ARGUMENT` (3) for a `400`, `RESOURCE_EXHAUSTED` (8) for a `413`, and
 /// whose `grpc-message` is the error body's message, so a gRPC client reports the field and the rule
-/// instead of failing to decode a JSON body as a gRPC message.
-pub(crate) fn grpc_answer(status: StatusCode, json: &[u8]) -> http::Response<()> {
+/// instead of failing to decode a JSON body as a gRPC message. `content_type` is the request's kind
+/// of gRPC: a gRPC-Web client reads a trailers-only answer's status from its head as well.
+pub(crate) fn grpc_answer(
+    status: StatusCode,
+    json: &[u8],
+    content_type: &'static str,
+) -> http::Response<()> {
     let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
         "8"
     } else {
@@ -130,7 +135,7 @@ pub(crate) fn grpc_answer(status: StatusCode, json: &[u8]) -> http::Response<()>
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/grpc"),
+        http::HeaderValue::from_static(content_type),
     );
     headers.insert("grpc-status", http::HeaderValue::from_static(code));
     if let Ok(message) = http::HeaderValue::from_str(&grpc_percent_encode(message)) {
@@ -159,7 +164,7 @@ mod tests {
     #[test]
     fn a_grpc_answer_carries_the_status_and_the_encoded_message() {
         let json = error_body("`requesty.tags` has 70 tags; 100% over", None, "x");
-        let answer = grpc_answer(StatusCode::BAD_REQUEST, &json);
+        let answer = grpc_answer(StatusCode::BAD_REQUEST, &json, "application/grpc");
         assert_eq!(answer.status(), StatusCode::OK);
         assert_eq!(answer.headers()["grpc-status"], "3");
         assert_eq!(
@@ -169,6 +174,7 @@ mod tests {
         let answer = grpc_answer(
             StatusCode::PAYLOAD_TOO_LARGE,
             &error_body("caf\u{e9}", None, "x"),
+            "application/grpc",
         );
         assert_eq!(answer.headers()["grpc-status"], "8");
         assert_eq!(answer.headers()["grpc-message"], "caf%C3%A9");

@@ -426,6 +426,44 @@ async fn a_refusal_is_a_trailers_only_response() {
     assert_eq!(span.field("otel.status_code"), None);
 }
 
+/// A gRPC-Web call (a browser's, through `tonic-web` behind the layer) is refused in its own kind:
+/// a trailers-only answer of its media type, whose head a gRPC-Web client reads the status from.
+#[tokio::test]
+async fn a_grpc_web_refusal_is_a_grpc_web_answer() {
+    use http_body::Body as _;
+    use http_body_util::Full;
+    use tower::{Layer, ServiceExt};
+    let (recorder, _guard) = Recorder::install();
+    let inner = tower::service_fn(|_: http::Request<Full<bytes::Bytes>>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(bytes::Bytes::new())))
+    });
+    let service = RequestyMetadataLayer::new().headers_only().layer(inner);
+    for (sent, answered) in [
+        ("application/grpc-web+proto", "application/grpc-web"),
+        ("application/grpc-web-text", "application/grpc-web-text"),
+    ] {
+        let request = http::Request::post(CHECK)
+            .header("content-type", sent)
+            .header("x-requesty-trace-id", "t".repeat(300))
+            .body(Full::new(bytes::Bytes::from_static(b"\0\0\0\0\0")))
+            .unwrap();
+        let response = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200, "{sent}");
+        assert_eq!(response.headers()["content-type"], answered);
+        assert_eq!(response.headers()["grpc-status"], "3");
+        assert!(response.headers()["grpc-message"]
+            .to_str()
+            .unwrap()
+            .contains("x-requesty-trace-id"));
+        assert!(response.body().is_end_stream());
+    }
+    let spans = recorder.wait_closed(2).await;
+    for span in &spans {
+        assert_eq!(span.field("rpc.system"), Some("grpc"));
+        assert_eq!(span.field("rpc.grpc.status_code"), Some("3"));
+    }
+}
+
 /// On the wire too (HTTP/2 through hyper): the head carries the status and ends the stream.
 #[tokio::test]
 async fn a_refusal_ends_the_stream_with_its_head_on_the_wire() {

@@ -186,10 +186,11 @@ impl Tracker {
     }
 
     /// Notes the gRPC status in a gRPC response's head (a trailers-only response) or its trailers;
-    /// the head's `Content-Type` says whether the response is gRPC (a JSON answer that passes a
-    /// `grpc-status` on, from a transcoder say, is not).
+    /// the head's `Content-Type` says whether the response is gRPC or gRPC-Web (a JSON answer that
+    /// passes a `grpc-status` on, from a transcoder say, is not). A gRPC-Web answer with a body
+    /// carries its status inside the body, which is not read.
     pub(crate) fn grpc(&mut self, headers: &HeaderMap) {
-        self.grpc_response |= crate::content::is_grpc(headers);
+        self.grpc_response |= crate::content::grpc_answer_type(headers).is_some();
         if !self.grpc_response {
             return;
         }

@@ -59,8 +59,9 @@ struct Rejection {
     tracker: Option<Tracker>,
     /// A HEAD request: the server sends no body and never polls it.
     head: bool,
-    /// A gRPC request, answered with a gRPC status rather than an HTTP one.
-    grpc: bool,
+    /// For a gRPC or gRPC-Web request, the media type of its answer, which carries a gRPC status
+    /// rather than an HTTP one.
+    grpc: Option<&'static str>,
 }
 
 /// Everything a request needs between `call` and the inner service's call.
@@ -335,10 +336,10 @@ where
                     };
                     // The answer is noted as it goes out, not before: dropped first, the request
                     // is one that got no answer (see `ResponseBody::error`).
-                    if grpc {
+                    if let Some(content_type) = grpc {
                         // A gRPC refusal goes out as `200` with its `grpc-status`, which the
                         // tracker notes with it.
-                        let response = crate::error::grpc_answer(status, &body);
+                        let response = crate::error::grpc_answer(status, &body, content_type);
                         let (parts, ()) = response.into_parts();
                         if let Some(tracker) = tracker.as_mut() {
                             tracker.grpc(&parts.headers);
@@ -613,7 +614,7 @@ where
     M: MakeSpan,
 {
     let head = pending.parts.method == Method::HEAD;
-    let grpc = crate::content::is_grpc(&pending.parts.headers);
+    let grpc = crate::content::grpc_answer_type(&pending.parts.headers);
     let tracker = unserved(pending, facts);
     State::Reject {
         rejection: Some(Rejection {
@@ -636,7 +637,7 @@ where
     M: MakeSpan,
 {
     let head = pending.parts.method == Method::HEAD;
-    let grpc = crate::content::is_grpc(&pending.parts.headers);
+    let grpc = crate::content::grpc_answer_type(&pending.parts.headers);
     drop(unserved(pending, Facts::default()));
     State::Reject {
         rejection: Some(Rejection {

@@ -288,7 +288,9 @@ impl MakeSpan for DefaultMakeSpan {
         if span.is_disabled() {
             return span;
         }
-        let rpc = crate::content::is_grpc(info.headers).then(|| grpc_method(info.uri.path()));
+        let rpc = crate::content::grpc_answer_type(info.headers)
+            .is_some()
+            .then(|| grpc_method(info.uri.path()));
         if let Some(method) = rpc {
             span.record("rpc.system", "grpc");
             if let Some((service, method)) = method {
