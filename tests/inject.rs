@@ -407,6 +407,65 @@ async fn a_request_body_that_fails_while_read_leaves_a_failed_client_span() {
     assert_eq!(span.field("response.completed"), Some("false"));
     assert_eq!(span.field("otel.status_code"), Some("ERROR"));
 }
+/// A request body that goes on past the exact size it declared is not buffered without end: the
+/// call fails once it passes that size, as hyper fails a body longer than its length, and is
+/// never sent.
+#[tokio::test]
+async fn a_request_body_longer_than_it_declared_fails_the_call() {
+    /// Declares 16 bytes, then sends a thousand frames of 8.
+    struct Endless(usize);
+    impl http_body::Body for Endless {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+            if self.0 == 1000 {
+                return std::task::Poll::Ready(None);
+            }
+            self.0 += 1;
+            let frame = http_body::Frame::data(Bytes::from_static(b"{\"a\":1 "));
+            std::task::Poll::Ready(Some(Ok(frame)))
+        }
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(16)
+        }
+    }
+    impl From<Bytes> for Endless {
+        fn from(_: Bytes) -> Self {
+            Endless(1000)
+        }
+    }
+    let (recorder, _guard) = Recorder::install();
+    let sent = Arc::new(Mutex::new(0));
+    let count = sent.clone();
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(
+            RequestMetadata::new().trace_id("t-11"),
+        ))
+        .service(tower::service_fn(move |_: http::Request<Endless>| {
+            *count.lock().unwrap() += 1;
+            async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
+        }));
+    let req = http::Request::post("http://upstream.test/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Endless(0))
+        .unwrap();
+    let error = client.oneshot(req).await.unwrap_err();
+    assert!(
+        error.to_string().contains("longer than the 16 bytes"),
+        "{error}"
+    );
+    assert_eq!(*sent.lock().unwrap(), 0, "nothing is sent");
+    let spans = recorder.named("llm_client_request");
+    let [span] = &spans[..] else {
+        panic!("one client span: {spans:#?}")
+    };
+    assert_eq!(span.field("error.type"), Some("request_body"));
+    assert_eq!(span.field("response.completed"), Some("false"));
+}
+
 /// A call given up while the client still reads its request body to add the member (the body
 /// stalls, and the caller times out) is never sent, and leaves a client span that says it did not
 /// complete, as a server span does for a request dropped while its body is read.

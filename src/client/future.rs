@@ -58,6 +58,8 @@ pin_project! {
         Collect {
             #[pin]
             body: B,
+            // The exact size the body declared, which bounds what is read.
+            size: usize,
             collected: Collected,
             pending: Unsent<S>,
             reading: Reading<B>,
@@ -74,15 +76,19 @@ pin_project! {
 }
 
 impl<S: Service<Request<B>>, B: Body> InjectFuture<S, B> {
+    /// Reads `body`, of the exact `size` it declared, to add the member; `capacity` leaves room for
+    /// it.
     pub(crate) fn collect(
         pending: Pending<S>,
         body: B,
         reading: Reading<B>,
+        size: usize,
         capacity: usize,
     ) -> Self {
         Self {
             state: State::Collect {
                 body,
+                size,
                 collected: Collected::new(capacity),
                 pending: Unsent(Some(pending)),
                 reading,
@@ -123,23 +129,28 @@ where
             match this.state.as_mut().project() {
                 StateProj::Collect {
                     body,
+                    size,
                     collected,
                     pending,
                     reading,
                 } => {
-                    // The body declared its exact size and it is within bounds, so no limit applies
-                    // here. A body that fails while being read fails the call, as it would without
-                    // the layer: it is never sent short.
-                    if let Err(CollectError::Read(error)) =
-                        ready!(collected.poll_body(body, cx, usize::MAX))
-                    {
+                    // The body declared its exact size, within bounds, and is held to it: one that
+                    // goes on past it breaks its word and is not buffered without end. A body that
+                    // fails while being read fails the call, as it would without the layer (and
+                    // as one longer than it declared does in hyper): it is never sent short.
+                    if let Err(error) = ready!(collected.poll_body(body, cx, *size)) {
                         // Never sent, as a call the client failed.
                         if let Some(pending) = pending.0.take() {
                             let span = unsent(pending);
                             span.record("error.type", "request_body");
                             span.record("otel.status_code", "ERROR");
                         }
-                        return Poll::Ready(Err((reading.boxed)(error)));
+                        return Poll::Ready(Err(match error {
+                            CollectError::Read(error) => (reading.boxed)(error),
+                            CollectError::TooLarge => BoxError::from(format!(
+                                "the request body is longer than the {size} bytes its size hint declared"
+                            )),
+                        }));
                     }
                     let Some(pending) = pending.0.take() else {
                         unreachable!("a collecting future always holds its request")

@@ -94,6 +94,7 @@ where
                 },
                 body,
                 reading,
+                size,
                 size.saturating_add(HEADROOM),
             ),
             _ => {
