@@ -93,14 +93,15 @@ pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
 /// Marks a body that was read whole and rebuilt from its `len` bytes: it has that
 /// `Content-Length`, and neither the framing it came in (`Transfer-Encoding`) nor trailers, which
 /// a body rebuilt from bytes cannot carry (so no `Trailer` header announcing them either). A request
-/// that came with no body and no framing headers is left as it was: nothing about it changed.
+/// that came with no body and no framing headers gains none: only trailers (HTTP/2 sends them
+/// without data and without a length) could have changed about it.
 pub(crate) fn set_whole_length(headers: &mut HeaderMap, len: usize) {
+    headers.remove(TRAILER);
     if len == 0 && !headers.contains_key(CONTENT_LENGTH) && !headers.contains_key(TRANSFER_ENCODING)
     {
         return;
     }
     headers.remove(TRANSFER_ENCODING);
-    headers.remove(TRAILER);
     headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
 }
 

@@ -1103,6 +1103,46 @@ async fn trailers_on_a_json_body_are_dropped_with_a_warning() {
     );
 }
 
+/// A JSON request with trailers but no data (HTTP/2 allows it, with no framing header) goes on
+/// without them too, and without the `Trailer` header that announced them.
+#[tokio::test]
+async fn trailers_on_an_empty_json_body_are_not_announced() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+
+    let (_recorder, _guard) = Recorder::install();
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+    let frames: Vec<Result<http_body::Frame<Bytes>, Infallible>> =
+        vec![Ok(http_body::Frame::trailers(trailers))];
+    let body = Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+        frames,
+    )));
+    let request = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("trailer", "x-checksum")
+        .body(body)
+        .unwrap();
+    let service = RequestyMetadataLayer::new().layer(tower::service_fn(
+        |request: http::Request<Body>| async move {
+            let announced = request.headers().contains_key("trailer");
+            let trailers = request
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .trailers()
+                .is_some();
+            Ok::<_, Infallible>(http::Response::new(Body::from(format!(
+                "{trailers}|{announced}"
+            ))))
+        },
+    ));
+    let response = service.oneshot(request).await.unwrap();
+    let seen = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(seen, "false|false".as_bytes());
+}
+
 /// A response whose last frame is trailers (gRPC, or any HTTP/2 or chunked answer with trailers)
 /// ends there: hyper writes the trailers and drops the body without polling it again, so the span
 /// and the completion hook must count it as completed.
