@@ -10,7 +10,7 @@ use axum::routing::any;
 use axum::{Extension, Router};
 use requesty_metadata::client::{Gateway, Native};
 use requesty_metadata::dialects::Sources;
-use requesty_metadata::{RequestMetadata, RequestyMetadataLayer};
+use requesty_metadata::{Limits, RequestMetadata, RequestyMetadataLayer};
 use serde_json::{json, Value};
 use support::{client, serve, Recorder};
 
@@ -821,6 +821,31 @@ async fn an_empty_member_id_leaves_the_field_to_the_other_body_fields() {
     .await;
     let meta = seen.metadata.unwrap();
     assert_eq!(meta.trace_id.as_deref(), Some("or-session"), "{meta:?}");
+}
+
+/// An empty tag is no tag, wherever it comes from: it takes no place under the tag limit, so it
+/// neither keeps another source's tag out nor gets the request refused.
+#[tokio::test]
+async fn an_empty_tag_takes_no_place_under_the_limit() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all().limits(Limits::default().max_tags(2))).await;
+    for (headers, body) in [
+        (
+            &[][..],
+            r#"{"model":"m","requesty":{"tags":["","a"]},"metadata":{"tags":["x"]}}"#,
+        ),
+        (
+            &[][..],
+            r#"{"model":"m","requesty":{"tags":["a"]},"metadata":{"tags":["","x"]}}"#,
+        ),
+        (
+            &[("x-requesty-tags", "x")][..],
+            r#"{"model":"m","requesty":{"tags":["","a"]}}"#,
+        ),
+    ] {
+        let meta = post(addr, headers, body).await.metadata.unwrap();
+        assert_eq!(meta.tags, ["a", "x"], "{body}");
+    }
 }
 
 /// A dialect header's id that wins and is too long gets the request refused naming that header

@@ -177,7 +177,8 @@ impl Fill<'_> {
         let list = foreign::list(tags, self.limits.tags());
         let mut left_out = list.more;
         for tag in list.items {
-            if self.meta.tags.contains(&tag) {
+            // An empty tag is no tag, as in a tags header.
+            if tag.is_empty() || self.meta.tags.contains(&tag) {
                 continue;
             }
             if tag.len() > self.limits.tag_len() || self.meta.tags.len() >= self.limits.tags() {

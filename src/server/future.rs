@@ -457,7 +457,8 @@ where
         None => headers,
     };
     // An empty id or origin that the member gave and no header filled carries nothing: the other
-    // formats' body fields and the native `user` below may still fill it.
+    // formats' body fields and the native `user` below may still fill it. An empty tag takes no
+    // place under the tag limit.
     clear_empty(&mut metadata);
     // The other formats' body fields are read within the limits field by field, but together with
     // everything else they may still go over one: then the request goes on without them, as if they
@@ -715,13 +716,13 @@ fn trace<M: MakeSpan>(
 /// source filled carries nothing, as an empty header does: it is no value; nor is an empty tag, as
 /// in a header's `a, , b`.
 fn non_empty(mut metadata: RequestMetadata) -> Option<RequestMetadata> {
-    metadata.tags.retain(|tag| !tag.is_empty());
     clear_empty(&mut metadata);
     (!metadata.is_empty()).then_some(metadata)
 }
 
-/// Takes an empty id or origin (`""`) for none.
+/// Takes an empty id or origin (`""`) for none, and leaves out empty tags.
 fn clear_empty(metadata: &mut RequestMetadata) {
+    metadata.tags.retain(|tag| !tag.is_empty());
     for field in [
         &mut metadata.user_id,
         &mut metadata.trace_id,
