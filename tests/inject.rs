@@ -466,6 +466,64 @@ async fn a_request_body_longer_than_it_declared_fails_the_call() {
     assert_eq!(span.field("response.completed"), Some("false"));
 }
 
+/// A request body that ends short of the exact size it declared breaks its word too: the call
+/// fails, as hyper fails a body shorter than its length, rather than going out as a whole body of
+/// another length.
+#[tokio::test]
+async fn a_request_body_shorter_than_it_declared_fails_the_call() {
+    /// Declares 100 bytes, and sends a 13-byte object.
+    struct Short(bool);
+    impl http_body::Body for Short {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+            let sent = std::mem::replace(&mut self.0, true);
+            let frame = http_body::Frame::data(Bytes::from_static(br#"{"model":"m"}"#));
+            std::task::Poll::Ready((!sent).then_some(Ok(frame)))
+        }
+        fn size_hint(&self) -> http_body::SizeHint {
+            http_body::SizeHint::with_exact(100)
+        }
+    }
+    impl From<Bytes> for Short {
+        fn from(_: Bytes) -> Self {
+            Short(true)
+        }
+    }
+    let (recorder, _guard) = Recorder::install();
+    let sent = Arc::new(Mutex::new(0));
+    let count = sent.clone();
+    let client = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(
+            RequestMetadata::new().trace_id("t-12"),
+        ))
+        .service(tower::service_fn(move |_: http::Request<Short>| {
+            *count.lock().unwrap() += 1;
+            async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
+        }));
+    let req = http::Request::post("http://upstream.test/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Short(false))
+        .unwrap();
+    let error = client.oneshot(req).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("ended after 13 of the 100 bytes"),
+        "{error}"
+    );
+    assert_eq!(*sent.lock().unwrap(), 0, "nothing is sent");
+    let spans = recorder.named("llm_client_request");
+    let [span] = &spans[..] else {
+        panic!("one client span: {spans:#?}")
+    };
+    assert_eq!(span.field("error.type"), Some("request_body"));
+    assert_eq!(span.field("response.completed"), Some("false"));
+}
+
 /// A call given up while the client still reads its request body to add the member (the body
 /// stalls, and the caller times out) is never sent, and leaves a client span that says it did not
 /// complete, as a server span does for a request dropped while its body is read.

@@ -134,23 +134,30 @@ where
                     pending,
                     reading,
                 } => {
-                    // The body declared its exact size, within bounds, and is held to it: one that
-                    // goes on past it breaks its word and is not buffered without end. A body that
-                    // fails while being read fails the call, as it would without the layer (and
-                    // as one longer than it declared does in hyper): it is never sent short.
-                    if let Err(error) = ready!(collected.poll_body(body, cx, *size)) {
+                    // The body declared its exact size, within bounds, and is held to it as hyper
+                    // holds a body to its length: one that goes on past it is not buffered without
+                    // end, and one that ends short of it is not sent as a whole body of another
+                    // length. A body that fails while being read fails the call, as it would
+                    // without the layer.
+                    let read = match ready!(collected.poll_body(body, cx, *size)) {
+                        Ok(()) if collected.as_slice().len() < *size => Err(BoxError::from(format!(
+                            "the request body ended after {} of the {size} bytes its size hint declared",
+                            collected.as_slice().len()
+                        ))),
+                        Ok(()) => Ok(()),
+                        Err(CollectError::Read(error)) => Err((reading.boxed)(error)),
+                        Err(CollectError::TooLarge) => Err(BoxError::from(format!(
+                            "the request body is longer than the {size} bytes its size hint declared"
+                        ))),
+                    };
+                    if let Err(error) = read {
                         // Never sent, as a call the client failed.
                         if let Some(pending) = pending.0.take() {
                             let span = unsent(pending);
                             span.record("error.type", "request_body");
                             span.record("otel.status_code", "ERROR");
                         }
-                        return Poll::Ready(Err(match error {
-                            CollectError::Read(error) => (reading.boxed)(error),
-                            CollectError::TooLarge => BoxError::from(format!(
-                                "the request body is longer than the {size} bytes its size hint declared"
-                            )),
-                        }));
+                        return Poll::Ready(Err(error));
                     }
                     let Some(pending) = pending.0.take() else {
                         unreachable!("a collecting future always holds its request")
