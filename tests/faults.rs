@@ -1585,3 +1585,48 @@ async fn a_body_of_exact_size_without_a_length_header_counts_as_completed() {
     assert_eq!(spans[0].field("gen_ai.usage.input_tokens"), Some("3"));
     assert_eq!(*ends.lock().unwrap(), [(true, false)]);
 }
+
+/// A response sent chunked is framed by its last chunk, not by its size hint: dropped after its
+/// last data but before its end (the client gone before the closing chunk), it did not complete.
+#[tokio::test]
+async fn a_chunked_response_dropped_before_its_end_did_not_complete() {
+    use http_body::{Body as _, Frame, SizeHint};
+    struct Exact(std::collections::VecDeque<Bytes>);
+    impl http_body::Body for Exact {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+        }
+    }
+    let (recorder, _guard) = Recorder::install();
+    let service =
+        RequestyMetadataLayer::new().layer(tower::service_fn(|_: http::Request<Body>| async {
+            let frames = [&b"{\"id\":"[..], b"\"r1\"}"];
+            let response = http::Response::builder()
+                .header(CONTENT_TYPE, "application/json")
+                .header("transfer-encoding", "chunked")
+                .body(Exact(frames.map(Bytes::from_static).into()))
+                .unwrap();
+            Ok::<_, Infallible>(response)
+        }));
+    let request = http::Request::post("/v1/chat/completions")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"model":"m"}"#))
+        .unwrap();
+    let mut body = service.oneshot(request).await.unwrap().into_body();
+    let mut data = 0;
+    while data < 11 {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        data += frame.unwrap().unwrap().into_data().unwrap().len();
+    }
+    drop(body);
+    let spans = recorder.wait_closed(1).await;
+    assert_eq!(spans[0].field("response.completed"), Some("false"));
+}

@@ -13,7 +13,7 @@ use crate::headers::Origins;
 use crate::mode::Reading;
 use crate::{dialects, RequestMetadata};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -307,9 +307,12 @@ where
                             let (parts, body) = response.into_parts();
                             // A server writes no body for these and drops it unpolled: known
                             // to be complete already. With no `Content-Length`, hyper sends a
-                            // body's exact size hint as one, and stops polling once it is written.
+                            // body's exact size hint as one, and stops polling once it is written;
+                            // but not for a body the head says is sent chunked, which ends with
+                            // its last chunk.
+                            let chunked = parts.headers.contains_key(TRANSFER_ENCODING);
                             let declared = response_length(*head, parts.status, &parts.headers)
-                                .or_else(|| body.size_hint().exact());
+                                .or_else(|| body.size_hint().exact().filter(|_| !chunked));
                             tracker.respond(parts.status, Some(&parts.headers));
                             Ok(Response::from_parts(
                                 parts,
