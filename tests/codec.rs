@@ -574,8 +574,10 @@ fn grammar_inside_nested_values_is_left_to_the_downstream_parser() {
 /// inside it is checked: grammar, UTF-8, escapes, control characters.
 #[test]
 fn the_member_is_read_strictly() {
-    let members: [&[u8]; 14] = [
+    let members: [&[u8]; 16] = [
         br#"{"tags":["x",]}"#,
+        br#"{"tags":["x"}}"#,
+        br#"{"extra":{"k":1]}"#,
         br#"{"extra":{"k":[1,]}}"#,
         br#"{"future":[1 2]}"#,
         br#"{"future":[{"a":1}}}"#,
