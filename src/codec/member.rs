@@ -231,7 +231,7 @@ pub(crate) fn json_len(value: &impl serde::Serialize) -> usize {
 struct Key<'a> {
     raw: &'a [u8],
     escaped: bool,
-    /// The key's text when it needs no decoding: no escapes, no control characters.
+    /// The key's text when it needs no decoding: no escapes.
     text: Option<&'a str>,
 }
 
@@ -240,7 +240,6 @@ impl Key<'_> {
     fn name(&self) -> Result<String, MetadataError> {
         match self.text {
             Some(text) => Ok(text.to_owned()),
-            // Raw control characters are invalid JSON too: let serde_json reject them.
             None => decode_key(self.raw),
         }
     }
@@ -258,14 +257,12 @@ fn key<'a>(lx: &mut Lexer<'a>) -> Result<Key<'a>, MetadataError> {
         lx.pos = run + 1;
         (&lx.buf[start..run], false, lx.text(start..run))
     } else {
+        // `skip_string` refuses raw control characters: what it passes needs decoding only when
+        // escaped.
         let escaped = lx.skip_string().map_err(m)?;
         let range = start..lx.pos - 1;
         let raw = &lx.buf[range.clone()];
-        let text = if escaped || raw.iter().any(|&b| b < 0x20) {
-            None
-        } else {
-            lx.text(range)
-        };
+        let text = if escaped { None } else { lx.text(range) };
         (raw, escaped, text)
     };
     lx.skip_ws();
