@@ -507,6 +507,29 @@ async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// A header id or tag of exactly the limit's length is carried; the limit refuses only what is
+/// longer.
+#[tokio::test]
+async fn header_values_as_long_as_the_limit_are_carried() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, _) = app(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let (user, trace, tag) = ("u".repeat(256), "t".repeat(256), "g".repeat(256));
+    let response = client()
+        .get(format!("http://{addr}/v1/models"))
+        .header("x-requesty-user-id", user.as_str())
+        .header("x-requesty-trace-id", trace.as_str())
+        .header("x-requesty-tags", format!("a, {tag}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = seen_metadata(&response).unwrap();
+    assert_eq!(seen.user_id, Some(user));
+    assert_eq!(seen.trace_id, Some(trace));
+    assert_eq!(seen.tags, ["a".to_owned(), tag]);
+}
+
 /// `max_extra_bytes` measures a body's `extra` as sent; only `extra` that headers add to is measured
 /// again, as compact JSON (which spells `1e15` longer).
 #[tokio::test]
