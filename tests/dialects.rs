@@ -885,6 +885,28 @@ async fn an_overlong_dialect_header_value_that_wins_is_a_400_naming_the_header()
     }
 }
 
+/// A tag too long is named by the header that carried it: another tags header holding a tag of
+/// exactly the limit's length, which is carried, takes none of the blame.
+#[tokio::test]
+async fn a_tag_at_the_limit_in_one_header_does_not_take_the_blame_for_a_longer_one() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let response = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("x-requesty-tags", "r".repeat(256))
+        .header("helicone-property-tags", "h".repeat(257))
+        .body(r#"{"model":"m"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "helicone-property-tags", "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("257 bytes"), "{message}");
+}
+
 /// A dialect header's id that loses to a higher-ranked source (here the `requesty` member) is not
 /// the request's id: it does not get the request refused, however long.
 #[tokio::test]
