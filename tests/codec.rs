@@ -438,6 +438,42 @@ fn configured_limits_are_enforced() {
     }
 }
 
+/// An `extra` over its size limit is refused as soon as the walk passes the limit, but the message
+/// gives the size of the whole object as sent.
+#[test]
+fn an_extra_too_long_is_reported_at_its_whole_size() {
+    let l = Limits::default().max_extra_bytes(10);
+    let extra = r#"{"a":"12345678","b":"x"}"#;
+    let e = error_with(
+        &format!(r#"{{"model":"m","requesty":{{"extra":{extra}}}}}"#),
+        &l,
+    );
+    assert_eq!(
+        (e.kind(), e.param()),
+        (ErrorKind::TooLong, "requesty.extra")
+    );
+    assert_eq!(
+        e.message(),
+        format!(
+            "`requesty.extra` is {} bytes; the limit is 10 bytes",
+            extra.len()
+        )
+    );
+}
+
+/// A long tag list (past the point where the tags seen are kept in a set) still holds each tag
+/// once, in the order first sent, and keeps every new one.
+#[test]
+fn a_long_tag_list_keeps_each_tag_once_in_order() {
+    let l = Limits::default().max_tags(200);
+    let mut sent: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+    sent.extend(["t0", "t99", "t100", "t70", "t101"].map(String::from));
+    let body = json!({"requesty": {"tags": sent}}).to_string();
+    let scan = codec::scan(body.as_bytes(), &l).unwrap();
+    let want: Vec<String> = (0..102).map(|i| format!("t{i}")).collect();
+    assert_eq!(scan.metadata().unwrap().tags, want);
+}
+
 #[test]
 fn errors_render_as_openai_error_bodies() {
     for body in [
