@@ -266,3 +266,25 @@ fn is_known(name: &str) -> bool {
         "tags" | "user_id" | "trace_id" | "extra" | "origin_referer" | "origin_title"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The member is made to say `new`, whatever `old` said: a field whose value changed is written
+    /// afresh, one this crate does not know too, while the others keep their bytes and spacing.
+    #[test]
+    fn a_changed_field_is_written_afresh_and_an_unchanged_one_kept() {
+        let raw = br#"{ "future" : 1.0e0, "user_id" : "a", "later": [1] }"#;
+        let old: RequestMetadata = serde_json::from_slice(raw).unwrap();
+        let mut new = old.clone();
+        new.other.insert("future".into(), json!(2));
+        new.user_id = Some("b".into());
+        let out = rewrite(raw, &old, &new);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{ "future":2, "user_id":"b", "later": [1] }"#
+        );
+    }
+}
