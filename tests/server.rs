@@ -237,6 +237,24 @@ async fn odd_but_valid_headers_neither_hide_the_member_nor_fail_the_request() {
     assert_eq!(calls.load(Ordering::SeqCst), cases.len());
 }
 
+/// A header named by the prefix alone (`X-Requesty-`) names no `extra` key: it carries nothing.
+#[tokio::test]
+async fn the_bare_header_prefix_names_no_extra_key() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, _) = app(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let response = client()
+        .get(format!("http://{addr}/v1/models"))
+        .header("x-requesty-", "nameless")
+        .header("x-requesty-team", "platform")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = seen_metadata(&response).unwrap();
+    assert_eq!(seen, RequestMetadata::new().extra("team", "platform"));
+}
+
 #[tokio::test]
 async fn keep_headers_forwards_them() {
     let (_recorder, _guard) = Recorder::install();
@@ -1507,9 +1525,10 @@ async fn a_refused_requests_report_holds_none_of_the_tags_that_got_it_refused() 
     let hook = seen.clone();
     let service = RequestyMetadataLayer::new()
         .on_complete(move |done| {
-            hook.lock()
-                .unwrap()
-                .push(done.metadata.map_or(0, |m| m.tags.len()))
+            hook.lock().unwrap().push(
+                done.metadata
+                    .map_or((0, false), |m| (m.tags.len(), m.extra.contains_key("tags"))),
+            )
         })
         .layer(tower::service_fn(|_: http::Request<Body>| async {
             Ok::<_, Infallible>(http::Response::new(Body::empty()))
@@ -1528,5 +1547,6 @@ async fn a_refused_requests_report_holds_none_of_the_tags_that_got_it_refused() 
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen, [0, 0], "tags reported");
+    // Neither as tags nor as an `extra` field named after their header.
+    assert_eq!(seen, [(0, false), (0, false)], "tags reported");
 }
