@@ -869,6 +869,17 @@ fn inject_appends_the_member_last() {
     }
 }
 
+/// An empty member in the body is filled in place: its fields written with no comma before the
+/// first.
+#[test]
+fn inject_fills_an_empty_member() {
+    let m = RequestMetadata::new().tag("a").trace_id("t");
+    assert_eq!(
+        injected(r#"{"requesty":{ },"a":1}"#, &m),
+        r#"{"requesty":{"tags":["a"],"trace_id":"t"},"a":1}"#
+    );
+}
+
 #[test]
 fn inject_merges_with_the_member_in_the_body() {
     let body = r#"{"x":1, "requesty" : {"tags":["b","c"],"user_id":"body","extra":{"k":"body","only_body":1},"future":2} ,"y":2}"#;
