@@ -880,6 +880,25 @@ fn inject_fills_an_empty_member() {
     );
 }
 
+/// New tags are appended to the member's list, comma-separated; an `extra` (or a tags list) sent as
+/// `null` is written afresh, not appended to.
+#[test]
+fn inject_appends_tags_and_replaces_a_null_extra() {
+    let m = RequestMetadata::new()
+        .tag("b")
+        .tag("c")
+        .tag("d")
+        .extra("k", "v");
+    assert_eq!(
+        injected(r#"{"requesty":{"tags":[ "b" ],"extra":null}}"#, &m),
+        r#"{"requesty":{"tags":[ "b" ,"c","d"],"extra":{"k":"v"}}}"#
+    );
+    assert_eq!(
+        injected(r#"{"requesty":{"tags":null,"extra":{"j":1}}}"#, &m),
+        r#"{"requesty":{"tags":["b","c","d"],"extra":{"j":1,"k":"v"}}}"#
+    );
+}
+
 #[test]
 fn inject_merges_with_the_member_in_the_body() {
     let body = r#"{"x":1, "requesty" : {"tags":["b","c"],"user_id":"body","extra":{"k":"body","only_body":1},"future":2} ,"y":2}"#;
