@@ -656,4 +656,29 @@ mod tests {
         let short = RequestMetadata::new().extra("k", "\"".repeat(13));
         assert_eq!(check(&short, &limits, true), Ok(()));
     }
+
+    /// The quick bound is never under the size: an `extra` one byte over the limit is refused
+    /// where the bound is tightest (an empty key, and a value of characters each escaped as six
+    /// bytes), and one at the limit is not.
+    #[test]
+    fn the_quick_bound_on_extra_never_lets_an_oversized_one_through() {
+        let tight = RequestMetadata::new().extra("", "\u{1}".repeat(10));
+        let size = json_len(&tight.extra);
+        assert_eq!(size, 67);
+        let at = Limits::default().max_extra_bytes(size);
+        assert_eq!(check(&tight, &at, true), Ok(()));
+        let under = Limits::default().max_extra_bytes(size - 1);
+        let err = check(&tight, &under, true).unwrap_err();
+        assert_eq!(
+            (err.kind(), err.param()),
+            (ErrorKind::TooLong, "requesty.extra")
+        );
+        // An empty string is measured too.
+        let empty = RequestMetadata::new().extra("k", "");
+        let two = Limits::default().max_extra_bytes(2);
+        assert_eq!(
+            check(&empty, &two, true).map_err(|e| e.kind()),
+            Err(ErrorKind::TooLong)
+        );
+    }
 }
