@@ -525,6 +525,36 @@ async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// `extra` keys from headers count against `max_extra_entries`: as many as the limit are carried,
+/// one more is a `400` naming `requesty.extra`.
+#[tokio::test]
+async fn extra_keys_from_headers_are_held_to_the_entry_limit() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, calls) =
+        app(RequestyMetadataLayer::new().limits(Limits::default().max_extra_entries(2)));
+    let addr = serve(app).await;
+    let get = |keys: &[&str]| {
+        let mut request = client().get(format!("http://{addr}/v1/models"));
+        for key in keys {
+            request = request.header(format!("x-requesty-{key}"), "v");
+        }
+        request.send()
+    };
+    let response = get(&["a", "b"]).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = seen_metadata(&response).unwrap();
+    assert_eq!(seen, RequestMetadata::new().extra("a", "v").extra("b", "v"));
+    let response = get(&["a", "b", "c"]).await.unwrap();
+    expect_error(
+        response,
+        400,
+        json!("requesty.extra"),
+        "metadata_limit_exceeded",
+    )
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 /// A header id or tag of exactly the limit's length is carried; the limit refuses only what is
 /// longer.
 #[tokio::test]
