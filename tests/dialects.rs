@@ -277,6 +277,11 @@ async fn sources_that_are_off_are_not_read_or_stripped() {
     assert_eq!(seen.body, body.as_bytes());
     assert!(seen.headers.contains("x-requesty-trace-id"));
     assert_eq!(seen.metadata.unwrap(), RequestMetadata::new().user_id("u"));
+    // Two members too: a second one is an error only to a reader of the member.
+    let body = r#"{"requesty":{},"Requesty":{},"user":"u"}"#;
+    let seen = post(addr, &[], body).await;
+    assert_eq!(seen.body, body.as_bytes());
+    assert_eq!(seen.metadata.unwrap(), RequestMetadata::new().user_id("u"));
 }
 
 fn chat(system: &str, turns: &[(&str, &str)]) -> String {
