@@ -673,6 +673,14 @@ mod tests {
             (err.kind(), err.param()),
             (ErrorKind::TooLong, "requesty.extra")
         );
+        // Keys are bounded as escaped too.
+        let keyed = RequestMetadata::new().extra("\u{1}".repeat(10), 1);
+        let size = json_len(&keyed.extra);
+        assert_eq!(size, 66);
+        assert_eq!(
+            check(&keyed, &Limits::default().max_extra_bytes(size - 1), true).map_err(|e| e.kind()),
+            Err(ErrorKind::TooLong)
+        );
         // An empty string is measured too.
         let empty = RequestMetadata::new().extra("k", "");
         let two = Limits::default().max_extra_bytes(2);
