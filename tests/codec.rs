@@ -984,10 +984,12 @@ fn inject_refuses_bodies_that_are_not_objects() {
     ] {
         let mut b = Bytes::from(body);
         let ptr = b.as_ptr();
-        assert!(matches!(
-            codec::inject(&mut b, &m, &limits()),
-            Err(InjectError::NotAnObject)
-        ));
+        let error = codec::inject(&mut b, &m, &limits()).unwrap_err();
+        assert!(matches!(error, InjectError::NotAnObject));
+        assert_eq!(
+            error.to_string(),
+            "the body is not a well-formed JSON object"
+        );
         assert_eq!((b.as_ptr(), &b[..]), (ptr, body.as_bytes()));
         let mut owned = BytesMut::from(body);
         let result = codec::inject_in_place(&mut owned, &m, &limits());
@@ -1000,10 +1002,13 @@ fn inject_refuses_bodies_that_are_not_objects() {
 fn inject_reports_an_invalid_member_and_leaves_the_body() {
     let body = r#"{"requesty":{"tags":1}}"#;
     let mut b = Bytes::from(body);
-    match codec::inject(&mut b, &RequestMetadata::new().tag("a"), &limits()) {
-        Err(InjectError::Metadata(e)) => assert_eq!(e.param(), "requesty.tags"),
-        other => panic!("{other:?}"),
-    }
+    let error = codec::inject(&mut b, &RequestMetadata::new().tag("a"), &limits()).unwrap_err();
+    let InjectError::Metadata(e) = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(e.param(), "requesty.tags");
+    // Shown as the member's own error.
+    assert_eq!(error.to_string(), e.message());
     assert_eq!(b, body.as_bytes());
 }
 
