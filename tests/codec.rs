@@ -596,6 +596,8 @@ fn grammar_inside_nested_values_is_left_to_the_downstream_parser() {
         r#"{"a":{],"requesty":{"tags":["x"]}}"#,
         r#"{"a":[tru, nul],"requesty":{"tags":["x"]}}"#,
         r#"{"a":"\q \ud800","requesty":{"tags":["x"]}}"#,
+        // A space is no control character: escaped, it is a bad escape like `\q`.
+        r#"{"a":"\ ","requesty":{"tags":["x"]}}"#,
     ] {
         assert!(serde_json::from_str::<Value>(body).is_err());
         let (scan, out) = run(body);
