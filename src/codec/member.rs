@@ -681,6 +681,23 @@ mod tests {
             check(&keyed, &Limits::default().max_extra_bytes(size - 1), true).map_err(|e| e.kind()),
             Err(ErrorKind::TooLong)
         );
+        // And several entries, each a key escaped whole and a one-digit value.
+        let mut entries = RequestMetadata::new();
+        for (i, c) in ['\u{1}', '\u{2}', '\u{3}'].into_iter().enumerate() {
+            entries = entries.extra(c.to_string(), i);
+        }
+        let size = json_len(&entries.extra);
+        assert_eq!(size, 34);
+        assert_eq!(
+            check(&entries, &Limits::default().max_extra_bytes(size - 1), true)
+                .map_err(|e| e.kind()),
+            Err(ErrorKind::TooLong)
+        );
+        let empty = RequestMetadata::new().extra("", "");
+        assert_eq!(
+            check(&empty, &Limits::default().max_extra_bytes(6), true).map_err(|e| e.kind()),
+            Err(ErrorKind::TooLong)
+        );
         // An empty string is measured too.
         let empty = RequestMetadata::new().extra("k", "");
         let two = Limits::default().max_extra_bytes(2);
