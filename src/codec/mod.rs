@@ -751,6 +751,14 @@ mod tests {
                 scan.own_extra_error_after(body, (&range, &insert), &limits.max_extra_bytes(0));
             assert!(judged.is_none());
         }
+        // A member the edit removes sends no `extra` at all, however long the one it held.
+        let body = br#"{"requesty": {"extra": {"a": "b"}}, "x": 1}"#;
+        let scan = scan(body, &limits).unwrap();
+        let (range, insert) = scan.edit(body, &RequestMetadata::new());
+        assert!(insert.is_empty() && !range.is_empty());
+        let judged =
+            scan.own_extra_error_after(body, (&range, &insert), &limits.max_extra_bytes(0));
+        assert!(judged.is_none());
     }
 
     /// A top-level key spelled with escapes is the key every parser reads: the scan notes it as the
