@@ -1156,6 +1156,8 @@ fn a_raw_control_character_in_a_top_level_string_is_malformed() {
         b"{\"model\":\"gpt\x01\",\"requesty\":{\"tags\":[\"x\"]}}",
         b"{\"prompt\":\"a long prompt, long enough to leave the short path\x1f\",\"requesty\":{}}",
         b"{\"prompt\":\"escaped \\\" then a raw tab\t\",\"requesty\":{}}",
+        // Two of them as well as one: every byte counts, not whether their number is odd.
+        b"{\"prompt\":\"caf\xc3\xa9\t\t\",\"requesty\":{}}",
         // Right after a backslash, a raw control character is no escape either.
         b"{\"model\":\"gpt\\\x01\",\"requesty\":{\"tags\":[\"x\"]}}",
         b"{\"prompt\":\"line\\\nbreak\",\"requesty\":{\"tags\":[\"x\"]}}",
