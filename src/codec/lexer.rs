@@ -477,6 +477,12 @@ mod tests {
         ] {
             assert_eq!(key_reads_as(no, false, b"requesty"), Ok(false), "{no:?}");
         }
+        // The Kelvin sign folds to `k`, as Go folds it, for a name that has one.
+        assert_eq!(
+            key_reads_as("\u{212a}ey".as_bytes(), false, b"key"),
+            Ok(true)
+        );
+        assert_eq!(key_reads_as(br"\u212Aey", true, b"key"), Ok(true));
         // Escapes past the point of difference are still checked.
         assert_eq!(
             key_reads_as(br"requesty\u0000\q", true, b"requesty"),
