@@ -664,3 +664,22 @@ fn a_responses_stream_whose_last_event_outgrows_the_window_is_done() {
         }
     }
 }
+
+/// A large JSON answer that arrives in tiny frames (a proxy that re-chunks the body): the first
+/// 64 KiB are read however small the frames, so the id and model at its start are kept, as when
+/// it arrives whole.
+#[test]
+fn a_large_json_answer_in_tiny_frames_keeps_its_id_and_model() {
+    let body = format!(
+        r#"{{"id":"chatcmpl-9","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{{"index":0,"message":{{"role":"assistant","content":"{}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":2,"completion_tokens":3}}}}"#,
+        "x".repeat(200 * 1024)
+    );
+    for frame in [7, 100, body.len()] {
+        let frames: Vec<&[u8]> = body.as_bytes().chunks(frame).collect();
+        let info = read("application/json", &frames).0;
+        assert_eq!(info.id.as_deref(), Some("chatcmpl-9"), "{frame}");
+        assert_eq!(info.model.as_deref(), Some("gpt-4o"), "{frame}");
+        assert_eq!(info.finish_reasons, ["stop"], "{frame}");
+        assert_eq!(info.usage.output_tokens, Some(3), "{frame}");
+    }
+}
