@@ -683,3 +683,20 @@ fn a_large_json_answer_in_tiny_frames_keeps_its_id_and_model() {
         assert_eq!(info.usage.output_tokens, Some(3), "{frame}");
     }
 }
+
+/// A large JSON answer cut off in the middle (the connection dropped): it does not parse whole,
+/// but its start still names the response and the model.
+#[test]
+fn a_large_json_answer_cut_short_still_names_its_id_and_model() {
+    let body = format!(
+        r#"{{"id":"chatcmpl-7","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{{"index":0,"message":{{"role":"assistant","content":"{}"#,
+        "x".repeat(200 * 1024)
+    );
+    for frame in [1000, 16 * 1024] {
+        let frames: Vec<&[u8]> = body.as_bytes().chunks(frame).collect();
+        let info = read("application/json", &frames).0;
+        assert_eq!(info.id.as_deref(), Some("chatcmpl-7"), "{frame}");
+        assert_eq!(info.model.as_deref(), Some("gpt-4o"), "{frame}");
+        assert_eq!(info.usage.output_tokens, None);
+    }
+}
