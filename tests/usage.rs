@@ -700,3 +700,22 @@ fn a_large_json_answer_cut_short_still_names_its_id_and_model() {
         assert_eq!(info.usage.output_tokens, None);
     }
 }
+
+/// A large Anthropic answer whose last block is a tool call with an input that names an `id` and
+/// then a `model` (a routing tool, say): the message's own id is its first member, and the pair at
+/// the end is the tool's, not the response's.
+#[test]
+fn a_large_anthropic_answer_with_a_tool_input_naming_a_model_keeps_the_message_id() {
+    let body = |text: &str| {
+        format!(
+            r#"{{"id":"msg_01Ab","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"{text}"}},{{"type":"tool_use","id":"toolu_01","name":"route","input":{{"id":"job-7","model":"gpt-4o-mini"}}}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{{"input_tokens":40,"output_tokens":60000}}}}"#
+        )
+    };
+    let small = read("application/json", &[body("hi").as_bytes()]).0;
+    assert_eq!(small.id.as_deref(), Some("msg_01Ab"));
+    let large = body(&"x".repeat(200 * 1024));
+    let info = read("application/json", &[large.as_bytes()]).0;
+    assert_eq!(info.id.as_deref(), Some("msg_01Ab"));
+    assert_eq!(info.model.as_deref(), Some("claude-sonnet-4-5"));
+    assert_eq!(info.finish_reasons, ["tool_use"]);
+}
