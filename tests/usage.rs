@@ -719,3 +719,29 @@ fn a_large_anthropic_answer_with_a_tool_input_naming_a_model_keeps_the_message_i
     assert_eq!(info.model.as_deref(), Some("claude-sonnet-4-5"));
     assert_eq!(info.finish_reasons, ["tool_use"]);
 }
+
+/// A Responses API `response.completed` too large to read whole ends with its `usage`, then `user`
+/// and the caller's `metadata`: up to 16 pairs of 64-character keys and 512-character values. The
+/// usage is read past the largest metadata the API accepts.
+#[test]
+fn a_large_responses_final_event_gives_its_usage_past_full_metadata() {
+    let metadata: Vec<String> = (0..16)
+        .map(|i| format!("\"{:k<64}\":\"{}\"", i, "v".repeat(512)))
+        .collect();
+    let body = format!(
+        concat!(
+            "event: response.created\ndata: {{\"type\":\"response.created\",\"response\":{{\"id\":\"resp_9\",\"model\":\"gpt-4.1\",\"usage\":null}}}}\n\n",
+            "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}}\n\n",
+            "event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_9\",\"model\":\"gpt-4.1\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"{}\"}}]}}],\"usage\":{{\"input_tokens\":31,\"output_tokens\":40000}},\"user\":\"u-1\",\"metadata\":{{{}}}}}}}\n\n",
+        ),
+        "w ".repeat(100 * 1024),
+        metadata.join(",")
+    );
+    for frame in [1000, 16 * 1024, body.len()] {
+        let frames: Vec<&[u8]> = body.as_bytes().chunks(frame).collect();
+        let info = read("text/event-stream", &frames).0;
+        assert_eq!(info.usage.input_tokens, Some(31), "{frame}");
+        assert_eq!(info.usage.output_tokens, Some(40000), "{frame}");
+        assert!(info.done, "{frame}");
+    }
+}
