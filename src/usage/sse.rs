@@ -557,8 +557,8 @@ mod tests {
             assert!(reader.line.capacity() <= 2 * MAX_EVENT);
         }
         reader.feed(b"\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n");
-        // Many lines that together are too large for one event.
-        for _ in 0..100 {
+        // Many lines that together are several times too large for one event.
+        for _ in 0..300 {
             reader.feed(&[b"data: ".as_slice(), &huge[..1000], b"\n"].concat());
         }
         reader.feed(b"\n");
