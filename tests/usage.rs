@@ -745,3 +745,24 @@ fn a_large_responses_final_event_gives_its_usage_past_full_metadata() {
         assert!(info.done, "{frame}");
     }
 }
+
+/// An event's JSON may span many `data` lines (the lines are joined with line feeds): one well
+/// under the size limit, in lines of a few hundred bytes, is read whole, however it is framed.
+#[test]
+fn an_event_spanning_many_data_lines_is_read_whole() {
+    let mut event = String::from("data: {\"id\":\"chatcmpl-ml\",\"model\":\"gpt-4o\",\n");
+    for i in 0..40 {
+        event.push_str(&format!("data: \"pad{i}\":\"{}\",\n", "x".repeat(500)));
+    }
+    event.push_str("data: \"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\n");
+    event.push_str("data: \"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7}}\n\n");
+    let body = format!("{event}data: [DONE]\n\n");
+    for frame in [1, 700, body.len()] {
+        let frames: Vec<&[u8]> = body.as_bytes().chunks(frame).collect();
+        let info = read("text/event-stream", &frames).0;
+        assert_eq!(info.id.as_deref(), Some("chatcmpl-ml"), "{frame}");
+        assert_eq!(info.finish_reasons, ["stop"], "{frame}");
+        assert_eq!(info.usage.output_tokens, Some(7), "{frame}");
+        assert!(info.done);
+    }
+}
