@@ -766,3 +766,24 @@ fn an_event_spanning_many_data_lines_is_read_whole() {
         assert!(info.done);
     }
 }
+
+/// The first event of a stream is always read, for the id and model a server may name only there:
+/// also when keep-alives (a blank line, OpenRouter's `: OPENROUTER PROCESSING` comment) come
+/// before it.
+#[test]
+fn a_stream_opening_with_keep_alives_reads_its_first_event() {
+    let events = concat!(
+        "data: {\"id\":\"gen-1\",\"model\":\"meta-llama/llama-3.1-8b\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: [DONE]\n\n",
+    );
+    for opening in ["", "\n", ": OPENROUTER PROCESSING\n\n", "\n\n: ping\n\n"] {
+        let body = format!("{opening}{events}");
+        let (info, token) = read("text/event-stream", &[body.as_bytes()]);
+        assert_eq!(info.id.as_deref(), Some("gen-1"), "{opening:?}");
+        assert_eq!(info.model.as_deref(), Some("meta-llama/llama-3.1-8b"));
+        assert_eq!(info.finish_reasons, ["stop"]);
+        assert!(token && info.done);
+    }
+}
