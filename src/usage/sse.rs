@@ -597,6 +597,36 @@ mod tests {
     }
 
     #[test]
+    fn a_long_data_line_in_uneven_frames_keeps_the_usage_at_its_end() {
+        let line = format!(
+            "data: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"output_text\":\"{}\",\"usage\":{{\"input_tokens\":12,\"output_tokens\":34}},\"metadata\":{{}}}}}}\n\n",
+            "w".repeat(150 * 1024)
+        );
+        // Frames of every size around the tail's, in several orders, as a proxy may cut them.
+        for sizes in [
+            [62_000, 4_000, 13_000, 700, 16_384, 9_000],
+            [70_000, 1, 16_383, 16_385, 30_000, 3],
+            [1_000, 15_000, 32_768, 8_000, 24_000, 500],
+        ] {
+            let mut reader = SseReader::default();
+            let mut rest = line.as_bytes();
+            for size in sizes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (frame, more) = rest.split_at((*size).min(rest.len()));
+                reader.feed(frame);
+                assert!(reader.data.len() <= 2 * LONG_TAIL);
+                rest = more;
+            }
+            let info = reader.finish();
+            assert_eq!(info.usage.input_tokens, Some(12), "{sizes:?}");
+            assert_eq!(info.usage.output_tokens, Some(34), "{sizes:?}");
+            assert!(info.done, "{sizes:?}");
+        }
+    }
+
+    #[test]
     fn an_event_with_an_overlong_data_line_is_skipped_whole() {
         let mut reader = SseReader::default();
         // Its first data line alone would parse; with the overlong second one it is not read.
