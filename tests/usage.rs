@@ -787,3 +787,24 @@ fn a_stream_opening_with_keep_alives_reads_its_first_event() {
         assert!(token && info.done);
     }
 }
+
+/// A background Responses API stream opens with `response.created`, `response.queued` and
+/// `response.in_progress`: none of them ends it (`response.queued` is as long as
+/// `response.failed`), so a stream cut after them is not done.
+#[test]
+fn a_queued_responses_stream_is_not_done_until_it_ends() {
+    let opening = concat!(
+        "data: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_q\",\"model\":\"o3\",\"status\":\"queued\",\"background\":true,\"usage\":null}}\n\n",
+        "data: {\"type\":\"response.queued\",\"sequence_number\":1,\"response\":{\"id\":\"resp_q\",\"model\":\"o3\",\"status\":\"queued\",\"background\":true,\"usage\":null}}\n\n",
+        "data: {\"type\":\"response.in_progress\",\"sequence_number\":2,\"response\":{\"id\":\"resp_q\",\"model\":\"o3\",\"status\":\"in_progress\",\"background\":true,\"usage\":null}}\n\n",
+    );
+    let info = read("text/event-stream", &[opening.as_bytes()]).0;
+    assert_eq!(info.id.as_deref(), Some("resp_q"));
+    assert!(!info.done, "a stream cut before its end is not done");
+    let whole = format!(
+        "{opening}data: {{\"type\":\"response.completed\",\"sequence_number\":4,\"response\":{{\"id\":\"resp_q\",\"model\":\"o3\",\"status\":\"completed\",\"usage\":{{\"input_tokens\":3,\"output_tokens\":5}}}}}}\n\n"
+    );
+    let info = read("text/event-stream", &[whole.as_bytes()]).0;
+    assert!(info.done);
+    assert_eq!(info.usage.output_tokens, Some(5));
+}
