@@ -599,8 +599,10 @@ mod tests {
     #[test]
     fn a_long_data_line_in_uneven_frames_keeps_the_usage_at_its_end() {
         let line = format!(
-            "data: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"output_text\":\"{}\",\"usage\":{{\"input_tokens\":12,\"output_tokens\":34}},\"metadata\":{{}}}}}}\n\n",
-            "w".repeat(150 * 1024)
+            "data: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"output_text\":\"{}\",\"usage\":{{\"input_tokens\":12,\"output_tokens\":34}},\"metadata\":{{\"note\":\"{}\"}}}}}}\n\n",
+            "w".repeat(150 * 1024),
+            // Metadata after the usage, as much as the API allows.
+            "m".repeat(8 * 1024)
         );
         // Frames of every size around the tail's, in several orders, as a proxy may cut them.
         for sizes in [
@@ -624,6 +626,15 @@ mod tests {
             assert_eq!(info.usage.output_tokens, Some(34), "{sizes:?}");
             assert!(info.done, "{sizes:?}");
         }
+        // One large frame, then the last bytes one at a time, a tail's length and more.
+        let mut reader = SseReader::default();
+        let (large, last) = line.as_bytes().split_at(line.len() - LONG_TAIL - 101);
+        reader.feed(large);
+        for byte in last.chunks(1) {
+            reader.feed(byte);
+            assert!(reader.data.len() <= 2 * LONG_TAIL);
+        }
+        assert_eq!(reader.finish().usage.output_tokens, Some(34));
     }
 
     #[test]
