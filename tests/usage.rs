@@ -808,3 +808,22 @@ fn a_queued_responses_stream_is_not_done_until_it_ends() {
     assert!(info.done);
     assert_eq!(info.usage.output_tokens, Some(5));
 }
+
+/// A Responses API stream from a reasoning model sums its reasoning up before it answers: the
+/// summary's `.done` events carry its whole text, but no answer yet, so they are not the first
+/// token.
+#[test]
+fn a_reasoning_summary_is_not_the_first_token() {
+    let summary = concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_r\",\"model\":\"o4-mini\",\"usage\":null}}\n\n",
+        "event: response.reasoning_summary_text.delta\ndata: {\"type\":\"response.reasoning_summary_text.delta\",\"sequence_number\":3,\"item_id\":\"rs_1\",\"output_index\":0,\"summary_index\":0,\"delta\":\"**Planning**\"}\n\n",
+        "event: response.reasoning_summary_text.done\ndata: {\"type\":\"response.reasoning_summary_text.done\",\"sequence_number\":4,\"item_id\":\"rs_1\",\"output_index\":0,\"summary_index\":0,\"text\":\"**Planning** the answer\"}\n\n",
+        "event: response.reasoning_summary_part.done\ndata: {\"type\":\"response.reasoning_summary_part.done\",\"sequence_number\":5,\"item_id\":\"rs_1\",\"output_index\":0,\"summary_index\":0,\"part\":{\"type\":\"summary_text\",\"text\":\"**Planning** the answer\"}}\n\n",
+    );
+    let (_, token) = read("text/event-stream", &[summary.as_bytes()]);
+    assert!(!token);
+    let answer = format!(
+        "{summary}event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":8,\"item_id\":\"msg_1\",\"output_index\":1,\"content_index\":0,\"delta\":\"Hi\"}}\n\n"
+    );
+    assert!(read("text/event-stream", &[answer.as_bytes()]).1);
+}
