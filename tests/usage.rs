@@ -827,3 +827,27 @@ fn a_reasoning_summary_is_not_the_first_token() {
     );
     assert!(read("text/event-stream", &[answer.as_bytes()]).1);
 }
+
+/// Some encoders escape `/` in strings (`"openai\/gpt-4o"`). When the Responses API's
+/// `response.created` is too large to read, the model is not taken from its start cut at the
+/// escape: the whole name comes from the final event.
+#[test]
+fn an_escaped_model_name_in_a_large_created_event_is_not_cut_short() {
+    let tools = format!(
+        "[{}]",
+        vec![r#"{"type":"function","name":"f","parameters":{}}"#; 2000].join(",")
+    );
+    let body = format!(
+        concat!(
+            "data: {{\"type\":\"response.created\",\"response\":{{\"id\":\"resp_e\",\"model\":\"openai\\/gpt-4o\",\"usage\":null,\"tools\":{}}}}}\n\n",
+            "data: {{\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}}\n\n",
+            "data: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_e\",\"model\":\"openai\\/gpt-4o\",\"usage\":{{\"input_tokens\":2,\"output_tokens\":1}}}}}}\n\n",
+        ),
+        tools
+    );
+    assert!(body.len() > 64 * 1024);
+    let info = read("text/event-stream", &[body.as_bytes()]).0;
+    assert_eq!(info.id.as_deref(), Some("resp_e"));
+    assert_eq!(info.model.as_deref(), Some("openai/gpt-4o"));
+    assert_eq!(info.usage.input_tokens, Some(2));
+}
