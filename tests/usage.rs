@@ -851,3 +851,16 @@ fn an_escaped_model_name_in_a_large_created_event_is_not_cut_short() {
     assert_eq!(info.model.as_deref(), Some("openai/gpt-4o"));
     assert_eq!(info.usage.input_tokens, Some(2));
 }
+
+/// A later finish reason for a choice replaces its earlier one: a chunk that says `stop`, then the
+/// final one that says the answer was cut at its length, give `length`.
+#[test]
+fn a_later_finish_reason_for_a_choice_replaces_the_earlier() {
+    let body = concat!(
+        "data: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let info = read("text/event-stream", &[body.as_bytes()]).0;
+    assert_eq!(info.finish_reasons, ["length"]);
+}
