@@ -864,3 +864,12 @@ fn a_later_finish_reason_for_a_choice_replaces_the_earlier() {
     let info = read("text/event-stream", &[body.as_bytes()]).0;
     assert_eq!(info.finish_reasons, ["length"]);
 }
+
+/// Only an event stream is read as a stream.
+#[test]
+fn a_reader_is_a_stream_reader_only_for_event_streams() {
+    assert!(UsageReader::new("text/event-stream; charset=utf-8")
+        .unwrap()
+        .is_stream());
+    assert!(!UsageReader::new("application/json").unwrap().is_stream());
+}
