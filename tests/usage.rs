@@ -873,3 +873,21 @@ fn a_reader_is_a_stream_reader_only_for_event_streams() {
         .is_stream());
     assert!(!UsageReader::new("application/json").unwrap().is_stream());
 }
+
+/// A JSON answer a little over the 64 KiB read at its start is still read whole: the bytes past
+/// the start, in whatever frames they come, follow on from it.
+#[test]
+fn a_json_answer_just_over_the_start_read_is_read_whole_in_any_frames() {
+    let body = format!(
+        r#"{{"id":"chatcmpl-m","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{{"index":0,"message":{{"role":"assistant","content":"{}"}},"finish_reason":"stop"}},{{"index":1,"message":{{"role":"assistant","content":"{}"}},"finish_reason":"length"}}],"usage":{{"prompt_tokens":4,"completion_tokens":9}}}}"#,
+        "x".repeat(65_300),
+        "y".repeat(8_000)
+    );
+    for frame in [1000, 10_000, 16 * 1024, 65_000, body.len()] {
+        let frames: Vec<&[u8]> = body.as_bytes().chunks(frame).collect();
+        let info = read("application/json", &frames).0;
+        assert_eq!(info.id.as_deref(), Some("chatcmpl-m"), "{frame}");
+        assert_eq!(info.finish_reasons, ["stop", "length"], "{frame}");
+        assert_eq!(info.usage.output_tokens, Some(9), "{frame}");
+    }
+}
