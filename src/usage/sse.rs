@@ -288,7 +288,9 @@ impl SseReader {
         // A line too long to read, or one that makes its event too large: the event is skipped, but
         // the usage at the line's end is read (as when the line arrives in pieces).
         let overlong = line.len() > MAX_LINE;
-        if overlong || (!self.skipping_event && self.data.len() + value.len() + 1 > MAX_EVENT) {
+        // The event's data with this line: a line feed joins it to the lines before.
+        let joined = self.data.len() + usize::from(!self.data.is_empty()) + value.len();
+        if overlong || (!self.skipping_event && joined > MAX_EVENT) {
             self.skipping_event = true;
             self.data.clear();
             self.skipped_event_start(line);
@@ -635,6 +637,26 @@ mod tests {
             assert!(reader.data.len() <= 2 * LONG_TAIL);
         }
         assert_eq!(reader.finish().usage.output_tokens, Some(34));
+    }
+
+    #[test]
+    fn an_event_of_exactly_the_limit_is_read_and_one_byte_more_is_not() {
+        let data = |pad: usize| {
+            let head = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}],"p":""#;
+            format!("{head}{}\"}}", "x".repeat(pad - head.len() - 2))
+        };
+        for (size, read) in [(MAX_EVENT, true), (MAX_EVENT + 1, false)] {
+            let event = format!("data: {}\n\n", data(size));
+            assert_eq!(event.len(), b"data: ".len() + size + 2);
+            for at in [0, 100, event.len() - 2, event.len() - 1] {
+                let mut reader = SseReader::default();
+                let (a, b) = event.as_bytes().split_at(at);
+                reader.feed(a);
+                reader.feed(b);
+                let reasons = reader.finish().finish_reasons;
+                assert_eq!(!reasons.is_empty(), read, "{size} bytes split at {at}");
+            }
+        }
     }
 
     #[test]
