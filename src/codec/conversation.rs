@@ -132,4 +132,15 @@ mod tests {
         assert_eq!(opening_of(r#"{"messages":"no"}"#), None);
         assert_eq!(opening_of(r#"{"input":"x"}"#), None);
     }
+
+    #[test]
+    fn the_first_system_prompt_is_the_one_that_counts() {
+        let two = r#"{"messages":[{"role":"system","content":"a"},{"role":"developer","content":"b"},{"role":"user","content":"hi"}]}"#;
+        assert_eq!(opening_of(two), Some((r#""a""#.into(), r#""hi""#.into())));
+        let top_level = r#"{"system":"a","messages":[{"role":"system","content":"b"},{"role":"user","content":"hi"}]}"#;
+        assert_eq!(
+            opening_of(top_level),
+            Some((r#""a""#.into(), r#""hi""#.into()))
+        );
+    }
 }
