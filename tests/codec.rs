@@ -1373,3 +1373,57 @@ fn kinds_key_maps_and_metadata_compares_as_eq() {
     let meta = RequestMetadata::new().tag("a").extra("n", 1);
     assert!(eq(&meta, &meta.clone()));
 }
+
+/// Each of JSON's two-character escapes is valid in a top-level key, at its start, middle or end:
+/// the body stays an object and its member is found.
+#[test]
+fn every_short_escape_in_a_top_level_key_is_well_formed() {
+    for escape in [r#"\""#, r"\\", r"\/", r"\b", r"\f", r"\n", r"\r", r"\t"] {
+        for key in [
+            format!("{escape}ab"),
+            format!("a{escape}b"),
+            format!("ab{escape}"),
+        ] {
+            let body = format!(r#"{{"{key}":1,"requesty":{{"tags":["x"]}}}}"#);
+            assert!(serde_json::from_str::<Value>(&body).is_ok(), "{body}");
+            let scan = codec::scan(body.as_bytes(), &limits()).unwrap();
+            assert_eq!(scan.kind(), BodyKind::Object, "{body}");
+            assert_eq!(scan.metadata().unwrap().tags, ["x"], "{body}");
+        }
+    }
+}
+
+/// A bad escape in a top-level key makes the body malformed wherever it stands, also after
+/// valid escapes of either length.
+#[test]
+fn a_bad_escape_after_good_ones_in_a_top_level_key_is_malformed() {
+    for body in [
+        &br#"{"abc\n\q":1}"#[..],
+        br#"{"abc\t\\\q":1}"#,
+        br#"{"abc\u0041\q":1}"#,
+        br#"{"a\ud83d\ude00\q":1}"#,
+    ] {
+        refused_by_both(body);
+    }
+}
+
+/// A surrogate pair in a key is one character past U+FFFF: never a letter of a name nor a NUL
+/// that ends the key, so no key spelled with one reads as `requesty`.
+#[test]
+fn a_surrogate_pair_in_a_key_reads_as_no_letter_of_requesty() {
+    for key in [
+        // U+10072 and U+20072 end in the bits of `r`.
+        r"\ud800\udc72equesty",
+        r"\ud840\udc72equesty",
+        // U+10000 ends in zero bits, as a NUL.
+        r"requesty\ud800\udc00",
+        // The last code point.
+        r"requesty\udbff\udfff",
+    ] {
+        let body = format!(r#"{{"{key}":1,"requesty":{{"tags":["x"]}}}}"#);
+        assert!(serde_json::from_str::<Value>(&body).is_ok(), "{body}");
+        let (scan, out) = run(&body);
+        assert_eq!(scan.metadata().unwrap().tags, ["x"], "{body}");
+        assert_eq!(out, format!(r#"{{"{key}":1}}"#));
+    }
+}
