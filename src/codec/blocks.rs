@@ -268,6 +268,25 @@ mod tests {
     }
 
     #[test]
+    fn a_long_string_with_an_escape_at_every_offset_ends_at_its_quote() {
+        // Whole blocks of string text, an escape at each place in them (across block edges too),
+        // and more text before the closing quote.
+        for escape in [r"\n", r"\\", r#"\""#] {
+            for pad in 0..200 {
+                let s = format!(
+                    "[\"{}{escape}{}\",\"}}\"] ]",
+                    "x".repeat(pad),
+                    "y".repeat(100)
+                );
+                let end = skip(&s).unwrap();
+                assert_eq!(&s[end..], " ]", "{escape} after {pad}");
+                let value: serde_json::Value = serde_json::from_str(&s[..end]).unwrap();
+                assert_eq!(value[1], "}");
+            }
+        }
+    }
+
+    #[test]
     fn unbalanced_truncated_or_too_deep_is_malformed() {
         for s in ["[", "[[]", "{\"a\":\"}", "[\"\\\"]", "]"] {
             assert_eq!(skip(s), Err(Malformed), "{s}");
