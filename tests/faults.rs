@@ -1527,28 +1527,29 @@ async fn an_http2_client_that_leaves_mid_body_is_reported_as_499() {
     );
 }
 
+/// A body of its frames, one per poll, whose size hint is exactly what is left of them.
+struct Exact(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Exact {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
 /// A response body that knows its length (an exact size hint) but not, until polled once more, that
 /// it has ended. With no `Content-Length` header, hyper declares that length itself, writes that
 /// many bytes and drops the body unpolled, as it does one whose head declares the length: the
 /// answer went out whole.
 #[tokio::test]
 async fn a_body_of_exact_size_without_a_length_header_counts_as_completed() {
-    use http_body::{Frame, SizeHint};
-    /// Its frames, one per poll; its size hint is what is left of them.
-    struct Exact(std::collections::VecDeque<Bytes>);
-    impl http_body::Body for Exact {
-        type Data = Bytes;
-        type Error = Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-        }
-        fn size_hint(&self) -> SizeHint {
-            SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
-        }
-    }
     let (recorder, _guard) = Recorder::install();
     let (layer, ends) = noting_ends();
     let router = Router::new()
@@ -1590,21 +1591,7 @@ async fn a_body_of_exact_size_without_a_length_header_counts_as_completed() {
 /// last data but before its end (the client gone before the closing chunk), it did not complete.
 #[tokio::test]
 async fn a_chunked_response_dropped_before_its_end_did_not_complete() {
-    use http_body::{Body as _, Frame, SizeHint};
-    struct Exact(std::collections::VecDeque<Bytes>);
-    impl http_body::Body for Exact {
-        type Data = Bytes;
-        type Error = Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-        }
-        fn size_hint(&self) -> SizeHint {
-            SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
-        }
-    }
+    use http_body::Body as _;
     let (recorder, _guard) = Recorder::install();
     let service =
         RequestyMetadataLayer::new().layer(tower::service_fn(|_: http::Request<Body>| async {
