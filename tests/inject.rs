@@ -407,121 +407,71 @@ async fn a_request_body_that_fails_while_read_leaves_a_failed_client_span() {
     assert_eq!(span.field("response.completed"), Some("false"));
     assert_eq!(span.field("otel.status_code"), Some("ERROR"));
 }
-/// A request body that goes on past the exact size it declared is not buffered without end: the
-/// call fails once it passes that size, as hyper fails a body longer than its length, and is
-/// never sent.
+/// A request body that breaks the exact size it declared fails the call, as hyper fails a body
+/// longer or shorter than its length, and is never sent: one that goes on past its size is not
+/// buffered without end, and one that ends short does not go out as a whole body of another length.
 #[tokio::test]
-async fn a_request_body_longer_than_it_declared_fails_the_call() {
-    /// Declares 16 bytes, then sends a thousand frames of 8.
-    struct Endless(usize);
-    impl http_body::Body for Endless {
+async fn a_request_body_longer_or_shorter_than_it_declared_fails_the_call() {
+    /// Declares `declared` bytes, then sends `frames` frames of 7.
+    struct Lying {
+        declared: u64,
+        frames: usize,
+    }
+    impl http_body::Body for Lying {
         type Data = Bytes;
         type Error = Infallible;
         fn poll_frame(
             mut self: std::pin::Pin<&mut Self>,
             _: &mut std::task::Context<'_>,
         ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-            if self.0 == 1000 {
+            if self.frames == 0 {
                 return std::task::Poll::Ready(None);
             }
-            self.0 += 1;
+            self.frames -= 1;
             let frame = http_body::Frame::data(Bytes::from_static(b"{\"a\":1 "));
             std::task::Poll::Ready(Some(Ok(frame)))
         }
         fn size_hint(&self) -> http_body::SizeHint {
-            http_body::SizeHint::with_exact(16)
+            http_body::SizeHint::with_exact(self.declared)
         }
     }
-    impl From<Bytes> for Endless {
+    impl From<Bytes> for Lying {
         fn from(_: Bytes) -> Self {
-            Endless(1000)
+            Lying {
+                declared: 0,
+                frames: 0,
+            }
         }
     }
     let (recorder, _guard) = Recorder::install();
-    let sent = Arc::new(Mutex::new(0));
-    let count = sent.clone();
-    let client = ServiceBuilder::new()
-        .layer(RequestyMetadataLayer::inject(
-            RequestMetadata::new().trace_id("t-11"),
-        ))
-        .service(tower::service_fn(move |_: http::Request<Endless>| {
-            *count.lock().unwrap() += 1;
-            async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
-        }));
-    let req = http::Request::post("http://upstream.test/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(Endless(0))
-        .unwrap();
-    let error = client.oneshot(req).await.unwrap_err();
-    assert!(
-        error.to_string().contains("longer than the 16 bytes"),
-        "{error}"
-    );
-    assert_eq!(*sent.lock().unwrap(), 0, "nothing is sent");
-    let spans = recorder.named("llm_client_request");
-    let [span] = &spans[..] else {
-        panic!("one client span: {spans:#?}")
-    };
-    assert_eq!(span.field("error.type"), Some("request_body"));
-    assert_eq!(span.field("response.completed"), Some("false"));
-}
-
-/// A request body that ends short of the exact size it declared breaks its word too: the call
-/// fails, as hyper fails a body shorter than its length, rather than going out as a whole body of
-/// another length.
-#[tokio::test]
-async fn a_request_body_shorter_than_it_declared_fails_the_call() {
-    /// Declares 100 bytes, and sends a 13-byte object.
-    struct Short(bool);
-    impl http_body::Body for Short {
-        type Data = Bytes;
-        type Error = Infallible;
-        fn poll_frame(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-            let sent = std::mem::replace(&mut self.0, true);
-            let frame = http_body::Frame::data(Bytes::from_static(br#"{"model":"m"}"#));
-            std::task::Poll::Ready((!sent).then_some(Ok(frame)))
-        }
-        fn size_hint(&self) -> http_body::SizeHint {
-            http_body::SizeHint::with_exact(100)
-        }
+    for (declared, frames, said) in [
+        (16, 1000, "longer than the 16 bytes"),
+        (100, 1, "ended after 7 of the 100 bytes"),
+    ] {
+        let sent = Arc::new(Mutex::new(0));
+        let count = sent.clone();
+        let client = ServiceBuilder::new()
+            .layer(RequestyMetadataLayer::inject(
+                RequestMetadata::new().trace_id("t-11"),
+            ))
+            .service(tower::service_fn(move |_: http::Request<Lying>| {
+                *count.lock().unwrap() += 1;
+                async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
+            }));
+        let req = http::Request::post("http://upstream.test/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(Lying { declared, frames })
+            .unwrap();
+        let error = client.oneshot(req).await.unwrap_err();
+        assert!(error.to_string().contains(said), "{error}");
+        assert_eq!(*sent.lock().unwrap(), 0, "nothing is sent");
     }
-    impl From<Bytes> for Short {
-        fn from(_: Bytes) -> Self {
-            Short(true)
-        }
-    }
-    let (recorder, _guard) = Recorder::install();
-    let sent = Arc::new(Mutex::new(0));
-    let count = sent.clone();
-    let client = ServiceBuilder::new()
-        .layer(RequestyMetadataLayer::inject(
-            RequestMetadata::new().trace_id("t-12"),
-        ))
-        .service(tower::service_fn(move |_: http::Request<Short>| {
-            *count.lock().unwrap() += 1;
-            async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
-        }));
-    let req = http::Request::post("http://upstream.test/v1/chat/completions")
-        .header("content-type", "application/json")
-        .body(Short(false))
-        .unwrap();
-    let error = client.oneshot(req).await.unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("ended after 13 of the 100 bytes"),
-        "{error}"
-    );
-    assert_eq!(*sent.lock().unwrap(), 0, "nothing is sent");
     let spans = recorder.named("llm_client_request");
-    let [span] = &spans[..] else {
-        panic!("one client span: {spans:#?}")
-    };
-    assert_eq!(span.field("error.type"), Some("request_body"));
-    assert_eq!(span.field("response.completed"), Some("false"));
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    for span in &spans {
+        assert_eq!(span.field("error.type"), Some("request_body"));
+        assert_eq!(span.field("response.completed"), Some("false"));
+    }
 }
 
 /// A call given up while the client still reads its request body to add the member (the body
