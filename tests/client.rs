@@ -1827,9 +1827,9 @@ async fn a_headers_only_layer_as_middleware_leaves_bodies_alone() {
     let (_recorder, _guard) = Recorder::install();
     let addr = bare_echo().await;
     let layer = RequestyMetadataLayer::inject(RequestMetadata::new().user_id("u1"))
+        .provider_native(Native::OpenAi)
         .headers_only()
-        .drop_fields([Field::UserId])
-        .provider_native(Native::OpenAi);
+        .drop_fields([Field::UserId]);
     let client = with_middleware(layer.into());
     let body = r#"{"model":"m","requesty":{"tags":["own"]}}"#;
     let echo: Echo = json_post(&client, addr, body)

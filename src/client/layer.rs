@@ -385,53 +385,6 @@ impl InjectMetadataLayer {
         self.config().carrier = carrier;
         self
     }
-}
-
-impl<R> InjectMetadataLayer<R> {
-    fn config(&mut self) -> &mut InjectConfig {
-        Arc::make_mut(&mut self.config)
-    }
-
-    /// Whether the metadata of the request being served is added (default `true`). Off, it is
-    /// also not taken from a request a handler forwards as it received it, from any task (through
-    /// reqwest, with the request's extensions passed to `execute_with_extensions`): the
-    /// `RequestMetadata` extension the server layer put there, unchanged, is the inbound
-    /// request's, not the call's own. The server layer marks it when it makes the metadata current
-    /// (its default) or hands it to an `on_complete` hook: behind a server layer with neither,
-    /// remove the extension from a request you forward.
-    pub fn propagate(mut self, propagate: bool) -> Self {
-        self.config().propagate = propagate;
-        self
-    }
-
-    /// Never sends these fields, whatever their source, including a member already in the body:
-    /// the boundary for calls that leave your system.
-    ///
-    /// A body is only edited when it is read: a JSON body that is streamed (of unknown length),
-    /// content-encoded, or over [`max_body_bytes`](Self::max_body_bytes) goes out as it is, with a
-    /// warning in the client span, and a `requesty` member in it is not removed; so does one that
-    /// is not well-formed or nests deeper than the limits' `max_depth`, or that has two members. A
-    /// member that cannot be read (of the wrong type, say) is removed whole, with a warning.
-    pub fn drop_fields(mut self, fields: impl IntoIterator<Item = Field>) -> Self {
-        self.config().dropped.extend(fields);
-        self
-    }
-
-    /// Sends no metadata at all, and removes any the request already carries (a member only from a
-    /// body that is read; see [`drop_fields`](Self::drop_fields)).
-    pub fn drop_all(self) -> Self {
-        use Field::*;
-        self.drop_fields([Tags, UserId, TraceId, Extra, Origin, Other])
-    }
-
-    /// Limits the outgoing metadata is checked against (see [`Limits`]): metadata that breaks them is
-    /// sent anyway, with a warning in the client span, for the gateway to judge. A member already in
-    /// the caller's body is read whatever its size (it is the caller's own); only `max_depth` bounds
-    /// reading the body.
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.config().limits = limits;
-        self
-    }
 
     /// The largest body read to add the member (default 32 MiB); larger ones get headers.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
@@ -457,6 +410,53 @@ impl<R> InjectMetadataLayer<R> {
     /// ```
     pub fn provider_native(mut self, native: Native) -> Self {
         self.config().native = Some(native);
+        self
+    }
+}
+
+impl<R> InjectMetadataLayer<R> {
+    fn config(&mut self) -> &mut InjectConfig {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Whether the metadata of the request being served is added (default `true`). Off, it is
+    /// also not taken from a request a handler forwards as it received it, from any task (through
+    /// reqwest, with the request's extensions passed to `execute_with_extensions`): the
+    /// `RequestMetadata` extension the server layer put there, unchanged, is the inbound
+    /// request's, not the call's own. The server layer marks it when it makes the metadata current
+    /// (its default) or hands it to an `on_complete` hook: behind a server layer with neither,
+    /// remove the extension from a request you forward.
+    pub fn propagate(mut self, propagate: bool) -> Self {
+        self.config().propagate = propagate;
+        self
+    }
+
+    /// Never sends these fields, whatever their source, including a member already in the body:
+    /// the boundary for calls that leave your system.
+    ///
+    /// A body is only edited when it is read: a JSON body that is streamed (of unknown length),
+    /// content-encoded, or over [`max_body_bytes`](InjectMetadataLayer::max_body_bytes) goes out as it is, with a
+    /// warning in the client span, and a `requesty` member in it is not removed; so does one that
+    /// is not well-formed or nests deeper than the limits' `max_depth`, or that has two members. A
+    /// member that cannot be read (of the wrong type, say) is removed whole, with a warning.
+    pub fn drop_fields(mut self, fields: impl IntoIterator<Item = Field>) -> Self {
+        self.config().dropped.extend(fields);
+        self
+    }
+
+    /// Sends no metadata at all, and removes any the request already carries (a member only from a
+    /// body that is read; see [`drop_fields`](Self::drop_fields)).
+    pub fn drop_all(self) -> Self {
+        use Field::*;
+        self.drop_fields([Tags, UserId, TraceId, Extra, Origin, Other])
+    }
+
+    /// Limits the outgoing metadata is checked against (see [`Limits`]): metadata that breaks them is
+    /// sent anyway, with a warning in the client span, for the gateway to judge. A member already in
+    /// the caller's body is read whatever its size (it is the caller's own); only `max_depth` bounds
+    /// reading the body.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config().limits = limits;
         self
     }
 
@@ -504,6 +504,18 @@ impl<R> InjectMetadataLayer<R> {
     }
 
     /// Header form only, for any body type: wrap a tonic `Channel` with this.
+    ///
+    /// Such a layer reads no body, so the options about bodies belong to a layer that reads them:
+    /// set before this, they have no effect, and after it they do not compile:
+    ///
+    /// ```compile_fail
+    /// use requesty_metadata::client::Native;
+    /// use requesty_metadata::{RequestMetadata, RequestyMetadataLayer};
+    ///
+    /// let layer = RequestyMetadataLayer::inject(RequestMetadata::new())
+    ///     .headers_only()
+    ///     .provider_native(Native::OpenAi);
+    /// ```
     pub fn headers_only(self) -> InjectMetadataLayer<HeadersOnly> {
         let mut layer = InjectMetadataLayer {
             config: self.config,
