@@ -22,6 +22,21 @@
 //! objects, `null`) its JSON text. [`extra_allowlist`](crate::server::DefaultMakeSpan::extra_allowlist)
 //! applies.
 //!
+//! # Lists as arrays
+//!
+//! `requesty.tags` and `gen_ai.response.finish_reasons` (typed `string[]` by the GenAI conventions)
+//! are string array attributes, one element per tag or reason, rather than the JSON text logs get:
+//! a `tracing` field holds no array. The field is then left empty, since a field recorded as well
+//! would be exported as a second attribute under the same key; a log layer in the same subscriber
+//! still finds the tags in `tags`. A span the OpenTelemetry layer does not see (no such layer, or
+//! one that filters the span out) records the JSON text as before.
+//!
+//! Finding out whether the span has an OpenTelemetry span starts that span, so a request with
+//! tags has it started as [`DefaultMakeSpan`] makes it (after
+//! setting the parents below), not when it is first entered: a `make_span_with` that wraps the
+//! default span and then sets a parent or records `otel.name` of its own should do so on a span
+//! it declares itself.
+//!
 //! # The caller's trace: `traceparent`
 //!
 //! A request with a valid W3C `traceparent` header (and its `tracestate`, several such headers read
@@ -78,7 +93,7 @@ use crate::server::{DefaultMakeSpan, RequestInfo};
 use http::HeaderMap;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-use opentelemetry::{Context, Value};
+use opentelemetry::{Array, Context, StringValue, Value};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use sha2::{Digest, Sha256};
 use tracing::Span;
@@ -156,6 +171,20 @@ pub(crate) fn decorate(span: &Span, info: &RequestInfo<'_>, options: &DefaultMak
         // Fails only without a tracing-opentelemetry layer, where there is no parent to set.
         let _ = span.set_parent(parent);
     }
+}
+
+/// Sets a list on the span's OpenTelemetry span as a string array, which no `tracing` field can hold
+/// (a field recorded as well would be exported as a second attribute under the same key). `false`
+/// when the span has no OpenTelemetry span (no layer, or one that filters it out): the caller then
+/// records the list in the field, for logs. Asking starts the OpenTelemetry span, so its parent
+/// must be set before.
+pub(crate) fn set_strings(span: &Span, key: &'static str, values: &[String]) -> bool {
+    if !span.context().has_active_span() {
+        return false;
+    }
+    let values = values.iter().cloned().map(StringValue::from).collect();
+    span.set_attribute(key, Value::Array(Array::String(values)));
+    true
 }
 
 /// The caller's span context from a valid `traceparent` header; a request with two is ambiguous,

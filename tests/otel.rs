@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -179,6 +180,25 @@ fn string(value: &str) -> Value {
     Value::StringValue(value.into())
 }
 
+fn strings(values: &[&str]) -> Value {
+    let values = values
+        .iter()
+        .map(|v| AnyValue {
+            value: Some(string(v)),
+        })
+        .collect();
+    Value::ArrayValue(ArrayValue { values })
+}
+
+/// Each key once: a key set twice is exported twice, and a backend keeps either value.
+fn assert_unique_keys(span: &Span) {
+    let mut keys: Vec<&str> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    keys.sort_unstable();
+    for pair in keys.windows(2) {
+        assert_ne!(pair[0], pair[1], "exported twice in {span:#?}");
+    }
+}
+
 /// The span whose `requesty.extra.req` is `name`.
 fn request<'a>(spans: &'a [Span], name: &str) -> &'a Span {
     spans
@@ -196,7 +216,7 @@ async fn workflows_share_a_trace_and_traceparent_wins() {
     let otel = Otel::install();
     let addr = serve(app(RequestyMetadataLayer::new().group_by_trace_id(true))).await;
     let a = r#"{"model": "gpt-4o", "messages": [], "requesty": {"trace_id": "wf-1", "user_id": "u-9",
-        "extra": {"req": "a", "country": "ca", "step": 2, "ratio": 0.5, "beta": true, "cfg": {"k": [1]}}}}"#;
+        "tags": ["x", "y,z"], "extra": {"req": "a", "country": "ca", "step": 2, "ratio": 0.5, "beta": true, "cfg": {"k": [1]}}}}"#;
     let b = r#"{"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
         "messages": [], "requesty": {"trace_id": "wf-1", "extra": {"req": "b"}}}"#;
     let c = r#"{"model": "gpt-4o", "messages": [], "requesty": {"trace_id": "wf-2", "extra": {"req": "c"}}}"#;
@@ -245,7 +265,16 @@ async fn workflows_share_a_trace_and_traceparent_wins() {
             attr(span, "response.completed"),
             Some(&Value::BoolValue(true))
         );
+        // The conventions type the reasons `string[]`: an array, not its JSON text.
+        assert_eq!(
+            attr(span, "gen_ai.response.finish_reasons"),
+            Some(&strings(&["stop"]))
+        );
+        assert_unique_keys(span);
     }
+    // The tags are a list too, one element per tag whatever it holds.
+    assert_eq!(attr(a, "requesty.tags"), Some(&strings(&["x", "y,z"])));
+    assert_eq!(attr(a, "tags"), Some(&string(r#"["x","y,z"]"#)));
     assert_eq!(attr(b, "requesty.stream"), Some(&Value::BoolValue(true)));
     assert_eq!(
         attr(b, "gen_ai.response.id"),
@@ -427,5 +456,43 @@ async fn an_empty_trace_id_groups_nothing() {
         assert!(span.parent_span_id.is_empty(), "{span:#?}");
     }
     assert_ne!(x.trace_id, y.trace_id);
+    otel.shutdown().await;
+}
+/// A span of one's own (`make_span_with`) gets only the fields it declares, lists included.
+#[tokio::test]
+async fn a_span_of_ones_own_gets_only_what_it_declares() {
+    use http_body_util::{BodyExt, Full};
+    use requesty_metadata::server::RequestInfo;
+    use tower::{Layer, ServiceExt};
+    let otel = Otel::install();
+    let layer = RequestyMetadataLayer::new().make_span_with(|info: &RequestInfo<'_>| {
+        let trace_id = info.metadata.and_then(|m| m.trace_id.as_deref());
+        tracing::info_span!(target: "requesty_metadata", "own", trace_id)
+    });
+    let inner = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        let response = http::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(OPENAI_JSON)));
+        Ok::<_, std::convert::Infallible>(response.unwrap())
+    });
+    let body =
+        r#"{"model": "gpt-4o", "messages": [], "requesty": {"trace_id": "wf-9", "tags": ["x"]}}"#;
+    let request = http::Request::post("http://gateway/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = layer.layer(inner).oneshot(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let spans = otel.exported(1).await;
+    let span = &spans[0];
+    assert_eq!(span.name, "own");
+    assert_eq!(attr(span, "trace_id"), Some(&string("wf-9")));
+    for undeclared in [
+        "gen_ai.response.finish_reasons",
+        "requesty.tags",
+        "gen_ai.usage.input_tokens",
+    ] {
+        assert!(attr(span, undeclared).is_none(), "{undeclared}: {span:#?}");
+    }
     otel.shutdown().await;
 }

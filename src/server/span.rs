@@ -96,6 +96,7 @@ where
 /// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say) or short of its declared `Content-Length`, `service` when the inner service's call returned one, `request_body` on a client span whose request body failed while the client read it (the call is not made), the provider's error type or code when a successful answer's body reported one (a stream's error event, [`ResponseInfo::error`](crate::usage::ResponseInfo::error)); for an answer `otel.status_code` marks failed (a `5xx`, a client span's `4xx`), the provider's error type its body gave, else the status code (`503`); for a gRPC code that makes the span an error (see `otel.status_code`), its name (`UNAVAILABLE`) |
 /// | `otel.status_code` | `ERROR` for those, and for a server span's `5xx` answer (a client span's `4xx` too), as the HTTP conventions set the span status; for gRPC, a code that says the server failed (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`; a client span's every code but `OK`) |
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
+/// | `requesty.tags`, `gen_ai.response.finish_reasons` (feature `opentelemetry`) | on a span with an OpenTelemetry layer, string array attributes (the conventions type the reasons `string[]`) instead of the JSON text: a field can hold no array, and one recorded as well would be exported as a second attribute under the key; so other layers of that subscriber see these two fields empty (`tags` still has the tags) |
 /// | parent (feature `opentelemetry`) | server spans: the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`); client spans: the span they are made in |
 #[derive(Clone, Debug)]
 #[must_use = "a span maker does nothing until given to a layer"]
@@ -310,11 +311,12 @@ impl MakeSpan for DefaultMakeSpan {
             None => genai::provider(info.model, info.uri.path()),
         };
         span.record("gen_ai.provider.name", provider);
+        // The parent first: recording a list may start the OpenTelemetry span, which fixes it.
+        #[cfg(feature = "opentelemetry")]
+        crate::otel::decorate(&span, info, self);
         if let Some(meta) = info.metadata {
             record_metadata(&span, meta, self);
         }
-        #[cfg(feature = "opentelemetry")]
-        crate::otel::decorate(&span, info, self);
         span
     }
 }
@@ -347,9 +349,11 @@ fn record_metadata(span: &Span, meta: &RequestMetadata, options: &DefaultMakeSpa
     }
     // Serializing strings and JSON values cannot fail.
     if !meta.tags.is_empty() {
-        let tags = serde_json::to_string(&meta.tags).unwrap_or_default();
-        span.record("tags", tags.as_str());
-        span.record("requesty.tags", tags);
+        span.record(
+            "tags",
+            serde_json::to_string(&meta.tags).unwrap_or_default(),
+        );
+        record_list(span, "requesty.tags", &meta.tags);
     }
     let extra: serde_json::Map<_, _> = meta
         .extra
@@ -362,6 +366,22 @@ fn record_metadata(span: &Span, meta: &RequestMetadata, options: &DefaultMakeSpa
     }
 }
 
+/// Records a list: with feature `opentelemetry`, as a string array attribute when the span has an
+/// OpenTelemetry span; else (logs) as its JSON text in the field, which keeps a comma inside an
+/// element apart from one between elements.
+fn record_list(span: &Span, field: &'static str, values: &[String]) {
+    // A span that does not declare the field (one of `make_span_with`'s) ignores it, in either form.
+    if span.field(field).is_none() {
+        return;
+    }
+    #[cfg(feature = "opentelemetry")]
+    if crate::otel::set_strings(span, field, values) {
+        return;
+    }
+    // Serializing strings cannot fail.
+    span.record(field, serde_json::to_string(values).unwrap_or_default());
+}
+
 /// Records what the response said, once its body has ended.
 pub(crate) fn record_response(span: &Span, info: &ResponseInfo, first_token: Option<Duration>) {
     if span.is_disabled() {
@@ -370,8 +390,7 @@ pub(crate) fn record_response(span: &Span, info: &ResponseInfo, first_token: Opt
     span.record("gen_ai.response.model", info.model.as_deref());
     span.record("gen_ai.response.id", info.id.as_deref());
     if !info.finish_reasons.is_empty() {
-        let reasons = serde_json::to_string(&info.finish_reasons).unwrap_or_default();
-        span.record("gen_ai.response.finish_reasons", reasons);
+        record_list(span, "gen_ai.response.finish_reasons", &info.finish_reasons);
     }
     let usage = &info.usage;
     // Integers as i64, which OpenTelemetry exports as ints.
