@@ -230,8 +230,10 @@ async fn client_spans(recorder: &Recorder, count: usize) -> Vec<SpanRecord> {
     panic!("client spans did not close: {:#?}", recorder.spans());
 }
 
-fn check_client_span(span: &SpanRecord) {
+fn check_client_span(span: &SpanRecord, addr: std::net::SocketAddr) {
     assert_eq!(field(span, "otel.kind"), "client");
+    assert_eq!(field(span, "server.address"), addr.ip().to_string());
+    assert_eq!(field(span, "server.port"), addr.port().to_string());
     assert_eq!(field(span, "otel.name"), "chat gpt-4o");
     assert_eq!(field(span, "gen_ai.request.model"), "gpt-4o");
     assert_eq!(field(span, "gen_ai.request.temperature"), "0.5");
@@ -273,7 +275,7 @@ async fn the_inject_layer_records_a_client_span_with_usage() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, OPENAI_JSON);
     let spans = client_spans(&recorder, 1).await;
-    check_client_span(&spans[0]);
+    check_client_span(&spans[0], addr);
     // The server saw the injected trace id.
     let server = recorder.wait_closed(1).await;
     assert_eq!(field(&server[0], "trace_id"), "client-wf");
@@ -306,7 +308,7 @@ async fn the_reqwest_middleware_records_a_client_span_with_usage() {
     );
     assert_eq!(response.bytes().await.unwrap(), OPENAI_JSON);
     let spans = client_spans(&recorder, 1).await;
-    check_client_span(&spans[0]);
+    check_client_span(&spans[0], addr);
 }
 
 /// A `5xx` answer ended in an error, so the span that says so (`otel.status_code`) also says which:

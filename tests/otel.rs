@@ -378,6 +378,19 @@ async fn a_client_span_stays_under_the_span_it_is_made_in() {
         .unwrap_or_else(|| panic!("no client span in {spans:#?}"));
     assert_eq!(hex(&client.parent_span_id), hex(&handler.span_id));
     assert_eq!(hex(&client.trace_id), hex(&handler.trace_id));
+    // What the server side records, and where the call went (the port the scheme implies).
+    assert_eq!(attr(client, "requesty.trace_id"), Some(&string("wf")));
+    assert_eq!(
+        attr(client, "gen_ai.response.finish_reasons"),
+        Some(&strings(&["stop"]))
+    );
+    assert_eq!(
+        attr(client, "gen_ai.usage.input_tokens"),
+        Some(&Value::IntValue(19))
+    );
+    assert_eq!(attr(client, "server.address"), Some(&string("upstream")));
+    assert_eq!(attr(client, "server.port"), Some(&Value::IntValue(80)));
+    assert_unique_keys(client);
     otel.shutdown().await;
 }
 

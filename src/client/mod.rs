@@ -15,7 +15,8 @@
 //! [`HeadersOnly`](crate::HeadersOnly) mode) get the header form. [`Carrier`] chooses.
 //!
 //! Each call runs in an `llm_client_request` span ([`DefaultMakeSpan::client`](crate::server::DefaultMakeSpan::client)):
-//! the server span's fields with `otel.kind = client`, open until the response body has ended, with
+//! the server span's fields with `otel.kind = client` and the `server.address` and `server.port` the
+//! call goes to, open until the response body has ended, with
 //! the usage, response model and finish reasons read from the response as it streams.
 
 mod egress;

@@ -80,6 +80,7 @@ where
 /// | `gen_ai.conversation.id` | the `trace_id` |
 /// | `user.id`, or `user.hash` with [`hash_user_ids`](Self::hash_user_ids) | the `user_id` |
 /// | `http.request.method`, `url.path` | from the request |
+/// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies) |
 /// | `http.response.status_code` | recorded when the response head arrives |
 /// | `rpc.system`, `rpc.service`, `rpc.method` | for a gRPC request: `grpc` and the service and method its path names |
 /// | `rpc.grpc.status_code` | a gRPC response's `grpc-status`, from its trailers (or the head of a trailers-only response) |
@@ -230,6 +231,8 @@ macro_rules! llm_span {
             user.hash = Empty,
             http.request.method = info.method.as_str(),
             url.path = info.uri.path(),
+            server.address = Empty,
+            server.port = Empty,
             http.response.status_code = Empty,
             rpc.system = Empty,
             rpc.service = Empty,
@@ -311,6 +314,10 @@ impl MakeSpan for DefaultMakeSpan {
             None => genai::provider(info.model, info.uri.path()),
         };
         span.record("gen_ai.provider.name", provider);
+        if let Some((address, port)) = self.client.then(|| server(info.uri)).flatten() {
+            span.record("server.address", address);
+            span.record("server.port", port.map(i64::from));
+        }
         // The parent first: recording a list may start the OpenTelemetry span, which fixes it.
         #[cfg(feature = "opentelemetry")]
         crate::otel::decorate(&span, info, self);
@@ -319,6 +326,23 @@ impl MakeSpan for DefaultMakeSpan {
         }
         span
     }
+}
+
+/// Where a client span's call goes, as the GenAI conventions recommend recording it: the URI's
+/// host (an IPv6 one without its brackets) and its port, or the one its scheme implies (the
+/// conventions require the port with the address).
+fn server(uri: &Uri) -> Option<(&str, Option<u16>)> {
+    let host = uri.host()?;
+    let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    });
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    Some((host, port))
 }
 
 /// The service and method a gRPC path names (`/package.Service/Method`); `None` for any other path.
@@ -415,7 +439,30 @@ pub(crate) fn record_response(span: &Span, info: &ResponseInfo, first_token: Opt
 
 #[cfg(test)]
 mod tests {
-    use super::grpc_method;
+    use super::{grpc_method, server};
+
+    #[test]
+    fn a_call_goes_to_its_host_and_port() {
+        let server = |uri: &str| server(&uri.parse().unwrap()).map(|(h, p)| (h.to_owned(), p));
+        let some = |host: &str, port| Some((host.to_owned(), port));
+        assert_eq!(server("http://upstream/v1"), some("upstream", Some(80)));
+        assert_eq!(
+            server("https://api.openai.com/v1"),
+            some("api.openai.com", Some(443))
+        );
+        assert_eq!(
+            server("http://127.0.0.1:8080/"),
+            some("127.0.0.1", Some(8080))
+        );
+        assert_eq!(server("http://[::1]:9000/v1"), some("::1", Some(9000)));
+        assert_eq!(server("grpc://host/x"), some("host", None));
+        // Credentials in the URI are not the host.
+        assert_eq!(
+            server("https://user:secret@host/v1"),
+            some("host", Some(443))
+        );
+        assert_eq!(server("/v1/chat/completions"), None);
+    }
 
     #[test]
     fn grpc_paths_name_a_service_and_a_method() {
