@@ -471,6 +471,7 @@ async fn an_empty_trace_id_groups_nothing() {
     assert_ne!(x.trace_id, y.trace_id);
     otel.shutdown().await;
 }
+
 /// A span of one's own (`make_span_with`) gets only the fields it declares, lists included.
 #[tokio::test]
 async fn a_span_of_ones_own_gets_only_what_it_declares() {
@@ -507,5 +508,44 @@ async fn a_span_of_ones_own_gets_only_what_it_declares() {
     ] {
         assert!(attr(span, undeclared).is_none(), "{undeclared}: {span:#?}");
     }
+    otel.shutdown().await;
+}
+
+/// A gRPC answer whose head carries a `grpc-status` and whose trailers carry another is exported
+/// with one status code, the trailers' (the last word), not both under one key.
+#[tokio::test]
+async fn a_grpc_status_is_exported_once() {
+    use http_body::Frame;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use tower::{Layer, ServiceExt};
+    let otel = Otel::install();
+    let inner = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("14"));
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let response = http::Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "0")
+            .body(StreamBody::new(futures_util::stream::iter(frames)));
+        Ok::<_, std::convert::Infallible>(response.unwrap())
+    });
+    let service = RequestyMetadataLayer::new().headers_only().layer(inner);
+    let request = http::Request::post("http://gateway/grpc.health.v1.Health/Check")
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let spans = otel.exported(1).await;
+    let span = &spans[0];
+    assert_eq!(span.name, "grpc.health.v1.Health/Check");
+    assert_eq!(
+        attr(span, "rpc.grpc.status_code"),
+        Some(&Value::IntValue(14))
+    );
+    assert_unique_keys(span);
     otel.shutdown().await;
 }

@@ -194,8 +194,9 @@ impl Tracker {
         if !self.grpc_response {
             return;
         }
+        // Recorded at the end: a head's status that trailers then restate would be exported as a
+        // second attribute under the same key.
         if let Some(code) = grpc_status(headers) {
-            self.span.record("rpc.grpc.status_code", i64::from(code));
             self.grpc_status = Some(code);
         }
     }
@@ -235,6 +236,9 @@ impl Tracker {
             .filter(|_| completed && self.status.is_some_and(|s| s.is_success()));
         let failed = matches!(end, End::Failed | End::CallFailed) || reported.is_some();
         self.span.record("response.completed", completed);
+        if let Some(code) = self.grpc_status {
+            self.span.record("rpc.grpc.status_code", i64::from(code));
+        }
         // An answer whose status makes the span an error (a `5xx`; on a client span a `4xx` too)
         // names its error as the GenAI and HTTP conventions require: the provider's error type when
         // the body gave one, else the status code.
