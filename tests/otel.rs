@@ -327,6 +327,7 @@ async fn hashed_user_ids_never_leave_and_grouping_is_opt_in() {
         assert_eq!(attr(span, "requesty.extra.country"), Some(&string("ca")));
         assert!(attr(span, "requesty.extra.email").is_none());
         assert!(attr(span, "user.id").is_none());
+        assert_unique_keys(span);
     }
     // Grouping is off by default; a traceparent is honored all the same.
     assert!(p.parent_span_id.is_empty());
@@ -447,6 +448,13 @@ async fn failed_requests_are_exported_with_an_error_status() {
     assert_eq!(status("cut"), Some(StatusCode::Error as i32));
     assert_eq!(status("503"), Some(StatusCode::Error as i32));
     assert_eq!(status("400"), Some(StatusCode::Unset as i32));
+    let error = |req: &str| attr(request(&spans, req), "error.type");
+    assert_eq!(error("cut"), Some(&string("response_body")));
+    assert_eq!(error("503"), Some(&string("503")));
+    assert_eq!(error("400"), None);
+    for span in &spans {
+        assert_unique_keys(span);
+    }
     otel.shutdown().await;
 }
 
