@@ -44,7 +44,7 @@ pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
         let gemini = rest
             .get(..6)
             .is_some_and(|name| name.eq_ignore_ascii_case("gemini"));
-        let open_model = prefix == "google" && !gemini;
+        let open_model = (prefix == "google" && !gemini) || (prefix == "openai" && gpt_oss(rest));
         if let Some((_, name)) = ROUTES.iter().find(|(route, _)| *route == prefix) {
             if !open_model {
                 return Some((*name).to_owned());
@@ -61,11 +61,21 @@ pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
     }
     // A bare model name names its maker, who serves it; in a namespaced id (`org/model`) the maker
     // is not known to be the one serving it.
-    let model = model.filter(|m| !m.contains('/'))?.to_ascii_lowercase();
+    let model = model
+        .filter(|m| !m.contains('/') && !gpt_oss(m))?
+        .to_ascii_lowercase();
     FAMILIES
         .iter()
         .find(|(prefix, _)| model.starts_with(prefix))
         .map(|(_, name)| (*name).to_owned())
+}
+
+/// OpenAI's open-weight models (`gpt-oss-120b`), which others serve (Groq, Together, vLLM, Ollama)
+/// and OpenAI's API does not: neither the `gpt-` family nor an `openai/` prefix (their maker, in
+/// Groq's and OpenRouter's ids) names who serves them.
+fn gpt_oss(name: &str) -> bool {
+    name.get(..7)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("gpt-oss"))
 }
 
 /// Routing prefixes of gateways' model names, and the provider each names.
@@ -185,6 +195,13 @@ mod tests {
             ("text-embedding-004", None),
             ("text-embedding-005", None),
             ("text-embedding-gecko@003", None),
+            // OpenAI's open-weight models: others serve them (Groq, Together, vLLM, Ollama), OpenAI's
+            // API does not, whatever the prefix (`openai/` names their maker on Groq and
+            // OpenRouter).
+            ("gpt-oss-120b", None),
+            ("GPT-OSS-20B", None),
+            ("openai/gpt-oss-120b", None),
+            ("gpt-4o-mini", Some("openai")),
         ] {
             assert_eq!(provider(Some(model), chat).as_deref(), want, "{model}");
         }
