@@ -215,7 +215,8 @@ fn hex(bytes: &[u8]) -> String {
 async fn workflows_share_a_trace_and_traceparent_wins() {
     let otel = Otel::install();
     let addr = serve(app(RequestyMetadataLayer::new().group_by_trace_id(true))).await;
-    let a = r#"{"model": "gpt-4o", "messages": [], "requesty": {"trace_id": "wf-1", "user_id": "u-9",
+    let a = r#"{"model": "gpt-4o", "messages": [], "temperature": 0.5, "top_p": 1, "max_tokens": 300,
+        "seed": 42, "requesty": {"trace_id": "wf-1", "user_id": "u-9",
         "tags": ["x", "y,z"], "extra": {"req": "a", "country": "ca", "step": 2, "ratio": 0.5, "beta": true, "cfg": {"k": [1]}}}}"#;
     let b = r#"{"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
         "messages": [], "requesty": {"trace_id": "wf-1", "extra": {"req": "b"}}}"#;
@@ -280,6 +281,17 @@ async fn workflows_share_a_trace_and_traceparent_wins() {
         attr(b, "gen_ai.response.id"),
         Some(&string("chatcmpl-AbC123"))
     );
+    // Numbers keep their types: integers as ints, whatever the JSON spelled.
+    let params = [
+        ("gen_ai.request.temperature", Value::DoubleValue(0.5)),
+        ("gen_ai.request.top_p", Value::DoubleValue(1.0)),
+        ("gen_ai.request.max_tokens", Value::IntValue(300)),
+        ("gen_ai.request.seed", Value::IntValue(42)),
+        ("http.response.status_code", Value::IntValue(200)),
+    ];
+    for (key, value) in params {
+        assert_eq!(attr(a, key), Some(&value), "{key}");
+    }
     assert_eq!(attr(a, "user.id"), Some(&string("u-9")));
     assert_eq!(attr(a, "requesty.extra.country"), Some(&string("ca")));
     assert_eq!(attr(a, "requesty.extra.step"), Some(&Value::IntValue(2)));
