@@ -281,6 +281,42 @@ async fn the_inject_layer_records_a_client_span_with_usage() {
     assert_eq!(field(&server[0], "trace_id"), "client-wf");
 }
 
+/// A client layer that writes a provider's own field calls that provider: its span names it,
+/// whatever the model is called, as the server layer's `provider` does.
+#[tokio::test]
+async fn a_call_straight_to_a_provider_names_it() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioExecutor;
+    use requesty_metadata::client::{Carrier, Native};
+    use requesty_metadata::RequestMetadata;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let (recorder, _guard) = Recorder::install();
+    let addr = serve(app(RequestyMetadataLayer::new())).await;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let service = ServiceBuilder::new()
+        .layer(
+            RequestyMetadataLayer::inject(RequestMetadata::new().user_id("u-1"))
+                .provider_native(Native::OpenAi)
+                .carrier(Carrier::Headers),
+        )
+        .service(client);
+    let request = http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            br#"{"model":"acme-support-v2","messages":[]}"#,
+        )))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let spans = client_spans(&recorder, 1).await;
+    assert_eq!(field(&spans[0], "gen_ai.provider.name"), "openai");
+    // The server it reached was told nothing of the kind.
+    let server = recorder.wait_closed(1).await;
+    assert_eq!(server[0].field("gen_ai.provider.name"), None);
+}
+
 #[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn the_reqwest_middleware_records_a_client_span_with_usage() {

@@ -19,6 +19,16 @@ pub enum Native {
     Anthropic,
 }
 
+impl Native {
+    /// The provider's name in the GenAI conventions (`gen_ai.provider.name`).
+    pub(crate) fn provider(self) -> &'static str {
+        match self {
+            Native::OpenAi => "openai",
+            Native::Anthropic => "anthropic",
+        }
+    }
+}
+
 /// Another gateway's header form, for calls that go through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

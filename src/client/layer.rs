@@ -394,7 +394,8 @@ impl InjectMetadataLayer {
 
     /// Also writes the user id into a provider's own field ([`Native`]): OpenAI's
     /// `safety_identifier` or Anthropic's `metadata.user_id`, for calls that go straight to the
-    /// provider. A field the body already sets is left alone.
+    /// provider. A field the body already sets is left alone. The client span names that provider
+    /// (`gen_ai.provider.name`), whatever the model is called.
     ///
     /// A provider answers `400` to a body with a `requesty` member, which the default carrier
     /// writes: for a call straight to a provider, also set
@@ -409,7 +410,10 @@ impl InjectMetadataLayer {
     ///     .carrier(Carrier::Headers);
     /// ```
     pub fn provider_native(mut self, native: Native) -> Self {
-        self.config().native = Some(native);
+        let config = self.config();
+        config.native = Some(native);
+        // The call goes straight to the provider: no need to guess it from the model's name.
+        config.make_span = config.make_span.clone().provider(native.provider());
         self
     }
 }
