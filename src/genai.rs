@@ -61,9 +61,13 @@ pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
     }
     // A bare model name names its maker, who serves it; in a namespaced id (`org/model`) the maker
     // is not known to be the one serving it.
-    let model = model
-        .filter(|m| !m.contains('/') && !gpt_oss(m))?
-        .to_ascii_lowercase();
+    let model = model.filter(|m| !m.contains('/'))?.to_ascii_lowercase();
+    // A fine-tune (`ft:gpt-4o-mini-…:org::id`, Mistral's `ft:mistral-small-…`) is served by
+    // whoever serves its base model.
+    let model = model.strip_prefix("ft:").unwrap_or(&model);
+    if gpt_oss(model) {
+        return None;
+    }
     FAMILIES
         .iter()
         .find(|(prefix, _)| model.starts_with(prefix))
@@ -202,6 +206,13 @@ mod tests {
             ("GPT-OSS-20B", None),
             ("openai/gpt-oss-120b", None),
             ("gpt-4o-mini", Some("openai")),
+            // A fine-tune is served by whoever serves its base model.
+            ("ft:gpt-4o-mini-2024-07-18:acme::AbC123", Some("openai")),
+            (
+                "ft:mistral-small-latest:a1b2c3:20250101:d4e5",
+                Some("mistral_ai"),
+            ),
+            ("ft:llama3", None),
         ] {
             assert_eq!(provider(Some(model), chat).as_deref(), want, "{model}");
         }
