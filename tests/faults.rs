@@ -867,7 +867,8 @@ async fn a_readiness_error_is_the_service_error_and_nothing_is_called() {
 }
 
 /// An inner service whose call fails: the error is the service's own, and the request is reported
-/// once, as failed (not as a client that went away) and not completed.
+/// once, as failed (not as a client that went away) and not completed. The hook hears `500`, as a
+/// gateway logs it; the span records no status code, since no response went out.
 #[tokio::test]
 async fn a_failing_call_is_reported_as_failed() {
     let (recorder, _guard) = Recorder::install();
@@ -893,6 +894,8 @@ async fn a_failing_call_is_reported_as_failed() {
     assert_eq!(*ends.lock().unwrap(), [(500, false, true)]);
     let spans = recorder.requests();
     assert_eq!(spans[0].field("error.type"), Some("service"));
+    assert_eq!(spans[0].field("otel.status_code"), Some("ERROR"));
+    assert_eq!(spans[0].field("http.response.status_code"), None);
 }
 
 /// Whether `error` or one of its sources says `text`.

@@ -33,7 +33,8 @@ pub struct Completion<'a> {
     /// as on the wire, its refusal in [`grpc_status`](Self::grpc_status)), and `499` (nginx's
     /// "client closed request") when the request got no answer: dropped before the inner service
     /// answered (the client went away while a long completion was generated), or before this
-    /// layer's refusal went out (the client went away mid-upload).
+    /// layer's refusal went out (the client went away mid-upload); `500` when the inner service's
+    /// call returned an error (then no response went out, and the span records no status code).
     pub status: StatusCode,
     /// From the request reaching the layer to the response body's end (or drop).
     pub latency: Duration,
@@ -161,6 +162,13 @@ impl Tracker {
         // Usage is read only for someone: a span that records, or the completion hook.
         let wanted = !self.span.is_disabled() || self.request.is_some();
         self.reader = headers.filter(|_| wanted).and_then(reader_for);
+    }
+
+    /// Ends a request whose inner service's call returned an error: no response went out, so the
+    /// span records no status code; the hook hears `500`, as a gateway logs such a request.
+    pub(crate) fn call_failed(&mut self) {
+        self.status = Some(StatusCode::INTERNAL_SERVER_ERROR);
+        self.finish(End::CallFailed);
     }
 
     /// Enters the span and makes the metadata current, for one poll of the body. A client span's

@@ -1,7 +1,7 @@
 //! [`ResponseFuture`]: reads the JSON body when there is one, then runs the inner service in the
 //! request's span.
 
-use super::complete::{self, End, Tracker};
+use super::complete::{self, Tracker};
 use super::layer::Config;
 use super::span::{MakeSpan, RequestInfo};
 use super::ResponseBody;
@@ -320,8 +320,7 @@ where
                             ))
                         }
                         Err(error) => {
-                            tracker.respond(StatusCode::INTERNAL_SERVER_ERROR, None);
-                            tracker.finish(End::CallFailed);
+                            tracker.call_failed();
                             Err(error)
                         }
                     });
