@@ -101,6 +101,18 @@ impl fmt::Display for MetadataError {
 
 impl std::error::Error for MetadataError {}
 
+/// A size in an error message: `1 byte`, `2 bytes`, as a limit of one byte reads.
+pub(crate) struct Size(pub(crate) usize);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            1 => f.write_str("1 byte"),
+            n => write!(f, "{n} bytes"),
+        }
+    }
+}
+
 /// Renders `{"error": {"message", "type", "param", "code"}}` as OpenAI-compatible clients expect it.
 pub(crate) fn error_body(message: &str, param: Option<&str>, code: &str) -> Bytes {
     let body = serde_json::json!({
@@ -160,6 +172,19 @@ fn grpc_percent_encode(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A limit of one byte reads as one: "the limit is 1 byte", not "1 bytes".
+    #[test]
+    fn sizes_of_one_byte_read_as_one() {
+        let limits = crate::Limits::default().max_id_len(1);
+        let body = br#"{"requesty":{"user_id":"ab"}}"#;
+        let err = crate::codec::scan(body, &limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`requesty.user_id` is 2 bytes; the limit is 1 byte"
+        );
+        assert_eq!(Size(0).to_string(), "0 bytes");
+    }
 
     #[test]
     fn a_grpc_answer_carries_the_status_and_the_encoded_message() {

@@ -1,6 +1,6 @@
 //! Metadata carried in headers: `X-Requesty-*`, `HTTP-Referer` and `X-Title`.
 
-use crate::error::{ErrorKind, MetadataError};
+use crate::error::{ErrorKind, MetadataError, Size};
 use crate::{Limits, RequestMetadata};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
@@ -270,7 +270,11 @@ fn too_long(what: &str, header: &str, len: usize, limit: usize) -> MetadataError
     MetadataError::new(
         ErrorKind::TooLong,
         header,
-        format!("{what} in header `{header}` is {len} bytes; the limit is {limit} bytes"),
+        format!(
+            "{what} in header `{header}` is {}; the limit is {}",
+            Size(len),
+            Size(limit)
+        ),
     )
 }
 

@@ -5,6 +5,7 @@ use super::layer::{Carrier, InjectConfig};
 use crate::codec;
 use crate::collect::{CollectError, Collected};
 use crate::content::response_length;
+use crate::error::Size;
 use crate::mode::Reading;
 use crate::server::span::{MakeSpan, RequestInfo};
 use crate::server::{ResponseBody, Tracker};
@@ -140,14 +141,18 @@ where
                     // length. A body that fails while being read fails the call, as it would
                     // without the layer.
                     let read = match ready!(collected.poll_body(body, cx, *size)) {
-                        Ok(()) if collected.as_slice().len() < *size => Err(BoxError::from(format!(
-                            "the request body ended after {} of the {size} bytes its size hint declared",
-                            collected.as_slice().len()
-                        ))),
+                        Ok(()) if collected.as_slice().len() < *size => {
+                            Err(BoxError::from(format!(
+                                "the request body ended after {} of the {} its size hint declared",
+                                collected.as_slice().len(),
+                                Size(*size)
+                            )))
+                        }
                         Ok(()) => Ok(()),
                         Err(CollectError::Read(error)) => Err((reading.boxed)(error)),
                         Err(CollectError::TooLarge) => Err(BoxError::from(format!(
-                            "the request body is longer than the {size} bytes its size hint declared"
+                            "the request body is longer than the {} its size hint declared",
+                            Size(*size)
                         ))),
                     };
                     if let Err(error) = read {

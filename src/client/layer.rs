@@ -3,6 +3,7 @@
 use super::egress::{self, Gateway, Native};
 use super::service::InjectMetadata;
 use crate::current::Inbound;
+use crate::error::Size;
 use crate::genai::HashKey;
 use crate::server::DefaultMakeSpan;
 use crate::{HeadersOnly, JsonBodies, Limits, RequestMetadata, RequestyMetadataLayer};
@@ -270,7 +271,9 @@ impl InjectConfig {
         if size > limit {
             tracing::warn!(
                 param = "requesty",
-                "outgoing metadata breaks a limit: `requesty` is {size} bytes; the limit is {limit} bytes"
+                "outgoing metadata breaks a limit: `requesty` is {}; the limit is {}",
+                Size(size),
+                Size(limit)
             );
         }
     }

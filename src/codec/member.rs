@@ -1,7 +1,7 @@
 //! Turns the raw `requesty` member into [`RequestMetadata`], checking every field against [`Limits`].
 
 use super::lexer::{key_eq, plain_run, Lexer, Malformed};
-use crate::error::{ErrorKind, MetadataError};
+use crate::error::{ErrorKind, MetadataError, Size};
 use crate::metadata::SMALL;
 use crate::{Limits, RequestMetadata};
 use serde_json::{Map, Value};
@@ -28,9 +28,9 @@ pub(crate) fn parse(raw: &[u8], limits: &Limits) -> Result<Option<RequestMetadat
             ErrorKind::TooLong,
             "requesty",
             format!(
-                "`requesty` is {} bytes; the limit is {} bytes",
-                raw.len(),
-                limits.member_bytes()
+                "`requesty` is {}; the limit is {}",
+                Size(raw.len()),
+                Size(limits.member_bytes())
             ),
         ));
     }
@@ -181,8 +181,9 @@ pub(crate) fn check(
             ErrorKind::TooLong,
             "requesty.extra",
             format!(
-                "`requesty.extra` is {size} bytes of JSON; the limit is {} bytes",
-                limits.extra_bytes()
+                "`requesty.extra` is {} of JSON; the limit is {}",
+                Size(size),
+                Size(limits.extra_bytes())
             ),
         )),
         None => Ok(()),
@@ -437,9 +438,9 @@ fn check_tags<'a>(
                 ErrorKind::TooLong,
                 "requesty.tags",
                 format!(
-                    "a tag in `requesty.tags` is {} bytes; the limit is {} bytes",
-                    tag.len(),
-                    limits.tag_len()
+                    "a tag in `requesty.tags` is {}; the limit is {}",
+                    Size(tag.len()),
+                    Size(limits.tag_len())
                 ),
             ));
         }
@@ -461,9 +462,9 @@ fn check_id(value: &str, name: &str, limits: &Limits) -> Result<(), MetadataErro
             ErrorKind::TooLong,
             format!("requesty.{name}"),
             format!(
-                "`requesty.{name}` is {} bytes; the limit is {} bytes",
-                value.len(),
-                limits.id_len()
+                "`requesty.{name}` is {}; the limit is {}",
+                Size(value.len()),
+                Size(limits.id_len())
             ),
         ));
     }
@@ -555,8 +556,9 @@ fn extra(lx: &mut Lexer<'_>, limits: &Limits) -> Result<Map<String, Value>, Meta
                 ErrorKind::TooLong,
                 "requesty.extra",
                 format!(
-                    "`requesty.extra` is {size} bytes; the limit is {} bytes",
-                    limits.extra_bytes()
+                    "`requesty.extra` is {}; the limit is {}",
+                    Size(size),
+                    Size(limits.extra_bytes())
                 ),
             )
         })

@@ -739,7 +739,10 @@ fn clear_empty(metadata: &mut RequestMetadata) {
 
 fn too_large_body(max: usize) -> Bytes {
     error_body(
-        &format!("the request body is larger than the limit of {max} bytes"),
+        &format!(
+            "the request body is larger than the limit of {}",
+            crate::error::Size(max)
+        ),
         None,
         "request_too_large",
     )
