@@ -1299,3 +1299,103 @@ async fn helicone_session_path_and_name_go_back_to_their_own_headers() {
     assert_eq!(status, 200);
     assert_eq!(seen_metadata(&headers), Some(meta));
 }
+
+/// Sends a bodiless request carrying `headers` through `layer` to a bare header echo: the headers
+/// that arrived, names lowercase.
+async fn headers_through(
+    layer: requesty_metadata::InjectMetadataLayer,
+    headers: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioExecutor;
+    use tower::{ServiceBuilder, ServiceExt};
+    let addr = header_echo().await;
+    let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let service = ServiceBuilder::new().layer(layer).service(hyper);
+    let mut request = http::Request::post(format!("http://{addr}/v1/chat/completions"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// `drop_all()` removes the metadata headers of every gateway form this crate reads, not only of
+/// the forms `gateway_headers` writes: a call to a third party carries none of them. Credentials
+/// and other headers of those gateways stay.
+#[tokio::test]
+async fn drop_all_removes_every_known_gateways_metadata_headers() {
+    let (_r, _g) = Recorder::install();
+    let carried = [
+        ("helicone-user-id", "alice"),
+        ("helicone-session-id", "s-1"),
+        ("helicone-property-email", "alice@example.com"),
+        ("helicone-property-tags", "vip"),
+        ("helicone-session-path", "/alice"),
+        ("x-portkey-metadata", r#"{"_user":"alice"}"#),
+        ("x-portkey-trace-id", "pk-1"),
+        ("x-litellm-end-user-id", "alice"),
+        ("x-litellm-trace-id", "lt-1"),
+        ("x-litellm-tags", "vip"),
+        (
+            "x-litellm-spend-logs-metadata",
+            r#"{"email":"alice@example.com"}"#,
+        ),
+        ("x-session-id", "or-1"),
+        ("helicone_user_id", "alice"),
+    ];
+    let kept = [("helicone-auth", "Bearer key"), ("x-portkey-api-key", "pk")];
+    let all: Vec<_> = carried.iter().chain(&kept).copied().collect();
+    for layer in [
+        RequestyMetadataLayer::inject(RequestMetadata::new()).drop_all(),
+        RequestyMetadataLayer::inject(RequestMetadata::new())
+            .drop_all()
+            .gateway_headers(Gateway::Portkey),
+    ] {
+        let seen = headers_through(layer, &all).await;
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        let left: Vec<&str> = carried
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| names.contains(n))
+            .collect();
+        assert_eq!(left, Vec::<&str>::new(), "left despite drop_all: {names:?}");
+        for (name, _) in kept {
+            assert!(names.contains(&name), "{name} stays: {names:?}");
+        }
+    }
+}
+
+/// `drop_fields` takes out only the fields dropped: from Portkey's object the keys that carry them,
+/// and the one-field headers that carry them, whichever gateway's form they are.
+#[tokio::test]
+async fn drop_fields_edits_every_known_gateways_metadata_headers() {
+    let (_r, _g) = Recorder::install();
+    let layer = RequestyMetadataLayer::inject(RequestMetadata::new())
+        .drop_fields([requesty_metadata::client::Field::UserId]);
+    let seen = headers_through(
+        layer,
+        &[
+            ("x-portkey-metadata", r#"{"_user":"alice","env":"prod"}"#),
+            ("x-litellm-end-user-id", "alice"),
+            ("helicone-user-id", "alice"),
+            ("helicone-property-env", "prod"),
+        ],
+    )
+    .await;
+    let get = |name: &str| {
+        seen.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("helicone-user-id"), None);
+    assert_eq!(get("x-litellm-end-user-id"), None);
+    assert_eq!(get("helicone-property-env"), Some("prod"));
+    let portkey: Value = serde_json::from_str(get("x-portkey-metadata").unwrap()).unwrap();
+    assert_eq!(portkey, json!({"env": "prod"}));
+}

@@ -1,11 +1,14 @@
 //! Writing metadata in forms other than Requesty's: a provider's native user field, and other
 //! gateways' headers, for calls that go straight to a provider or through another gateway.
 
+use super::layer::Field;
 use crate::codec::{self, Scan};
 use crate::genai::{self, HashKey};
+use crate::headers::put;
 use crate::RequestMetadata;
 use bytes::Bytes;
-use http::header::HeaderMap;
+use http::header::{HeaderMap, HeaderName};
+use serde_json::{Map, Value};
 use std::ops::Range;
 
 /// A provider's own field for the end user, written from `user_id`.
@@ -146,15 +149,112 @@ pub(crate) fn write_native(
     }
 }
 
-/// Writes another gateway's headers (replacing any of that form already there). `no_extra` when
-/// `extra` is dropped: then nothing Helicone reads as `extra` that the request already had goes out
-/// either (`Helicone-Property-*`, `Helicone-Session-Name`, `Helicone-Session-Path`).
-pub(crate) fn write_gateway(
-    metadata: &RequestMetadata,
-    gateway: Gateway,
-    no_extra: bool,
-    out: &mut HeaderMap,
-) {
+/// The other gateways' metadata headers that carry one field each, as the server reads them (see
+/// `dialects::headers`): what [`hold_boundary`] removes when that field is dropped. Besides these,
+/// every `Helicone-Property-<Key>` carries `extra`, and `x-portkey-metadata` several fields, key by
+/// key.
+const ONE_FIELD: [(&str, Field); 11] = [
+    ("helicone-user-id", Field::UserId),
+    ("helicone-session-id", Field::TraceId),
+    (HELICONE_TAGS, Field::Tags),
+    ("helicone-session-path", Field::Extra),
+    ("helicone-session-name", Field::Extra),
+    ("x-litellm-end-user-id", Field::UserId),
+    ("x-litellm-trace-id", Field::TraceId),
+    ("x-litellm-tags", Field::Tags),
+    ("x-litellm-spend-logs-metadata", Field::Extra),
+    (PORTKEY_TRACE, Field::TraceId),
+    ("x-session-id", Field::TraceId),
+];
+
+const HELICONE_TAGS: &str = "helicone-property-tags";
+const HELICONE_PROPERTY: &str = "helicone-property-";
+const PORTKEY: &str = "x-portkey-metadata";
+const PORTKEY_TRACE: &str = "x-portkey-trace-id";
+
+/// The field a key of Portkey's object carries, as the server reads it: `_user` the user id, a
+/// string `tags` the tags, any other key (a `tags` of another type too) an `extra` key.
+fn portkey_field(key: &str, value: &Value) -> Field {
+    match key {
+        "_user" => Field::UserId,
+        "tags" if value.is_string() => Field::Tags,
+        _ => Field::Extra,
+    }
+}
+
+/// Holds the boundary on the metadata headers of every other gateway this crate knows (Helicone,
+/// LiteLLM, Portkey, OpenRouter's `x-session-id`), whether or not its form is written: a header
+/// that carries a `dropped` field is removed (also spelled with underscores, which CGI-style servers
+/// read as dashes), and `x-portkey-metadata` loses the keys that carry one (all of it when it
+/// cannot be read). Their other headers (credentials, options) stay.
+pub(crate) fn hold_boundary(dropped: &[Field], out: &mut HeaderMap) {
+    if dropped.is_empty() {
+        return;
+    }
+    let portkey_drops = [Field::UserId, Field::Tags, Field::Extra]
+        .iter()
+        .any(|field| dropped.contains(field));
+    let gone: Vec<HeaderName> = out
+        .keys()
+        .filter(|name| {
+            let dashed = crate::headers::dashed(name.as_str());
+            let spelled = dashed.is_some();
+            let name = dashed.as_deref().unwrap_or(name.as_str());
+            let field = ONE_FIELD
+                .iter()
+                .find(|(known, _)| *known == name)
+                .map(|(_, field)| *field)
+                .or_else(|| name.starts_with(HELICONE_PROPERTY).then_some(Field::Extra));
+            match field {
+                Some(field) => dropped.contains(&field),
+                // Edited below; spelled otherwise, it goes whole.
+                None => name == PORTKEY && spelled && portkey_drops,
+            }
+        })
+        .cloned()
+        .collect();
+    for name in gone {
+        out.remove(name);
+    }
+    if !portkey_drops {
+        return;
+    }
+    match own_portkey(out) {
+        Ok(Some(mut object)) => {
+            object.retain(|key, value| !dropped.contains(&portkey_field(key, value)));
+            out.remove(PORTKEY);
+            if !object.is_empty() {
+                put(
+                    out,
+                    PORTKEY,
+                    &ascii_json(&Value::Object(object).to_string()),
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(()) => {
+            tracing::warn!("the request's x-portkey-metadata is not a JSON object, so it is removed whole: fields to drop may be in it");
+            out.remove(PORTKEY);
+        }
+    }
+}
+
+/// The request's own `x-portkey-metadata` object (its last line, as the server reads it): `None`
+/// when there is none or it is empty, `Err` when it is not a JSON object.
+fn own_portkey(out: &HeaderMap) -> Result<Option<Map<String, Value>>, ()> {
+    let Some(value) = out.get_all(PORTKEY).iter().next_back() else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(value.as_bytes()).map_err(drop)?.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text).map(Some).map_err(drop)
+}
+
+/// Writes another gateway's headers (replacing any of that form already there) for the final
+/// `metadata`, after [`hold_boundary`].
+pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &mut HeaderMap) {
     for (key, _) in metadata
         .extra
         .iter()
@@ -180,22 +280,6 @@ pub(crate) fn write_gateway(
         out.remove(*name);
     }
     if gateway == Gateway::Helicone {
-        if no_extra {
-            // Everything Helicone reads as `extra`: its properties, and the session's name and path.
-            let properties: Vec<_> = out
-                .keys()
-                .filter(|name| {
-                    let name = name.as_str();
-                    name.starts_with("helicone-property-")
-                        || name == "helicone-session-name"
-                        || name == "helicone-session-path"
-                })
-                .cloned()
-                .collect();
-            for name in properties {
-                out.remove(name);
-            }
-        }
         for (key, _) in strings.clone() {
             let name = helicone_header(key);
             if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
@@ -203,7 +287,6 @@ pub(crate) fn write_gateway(
             }
         }
     }
-    let put = crate::headers::put;
     match gateway {
         Gateway::Helicone => {
             if let Some(user) = &metadata.user_id {
@@ -387,14 +470,14 @@ mod tests {
             .extra("team", "infra")
             .extra("n", 1);
         let mut h = HeaderMap::new();
-        write_gateway(&meta, Gateway::Helicone, false, &mut h);
+        write_gateway(&meta, Gateway::Helicone, &mut h);
         assert_eq!(h["helicone-user-id"], "u");
         assert_eq!(h["helicone-session-id"], "t");
         assert_eq!(h["helicone-property-tags"], "a,b");
         assert_eq!(h["helicone-property-team"], "infra");
         assert!(!h.contains_key("helicone-property-n"));
         let mut h = HeaderMap::new();
-        write_gateway(&meta, Gateway::Portkey, false, &mut h);
+        write_gateway(&meta, Gateway::Portkey, &mut h);
         let portkey: serde_json::Value =
             serde_json::from_slice(h["x-portkey-metadata"].as_bytes()).unwrap();
         assert_eq!(
@@ -408,7 +491,7 @@ mod tests {
             .extra("city", "Zürich 🙂")
             .extra("note", "x\u{7f}");
         let mut h = HeaderMap::new();
-        write_gateway(&meta, Gateway::Portkey, false, &mut h);
+        write_gateway(&meta, Gateway::Portkey, &mut h);
         let raw = h["x-portkey-metadata"].as_bytes();
         assert!(raw.is_ascii() && !raw.contains(&0x7f), "{raw:?}");
         let portkey: serde_json::Value = serde_json::from_slice(raw).unwrap();
@@ -424,13 +507,13 @@ mod tests {
         h.insert("helicone-user-id", "stale".parse().unwrap());
         h.insert("helicone-session-id", "stale".parse().unwrap());
         let meta = RequestMetadata::new().user_id(" padded").trace_id("t");
-        write_gateway(&meta, Gateway::Helicone, false, &mut h);
+        write_gateway(&meta, Gateway::Helicone, &mut h);
         assert!(!h.contains_key("helicone-user-id"));
         assert_eq!(h["helicone-session-id"], "t");
         // A later value left out does not take away one written before it under the same name.
         let meta = RequestMetadata::new().tag("a").extra("tags", " padded");
         let mut h = HeaderMap::new();
-        write_gateway(&meta, Gateway::Helicone, false, &mut h);
+        write_gateway(&meta, Gateway::Helicone, &mut h);
         assert_eq!(h["helicone-property-tags"], "a");
     }
 }

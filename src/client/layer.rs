@@ -153,9 +153,9 @@ impl InjectConfig {
         if self.dropped.contains(&Field::Origin) {
             crate::headers::remove_origin(headers);
         }
-        let no_extra = self.dropped.contains(&Field::Extra);
+        egress::hold_boundary(&self.dropped, headers);
         for gateway in &self.gateways {
-            egress::write_gateway(metadata, *gateway, no_extra, headers);
+            egress::write_gateway(metadata, *gateway, headers);
         }
     }
 
@@ -441,6 +441,13 @@ impl<R> InjectMetadataLayer<R> {
     /// Never sends these fields, whatever their source, including a member already in the body:
     /// the boundary for calls that leave your system.
     ///
+    /// Other gateways' metadata headers the request carries lose the dropped fields too, in every
+    /// form this crate reads (Helicone's, LiteLLM's, Portkey's, OpenRouter's `x-session-id`; see
+    /// [`dialects`](crate::dialects)), whether or not [`gateway_headers`](Self::gateway_headers)
+    /// writes that form: a header that carries a dropped field is removed (spelled with underscores
+    /// too), and `x-portkey-metadata` loses the keys that carry one (all of it when it is not a JSON
+    /// object). Those gateways' other headers (`Helicone-Auth`, `x-portkey-api-key`) stay.
+    ///
     /// A body is only edited when it is read: a JSON body that is streamed (of unknown length),
     /// content-encoded, or over [`max_body_bytes`](InjectMetadataLayer::max_body_bytes) goes out as it is, with a
     /// warning in the client span, and a `requesty` member in it is not removed; so does one that
@@ -451,8 +458,10 @@ impl<R> InjectMetadataLayer<R> {
         self
     }
 
-    /// Sends no metadata at all, and removes any the request already carries (a member only from a
-    /// body that is read; see [`drop_fields`](Self::drop_fields)).
+    /// Sends no metadata at all, and removes any the request already carries: the `requesty`
+    /// member (only from a body that is read), the `X-Requesty-*` and origin headers, and every
+    /// other gateway's metadata headers this crate knows, whatever forms
+    /// [`gateway_headers`](Self::gateway_headers) writes; see [`drop_fields`](Self::drop_fields).
     pub fn drop_all(self) -> Self {
         use Field::*;
         self.drop_fields([Tags, UserId, TraceId, Extra, Origin, Other])
