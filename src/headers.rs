@@ -343,23 +343,28 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
 /// warning: a value that is not a valid header value (no input can start a new header line), and
 /// one that would be read back otherwise (read back, a value is trimmed, and an empty one is
 /// nothing). Callers remove what a header of that name held before, once, ahead of their writes.
-pub(crate) fn put(headers: &mut HeaderMap, name: &str, value: &str) {
+/// Whether it was set.
+pub(crate) fn put(headers: &mut HeaderMap, name: &str, value: &str) -> bool {
     let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
         tracing::warn!(header = name, "metadata left out: not a valid header name");
-        return;
+        return false;
     };
     if value.is_empty() || value.trim() != value {
         tracing::warn!(
             header = name,
             "metadata left out: an empty value, or one with whitespace at an edge, does not survive a header"
         );
-        return;
+        return false;
     }
     match HeaderValue::from_bytes(value.as_bytes()) {
         Ok(value) => {
             headers.insert(header, value);
+            true
         }
-        Err(_) => tracing::warn!(header = name, "metadata left out: not a valid header value"),
+        Err(_) => {
+            tracing::warn!(header = name, "metadata left out: not a valid header value");
+            false
+        }
     }
 }
 

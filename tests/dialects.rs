@@ -1399,3 +1399,33 @@ async fn drop_fields_edits_every_known_gateways_metadata_headers() {
     let portkey: Value = serde_json::from_str(get("x-portkey-metadata").unwrap()).unwrap();
     assert_eq!(portkey, json!({"env": "prod"}));
 }
+
+/// Through the layer, the caller's own headers of a form it writes win over the metadata (the
+/// layer's defaults here), and the server's reader of that form sees the caller's values.
+#[tokio::test]
+async fn the_callers_own_helicone_headers_survive_the_helicone_form() {
+    let (_r, _g) = Recorder::install();
+    let layer = RequestyMetadataLayer::inject(
+        RequestMetadata::new()
+            .user_id("svc")
+            .extra("env", "prod")
+            .extra("team", "infra"),
+    )
+    .gateway_headers(Gateway::Helicone);
+    let seen = headers_through(
+        layer,
+        &[
+            ("Helicone-User-Id", "alice"),
+            ("Helicone-Property-Env", "staging"),
+        ],
+    )
+    .await;
+    let get = |name: &str| {
+        seen.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("helicone-user-id"), Some("alice"));
+    assert_eq!(get("helicone-property-env"), Some("staging"));
+    assert_eq!(get("helicone-property-team"), Some("infra"));
+}

@@ -7,7 +7,7 @@ use crate::genai::{self, HashKey};
 use crate::headers::put;
 use crate::RequestMetadata;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 use std::ops::Range;
 
@@ -32,7 +32,15 @@ impl Native {
     }
 }
 
-/// Another gateway's header form, for calls that go through it.
+/// Another gateway's header form, for calls that go through it
+/// ([`gateway_headers`](super::InjectMetadataLayer::gateway_headers)).
+///
+/// The form is written from the final metadata, merged with the headers of that form the request
+/// already carries: those are the caller's own, and win field by field, as the request's own
+/// carriers win over the layer's other sources. A header the caller set is not replaced, a key of
+/// the caller's `x-portkey-metadata` wins over the metadata's, and tags are united, the caller's
+/// first ([`RequestMetadata::with_fallback`]'s order). The caller's values go as the caller wrote
+/// them; [`drop_fields`](super::InjectMetadataLayer::drop_fields) holds for them too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Gateway {
@@ -252,8 +260,23 @@ fn own_portkey(out: &HeaderMap) -> Result<Option<Map<String, Value>>, ()> {
     serde_json::from_str(text).map(Some).map_err(drop)
 }
 
-/// Writes another gateway's headers (replacing any of that form already there) for the final
-/// `metadata`, after [`hold_boundary`].
+/// Whether the request already carries header `name` with something in it: the caller's own, which
+/// the metadata does not replace.
+fn own(out: &HeaderMap, name: &str) -> bool {
+    out.get_all(name)
+        .iter()
+        .any(|value| !value.as_bytes().trim_ascii().is_empty())
+}
+
+/// Writes another gateway's form for the final `metadata` (already within the boundary, as the
+/// request's headers are: see [`hold_boundary`]).
+///
+/// What the request already carries in that form is the caller's own and wins, field by field, as
+/// the request's own carriers win over the layer's sources ([`RequestMetadata::merge`]): a header
+/// the caller set is not replaced (`Helicone-User-Id`, `-Session-Id`, each `Helicone-Property-<Key>`,
+/// `x-portkey-trace-id`), a key of the caller's `x-portkey-metadata` wins over the metadata's, and
+/// tags are united, the caller's first (as [`RequestMetadata::with_fallback`] unites them). The
+/// caller's values go as the caller wrote them.
 pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &mut HeaderMap) {
     for (key, _) in metadata
         .extra
@@ -262,101 +285,156 @@ pub(crate) fn write_gateway(metadata: &RequestMetadata, gateway: Gateway, out: &
     {
         tracing::warn!(key = %key, ?gateway, "extra field left out of the gateway's form: it takes string values only");
     }
-    let strings = metadata
+    let strings: Vec<(&str, &str)> = metadata
         .extra
         .iter()
-        .filter_map(|(key, value)| Some((key.as_str(), value.as_str()?)));
-    // The headers of that form already there go first, so none goes out stale next to (or instead
-    // of) what is written below.
-    let fixed: &[&str] = match gateway {
-        Gateway::Helicone => &[
-            "helicone-user-id",
-            "helicone-session-id",
-            "helicone-property-tags",
-        ],
-        Gateway::Portkey => &["x-portkey-metadata", "x-portkey-trace-id"],
-    };
-    for name in fixed {
-        out.remove(*name);
-    }
-    if gateway == Gateway::Helicone {
-        for (key, _) in strings.clone() {
-            let name = helicone_header(key);
-            if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
-                out.remove(name);
-            }
-        }
-    }
+        .filter_map(|(key, value)| Some((key.as_str(), value.as_str()?)))
+        .collect();
     match gateway {
-        Gateway::Helicone => {
-            if let Some(user) = &metadata.user_id {
-                put(out, "helicone-user-id", user);
-            }
-            if let Some(trace) = &metadata.trace_id {
-                put(out, "helicone-session-id", trace);
-            }
-            let (tags, odd) = crate::headers::header_tags(&metadata.tags);
-            if !odd.is_empty() {
-                tracing::warn!(tags = ?odd, "tags left out of Helicone-Property-Tags: a comma, edge whitespace or a control character cannot travel in it");
-            }
-            // The core fields' own headers win over `extra` keys of the same name, and an `extra`
-            // key named like one is left out: it would read back as that field.
-            for (key, value) in strings {
-                let name = helicone_header(key);
-                if name == "helicone-property-tags" {
-                    tracing::warn!(key, "extra field left out of Helicone's form: its header would read back as the tags");
-                    continue;
-                }
-                // Header names have no case: the key written first keeps it, as in the
-                // `X-Requesty-*` form.
-                if out.contains_key(name.as_str()) {
-                    tracing::warn!(key, "extra field left out of Helicone's form: another key differing only in case names the same header");
-                    continue;
-                }
-                put(out, &name, value);
-            }
-            if !tags.is_empty() {
-                put(out, "helicone-property-tags", &tags.join(","));
+        Gateway::Helicone => write_helicone(metadata, &strings, out),
+        Gateway::Portkey => write_portkey(metadata, &strings, out),
+    }
+}
+
+/// Helicone's form ([`write_gateway`]).
+fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mut HeaderMap) {
+    for (name, value) in [
+        ("helicone-user-id", &metadata.user_id),
+        ("helicone-session-id", &metadata.trace_id),
+    ] {
+        if let Some(value) = value {
+            if !own(out, name) {
+                put(out, name, value);
             }
         }
-        Gateway::Portkey => {
-            let mut fields = serde_json::Map::new();
-            let mut field = |key: &str, value: &str| {
-                // Portkey accepts string values of at most 128 characters: a longer one is left
-                // out whole, never cut into another value (another user's id, say).
-                if value.chars().count() > PORTKEY_VALUE {
-                    tracing::warn!(key, "metadata left out of x-portkey-metadata: Portkey takes values of at most 128 characters");
-                    fields.remove(key);
-                    return;
-                }
-                fields.insert(key.to_owned(), value.into());
-            };
-            // `extra` first, but for keys that would read back as a core field. The trace id has
-            // Portkey's own header.
-            for (key, value) in strings {
-                if key == "_user" || key == "tags" {
-                    tracing::warn!(key, "extra field left out of x-portkey-metadata: it would read back as a core field");
-                    continue;
-                }
-                field(key, value);
+    }
+    // The core fields' own headers win over `extra` keys of the same name, and an `extra` key
+    // named like one is left out: it would read back as that field.
+    let mut written: Vec<String> = Vec::new();
+    for &(key, value) in strings {
+        let name = helicone_header(key);
+        if name == HELICONE_TAGS {
+            tracing::warn!(
+                key,
+                "extra field left out of Helicone's form: its header would read back as the tags"
+            );
+            continue;
+        }
+        if name == HELICONE_PROPERTY {
+            tracing::warn!(key, "extra field left out of Helicone's form: `Helicone-Property-` alone names no property");
+            continue;
+        }
+        // Header names have no case: the key written first keeps it, as in the `X-Requesty-*`
+        // form.
+        if written.contains(&name) {
+            tracing::warn!(key, "extra field left out of Helicone's form: another key differing only in case names the same header");
+            continue;
+        }
+        if own(out, &name) {
+            continue;
+        }
+        if put(out, &name, value) {
+            written.push(name);
+        }
+    }
+    let (tags, odd) = crate::headers::header_tags(&metadata.tags);
+    if !odd.is_empty() {
+        tracing::warn!(tags = ?odd, "tags left out of Helicone-Property-Tags: a comma, edge whitespace or a control character cannot travel in it");
+    }
+    // The caller's tags first, as sent; then the metadata's others.
+    let mut united: Vec<&[u8]> = Vec::new();
+    for value in out.get_all(HELICONE_TAGS) {
+        for tag in value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+        {
+            if !tag.is_empty() && !united.contains(&tag) {
+                united.push(tag);
             }
-            if let Some(user) = &metadata.user_id {
-                field("_user", user);
+        }
+    }
+    for tag in tags {
+        if !united.contains(&tag.as_bytes()) {
+            united.push(tag.as_bytes());
+        }
+    }
+    if united.is_empty() {
+        return;
+    }
+    // Tags and commas that were header values, or checked to be: always a header value.
+    if let Ok(value) = HeaderValue::from_bytes(&united.join(&b","[..])) {
+        out.insert(HELICONE_TAGS, value);
+    }
+}
+
+/// Portkey's form ([`write_gateway`]).
+fn write_portkey(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mut HeaderMap) {
+    let mut fields = Map::new();
+    let mut field = |key: &str, value: &str| {
+        // Portkey accepts string values of at most 128 characters: a longer one is left out
+        // whole, never cut into another value (another user's id, say).
+        if value.chars().count() > PORTKEY_VALUE {
+            tracing::warn!(key, "metadata left out of x-portkey-metadata: Portkey takes values of at most 128 characters");
+            fields.remove(key);
+            return;
+        }
+        fields.insert(key.to_owned(), value.into());
+    };
+    // `extra` first, but for keys that would read back as a core field. The trace id has
+    // Portkey's own header.
+    for &(key, value) in strings {
+        if key == "_user" || key == "tags" {
+            tracing::warn!(
+                key,
+                "extra field left out of x-portkey-metadata: it would read back as a core field"
+            );
+            continue;
+        }
+        field(key, value);
+    }
+    if let Some(user) = &metadata.user_id {
+        field("_user", user);
+    }
+    let (tags, odd) = crate::headers::header_tags(&metadata.tags);
+    if !odd.is_empty() {
+        tracing::warn!(tags = ?odd, "tags left out of x-portkey-metadata: a comma, edge whitespace or a control character cannot travel in its `tags`");
+    }
+    if !tags.is_empty() {
+        field("tags", &tags.join(","));
+    }
+    match own_portkey(out) {
+        Ok(Some(own)) => {
+            for (key, value) in own {
+                // Tags united, the caller's first; any other key the caller's.
+                let united = match (key.as_str(), &value, fields.get("tags")) {
+                    ("tags", Value::String(theirs), Some(Value::String(ours))) => {
+                        let mut tags: Vec<&str> = Vec::new();
+                        for tag in theirs.split(',').chain(ours.split(',')).map(str::trim) {
+                            if !tag.is_empty() && !tags.contains(&tag) {
+                                tags.push(tag);
+                            }
+                        }
+                        Some(tags.join(","))
+                    }
+                    _ => None,
+                };
+                fields.insert(key, united.map_or(value, Value::from));
             }
-            let (tags, odd) = crate::headers::header_tags(&metadata.tags);
-            if !odd.is_empty() {
-                tracing::warn!(tags = ?odd, "tags left out of x-portkey-metadata: a comma, edge whitespace or a control character cannot travel in its `tags`");
-            }
-            if !tags.is_empty() {
-                field("tags", &tags.join(","));
-            }
-            if !fields.is_empty() {
-                let json = serde_json::Value::Object(fields).to_string();
-                put(out, "x-portkey-metadata", &ascii_json(&json));
-            }
-            if let Some(trace) = &metadata.trace_id {
-                put(out, "x-portkey-trace-id", trace);
-            }
+        }
+        Ok(None) => {}
+        Err(()) if fields.is_empty() => {}
+        Err(()) => {
+            tracing::warn!("the request's own x-portkey-metadata is not a JSON object: the metadata's replaces it");
+        }
+    }
+    if !fields.is_empty() {
+        let json = Value::Object(fields).to_string();
+        put(out, PORTKEY, &ascii_json(&json));
+    }
+    if let Some(trace) = &metadata.trace_id {
+        if !own(out, PORTKEY_TRACE) {
+            put(out, PORTKEY_TRACE, trace);
         }
     }
 }
@@ -501,15 +579,57 @@ mod tests {
         );
     }
 
+    /// Headers of the form that the caller already set are the request's own: they win over the
+    /// metadata field by field, tags united (the caller's first), as the request's own carriers win
+    /// in `RequestMetadata::merge`.
+    #[test]
+    fn the_callers_own_gateway_headers_win_over_the_metadata() {
+        let meta = RequestMetadata::new()
+            .user_id("svc")
+            .trace_id("t")
+            .tag("a")
+            .extra("team", "infra")
+            .extra("env", "prod");
+        let mut h = HeaderMap::new();
+        h.insert("helicone-user-id", "alice".parse().unwrap());
+        h.insert("helicone-property-env", "staging".parse().unwrap());
+        h.insert("helicone-property-app", "mobile".parse().unwrap());
+        h.insert("helicone-property-tags", "b, a".parse().unwrap());
+        write_gateway(&meta, Gateway::Helicone, &mut h);
+        assert_eq!(h["helicone-user-id"], "alice");
+        assert_eq!(h["helicone-session-id"], "t");
+        assert_eq!(h["helicone-property-env"], "staging");
+        assert_eq!(h["helicone-property-app"], "mobile");
+        assert_eq!(h["helicone-property-team"], "infra");
+        assert_eq!(h["helicone-property-tags"], "b,a");
+
+        let mut h = HeaderMap::new();
+        let own = r#"{"_user":"alice","env":"staging","tags":"b","n":1}"#;
+        h.insert("x-portkey-metadata", own.parse().unwrap());
+        h.insert("x-portkey-trace-id", "own-trace".parse().unwrap());
+        write_gateway(&meta, Gateway::Portkey, &mut h);
+        let portkey: serde_json::Value =
+            serde_json::from_slice(h["x-portkey-metadata"].as_bytes()).unwrap();
+        assert_eq!(
+            portkey,
+            serde_json::json!({"_user":"alice","env":"staging","team":"infra","tags":"b,a","n":1})
+        );
+        assert_eq!(h["x-portkey-trace-id"], "own-trace");
+        assert_eq!(h.get_all("x-portkey-metadata").iter().count(), 1);
+    }
+
     #[test]
     fn a_value_left_out_does_not_leave_a_stale_header_behind() {
+        // A header the request carries is the caller's own and stays; an empty one carries
+        // nothing, and the metadata's value replaces it.
         let mut h = HeaderMap::new();
-        h.insert("helicone-user-id", "stale".parse().unwrap());
-        h.insert("helicone-session-id", "stale".parse().unwrap());
+        h.insert("helicone-user-id", "own".parse().unwrap());
+        h.insert("helicone-session-id", " ".parse().unwrap());
         let meta = RequestMetadata::new().user_id(" padded").trace_id("t");
         write_gateway(&meta, Gateway::Helicone, &mut h);
-        assert!(!h.contains_key("helicone-user-id"));
+        assert_eq!(h["helicone-user-id"], "own");
         assert_eq!(h["helicone-session-id"], "t");
+        assert_eq!(h.get_all("helicone-session-id").iter().count(), 1);
         // A later value left out does not take away one written before it under the same name.
         let meta = RequestMetadata::new().tag("a").extra("tags", " padded");
         let mut h = HeaderMap::new();

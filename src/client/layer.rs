@@ -477,8 +477,26 @@ impl<R> InjectMetadataLayer<R> {
     }
 
     /// Also writes another gateway's header form ([`Gateway`]), for calls that go through it.
+    ///
+    /// Headers of that form the request already carries are the caller's own and win over the
+    /// metadata, field by field; tags are united, the caller's first (see [`Gateway`]). Asking for a
+    /// form twice writes it once.
+    ///
+    /// ```
+    /// use requesty_metadata::client::Gateway;
+    /// use requesty_metadata::{RequestMetadata, RequestyMetadataLayer};
+    ///
+    /// // Every call goes out with `Helicone-User-Id: svc-billing` and `Helicone-Property-Team:
+    /// // billing`, but for a call that sets its own `Helicone-User-Id`, which keeps it.
+    /// let defaults = RequestMetadata::new().user_id("svc-billing").extra("team", "billing");
+    /// let through_helicone =
+    ///     RequestyMetadataLayer::inject(defaults).gateway_headers(Gateway::Helicone);
+    /// ```
     pub fn gateway_headers(mut self, gateway: Gateway) -> Self {
-        self.config().gateways.push(gateway);
+        let gateways = &mut self.config().gateways;
+        if !gateways.contains(&gateway) {
+            gateways.push(gateway);
+        }
         self
     }
 
