@@ -41,16 +41,23 @@ impl Native {
 /// the caller's `x-portkey-metadata` wins over the metadata's, and tags are united, the caller's
 /// first ([`RequestMetadata::with_fallback`]'s order). The caller's values go as the caller wrote
 /// them; [`drop_fields`](super::InjectMetadataLayer::drop_fields) holds for them too.
+///
+/// What arrives is what was sent: a value of the metadata that the form cannot carry unchanged is
+/// left out, with a warning. These gateways read a header's bytes as Latin-1, as servers on the
+/// Fetch API do, so a value past ASCII goes only where an escape can carry it (inside
+/// `x-portkey-metadata`'s JSON).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Gateway {
     /// `Helicone-User-Id`, `Helicone-Session-Id`, `Helicone-Property-<Key>` (string `extra` values;
     /// tags as `Helicone-Property-Tags`; `extra["session_path"]` and `["session_name"]`, which the
-    /// server reads from them, as `Helicone-Session-Path` and `-Name`).
+    /// server reads from them, as `Helicone-Session-Path` and `-Name`). Helicone decodes no escape,
+    /// so a value past ASCII is left out, with a warning.
     Helicone,
     /// `x-portkey-metadata` (`_user`, `tags` comma-separated, and string `extra` values; a value over
-    /// Portkey's 128 characters is left out whole, with a warning; characters past ASCII written as
-    /// JSON `\u` escapes) and `x-portkey-trace-id`.
+    /// Portkey's 128 characters, counted in UTF-16 units as its JavaScript counts them, is left out
+    /// whole, with a warning; characters past ASCII written as JSON `\u` escapes) and
+    /// `x-portkey-trace-id` (left out, with a warning, when past ASCII).
     Portkey,
 }
 
@@ -304,7 +311,7 @@ fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mu
     ] {
         if let Some(value) = value {
             if !own(out, name) {
-                put(out, name, value);
+                helicone_put(out, name, value);
             }
         }
     }
@@ -333,13 +340,17 @@ fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mu
         if own(out, &name) {
             continue;
         }
-        if put(out, &name, value) {
+        if helicone_put(out, &name, value) {
             written.push(name);
         }
     }
     let (tags, odd) = crate::headers::header_tags(&metadata.tags);
     if !odd.is_empty() {
         tracing::warn!(tags = ?odd, "tags left out of Helicone-Property-Tags: a comma, edge whitespace or a control character cannot travel in it");
+    }
+    let (tags, wide): (Vec<&str>, Vec<&str>) = tags.into_iter().partition(|tag| tag.is_ascii());
+    if !wide.is_empty() {
+        tracing::warn!(tags = ?wide, "tags left out of Helicone-Property-Tags: Helicone reads header values as Latin-1, so characters past ASCII would arrive as others");
     }
     // The caller's tags first, as sent; then the metadata's others.
     let mut united: Vec<&[u8]> = Vec::new();
@@ -368,14 +379,26 @@ fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mu
     }
 }
 
+/// [`put`] for Helicone's form: a value past ASCII is left out, with a warning. Helicone decodes
+/// no escapes, and reads a header's bytes as Latin-1 (as servers on the Fetch API do), so UTF-8
+/// would arrive as other characters. Whether the header was written.
+fn helicone_put(out: &mut HeaderMap, name: &str, value: &str) -> bool {
+    if !value.is_ascii() {
+        tracing::warn!(header = name, "metadata left out of Helicone's form: Helicone reads header values as Latin-1, so characters past ASCII would arrive as others");
+        return false;
+    }
+    put(out, name, value)
+}
+
 /// Portkey's form ([`write_gateway`]).
 fn write_portkey(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mut HeaderMap) {
     let mut fields = Map::new();
     let mut field = |key: &str, value: &str| {
-        // Portkey accepts string values of at most 128 characters: a longer one is left out
-        // whole, never cut into another value (another user's id, say).
-        if value.chars().count() > PORTKEY_VALUE {
-            tracing::warn!(key, "metadata left out of x-portkey-metadata: Portkey takes values of at most 128 characters");
+        // Portkey accepts string values of at most 128 characters, counted as its JavaScript
+        // counts them (UTF-16 units, never fewer than characters): a longer one is left out whole,
+        // never cut into another value (another user's id, say).
+        if value.encode_utf16().count() > PORTKEY_VALUE {
+            tracing::warn!(key, "metadata left out of x-portkey-metadata: Portkey takes values of at most 128 characters (UTF-16 units)");
             fields.remove(key);
             return;
         }
@@ -432,9 +455,13 @@ fn write_portkey(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mut
         let json = Value::Object(fields).to_string();
         put(out, PORTKEY, &ascii_json(&json));
     }
-    if let Some(trace) = &metadata.trace_id {
-        if !own(out, PORTKEY_TRACE) {
+    // A trace header the caller set is its own.
+    let trace = metadata.trace_id.as_deref();
+    if let Some(trace) = trace.filter(|_| !own(out, PORTKEY_TRACE)) {
+        if trace.is_ascii() {
             put(out, PORTKEY_TRACE, trace);
+        } else {
+            tracing::warn!("trace id left out of x-portkey-trace-id: Portkey reads header values as Latin-1, so characters past ASCII would arrive as others");
         }
     }
 }
@@ -616,6 +643,52 @@ mod tests {
         );
         assert_eq!(h["x-portkey-trace-id"], "own-trace");
         assert_eq!(h.get_all("x-portkey-metadata").iter().count(), 1);
+    }
+
+    /// Helicone reads header values as a Fetch API server does, as Latin-1, and decodes nothing: a
+    /// value past ASCII is left out (with a warning), never sent as UTF-8 bytes that would arrive
+    /// as other characters. The same holds for Portkey's trace header, which has no escapes.
+    #[test]
+    fn values_past_ascii_are_left_out_of_plain_gateway_headers() {
+        let meta = RequestMetadata::new()
+            .user_id("jürgen")
+            .trace_id("trace-ü")
+            .tag("café")
+            .tag("ok")
+            .extra("city", "Zürich")
+            .extra("session_name", "Ünboarding")
+            .extra("team", "infra");
+        let mut h = HeaderMap::new();
+        write_gateway(&meta, Gateway::Helicone, &mut h);
+        for (name, value) in &h {
+            assert!(value.as_bytes().is_ascii(), "{name}: {value:?}");
+        }
+        assert_eq!(h.get("helicone-user-id"), None);
+        assert_eq!(h.get("helicone-session-id"), None);
+        assert_eq!(h.get("helicone-session-name"), None);
+        assert_eq!(h.get("helicone-property-city"), None);
+        assert_eq!(h["helicone-property-tags"], "ok");
+        assert_eq!(h["helicone-property-team"], "infra");
+        let mut h = HeaderMap::new();
+        write_gateway(&meta, Gateway::Portkey, &mut h);
+        assert_eq!(h.get("x-portkey-trace-id"), None);
+        assert!(h["x-portkey-metadata"].as_bytes().is_ascii());
+    }
+
+    /// Portkey's gateway is JavaScript, whose strings count UTF-16 units: a value is measured so,
+    /// which is never fewer than its characters, so one that fits fits either way.
+    #[test]
+    fn portkey_values_are_measured_in_utf16_units() {
+        let fits = "🙂".repeat(64);
+        let over = "🙂".repeat(65);
+        let meta = RequestMetadata::new()
+            .extra("fits", &*fits)
+            .extra("over", &*over);
+        let mut h = HeaderMap::new();
+        write_gateway(&meta, Gateway::Portkey, &mut h);
+        let portkey: serde_json::Value =
+            serde_json::from_slice(h["x-portkey-metadata"].as_bytes()).unwrap();
+        assert_eq!(portkey, serde_json::json!({ "fits": fits }));
     }
 
     #[test]
