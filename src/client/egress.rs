@@ -691,6 +691,38 @@ mod tests {
         assert_eq!(portkey, serde_json::json!({ "fits": fits }));
     }
 
+    /// No key or value can start a header line or put a byte no header may hold in either form:
+    /// Helicone's are checked as header names and values, Portkey's are JSON-escaped.
+    #[test]
+    fn no_key_or_value_starts_a_header_line() {
+        let meta = RequestMetadata::new()
+            .user_id("u\r\nx-evil: 1")
+            .trace_id("t\nx-evil: 1")
+            .tag("a\r\nx-evil: 1")
+            .tag("ok")
+            .extra("k\r\nx-evil", "v")
+            .extra("team", "x\r\nx-evil: 1")
+            .extra("nul", "x\0y");
+        for gateway in [Gateway::Helicone, Gateway::Portkey] {
+            let mut h = HeaderMap::new();
+            write_gateway(&meta, gateway, &mut h);
+            for (name, value) in &h {
+                let bytes = value.as_bytes();
+                assert!(
+                    !bytes.iter().any(|&b| b < 0x20 || b == 0x7f),
+                    "{gateway:?} {name}: {value:?}"
+                );
+                assert!(!name.as_str().contains("evil"), "{gateway:?} {name}");
+            }
+        }
+        let mut h = HeaderMap::new();
+        write_gateway(&meta, Gateway::Portkey, &mut h);
+        let portkey: serde_json::Value =
+            serde_json::from_slice(h["x-portkey-metadata"].as_bytes()).unwrap();
+        assert_eq!(portkey["team"], "x\r\nx-evil: 1");
+        assert_eq!(portkey["k\r\nx-evil"], "v");
+    }
+
     #[test]
     fn a_value_left_out_does_not_leave_a_stale_header_behind() {
         // A header the request carries is the caller's own and stays; an empty one carries
