@@ -103,20 +103,27 @@ pub(crate) fn native_edit(
 ) -> Option<(Range<usize>, Vec<u8>)> {
     let quoted = serde_json::to_string(value).ok()?;
     match native {
-        Native::OpenAi => {
-            if scan.members().safety_identifier.is_some() {
-                return None;
-            }
-            Some(scan.insert_member("safety_identifier", quoted.as_bytes()))
-        }
+        // A `null` field is no field, as the provider reads it: the value takes its place.
+        Native::OpenAi => match scan.members().safety_identifier.clone() {
+            None => Some(scan.insert_member("safety_identifier", quoted.as_bytes())),
+            Some(range) if &body[range.clone()] == b"null" => Some((range, quoted.into_bytes())),
+            Some(_) => None,
+        },
         Native::Anthropic => match scan.members().metadata.clone() {
             None => {
                 let object = format!(r#"{{"user_id":{quoted}}}"#);
                 Some(scan.insert_member("metadata", object.as_bytes()))
             }
+            Some(range) if &body[range.clone()] == b"null" => {
+                Some((range, format!(r#"{{"user_id":{quoted}}}"#).into_bytes()))
+            }
             Some(range) => {
                 let object = &body[range.clone()];
                 if object.first() != Some(&b'{') {
+                    // The caller's own value, of a type the provider refuses: theirs to mend.
+                    tracing::warn!(
+                        "the provider's user field is left out: the body's `metadata` is not an object"
+                    );
                     return None;
                 }
                 let existing: serde_json::Map<String, serde_json::Value> =
@@ -525,6 +532,11 @@ mod tests {
             native(r#"{"safety_identifier":"keep"}"#, Native::OpenAi, "u1"),
             r#"{"safety_identifier":"keep"}"#
         );
+        // `null` sets no identifier: the user id takes its place.
+        assert_eq!(
+            native(r#"{"safety_identifier":null}"#, Native::OpenAi, "u1"),
+            r#"{"safety_identifier":"u1"}"#
+        );
         let long = "x".repeat(65);
         let out = native("{}", Native::OpenAi, &long);
         let value: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -555,6 +567,16 @@ mod tests {
                 "u1"
             ),
             r#"{"metadata":{"user_id":"keep"}}"#
+        );
+        // `null` is no metadata, as Anthropic reads it: the object takes its place. Another value
+        // is the caller's, and is left alone.
+        assert_eq!(
+            native(r#"{"metadata": null,"n":1}"#, Native::Anthropic, "u1"),
+            r#"{"metadata": {"user_id":"u1"},"n":1}"#
+        );
+        assert_eq!(
+            native(r#"{"metadata":"x"}"#, Native::Anthropic, "u1"),
+            r#"{"metadata":"x"}"#
         );
         // At most 256 bytes go as they are (fewer than Anthropic's 256 characters, so that a
         // reader's default `max_id_len` takes it back); a longer id goes hashed.

@@ -397,7 +397,7 @@ impl InjectMetadataLayer {
 
     /// Also writes the user id into a provider's own field ([`Native`]): OpenAI's
     /// `safety_identifier` or Anthropic's `metadata.user_id`, for calls that go straight to the
-    /// provider. A field the body already sets is left alone. The client span names that provider
+    /// provider. A field the body already sets (to anything but `null`) is left alone. The client span names that provider
     /// (`gen_ai.provider.name`), whatever the model is called.
     ///
     /// A provider answers `400` to a body with a `requesty` member, which the default carrier
