@@ -522,21 +522,62 @@ mod tests {
         String::from_utf8(out.to_vec()).unwrap()
     }
 
+    /// The user id goes into the provider's field unless the body already sets it; `null` sets
+    /// nothing, as the providers read it, and is replaced. Nothing else in the body is rewritten.
     #[test]
-    fn openai_safety_identifier() {
-        assert_eq!(
-            native(r#"{"model":"m"}"#, Native::OpenAi, "u1"),
-            r#"{"model":"m","safety_identifier":"u1"}"#
-        );
-        assert_eq!(
-            native(r#"{"safety_identifier":"keep"}"#, Native::OpenAi, "u1"),
-            r#"{"safety_identifier":"keep"}"#
-        );
-        // `null` sets no identifier: the user id takes its place.
-        assert_eq!(
-            native(r#"{"safety_identifier":null}"#, Native::OpenAi, "u1"),
-            r#"{"safety_identifier":"u1"}"#
-        );
+    fn native_fields_are_added_unless_the_body_sets_them() {
+        use Native::{Anthropic, OpenAi};
+        let cases = [
+            (
+                r#"{"model":"m"}"#,
+                OpenAi,
+                r#"{"model":"m","safety_identifier":"u1"}"#,
+            ),
+            (
+                r#"{"safety_identifier":"keep"}"#,
+                OpenAi,
+                r#"{"safety_identifier":"keep"}"#,
+            ),
+            (
+                r#"{"safety_identifier":null}"#,
+                OpenAi,
+                r#"{"safety_identifier":"u1"}"#,
+            ),
+            (
+                r#"{"model":"m"}"#,
+                Anthropic,
+                r#"{"model":"m","metadata":{"user_id":"u1"}}"#,
+            ),
+            (
+                r#"{"metadata":{}}"#,
+                Anthropic,
+                r#"{"metadata":{"user_id":"u1"}}"#,
+            ),
+            (
+                r#"{"metadata": {"z":1.50}}"#,
+                Anthropic,
+                r#"{"metadata": {"user_id":"u1","z":1.50}}"#,
+            ),
+            (
+                r#"{"metadata":{"user_id":"keep"}}"#,
+                Anthropic,
+                r#"{"metadata":{"user_id":"keep"}}"#,
+            ),
+            (
+                r#"{"metadata": null,"n":1}"#,
+                Anthropic,
+                r#"{"metadata": {"user_id":"u1"},"n":1}"#,
+            ),
+            // Another value is the caller's, and is left alone.
+            (r#"{"metadata":"x"}"#, Anthropic, r#"{"metadata":"x"}"#),
+        ];
+        for (body, provider, expected) in cases {
+            assert_eq!(native(body, provider, "u1"), expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn openai_safety_identifier_is_hashed_past_its_limit() {
         let long = "x".repeat(65);
         let out = native("{}", Native::OpenAi, &long);
         let value: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -547,37 +588,7 @@ mod tests {
     }
 
     #[test]
-    fn anthropic_metadata_user_id() {
-        assert_eq!(
-            native(r#"{"model":"m"}"#, Native::Anthropic, "u1"),
-            r#"{"model":"m","metadata":{"user_id":"u1"}}"#
-        );
-        assert_eq!(
-            native(r#"{"metadata":{}}"#, Native::Anthropic, "u1"),
-            r#"{"metadata":{"user_id":"u1"}}"#
-        );
-        assert_eq!(
-            native(r#"{"metadata": {"z":1.50}}"#, Native::Anthropic, "u1"),
-            r#"{"metadata": {"user_id":"u1","z":1.50}}"#
-        );
-        assert_eq!(
-            native(
-                r#"{"metadata":{"user_id":"keep"}}"#,
-                Native::Anthropic,
-                "u1"
-            ),
-            r#"{"metadata":{"user_id":"keep"}}"#
-        );
-        // `null` is no metadata, as Anthropic reads it: the object takes its place. Another value
-        // is the caller's, and is left alone.
-        assert_eq!(
-            native(r#"{"metadata": null,"n":1}"#, Native::Anthropic, "u1"),
-            r#"{"metadata": {"user_id":"u1"},"n":1}"#
-        );
-        assert_eq!(
-            native(r#"{"metadata":"x"}"#, Native::Anthropic, "u1"),
-            r#"{"metadata":"x"}"#
-        );
+    fn anthropic_metadata_user_id_is_hashed_past_its_limit() {
         // At most 256 bytes go as they are (fewer than Anthropic's 256 characters, so that a
         // reader's default `max_id_len` takes it back); a longer id goes hashed.
         let fits = "é".repeat(128);
