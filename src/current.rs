@@ -18,7 +18,10 @@ thread_local! {
 /// streams), that request's metadata is *current*: this returns it, and the client side
 /// ([`InjectMetadataLayer`](crate::InjectMetadataLayer), and the reqwest middleware) adds it to
 /// outgoing calls. So a gateway or agent that handles a tagged request and calls another service
-/// passes `trace_id`, `user_id` and tags along with no code.
+/// passes `trace_id`, `user_id` and tags along with no code. A request that carried none, or a
+/// server layer with [`propagate(false)`](crate::RequestyMetadataLayer::propagate), leaves the
+/// current metadata as it was: behind another server layer, or called in-process from a handler, the
+/// outer request's stays current.
 ///
 /// It follows the future, not the thread: it is set each time the future is polled and restored
 /// after, so it is right whichever worker thread polls it, and two requests on one thread never see

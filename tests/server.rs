@@ -1125,6 +1125,45 @@ async fn the_request_metadata_is_current_in_the_handler_unless_propagation_is_of
     }
 }
 
+/// A server layer inside another (one on the router and one on a route, say) sees a request whose
+/// metadata the outer layer already took out: with nothing of its own to make current, it leaves the
+/// outer request's metadata current for the handler, its response body, and its onward calls, as it
+/// does with propagation off.
+#[tokio::test]
+async fn an_inner_server_layer_leaves_the_outer_requests_metadata_current() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+
+    let (_recorder, _guard) = Recorder::install();
+    let trace = || {
+        requesty_metadata::current()
+            .and_then(|m| m.trace_id.clone())
+            .unwrap_or_else(|| "none".into())
+    };
+    for inner in [
+        RequestyMetadataLayer::new(),
+        RequestyMetadataLayer::new().propagate(false),
+    ] {
+        let handler = tower::service_fn(move |_: http::Request<Body>| async move {
+            let in_future = trace();
+            let lazy = futures_util::stream::once(async move {
+                Ok::<_, Infallible>(Bytes::from(format!("{in_future} {}", trace())))
+            });
+            Ok::<_, Infallible>(Response::new(Body::from_stream(lazy)))
+        });
+        let service = RequestyMetadataLayer::new().layer(inner.layer(handler));
+        let request = http::Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"model":"m","requesty":{"trace_id":"t-outer"}}"#,
+            ))
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        let seen = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(seen, "t-outer t-outer", "in the future, then in the body");
+    }
+}
+
 /// A JSON body is rebuilt from its bytes, which cannot carry trailers: they are not passed on, and
 /// the request span says so rather than dropping them silently.
 #[tokio::test]

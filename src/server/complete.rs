@@ -173,10 +173,13 @@ impl Tracker {
 
     /// Enters the span and makes the metadata current, for one poll of the body. A client span's
     /// tracker leaves the current metadata as it is: the body is read within the caller's request.
+    /// So does a server span's with no metadata to make current (the request carried none, or
+    /// propagation is off): inside another server layer, the outer request's stays current.
     pub(crate) fn enter(
         &mut self,
     ) -> (tracing::span::Entered<'_>, Option<crate::current::Lent<'_>>) {
-        let lent = (!self.client).then(|| crate::current::lend(&mut self.current));
+        let lend = !self.client && self.current.is_some();
+        let lent = lend.then(|| crate::current::lend(&mut self.current));
         (self.span.enter(), lent)
     }
 

@@ -175,7 +175,8 @@ impl<M, R> RequestyMetadataLayer<M, R> {
 
     /// Whether the request's metadata is made current while its service runs (default `true`), for
     /// the client side to carry onward ([`current`](crate::current)). A service that never calls
-    /// onward can turn it off and save the copy it costs per request.
+    /// onward can turn it off and save the copy it costs per request. Off, the layer leaves the
+    /// current metadata as it finds it: that of an outer server layer's request, if any.
     pub fn propagate(mut self, on: bool) -> Self {
         self.config().propagate = on;
         self
