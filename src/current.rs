@@ -35,6 +35,9 @@ thread_local! {
 /// # handle.await.unwrap();
 /// # }
 /// ```
+///
+/// A closure run by `tokio::task::spawn_blocking` is on another thread, where none is current
+/// either: move `current()` into it, or a future made with [`in_current`] for it to block on.
 pub fn current() -> Option<Arc<RequestMetadata>> {
     CURRENT.with(|c| c.borrow().clone())
 }
@@ -130,5 +133,60 @@ pub(crate) struct Lent<'a>(&'a mut Option<Arc<RequestMetadata>>);
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
         CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), self.0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace() -> Option<String> {
+        current().and_then(|m| m.trace_id.clone())
+    }
+
+    fn meta(trace_id: &str) -> Option<Arc<RequestMetadata>> {
+        Some(Arc::new(RequestMetadata::new().trace_id(trace_id)))
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    /// A future that panics inside a scope leaves nothing current for the next task on the thread.
+    #[test]
+    fn a_panic_inside_a_scope_leaves_nothing_current() {
+        let runtime = runtime();
+        let panicked = runtime.block_on(async {
+            tokio::spawn(scope(meta("t-panic"), async { panic!("handler failed") })).await
+        });
+        assert!(panicked.is_err_and(|e| e.is_panic()));
+        assert_eq!(
+            runtime.block_on(async { tokio::spawn(async { trace() }).await.unwrap() }),
+            None
+        );
+        assert_eq!(trace(), None);
+    }
+
+    /// `spawn_blocking` runs a closure on another thread, where nothing is current; a future made
+    /// with `in_current` before it carries the metadata there.
+    #[test]
+    fn a_blocking_task_sees_the_metadata_only_through_a_scoped_future() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let (plain, scoped) = runtime.block_on(scope(meta("t-blocking"), async {
+            let plain = tokio::task::spawn_blocking(trace).await.unwrap();
+            let work = in_current(async { trace() });
+            let handle = tokio::runtime::Handle::current();
+            let scoped = tokio::task::spawn_blocking(move || handle.block_on(work))
+                .await
+                .unwrap();
+            (plain, scoped)
+        }));
+        assert_eq!(plain, None);
+        assert_eq!(scoped.as_deref(), Some("t-blocking"));
     }
 }
