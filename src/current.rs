@@ -55,7 +55,10 @@ pub fn current() -> Option<Arc<RequestMetadata>> {
 /// # });
 /// ```
 pub fn scope<F: Future>(metadata: Option<Arc<RequestMetadata>>, future: F) -> Scoped<F> {
-    Scoped { future, metadata }
+    Scoped {
+        future: Some(future),
+        metadata,
+    }
 }
 
 /// Runs `future` with this task's current metadata, wherever it is polled: wrap spawned tasks in it.
@@ -67,7 +70,9 @@ pin_project! {
     /// A future polled with some metadata current. Made by [`scope`] and [`in_current`].
     ///
     /// Like any future it does nothing until polled: dropped unawaited (not handed to
-    /// `tokio::spawn`), the work it wraps never runs.
+    /// `tokio::spawn`), the work it wraps never runs. Dropped before it completes (a request given
+    /// up, a task aborted), it drops that work with the metadata current too, as it polled it: a
+    /// drop guard in it that calls onward (to cancel work upstream, say) carries the metadata.
     ///
     /// ```compile_fail
     /// # #![deny(unused_must_use)]
@@ -77,9 +82,18 @@ pin_project! {
     /// ```
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct Scoped<F> {
+        // `None` only while it is dropped.
         #[pin]
-        future: F,
+        future: Option<F>,
         metadata: Option<Arc<RequestMetadata>>,
+    }
+
+    impl<F> PinnedDrop for Scoped<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            let _current = enter(this.metadata.take());
+            this.future.set(None);
+        }
     }
 }
 
@@ -89,7 +103,10 @@ impl<F: Future> Future for Scoped<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let _current = enter(this.metadata.clone());
-        this.future.poll(cx)
+        match this.future.as_pin_mut() {
+            Some(future) => future.poll(cx),
+            None => unreachable!("a scoped future holds its future until it is dropped"),
+        }
     }
 }
 
@@ -139,6 +156,7 @@ impl Drop for Lent<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     fn trace() -> Option<String> {
         current().and_then(|m| m.trace_id.clone())
@@ -148,10 +166,42 @@ mod tests {
         Some(Arc::new(RequestMetadata::new().trace_id(trace_id)))
     }
 
+    /// Notes the current trace id when it is dropped.
+    struct OnDrop(Arc<Mutex<Vec<Option<String>>>>);
+
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push(trace());
+            }
+        }
+    }
+
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
+    }
+
+    /// A scoped future dropped before it completes (a request given up, a task aborted) drops what it
+    /// holds with its metadata current, as it was polled: a drop guard that calls onward (to cancel
+    /// work upstream, say) carries it too.
+    #[test]
+    fn a_scoped_future_is_dropped_with_its_metadata_current() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let guard = OnDrop(seen.clone());
+        let work = scope(meta("t-drop"), async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        runtime().block_on(async {
+            let mut work = Box::pin(work);
+            let polled = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+            assert!(polled.is_pending());
+            drop(work);
+            assert_eq!(trace(), None, "restored after the drop");
+        });
+        assert_eq!(*seen.lock().unwrap(), [Some("t-drop".to_owned())]);
     }
 
     /// A future that panics inside a scope leaves nothing current for the next task on the thread.
