@@ -23,10 +23,10 @@ thread_local! {
 /// current metadata as it was: behind another server layer, or called in-process from a handler, the
 /// outer request's stays current.
 ///
-/// It follows the future, not the thread: it is set each time the future is polled and restored
-/// after, so it is right whichever worker thread polls it, and two requests on one thread never see
-/// each other's. A task you spawn is a new future and does not inherit it; carry it over with
-/// [`scope`] (or [`in_current`] as a shorthand):
+/// It follows the future, not the thread: it is set each time the future is polled (and while it
+/// is dropped, when the request is given up) and restored after, so it is right whichever worker
+/// thread polls it, and two requests on one thread never see each other's. A task you spawn is a new
+/// future and does not inherit it; carry it over with [`scope`] (or [`in_current`] as a shorthand):
 ///
 /// ```
 /// # async fn demo() {

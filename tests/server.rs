@@ -16,8 +16,10 @@ use futures_util::StreamExt;
 use requesty_metadata::{Limits, RequestMetadata, RequestyMetadataLayer};
 use serde_json::{json, Value};
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use support::{client, serve, Recorder};
 
@@ -1162,6 +1164,83 @@ async fn an_inner_server_layer_leaves_the_outer_requests_metadata_current() {
         let seen = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(seen, "t-outer t-outer", "in the future, then in the body");
     }
+}
+
+/// Notes the current trace id when it is dropped.
+struct NoteOnDrop(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Drop for NoteOnDrop {
+    fn drop(&mut self) {
+        let trace = requesty_metadata::current()
+            .and_then(|m| m.trace_id.clone())
+            .unwrap_or_else(|| "none".into());
+        self.0.lock().unwrap().push(trace);
+    }
+}
+
+/// A request given up before its answer (the client went away while the handler ran) drops the
+/// handler's future with the request's metadata current, as it was polled; so does a response body
+/// dropped mid-stream: a drop guard that calls onward to cancel work upstream carries it.
+#[tokio::test]
+async fn a_handler_and_its_body_are_dropped_with_the_metadata_current() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+
+    let (_recorder, _guard) = Recorder::install();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = tower::service_fn({
+        let seen = seen.clone();
+        move |request: http::Request<Body>| {
+            let guard = NoteOnDrop(seen.clone());
+            async move {
+                if request.uri().path() == "/v1/hang" {
+                    let _guard = guard;
+                    let never: Infallible = std::future::pending().await;
+                    match never {}
+                }
+                let stream = futures_util::stream::once(async {
+                    Ok::<_, Infallible>(Bytes::from("data: 1\n\n"))
+                })
+                .chain(futures_util::stream::once(async move {
+                    let _guard = guard;
+                    std::future::pending::<Result<Bytes, Infallible>>().await
+                }));
+                Ok::<_, Infallible>(Response::new(Body::from_stream(stream)))
+            }
+        }
+    });
+    let service = RequestyMetadataLayer::new().layer(handler);
+    let request = |path: &str| {
+        http::Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"model":"m","requesty":{"trace_id":"t-gone"}}"#,
+            ))
+            .unwrap()
+    };
+
+    let mut call = Box::pin(service.clone().oneshot(request("/v1/hang")));
+    let polled = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+    assert!(polled.is_pending());
+    drop(call);
+    assert_eq!(*seen.lock().unwrap(), ["t-gone"], "the handler's future");
+
+    let response = service.oneshot(request("/v1/stream")).await.unwrap();
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "data: 1\n\n");
+    let mut body = Box::pin(body);
+    let polled =
+        std::future::poll_fn(|cx| Poll::Ready(http_body::Body::poll_frame(body.as_mut(), cx)))
+            .await;
+    assert!(polled.is_pending());
+    drop(body);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["t-gone", "t-gone"],
+        "the response body"
+    );
+    assert!(requesty_metadata::current().is_none());
 }
 
 /// A JSON body is rebuilt from its bytes, which cannot carry trailers: they are not passed on, and

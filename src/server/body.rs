@@ -28,12 +28,18 @@ pin_project! {
 
     impl<B: Body> PinnedDrop for ResponseBody<B> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
+            let mut this = this.project();
             if let Some(tracker) = this.tracker {
                 let at_end = match &*this.kind {
                     Kind::Inner { body } => body.is_end_stream(),
                     Kind::Error { bytes, .. } => bytes.is_none(),
                 };
+                // The inner body goes as it was polled, in the span with the metadata current: a
+                // stream dropped mid-way (the client went away) may hold a guard that calls onward
+                // to cancel work upstream.
+                let entered = tracker.enter();
+                this.kind.set(Kind::Error { bytes: None, status: None });
+                drop(entered);
                 let end = match *this.remaining {
                     Some(0) => End::Complete,
                     // Ended, but short of the length its head declared.

@@ -136,12 +136,28 @@ pin_project! {
         M: MakeSpan,
     {
         fn drop(this: Pin<&mut Self>) {
-            // Dropped while its body was read (the client went away mid-upload, or the server shut
-            // down): reported like any request that ended without a response, from its headers.
-            if let StateProj::Collect { pending, .. } = this.project().state.project() {
-                if let Some(pending) = pending.take() {
-                    drop(unserved(pending, Facts::default()));
+            let mut state = this.project().state;
+            match state.as_mut().project() {
+                // Dropped while its body was read (the client went away mid-upload, or the server
+                // shut down): reported like any request that ended without a response, from its
+                // headers.
+                StateProj::Collect { pending, .. } => {
+                    if let Some(pending) = pending.take() {
+                        drop(unserved(pending, Facts::default()));
+                    }
                 }
+                // Dropped before the inner service answered (the client went away while a
+                // completion was generated): its future goes as it was polled, in the span with the
+                // metadata current, for a drop guard in it that calls onward to cancel work
+                // upstream. Then the tracker reports the request.
+                StateProj::Call { tracker, .. } => {
+                    if let Some(mut tracker) = tracker.take() {
+                        let entered = tracker.enter();
+                        state.set(State::Reject { rejection: None });
+                        drop(entered);
+                    }
+                }
+                StateProj::Reject { .. } => {}
             }
         }
     }
