@@ -1415,6 +1415,103 @@ async fn the_metadata_stays_current_while_a_client_response_body_is_read() {
     );
 }
 
+/// A service behind the server layer whose handler calls `next` through a reqwest client made from
+/// `inject`, and answers with what `next` answered.
+async fn hop(next: SocketAddr, inject: requesty_metadata::InjectMetadataLayer) -> SocketAddr {
+    let client = with_middleware(inject.into());
+    let handler = move || {
+        let client = client.clone();
+        async move {
+            let response = json_post(&client, next, TOOL_BODY).send().await.unwrap();
+            Json(response.json::<Value>().await.unwrap())
+        }
+    };
+    serve(
+        Router::new()
+            .route("/v1/chat/completions", post(handler))
+            .layer(RequestyMetadataLayer::new()),
+    )
+    .await
+}
+
+/// Across two hops (server, client, server, client) each service adds its defaults to what it
+/// received, and a field the first client drops stays dropped: the second hop's request carries no
+/// trace of it to propagate.
+#[tokio::test]
+async fn two_hops_carry_the_metadata_on_and_what_the_first_drops_stays_dropped() {
+    let (_recorder, _guard) = Recorder::install();
+    let tool = layered_echo().await;
+    let relay = hop(
+        tool,
+        RequestyMetadataLayer::inject(RequestMetadata::new().tag("relay")),
+    )
+    .await;
+    let agent = hop(
+        relay,
+        RequestyMetadataLayer::inject(RequestMetadata::new().tag("agent"))
+            .drop_fields([Field::UserId]),
+    )
+    .await;
+    let echo: Echo = tagged(agent, "/v1/chat/completions", &inbound(1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let want = RequestMetadata::new()
+        .tag("relay")
+        .tag("agent")
+        .tag("t1")
+        .tag("agents")
+        .trace_id("trace-1");
+    assert_eq!(echo.metadata, Some(want));
+    assert_eq!(echo.body, TOOL_BODY);
+}
+
+/// A streaming handler that calls onward as it streams (each event of an SSE answer from a call)
+/// sends the request's metadata from the response body's polls, after its future has ended.
+#[tokio::test]
+async fn a_streaming_handler_calling_onward_from_its_body_propagates_the_metadata() {
+    let (_recorder, _guard) = Recorder::install();
+    let tool = layered_echo().await;
+    let client = with_middleware(MetadataMiddleware::new(RequestMetadata::new()));
+    let handler = move || {
+        let client = client.clone();
+        async move {
+            use futures_util::StreamExt;
+            let events = futures_util::stream::iter(0..3).then(move |_| {
+                let client = client.clone();
+                async move {
+                    let echo = echoed(json_post(&client, tool, TOOL_BODY)).await;
+                    let trace = echo.metadata.and_then(|m| m.trace_id).unwrap_or_default();
+                    Ok::<_, Infallible>(Bytes::from(format!("data: {trace}\n\n")))
+                }
+            });
+            let mut response = AxumBody::from_stream(events).into_response();
+            response.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("text/event-stream"),
+            );
+            response
+        }
+    };
+    let agent = serve(
+        Router::new()
+            .route("/v1/chat/completions", post(handler))
+            .layer(RequestyMetadataLayer::new()),
+    )
+    .await;
+    let text = tagged(agent, "/v1/chat/completions", &inbound(2))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "data: trace-2\n\n".repeat(3));
+}
+
 /// The caller's own headers are kept whatever their count of tags: over the limits they go out with
 /// a warning, like any other metadata, rather than being replaced.
 #[tokio::test]
