@@ -432,7 +432,11 @@ impl<R> InjectMetadataLayer<R> {
     /// `RequestMetadata` extension the server layer put there, unchanged, is the inbound
     /// request's, not the call's own. The server layer marks it when it makes the metadata current
     /// (its default) or hands it to an `on_complete` hook: behind a server layer with neither,
-    /// remove the extension from a request you forward.
+    /// remove the extension from a request you forward. The metadata a server layer leaves in the
+    /// request itself ([`keep_headers`](crate::RequestyMetadataLayer::keep_headers),
+    /// [`keep_body_metadata`](crate::RequestyMetadataLayer::keep_body_metadata)) is what the
+    /// forwarded request carries, and goes on as its own: remove it too, or hold a boundary with
+    /// [`drop_fields`](Self::drop_fields).
     pub fn propagate(mut self, propagate: bool) -> Self {
         self.config().propagate = propagate;
         self
