@@ -104,6 +104,52 @@ async fn propagate_false_holds_for_a_request_forwarded_from_a_spawned_task() {
     );
 }
 
+/// A handler that forwards the request it received, its `RequestMetadata` extension unchanged,
+/// through a propagating client sends the inbound metadata once: the extension and the current
+/// metadata are the same, and neither tags nor `extra` are doubled, in the body or the headers.
+#[tokio::test]
+async fn a_request_forwarded_as_received_carries_the_inbound_metadata_once() {
+    let (_recorder, _guard) = Recorder::install();
+    let (seen, upstream) = capture();
+    let onward = ServiceBuilder::new()
+        .layer(
+            RequestyMetadataLayer::inject(RequestMetadata::new().tag("gw")).carrier(Carrier::Both),
+        )
+        .service(upstream);
+    let handler = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
+        let onward = onward.clone();
+        async move {
+            let response = onward.oneshot(req).await.unwrap();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            Ok::<_, Infallible>(http::Response::new(Full::new(bytes)))
+        }
+    });
+    let gateway = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::new())
+        .service(handler);
+    let inbound = json_req(
+        br#"{"model":"m","requesty":{"tags":["a","b"],"trace_id":"t","extra":{"k":"v"}}}"#,
+    );
+    let response = gateway.oneshot(inbound).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let sent = seen.lock().unwrap()[0].clone();
+    let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(
+        body["requesty"],
+        serde_json::json!({"tags": ["gw", "a", "b"], "trace_id": "t", "extra": {"k": "v"}})
+    );
+    let header = |name: &str| -> Vec<&str> {
+        sent.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    };
+    assert_eq!(header("x-requesty-tags").join(","), "gw,a,b");
+    assert_eq!(header("x-requesty-k"), ["v"]);
+    assert_eq!(header("x-requesty-trace-id"), ["t"]);
+}
+
 /// An `X-Requesty-*` header of the caller's that is not UTF-8 is left out alone: the caller's
 /// other metadata headers still go.
 #[tokio::test]
