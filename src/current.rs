@@ -39,7 +39,8 @@ thread_local! {
 /// A closure run by `tokio::task::spawn_blocking` is on another thread, where none is current
 /// either: move `current()` into it, or a future made with [`in_current`] for it to block on.
 pub fn current() -> Option<Arc<RequestMetadata>> {
-    CURRENT.with(|c| c.borrow().clone())
+    // None once the thread's locals are being destroyed: code dropped then may still ask.
+    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
 }
 
 /// Runs `future` with `metadata` as the current metadata.
@@ -125,8 +126,11 @@ impl<F> std::fmt::Debug for Scoped<F> {
 pub(crate) struct Inbound(pub(crate) Arc<RequestMetadata>);
 
 /// Makes `metadata` current until the guard drops (also on unwinding), then restores what was.
+///
+/// Here and in [`lend`], a thread whose locals are being destroyed (a future held in one dropped
+/// then) has nothing current and takes nothing: a panic there would abort the process.
 pub(crate) fn enter(metadata: Option<Arc<RequestMetadata>>) -> Restore {
-    Restore(CURRENT.with(|c| c.replace(metadata)))
+    Restore(CURRENT.try_with(|c| c.replace(metadata)).ok().flatten())
 }
 
 pub(crate) struct Restore(Option<Arc<RequestMetadata>>);
@@ -134,14 +138,14 @@ pub(crate) struct Restore(Option<Arc<RequestMetadata>>);
 impl Drop for Restore {
     fn drop(&mut self) {
         let previous = self.0.take();
-        CURRENT.with(|c| *c.borrow_mut() = previous);
+        let _ = CURRENT.try_with(|c| *c.borrow_mut() = previous);
     }
 }
 
 /// Lends `slot`'s metadata to the thread while the guard lives, and takes it back after: no
 /// reference counting per poll, for code polled many times (a streaming body).
 pub(crate) fn lend(slot: &mut Option<Arc<RequestMetadata>>) -> Lent<'_> {
-    CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), slot));
+    let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), slot));
     Lent(slot)
 }
 
@@ -149,7 +153,7 @@ pub(crate) struct Lent<'a>(&'a mut Option<Arc<RequestMetadata>>);
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        CURRENT.with(|c| std::mem::swap(&mut *c.borrow_mut(), self.0));
+        let _ = CURRENT.try_with(|c| std::mem::swap(&mut *c.borrow_mut(), self.0));
     }
 }
 
@@ -202,6 +206,39 @@ mod tests {
             assert_eq!(trace(), None, "restored after the drop");
         });
         assert_eq!(*seen.lock().unwrap(), [Some("t-drop".to_owned())]);
+    }
+
+    /// Notes the current metadata when dropped, from a thread-local's destructor.
+    struct NoteCurrent(std::sync::mpsc::Sender<Option<String>>);
+
+    impl Drop for NoteCurrent {
+        fn drop(&mut self) {
+            let _ = self.0.send(trace());
+        }
+    }
+
+    type Held = Scoped<std::future::Pending<()>>;
+
+    thread_local! {
+        static NOTE: RefCell<Option<NoteCurrent>> = const { RefCell::new(None) };
+        static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+    }
+
+    /// A scoped future, or code asking for the current metadata, dropped as the thread's locals are
+    /// destroyed (a future held in a thread-local, an executor stored in one) after the current
+    /// metadata's own: nothing is current then, and nothing panics (which there would abort).
+    #[test]
+    fn nothing_is_current_once_the_threads_locals_are_destroyed() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Registered before the current metadata (by `trace` below), destroyed after it.
+            NOTE.with(|n| *n.borrow_mut() = Some(NoteCurrent(tx)));
+            HELD.with(|h| *h.borrow_mut() = Some(scope(meta("t"), std::future::pending())));
+            assert_eq!(trace(), None);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(rx.recv().ok(), Some(None));
     }
 
     /// A future that panics inside a scope leaves nothing current for the next task on the thread.
