@@ -1243,6 +1243,56 @@ async fn a_handler_and_its_body_are_dropped_with_the_metadata_current() {
     assert!(requesty_metadata::current().is_none());
 }
 
+/// A handler that panics while its request's metadata is current (in its future or its body) leaves
+/// none behind on the thread: the next request, which carries none, sees none.
+#[tokio::test]
+async fn a_panicking_handler_leaves_no_metadata_current_for_the_next_request() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+
+    let (_recorder, _guard) = Recorder::install();
+    let trace = || {
+        requesty_metadata::current()
+            .and_then(|m| m.trace_id.clone())
+            .unwrap_or_else(|| "none".into())
+    };
+    let handler = tower::service_fn(move |request: http::Request<Body>| async move {
+        match request.uri().path() {
+            "/v1/panic" => panic!("the handler failed"),
+            "/v1/panic-in-body" => {
+                let stream = futures_util::stream::once(async {
+                    panic!("the body failed");
+                    #[allow(unreachable_code)]
+                    Ok::<Bytes, Infallible>(Bytes::new())
+                });
+                Ok::<_, Infallible>(Response::new(Body::from_stream(stream)))
+            }
+            _ => Ok(Response::new(Body::from(trace()))),
+        }
+    });
+    let service = RequestyMetadataLayer::new().layer(handler);
+    let request = |path: &str, body: &'static str| {
+        http::Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let tagged = r#"{"requesty":{"trace_id":"t-panic"}}"#;
+    let failed = tokio::spawn(service.clone().oneshot(request("/v1/panic", tagged))).await;
+    assert!(failed.is_err_and(|e| e.is_panic()));
+    let body = service
+        .clone()
+        .oneshot(request("/v1/panic-in-body", tagged))
+        .await
+        .unwrap()
+        .into_body();
+    let failed = tokio::spawn(body.collect()).await;
+    assert!(failed.is_err_and(|e| e.is_panic()));
+    let response = service.oneshot(request("/v1/next", "{}")).await.unwrap();
+    let seen = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(seen, "none");
+}
+
 /// A JSON body is rebuilt from its bytes, which cannot carry trailers: they are not passed on, and
 /// the request span says so rather than dropping them silently.
 #[tokio::test]
