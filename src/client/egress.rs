@@ -171,24 +171,6 @@ pub(crate) fn write_native(
     }
 }
 
-/// The other gateways' metadata headers that carry one field each, as the server reads them (see
-/// `dialects::headers`): what [`hold_boundary`] removes when that field is dropped. Besides these,
-/// every `Helicone-Property-<Key>` carries `extra`, and `x-portkey-metadata` several fields, key by
-/// key.
-const ONE_FIELD: [(&str, Field); 11] = [
-    ("helicone-user-id", Field::UserId),
-    ("helicone-session-id", Field::TraceId),
-    (HELICONE_TAGS, Field::Tags),
-    ("helicone-session-path", Field::Extra),
-    ("helicone-session-name", Field::Extra),
-    ("x-litellm-end-user-id", Field::UserId),
-    ("x-litellm-trace-id", Field::TraceId),
-    ("x-litellm-tags", Field::Tags),
-    ("x-litellm-spend-logs-metadata", Field::Extra),
-    (PORTKEY_TRACE, Field::TraceId),
-    ("x-session-id", Field::TraceId),
-];
-
 const HELICONE_TAGS: &str = "helicone-property-tags";
 const HELICONE_PROPERTY: &str = "helicone-property-";
 const PORTKEY: &str = "x-portkey-metadata";
@@ -222,15 +204,13 @@ pub(crate) fn hold_boundary(dropped: &[Field], out: &mut HeaderMap) {
             let dashed = crate::headers::dashed(name.as_str());
             let spelled = dashed.is_some();
             let name = dashed.as_deref().unwrap_or(name.as_str());
-            let field = ONE_FIELD
-                .iter()
-                .find(|(known, _)| *known == name)
-                .map(|(_, field)| *field)
-                .or_else(|| name.starts_with(HELICONE_PROPERTY).then_some(Field::Extra));
-            match field {
-                Some(field) => dropped.contains(&field),
+            // The headers the server reads, by the same list: each carries one field, but
+            // Portkey's object, several.
+            match crate::dialects::gateway_field(name) {
+                Some(Some(field)) => dropped.contains(&field),
                 // Edited below; spelled otherwise, it goes whole.
-                None => name == PORTKEY && spelled && portkey_drops,
+                Some(None) => spelled && portkey_drops,
+                None => false,
             }
         })
         .cloned()

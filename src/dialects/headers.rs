@@ -3,6 +3,7 @@
 
 use super::foreign;
 use super::Sources;
+use crate::client::Field;
 use crate::codec;
 use crate::error::{ErrorKind, MetadataError};
 use crate::headers::{Origins, TagsRead};
@@ -80,6 +81,24 @@ impl<'a> GatewayHeader<'a> {
         };
         on.then_some((header, fixed))
     }
+}
+
+/// The field gateway header `name` (lowercase) carries, from the list the server reads them by:
+/// `Some(None)` for Portkey's object, which carries several; `None` for a header no gateway reads
+/// metadata from.
+pub(crate) fn gateway_field(name: &str) -> Option<Option<Field>> {
+    use GatewayHeader::*;
+    let header = match FIXED.iter().find(|(fixed, _)| *fixed == name) {
+        Some((_, header)) => *header,
+        None => HeliconeExtra(name.strip_prefix(PROPERTY)?),
+    };
+    Some(match header {
+        HeliconeUser | LiteLlmUser => Some(Field::UserId),
+        HeliconeSession | LiteLlmTrace | PortkeyTrace | OpenRouterSession => Some(Field::TraceId),
+        HeliconeTags | LiteLlmTags => Some(Field::Tags),
+        HeliconeExtra(_) | LiteLlmSpendLogs => Some(Field::Extra),
+        Portkey => None,
+    })
 }
 
 /// The headers [`from_headers`] read, for removing them: fixed names by their place in [`FIXED`]

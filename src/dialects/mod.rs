@@ -34,7 +34,7 @@ mod headers;
 pub(crate) use body::{
     body_fields, conversation_id, fill_from_body, fill_native_user, warn_left_out,
 };
-pub(crate) use headers::take_headers;
+pub(crate) use headers::{gateway_field, take_headers};
 
 /// Which metadata formats the server layer reads; see [the module docs](self) for the mapping.
 ///
