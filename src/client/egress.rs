@@ -241,16 +241,16 @@ pub(crate) fn hold_boundary(dropped: &[Field], out: &mut HeaderMap) {
     }
 }
 
-/// The request's own `x-portkey-metadata` object (its last line, as the server reads it): `None`
-/// when there is none or it is empty, `Err` when it is not a JSON object.
+/// The request's own `x-portkey-metadata` object (its last line that holds something, as the server
+/// reads it: an empty line carries nothing): `None` when there is none, `Err` when it is not a JSON
+/// object.
 fn own_portkey(out: &HeaderMap) -> Result<Option<Map<String, Value>>, ()> {
-    let Some(value) = out.get_all(PORTKEY).iter().next_back() else {
+    let Some(value) = out.get_all(PORTKEY).iter().rfind(|value| {
+        std::str::from_utf8(value.as_bytes()).map_or(true, |t| !t.trim().is_empty())
+    }) else {
         return Ok(None);
     };
     let text = std::str::from_utf8(value.as_bytes()).map_err(drop)?.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
     serde_json::from_str(text).map(Some).map_err(drop)
 }
 
@@ -734,6 +734,37 @@ mod tests {
             serde_json::from_slice(h["x-portkey-metadata"].as_bytes()).unwrap();
         assert_eq!(portkey["team"], "x\r\nx-evil: 1");
         assert_eq!(portkey["k\r\nx-evil"], "v");
+    }
+
+    /// The request's own `x-portkey-metadata` is its last line that holds something, as the server
+    /// reads it (an empty line carries nothing): an empty line after it neither hides its keys from
+    /// the boundary nor lets the metadata's replace the caller's.
+    #[test]
+    fn an_empty_portkey_line_does_not_hide_the_one_before_it() {
+        let lines = |first: &'static str| {
+            let mut h = HeaderMap::new();
+            h.append(PORTKEY, HeaderValue::from_static(first));
+            h.append(PORTKEY, HeaderValue::from_static(""));
+            h
+        };
+        let values = |h: &HeaderMap| -> Vec<Value> {
+            h.get_all(PORTKEY)
+                .iter()
+                .filter(|v| !v.is_empty())
+                .map(|v| serde_json::from_slice(v.as_bytes()).unwrap())
+                .collect()
+        };
+        let mut h = lines(r#"{"_user":"alice","env":"prod"}"#);
+        hold_boundary(&[Field::UserId], &mut h);
+        assert_eq!(values(&h), [serde_json::json!({"env": "prod"})]);
+
+        let mut h = lines(r#"{"_user":"alice"}"#);
+        write_gateway(
+            &RequestMetadata::new().user_id("svc"),
+            Gateway::Portkey,
+            &mut h,
+        );
+        assert_eq!(values(&h), [serde_json::json!({"_user": "alice"})]);
     }
 
     #[test]
