@@ -128,8 +128,23 @@ pub(crate) fn native_edit(
                 }
                 let existing: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_slice(object).ok()?;
-                if existing.contains_key("user_id") {
-                    return None;
+                match existing.get("user_id") {
+                    // Set to `null`, as no user: the value takes its place, where the key's last
+                    // occurrence (the one read) holds it.
+                    Some(serde_json::Value::Null) => {
+                        let text = std::str::from_utf8(object).ok()?;
+                        let mut last = None;
+                        codec::members(text, |name, _, value| {
+                            if name == "user_id" {
+                                last = Some(value);
+                            }
+                        })?;
+                        let value = last?;
+                        let at = range.start + value.start..range.start + value.end;
+                        return Some((at, quoted.into_bytes()));
+                    }
+                    Some(_) => return None,
+                    None => {}
                 }
                 // First member of the existing object: nothing else in it is rewritten.
                 let at = range.start + 1;
@@ -547,6 +562,12 @@ mod tests {
                 r#"{"metadata": null,"n":1}"#,
                 Anthropic,
                 r#"{"metadata": {"user_id":"u1"},"n":1}"#,
+            ),
+            // Anthropic's field is `metadata.user_id`: a `null` there sets nothing either.
+            (
+                r#"{"metadata":{"z":1,"user_id": null}}"#,
+                Anthropic,
+                r#"{"metadata":{"z":1,"user_id": "u1"}}"#,
             ),
             // Another value is the caller's, and is left alone.
             (r#"{"metadata":"x"}"#, Anthropic, r#"{"metadata":"x"}"#),

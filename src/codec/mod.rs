@@ -42,7 +42,7 @@ mod member;
 mod rewrite;
 pub(crate) mod splice;
 
-pub(crate) use member::{check, json_len};
+pub(crate) use member::{check, json_len, members};
 
 use crate::error::{ErrorKind, MetadataError};
 use crate::{Limits, RequestMetadata};
