@@ -5,6 +5,7 @@ use crate::genai::{self, HashKey};
 use crate::usage::ResponseInfo;
 use crate::RequestMetadata;
 use http::{HeaderMap, Method, Uri};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{Level, Span};
@@ -80,7 +81,7 @@ where
 /// | `gen_ai.conversation.id` | the `trace_id` |
 /// | `user.id`, or `user.hash` with [`hash_user_ids`](Self::hash_user_ids) | the `user_id` |
 /// | `http.request.method`, `url.path` | from the request |
-/// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies) |
+/// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies); for a relative URI, those its `Host` header names |
 /// | `http.response.status_code` | recorded when the response head arrives |
 /// | `rpc.system`, `rpc.service`, `rpc.method` | for a gRPC request: `grpc` and the service and method its path names |
 /// | `rpc.grpc.status_code` | a gRPC response's `grpc-status`, from its trailers (or the head of a trailers-only response) |
@@ -314,8 +315,12 @@ impl MakeSpan for DefaultMakeSpan {
             None => genai::provider(info.model, info.uri.path()),
         };
         span.record("gen_ai.provider.name", provider);
-        if let Some((address, port)) = self.client.then(|| server(info.uri)).flatten() {
-            span.record("server.address", address);
+        if let Some((address, port)) = self
+            .client
+            .then(|| server(info.uri, info.headers))
+            .flatten()
+        {
+            span.record("server.address", &*address);
             span.record("server.port", port.map(i64::from));
         }
         // The parent first: recording a list may start the OpenTelemetry span, which fixes it.
@@ -330,19 +335,31 @@ impl MakeSpan for DefaultMakeSpan {
 
 /// Where a client span's call goes, as the GenAI conventions recommend recording it: the URI's
 /// host (an IPv6 one without its brackets) and its port, or the one its scheme implies (the
-/// conventions require the port with the address).
-fn server(uri: &Uri) -> Option<(&str, Option<u16>)> {
-    let host = uri.host()?;
+/// conventions require the port with the address). A relative URI (a tower client over an HTTP/1
+/// connection sends one) leaves both to the `Host` header, with no scheme to imply a port.
+fn server<'a>(uri: &'a Uri, headers: &HeaderMap) -> Option<(Cow<'a, str>, Option<u16>)> {
+    let Some(host) = uri.host() else {
+        let authority: http::uri::Authority = headers
+            .get(http::header::HOST)?
+            .as_bytes()
+            .try_into()
+            .ok()?;
+        let host = unbracketed(authority.host()).to_owned();
+        return Some((Cow::Owned(host), authority.port_u16()));
+    };
     let port = uri.port_u16().or_else(|| match uri.scheme_str() {
         Some("https") => Some(443),
         Some("http") => Some(80),
         _ => None,
     });
-    let host = host
-        .strip_prefix('[')
+    Some((Cow::Borrowed(unbracketed(host)), port))
+}
+
+/// An IPv6 host without its brackets, as `server.address` holds it.
+fn unbracketed(host: &str) -> &str {
+    host.strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    Some((host, port))
+        .unwrap_or(host)
 }
 
 /// The service and method a gRPC path names (`/package.Service/Method`); `None` for any other path.
@@ -443,7 +460,9 @@ mod tests {
 
     #[test]
     fn a_call_goes_to_its_host_and_port() {
-        let server = |uri: &str| server(&uri.parse().unwrap()).map(|(h, p)| (h.to_owned(), p));
+        let none = http::HeaderMap::new();
+        let server =
+            |uri: &str| server(&uri.parse().unwrap(), &none).map(|(h, p)| (h.into_owned(), p));
         let some = |host: &str, port| Some((host.to_owned(), port));
         assert_eq!(server("http://upstream/v1"), some("upstream", Some(80)));
         assert_eq!(
@@ -462,6 +481,32 @@ mod tests {
             some("host", Some(443))
         );
         assert_eq!(server("/v1/chat/completions"), None);
+    }
+
+    /// A relative URI (a tower client over an HTTP/1 connection sends one) leaves the host to the
+    /// `Host` header: the call goes there.
+    #[test]
+    fn a_relative_uris_call_goes_to_the_host_its_host_header_names() {
+        let uri: http::Uri = "/v1/chat/completions".parse().unwrap();
+        let server = |host: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::HOST, http::HeaderValue::from_static(host));
+            server(&uri, &headers).map(|(h, p)| (h.into_owned(), p))
+        };
+        assert_eq!(
+            server("upstream:8080"),
+            Some(("upstream".into(), Some(8080)))
+        );
+        assert_eq!(server("[::1]"), Some(("::1".into(), None)));
+        assert_eq!(server("not a host"), None);
+        // An absolute URI names the host itself, whatever the header says.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, http::HeaderValue::from_static("other"));
+        let absolute: http::Uri = "http://upstream/v1".parse().unwrap();
+        assert_eq!(
+            super::server(&absolute, &headers).map(|(h, p)| (h.into_owned(), p)),
+            Some(("upstream".into(), Some(80)))
+        );
     }
 
     #[test]
