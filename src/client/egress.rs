@@ -56,7 +56,8 @@ pub enum Gateway {
     Helicone,
     /// `x-portkey-metadata` (`_user`, `tags` comma-separated, and string `extra` values; a value over
     /// Portkey's 128 characters, counted in UTF-16 units as its JavaScript counts them, is left out
-    /// whole, with a warning; characters past ASCII written as JSON `\u` escapes) and
+    /// whole, with a warning, as are the metadata's tags when united with the request's own they
+    /// would pass it; characters past ASCII written as JSON `\u` escapes) and
     /// `x-portkey-trace-id` (left out, with a warning, when past ASCII).
     Portkey,
 }
@@ -440,7 +441,15 @@ fn write_portkey(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mut
                                 tags.push(tag);
                             }
                         }
-                        Some(tags.join(","))
+                        let united = tags.join(",");
+                        // One value, held to the limit as the metadata's are: past it, the
+                        // caller's own tags go alone.
+                        if united.encode_utf16().count() > PORTKEY_VALUE {
+                            tracing::warn!("tags left out of x-portkey-metadata: united with the request's own, they would pass Portkey's 128 characters (UTF-16 units)");
+                            None
+                        } else {
+                            Some(united)
+                        }
                     }
                     _ => None,
                 };
@@ -723,6 +732,24 @@ mod tests {
         let portkey: serde_json::Value =
             serde_json::from_slice(h["x-portkey-metadata"].as_bytes()).unwrap();
         assert_eq!(portkey, serde_json::json!({ "fits": fits }));
+    }
+
+    /// Tags united with the caller's own in Portkey's object are one value, held to Portkey's limit
+    /// like the rest: past it, the caller's tags go as the caller wrote them, with a warning.
+    #[test]
+    fn united_portkey_tags_keep_to_portkeys_limit() {
+        let ours = "a".repeat(100);
+        let theirs = "b".repeat(100);
+        let mut h = HeaderMap::new();
+        let own = format!(r#"{{"tags":"{theirs}"}}"#);
+        h.insert(PORTKEY, HeaderValue::from_str(&own).unwrap());
+        write_gateway(
+            &RequestMetadata::new().tag(&*ours),
+            Gateway::Portkey,
+            &mut h,
+        );
+        let portkey: Value = serde_json::from_slice(h[PORTKEY].as_bytes()).unwrap();
+        assert_eq!(portkey, serde_json::json!({ "tags": theirs }));
     }
 
     /// No key or value can start a header line or put a byte no header may hold in either form:
