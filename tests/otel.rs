@@ -569,3 +569,43 @@ async fn a_grpc_status_is_exported_once() {
     assert_unique_keys(span);
     otel.shutdown().await;
 }
+
+/// A span the OpenTelemetry layer filters out (a per-layer filter) has no OpenTelemetry span to
+/// hold the lists: the other layers get them as JSON text in the fields, as without the feature.
+#[tokio::test]
+async fn a_span_the_opentelemetry_layer_filters_out_keeps_its_lists_as_text() {
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, ServiceExt};
+    let provider = SdkTracerProvider::builder().build();
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("test"))
+        .with_filter(Targets::new().with_target("elsewhere", tracing::Level::TRACE));
+    let recorder = support::Recorder::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(otel)
+        .with(recorder.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let inner = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        let response = http::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(OPENAI_JSON)));
+        Ok::<_, std::convert::Infallible>(response.unwrap())
+    });
+    let body = r#"{"model": "gpt-4o", "messages": [], "requesty": {"tags": ["x", "y,z"]}}"#;
+    let request = http::Request::post("http://gateway/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = RequestyMetadataLayer::new()
+        .layer(inner)
+        .oneshot(request)
+        .await
+        .unwrap();
+    response.into_body().collect().await.unwrap();
+    let spans = recorder.wait_closed(1).await;
+    assert_eq!(spans[0].field("requesty.tags"), Some(r#"["x","y,z"]"#));
+    assert_eq!(
+        spans[0].field("gen_ai.response.finish_reasons"),
+        Some(r#"["stop"]"#)
+    );
+}
