@@ -1918,10 +1918,11 @@ where
 
 /// A layer made `headers_only()` reads no body, and neither does the middleware made from it: a
 /// JSON body with a member goes as it is, whatever else the layer was asked (to hold a boundary,
-/// to write the provider's field).
+/// to write the provider's field). The provider's field, asked for before, has no effect at all:
+/// no warning that it was left out, no provider named.
 #[tokio::test]
 async fn a_headers_only_layer_as_middleware_leaves_bodies_alone() {
-    let (_recorder, _guard) = Recorder::install();
+    let (recorder, _guard) = Recorder::install();
     let addr = bare_echo().await;
     let layer = RequestyMetadataLayer::inject(RequestMetadata::new().user_id("u1"))
         .provider_native(Native::OpenAi)
@@ -1937,6 +1938,11 @@ async fn a_headers_only_layer_as_middleware_leaves_bodies_alone() {
         .await
         .unwrap();
     assert_eq!(echo.body, body);
+    let spans = recorder.named("llm_client_request");
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].field("gen_ai.provider.name"), None);
+    let events = format!("{:?}", spans[0].events);
+    assert!(!events.contains("provider's user field"), "{events}");
 }
 
 /// [`forwarded_with_propagation_off`] with a reqwest-middleware client: the handler sends the

@@ -562,6 +562,11 @@ impl<R> InjectMetadataLayer<R> {
         let config = layer.config();
         config.carrier = Carrier::Headers;
         config.bodies = false;
+        // The provider's field is in the body, which is never read: asked for before, it is
+        // dropped, so that it neither warns on every call nor names a provider.
+        if config.native.take().is_some() {
+            config.make_span.provider = None;
+        }
         layer
     }
 }

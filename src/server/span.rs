@@ -105,7 +105,7 @@ where
 pub struct DefaultMakeSpan {
     level: Level,
     pub(crate) client: bool,
-    provider: Option<Arc<str>>,
+    pub(crate) provider: Option<Arc<str>>,
     user_hash_key: Option<HashKey>,
     extra_allowlist: Option<Arc<[String]>>,
     #[cfg(feature = "opentelemetry")]
@@ -347,9 +347,10 @@ fn server<'a>(uri: &'a Uri, headers: &HeaderMap) -> Option<(Cow<'a, str>, Option
         let host = unbracketed(authority.host()).to_owned();
         return Some((Cow::Owned(host), authority.port_u16()));
     };
-    let port = uri.port_u16().or_else(|| match uri.scheme_str() {
-        Some("https") => Some(443),
-        Some("http") => Some(80),
+    // A scheme given to a builder keeps its case.
+    let port = uri.port_u16().or_else(|| match uri.scheme_str()? {
+        scheme if scheme.eq_ignore_ascii_case("https") => Some(443),
+        scheme if scheme.eq_ignore_ascii_case("http") => Some(80),
         _ => None,
     });
     Some((Cow::Borrowed(unbracketed(host)), port))
@@ -506,6 +507,17 @@ mod tests {
         assert_eq!(
             super::server(&absolute, &headers).map(|(h, p)| (h.into_owned(), p)),
             Some(("upstream".into(), Some(80)))
+        );
+        // A scheme given to a builder keeps its case, and still implies its port.
+        let built = http::Uri::builder()
+            .scheme("HTTPS")
+            .authority("upstream")
+            .path_and_query("/v1")
+            .build()
+            .unwrap();
+        assert_eq!(
+            super::server(&built, &headers).map(|(h, p)| (h.into_owned(), p)),
+            Some(("upstream".into(), Some(443)))
         );
     }
 
