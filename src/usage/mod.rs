@@ -784,6 +784,34 @@ mod tests {
         }
     }
 
+    /// Readings are compared whole, here and by callers: two that differ in anything they say are
+    /// not equal, whichever field it is. Which choice each reason came from, and how the input was
+    /// counted, are how they were read, and are not compared.
+    #[test]
+    fn readings_differ_when_any_field_they_give_differs() {
+        let base = openai();
+        let changes: [fn(&mut ResponseInfo); 6] = [
+            |info| info.id = None,
+            |info| info.model = None,
+            |info| info.finish_reasons.push("length".into()),
+            |info| info.usage.output_tokens = None,
+            |info| info.done = false,
+            |info| info.error = Some("server_error".into()),
+        ];
+        for (field, change) in changes.iter().enumerate() {
+            let mut other = base.clone();
+            change(&mut other);
+            assert_ne!(other, base, "field {field}");
+            assert_ne!(base, other, "field {field}");
+        }
+        let same = ResponseInfo {
+            reason_choices: vec![3],
+            input_apart: true,
+            ..base.clone()
+        };
+        assert_eq!(same, base);
+    }
+
     #[test]
     fn recorded_json_responses() {
         let (info, _) = read("application/json", &[OPENAI_JSON]);
