@@ -946,6 +946,33 @@ mod tests {
         assert_eq!(info.finish_reasons, ["stop"]);
     }
 
+    /// A document the typed fields do not fit is read through a `Value`: its usage must count the
+    /// same as through the typed fields, where a `null` token details object is no details at all
+    /// (so Anthropic's shape still adds its cache reads to the input).
+    #[test]
+    fn usage_reads_the_same_whether_or_not_the_typed_fields_fit() {
+        for usage in [
+            r#"{"input_tokens":10,"cache_read_input_tokens":5,"input_tokens_details":null}"#,
+            r#"{"input_tokens":10,"cache_read_input_tokens":5,"prompt_tokens_details":null}"#,
+            r#"{"input_tokens":37,"input_tokens_details":{"cached_tokens":5},"output_tokens":11}"#,
+            r#"{"prompt_tokens":19,"prompt_tokens_details":{"cached_tokens":3},"completion_tokens":6}"#,
+            r#"{"prompt_tokens":19,"prompt_tokens_details":null,"completion_tokens":6}"#,
+        ] {
+            let typed = format!(r#"{{"id":"msg_1","usage":{usage}}}"#);
+            // A numeric id does not fit the typed fields.
+            let untyped = format!(r#"{{"id":7,"usage":{usage}}}"#);
+            assert!(serde_json::from_str::<Document<'_>>(&untyped).is_err());
+            let (want, _) = read("application/json", &[typed.as_bytes()]);
+            let (got, _) = read("application/json", &[untyped.as_bytes()]);
+            assert_eq!(got.usage, want.usage, "{usage}");
+        }
+        let anthropic = br#"{"id":7,"usage":{"input_tokens":10,"cache_read_input_tokens":5,"input_tokens_details":null}}"#;
+        assert_eq!(
+            read("application/json", &[anthropic]).0.usage.input_tokens,
+            Some(15)
+        );
+    }
+
     #[test]
     fn other_types_are_not_read() {
         assert!(UsageReader::new("text/plain").is_none());
