@@ -1316,6 +1316,74 @@ mod tests {
         }
     }
 
+    /// A Responses API `response.completed` longer than the short tail but within the window: the
+    /// short tail begins inside it and reads its usage, but not the type that says it ended the
+    /// stream, so the whole window is read for that.
+    #[test]
+    fn a_final_event_longer_than_the_short_tail_still_ends_the_stream() {
+        let text = "w ".repeat(4 * 1024);
+        for event_lines in [true, false] {
+            let event = |name: &str, data: String| match event_lines {
+                true => format!("event: {name}\ndata: {data}\n\n"),
+                false => format!("data: {data}\n\n"),
+            };
+            let mut body = event(
+                "response.created",
+                r#"{"type":"response.created","response":{"id":"resp_1","model":"gpt-4.1","usage":null}}"#.to_owned(),
+            );
+            while body.len() < 2 * KEEP {
+                body.push_str(&event(
+                    "response.output_text.delta",
+                    r#"{"type":"response.output_text.delta","delta":"w "}"#.to_owned(),
+                ));
+            }
+            let completed = event(
+                "response.completed",
+                format!(
+                    r#"{{"type":"response.completed","response":{{"id":"resp_1","output":[{{"type":"message","content":[{{"type":"output_text","text":"{text}"}}]}}],"usage":{{"input_tokens":9,"output_tokens":4096}}}}}}"#
+                ),
+            );
+            assert!(SHORT_TAIL < completed.len() && completed.len() < KEEP);
+            body.push_str(&completed);
+            for split in [1000, 4096] {
+                let frames: Vec<&[u8]> = body.as_bytes().chunks(split).collect();
+                let (info, _) = read("text/event-stream", &frames);
+                assert_eq!(
+                    info.usage.output_tokens,
+                    Some(4096),
+                    "{split} {event_lines}"
+                );
+                assert!(info.done, "frames of {split}, event lines: {event_lines}");
+            }
+        }
+    }
+
+    /// Events may follow the usage (annotations, say): when the end of a long stream gives none,
+    /// the whole window is read for it.
+    #[test]
+    fn a_usage_followed_by_more_than_the_short_tail_is_still_read() {
+        let mut body = String::from("data: {\"id\":\"c3\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n");
+        while body.len() < 2 * KEEP {
+            body.push_str("data: {\"id\":\"c3\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" w\"}}]}\n\n");
+        }
+        body.push_str("data: {\"id\":\"c3\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":900}}\n\n");
+        let usage_at = body.len();
+        for offset in (0..).step_by(100) {
+            if body.len() > usage_at + 2 * SHORT_TAIL {
+                break;
+            }
+            body.push_str(&format!("data: {{\"id\":\"c3\",\"choices\":[],\"content_filter_offsets\":{{\"check_offset\":{offset},\"start_offset\":{offset},\"end_offset\":{offset}}}}}\n\n"));
+        }
+        body.push_str("data: [DONE]\n\n");
+        for split in [1000, 4096] {
+            let frames: Vec<&[u8]> = body.as_bytes().chunks(split).collect();
+            let (info, _) = read("text/event-stream", &frames);
+            assert!(info.done);
+            assert_eq!(info.usage.input_tokens, Some(5), "frames of {split}");
+            assert_eq!(info.usage.output_tokens, Some(900), "frames of {split}");
+        }
+    }
+
     #[test]
     fn a_large_last_event_without_a_line_end_still_gives_its_usage() {
         let event = |text: &str| {
