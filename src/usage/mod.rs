@@ -907,6 +907,46 @@ mod tests {
         }
     }
 
+    /// A frame larger than the window is not kept whole: only a copy of its last `KEEP` bytes is,
+    /// where the stream's end is read from.
+    #[test]
+    fn a_frame_larger_than_the_window_keeps_a_copy_of_its_end_only() {
+        let mut reader = UsageReader::new("text/event-stream").unwrap();
+        reader.feed(&Bytes::from_static(
+            b"data: {\"id\":\"c5\",\"model\":\"gpt-4o\",\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        ));
+        assert!(reader.saw_token());
+        let mut body = String::new();
+        while body.len() < 3 * KEEP {
+            body.push_str("data: {\"choices\":[{\"delta\":{\"content\":\" w\"}}]}\n\n");
+        }
+        body.push_str("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":7000}}\n\ndata: [DONE]\n\n");
+        let body = Bytes::from(body);
+        reader.feed(&body);
+        assert_eq!(reader.window.len, KEEP);
+        let kept: Vec<u8> = reader.window.frames.iter().flatten().copied().collect();
+        assert_eq!(kept, body[body.len() - KEEP..]);
+        let info = reader.finish();
+        assert_eq!(info.usage.output_tokens, Some(7000));
+        assert!(info.done);
+    }
+
+    /// The window lets frames go only while the rest still make `KEEP` bytes: a frame of exactly
+    /// that size lets none go, and a later one as large all before it.
+    #[test]
+    fn the_window_keeps_the_last_keep_bytes_and_not_a_frame_more() {
+        let mut window = Window::default();
+        window.push(&Bytes::from(vec![b'a'; KEEP]));
+        window.push(&Bytes::from(vec![b'b'; SMALL_FRAME]));
+        assert!(!window.dropped);
+        assert_eq!(window.len, KEEP + SMALL_FRAME);
+        window.push(&Bytes::from(vec![b'c'; KEEP]));
+        assert!(window.dropped);
+        assert_eq!(window.len, KEEP);
+        assert_eq!(window.frames.len(), 1);
+        assert!(window.frames[0].iter().all(|&b| b == b'c'));
+    }
+
     #[test]
     fn the_first_text_is_found_after_a_long_reasoning_preamble() {
         let mut body = String::from(
@@ -971,6 +1011,24 @@ mod tests {
             read("application/json", &[anthropic]).0.usage.input_tokens,
             Some(15)
         );
+    }
+
+    /// A frame of exactly the window's size lets nothing go: a JSON answer of twice the start read,
+    /// in two such frames, is still read whole, also a finish reason that straddles them.
+    #[test]
+    fn a_json_answer_in_two_frames_of_the_start_read_is_read_whole() {
+        let open =
+            r#"{"id":"chatcmpl-k","model":"gpt-4o","choices":[{"index":0,"message":{"content":""#;
+        let reason = r#""},"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":9},"pad":""#;
+        let text = "x".repeat(KEEP - open.len() - 10);
+        let pad = "y".repeat(2 * KEEP - open.len() - text.len() - reason.len() - 2);
+        let body = format!("{open}{text}{reason}{pad}\"}}");
+        assert_eq!(body.len(), 2 * KEEP);
+        let (first, second) = body.as_bytes().split_at(KEEP);
+        assert!(second.starts_with(b"_reason"));
+        let (info, _) = read("application/json", &[first, second]);
+        assert_eq!(info.finish_reasons, ["stop"]);
+        assert_eq!(info, read("application/json", &[body.as_bytes()]).0);
     }
 
     #[test]
