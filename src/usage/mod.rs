@@ -1145,6 +1145,44 @@ mod tests {
         }
     }
 
+    /// A frame may end a few bytes into a `response.completed` too large for the window, before its
+    /// type: the start kept of it goes on into the frames let go after, up to [`sse::EVENT_HEAD`]
+    /// bytes and no further, and says it ended the stream wherever the frame ended.
+    #[test]
+    fn the_start_of_a_final_event_is_kept_across_frames_wherever_the_first_ends() {
+        let text = "w ".repeat(50 * 1024);
+        let end = RESPONSES_SSE.find("event: response.completed").unwrap();
+        for event_lines in [true, false] {
+            let completed = format!(
+                "event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"{text}\"}}]}}],\"usage\":{{\"input_tokens\":900,\"output_tokens\":51200}}}}}}\n\n"
+            );
+            let (head, completed) = match event_lines {
+                true => (RESPONSES_SSE[..end].to_owned(), completed),
+                false => (
+                    RESPONSES_SSE[..end].replace("event: response.output_text.delta\n", ""),
+                    completed.replace("event: response.completed\n", ""),
+                ),
+            };
+            // Another text delta opens the frame the start ends, so that no frame is empty.
+            let delta = &head[head[..head.len() - 2].rfind("\n\n").unwrap() + 2..];
+            for cut in 0..80 {
+                let mut reader = UsageReader::new("text/event-stream").unwrap();
+                reader.feed(&Bytes::copy_from_slice(head.as_bytes()));
+                assert!(reader.saw_token());
+                let (start, rest) = completed.as_bytes().split_at(cut);
+                reader.feed(&Bytes::copy_from_slice(&[delta.as_bytes(), start].concat()));
+                for frame in rest.chunks(1000) {
+                    reader.feed(&Bytes::copy_from_slice(frame));
+                    let opened = reader.window.opened.as_ref().unwrap();
+                    assert!(opened.bytes.len() <= sse::EVENT_HEAD, "cut at {cut}");
+                }
+                let info = reader.finish();
+                assert_eq!(info.usage.input_tokens, Some(900), "cut at {cut}");
+                assert!(info.done, "cut at {cut}, event lines: {event_lines}");
+            }
+        }
+    }
+
     #[test]
     fn an_azure_stream_opening_with_an_empty_id_and_model_keeps_the_real_ones() {
         let body = concat!(
