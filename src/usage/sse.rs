@@ -659,6 +659,29 @@ mod tests {
         }
     }
 
+    /// The limit is on the event's data, its lines joined with line feeds: an event of two `data`
+    /// lines is read up to the limit with the line feed between them, and so is a line written
+    /// without a space after its colon, which a line of the limit's length can hold one byte over.
+    #[test]
+    fn an_event_of_two_data_lines_or_an_unspaced_one_is_read_up_to_the_limit() {
+        let first = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}],"#;
+        for (size, read) in [(MAX_EVENT, true), (MAX_EVENT + 1, false)] {
+            let second = format!("\"p\":\"{}\"}}", "x".repeat(size - first.len() - 1 - 7));
+            assert_eq!(first.len() + 1 + second.len(), size);
+            let unspaced = format!("{first}\"p\":\"{}\"}}", "x".repeat(size - first.len() - 7));
+            assert_eq!(unspaced.len(), size);
+            for event in [
+                format!("data: {first}\ndata: {second}\n\n"),
+                format!("data:{unspaced}\n\n"),
+            ] {
+                let mut reader = SseReader::default();
+                reader.feed(event.as_bytes());
+                let reasons = reader.finish().finish_reasons;
+                assert_eq!(!reasons.is_empty(), read, "{size} bytes");
+            }
+        }
+    }
+
     #[test]
     fn an_event_with_an_overlong_data_line_is_skipped_whole() {
         let mut reader = SseReader::default();
