@@ -1183,6 +1183,38 @@ mod tests {
         }
     }
 
+    /// A Responses API stream without `event:` lines whose `response.created` is too large to read
+    /// (long instructions) is known for one by that event's start: when the first text shows in the
+    /// start of the next event, before any event is read whole, the start of a final event too
+    /// large for the window is still kept, and says the stream ended.
+    #[test]
+    fn a_responses_stream_known_only_by_a_skipped_first_event_still_ends() {
+        let created = format!(
+            "data: {{\"type\":\"response.created\",\"response\":{{\"id\":\"resp_1\",\"model\":\"gpt-4.1\",\"instructions\":\"{}\",\"usage\":null}}}}\n\n",
+            "i".repeat(KEEP + 1024)
+        );
+        let delta = format!(
+            "data: {{\"type\":\"response.output_text.delta\",\"delta\":\"{}\"}}\n\n",
+            "w ".repeat(400)
+        );
+        let completed = format!(
+            "data: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_1\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"{}\"}}]}}],\"usage\":{{\"input_tokens\":900,\"output_tokens\":51200}}}}}}\n\n",
+            "w ".repeat(50 * 1024)
+        );
+        // The first frame ends inside the delta, past the start its first text is seen in.
+        let cut = created.len() + sse::EVENT_HEAD + 100;
+        let body = format!("{created}{delta}{completed}");
+        let mut reader = UsageReader::new("text/event-stream").unwrap();
+        reader.feed(&Bytes::copy_from_slice(&body.as_bytes()[..cut]));
+        assert!(reader.saw_token());
+        for frame in body.as_bytes()[cut..].chunks(1000) {
+            reader.feed(&Bytes::copy_from_slice(frame));
+        }
+        let info = reader.finish();
+        assert_eq!(info.usage.input_tokens, Some(900));
+        assert!(info.done);
+    }
+
     #[test]
     fn an_azure_stream_opening_with_an_empty_id_and_model_keeps_the_real_ones() {
         let body = concat!(
