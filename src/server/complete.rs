@@ -1,6 +1,7 @@
 //! The end of a request: when the response body ended or was dropped, what the span records and what
 //! the completion hook sees.
 
+use super::grpc_web;
 use super::span::record_response;
 use crate::usage::{ResponseInfo, UsageReader};
 use crate::RequestMetadata;
@@ -55,6 +56,8 @@ pub struct Completion<'a> {
     pub failed: bool,
     /// A gRPC response's status code (`grpc-status`, `0` for OK), from its trailers or, for a
     /// trailers-only response, its head: the HTTP status of a gRPC call is `200` whatever its outcome.
+    /// A gRPC-Web answer with a body carries its trailers in the body's last frame, which is read
+    /// when the body is binary (`application/grpc-web`, not `application/grpc-web-text`).
     pub grpc_status: Option<i32>,
 }
 
@@ -95,6 +98,9 @@ pub(crate) struct Tracker {
     grpc_response: bool,
     /// The gRPC status, once the head or the trailers carried one.
     grpc_status: Option<i32>,
+    /// For a gRPC-Web response, its frames followed to the trailers frame at the body's end. Boxed
+    /// so that other responses pay for no more than a pointer.
+    grpc_web: Option<Box<grpc_web::Frames>>,
     done: bool,
     /// A client span's tracker: a `4xx` answer is an error of the call too.
     client: bool,
@@ -131,6 +137,7 @@ impl Tracker {
             reader: None,
             grpc_response: false,
             grpc_status: None,
+            grpc_web: None,
             done: false,
             client: false,
         }
@@ -159,9 +166,14 @@ impl Tracker {
         if let Some(headers) = headers {
             self.grpc(headers);
         }
-        // Usage is read only for someone: a span that records, or the completion hook.
+        // Usage, and a gRPC-Web body's status, are read only for someone: a span that records, or
+        // the completion hook.
         let wanted = !self.span.is_disabled() || self.request.is_some();
-        self.reader = headers.filter(|_| wanted).and_then(reader_for);
+        let headers = headers.filter(|_| wanted);
+        self.reader = headers.and_then(reader_for);
+        self.grpc_web = headers
+            .filter(|headers| grpc_web::is_binary(headers))
+            .map(|_| Box::default());
     }
 
     /// Ends a request whose inner service's call returned an error: no response went out, so the
@@ -188,6 +200,9 @@ impl Tracker {
         if self.first_byte.is_none() && !data.is_empty() {
             self.first_byte = Some(self.start.elapsed());
         }
+        if let Some(frames) = &mut self.grpc_web {
+            frames.feed(data);
+        }
         if let Some(reader) = &mut self.reader {
             reader.feed(data);
             if self.first_token.is_none() && reader.saw_token() {
@@ -199,7 +214,9 @@ impl Tracker {
     /// Notes the gRPC status in a gRPC response's head (a trailers-only response) or its trailers;
     /// the head's `Content-Type` says whether the response is gRPC or gRPC-Web (a JSON answer that
     /// passes a `grpc-status` on, from a transcoder say, is not). A gRPC-Web answer with a body
-    /// carries its status inside the body, which is not read.
+    /// carries its status inside the body instead, in a trailers frame that [`observe`](Self::observe)
+    /// follows the frames to (when the body is binary: `application/grpc-web-text` is base64, and
+    /// not read).
     pub(crate) fn grpc(&mut self, headers: &HeaderMap) {
         self.grpc_response |= crate::content::grpc_answer_type(headers).is_some();
         if !self.grpc_response {
@@ -235,6 +252,10 @@ impl Tracker {
             return;
         }
         let completed = end == End::Complete;
+        // A gRPC-Web body's trailers frame counts as trailers would: it is the body's last.
+        if let Some(code) = self.grpc_web.take().and_then(|frames| frames.status()) {
+            self.grpc_status = Some(code);
+        }
         let response = self.reader.take().map(UsageReader::finish);
         if let Some(info) = &response {
             record_response(&self.span, info, self.first_token);
@@ -349,7 +370,11 @@ fn grpc_code_name(code: i32) -> Cow<'static, str> {
 /// The `grpc-status` in a response head or trailers: a decimal code, or `None` when absent or not
 /// one.
 fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    let value = headers.get("grpc-status")?.as_bytes();
+    grpc_code(headers.get("grpc-status")?.as_bytes())
+}
+
+/// A `grpc-status` value: a decimal code, or `None` when it is not one.
+pub(super) fn grpc_code(value: &[u8]) -> Option<i32> {
     if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }

@@ -7,6 +7,7 @@
 mod body;
 mod complete;
 mod future;
+mod grpc_web;
 mod layer;
 mod service;
 pub(crate) mod span;
