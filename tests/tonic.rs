@@ -710,3 +710,98 @@ async fn grpc_status_in_trailers_after_a_declared_length_is_recorded() {
     );
     assert_eq!(spans[0].field("otel.status_code"), Some("ERROR"));
 }
+
+/// A gRPC-Web answer with a body has no HTTP trailers: its status travels in a trailers frame at
+/// the body's end, which counts as trailers do, wherever the body's data frames split it. The bytes
+/// go out untouched. A `-web-text` body is base64, and not read; a body cut inside a frame has no
+/// status.
+#[tokio::test]
+async fn a_grpc_web_status_in_the_body_is_recorded() {
+    use bytes::Bytes;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+    use tower::{Layer, ServiceExt};
+    type Frames = StreamBody<
+        futures_util::stream::Iter<
+            std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>,
+        >,
+    >;
+    let (recorder, _guard) = Recorder::install();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    // A message, and the trailers frame.
+    let mut body = b"\x00\x00\x00\x00\x02\x08\x01".to_vec();
+    let trailers = b"grpc-status: 14\r\ngrpc-message: upstream down\r\n";
+    body.push(0x80);
+    body.extend_from_slice(&(trailers.len() as u32).to_be_bytes());
+    body.extend_from_slice(trailers);
+    // Base64 of the same frames, as `-web-text` sends them.
+    let text = b"AAAAAAIIAYAAAAAuZ3JwYy1zdGF0dXM6IDE0DQpncnBjLW1lc3NhZ2U6IHVwc3RyZWFtIGRvd24NCg==";
+    // Each case: the answer's type, its body's data frames, the status the span records.
+    let cases = [
+        ("application/grpc-web+proto", vec![body.clone()], Some("14")),
+        // The trailers frame's header split across data frames, and its payload too.
+        (
+            "application/grpc-web",
+            vec![
+                body[..9].to_vec(),
+                body[9..20].to_vec(),
+                body[20..].to_vec(),
+            ],
+            Some("14"),
+        ),
+        ("application/grpc-web-text", vec![text.to_vec()], None),
+        // Cut inside the trailers frame.
+        (
+            "application/grpc-web",
+            vec![body[..body.len() - 1].to_vec()],
+            None,
+        ),
+    ];
+    for (content_type, chunks, _) in &cases {
+        let (content_type, answer) = (*content_type, chunks.clone());
+        let inner = tower::service_fn(move |_: http::Request<Frames>| {
+            let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = answer
+                .iter()
+                .map(|chunk| Ok(Frame::data(Bytes::from(chunk.clone()))))
+                .collect();
+            async move {
+                let mut response =
+                    http::Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+                response
+                    .headers_mut()
+                    .insert("content-type", http::HeaderValue::from_static(content_type));
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        let seen = seen.clone();
+        let service = RequestyMetadataLayer::new()
+            .headers_only()
+            .on_complete(move |done| seen.lock().unwrap().push(done.grpc_status))
+            .layer(inner);
+        let request = http::Request::post(CHECK)
+            .header("content-type", content_type)
+            .header("x-requesty-trace-id", "t-1")
+            .body(StreamBody::new(futures_util::stream::iter(vec![Ok(
+                Frame::data(Bytes::from_static(b"\0\0\0\0\0")),
+            )])))
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        let sent = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            sent,
+            chunks.concat(),
+            "{content_type}: the body passes as it is"
+        );
+    }
+    let spans = recorder.wait_closed(cases.len()).await;
+    for ((content_type, _, recorded), span) in cases.iter().zip(&spans) {
+        let case = format!("{content_type}: {span:#?}");
+        assert_eq!(span.field("rpc.grpc.status_code"), *recorded, "{case}");
+        let error = recorded.map(|_| "UNAVAILABLE");
+        assert_eq!(span.field("error.type"), error, "{case}");
+        let status = recorded.map(|_| "ERROR");
+        assert_eq!(span.field("otel.status_code"), status, "{case}");
+        assert_eq!(span.field("response.completed"), Some("true"), "{case}");
+    }
+    assert_eq!(*seen.lock().unwrap(), [Some(14), Some(14), None, None]);
+}
