@@ -805,3 +805,38 @@ async fn a_grpc_web_status_in_the_body_is_recorded() {
     }
     assert_eq!(*seen.lock().unwrap(), [Some(14), Some(14), None, None]);
 }
+
+/// A client span reads a gRPC-Web answer's status from its body's trailers frame as a server span
+/// does, and counts every code but OK as an error.
+#[tokio::test]
+async fn a_client_span_records_a_grpc_web_status_in_the_body() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, ServiceExt};
+    let (recorder, _guard) = Recorder::install();
+    let inner = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        let body = Bytes::from_static(b"\x80\x00\x00\x00\x0fgrpc-status:5\r\n");
+        let mut response = http::Response::new(Full::new(body));
+        response.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/grpc-web+proto"),
+        );
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let service = RequestyMetadataLayer::inject(defaults())
+        .headers_only()
+        .layer(inner);
+    let request = http::Request::post(format!("http://localhost{CHECK}"))
+        .header("content-type", "application/grpc-web+proto")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let [span] = &recorder.named("llm_client_request")[..] else {
+        panic!("one client span: {:#?}", recorder.spans())
+    };
+    assert!(span.closed, "{span:#?}");
+    assert_eq!(span.field("rpc.grpc.status_code"), Some("5"), "{span:#?}");
+    assert_eq!(span.field("error.type"), Some("NOT_FOUND"));
+    assert_eq!(span.field("otel.status_code"), Some("ERROR"));
+}
