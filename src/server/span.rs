@@ -82,11 +82,11 @@ where
 /// | `user.id`, or `user.hash` with [`hash_user_ids`](Self::hash_user_ids) | the `user_id` |
 /// | `http.request.method`, `url.path` | from the request |
 /// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies); for a relative URI, those its `Host` header names |
-/// | `http.response.status_code` | recorded when the response head arrives |
+/// | `http.response.status_code` | recorded when the response head arrives (none when the inner service's call returned an error) |
 /// | `rpc.system`, `rpc.service`, `rpc.method` | for a gRPC request: `grpc` and the service and method its path names |
-/// | `rpc.grpc.status_code` | a gRPC response's `grpc-status`, from its trailers (or the head of a trailers-only response) |
+/// | `rpc.grpc.status_code` | a gRPC response's `grpc-status`, from its trailers (for binary gRPC-Web, the trailers frame that ends its body), or the head of a trailers-only response |
 /// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`) |
-/// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/gemini…` as `gcp.gemini`), the path (`/v1/messages`, Azure's `/openai/deployments/…`) or the model family |
+/// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/gemini…` as `gcp.gemini`; not before a model others serve, `google/gemma…` or `openai/gpt-oss…`), the path (`/v1/messages`, Azure's `/openai/deployments/…`) or the family of a bare model name (a fine-tune's, `ft:…`, by its base model; never `gpt-oss…`) |
 /// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body |
 /// | `requesty.stream` | the body's `stream` flag |
 /// | `gen_ai.response.model`, `gen_ai.response.id`, `gen_ai.response.finish_reasons` | from the response, when it ends |
