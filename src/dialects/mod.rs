@@ -20,7 +20,9 @@
 //! headers (Helicone, LiteLLM, Portkey, OpenRouter), and last the native `user`. Tags are united in
 //! that order. An empty id carries nothing and leaves the field to the next source. What the client
 //! side writes in Helicone's and Portkey's forms reads back the same (an `extra` key that would read
-//! back as a core field there, such as `tags`, is left out of the form, with a warning).
+//! back as a core field there, such as `tags`, is left out of the form, with a warning, as is a value
+//! the form cannot carry: past ASCII in Helicone's headers or `x-portkey-trace-id`, over Portkey's
+//! 128 characters; see [`Gateway`](crate::client::Gateway)).
 //!
 //! Stripping follows the source: the headers of a source that is on are removed before the inner
 //! service (like `X-Requesty-*`, unless the layer keeps headers). Body fields are never removed,
