@@ -57,7 +57,8 @@ pub struct Completion<'a> {
     /// A gRPC response's status code (`grpc-status`, `0` for OK), from its trailers or, for a
     /// trailers-only response, its head: the HTTP status of a gRPC call is `200` whatever its outcome.
     /// A gRPC-Web answer with a body carries its trailers in the body's last frame, which is read
-    /// when the body is binary (`application/grpc-web`, not `application/grpc-web-text`).
+    /// when the body is binary (`application/grpc-web`, not `application/grpc-web-text`) and not
+    /// content-encoded.
     pub grpc_status: Option<i32>,
 }
 
