@@ -815,6 +815,27 @@ mod tests {
         assert_eq!(values(&h), [serde_json::json!({"_user": "alice"})]);
     }
 
+    /// The request's own `x-portkey-metadata` that is not a JSON object has no keys to win: the
+    /// metadata's object takes its place, with a warning. With nothing to write, it stays.
+    #[test]
+    fn a_portkey_header_that_is_not_an_object_gives_way_to_the_metadata() {
+        let mut h = HeaderMap::new();
+        h.insert(PORTKEY, HeaderValue::from_static("not json"));
+        write_gateway(
+            &RequestMetadata::new().user_id("svc"),
+            Gateway::Portkey,
+            &mut h,
+        );
+        assert_eq!(h.get_all(PORTKEY).iter().count(), 1);
+        let portkey: Value = serde_json::from_slice(h[PORTKEY].as_bytes()).unwrap();
+        assert_eq!(portkey, serde_json::json!({"_user": "svc"}));
+
+        let mut h = HeaderMap::new();
+        h.insert(PORTKEY, HeaderValue::from_static("not json"));
+        write_gateway(&RequestMetadata::new(), Gateway::Portkey, &mut h);
+        assert_eq!(h[PORTKEY], "not json");
+    }
+
     #[test]
     fn a_value_left_out_does_not_leave_a_stale_header_behind() {
         // A header the request carries is the caller's own and stays; an empty one carries
