@@ -37,10 +37,12 @@ impl Native {
 ///
 /// The form is written from the final metadata, merged with the headers of that form the request
 /// already carries: those are the caller's own, and win field by field, as the request's own
-/// carriers win over the layer's other sources. A header the caller set is not replaced, a key of
-/// the caller's `x-portkey-metadata` wins over the metadata's, and tags are united, the caller's
-/// first ([`RequestMetadata::with_fallback`]'s order). The caller's values go as the caller wrote
-/// them; [`drop_fields`](super::InjectMetadataLayer::drop_fields) holds for them too.
+/// carriers win over the layer's other sources. A header the caller set is not replaced (but a
+/// blank one, which carries nothing), a key of the caller's `x-portkey-metadata` wins over the
+/// metadata's (one that is not a JSON object has none, and the metadata's replaces it, with a
+/// warning), and tags are united, the caller's first ([`RequestMetadata::with_fallback`]'s
+/// order). The caller's values go as the caller wrote them;
+/// [`drop_fields`](super::InjectMetadataLayer::drop_fields) holds for them too.
 ///
 /// What arrives is what was sent: a value of the metadata that the form cannot carry unchanged is
 /// left out, with a warning. These gateways read a header's bytes as Latin-1, as servers on the
