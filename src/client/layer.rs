@@ -383,7 +383,7 @@ impl InjectMetadataLayer {
     }
 
     /// Where the metadata travels (default [`Carrier::Body`]: the body member where possible).
-    /// After [`headers_only`](Self::headers_only) it is always the headers.
+    /// A [`headers_only`](Self::headers_only) layer always uses the headers, whatever was set here.
     pub fn carrier(mut self, carrier: Carrier) -> Self {
         self.config().carrier = carrier;
         self
