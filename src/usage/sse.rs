@@ -695,4 +695,33 @@ mod tests {
         reader.feed(b"\ndata: {\"usage\":{\"prompt_tokens\":7}}\n\n");
         assert_eq!(reader.finish().usage.input_tokens, Some(7));
     }
+
+    /// The first text is looked for up to 1 MiB into a stream, a byte order mark opening it
+    /// included, and not a byte further; a stream that gave its first text has told all its
+    /// beginning will.
+    #[test]
+    fn the_beginning_is_read_until_the_first_text_or_a_mebibyte_in() {
+        let mut reader = SseReader::default();
+        reader.feed(BOM);
+        let mut fed = BOM.len();
+        let first =
+            b"data: {\"id\":\"r1\",\"choices\":[{\"delta\":{\"reasoning_content\":\"hm\"}}]}\n\n";
+        reader.feed(first);
+        fed += first.len();
+        let comment = [b":".as_slice(), &[b' '; 998], b"\n"].concat();
+        while fed + comment.len() < 1 << 20 {
+            reader.feed(&comment);
+            fed += comment.len();
+        }
+        reader.feed(&vec![b':'; (1 << 20) - 1 - fed]);
+        assert!(!reader.saw_token);
+        assert!(!reader.read_enough());
+        reader.feed(b"\n");
+        assert!(reader.read_enough());
+        assert_eq!(reader.finish().id.as_deref(), Some("r1"));
+
+        let mut reader = SseReader::default();
+        reader.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n");
+        assert!(reader.read_enough());
+    }
 }
