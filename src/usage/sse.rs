@@ -724,4 +724,28 @@ mod tests {
         reader.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n");
         assert!(reader.read_enough());
     }
+
+    /// A `data` line's first [`EVENT_HEAD`] bytes tell whether it carries text before the rest of
+    /// it arrives; no other line's do, whether it comes whole or in pieces.
+    #[test]
+    fn only_a_data_line_gives_the_first_text_before_its_end() {
+        let delta = format!(
+            "{{\"choices\":[{{\"delta\":{{\"content\":\"Hi\",\"p\":\"{}\"}}}}]}}",
+            "x".repeat(2 * EVENT_HEAD)
+        );
+        let mut reader = SseReader::default();
+        reader.feed(format!("data: {delta}").as_bytes());
+        assert!(reader.saw_token);
+        for field in [": ", "event: ", "id: "] {
+            let line = format!("{field}{delta}");
+            for at in [0, 100, line.len()] {
+                let mut reader = SseReader::default();
+                let (a, b) = line.as_bytes().split_at(at);
+                reader.feed(a);
+                reader.feed(b);
+                reader.feed(b"\n\n");
+                assert!(!reader.saw_token, "{field:?} split at {at}");
+            }
+        }
+    }
 }
