@@ -542,6 +542,13 @@ async fn spans_record_the_grpc_status() {
     }
 }
 
+/// A response body of frames given in advance, for answers with trailers.
+type Frames = http_body_util::StreamBody<
+    futures_util::stream::Iter<
+        std::vec::IntoIter<Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>>,
+    >,
+>;
+
 /// A server span is an error when the code says the server failed, whether it came in a
 /// trailers-only head or in trailers after the messages; the completion hook sees the code too.
 #[tokio::test]
@@ -550,11 +557,6 @@ async fn a_server_failure_in_grpc_status_marks_the_span() {
     use http_body::Frame;
     use http_body_util::{BodyExt, StreamBody};
     use tower::{Layer, ServiceExt};
-    type Frames = StreamBody<
-        futures_util::stream::Iter<
-            std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>,
-        >,
-    >;
     let (recorder, _guard) = Recorder::install();
     let seen = Arc::new(Mutex::new(Vec::new()));
     // Each case: the head's grpc-status, the trailers' grpc-status, what the span records, whether
@@ -721,11 +723,6 @@ async fn a_grpc_web_status_in_the_body_is_recorded() {
     use http_body::Frame;
     use http_body_util::{BodyExt, StreamBody};
     use tower::{Layer, ServiceExt};
-    type Frames = StreamBody<
-        futures_util::stream::Iter<
-            std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>,
-        >,
-    >;
     let (recorder, _guard) = Recorder::install();
     let seen = Arc::new(Mutex::new(Vec::new()));
     // A message, and the trailers frame.
