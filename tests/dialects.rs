@@ -1400,6 +1400,44 @@ async fn drop_fields_edits_every_known_gateways_metadata_headers() {
     assert_eq!(portkey, json!({"env": "prod"}));
 }
 
+/// The caller's own `x-portkey-metadata` is edited, not rewritten: the keys a drop takes out go, and
+/// what the metadata adds goes last, while every other member keeps the caller's bytes (order,
+/// spacing, escapes, number spellings), as body members do.
+#[tokio::test]
+async fn the_callers_portkey_object_keeps_its_bytes_through_edits() {
+    let (_r, _g) = Recorder::install();
+    let own = r#"{"price": 1.50, "_user":"alice", "env":"pr\u006fd","tags":"b"}"#;
+    let get = |seen: &[(String, String)], name: &str| {
+        seen.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    };
+    let layer = RequestyMetadataLayer::inject(RequestMetadata::new())
+        .drop_fields([requesty_metadata::client::Field::UserId]);
+    let seen = headers_through(layer, &[("x-portkey-metadata", own)]).await;
+    assert_eq!(
+        get(&seen, "x-portkey-metadata").as_deref(),
+        Some(r#"{"price": 1.50, "env":"pr\u006fd","tags":"b"}"#)
+    );
+
+    let layer = RequestyMetadataLayer::inject(
+        RequestMetadata::new()
+            .user_id("svc")
+            .tag("a")
+            .extra("team", "infra"),
+    )
+    .gateway_headers(Gateway::Portkey);
+    let seen = headers_through(layer, &[("x-portkey-metadata", own)]).await;
+    assert_eq!(
+        get(&seen, "x-portkey-metadata").as_deref(),
+        Some(r#"{"price": 1.50, "_user":"alice", "env":"pr\u006fd","tags":"b,a","team":"infra"}"#)
+    );
+
+    // Tags the caller already carries leave its value as written.
+    let layer = RequestyMetadataLayer::inject(RequestMetadata::new().tag("b"))
+        .gateway_headers(Gateway::Portkey);
+    let seen = headers_through(layer, &[("x-portkey-metadata", own)]).await;
+    assert_eq!(get(&seen, "x-portkey-metadata").as_deref(), Some(own));
+}
+
 /// Through the layer, the caller's own headers of a form it writes win over the metadata (the
 /// layer's defaults here), and the server's reader of that form sees the caller's values.
 #[tokio::test]

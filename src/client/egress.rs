@@ -2,6 +2,7 @@
 //! gateways' headers, for calls that go straight to a provider or through another gateway.
 
 use super::layer::Field;
+use super::portkey::{Edit, Own, HEADER as PORTKEY};
 use crate::codec::{self, Scan};
 use crate::genai::{self, HashKey};
 use crate::headers::put;
@@ -41,8 +42,11 @@ impl Native {
 /// blank one, which carries nothing), a key of the caller's `x-portkey-metadata` wins over the
 /// metadata's (one that is not a JSON object has none, and the metadata's replaces it, with a
 /// warning), and tags are united, the caller's first ([`RequestMetadata::with_fallback`]'s
-/// order). The caller's values go as the caller wrote them;
-/// [`drop_fields`](super::InjectMetadataLayer::drop_fields) holds for them too.
+/// order). The caller's values go as the caller wrote them: the caller's `x-portkey-metadata` is
+/// edited, not rewritten, the metadata's keys going last, so each of its members keeps its bytes
+/// (order, spacing, escapes, number spellings) unless its tags gain some;
+/// [`drop_fields`](super::InjectMetadataLayer::drop_fields) holds for them too, taking out only the
+/// members that carry a dropped field.
 ///
 /// What arrives is what was sent: a value of the metadata that the form cannot carry unchanged is
 /// left out, with a warning. These gateways read a header's bytes as Latin-1, as servers on the
@@ -191,7 +195,6 @@ pub(crate) fn write_native(
 
 const HELICONE_TAGS: &str = "helicone-property-tags";
 const HELICONE_PROPERTY: &str = "helicone-property-";
-const PORTKEY: &str = "x-portkey-metadata";
 const PORTKEY_TRACE: &str = "x-portkey-trace-id";
 
 /// The field a key of Portkey's object carries, as the server reads it: `_user` the user id, a
@@ -239,16 +242,21 @@ pub(crate) fn hold_boundary(dropped: &[Field], out: &mut HeaderMap) {
     if !portkey_drops {
         return;
     }
-    match own_portkey(out) {
-        Ok(Some(mut object)) => {
-            object.retain(|key, value| !dropped.contains(&portkey_field(key, value)));
+    match Own::read(out) {
+        Ok(Some(own)) => {
+            let edited = own.edited(
+                |member| {
+                    if dropped.contains(&portkey_field(&member.key, &member.value)) {
+                        Edit::Drop
+                    } else {
+                        Edit::Keep
+                    }
+                },
+                "",
+            );
             out.remove(PORTKEY);
-            if !object.is_empty() {
-                put(
-                    out,
-                    PORTKEY,
-                    &ascii_json(&Value::Object(object).to_string()),
-                );
+            if let Some(edited) = edited {
+                put(out, PORTKEY, &edited);
             }
         }
         Ok(None) => {}
@@ -257,19 +265,6 @@ pub(crate) fn hold_boundary(dropped: &[Field], out: &mut HeaderMap) {
             out.remove(PORTKEY);
         }
     }
-}
-
-/// The request's own `x-portkey-metadata` object (its last line that holds something, as the server
-/// reads it: an empty line carries nothing): `None` when there is none, `Err` when it is not a JSON
-/// object.
-fn own_portkey(out: &HeaderMap) -> Result<Option<Map<String, Value>>, ()> {
-    let Some(value) = out.get_all(PORTKEY).iter().rfind(|value| {
-        std::str::from_utf8(value.as_bytes()).map_or(true, |t| !t.trim().is_empty())
-    }) else {
-        return Ok(None);
-    };
-    let text = std::str::from_utf8(value.as_bytes()).map_err(drop)?.trim();
-    serde_json::from_str(text).map(Some).map_err(drop)
 }
 
 /// Whether the request already carries header `name` with something in it: the caller's own, which
@@ -431,42 +426,46 @@ fn write_portkey(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mut
     if !tags.is_empty() {
         field("tags", &tags.join(","));
     }
-    match own_portkey(out) {
+    match Own::read(out) {
         Ok(Some(own)) => {
-            for (key, value) in own {
-                // Tags united, the caller's first; any other key the caller's.
-                let united = match (key.as_str(), &value, fields.get("tags")) {
-                    ("tags", Value::String(theirs), Some(Value::String(ours))) => {
-                        let mut tags: Vec<&str> = Vec::new();
-                        for tag in theirs.split(',').chain(ours.split(',')).map(str::trim) {
-                            if !tag.is_empty() && !tags.contains(&tag) {
-                                tags.push(tag);
-                            }
-                        }
-                        let united = tags.join(",");
-                        // One value, held to the limit as the metadata's are: past it, the
-                        // caller's own tags go alone.
-                        if united.encode_utf16().count() > PORTKEY_VALUE {
-                            tracing::warn!("tags left out of x-portkey-metadata: united with the request's own, they would pass Portkey's 128 characters (UTF-16 units)");
-                            None
-                        } else {
-                            Some(united)
-                        }
-                    }
-                    _ => None,
-                };
-                fields.insert(key, united.map_or(value, Value::from));
+            let ours_tags = match fields.get("tags") {
+                Some(Value::String(tags)) => Some(tags.clone()),
+                _ => None,
+            };
+            // A key the caller set is the caller's: the metadata's goes where the caller has none.
+            for member in &own.members {
+                fields.remove(&member.key);
+            }
+            let append = Value::Object(fields).to_string();
+            let append = append.get(1..append.len() - 1).unwrap_or_default();
+            let edited = own.edited(
+                |member| match (member.key.as_str(), &member.value, &ours_tags) {
+                    ("tags", Value::String(theirs), Some(ours)) => unite_tags(theirs, ours),
+                    _ => Edit::Keep,
+                },
+                &ascii_json(append),
+            );
+            if let Some(edited) = edited {
+                put(out, PORTKEY, &edited);
             }
         }
-        Ok(None) => {}
+        Ok(None) if fields.is_empty() => {}
+        Ok(None) => {
+            put(
+                out,
+                PORTKEY,
+                &ascii_json(&Value::Object(fields).to_string()),
+            );
+        }
         Err(()) if fields.is_empty() => {}
         Err(()) => {
             tracing::warn!("the request's own x-portkey-metadata is not a JSON object: the metadata's replaces it");
+            put(
+                out,
+                PORTKEY,
+                &ascii_json(&Value::Object(fields).to_string()),
+            );
         }
-    }
-    if !fields.is_empty() {
-        let json = Value::Object(fields).to_string();
-        put(out, PORTKEY, &ascii_json(&json));
     }
     // A trace header the caller set is its own.
     let trace = metadata.trace_id.as_deref();
@@ -475,6 +474,34 @@ fn write_portkey(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mut
             put(out, PORTKEY_TRACE, trace);
         } else {
             tracing::warn!("trace id left out of x-portkey-trace-id: Portkey reads header values as Latin-1, so characters past ASCII would arrive as others");
+        }
+    }
+}
+
+/// The caller's Portkey `tags` united with the metadata's, the caller's first: kept as written when
+/// that adds nothing, and held to Portkey's limit as the metadata's values are (past it, the
+/// caller's own tags go alone).
+fn unite_tags(theirs: &str, ours: &str) -> Edit {
+    let mut tags: Vec<&str> = Vec::new();
+    push_tags(&mut tags, theirs);
+    let own = tags.len();
+    push_tags(&mut tags, ours);
+    if tags.len() == own {
+        return Edit::Keep;
+    }
+    let united = tags.join(",");
+    if united.encode_utf16().count() > PORTKEY_VALUE {
+        tracing::warn!("tags left out of x-portkey-metadata: united with the request's own, they would pass Portkey's 128 characters (UTF-16 units)");
+        return Edit::Keep;
+    }
+    Edit::Value(ascii_json(&Value::from(united).to_string()))
+}
+
+/// Adds the tags of the comma-separated `list` that `tags` does not hold yet.
+fn push_tags<'a>(tags: &mut Vec<&'a str>, list: &'a str) {
+    for tag in list.split(',').map(str::trim) {
+        if !tag.is_empty() && !tags.contains(&tag) {
+            tags.push(tag);
         }
     }
 }
@@ -680,11 +707,9 @@ mod tests {
         h.insert("x-portkey-metadata", own.parse().unwrap());
         h.insert("x-portkey-trace-id", "own-trace".parse().unwrap());
         write_gateway(&meta, Gateway::Portkey, &mut h);
-        let portkey: serde_json::Value =
-            serde_json::from_slice(h["x-portkey-metadata"].as_bytes()).unwrap();
         assert_eq!(
-            portkey,
-            serde_json::json!({"_user":"alice","env":"staging","team":"infra","tags":"b,a","n":1})
+            h["x-portkey-metadata"],
+            r#"{"_user":"alice","env":"staging","tags":"b,a","n":1,"team":"infra"}"#
         );
         assert_eq!(h["x-portkey-trace-id"], "own-trace");
         assert_eq!(h.get_all("x-portkey-metadata").iter().count(), 1);

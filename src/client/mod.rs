@@ -22,6 +22,7 @@
 mod egress;
 mod future;
 mod layer;
+mod portkey;
 mod service;
 
 pub use egress::{Gateway, Native};

@@ -38,7 +38,7 @@ mod avx2;
 mod blocks;
 pub(crate) mod conversation;
 mod lexer;
-mod member;
+pub(crate) mod member;
 mod rewrite;
 pub(crate) mod splice;
 
