@@ -109,6 +109,12 @@ async fn body_metadata_is_stripped_byte_exactly_and_reaches_the_handler() {
     assert_eq!(extra, json!({"country": "canada", "tier": "premium"}));
     assert_eq!(span.field("http.request.method"), Some("POST"));
     assert_eq!(span.field("url.path"), Some("/v1/chat/completions"));
+    // As the HTTP conventions take them on a server: from `Host`.
+    assert_eq!(span.field("server.address"), Some("127.0.0.1"));
+    assert_eq!(
+        span.field("server.port"),
+        Some(addr.port().to_string().as_str())
+    );
     assert_eq!(span.field("http.response.status_code"), Some("200"));
     assert_eq!(span.field("gen_ai.request.model"), Some("openai/gpt-4o"));
     assert_eq!(span.field("gen_ai.operation.name"), Some("chat"));

@@ -81,7 +81,7 @@ where
 /// | `gen_ai.conversation.id` | the `trace_id` |
 /// | `user.id`, or `user.hash` with [`hash_user_ids`](Self::hash_user_ids) | the `user_id` |
 /// | `http.request.method`, `url.path` | from the request |
-/// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies); for a relative URI, those its `Host` header names |
+/// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies); server spans: the host the request was sent to, and its port, as the HTTP conventions take them; for a relative URI (an HTTP/1 request), those its `Host` header names |
 /// | `http.response.status_code` | recorded when the response head arrives (none when the inner service's call returned an error) |
 /// | `rpc.system`, `rpc.service`, `rpc.method` | for a gRPC request: `grpc` and the service and method its path names |
 /// | `rpc.grpc.status_code` | a gRPC response's `grpc-status`, from its trailers (for binary gRPC-Web, the trailers frame that ends its body), or the head of a trailers-only response |
@@ -315,11 +315,7 @@ impl MakeSpan for DefaultMakeSpan {
             None => genai::provider(info.model, info.uri.path()),
         };
         span.record("gen_ai.provider.name", provider);
-        if let Some((address, port)) = self
-            .client
-            .then(|| server(info.uri, info.headers))
-            .flatten()
-        {
+        if let Some((address, port)) = server(info.uri, info.headers) {
             span.record("server.address", &*address);
             span.record("server.port", port.map(i64::from));
         }
@@ -333,10 +329,10 @@ impl MakeSpan for DefaultMakeSpan {
     }
 }
 
-/// Where a client span's call goes, as the GenAI conventions recommend recording it: the URI's
-/// host (an IPv6 one without its brackets) and its port, or the one its scheme implies (the
-/// conventions require the port with the address). A relative URI (a tower client over an HTTP/1
-/// connection sends one) leaves both to the `Host` header, with no scheme to imply a port.
+/// Where a request goes, as the GenAI and HTTP conventions record it: the URI's host (an IPv6 one
+/// without its brackets) and its port, or the one its scheme implies (the conventions require the
+/// port with the address). A relative URI (an HTTP/1 server's request, or a tower client's over an
+/// HTTP/1 connection) leaves both to the `Host` header, with no scheme to imply a port.
 fn server<'a>(uri: &'a Uri, headers: &HeaderMap) -> Option<(Cow<'a, str>, Option<u16>)> {
     let Some(host) = uri.host() else {
         let authority: http::uri::Authority = headers
