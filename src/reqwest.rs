@@ -111,6 +111,7 @@ impl Middleware for MetadataMiddleware {
             codec::merge_member(&mut metadata, existing);
         }
         let metadata = config.filter(metadata);
+        InjectConfig::hand_on(&metadata, extensions);
         // The span comes first, so that what writing the metadata warns about lands inside.
         let uri: http::Uri = req.url().as_str().parse().unwrap_or_default();
         let span = config.make_span.clone().make_span(&RequestInfo {

@@ -920,6 +920,39 @@ async fn dropped_fields_leave_from_no_source() {
     );
 }
 
+/// A request leaves an inject layer carrying, in its extensions, only what the layer let through:
+/// a client stack with a second inject layer inside the first (or an in-process service) reads no
+/// field the outer one dropped, and no mark of the inbound request.
+#[tokio::test]
+async fn what_a_layer_drops_does_not_stay_in_the_requests_extensions() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let stack = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()).drop_fields([Field::UserId]))
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()))
+        .service(hyper_client());
+    let mut request = hyper_json(bare, r#"{"model":"m"}"#);
+    request
+        .extensions_mut()
+        .insert(RequestMetadata::new().user_id("alice").tag("t"));
+    let echo = hyper_echo(stack, request).await;
+    assert_eq!(echo.body, r#"{"model":"m","requesty":{"tags":["t"]}}"#);
+
+    // The same for two middlewares of a reqwest client.
+    let reqwest = ClientBuilder::new(client())
+        .with(MetadataMiddleware::from(
+            RequestyMetadataLayer::inject(RequestMetadata::new()).drop_fields([Field::UserId]),
+        ))
+        .with(MetadataMiddleware::new(RequestMetadata::new()))
+        .build();
+    let echo = echoed(
+        json_post(&reqwest, bare, r#"{"model":"m"}"#)
+            .with_extension(RequestMetadata::new().user_id("alice").tag("t")),
+    )
+    .await;
+    assert_eq!(echo.body, r#"{"model":"m","requesty":{"tags":["t"]}}"#);
+}
+
 // ---------------------------------------------------------------------------------------------
 // hyper-util's client with the inject layer
 

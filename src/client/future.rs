@@ -279,6 +279,7 @@ where
         codec::merge_member(&mut metadata, existing);
     }
     let metadata = config.filter(metadata);
+    InjectConfig::hand_on(&metadata, &mut parts.extensions);
     let span = parent.in_scope(|| client_span(&config, &parts, &metadata, object));
     // What the edits below warn about belongs to this call.
     let entered = span.enter();

@@ -113,6 +113,19 @@ impl InjectConfig {
         meta
     }
 
+    /// Leaves in the sent request's extensions only what the call carries: a `RequestMetadata`
+    /// there becomes the call's final `metadata`, so that a service further in (another inject
+    /// layer, an in-process server) reads no field this boundary dropped; the inbound request's
+    /// mark goes, the request being a call of its own now.
+    pub(crate) fn hand_on(metadata: &RequestMetadata, extensions: &mut http::Extensions) {
+        if let Some(own) = extensions.get_mut::<RequestMetadata>() {
+            if own != metadata {
+                own.clone_from(metadata);
+            }
+        }
+        extensions.remove::<Inbound>();
+    }
+
     /// Whether a JSON body is read: to carry the member, or to hold the boundary against a member the
     /// caller put there.
     pub(crate) fn reads_body(&self) -> bool {

@@ -14,6 +14,10 @@
 //! re-serializing anything else, with `Content-Length` updated. Other bodies (streams, non-JSON,
 //! [`HeadersOnly`](crate::HeadersOnly) mode) get the header form. [`Carrier`] chooses.
 //!
+//! A `RequestMetadata` in the request's extensions goes on as what the call carries (the merged
+//! result, within [`drop_fields`](InjectMetadataLayer::drop_fields)): a service further in (a
+//! second inject layer, an in-process server) reads no field this layer dropped.
+//!
 //! Each call runs in an `llm_client_request` span ([`DefaultMakeSpan::client`](crate::server::DefaultMakeSpan::client)):
 //! the server span's fields with `otel.kind = client` and the `server.address` and `server.port` the
 //! call goes to, open until the response body has ended, with

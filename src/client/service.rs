@@ -99,6 +99,7 @@ where
             ),
             _ => {
                 let metadata = config.filter(metadata);
+                InjectConfig::hand_on(&metadata, &mut parts.extensions);
                 let span = client_span(config, &parts, &metadata, None);
                 span.in_scope(|| config.write_headers(&metadata, false, &mut parts.headers));
                 let request = Request::from_parts(parts, body);
