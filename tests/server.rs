@@ -1172,6 +1172,49 @@ async fn an_inner_server_layer_leaves_the_outer_requests_metadata_current() {
     }
 }
 
+/// A server layer inside another that kept some of the metadata (its headers, here) adds what it
+/// reads to the outer layer's: the handler, the current metadata and the inner span see the whole
+/// request's metadata, not only the part left to read.
+#[tokio::test]
+async fn an_inner_server_layer_adds_to_the_outer_layers_metadata() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+
+    let (recorder, _guard) = Recorder::install();
+    let handler = tower::service_fn(|request: http::Request<Body>| async move {
+        let seen = request.extensions().get::<RequestMetadata>().cloned();
+        let current = requesty_metadata::current().map(|m| RequestMetadata::clone(&m));
+        assert_eq!(seen, current, "the extension is what is current");
+        let seen = serde_json::to_string(&seen).unwrap();
+        Ok::<_, Infallible>(Response::new(Body::from(seen)))
+    });
+    let service = RequestyMetadataLayer::new()
+        .keep_headers(true)
+        .layer(RequestyMetadataLayer::new().layer(handler));
+    let request = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("x-requesty-trace-id", "t-header")
+        .header("x-requesty-tags", "h")
+        .body(Body::from(
+            r#"{"model":"m","requesty":{"user_id":"u-body","tags":["b"]}}"#,
+        ))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let seen = response.into_body().collect().await.unwrap().to_bytes();
+    let seen: Option<RequestMetadata> = serde_json::from_slice(&seen).unwrap();
+    let want = RequestMetadata::new()
+        .tag("b")
+        .tag("h")
+        .user_id("u-body")
+        .trace_id("t-header");
+    assert_eq!(seen, Some(want));
+    let spans = recorder.wait_closed(2).await;
+    for span in &spans {
+        assert_eq!(span.field("user_id"), Some("u-body"));
+        assert_eq!(span.field("trace_id"), Some("t-header"));
+    }
+}
+
 /// Notes the current trace id when it is dropped.
 struct NoteOnDrop(Arc<std::sync::Mutex<Vec<String>>>);
 

@@ -575,6 +575,13 @@ where
         start,
         ..
     } = pending;
+    // A server layer further out read this request first; what it kept (its headers, say), this
+    // one reads again. What this one reads adds to that, so the handler, the span and onward calls
+    // see the whole request's metadata.
+    let metadata = match (metadata, parts.extensions.get::<RequestMetadata>()) {
+        (Some(read), Some(outer)) => Some(outer.clone().merged(read)),
+        (metadata, _) => metadata,
+    };
     // Shared by the propagation scope and the completion hook (when either wants it); the extension
     // gets the value itself.
     let shared = config.propagate || config.on_complete.is_some();

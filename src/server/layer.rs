@@ -22,7 +22,8 @@ use tracing::Level;
 ///    pass, and sets `Content-Length`; other bodies pass through unbuffered;
 /// 3. merges header and body metadata (the body wins, and its tags come first:
 ///    [`RequestMetadata::with_fallback`](crate::RequestMetadata::with_fallback)) and puts the result in
-///    the request's extensions, when there is any;
+///    the request's extensions, when there is any (merged over a `RequestMetadata` already there, as
+///    a server layer further out leaves it: what that one kept, this one reads again);
 /// 4. runs the inner service in a span ([`DefaultMakeSpan`] unless [`make_span_with`](Self::make_span_with)
 ///    says otherwise) that stays open until the response body has ended or was dropped.
 ///
