@@ -48,7 +48,8 @@ pub struct Usage {
     /// Generated tokens (`completion_tokens` or `output_tokens`).
     pub output_tokens: Option<u64>,
     /// Prompt tokens served from the provider's cache (`prompt_tokens_details.cached_tokens`,
-    /// `cache_read_input_tokens`, DeepSeek's `prompt_cache_hit_tokens`).
+    /// `cache_read_input_tokens`, DeepSeek's `prompt_cache_hit_tokens`; where one answer gives
+    /// several, the first that is not `0`).
     pub cache_read_input_tokens: Option<u64>,
     /// Prompt tokens written to the provider's cache (`cache_creation_input_tokens`).
     pub cache_creation_input_tokens: Option<u64>,
@@ -608,10 +609,20 @@ impl Counts {
             .completion_tokens
             .or(self.output_tokens)
             .or(u.output_tokens);
-        u.cache_read_input_tokens = cached(self.prompt_tokens_details)
-            .or(cached(self.input_tokens_details))
-            .or(self.cache_read_input_tokens)
-            .or(self.prompt_cache_hit_tokens)
+        // Gateways that translate one shape into another give the cache reads under several
+        // names, one of them sometimes a `0` the translation did not fill: a count is what one of
+        // them says it is, and a zero only where none says more.
+        let reads = [
+            cached(self.prompt_tokens_details),
+            cached(self.input_tokens_details),
+            self.cache_read_input_tokens,
+            self.prompt_cache_hit_tokens,
+        ];
+        u.cache_read_input_tokens = reads
+            .into_iter()
+            .flatten()
+            .find(|&n| n > 0)
+            .or(reads.into_iter().flatten().next())
             .or(u.cache_read_input_tokens);
         u.cache_creation_input_tokens = self
             .cache_creation_input_tokens
@@ -1010,6 +1021,31 @@ mod tests {
         assert_eq!(
             read("application/json", &[anthropic]).0.usage.input_tokens,
             Some(15)
+        );
+    }
+
+    /// One answer naming its cache reads twice (a gateway's translation of Anthropic's answer into
+    /// OpenAI's shape, say), once as a `0` left unfilled: the count is the one that says more, in
+    /// either order; a zero stands where it is all there is.
+    #[test]
+    fn a_zero_beside_a_cache_count_under_another_name_does_not_hide_it() {
+        for usage in [
+            r#"{"prompt_tokens":100,"prompt_tokens_details":{"cached_tokens":0},"cache_read_input_tokens":60,"completion_tokens":5}"#,
+            r#"{"prompt_tokens":100,"prompt_tokens_details":{"cached_tokens":60},"cache_read_input_tokens":0,"completion_tokens":5}"#,
+            r#"{"prompt_tokens":100,"prompt_tokens_details":{"cached_tokens":0},"prompt_cache_hit_tokens":60,"completion_tokens":5}"#,
+        ] {
+            let body = format!(r#"{{"id":"chatcmpl-1","usage":{usage}}}"#);
+            let usage_read = read("application/json", &[body.as_bytes()]).0.usage;
+            assert_eq!(usage_read.cache_read_input_tokens, Some(60), "{usage}");
+            assert_eq!(usage_read.input_tokens, Some(100), "{usage}");
+        }
+        let zero = br#"{"id":"chatcmpl-1","usage":{"prompt_tokens":100,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens":5}}"#;
+        assert_eq!(
+            read("application/json", &[zero])
+                .0
+                .usage
+                .cache_read_input_tokens,
+            Some(0)
         );
     }
 
