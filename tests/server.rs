@@ -119,7 +119,7 @@ async fn body_metadata_is_stripped_byte_exactly_and_reaches_the_handler() {
     assert_eq!(span.field("gen_ai.request.model"), Some("openai/gpt-4o"));
     assert_eq!(span.field("gen_ai.operation.name"), Some("chat"));
     assert_eq!(span.field("otel.name"), Some("chat openai/gpt-4o"));
-    assert_eq!(span.field("rpc.system"), None, "not gRPC");
+    assert_eq!(span.field("rpc.system.name"), None, "not gRPC");
     assert_eq!(span.field("otel.kind"), Some("server"));
     assert_eq!(span.field("response.completed"), Some("true"));
     assert_eq!(span.events.len(), 1, "the handler ran inside the span");

@@ -54,7 +54,7 @@ impl RequestInfo<'_> {
 /// ```
 ///
 /// The layer records `http.response.status_code`, `response.completed`, `error.type`,
-/// `otel.status_code`, `rpc.grpc.status_code`, and what the response said (`gen_ai.response.*`,
+/// `otel.status_code`, `rpc.status_code`, and what the response said (`gen_ai.response.*`,
 /// `gen_ai.usage.*`, `requesty.time_to_first_token_ms`) on whatever span this returns; a span that
 /// did not declare those fields ignores them.
 pub trait MakeSpan {
@@ -83,8 +83,8 @@ where
 /// | `http.request.method`, `url.path` | from the request |
 /// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies); server spans: the host the request was sent to, and its port, as the HTTP conventions take them; for a relative URI (an HTTP/1 request), those its `Host` header names |
 /// | `http.response.status_code` | recorded when the response head arrives (none when the inner service's call returned an error) |
-/// | `rpc.system`, `rpc.service`, `rpc.method` | for a gRPC request: `grpc` and the service and method its path names |
-/// | `rpc.grpc.status_code` | a gRPC response's `grpc-status`, from its trailers (for binary gRPC-Web, the trailers frame that ends its body), or the head of a trailers-only response |
+/// | `rpc.system.name`, `rpc.method` | for a gRPC request: `grpc` and the fully-qualified method its path names (`package.Service/Method`), as the RPC conventions name them |
+/// | `rpc.status_code` | the name of a gRPC response's `grpc-status` code (`OK`, `UNAVAILABLE`; a code past the known ones as its number), from its trailers (for binary gRPC-Web, the trailers frame that ends its body), or the head of a trailers-only response |
 /// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`) |
 /// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/gemini…` as `gcp.gemini`; not before a model others serve, `google/gemma…` or `openai/gpt-oss…`), the path (`/v1/messages`, Azure's `/openai/deployments/…`) or the family of a bare model name (a fine-tune's, `ft:…`, by its base model; never `gpt-oss…`) |
 /// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body |
@@ -92,7 +92,7 @@ where
 /// | `gen_ai.response.model`, `gen_ai.response.id`, `gen_ai.response.finish_reasons` | from the response, when it ends |
 /// | `gen_ai.usage.input_tokens`, `…output_tokens`, `…cache_read.input_tokens`, `…cache_creation.input_tokens` | from the response's `usage`; input tokens include cached ones (see [`Usage`](crate::usage::Usage)) |
 /// | `requesty.time_to_first_token_ms` | streams: until the first generated text |
-/// | `otel.name` | `{operation} {model}` (or, when the path names no operation, `{rpc.service}/{rpc.method}` for gRPC and the HTTP method otherwise) |
+/// | `otel.name` | `{operation} {model}` (or, when the path names no operation, `{rpc.method}` for gRPC and the HTTP method otherwise) |
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
 /// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first, or it ended in an error |
 /// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say) or short of its declared `Content-Length`, `service` when the inner service's call returned one, `request_body` on a client span whose request body failed while the client read it (the call is not made), the provider's error type or code when a successful answer's body reported one (a stream's error event, [`ResponseInfo::error`](crate::usage::ResponseInfo::error)); for an answer `otel.status_code` marks failed (a `5xx`, a client span's `4xx`), the provider's error type its body gave, else the status code (`503`); for a gRPC code that makes the span an error (see `otel.status_code`), its name (`UNAVAILABLE`) |
@@ -235,10 +235,9 @@ macro_rules! llm_span {
             server.address = Empty,
             server.port = Empty,
             http.response.status_code = Empty,
-            rpc.system = Empty,
-            rpc.service = Empty,
+            rpc.system.name = Empty,
             rpc.method = Empty,
-            rpc.grpc.status_code = Empty,
+            rpc.status_code = Empty,
             gen_ai.operation.name = operation,
             gen_ai.provider.name = Empty,
             gen_ai.request.model = info.model,
@@ -297,10 +296,9 @@ impl MakeSpan for DefaultMakeSpan {
             .is_some()
             .then(|| grpc_method(info.uri.path()));
         if let Some(method) = rpc {
-            span.record("rpc.system", "grpc");
+            span.record("rpc.system.name", "grpc");
             if let Some((service, method)) = method {
-                span.record("rpc.service", service);
-                span.record("rpc.method", method);
+                span.record("rpc.method", format_args!("{service}/{method}"));
             }
         }
         let name = match (operation, info.model.filter(|model| !model.is_empty()), rpc) {
