@@ -108,13 +108,18 @@ async fn openai_stream_usage_and_attributes() {
     assert_eq!(field(span, "gen_ai.request.max_tokens"), "300");
     assert_eq!(field(span, "gen_ai.request.top_p"), "1.0");
     assert_eq!(field(span, "gen_ai.request.seed"), "42");
-    assert_eq!(field(span, "requesty.stream"), "true");
+    assert_eq!(field(span, "gen_ai.request.stream"), "true");
     assert_eq!(field(span, "gen_ai.response.model"), "gpt-4o-2024-08-06");
     assert_eq!(field(span, "gen_ai.response.id"), "chatcmpl-AbC123");
     assert_eq!(field(span, "gen_ai.response.finish_reasons"), r#"["stop"]"#);
     assert_eq!(field(span, "gen_ai.usage.input_tokens"), "19");
     assert_eq!(field(span, "gen_ai.usage.output_tokens"), "6");
     assert_eq!(field(span, "gen_ai.usage.cache_read.input_tokens"), "0");
+    assert_eq!(field(span, "gen_ai.usage.reasoning.output_tokens"), "0");
+    let first_chunk: f64 = field(span, "gen_ai.response.time_to_first_chunk")
+        .parse()
+        .unwrap();
+    assert!(first_chunk > 0.0);
     assert_eq!(field(span, "requesty.trace_id"), "wf-1");
     assert_eq!(field(span, "gen_ai.conversation.id"), "wf-1");
     assert_eq!(field(span, "requesty.user_id"), "u-9");

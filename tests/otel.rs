@@ -276,7 +276,10 @@ async fn workflows_share_a_trace_and_traceparent_wins() {
     // The tags are a list too, one element per tag whatever it holds.
     assert_eq!(attr(a, "requesty.tags"), Some(&strings(&["x", "y,z"])));
     assert_eq!(attr(a, "tags"), Some(&string(r#"["x","y,z"]"#)));
-    assert_eq!(attr(b, "requesty.stream"), Some(&Value::BoolValue(true)));
+    assert_eq!(
+        attr(b, "gen_ai.request.stream"),
+        Some(&Value::BoolValue(true))
+    );
     assert_eq!(
         attr(b, "gen_ai.response.id"),
         Some(&string("chatcmpl-AbC123"))

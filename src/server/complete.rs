@@ -257,9 +257,14 @@ impl Tracker {
         if let Some(code) = self.grpc_web.take().and_then(|frames| frames.status()) {
             self.grpc_status = Some(code);
         }
+        let stream = self.reader.as_ref().is_some_and(UsageReader::is_stream);
         let response = self.reader.take().map(UsageReader::finish);
         if let Some(info) = &response {
             record_response(&self.span, info, self.first_token);
+        }
+        if let Some(first) = self.first_byte.filter(|_| stream) {
+            self.span
+                .record("gen_ai.response.time_to_first_chunk", first.as_secs_f64());
         }
         // A body that came whole after a success, but reported an error (a stream's error event):
         // the answer failed all the same.

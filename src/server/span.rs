@@ -88,9 +88,10 @@ where
 /// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`) |
 /// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/gemini…` as `gcp.gemini`; not before a model others serve, `google/gemma…` or `openai/gpt-oss…`), the path (`/v1/messages`, Azure's `/openai/deployments/…`) or the family of a bare model name (a fine-tune's, `ft:…`, by its base model; never `gpt-oss…`) |
 /// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body |
-/// | `requesty.stream` | the body's `stream` flag |
+/// | `gen_ai.request.stream` | the body's `stream` flag |
 /// | `gen_ai.response.model`, `gen_ai.response.id`, `gen_ai.response.finish_reasons` | from the response, when it ends |
-/// | `gen_ai.usage.input_tokens`, `…output_tokens`, `…cache_read.input_tokens`, `…cache_creation.input_tokens` | from the response's `usage`; input tokens include cached ones (see [`Usage`](crate::usage::Usage)) |
+/// | `gen_ai.usage.input_tokens`, `…output_tokens`, `…cache_read.input_tokens`, `…cache_creation.input_tokens`, `…reasoning.output_tokens` | from the response's `usage`; input tokens include cached ones, output tokens reasoning ones (see [`Usage`](crate::usage::Usage)) |
+/// | `gen_ai.response.time_to_first_chunk` | event streams: seconds until the first bytes of the response body |
 /// | `requesty.time_to_first_token_ms` | streams: until the first generated text |
 /// | `otel.name` | `{operation} {model}` (or, when the path names no operation, `{rpc.method}` for gRPC and the HTTP method otherwise) |
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
@@ -225,7 +226,6 @@ macro_rules! llm_span {
             requesty.trace_id = Empty,
             requesty.user_id = Empty,
             requesty.tags = Empty,
-            requesty.stream = info.stream,
             requesty.time_to_first_token_ms = Empty,
             gen_ai.conversation.id = Empty,
             user.id = Empty,
@@ -248,6 +248,7 @@ macro_rules! llm_span {
                 .max_tokens
                 .and_then(|n| i64::try_from(n).ok()),
             gen_ai.request.seed = info.parameters.seed,
+            gen_ai.request.stream = info.stream,
             gen_ai.response.model = Empty,
             gen_ai.response.id = Empty,
             gen_ai.response.finish_reasons = Empty,
@@ -255,6 +256,8 @@ macro_rules! llm_span {
             gen_ai.usage.output_tokens = Empty,
             gen_ai.usage.cache_read.input_tokens = Empty,
             gen_ai.usage.cache_creation.input_tokens = Empty,
+            gen_ai.usage.reasoning.output_tokens = Empty,
+            gen_ai.response.time_to_first_chunk = Empty,
             otel.name = Empty,
             otel.kind = $kind,
             response.completed = Empty,
@@ -440,6 +443,10 @@ pub(crate) fn record_response(span: &Span, info: &ResponseInfo, first_token: Opt
     span.record(
         "gen_ai.usage.cache_creation.input_tokens",
         count(usage.cache_creation_input_tokens),
+    );
+    span.record(
+        "gen_ai.usage.reasoning.output_tokens",
+        count(usage.reasoning_output_tokens),
     );
     if let Some(ttft) = first_token {
         span.record(

@@ -53,6 +53,10 @@ pub struct Usage {
     pub cache_read_input_tokens: Option<u64>,
     /// Prompt tokens written to the provider's cache (`cache_creation_input_tokens`).
     pub cache_creation_input_tokens: Option<u64>,
+    /// Generated tokens spent on reasoning, within `output_tokens`
+    /// (`completion_tokens_details.reasoning_tokens`, the Responses API's
+    /// `output_tokens_details.reasoning_tokens`).
+    pub reasoning_output_tokens: Option<u64>,
 }
 
 /// What a response said about itself.
@@ -587,17 +591,22 @@ struct Counts {
     prompt_cache_hit_tokens: Option<u64>,
     prompt_tokens_details: Option<Details>,
     input_tokens_details: Option<Details>,
+    completion_tokens_details: Option<Details>,
+    output_tokens_details: Option<Details>,
 }
 
+/// A `…_tokens_details` object: the cache's share of the input, the reasoning's of the output.
 #[derive(Deserialize)]
 struct Details {
     cached_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
 }
 
 impl Counts {
     /// Adds one document's counts to what earlier ones said (a later count replaces an earlier).
     fn add_to(self, info: &mut ResponseInfo) {
-        let cached = |d: Option<Details>| d.and_then(|d| d.cached_tokens);
+        let cached = |d: &Option<Details>| d.as_ref().and_then(|d| d.cached_tokens);
+        let reasoning = |d: &Option<Details>| d.as_ref().and_then(|d| d.reasoning_tokens);
         // Anthropic's shape: `input_tokens` without the cache reads and writes, which it gives
         // beside it (OpenAI's counts include theirs, detailed under `…_details`). The input count
         // that counts is the last one given, so its shape is the one that decides.
@@ -613,8 +622,8 @@ impl Counts {
         // names, one of them sometimes a `0` the translation did not fill: a count is what one of
         // them says it is, and a zero only where none says more.
         let reads = [
-            cached(self.prompt_tokens_details),
-            cached(self.input_tokens_details),
+            cached(&self.prompt_tokens_details),
+            cached(&self.input_tokens_details),
             self.cache_read_input_tokens,
             self.prompt_cache_hit_tokens,
         ];
@@ -627,6 +636,9 @@ impl Counts {
         u.cache_creation_input_tokens = self
             .cache_creation_input_tokens
             .or(u.cache_creation_input_tokens);
+        u.reasoning_output_tokens = reasoning(&self.completion_tokens_details)
+            .or(reasoning(&self.output_tokens_details))
+            .or(u.reasoning_output_tokens);
         u.input_tokens = self.prompt_tokens.or(self.input_tokens).or(u.input_tokens);
     }
 }
@@ -721,6 +733,7 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
         let details = |key: &str| {
             usage.get(key).filter(|d| !d.is_null()).map(|d| Details {
                 cached_tokens: d.get("cached_tokens").and_then(Value::as_u64),
+                reasoning_tokens: d.get("reasoning_tokens").and_then(Value::as_u64),
             })
         };
         Counts {
@@ -733,6 +746,8 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
             prompt_cache_hit_tokens: count("prompt_cache_hit_tokens"),
             prompt_tokens_details: details("prompt_tokens_details"),
             input_tokens_details: details("input_tokens_details"),
+            completion_tokens_details: details("completion_tokens_details"),
+            output_tokens_details: details("output_tokens_details"),
         }
         .add_to(info);
     }
@@ -773,6 +788,7 @@ mod tests {
                 output_tokens: Some(6),
                 cache_read_input_tokens: Some(0),
                 cache_creation_input_tokens: None,
+                reasoning_output_tokens: Some(0),
             },
             done: true,
             ..ResponseInfo::default()
@@ -789,6 +805,7 @@ mod tests {
                 output_tokens: Some(7),
                 cache_read_input_tokens: Some(0),
                 cache_creation_input_tokens: Some(0),
+                reasoning_output_tokens: None,
             },
             done: true,
             ..ResponseInfo::default()
@@ -1021,6 +1038,32 @@ mod tests {
         assert_eq!(
             read("application/json", &[anthropic]).0.usage.input_tokens,
             Some(15)
+        );
+    }
+
+    /// Reasoning tokens, within the output tokens, as chat completions and the Responses API detail
+    /// them; a later document's count replaces an earlier one's, as the other counts do.
+    #[test]
+    fn reasoning_tokens_are_read_from_the_output_details() {
+        for usage in [
+            r#"{"prompt_tokens":9,"completion_tokens":50,"completion_tokens_details":{"reasoning_tokens":32}}"#,
+            r#"{"input_tokens":9,"output_tokens":50,"output_tokens_details":{"reasoning_tokens":32}}"#,
+        ] {
+            let typed = format!(r#"{{"id":"r-1","usage":{usage}}}"#);
+            let untyped = format!(r#"{{"id":1,"usage":{usage}}}"#);
+            for body in [typed, untyped] {
+                let usage_read = read("application/json", &[body.as_bytes()]).0.usage;
+                assert_eq!(usage_read.reasoning_output_tokens, Some(32), "{body}");
+                assert_eq!(usage_read.output_tokens, Some(50), "{body}");
+            }
+        }
+        let plain = br#"{"id":"r-1","usage":{"prompt_tokens":9,"completion_tokens":50}}"#;
+        assert_eq!(
+            read("application/json", &[plain])
+                .0
+                .usage
+                .reasoning_output_tokens,
+            None
         );
     }
 
