@@ -365,12 +365,14 @@ fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mu
             }
         }
     }
+    let own = united.len();
     for tag in tags {
         if !united.contains(&tag.as_bytes()) {
             united.push(tag.as_bytes());
         }
     }
-    if united.is_empty() {
+    // Nothing to add: the caller's header stays as the caller wrote it.
+    if united.len() == own {
         return;
     }
     // Tags and commas that were header values, or checked to be: always a header value.
@@ -694,13 +696,18 @@ mod tests {
         h.insert("helicone-property-env", "staging".parse().unwrap());
         h.insert("helicone-property-app", "mobile".parse().unwrap());
         h.insert("helicone-property-tags", "b, a".parse().unwrap());
+        let mut unchanged = h.clone();
         write_gateway(&meta, Gateway::Helicone, &mut h);
         assert_eq!(h["helicone-user-id"], "alice");
         assert_eq!(h["helicone-session-id"], "t");
         assert_eq!(h["helicone-property-env"], "staging");
         assert_eq!(h["helicone-property-app"], "mobile");
         assert_eq!(h["helicone-property-team"], "infra");
-        assert_eq!(h["helicone-property-tags"], "b,a");
+        // Tags the caller already carries leave its header as written; others join them.
+        assert_eq!(h["helicone-property-tags"], "b, a");
+        let more = RequestMetadata::new().tag("a").tag("x");
+        write_gateway(&more, Gateway::Helicone, &mut unchanged);
+        assert_eq!(unchanged["helicone-property-tags"], "b,a,x");
 
         let mut h = HeaderMap::new();
         let own = r#"{"_user":"alice","env":"staging","tags":"b","n":1}"#;
