@@ -111,7 +111,8 @@ impl Middleware for MetadataMiddleware {
             codec::merge_member(&mut metadata, existing);
         }
         let metadata = config.filter(metadata);
-        InjectConfig::hand_on(&metadata, extensions);
+        // Middlewares further in see only what the call carries; the caller gets its own back.
+        let handed_on = InjectConfig::hand_on(&metadata, extensions);
         // The span comes first, so that what writing the metadata warns about lands inside.
         let uri: http::Uri = req.url().as_str().parse().unwrap_or_default();
         let span = config.make_span.clone().make_span(&RequestInfo {
@@ -198,6 +199,7 @@ impl Middleware for MetadataMiddleware {
             .run(req, extensions)
             .instrument(awaiting.span().clone())
             .await;
+        handed_on.restore(extensions);
         let span = awaiting.answered();
         match outcome {
             Ok(response) => Ok(traced(response, span, start, head)),

@@ -945,12 +945,23 @@ async fn what_a_layer_drops_does_not_stay_in_the_requests_extensions() {
         ))
         .with(MetadataMiddleware::new(RequestMetadata::new()))
         .build();
-    let echo = echoed(
-        json_post(&reqwest, bare, r#"{"model":"m"}"#)
-            .with_extension(RequestMetadata::new().user_id("alice").tag("t")),
-    )
-    .await;
+    let own = RequestMetadata::new().user_id("alice").tag("t");
+    let echo =
+        echoed(json_post(&reqwest, bare, r#"{"model":"m"}"#).with_extension(own.clone())).await;
     assert_eq!(echo.body, r#"{"model":"m","requesty":{"tags":["t"]}}"#);
+    // Extensions the caller keeps after the call are as the caller left them.
+    let mut extensions = http::Extensions::new();
+    extensions.insert(own.clone());
+    let request = json_post(&reqwest, bare, r#"{"model":"m"}"#)
+        .build()
+        .unwrap();
+    let response = reqwest
+        .execute_with_extensions(request, &mut extensions)
+        .await
+        .unwrap();
+    let echo: Echo = response.json().await.unwrap();
+    assert_eq!(echo.body, r#"{"model":"m","requesty":{"tags":["t"]}}"#);
+    assert_eq!(extensions.get::<RequestMetadata>(), Some(&own));
 }
 
 // ---------------------------------------------------------------------------------------------

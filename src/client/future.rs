@@ -279,7 +279,8 @@ where
         codec::merge_member(&mut metadata, existing);
     }
     let metadata = config.filter(metadata);
-    InjectConfig::hand_on(&metadata, &mut parts.extensions);
+    // The request is the call's: nothing to put back.
+    let _ = InjectConfig::hand_on(&metadata, &mut parts.extensions);
     let span = parent.in_scope(|| client_span(&config, &parts, &metadata, object));
     // What the edits below warn about belongs to this call.
     let entered = span.enter();

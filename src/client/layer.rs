@@ -80,6 +80,27 @@ pub(crate) struct InjectConfig {
     pub(crate) bodies: bool,
 }
 
+/// What [`InjectConfig::hand_on`] took out of a request's extensions.
+#[must_use = "extensions that outlive the call get these back"]
+#[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+pub(crate) struct HandedOn {
+    own: Option<RequestMetadata>,
+    inbound: Option<Inbound>,
+}
+
+impl HandedOn {
+    /// Puts the caller's extensions back as they were before the call.
+    #[cfg(feature = "reqwest")]
+    pub(crate) fn restore(self, extensions: &mut http::Extensions) {
+        if let Some(own) = self.own {
+            extensions.insert(own);
+        }
+        if let Some(inbound) = self.inbound {
+            extensions.insert(inbound);
+        }
+    }
+}
+
 impl InjectConfig {
     /// The metadata a call starts from, before what its request carries: the defaults, then the
     /// request being served (unless propagation is off), then a `RequestMetadata` in the call's
@@ -116,14 +137,20 @@ impl InjectConfig {
     /// Leaves in the sent request's extensions only what the call carries: a `RequestMetadata`
     /// there becomes the call's final `metadata`, so that a service further in (another inject
     /// layer, an in-process server) reads no field this boundary dropped; the inbound request's
-    /// mark goes, the request being a call of its own now.
-    pub(crate) fn hand_on(metadata: &RequestMetadata, extensions: &mut http::Extensions) {
-        if let Some(own) = extensions.get_mut::<RequestMetadata>() {
-            if own != metadata {
-                own.clone_from(metadata);
-            }
+    /// mark goes, the request being a call of its own now. Returns what it replaced, for a caller
+    /// whose extensions outlive the call (reqwest-middleware's) to put back.
+    pub(crate) fn hand_on(
+        metadata: &RequestMetadata,
+        extensions: &mut http::Extensions,
+    ) -> HandedOn {
+        let own = match extensions.get_mut::<RequestMetadata>() {
+            Some(own) if own != metadata => Some(std::mem::replace(own, metadata.clone())),
+            _ => None,
+        };
+        HandedOn {
+            own,
+            inbound: extensions.remove::<Inbound>(),
         }
-        extensions.remove::<Inbound>();
     }
 
     /// Whether a JSON body is read: to carry the member, or to hold the boundary against a member the

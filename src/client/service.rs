@@ -99,7 +99,8 @@ where
             ),
             _ => {
                 let metadata = config.filter(metadata);
-                InjectConfig::hand_on(&metadata, &mut parts.extensions);
+                // The request is the call's: nothing to put back.
+                let _ = InjectConfig::hand_on(&metadata, &mut parts.extensions);
                 let span = client_span(config, &parts, &metadata, None);
                 span.in_scope(|| config.write_headers(&metadata, false, &mut parts.headers));
                 let request = Request::from_parts(parts, body);
