@@ -946,6 +946,138 @@ async fn readiness_passes_through_a_buffer() {
     assert_eq!(calls(&state), 0);
 }
 
+/// A `Buffer` behind the layer hands out a slot per readiness. A client that stalls mid-upload must
+/// not keep one while the layer reads its JSON body: with one slot, every other request would wait
+/// for that client, where without the layer the buffer lets the call go as soon as it is made.
+#[tokio::test]
+async fn a_stalled_upload_keeps_no_slot_of_a_buffer_behind_the_layer() {
+    let (_recorder, _guard) = Recorder::install();
+    let inner = tower::service_fn(|request: axum::http::Request<Body>| async move {
+        let body = axum::body::to_bytes(request.into_body(), usize::MAX).await?;
+        Ok::<_, BoxError>(body.into_response())
+    });
+    let service = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |_: BoxError| async { StatusCode::SERVICE_UNAVAILABLE },
+        ))
+        .layer(RequestyMetadataLayer::new())
+        .buffer(1)
+        .service(inner);
+    let addr = serve(Router::new().route_service("/v1/chat/completions", service)).await;
+
+    // One client declares 100 bytes of JSON, sends 10 and stalls.
+    let mut stalled = connect(addr).await;
+    let head = "POST /v1/chat/completions HTTP/1.1\r\nhost: test\r\n\
+                content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"model\":";
+    send(&mut stalled, head.as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Another is served meanwhile.
+    let response = within(
+        "a request beside a stalled upload",
+        client()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(r#"{"requesty":{"trace_id":"t"},"n":1}"#)
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), r#"{"n":1}"#);
+    drop(stalled);
+}
+
+/// The readiness given up while a body was read is asked for again before the call: when it fails
+/// then, the error is the service's own, nothing is called, and the request is reported once, as
+/// failed.
+#[tokio::test]
+async fn readiness_failing_once_the_body_is_read_is_the_service_error() {
+    let (recorder, _guard) = Recorder::install();
+    let (gated, state) = Gated::new();
+    open(&state);
+    let ends = Arc::new(Mutex::new(Vec::new()));
+    let layer = RequestyMetadataLayer::new().on_complete({
+        let ends = ends.clone();
+        move |done| {
+            let trace = done.metadata.and_then(|m| m.trace_id.clone());
+            ends.lock()
+                .unwrap()
+                .push((done.status.as_u16(), done.completed, done.failed, trace))
+        }
+    });
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(1);
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let request = axum::http::Request::post("/v1/chat/completions")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::new(body))
+        .unwrap();
+    let call = tokio::spawn(layer.layer(gated).oneshot(request));
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(
+        br#"{"model":"m","requesty":{"trace_id":"late"}}"#,
+    ))))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    state.lock().unwrap().failure = Some("overloaded");
+    drop(tx);
+    let error = within("the call", call)
+        .await
+        .unwrap()
+        .expect_err("readiness fails");
+    assert_eq!(error.to_string(), "overloaded");
+    assert_eq!(calls(&state), 0);
+    assert_eq!(
+        *ends.lock().unwrap(),
+        [(500, false, true, Some("late".to_owned()))]
+    );
+    let spans = recorder.requests();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].field("trace_id"), Some("late"));
+    assert_eq!(spans[0].field("error.type"), Some("service"));
+}
+
+/// A request whose body is in but whose inner service is not ready again yet, dropped while it
+/// waits: reported once, as a request that got no answer, with the metadata its body gave.
+#[tokio::test]
+async fn a_request_dropped_while_waiting_for_readiness_is_reported_as_499() {
+    let (_recorder, _guard) = Recorder::install();
+    let (gated, state) = Gated::new();
+    open(&state);
+    let (layer, reports) = reporting(RequestyMetadataLayer::new());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(1);
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let request = axum::http::Request::post("/v1/chat/completions")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::new(body))
+        .unwrap();
+    let call = tokio::spawn(layer.layer(gated).oneshot(request));
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(
+        br#"{"model":"m","requesty":{"trace_id":"queued"}}"#,
+    ))))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    state.lock().unwrap().open = false;
+    drop(tx);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !call.is_finished(),
+        "called an inner service that is not ready"
+    );
+    assert!(reports.lock().unwrap().is_empty());
+    call.abort();
+    eventually("the request was reported", || {
+        !reports.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(calls(&state), 0);
+    assert_eq!(
+        *reports.lock().unwrap(),
+        [(499, false, Some("queued".to_owned()))]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bodies at the limit, over raw TCP.
 // ---------------------------------------------------------------------------------------------

@@ -76,6 +76,32 @@ pub(crate) struct Pending<S, M> {
     pub(crate) start: Instant,
 }
 
+/// A request whose body was read, waiting for a clone of the inner service to be ready: the
+/// readiness `call` was given came back while the body was read (see `ExtractMetadata::call`).
+struct Waiting<S, B, M> {
+    pending: Pending<S, M>,
+    body: B,
+    metadata: Option<RequestMetadata>,
+    facts: Facts,
+}
+
+impl<S, B, M: MakeSpan> Waiting<S, B, M> {
+    /// The span and tracker of a request that will not reach the inner service, with its whole
+    /// metadata.
+    fn unserved(self) -> Tracker {
+        let Self {
+            mut pending,
+            metadata,
+            facts,
+            ..
+        } = self;
+        pending.headers = metadata.and_then(|metadata| {
+            HeaderMetadata::boxed(metadata, RequestMetadata::default(), Origins::default())
+        });
+        unserved(pending, facts)
+    }
+}
+
 /// The metadata of a request's headers, kept apart by rank: the body ranks between the two.
 #[derive(Default)]
 pub(crate) struct HeaderMetadata {
@@ -157,6 +183,13 @@ pin_project! {
                         drop(entered);
                     }
                 }
+                // Dropped while the inner service was not ready yet: reported like a request
+                // dropped while its body was read, with the metadata the body gave.
+                StateProj::Ready { waiting } => {
+                    if let Some(waiting) = waiting.take() {
+                        drop(waiting.unserved());
+                    }
+                }
                 StateProj::Reject { .. } => {}
             }
         }
@@ -176,6 +209,9 @@ pin_project! {
             collected: Collected,
             pending: Option<Pending<S, M>>,
             reading: Reading<B>,
+        },
+        Ready {
+            waiting: Option<Waiting<S, B, M>>,
         },
         Call {
             #[pin]
@@ -305,6 +341,26 @@ where
                         }
                     };
                     this.state.set(next);
+                }
+                StateProj::Ready { waiting } => {
+                    let Some(ready) = waiting.as_mut() else {
+                        unreachable!("a waiting future is polled once more after it completed")
+                    };
+                    let readiness = ready!(ready.pending.inner.poll_ready(cx));
+                    let Some(ready) = waiting.take() else {
+                        unreachable!("a waiting future holds its request")
+                    };
+                    if let Err(error) = readiness {
+                        ready.unserved().call_failed();
+                        return Poll::Ready(Err(error));
+                    }
+                    let Waiting {
+                        pending,
+                        body,
+                        metadata,
+                        facts,
+                    } = ready;
+                    this.state.set(start(pending, body, metadata, facts));
                 }
                 StateProj::Call {
                     future,
@@ -521,7 +577,14 @@ where
     };
     // The body is whole now, whatever framing it came in.
     crate::content::set_whole_length(&mut pending.parts.headers, body.len());
-    start(pending, rebuild(body), non_empty(metadata), facts)
+    State::Ready {
+        waiting: Some(Waiting {
+            pending,
+            body: rebuild(body),
+            metadata: non_empty(metadata),
+            facts,
+        }),
+    }
 }
 
 /// Refuses a request whose whole metadata, `metadata`, breaks a rule: its span and report carry

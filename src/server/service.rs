@@ -22,6 +22,11 @@ use tower_service::Service;
 /// The inner service receives the same request body type it would without the layer: a JSON body is
 /// rebuilt with `B::from(Bytes)` after the member is stripped; any other body is the original value.
 /// With [`HeadersOnly`](crate::HeadersOnly) bodies are never read and may be of any type.
+///
+/// A request is passed to the instance of the inner service that `poll_ready` readied, but for one
+/// whose JSON body is read first: reading takes as long as the client does, so what readiness
+/// reserved (a `tower::buffer::Buffer` slot, say) is given back meanwhile, and a clone is readied
+/// again once the body is in. A readiness error then is the call's error.
 pub struct ExtractMetadata<S, M = DefaultMakeSpan, R = JsonBodies> {
     pub(crate) inner: S,
     pub(crate) config: Arc<Config>,
@@ -57,7 +62,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // Call the instance `poll_ready` readied; leave a fresh clone for the next request.
+        // Call the instance `poll_ready` readied; leave a fresh clone for the next request. (A
+        // request whose body is read first gives it back, below.)
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = req.into_parts();
@@ -88,7 +94,15 @@ where
         };
         match declared {
             Some(len) if len > pending.config.max_body as u64 => ResponseFuture::too_large(pending),
-            _ => ResponseFuture::collect(pending, body, reading),
+            _ => {
+                // The body is read before the call, for as long as the client takes to send it:
+                // what readiness reserved in the inner service (a `Buffer`'s slot, say) is given
+                // back meanwhile, or a few stalled uploads would hold every slot. A clone is
+                // readied again once the body is in.
+                let mut pending = pending;
+                drop(std::mem::replace(&mut pending.inner, self.inner.clone()));
+                ResponseFuture::collect(pending, body, reading)
+            }
         }
     }
 }
