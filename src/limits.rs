@@ -7,7 +7,7 @@
 ///
 /// | limit | default | what happens past it |
 /// |---|---|---|
-/// | [`max_depth`](Self::max_depth) | 128 | the body is treated as malformed (passed through untouched, or rejected when configured) |
+/// | [`max_depth`](Self::max_depth) | 128 | an object body nested deeper is treated as malformed (passed through untouched, or rejected when configured); well-formed JSON that is not an object passes whatever its depth |
 /// | [`max_tags`](Self::max_tags) | 64 | `400`, `param: requesty.tags` (or the tags header that passed it) |
 /// | [`max_tag_len`](Self::max_tag_len) | 256 bytes | `400`, `param: requesty.tags` (or the header that carried the tag) |
 /// | [`max_id_len`](Self::max_id_len) | 256 bytes | `400`, `param: requesty.user_id` / `requesty.trace_id` (or the header that carried the id) |
