@@ -17,8 +17,8 @@ pub enum ErrorKind {
     TooLong,
     /// A member given twice; a downstream parser could read the copy this layer did not.
     Duplicate,
-    /// A metadata header that is not valid UTF-8, or a JSON metadata header
-    /// (`x-portkey-metadata`, `x-litellm-spend-logs-metadata`) that is not a JSON object.
+    /// A JSON metadata header (`x-portkey-metadata`, `x-litellm-spend-logs-metadata`) that is not a
+    /// JSON object.
     InvalidHeader,
 }
 

@@ -4,6 +4,7 @@ use crate::error::{ErrorKind, MetadataError, Size};
 use crate::{Limits, RequestMetadata};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// The prefix of every Requesty analytics header, as `http` stores names: lowercase.
 pub(crate) const PREFIX: &str = "x-requesty-";
@@ -23,41 +24,32 @@ pub(crate) fn read(
     headers: &HeaderMap,
     limits: &Limits,
 ) -> Result<(RequestMetadata, Option<&'static str>), MetadataError> {
-    read_with(headers, limits, true, &mut Err)
+    read_with(headers, limits, true)
 }
 
-/// A lenient reading of the metadata headers: [`read`] within [`own_limits`], but a value that is
-/// not text leaves out that header alone, and the first such error is returned beside the rest, for
-/// a warning. Too many tags are still an error for all of them. For a client reading the headers
-/// its caller set.
+/// A lenient reading of the metadata headers: [`read`] within [`own_limits`]. Too many tags are
+/// still an error for all of them. For a client reading the headers its caller set.
 pub(crate) fn read_own(
     headers: &HeaderMap,
     limits: &Limits,
-) -> Result<(RequestMetadata, Option<MetadataError>), MetadataError> {
-    let mut skipped = None;
-    let (meta, _) = read_with(headers, &own_limits(limits), true, &mut |error| {
-        skipped.get_or_insert(error);
-        Ok(())
-    })?;
-    Ok((meta, skipped))
+) -> Result<RequestMetadata, MetadataError> {
+    read_with(headers, &own_limits(limits), true).map(|(meta, _)| meta)
 }
 
 /// What the metadata headers of a request refused as they were read say, for its span and report:
-/// all but the tags (what got it refused, or beside it), values that are not text left out. No
-/// limit applies: the request goes nowhere.
+/// all but the tags (what got it refused, or beside it). No limit applies: the request goes
+/// nowhere.
 pub(crate) fn read_for_report(headers: &HeaderMap) -> RequestMetadata {
-    read_with(headers, &Limits::default(), false, &mut |_| Ok(()))
+    read_with(headers, &Limits::default(), false)
         .map(|(meta, _)| meta)
         .unwrap_or_default()
 }
 
-/// [`read`], reading the tags or not, with `unreadable` deciding what a value that is not text
-/// does: end the reading with its error, or (`Ok`) leave that header out.
+/// [`read`], reading the tags or not.
 fn read_with(
     headers: &HeaderMap,
     limits: &Limits,
     with_tags: bool,
-    unreadable: &mut dyn FnMut(MetadataError) -> Result<(), MetadataError>,
 ) -> Result<(RequestMetadata, Option<&'static str>), MetadataError> {
     let mut meta = RequestMetadata::default();
     let mut tags = TagsRead::default();
@@ -67,23 +59,17 @@ fn read_with(
     for (name, value) in headers {
         let name = name.as_str();
         let slot = if let Some(field) = name.strip_prefix(PREFIX) {
-            let text = match text(name, value) {
-                Ok(text) => text,
-                Err(error) => {
-                    unreadable(error)?;
-                    continue;
-                }
-            };
+            let text = text(value);
             match field {
                 _ if text.is_empty() => {}
                 "" => {}
-                "trace-id" => meta.trace_id = Some(text.to_owned()),
-                "user-id" => meta.user_id = Some(text.to_owned()),
-                "tags" if with_tags => add_tags(&mut meta.tags, text, TAGS, &mut tags, limits)?,
+                "trace-id" => meta.trace_id = Some(text.into_owned()),
+                "user-id" => meta.user_id = Some(text.into_owned()),
+                "tags" if with_tags => add_tags(&mut meta.tags, &text, TAGS, &mut tags, limits)?,
                 "tags" => {}
                 other => {
                     meta.extra
-                        .insert(other.to_owned(), Value::String(text.to_owned()));
+                        .insert(other.to_owned(), Value::String(text.into_owned()));
                 }
             }
             continue;
@@ -94,33 +80,16 @@ fn read_with(
         } else {
             continue;
         };
-        let text = origin_text(value);
+        let text = text(value);
         if !text.is_empty() {
-            *slot = Some(text);
+            *slot = Some(text.into_owned());
         }
     }
     Ok((meta, tags.long))
 }
 
-/// An origin header's value as text. These headers are ordinary HTTP that stays on the request, so
-/// one that is not UTF-8 is no reason to refuse it: it is read as ISO-8859-1, which is how HTTP
-/// historically read such bytes and how Python's `http.client` sends a non-ASCII title.
-fn origin_text(value: &HeaderValue) -> String {
-    match std::str::from_utf8(value.as_bytes()) {
-        Ok(text) => text.trim().to_owned(),
-        // Trimmed as the text it decodes to, as UTF-8 text is (0xA0 is a no-break space).
-        Err(_) => value
-            .as_bytes()
-            .iter()
-            .map(|&b| char::from(b))
-            .collect::<String>()
-            .trim()
-            .to_owned(),
-    }
-}
-
 /// Warns, in the current span, that metadata headers already on an outgoing request could not be
-/// read: what the client side writes replaces them.
+/// read (too many tags): what the client side writes replaces them.
 pub(crate) fn warn_unreadable(error: &MetadataError) {
     tracing::warn!(%error, "metadata headers already on the request that cannot be read are not sent");
 }
@@ -143,18 +112,24 @@ pub(crate) struct TagsRead {
 /// Refuses tags header `header` when its own tags, over all its `lines`, pass the limit: the error
 /// names it. Counted no further than one past the limit, and before any is read, so that the
 /// header is named whatever was read before it.
-pub(crate) fn check_own_tags<'a>(
+pub(crate) fn check_own_tags(
     header: &str,
-    lines: impl IntoIterator<Item = &'a str>,
+    lines: impl IntoIterator<Item = impl AsRef<str>>,
     limits: &Limits,
 ) -> Result<(), MetadataError> {
     let limit = limits.tags();
-    let own = lines
-        .into_iter()
-        .flat_map(|line| line.split(','))
-        .filter(|tag| !tag.trim().is_empty())
-        .take(limit.saturating_add(1))
-        .count();
+    let mut own = 0;
+    for line in lines {
+        own += line
+            .as_ref()
+            .split(',')
+            .filter(|tag| !tag.trim().is_empty())
+            .take(limit.saturating_add(1) - own)
+            .count();
+        if own > limit {
+            break;
+        }
+    }
     if own > limit {
         return Err(MetadataError::new(
             ErrorKind::TooMany,
@@ -165,12 +140,9 @@ pub(crate) fn check_own_tags<'a>(
     Ok(())
 }
 
-/// The text lines of header `name` (lines that are not text are another error's).
-pub(crate) fn lines<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(name)
-        .into_iter()
-        .filter_map(|value| std::str::from_utf8(value.as_bytes()).ok())
+/// The lines of header `name`, as text ([`text`]).
+pub(crate) fn lines<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = Cow<'a, str>> {
+    headers.get_all(name).into_iter().map(text)
 }
 
 /// Adds the comma-separated tags of `header`'s value `text` to `tags`, leaving out empty ones and
@@ -332,8 +304,8 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     // as it is, bytes and all, unless a source above it (a member in the body) says otherwise.
     for (name, value) in [(REFERER, &meta.origin_referer), (TITLE, &meta.origin_title)] {
         let Some(value) = value else { continue };
-        let own = headers.get_all(name).iter().next_back().map(origin_text);
-        if own.as_ref() != Some(value) {
+        let own = headers.get_all(name).iter().next_back().map(text);
+        if own.as_deref() != Some(value.as_str()) {
             put(headers, name, value);
         }
     }
@@ -410,17 +382,19 @@ pub(crate) fn dashed(name: &str) -> Option<String> {
     name.contains('_').then(|| name.replace('_', "-"))
 }
 
-/// A header's value as trimmed text; not UTF-8 is an error naming the header.
-pub(crate) fn text<'a>(name: &str, value: &'a HeaderValue) -> Result<&'a str, MetadataError> {
-    std::str::from_utf8(value.as_bytes())
-        .map(str::trim)
-        .map_err(|_| {
-            MetadataError::new(
-                ErrorKind::InvalidHeader,
-                name,
-                format!("header `{name}` is not valid UTF-8"),
-            )
-        })
+/// A header's value as trimmed text: UTF-8 where it is, else ISO-8859-1, byte for character. That
+/// is how HTTP historically read bytes past ASCII, and how Python's `http.client` (and so
+/// `requests`) and the Fetch API's clients send a character up to U+00FF (`Montr\xe9al`): such a
+/// value is the client's text, no reason to refuse its request. Trimmed as the text it decodes to (0xA0 is
+/// a no-break space).
+pub(crate) fn text(value: &HeaderValue) -> Cow<'_, str> {
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => Cow::Borrowed(text.trim()),
+        Err(_) => {
+            let text: String = value.as_bytes().iter().map(|&b| char::from(b)).collect();
+            Cow::Owned(text.trim().to_owned())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -471,10 +445,6 @@ mod tests {
             meta.origin_referer.as_deref(),
             Some("https://\u{ff}.example")
         );
-        // Our own headers are still refused when they are not UTF-8.
-        h.insert("x-requesty-team", HeaderValue::from_bytes(b"\xe9").unwrap());
-        let error = read(&h, &Limits::default()).unwrap_err();
-        assert_eq!(error.param(), "x-requesty-team");
     }
 
     #[test]
@@ -666,12 +636,25 @@ mod tests {
         assert_eq!(read(&h, &Limits::default()).unwrap().1, None);
     }
 
+    /// Python's `http.client` (and so `requests`) and the Fetch API's clients send a character up
+    /// to U+00FF as its one ISO-8859-1 byte: every metadata header reads such a value as that text,
+    /// as the origin headers do, while UTF-8 stays UTF-8.
     #[test]
-    fn non_utf8_value_is_an_error_naming_the_header() {
+    fn a_metadata_value_that_is_not_utf8_is_read_as_latin1() {
+        let sent: [(&str, &[u8]); 4] = [
+            ("x-requesty-city", b"Montr\xe9al"),
+            ("x-requesty-user-id", b"\xa0j\xfcrgen\xa0"),
+            ("x-requesty-tags", b"caf\xe9, th\xe9"),
+            ("x-requesty-trace-id", "caf\u{e9}".as_bytes()),
+        ];
         let mut h = HeaderMap::new();
-        h.insert("x-requesty-team", HeaderValue::from_bytes(b"\xff").unwrap());
-        let err = read(&h, &Limits::default()).unwrap_err();
-        assert_eq!(err.param(), "x-requesty-team");
-        assert_eq!(err.kind(), ErrorKind::InvalidHeader);
+        for (name, value) in sent {
+            h.insert(name, HeaderValue::from_bytes(value).unwrap());
+        }
+        let meta = read(&h, &Limits::default()).unwrap().0;
+        assert_eq!(meta.extra["city"], "Montr\u{e9}al");
+        assert_eq!(meta.user_id.as_deref(), Some("j\u{fc}rgen"));
+        assert_eq!(meta.tags, ["caf\u{e9}", "th\u{e9}"]);
+        assert_eq!(meta.trace_id.as_deref(), Some("caf\u{e9}"));
     }
 }

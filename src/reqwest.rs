@@ -75,14 +75,10 @@ impl Middleware for MetadataMiddleware {
     ) -> Result<reqwest::Response> {
         let config = &self.config;
         let mut metadata = config.starting(extensions);
-        // As the tower layer reads them: within looser bounds, one that is not text left out.
-        let unreadable = match headers::read_own(req.headers(), &config.limits) {
-            Ok((own, skipped)) => {
-                metadata.merge(own);
-                skipped
-            }
-            Err(error) => Some(error),
-        };
+        // As the tower layer reads them, within looser bounds.
+        let unreadable = headers::read_own(req.headers(), &config.limits)
+            .map(|own| metadata.merge(own))
+            .err();
         let json = config.reads_body() && is_json(req.headers()) && !is_encoded(req.headers());
         let buffered = req
             .body()

@@ -1559,7 +1559,7 @@ async fn a_streaming_handler_calling_onward_from_its_body_propagates_the_metadat
 /// The caller's own headers are kept whatever their count of tags: over the limits they go out with
 /// a warning, like any other metadata, rather than being replaced.
 #[tokio::test]
-async fn the_callers_own_headers_survive_many_tags_and_unreadable_ones_warn_in_the_client_span() {
+async fn the_callers_own_headers_survive_many_tags_latin1_and_unreadable_ones_warn() {
     let (recorder, _guard) = Recorder::install();
     let bare = bare_echo().await;
     let tags = vec!["a"; 65].join(",");
@@ -1584,27 +1584,45 @@ async fn the_callers_own_headers_survive_many_tags_and_unreadable_ones_warn_in_t
     let sent: Value = serde_json::from_slice(echo.body.as_bytes()).unwrap();
     assert_eq!(sent["requesty"]["trace_id"], "caller-trace");
 
-    // A header that cannot be read is left out, with a warning in each client span; the others
-    // still go.
-    let unreadable = http::HeaderValue::from_bytes(b"\xff").unwrap();
+    // A value in ISO-8859-1, as Python's `http.client` sends one, is read as the text it is and
+    // goes on as UTF-8, as every value the header form writes.
+    let latin1 = http::HeaderValue::from_bytes(b"Montr\xe9al").unwrap();
     let echo = echoed(
         client
             .get(format!("http://{bare}/v1/models"))
-            .header("x-requesty-trace-id", "caller-trace")
-            .header("x-requesty-team", unreadable.clone()),
+            .header("x-requesty-city", latin1.clone()),
     )
     .await;
-    assert_eq!(echo.header("x-requesty-trace-id"), Some("caller-trace"));
-    assert_eq!(echo.header("x-requesty-team"), None);
+    assert_eq!(echo.header("x-requesty-city"), Some("Montr\u{e9}al"));
+    let mut request = hyper_json(bare, TOOL_BODY);
+    request.headers_mut().insert("x-requesty-city", latin1);
+    let echo = hyper_echo(hyper.clone(), request).await;
+    let sent: Value = serde_json::from_slice(echo.body.as_bytes()).unwrap();
+    assert_eq!(sent["requesty"]["extra"]["city"], "Montr\u{e9}al");
+
+    // Headers with more tags than even a client reads are replaced by what the layer writes, with
+    // a warning in each client span; the other sources still go.
+    let thousands = vec!["t"; 16 * 64 + 1].join(",");
+    let echo = echoed(
+        client
+            .get(format!("http://{bare}/v1/models"))
+            .header("x-requesty-tags", &thousands)
+            .with_extension(RequestMetadata::new().trace_id("own-trace")),
+    )
+    .await;
+    assert_eq!(echo.header("x-requesty-trace-id"), Some("own-trace"));
+    assert_eq!(echo.header("x-requesty-tags"), None);
     let mut request = hyper_json(bare, TOOL_BODY);
     request
         .headers_mut()
-        .insert("x-requesty-trace-id", "caller-trace".parse().unwrap());
-    request.headers_mut().insert("x-requesty-team", unreadable);
+        .insert("x-requesty-tags", thousands.parse().unwrap());
+    request
+        .extensions_mut()
+        .insert(RequestMetadata::new().trace_id("own-trace"));
     let echo = hyper_echo(hyper, request).await;
     let sent: Value = serde_json::from_slice(echo.body.as_bytes()).unwrap();
-    assert_eq!(sent["requesty"]["trace_id"], "caller-trace");
-    assert_eq!(echo.header("x-requesty-team"), None);
+    assert_eq!(sent["requesty"]["trace_id"], "own-trace");
+    assert_eq!(echo.header("x-requesty-tags"), None);
     let spans = recorder.named("llm_client_request");
     let warned = |span: &support::SpanRecord| {
         span.events

@@ -1599,8 +1599,8 @@ fn reporting_trace_ids() -> (
     (service, seen)
 }
 
-/// A header-only request refused for a header (an id or a tag too long, too many tags, a value that
-/// is not text) still has what its headers carried in its span and completion report.
+/// A header-only request refused for a header (an id or a tag too long, too many tags) still has
+/// what its headers carried in its span and completion report.
 #[tokio::test]
 async fn a_header_only_request_refused_for_a_long_header_value_keeps_its_metadata() {
     use tower::ServiceExt;
@@ -1615,12 +1615,11 @@ async fn a_header_only_request_refused_for_a_long_header_value_keeps_its_metadat
             "x-requesty-tags",
             HeaderValue::from_str(&format!("a,{long}")).unwrap(),
         ),
-        // Refused as the headers are read: too many tags, a value that is not text.
+        // Refused as the headers are read: too many tags.
         (
             "x-requesty-tags",
             HeaderValue::from_str(&many.join(",")).unwrap(),
         ),
-        ("x-requesty-team", HeaderValue::from_bytes(b"\xff").unwrap()),
     ];
     for (header, value) in cases.clone() {
         let request = http::Request::get("/v1/models")

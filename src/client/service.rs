@@ -64,16 +64,11 @@ where
         let config = &self.config;
         let mut metadata = config.starting(&parts.extensions);
         // Headers the caller set are the request's own; they are rewritten from the result below.
-        // One that is not valid text cannot be read, and is left out. Read with looser bounds
-        // than a server's: a request over the limits goes out with a warning, for the gateway to
-        // decide.
-        let unreadable = match headers::read_own(&parts.headers, &config.limits) {
-            Ok((own, skipped)) => {
-                metadata.merge(own);
-                skipped
-            }
-            Err(error) => Some(error),
-        };
+        // Read with looser bounds than a server's: a request over the limits goes out with a
+        // warning, for the gateway to decide; past them (thousands of tags), they are not read.
+        let unreadable = headers::read_own(&parts.headers, &config.limits)
+            .map(|own| metadata.merge(own))
+            .err();
         let size = body
             .size_hint()
             .exact()

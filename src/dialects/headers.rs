@@ -11,6 +11,7 @@ use crate::{Limits, RequestMetadata};
 use http::header::{HeaderMap, HeaderName};
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// A header another gateway reads metadata from, as recognized when its source is on.
 #[derive(Clone, Copy)]
@@ -193,7 +194,7 @@ fn from_headers(
             None if read.strip => read.properties.push(header_name.clone()),
             None => {}
         }
-        let text = crate::headers::text(name, value)?;
+        let text = crate::headers::text(value);
         if text.is_empty() {
             // Carries nothing (and is removed all the same).
             continue;
@@ -203,7 +204,7 @@ fn from_headers(
             GatewayHeader::HeliconeSession => helicone.trace = Some((text, fixed_name(fixed))),
             GatewayHeader::HeliconeTags => {
                 let name = fixed_name(fixed);
-                crate::headers::add_tags(&mut meta.tags, text, name, &mut tags, limits)?
+                crate::headers::add_tags(&mut meta.tags, &text, name, &mut tags, limits)?
             }
             GatewayHeader::LiteLlmTags => litellm_tags = true,
             // `Helicone-Property-` alone names no key (like `X-Requesty-` alone).
@@ -223,8 +224,8 @@ fn from_headers(
     }
     if litellm_tags {
         for value in headers.get_all(LITELLM_TAGS) {
-            let text = crate::headers::text(LITELLM_TAGS, value)?;
-            crate::headers::add_tags(&mut meta.tags, text, LITELLM_TAGS, &mut tags, limits)?;
+            let text = crate::headers::text(value);
+            crate::headers::add_tags(&mut meta.tags, &text, LITELLM_TAGS, &mut tags, limits)?;
         }
     }
     let user = helicone.user.or(litellm.user);
@@ -233,20 +234,20 @@ fn from_headers(
         .or(litellm.trace)
         .or(portkey_trace)
         .or(openrouter_session);
-    meta.user_id = user.map(|(text, _)| text.to_owned());
-    meta.trace_id = trace.map(|(text, _)| text.to_owned());
     let mut origins = Origins {
-        user: user.map(|(_, name)| name),
-        trace: trace.map(|(_, name)| name),
+        user: user.as_ref().map(|&(_, name)| name),
+        trace: trace.as_ref().map(|&(_, name)| name),
         long_tag: None,
     };
+    meta.user_id = user.map(|(text, _)| text.into_owned());
+    meta.trace_id = trace.map(|(text, _)| text.into_owned());
     if let Some(raw) = spend_logs {
-        json_object(raw, SPEND_LOGS, None, &mut meta)?;
+        json_object(&raw, SPEND_LOGS, None, &mut meta)?;
     }
     if let Some(raw) = portkey {
         // Tags travel as a comma-separated `tags` string in Portkey's metadata, as this crate's
         // client writes them.
-        if let Some(portkey_tags) = json_object(raw, PORTKEY, Some("_user"), &mut meta)? {
+        if let Some(portkey_tags) = json_object(&raw, PORTKEY, Some("_user"), &mut meta)? {
             crate::headers::check_own_tags(PORTKEY, [portkey_tags.as_str()], limits)?;
             crate::headers::add_tags(&mut meta.tags, &portkey_tags, PORTKEY, &mut tags, limits)?;
         }
@@ -269,8 +270,8 @@ fn fixed_name(fixed: Option<usize>) -> &'static str {
 /// The ids one dialect's headers carry, each with its header's name.
 #[derive(Default)]
 struct Ids<'a> {
-    user: Option<(&'a str, &'static str)>,
-    trace: Option<(&'a str, &'static str)>,
+    user: Option<(Cow<'a, str>, &'static str)>,
+    trace: Option<(Cow<'a, str>, &'static str)>,
 }
 
 /// A metadata header holding a JSON object (LiteLLM's spend-logs metadata, Portkey's metadata), read
