@@ -62,6 +62,45 @@ pub struct Completion<'a> {
     pub grpc_status: Option<i32>,
 }
 
+impl<'a> Completion<'a> {
+    /// A request that was answered `status` at once, with no metadata, nothing read from its body
+    /// or response, and a body that ended: the layer builds its own, and this is for testing a
+    /// completion hook. The other fields are public, to be set after.
+    ///
+    /// ```
+    /// use http::{Method, StatusCode};
+    /// use requesty_metadata::{server::Completion, RequestMetadata};
+    /// use std::time::Duration;
+    ///
+    /// let metadata = RequestMetadata::new().user_id("u-1");
+    /// let mut done = Completion::new(&Method::POST, "/v1/chat/completions", StatusCode::OK);
+    /// done.metadata = Some(&metadata);
+    /// done.latency = Duration::from_millis(120);
+    ///
+    /// let hook = |done: &Completion<'_>| {
+    ///     format!("{} {}", done.status.as_u16(), done.metadata.and_then(|m| m.user_id.as_deref()).unwrap_or("-"))
+    /// };
+    /// assert_eq!(hook(&done), "200 u-1");
+    /// ```
+    pub fn new(method: &'a Method, path: &'a str, status: StatusCode) -> Self {
+        Self {
+            metadata: None,
+            method,
+            path,
+            model: None,
+            stream: None,
+            status,
+            latency: Duration::ZERO,
+            time_to_first_byte: None,
+            time_to_first_token: None,
+            response: None,
+            completed: true,
+            failed: false,
+            grpc_status: None,
+        }
+    }
+}
+
 /// What a request keeps for the completion hook (only when one is set). Boxed so a response body stays
 /// small.
 pub(crate) struct Request {

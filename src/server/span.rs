@@ -33,7 +33,40 @@ pub struct RequestInfo<'a> {
     pub parameters: Parameters,
 }
 
-impl RequestInfo<'_> {
+impl<'a> RequestInfo<'a> {
+    /// What is known of a request with no metadata and a body that named nothing: the layer
+    /// builds its own, and this is for testing a [`MakeSpan`] of one's own. The other fields are
+    /// public, to be set after.
+    ///
+    /// ```
+    /// use http::{HeaderMap, Method, Uri};
+    /// use requesty_metadata::{server::{MakeSpan, RequestInfo}, RequestMetadata};
+    ///
+    /// let uri = Uri::from_static("/v1/chat/completions");
+    /// let headers = HeaderMap::new();
+    /// let metadata = RequestMetadata::new().trace_id("wf-1");
+    /// let mut info = RequestInfo::new(&Method::POST, &uri, &headers);
+    /// info.metadata = Some(&metadata);
+    /// info.model = Some("gpt-4o");
+    /// assert_eq!(info.operation(), Some("chat"));
+    ///
+    /// let mut make_span = |info: &RequestInfo<'_>| {
+    ///     tracing::info_span!("llm", model = info.model)
+    /// };
+    /// let _span = make_span.make_span(&info);
+    /// ```
+    pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Self {
+        Self {
+            method,
+            uri,
+            headers,
+            metadata: None,
+            model: None,
+            stream: None,
+            parameters: Parameters::default(),
+        }
+    }
+
     /// The GenAI operation the path names (`chat`, `text_completion`, `embeddings`), per the
     /// OpenTelemetry GenAI conventions.
     pub fn operation(&self) -> Option<&'static str> {
