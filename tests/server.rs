@@ -1215,6 +1215,41 @@ async fn an_inner_server_layer_adds_to_the_outer_layers_metadata() {
     }
 }
 
+/// The outer layer read the whole request, its body above its headers: an inner layer that reads
+/// only the headers the outer one kept does not put them back above the body the outer one
+/// stripped. What the inner one reads fills in what the outer one's metadata lacks.
+#[tokio::test]
+async fn an_inner_server_layer_keeps_the_bodys_rank_over_the_headers() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+
+    let handler = tower::service_fn(|request: http::Request<Body>| async move {
+        let seen = request.extensions().get::<RequestMetadata>().cloned();
+        let seen = serde_json::to_string(&seen).unwrap();
+        Ok::<_, Infallible>(Response::new(Body::from(seen)))
+    });
+    let service = RequestyMetadataLayer::new()
+        .keep_headers(true)
+        .layer(RequestyMetadataLayer::new().layer(handler));
+    let request = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("x-requesty-user-id", "u-header")
+        .header("x-requesty-trace-id", "t-header")
+        .header("x-requesty-team", "team-header")
+        .body(Body::from(
+            r#"{"model":"m","requesty":{"user_id":"u-body","extra":{"team":"team-body"}}}"#,
+        ))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let seen = response.into_body().collect().await.unwrap().to_bytes();
+    let seen: Option<RequestMetadata> = serde_json::from_slice(&seen).unwrap();
+    let want = RequestMetadata::new()
+        .user_id("u-body")
+        .trace_id("t-header")
+        .extra("team", "team-body");
+    assert_eq!(seen, Some(want));
+}
+
 /// Notes the current trace id when it is dropped.
 struct NoteOnDrop(Arc<std::sync::Mutex<Vec<String>>>);
 

@@ -639,10 +639,12 @@ where
         ..
     } = pending;
     // A server layer further out read this request first; what it kept (its headers, say), this
-    // one reads again. What this one reads adds to that, so the handler, the span and onward calls
-    // see the whole request's metadata.
+    // one reads again. What this one reads fills in what that one's lacks, so the handler, the
+    // span and onward calls see the whole request's metadata; where both give a field, the outer
+    // one's wins: it read the whole request, a body member this one no longer sees ranking above
+    // the headers both read.
     let metadata = match (metadata, parts.extensions.get::<RequestMetadata>()) {
-        (Some(read), Some(outer)) => Some(outer.clone().merged(read)),
+        (Some(read), Some(outer)) => Some(outer.clone().with_fallback(read)),
         (metadata, _) => metadata,
     };
     // Shared by the propagation scope and the completion hook (when either wants it); the extension

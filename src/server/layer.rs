@@ -22,8 +22,9 @@ use tracing::Level;
 ///    pass, and sets `Content-Length`; other bodies pass through unbuffered;
 /// 3. merges header and body metadata (the body wins, and its tags come first:
 ///    [`RequestMetadata::with_fallback`](crate::RequestMetadata::with_fallback)) and puts the result in
-///    the request's extensions, when there is any (merged over a `RequestMetadata` already there, as
-///    a server layer further out leaves it: what that one kept, this one reads again);
+///    the request's extensions, when there is any (filling in a `RequestMetadata` already there, as
+///    a server layer further out leaves it, which wins where both give a field: that one read the
+///    whole request, body included, and what it kept this one reads again);
 /// 4. runs the inner service in a span ([`DefaultMakeSpan`] unless [`make_span_with`](Self::make_span_with)
 ///    says otherwise) that stays open until the response body has ended or was dropped.
 ///
