@@ -256,7 +256,7 @@ pub(crate) fn hold_boundary(dropped: &[Field], out: &mut HeaderMap) {
             );
             out.remove(PORTKEY);
             if let Some(edited) = edited {
-                put(out, PORTKEY, &edited);
+                own.put(out, &edited);
             }
         }
         Ok(None) => {}
@@ -448,7 +448,7 @@ fn write_portkey(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mut
                 &ascii_json(append),
             );
             if let Some(edited) = edited {
-                put(out, PORTKEY, &edited);
+                own.put(out, &edited);
             }
         }
         Ok(None) if fields.is_empty() => {}
@@ -847,6 +847,30 @@ mod tests {
             &mut h,
         );
         assert_eq!(values(&h), [serde_json::json!({"_user": "alice"})]);
+    }
+
+    /// A caller's `x-portkey-metadata` in ISO-8859-1 (`Montr\xe9al`, as Python's `http.client`
+    /// sends it) is a JSON object to Portkey and to the server, which read it as Latin-1: it is the
+    /// caller's own, edited like any other, its bytes kept.
+    #[test]
+    fn a_latin1_portkey_object_is_the_callers_own() {
+        let latin1 = |bytes: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.insert(PORTKEY, HeaderValue::from_bytes(bytes).unwrap());
+            h
+        };
+        let own = b"{\"city\":\"Montr\xe9al\", \"_user\":\"alice\"}";
+        let mut h = latin1(own);
+        let meta = RequestMetadata::new().user_id("svc").extra("team", "infra");
+        write_gateway(&meta, Gateway::Portkey, &mut h);
+        assert_eq!(
+            h[PORTKEY].as_bytes(),
+            b"{\"city\":\"Montr\xe9al\", \"_user\":\"alice\",\"team\":\"infra\"}"
+        );
+
+        let mut h = latin1(own);
+        hold_boundary(&[Field::UserId], &mut h);
+        assert_eq!(h[PORTKEY].as_bytes(), b"{\"city\":\"Montr\xe9al\"}");
     }
 
     /// The request's own `x-portkey-metadata` that is not a JSON object has no keys to win: the

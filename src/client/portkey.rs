@@ -33,6 +33,9 @@ pub(super) enum Edit {
 /// The caller's object: its text and where each member lies in it.
 pub(super) struct Own {
     text: String,
+    /// The header was not UTF-8, and was read as ISO-8859-1 (as the server and Portkey read it):
+    /// it goes back in those bytes.
+    latin1: bool,
     pub(super) members: Vec<Member>,
 }
 
@@ -40,12 +43,18 @@ impl Own {
     /// The request's own object (its last line that holds something, as the server reads it: an
     /// empty line carries nothing): `None` when there is none, `Err` when it is not a JSON object.
     pub(super) fn read(headers: &HeaderMap) -> Result<Option<Self>, ()> {
-        let Some(value) = headers.get_all(HEADER).iter().rfind(|value| {
-            std::str::from_utf8(value.as_bytes()).map_or(true, |t| !t.trim().is_empty())
-        }) else {
+        // Read as the server reads it: a value that is not UTF-8 is ISO-8859-1 (Portkey, on the
+        // Fetch API, reads every value so), an object all the same.
+        let Some(value) = headers
+            .get_all(HEADER)
+            .iter()
+            .rfind(|value| !crate::headers::text(value).is_empty())
+        else {
             return Ok(None);
         };
-        let text = std::str::from_utf8(value.as_bytes()).map_err(drop)?.trim();
+        let latin1 = std::str::from_utf8(value.as_bytes()).is_err();
+        let text = crate::headers::text(value);
+        let text = text.as_ref();
         // The whole of it checked as Portkey's parser reads it; the walk below finds the members.
         serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(drop)?;
         let mut members = Vec::new();
@@ -70,8 +79,32 @@ impl Own {
         }
         Ok(Some(Own {
             text: text.to_owned(),
+            latin1,
             members,
         }))
+    }
+
+    /// Sets the header to `edited` (from [`edited`](Self::edited)) in the bytes the caller's came
+    /// in: ISO-8859-1 for one that was, so that the members kept keep their bytes and read as
+    /// before. What the edit added is ASCII, which both read alike.
+    pub(super) fn put(&self, out: &mut HeaderMap, edited: &str) {
+        if !self.latin1 {
+            crate::headers::put(out, HEADER, edited);
+            return;
+        }
+        let bytes: Option<Vec<u8>> = edited
+            .chars()
+            .map(|c| u8::try_from(u32::from(c)).ok())
+            .collect();
+        match bytes.map(|bytes| http::HeaderValue::from_bytes(&bytes)) {
+            Some(Ok(value)) => {
+                out.insert(HEADER, value);
+            }
+            // Not from the caller's bytes and ASCII additions: as any value is written.
+            _ => {
+                crate::headers::put(out, HEADER, edited);
+            }
+        }
     }
 
     /// The object with each member edited by `edit` and `append` (members as JSON text,
