@@ -24,7 +24,7 @@
 //! gets the member and stays buffered, so `try_clone` (and retry middleware) keeps working; a
 //! streaming body gets the header form.
 
-use crate::client::{Awaiting, Carrier, InjectConfig, InjectMetadataLayer};
+use crate::client::{Awaiting, Carrier, HandedOn, InjectConfig, InjectMetadataLayer};
 use crate::codec::{self, splice::spliced};
 use crate::content::{is_encoded, is_json, response_length};
 use crate::server::span::{MakeSpan, RequestInfo};
@@ -107,8 +107,12 @@ impl Middleware for MetadataMiddleware {
             codec::merge_member(&mut metadata, existing);
         }
         let metadata = config.filter(metadata);
-        // Middlewares further in see only what the call carries; the caller gets its own back.
-        let handed_on = InjectConfig::hand_on(&metadata, extensions);
+        // Middlewares further in see only what the call carries; the caller gets its own back,
+        // also when the call is given up.
+        let lent = Lent {
+            handed_on: Some(InjectConfig::hand_on(&metadata, extensions)),
+            extensions,
+        };
         // The span comes first, so that what writing the metadata warns about lands inside.
         let uri: http::Uri = req.url().as_str().parse().unwrap_or_default();
         let span = config.make_span.clone().make_span(&RequestInfo {
@@ -192,10 +196,10 @@ impl Middleware for MetadataMiddleware {
         let start = Instant::now();
         let mut awaiting = Awaiting::new(span);
         let outcome = next
-            .run(req, extensions)
+            .run(req, &mut *lent.extensions)
             .instrument(awaiting.span().clone())
             .await;
-        handed_on.restore(extensions);
+        drop(lent);
         let span = awaiting.answered();
         match outcome {
             Ok(response) => Ok(traced(response, span, start, head)),
@@ -206,6 +210,22 @@ impl Middleware for MetadataMiddleware {
                 span.record("otel.status_code", "ERROR");
                 Err(error)
             }
+        }
+    }
+}
+
+/// The caller's extensions while a call has them. What [`InjectConfig::hand_on`] took out goes back
+/// when the call ends, and also when it is given up (its future dropped, by a timeout say):
+/// extensions the caller keeps (`execute_with_extensions`) outlive the call either way.
+struct Lent<'a> {
+    extensions: &'a mut Extensions,
+    handed_on: Option<HandedOn>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(handed_on) = self.handed_on.take() {
+            handed_on.restore(self.extensions);
         }
     }
 }

@@ -2127,6 +2127,30 @@ async fn a_call_given_up_before_its_answer_is_marked_in_its_client_span() {
     }
 }
 
+/// A call given up before its answer came (a timeout, say) gives the caller's extensions back as
+/// they were too: its own metadata, not the call's, and the inbound request's mark.
+#[tokio::test]
+async fn a_call_given_up_gives_the_callers_extensions_back() {
+    let (_recorder, _guard) = Recorder::install();
+    let (addr, mut arrived) = silent_server().await;
+    let reqwest = ClientBuilder::new(client())
+        .with(MetadataMiddleware::from(
+            RequestyMetadataLayer::inject(RequestMetadata::new()).drop_fields([Field::UserId]),
+        ))
+        .build();
+    let own = RequestMetadata::new().user_id("alice").tag("t");
+    let mut extensions = http::Extensions::new();
+    extensions.insert(own.clone());
+    let request = json_post(&reqwest, addr, CHAT).build().unwrap();
+    tokio::select! {
+        _ = reqwest.execute_with_extensions(request, &mut extensions) => {
+            panic!("the server never answers")
+        }
+        _ = arrived.recv() => {}
+    }
+    assert_eq!(extensions.get::<RequestMetadata>(), Some(&own));
+}
+
 /// Straight to a provider (headers only, with its own field), a member the client cannot read is
 /// removed whole too: the provider would refuse it. The provider's own field still goes in.
 #[tokio::test]
