@@ -195,10 +195,17 @@ impl Middleware for MetadataMiddleware {
         let head = req.method() == reqwest::Method::HEAD;
         let start = Instant::now();
         let mut awaiting = Awaiting::new(span);
-        let outcome = next
-            .run(req, &mut *lent.extensions)
-            .instrument(awaiting.span().clone())
-            .await;
+        // A dropped field stays dropped for a middleware further in that propagates what is
+        // current.
+        let outcome = next.run(req, &mut *lent.extensions);
+        let outcome = match config.serving(&metadata) {
+            Some(serving) => {
+                crate::scope(Some(serving), outcome)
+                    .instrument(awaiting.span().clone())
+                    .await
+            }
+            None => outcome.instrument(awaiting.span().clone()).await,
+        };
         drop(lent);
         let span = awaiting.answered();
         match outcome {

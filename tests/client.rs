@@ -964,6 +964,51 @@ async fn what_a_layer_drops_does_not_stay_in_the_requests_extensions() {
     assert_eq!(extensions.get::<RequestMetadata>(), Some(&own));
 }
 
+/// Inside a served request, a second inject layer (which starts from the inbound request's
+/// metadata) does not put back a field the first one dropped either: through tower and through
+/// reqwest, with the dropped field in the caller's extensions or not.
+#[tokio::test]
+async fn a_field_a_layer_drops_is_not_taken_back_from_the_inbound_request() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let current = || {
+        Some(Arc::new(
+            RequestMetadata::new().user_id("u-current").tag("c"),
+        ))
+    };
+    let want = r#"{"model":"m","requesty":{"tags":["c"]}}"#;
+    let stack = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()).drop_fields([Field::UserId]))
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()))
+        .service(hyper_client());
+    let echo = scope(
+        current(),
+        hyper_echo(stack, hyper_json(bare, r#"{"model":"m"}"#)),
+    )
+    .await;
+    assert_eq!(echo.body, want);
+
+    let reqwest = ClientBuilder::new(client())
+        .with(MetadataMiddleware::from(
+            RequestyMetadataLayer::inject(RequestMetadata::new()).drop_fields([Field::UserId]),
+        ))
+        .with(MetadataMiddleware::new(RequestMetadata::new()))
+        .build();
+    let echo = scope(
+        current(),
+        echoed(json_post(&reqwest, bare, r#"{"model":"m"}"#)),
+    )
+    .await;
+    assert_eq!(echo.body, want);
+    let own = RequestMetadata::new().user_id("alice");
+    let echo = scope(
+        current(),
+        echoed(json_post(&reqwest, bare, r#"{"model":"m"}"#).with_extension(own)),
+    )
+    .await;
+    assert_eq!(echo.body, want);
+}
+
 // ---------------------------------------------------------------------------------------------
 // hyper-util's client with the inject layer
 

@@ -434,6 +434,11 @@ where
                 }
             }
         }
+        // A dropped field stays dropped for an inject layer further in, which reads what is
+        // current as it is called.
+        let _serving = config
+            .serving(metadata)
+            .map(|m| crate::current::enter(Some(m)));
         inner.call(request)
     };
     State::Call {

@@ -153,6 +153,14 @@ impl InjectConfig {
         }
     }
 
+    /// What services further in take for the request being served while this call is made: the
+    /// call's own metadata when this boundary drops fields. An inject layer further in starts from
+    /// what is current (the inbound request's metadata), and would put back a field dropped here;
+    /// `None` (nothing dropped) leaves what is current.
+    pub(crate) fn serving(&self, metadata: &RequestMetadata) -> Option<Arc<RequestMetadata>> {
+        (!self.dropped.is_empty()).then(|| Arc::new(metadata.clone()))
+    }
+
     /// Whether a JSON body is read: to carry the member, or to hold the boundary against a member the
     /// caller put there.
     pub(crate) fn reads_body(&self) -> bool {

@@ -16,7 +16,9 @@
 //!
 //! A `RequestMetadata` in the request's extensions goes on as what the call carries (the merged
 //! result, within [`drop_fields`](InjectMetadataLayer::drop_fields)): a service further in (a
-//! second inject layer, an in-process server) reads no field this layer dropped.
+//! second inject layer, an in-process server) reads no field this layer dropped. A layer that drops
+//! fields makes the call's metadata current while it calls further in, so that a second inject
+//! layer, which starts from the request being served, does not take a dropped field back from it.
 //!
 //! Each call runs in an `llm_client_request` span ([`DefaultMakeSpan::client`](crate::server::DefaultMakeSpan::client)):
 //! the server span's fields with `otel.kind = client` and the `server.address` and `server.port` the
