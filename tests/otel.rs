@@ -565,7 +565,10 @@ async fn a_grpc_status_is_exported_once() {
     let spans = otel.exported(1).await;
     let span = &spans[0];
     assert_eq!(span.name, "grpc.health.v1.Health/Check");
-    assert_eq!(attr(span, "rpc.status_code"), Some(&string("UNAVAILABLE")));
+    assert_eq!(
+        attr(span, "rpc.response.status_code"),
+        Some(&string("UNAVAILABLE"))
+    );
     assert_eq!(
         attr(span, "rpc.method"),
         Some(&string("grpc.health.v1.Health/Check"))

@@ -422,7 +422,10 @@ async fn a_refusal_is_a_trailers_only_response() {
     // INVALID_ARGUMENT says the caller asked amiss: recorded, not a server error, and the HTTP
     // status is the one on the wire.
     assert_eq!(span.field("http.response.status_code"), Some("200"));
-    assert_eq!(span.field("rpc.status_code"), Some("INVALID_ARGUMENT"));
+    assert_eq!(
+        span.field("rpc.response.status_code"),
+        Some("INVALID_ARGUMENT")
+    );
     assert_eq!(span.field("otel.status_code"), None);
 }
 
@@ -460,7 +463,10 @@ async fn a_grpc_web_refusal_is_a_grpc_web_answer() {
     let spans = recorder.wait_closed(2).await;
     for span in &spans {
         assert_eq!(span.field("rpc.system.name"), Some("grpc"));
-        assert_eq!(span.field("rpc.status_code"), Some("INVALID_ARGUMENT"));
+        assert_eq!(
+            span.field("rpc.response.status_code"),
+            Some("INVALID_ARGUMENT")
+        );
     }
 }
 
@@ -527,11 +533,11 @@ async fn spans_record_the_grpc_status() {
         assert_eq!(ok.field("rpc.system"), None, "only the current names");
         assert_eq!(ok.field("rpc.service"), None, "only the current names");
         assert_eq!(ok.field("otel.name"), Some("grpc.health.v1.Health/Check"));
-        assert_eq!(ok.field("rpc.status_code"), Some("OK"), "{ok:#?}");
+        assert_eq!(ok.field("rpc.response.status_code"), Some("OK"), "{ok:#?}");
         assert_eq!(ok.field("otel.status_code"), None);
         assert_eq!(not_found.field("http.response.status_code"), Some("200"));
         assert_eq!(
-            not_found.field("rpc.status_code"),
+            not_found.field("rpc.response.status_code"),
             Some("NOT_FOUND"),
             "{not_found:#?}"
         );
@@ -612,7 +618,7 @@ async fn a_server_failure_in_grpc_status_marks_the_span() {
     for ((head, trailers, recorded, error), span) in cases.iter().zip(&spans) {
         let case = format!("head {head:?}, trailers {trailers:?}: {span:#?}");
         assert_eq!(
-            span.field("rpc.status_code"),
+            span.field("rpc.response.status_code"),
             recorded.map(status_name),
             "{case}"
         );
@@ -658,7 +664,7 @@ async fn a_grpc_status_on_a_json_answer_is_not_its_status() {
     let [span] = &recorder.wait_closed(1).await[..] else {
         panic!("one request span")
     };
-    assert_eq!(span.field("rpc.status_code"), None, "{span:#?}");
+    assert_eq!(span.field("rpc.response.status_code"), None, "{span:#?}");
     assert_eq!(span.field("otel.status_code"), None);
 }
 
@@ -711,7 +717,7 @@ async fn grpc_status_in_trailers_after_a_declared_length_is_recorded() {
     let spans = recorder.wait_closed(1).await;
     assert_eq!(*seen.lock().unwrap(), [Some(13)], "the hook's grpc_status");
     assert_eq!(
-        spans[0].field("rpc.status_code"),
+        spans[0].field("rpc.response.status_code"),
         Some("INTERNAL"),
         "{spans:#?}"
     );
@@ -799,7 +805,7 @@ async fn a_grpc_web_status_in_the_body_is_recorded() {
     for ((content_type, _, recorded), span) in cases.iter().zip(&spans) {
         let case = format!("{content_type}: {span:#?}");
         assert_eq!(
-            span.field("rpc.status_code"),
+            span.field("rpc.response.status_code"),
             recorded.map(status_name),
             "{case}"
         );
@@ -843,7 +849,7 @@ async fn a_client_span_records_a_grpc_web_status_in_the_body() {
     };
     assert!(span.closed, "{span:#?}");
     assert_eq!(
-        span.field("rpc.status_code"),
+        span.field("rpc.response.status_code"),
         Some("NOT_FOUND"),
         "{span:#?}"
     );

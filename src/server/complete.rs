@@ -315,7 +315,8 @@ impl Tracker {
         self.span.record("response.completed", completed);
         if let Some(code) = self.grpc_status {
             // The RPC conventions' string form: the code's name (`OK`, `UNAVAILABLE`).
-            self.span.record("rpc.status_code", &*grpc_code_name(code));
+            self.span
+                .record("rpc.response.status_code", &*grpc_code_name(code));
         }
         // An answer whose status makes the span an error (a `5xx`; on a client span a `4xx` too)
         // names its error as the GenAI and HTTP conventions require: the provider's error type when

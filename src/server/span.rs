@@ -87,7 +87,7 @@ impl<'a> RequestInfo<'a> {
 /// ```
 ///
 /// The layer records `http.response.status_code`, `response.completed`, `error.type`,
-/// `otel.status_code`, `rpc.status_code`, and what the response said (`gen_ai.response.*`,
+/// `otel.status_code`, `rpc.response.status_code`, and what the response said (`gen_ai.response.*`,
 /// `gen_ai.usage.*`, `requesty.time_to_first_token_ms`) on whatever span this returns; a span that
 /// did not declare those fields ignores them.
 pub trait MakeSpan {
@@ -117,7 +117,7 @@ where
 /// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies); server spans: the host the request was sent to, and its port, as the HTTP conventions take them; for a relative URI (an HTTP/1 request), those its `Host` header names |
 /// | `http.response.status_code` | recorded when the response head arrives (none when the inner service's call returned an error) |
 /// | `rpc.system.name`, `rpc.method` | for a gRPC request: `grpc` and the fully-qualified method its path names (`package.Service/Method`), as the RPC conventions name them |
-/// | `rpc.status_code` | the name of a gRPC response's `grpc-status` code (`OK`, `UNAVAILABLE`; a code past the known ones as its number), from its trailers (for binary gRPC-Web, the trailers frame that ends its body), or the head of a trailers-only response |
+/// | `rpc.response.status_code` | the name of a gRPC response's `grpc-status` code (`OK`, `UNAVAILABLE`; a code past the known ones as its number), from its trailers (for binary gRPC-Web, the trailers frame that ends its body), or the head of a trailers-only response |
 /// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`) |
 /// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/gemini…` as `gcp.gemini`; not before a model others serve, `google/gemma…` or `openai/gpt-oss…`), the path (`/v1/messages`, Azure's `/openai/deployments/…`) or the family of a bare model name (a fine-tune's, `ft:…`, by its base model; never `gpt-oss…`) |
 /// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body |
@@ -270,7 +270,7 @@ macro_rules! llm_span {
             http.response.status_code = Empty,
             rpc.system.name = Empty,
             rpc.method = Empty,
-            rpc.status_code = Empty,
+            rpc.response.status_code = Empty,
             gen_ai.operation.name = operation,
             gen_ai.provider.name = Empty,
             gen_ai.request.model = info.model,
