@@ -268,11 +268,12 @@ pub(crate) fn hold_boundary(dropped: &[Field], out: &mut HeaderMap) {
 }
 
 /// Whether the request already carries header `name` with something in it: the caller's own, which
-/// the metadata does not replace.
+/// the metadata does not replace. Read as the server reads it ([`text`](crate::headers::text)): a
+/// value that trims to nothing there (a no-break space, say) carries nothing.
 fn own(out: &HeaderMap, name: &str) -> bool {
     out.get_all(name)
         .iter()
-        .any(|value| !value.as_bytes().trim_ascii().is_empty())
+        .any(|value| !crate::headers::text(value).is_empty())
 }
 
 /// Writes another gateway's form for the final `metadata` (already within the boundary, as the
@@ -871,6 +872,24 @@ mod tests {
         let mut h = latin1(own);
         hold_boundary(&[Field::UserId], &mut h);
         assert_eq!(h[PORTKEY].as_bytes(), b"{\"city\":\"Montr\xe9al\"}");
+    }
+
+    /// A header the caller set that the server reads as blank (a no-break space, in ISO-8859-1 or
+    /// UTF-8, trimmed as the text it is) carries nothing, and gives way to the metadata's value.
+    #[test]
+    fn a_header_of_no_break_space_alone_is_blank() {
+        let meta = RequestMetadata::new().user_id("svc").trace_id("t");
+        for blank in [&b"\xa0"[..], "\u{a0}".as_bytes()] {
+            let mut h = HeaderMap::new();
+            h.insert("helicone-user-id", HeaderValue::from_bytes(blank).unwrap());
+            write_gateway(&meta, Gateway::Helicone, &mut h);
+            assert_eq!(h["helicone-user-id"], "svc", "{blank:?}");
+
+            let mut h = HeaderMap::new();
+            h.insert(PORTKEY_TRACE, HeaderValue::from_bytes(blank).unwrap());
+            write_gateway(&meta, Gateway::Portkey, &mut h);
+            assert_eq!(h[PORTKEY_TRACE], "t", "{blank:?}");
+        }
     }
 
     /// The request's own `x-portkey-metadata` that is not a JSON object has no keys to win: the
