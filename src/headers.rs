@@ -317,6 +317,12 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
 /// nothing). Callers remove what a header of that name held before, once, ahead of their writes.
 /// Whether it was set.
 pub(crate) fn put(headers: &mut HeaderMap, name: &str, value: &str) -> bool {
+    put_encoded(headers, name, value, value.as_bytes())
+}
+
+/// [`put`] with `value` written as `bytes` (its UTF-8, or its ISO-8859-1 for a reader that takes a
+/// header's bytes so): checked as the text it is, sent as those bytes.
+pub(crate) fn put_encoded(headers: &mut HeaderMap, name: &str, value: &str, bytes: &[u8]) -> bool {
     let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
         tracing::warn!(header = name, "metadata left out: not a valid header name");
         return false;
@@ -328,7 +334,7 @@ pub(crate) fn put(headers: &mut HeaderMap, name: &str, value: &str) -> bool {
         );
         return false;
     }
-    match HeaderValue::from_bytes(value.as_bytes()) {
+    match HeaderValue::from_bytes(bytes) {
         Ok(value) => {
             headers.insert(header, value);
             true

@@ -691,7 +691,8 @@ async fn portkey_trace_header_is_read_and_removed() {
 }
 
 /// The client's Helicone form writes tags as `Helicone-Property-Tags`; the server's Helicone
-/// source reads that back as an `extra` string, not as tags.
+/// source reads them back as tags, not as an `extra` string, and values past ASCII, which the form
+/// writes in Latin-1, as they were.
 #[tokio::test]
 async fn helicone_form_round_trips_tags() {
     let (_r, _g) = Recorder::install();
@@ -700,13 +701,21 @@ async fn helicone_form_round_trips_tags() {
             .sources(Sources::requesty_only().requesty(false).helicone(true)),
     )
     .await;
-    let sent = RequestMetadata::new().trace_id("wf-1").tag("a").tag("b");
+    // Values past ASCII travel in Latin-1, as Helicone reads them, and read back the same.
+    let sent = RequestMetadata::new()
+        .trace_id("wf-1")
+        .user_id("j\u{fc}rgen")
+        .tag("a")
+        .tag("caf\u{e9}")
+        .extra("city", "Z\u{fc}rich");
     let layer = RequestyMetadataLayer::inject(sent).gateway_headers(Gateway::Helicone);
     let (status, headers, _) = through(layer, addr, None, "").await;
     assert_eq!(status, 200);
     let meta = seen_metadata(&headers).unwrap();
     assert_eq!(meta.trace_id.as_deref(), Some("wf-1"));
-    assert_eq!(meta.tags, ["a", "b"], "{meta:?}");
+    assert_eq!(meta.user_id.as_deref(), Some("j\u{fc}rgen"));
+    assert_eq!(meta.tags, ["a", "caf\u{e9}"], "{meta:?}");
+    assert_eq!(meta.extra["city"], "Z\u{fc}rich");
     assert!(meta.extra.get("tags").is_none(), "{meta:?}");
 }
 

@@ -49,22 +49,24 @@ impl Native {
 /// members that carry a dropped field.
 ///
 /// What arrives is what was sent: a value of the metadata that the form cannot carry unchanged is
-/// left out, with a warning. These gateways read a header's bytes as Latin-1, as servers on the
-/// Fetch API do, so a value past ASCII goes only where an escape can carry it (inside
-/// `x-portkey-metadata`'s JSON).
+/// left out, with a warning. These gateways read a header's bytes as ISO-8859-1 (Latin-1), as
+/// servers on the Fetch API do, so a value past ASCII goes in those bytes, byte for character (as
+/// this crate's server reads a value that is not UTF-8), and one with a character past U+00FF,
+/// which Latin-1 lacks, only where an escape can carry it (inside `x-portkey-metadata`'s JSON).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Gateway {
     /// `Helicone-User-Id`, `Helicone-Session-Id`, `Helicone-Property-<Key>` (string `extra` values;
     /// tags as `Helicone-Property-Tags`; `extra["session_path"]` and `["session_name"]`, which the
-    /// server reads from them, as `Helicone-Session-Path` and `-Name`). Helicone decodes no escape,
-    /// so a value past ASCII is left out, with a warning.
+    /// server reads from them, as `Helicone-Session-Path` and `-Name`). Helicone decodes no escape
+    /// and reads a header's bytes as Latin-1: a value past ASCII goes in Latin-1, and one with a
+    /// character past U+00FF is left out, with a warning.
     Helicone,
     /// `x-portkey-metadata` (`_user`, `tags` comma-separated, and string `extra` values; a value over
     /// Portkey's 128 characters, counted in UTF-16 units as its JavaScript counts them, is left out
     /// whole, with a warning, as are the metadata's tags when united with the request's own they
     /// would pass it; characters past ASCII written as JSON `\u` escapes) and
-    /// `x-portkey-trace-id` (left out, with a warning, when past ASCII).
+    /// `x-portkey-trace-id` (in Latin-1, as Helicone's headers are).
     Portkey,
 }
 
@@ -312,7 +314,7 @@ fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mu
     ] {
         if let Some(value) = value {
             if !own(out, name) {
-                helicone_put(out, name, value);
+                latin1_put(out, name, value);
             }
         }
     }
@@ -341,7 +343,7 @@ fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mu
         if own(out, &name) {
             continue;
         }
-        if helicone_put(out, &name, value) {
+        if latin1_put(out, &name, value) {
             written.push(name);
         }
     }
@@ -349,9 +351,19 @@ fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mu
     if !odd.is_empty() {
         tracing::warn!(tags = ?odd, "tags left out of Helicone-Property-Tags: a comma, edge whitespace or a control character cannot travel in it");
     }
-    let (tags, wide): (Vec<&str>, Vec<&str>) = tags.into_iter().partition(|tag| tag.is_ascii());
+    let mut wide = Vec::new();
+    let tags: Vec<Vec<u8>> = tags
+        .into_iter()
+        .filter_map(|tag| {
+            let bytes = latin1(tag);
+            if bytes.is_none() {
+                wide.push(tag);
+            }
+            bytes
+        })
+        .collect();
     if !wide.is_empty() {
-        tracing::warn!(tags = ?wide, "tags left out of Helicone-Property-Tags: Helicone reads header values as Latin-1, so characters past ASCII would arrive as others");
+        tracing::warn!(tags = ?wide, "tags left out of Helicone-Property-Tags: Helicone reads header values as Latin-1, which has no character past U+00FF");
     }
     // The caller's tags first, as sent; then the metadata's others.
     let mut united: Vec<&[u8]> = Vec::new();
@@ -367,9 +379,9 @@ fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mu
         }
     }
     let own = united.len();
-    for tag in tags {
-        if !united.contains(&tag.as_bytes()) {
-            united.push(tag.as_bytes());
+    for tag in &tags {
+        if !united.contains(&tag.as_slice()) {
+            united.push(tag);
         }
     }
     // Nothing to add: the caller's header stays as the caller wrote it.
@@ -382,15 +394,25 @@ fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mu
     }
 }
 
-/// [`put`] for Helicone's form: a value past ASCII is left out, with a warning. Helicone decodes
-/// no escapes, and reads a header's bytes as Latin-1 (as servers on the Fetch API do), so UTF-8
-/// would arrive as other characters. Whether the header was written.
-fn helicone_put(out: &mut HeaderMap, name: &str, value: &str) -> bool {
-    if !value.is_ascii() {
-        tracing::warn!(header = name, "metadata left out of Helicone's form: Helicone reads header values as Latin-1, so characters past ASCII would arrive as others");
-        return false;
+/// [`put`] for a gateway that reads a header's bytes as Latin-1 (as servers on the Fetch API do)
+/// and decodes no escape, Helicone and Portkey's trace header: the value goes in Latin-1, byte for
+/// character, which UTF-8 would not survive; one with a character past U+00FF, which Latin-1
+/// lacks, is left out with a warning. Whether the header was written.
+fn latin1_put(out: &mut HeaderMap, name: &str, value: &str) -> bool {
+    match latin1(value) {
+        Some(bytes) => crate::headers::put_encoded(out, name, value, &bytes),
+        None => {
+            tracing::warn!(header = name, "metadata left out of a gateway's header: it reads header values as Latin-1, which has no character past U+00FF");
+            false
+        }
     }
-    put(out, name, value)
+}
+
+/// `text` in ISO-8859-1 (Latin-1), one byte a character; `None` when a character is past U+00FF.
+fn latin1(text: &str) -> Option<Vec<u8>> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect()
 }
 
 /// Portkey's form ([`write_gateway`]).
@@ -473,11 +495,7 @@ fn write_portkey(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mut
     // A trace header the caller set is its own.
     let trace = metadata.trace_id.as_deref();
     if let Some(trace) = trace.filter(|_| !own(out, PORTKEY_TRACE)) {
-        if trace.is_ascii() {
-            put(out, PORTKEY_TRACE, trace);
-        } else {
-            tracing::warn!("trace id left out of x-portkey-trace-id: Portkey reads header values as Latin-1, so characters past ASCII would arrive as others");
-        }
+        latin1_put(out, PORTKEY_TRACE, trace);
     }
 }
 
@@ -724,33 +742,45 @@ mod tests {
     }
 
     /// Helicone reads header values as a Fetch API server does, as Latin-1, and decodes nothing: a
-    /// value past ASCII is left out (with a warning), never sent as UTF-8 bytes that would arrive
-    /// as other characters. The same holds for Portkey's trace header, which has no escapes.
+    /// value past ASCII goes in Latin-1, byte for character, never as UTF-8 bytes that would arrive
+    /// as other characters, and one with a character Latin-1 lacks is left out (with a warning).
+    /// The same holds for Portkey's trace header, which has no escapes.
     #[test]
-    fn values_past_ascii_are_left_out_of_plain_gateway_headers() {
+    fn values_past_ascii_go_in_latin1_in_plain_gateway_headers() {
         let meta = RequestMetadata::new()
-            .user_id("jürgen")
-            .trace_id("trace-ü")
-            .tag("café")
+            .user_id("j\u{fc}rgen")
+            .trace_id("trace-\u{fc}")
+            .tag("caf\u{e9}")
             .tag("ok")
-            .extra("city", "Zürich")
-            .extra("session_name", "Ünboarding")
+            .tag("\u{1f642}")
+            .extra("city", "Z\u{fc}rich")
+            .extra("mood", "\u{1f642}")
+            .extra("session_name", "\u{dc}nboarding")
             .extra("team", "infra");
         let mut h = HeaderMap::new();
         write_gateway(&meta, Gateway::Helicone, &mut h);
-        for (name, value) in &h {
-            assert!(value.as_bytes().is_ascii(), "{name}: {value:?}");
-        }
-        assert_eq!(h.get("helicone-user-id"), None);
-        assert_eq!(h.get("helicone-session-id"), None);
-        assert_eq!(h.get("helicone-session-name"), None);
-        assert_eq!(h.get("helicone-property-city"), None);
-        assert_eq!(h["helicone-property-tags"], "ok");
+        assert_eq!(h["helicone-user-id"].as_bytes(), b"j\xfcrgen");
+        assert_eq!(h["helicone-session-id"].as_bytes(), b"trace-\xfc");
+        assert_eq!(h["helicone-session-name"].as_bytes(), b"\xdcnboarding");
+        assert_eq!(h["helicone-property-city"].as_bytes(), b"Z\xfcrich");
+        assert_eq!(h.get("helicone-property-mood"), None);
+        assert_eq!(h["helicone-property-tags"].as_bytes(), b"caf\xe9,ok");
         assert_eq!(h["helicone-property-team"], "infra");
+        // This crate's server reads them back as they were.
+        let read = |name: &str| crate::headers::text(&h[name]).into_owned();
+        assert_eq!(read("helicone-user-id"), "j\u{fc}rgen");
+        assert_eq!(read("helicone-property-tags"), "caf\u{e9},ok");
         let mut h = HeaderMap::new();
         write_gateway(&meta, Gateway::Portkey, &mut h);
-        assert_eq!(h.get("x-portkey-trace-id"), None);
+        assert_eq!(h["x-portkey-trace-id"].as_bytes(), b"trace-\xfc");
         assert!(h["x-portkey-metadata"].as_bytes().is_ascii());
+        let mut h = HeaderMap::new();
+        write_gateway(
+            &RequestMetadata::new().trace_id("\u{1f642}"),
+            Gateway::Portkey,
+            &mut h,
+        );
+        assert_eq!(h.get("x-portkey-trace-id"), None);
     }
 
     /// Portkey's gateway is JavaScript, whose strings count UTF-16 units: a value is measured so,

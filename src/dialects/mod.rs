@@ -21,7 +21,7 @@
 //! that order. An empty id carries nothing and leaves the field to the next source. What the client
 //! side writes in Helicone's and Portkey's forms reads back the same (an `extra` key that would read
 //! back as a core field there, such as `tags`, is left out of the form, with a warning, as is a value
-//! the form cannot carry: past ASCII in Helicone's headers or `x-portkey-trace-id`, over Portkey's
+//! the form cannot carry: past U+00FF in Helicone's headers or `x-portkey-trace-id`, over Portkey's
 //! 128 characters; see [`Gateway`](crate::client::Gateway)).
 //!
 //! Stripping follows the source: the headers of a source that is on are removed before the inner
