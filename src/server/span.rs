@@ -114,7 +114,7 @@ where
 /// | `gen_ai.conversation.id` | the `trace_id` |
 /// | `user.id`, or `user.hash` with [`hash_user_ids`](Self::hash_user_ids) | the `user_id` |
 /// | `http.request.method`, `url.path` | from the request |
-/// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies); server spans: the host the request was sent to, and its port, as the HTTP conventions take them; for a relative URI (an HTTP/1 request), those its `Host` header names |
+/// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies); server spans: the host the request was sent to, and its port; for a relative URI (an HTTP/1 request), those its `Host` header names (never `Forwarded` or `X-Forwarded-Host`, which the conventions would take first behind a proxy, but which any client can set) |
 /// | `http.response.status_code` | recorded when the response head arrives (none when the inner service's call returned an error) |
 /// | `rpc.system.name`, `rpc.method` | for a gRPC request: `grpc` and the fully-qualified method its path names (`package.Service/Method`), as the RPC conventions name them |
 /// | `rpc.response.status_code` | the name of a gRPC response's `grpc-status` code (`OK`, `UNAVAILABLE`; a code past the known ones as its number), from its trailers (for binary gRPC-Web, the trailers frame that ends its body), or the head of a trailers-only response |
