@@ -36,8 +36,6 @@ pub use egress::{Gateway, Native};
 pub(crate) use future::Awaiting;
 pub use future::{BoxError, InjectFuture};
 #[cfg(feature = "reqwest")]
-#[cfg(feature = "reqwest")]
-pub(crate) use layer::HandedOn;
-pub(crate) use layer::InjectConfig;
+pub(crate) use layer::{HandedOn, InjectConfig};
 pub use layer::{Carrier, Field, InjectMetadataLayer};
 pub use service::InjectMetadata;
