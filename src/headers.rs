@@ -320,6 +320,14 @@ pub(crate) fn put(headers: &mut HeaderMap, name: &str, value: &str) -> bool {
     put_encoded(headers, name, value, value.as_bytes())
 }
 
+/// `text` in ISO-8859-1 (Latin-1), one byte a character, as [`text`] reads a value that is not
+/// UTF-8; `None` when a character is past U+00FF.
+pub(crate) fn latin1(text: &str) -> Option<Vec<u8>> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect()
+}
+
 /// [`put`] with `value` written as `bytes` (its UTF-8, or its ISO-8859-1 for a reader that takes a
 /// header's bytes so): checked as the text it is, sent as those bytes.
 pub(crate) fn put_encoded(headers: &mut HeaderMap, name: &str, value: &str, bytes: &[u8]) -> bool {

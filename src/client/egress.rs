@@ -355,7 +355,7 @@ fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mu
     let tags: Vec<Vec<u8>> = tags
         .into_iter()
         .filter_map(|tag| {
-            let bytes = latin1(tag);
+            let bytes = crate::headers::latin1(tag);
             if bytes.is_none() {
                 wide.push(tag);
             }
@@ -399,20 +399,13 @@ fn write_helicone(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mu
 /// character, which UTF-8 would not survive; one with a character past U+00FF, which Latin-1
 /// lacks, is left out with a warning. Whether the header was written.
 fn latin1_put(out: &mut HeaderMap, name: &str, value: &str) -> bool {
-    match latin1(value) {
+    match crate::headers::latin1(value) {
         Some(bytes) => crate::headers::put_encoded(out, name, value, &bytes),
         None => {
             tracing::warn!(header = name, "metadata left out of a gateway's header: it reads header values as Latin-1, which has no character past U+00FF");
             false
         }
     }
-}
-
-/// `text` in ISO-8859-1 (Latin-1), one byte a character; `None` when a character is past U+00FF.
-fn latin1(text: &str) -> Option<Vec<u8>> {
-    text.chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect()
 }
 
 /// Portkey's form ([`write_gateway`]).

@@ -35,7 +35,7 @@ pub use egress::{Gateway, Native};
 #[cfg(feature = "reqwest")]
 pub(crate) use future::Awaiting;
 pub use future::{BoxError, InjectFuture};
+pub use layer::{Carrier, Field, InjectMetadataLayer};
 #[cfg(feature = "reqwest")]
 pub(crate) use layer::{HandedOn, InjectConfig};
-pub use layer::{Carrier, Field, InjectMetadataLayer};
 pub use service::InjectMetadata;

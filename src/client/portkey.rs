@@ -92,19 +92,11 @@ impl Own {
             crate::headers::put(out, HEADER, edited);
             return;
         }
-        let bytes: Option<Vec<u8>> = edited
-            .chars()
-            .map(|c| u8::try_from(u32::from(c)).ok())
-            .collect();
-        match bytes.map(|bytes| http::HeaderValue::from_bytes(&bytes)) {
-            Some(Ok(value)) => {
-                out.insert(HEADER, value);
-            }
+        match crate::headers::latin1(edited) {
+            Some(bytes) => crate::headers::put_encoded(out, HEADER, edited, &bytes),
             // Not from the caller's bytes and ASCII additions: as any value is written.
-            _ => {
-                crate::headers::put(out, HEADER, edited);
-            }
-        }
+            None => crate::headers::put(out, HEADER, edited),
+        };
     }
 
     /// The object with each member edited by `edit` and `append` (members as JSON text,
