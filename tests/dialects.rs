@@ -1476,3 +1476,39 @@ async fn the_callers_own_helicone_headers_survive_the_helicone_form() {
     assert_eq!(get("helicone-property-env"), Some("staging"));
     assert_eq!(get("helicone-property-team"), Some("infra"));
 }
+
+/// A client that sends the body member and Helicone's form (the inject layer's default carrier with
+/// `gateway_headers(Gateway::Helicone)`) carries each `extra` key twice: a header name arrives
+/// lowercased, so the body's `Team` comes back from `Helicone-Property-Team` as `team`. It is the
+/// same key, and the body's wins, as it does over `X-Requesty-Team`: no second key appears.
+#[tokio::test]
+async fn a_helicone_property_is_the_body_members_key_whatever_its_case() {
+    let (_r, _g) = Recorder::install();
+    let addr = server(all()).await;
+    let sent = RequestMetadata::new()
+        .extra("Team", "infra")
+        .extra("env", "prod");
+    let layer = RequestyMetadataLayer::inject(sent).gateway_headers(Gateway::Helicone);
+    let (status, headers, _) = through(layer, addr, Some("application/json"), "{}").await;
+    assert_eq!(status, 200);
+    let meta = seen_metadata(&headers).unwrap();
+    assert_eq!(
+        meta.extra,
+        serde_json::Map::from_iter([
+            ("Team".to_owned(), json!("infra")),
+            ("env".to_owned(), json!("prod")),
+        ]),
+        "{meta:?}"
+    );
+
+    // The same in a request written by hand: the body's spelling wins.
+    let seen = post(
+        addr,
+        &[("helicone-property-team", "header")],
+        r#"{"requesty":{"extra":{"Team":"body"}}}"#,
+    )
+    .await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(meta.extra.len(), 1, "{meta:?}");
+    assert_eq!(meta.extra["Team"], "body");
+}

@@ -103,25 +103,30 @@ pub(crate) fn gateway_field(name: &str) -> Option<Option<Field>> {
 }
 
 /// The headers [`from_headers`] read, for removing them: fixed names by their place in [`FIXED`]
-/// (no copy of the name), Helicone properties by name, kept only when they are to be removed.
+/// (no copy of the name), Helicone properties by name, kept only when they are to be removed. With
+/// the `extra` keys that header names gave.
 struct Read {
     strip: bool,
     fixed: u16,
     properties: Vec<HeaderName>,
+    named: Vec<String>,
 }
 
 /// Reads the other gateways' headers and, when `strip`, removes them: the pass that reads them
-/// notes which to remove. With the metadata, the headers that carried its ids and a tag too long.
+/// notes which to remove. With the metadata, the headers that carried its ids and a tag too long,
+/// and the `extra` keys that a header's name gave (Helicone's), which arrive lowercased whatever
+/// case the client wrote them in.
 pub(crate) fn take_headers(
     headers: &mut HeaderMap,
     sources: &Sources,
     limits: &Limits,
     strip: bool,
-) -> Result<(RequestMetadata, Origins), MetadataError> {
+) -> Result<(RequestMetadata, Origins, Vec<String>), MetadataError> {
     let mut read = Read {
         strip,
         fixed: 0,
         properties: Vec::new(),
+        named: Vec::new(),
     };
     let (meta, ids) = from_headers(headers, sources, limits, &mut read)?;
     if strip {
@@ -147,7 +152,7 @@ pub(crate) fn take_headers(
             headers.remove(name);
         }
     }
-    Ok((meta, ids))
+    Ok((meta, ids, read.named))
 }
 
 /// The other gateways' headers, in precedence order: Helicone, LiteLLM, Portkey, OpenRouter. What
@@ -210,7 +215,9 @@ fn from_headers(
             // `Helicone-Property-` alone names no key (like `X-Requesty-` alone).
             GatewayHeader::HeliconeExtra("") => {}
             GatewayHeader::HeliconeExtra(key) => {
-                meta.extra.insert(key.to_owned(), text.into());
+                if meta.extra.insert(key.to_owned(), text.into()).is_none() {
+                    read.named.push(key.to_owned());
+                }
             }
             GatewayHeader::LiteLlmTrace => litellm.trace = Some((text, fixed_name(fixed))),
             GatewayHeader::LiteLlmUser => litellm.user = Some((text, fixed_name(fixed))),
@@ -350,7 +357,7 @@ mod tests {
             ("helicone-property-team", "helicone"),
             ("content-type", "application/json"),
         ]);
-        let (meta, ids) =
+        let (meta, ids, _) =
             take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
         assert_eq!(meta.user_id.as_deref(), Some("lite-user"));
         assert_eq!(meta.trace_id.as_deref(), Some("lite-trace"));
@@ -368,7 +375,7 @@ mod tests {
             ("x-portkey-metadata", r#"{"_user":"pk-user"}"#),
             ("x-session-id", "or-session"),
         ]);
-        let (meta, ids) =
+        let (meta, ids, _) =
             take_headers(&mut map, &Sources::all(), &Limits::default(), false).unwrap();
         assert_eq!(meta.user_id.as_deref(), Some("pk-user"));
         assert_eq!(meta.trace_id.as_deref(), Some("or-session"));
@@ -385,7 +392,7 @@ mod tests {
             ("helicone-property-team", "helicone"),
             ("helicone-property-", "no key"),
         ]);
-        let (meta, _) = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
+        let (meta, ..) = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
         assert_eq!(meta.extra["team"], "helicone");
         assert_eq!(meta.extra["_user"], "not-a-user");
         assert_eq!(meta.extra["env"], "pk");
@@ -401,7 +408,7 @@ mod tests {
     fn portkey_object_is_read_like_a_json_parser_would() {
         let read = |raw: &'static str| {
             let mut map = headers(&[("x-portkey-metadata", raw)]);
-            take_headers(&mut map, &Sources::all(), &Limits::default(), true).map(|(meta, _)| meta)
+            take_headers(&mut map, &Sources::all(), &Limits::default(), true).map(|(meta, ..)| meta)
         };
         // Escaped keys decode; a repeated key keeps its last value; `_user` must be a string.
         let meta = read(r#"{"\u0065nv":"a","env":"b","_user":1,"n":{"x":[1]}}"#).unwrap();

@@ -18,7 +18,9 @@
 //! ([`RequestMetadata::with_fallback`](crate::RequestMetadata::with_fallback)): Requesty's body
 //! member, Requesty's headers, the other dialects' body fields (LiteLLM, then OpenRouter), their
 //! headers (Helicone, LiteLLM, Portkey, OpenRouter), and last the native `user`. Tags are united in
-//! that order. An empty id carries nothing and leaves the field to the next source. What the client
+//! that order. An empty id carries nothing and leaves the field to the next source. A Helicone
+//! property's name arrives lowercased (as an `X-Requesty-<Name>` does), so a key the body's member
+//! spells with capitals is the same key, and the member's wins. What the client
 //! side writes in Helicone's and Portkey's forms reads back the same (an `extra` key that would read
 //! back as a core field there, such as `tags`, is left out of the form, with a warning, as is a value
 //! the form cannot carry: past U+00FF in Helicone's headers or `x-portkey-trace-id`, over Portkey's

@@ -111,6 +111,9 @@ pub(crate) struct HeaderMetadata {
     pub(crate) dialects: RequestMetadata,
     /// The headers that carried the ids and a tag too long, the `X-Requesty-*` ones winning.
     pub(crate) origins: Origins,
+    /// The keys of `dialects.extra` that a header's name gave (Helicone's properties), lowercased
+    /// as header names arrive.
+    pub(crate) named: Vec<String>,
 }
 
 impl HeaderMetadata {
@@ -125,6 +128,7 @@ impl HeaderMetadata {
                 requesty,
                 dialects,
                 origins,
+                named: Vec::new(),
             })
         })
     }
@@ -507,8 +511,9 @@ where
     // native `user`: earlier sources win.
     let HeaderMetadata {
         requesty: headers,
-        dialects: dialect_headers,
+        dialects: mut dialect_headers,
         origins,
+        named,
     } = pending.headers.take().map(|h| *h).unwrap_or_default();
     // The member's `extra` was measured as sent; only keys from elsewhere call for measuring again.
     let member_extra = scan.metadata().map_or(0, |m| m.extra.len());
@@ -516,14 +521,19 @@ where
         Some(mut from_body) => {
             let mut headers = headers;
             // A header name arrives lowercased: an `extra` key the body spells with capitals is the
-            // same key (a client that sends both carriers), and the body's wins.
-            if !headers.extra.is_empty() {
-                let body_keys = &from_body.extra;
-                headers.extra.retain(|key, _| {
-                    !body_keys
-                        .keys()
-                        .any(|own| own != key && own.eq_ignore_ascii_case(key))
-                });
+            // same key (a client that sends both carriers, or the member and Helicone's form), and
+            // the body's wins. Only names are folded: a key of a JSON header keeps its case.
+            let body_keys = &from_body.extra;
+            let same_key = |key: &String| {
+                body_keys
+                    .keys()
+                    .any(|own| own != key && own.eq_ignore_ascii_case(key))
+            };
+            headers.extra.retain(|key, _| !same_key(key));
+            for key in &named {
+                if same_key(key) {
+                    dialect_headers.extra.remove(key);
+                }
             }
             from_body.fill_from(headers);
             from_body

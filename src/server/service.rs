@@ -137,12 +137,18 @@ fn read_headers(
     } else {
         (RequestMetadata::default(), None)
     };
-    let (others, origins) = match dialects::take_headers(headers, sources, &config.limits, strip) {
-        Ok(read) => read,
-        Err(error) => return Err((error, said(requesty))),
-    };
+    let (others, origins, named) =
+        match dialects::take_headers(headers, sources, &config.limits, strip) {
+            Ok(read) => read,
+            Err(error) => return Err((error, said(requesty))),
+        };
     let origins = Origins::over(&requesty, long_tag, origins);
-    Ok(HeaderMetadata::boxed(requesty, others, origins))
+    Ok(
+        HeaderMetadata::boxed(requesty, others, origins).map(|mut said| {
+            said.named = named;
+            said
+        }),
+    )
 }
 
 impl<S, M, R> std::fmt::Debug for ExtractMetadata<S, M, R>
