@@ -309,12 +309,17 @@ fn json_object(
         } else {
             match serde_json::from_str::<Value>(value) {
                 // A string `tags` is the tags; any other value under that name is an `extra` key
-                // like the rest (one that a source above already gave stays theirs).
+                // like the rest (one that a source above already gave stays theirs). Repeated, the
+                // last is the one value a JSON parser keeps: it is one or the other.
                 Ok(Value::String(text)) if is_tags => {
                     tags = Some(text);
+                    fields.remove(name);
                     true
                 }
                 Ok(value) => {
+                    if is_tags {
+                        tags = None;
+                    }
                     fields.insert(name.to_owned(), value);
                     true
                 }
@@ -415,6 +420,14 @@ mod tests {
         assert_eq!(meta.extra["env"], "b");
         assert_eq!(meta.extra["n"], serde_json::json!({"x": [1]}));
         assert_eq!(meta.user_id, None);
+        // A repeated `tags` keeps its last value too, whichever of the tags or an `extra` key that
+        // makes it (Portkey's parser sees that value alone).
+        let meta = read(r#"{"tags":"a,b","tags":["c"]}"#).unwrap();
+        assert_eq!(meta.tags, Vec::<String>::new());
+        assert_eq!(meta.extra["tags"], serde_json::json!(["c"]));
+        let meta = read(r#"{"tags":["c"],"tags":"a,b"}"#).unwrap();
+        assert_eq!(meta.tags, ["a", "b"]);
+        assert_eq!(meta.extra.get("tags"), None, "{meta:?}");
         for bad in [
             r#"["a"]"#,
             r#"{"a":1} x"#,
