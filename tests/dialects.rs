@@ -1447,6 +1447,29 @@ async fn the_callers_portkey_object_keeps_its_bytes_through_edits() {
     assert_eq!(get(&seen, "x-portkey-metadata").as_deref(), Some(own));
 }
 
+/// The caller's own `x-portkey-metadata` holds one `tags`: when it is not a string, it stays the
+/// caller's (an `extra` key to Portkey's readers), and the metadata's tags, which cannot go beside
+/// it, are left out with a warning in the client span, not silently.
+#[tokio::test]
+async fn the_metadatas_tags_left_out_beside_the_callers_own_are_warned_about() {
+    let (recorder, _g) = Recorder::install();
+    let layer = RequestyMetadataLayer::inject(RequestMetadata::new().tag("a"))
+        .gateway_headers(Gateway::Portkey);
+    let own = r#"{"tags":["x"]}"#;
+    let seen = headers_through(layer, &[("x-portkey-metadata", own)]).await;
+    let portkey = seen
+        .iter()
+        .find(|(n, _)| n == "x-portkey-metadata")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(portkey, Some(own));
+    let spans = recorder.named("llm_client_request");
+    let warned = spans
+        .iter()
+        .flat_map(|s| &s.events)
+        .any(|e| e["message"].contains("tags left out of x-portkey-metadata"));
+    assert!(warned, "{spans:#?}");
+}
+
 /// Through the layer, the caller's own headers of a form it writes win over the metadata (the
 /// layer's defaults here), and the server's reader of that form sees the caller's values.
 #[tokio::test]

@@ -459,6 +459,12 @@ fn write_portkey(metadata: &RequestMetadata, strings: &[(&str, &str)], out: &mut
             let edited = own.edited(
                 |member| match (member.key.as_str(), &member.value, &ours_tags) {
                     ("tags", Value::String(theirs), Some(ours)) => unite_tags(theirs, ours),
+                    // The caller's `tags` is an `extra` key to Portkey's readers, and its own: the
+                    // object holds one `tags`, so the metadata's cannot go beside it.
+                    ("tags", _, Some(_)) => {
+                        tracing::warn!("tags left out of x-portkey-metadata: the request's own `tags` there is not a string, and stays");
+                        Edit::Keep
+                    }
                     _ => Edit::Keep,
                 },
                 &ascii_json(append),
