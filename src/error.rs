@@ -17,9 +17,6 @@ pub enum ErrorKind {
     TooLong,
     /// A member given twice; a downstream parser could read the copy this layer did not.
     Duplicate,
-    /// A JSON metadata header (`x-portkey-metadata`, `x-litellm-spend-logs-metadata`) that is not a
-    /// JSON object.
-    InvalidHeader,
 }
 
 impl ErrorKind {
@@ -30,7 +27,6 @@ impl ErrorKind {
             ErrorKind::TooMany => "metadata_limit_exceeded",
             ErrorKind::TooLong => "metadata_too_long",
             ErrorKind::Duplicate => "duplicate_metadata",
-            ErrorKind::InvalidHeader => "invalid_metadata_header",
         }
     }
 }

@@ -156,7 +156,7 @@ async fn litellm_body_and_headers() {
 
 #[tokio::test]
 async fn portkey_metadata_header() {
-    let (_r, _g) = Recorder::install();
+    let (recorder, _g) = Recorder::install();
     let addr = server(all()).await;
     let seen = post(
         addr,
@@ -177,16 +177,42 @@ async fn portkey_metadata_header() {
     assert!(seen.headers.contains("x-portkey-api-key"));
     assert!(!seen.headers.contains("x-portkey-metadata"));
 
-    // Not a JSON object: a clear 400 naming the header, not a silent drop.
+    // Not a JSON object (a `key=value` list, as clients send): not read, as Portkey itself passes
+    // over it, and removed all the same; the request goes on, with a warning naming the header in
+    // its span, not silently.
+    let seen = post(
+        addr,
+        &[
+            ("x-portkey-metadata", "operation=extract,model=gpt-4o"),
+            ("x-portkey-trace-id", "pk-trace"),
+        ],
+        r#"{"model":"gpt-4o"}"#,
+    )
+    .await;
+    let meta = seen.metadata.unwrap();
+    assert_eq!(meta.trace_id.as_deref(), Some("pk-trace"));
+    assert!(meta.extra.is_empty(), "{meta:?}");
+    assert!(!seen.headers.contains("x-portkey-metadata"));
+    // The same for a request without a JSON body, where the header was all the metadata.
     let response = client()
-        .post(format!("http://{addr}/v1/chat/completions"))
+        .get(format!("http://{addr}/v1/models"))
         .header("x-portkey-metadata", "not json")
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 400);
-    let error: Value = response.json().await.unwrap();
-    assert_eq!(error["error"]["param"], "x-portkey-metadata");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-seen-metadata"], "");
+    let spans = recorder.wait_closed(3).await;
+    let warned: Vec<_> = spans
+        .iter()
+        .flat_map(|s| &s.events)
+        .filter(|e| e.get("header").map(String::as_str) == Some("x-portkey-metadata"))
+        .collect();
+    assert_eq!(warned.len(), 2, "{spans:#?}");
+    assert!(
+        warned.iter().all(|w| w["message"].contains("not read")),
+        "{warned:?}"
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use super::foreign;
 use super::Sources;
 use crate::client::Field;
 use crate::codec;
-use crate::error::{ErrorKind, MetadataError};
+use crate::error::MetadataError;
 use crate::headers::{Origins, TagsRead};
 use crate::{Limits, RequestMetadata};
 use http::header::{HeaderMap, HeaderName};
@@ -110,23 +110,44 @@ struct Read {
     fixed: u16,
     properties: Vec<HeaderName>,
     named: Vec<String>,
+    unread: Vec<&'static str>,
+}
+
+/// Warns, in the request's span, that another gateway's JSON metadata header held no JSON object
+/// and was not read. The request goes on, as it would through that gateway, which passes over what
+/// it cannot parse; the header is removed all the same.
+pub(crate) fn warn_unread(header: &'static str) {
+    tracing::warn!(
+        header,
+        "another gateway's metadata header is not read: it holds no JSON object"
+    );
+}
+
+/// What [`take_headers`] read.
+pub(crate) struct Taken {
+    pub(crate) meta: RequestMetadata,
+    /// The headers that carried the ids, and a tag too long.
+    pub(crate) origins: Origins,
+    /// The `extra` keys that a header's name gave (Helicone's), lowercased as names arrive.
+    pub(crate) named: Vec<String>,
+    /// The JSON metadata headers that were not read: they held no JSON object.
+    pub(crate) unread: Vec<&'static str>,
 }
 
 /// Reads the other gateways' headers and, when `strip`, removes them: the pass that reads them
-/// notes which to remove. With the metadata, the headers that carried its ids and a tag too long,
-/// and the `extra` keys that a header's name gave (Helicone's), which arrive lowercased whatever
-/// case the client wrote them in.
+/// notes which to remove (also a JSON metadata header that held no object, which is not read).
 pub(crate) fn take_headers(
     headers: &mut HeaderMap,
     sources: &Sources,
     limits: &Limits,
     strip: bool,
-) -> Result<(RequestMetadata, Origins, Vec<String>), MetadataError> {
+) -> Result<Taken, MetadataError> {
     let mut read = Read {
         strip,
         fixed: 0,
         properties: Vec::new(),
         named: Vec::new(),
+        unread: Vec::new(),
     };
     let (meta, ids) = from_headers(headers, sources, limits, &mut read)?;
     if strip {
@@ -152,7 +173,12 @@ pub(crate) fn take_headers(
             headers.remove(name);
         }
     }
-    Ok((meta, ids, read.named))
+    Ok(Taken {
+        meta,
+        origins: ids,
+        named: read.named,
+        unread: read.unread,
+    })
 }
 
 /// The other gateways' headers, in precedence order: Helicone, LiteLLM, Portkey, OpenRouter. What
@@ -248,15 +274,29 @@ fn from_headers(
     };
     meta.user_id = user.map(|(text, _)| text.into_owned());
     meta.trace_id = trace.map(|(text, _)| text.into_owned());
+    // One that is not a JSON object is not read (and is removed all the same), as LiteLLM and
+    // Portkey themselves pass over it: the request goes on, with a warning in its span.
     if let Some(raw) = spend_logs {
-        json_object(&raw, SPEND_LOGS, None, &mut meta)?;
+        if json_object(&raw, None, &mut meta).is_none() {
+            read.unread.push(SPEND_LOGS);
+        }
     }
     if let Some(raw) = portkey {
         // Tags travel as a comma-separated `tags` string in Portkey's metadata, as this crate's
         // client writes them.
-        if let Some(portkey_tags) = json_object(&raw, PORTKEY, Some("_user"), &mut meta)? {
-            crate::headers::check_own_tags(PORTKEY, [portkey_tags.as_str()], limits)?;
-            crate::headers::add_tags(&mut meta.tags, &portkey_tags, PORTKEY, &mut tags, limits)?;
+        match json_object(&raw, Some("_user"), &mut meta) {
+            Some(Some(portkey_tags)) => {
+                crate::headers::check_own_tags(PORTKEY, [portkey_tags.as_str()], limits)?;
+                crate::headers::add_tags(
+                    &mut meta.tags,
+                    &portkey_tags,
+                    PORTKEY,
+                    &mut tags,
+                    limits,
+                )?;
+            }
+            Some(None) => {}
+            None => read.unread.push(PORTKEY),
         }
         if origins.user.is_none() && meta.user_id.is_some() {
             origins.user = Some(PORTKEY);
@@ -288,10 +328,9 @@ struct Ids<'a> {
 /// cannot win are not built, and a repeated key keeps its last value.
 fn json_object(
     raw: &str,
-    header: &str,
     user_key: Option<&str>,
     meta: &mut RequestMetadata,
-) -> Result<Option<String>, MetadataError> {
+) -> Option<Option<String>> {
     let mut user = None;
     let mut tags = None;
     let mut fields = Map::new();
@@ -329,11 +368,7 @@ fn json_object(
         valid &= checked;
     });
     if object.is_none() || !valid {
-        return Err(MetadataError::new(
-            ErrorKind::InvalidHeader,
-            header,
-            format!("header `{header}` must be a JSON object"),
-        ));
+        return None;
     }
     if meta.user_id.is_none() {
         meta.user_id = user;
@@ -341,7 +376,7 @@ fn json_object(
     for (key, value) in fields {
         meta.extra.entry(key).or_insert(value);
     }
-    Ok(tags)
+    Some(tags)
 }
 
 #[cfg(test)]
@@ -362,8 +397,9 @@ mod tests {
             ("helicone-property-team", "helicone"),
             ("content-type", "application/json"),
         ]);
-        let (meta, ids, _) =
-            take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
+        let Taken {
+            meta, origins: ids, ..
+        } = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
         assert_eq!(meta.user_id.as_deref(), Some("lite-user"));
         assert_eq!(meta.trace_id.as_deref(), Some("lite-trace"));
         // Errors about an id name the header it came from.
@@ -380,8 +416,9 @@ mod tests {
             ("x-portkey-metadata", r#"{"_user":"pk-user"}"#),
             ("x-session-id", "or-session"),
         ]);
-        let (meta, ids, _) =
-            take_headers(&mut map, &Sources::all(), &Limits::default(), false).unwrap();
+        let Taken {
+            meta, origins: ids, ..
+        } = take_headers(&mut map, &Sources::all(), &Limits::default(), false).unwrap();
         assert_eq!(meta.user_id.as_deref(), Some("pk-user"));
         assert_eq!(meta.trace_id.as_deref(), Some("or-session"));
         assert_eq!(ids.user, Some("x-portkey-metadata"));
@@ -397,35 +434,44 @@ mod tests {
             ("helicone-property-team", "helicone"),
             ("helicone-property-", "no key"),
         ]);
-        let (meta, ..) = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
+        let meta = take_headers(&mut map, &Sources::all(), &Limits::default(), true)
+            .unwrap()
+            .meta;
         assert_eq!(meta.extra["team"], "helicone");
         assert_eq!(meta.extra["_user"], "not-a-user");
         assert_eq!(meta.extra["env"], "pk");
         assert_eq!(meta.extra.len(), 3, "an empty property name is no key");
         assert_eq!(meta.user_id, None);
         assert!(map.is_empty());
-        let mut map = headers(&[(SPEND_LOGS, "[1]")]);
-        let error = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap_err();
-        assert_eq!(error.param(), SPEND_LOGS);
+        // One that is not an object is not read, and goes all the same.
+        let mut map = headers(&[
+            (SPEND_LOGS, "[1]"),
+            ("x-portkey-metadata", r#"{"env":"pk"}"#),
+        ]);
+        let taken = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
+        assert_eq!(taken.unread, [SPEND_LOGS]);
+        assert_eq!(taken.meta.extra["env"], "pk");
+        assert!(map.is_empty());
     }
 
     #[test]
     fn portkey_object_is_read_like_a_json_parser_would() {
         let read = |raw: &'static str| {
             let mut map = headers(&[("x-portkey-metadata", raw)]);
-            take_headers(&mut map, &Sources::all(), &Limits::default(), true).map(|(meta, ..)| meta)
+            let taken = take_headers(&mut map, &Sources::all(), &Limits::default(), true).unwrap();
+            (taken.meta, taken.unread)
         };
         // Escaped keys decode; a repeated key keeps its last value; `_user` must be a string.
-        let meta = read(r#"{"\u0065nv":"a","env":"b","_user":1,"n":{"x":[1]}}"#).unwrap();
+        let (meta, _) = read(r#"{"\u0065nv":"a","env":"b","_user":1,"n":{"x":[1]}}"#);
         assert_eq!(meta.extra["env"], "b");
         assert_eq!(meta.extra["n"], serde_json::json!({"x": [1]}));
         assert_eq!(meta.user_id, None);
         // A repeated `tags` keeps its last value too, whichever of the tags or an `extra` key that
         // makes it (Portkey's parser sees that value alone).
-        let meta = read(r#"{"tags":"a,b","tags":["c"]}"#).unwrap();
+        let (meta, _) = read(r#"{"tags":"a,b","tags":["c"]}"#);
         assert_eq!(meta.tags, Vec::<String>::new());
         assert_eq!(meta.extra["tags"], serde_json::json!(["c"]));
-        let meta = read(r#"{"tags":["c"],"tags":"a,b"}"#).unwrap();
+        let (meta, _) = read(r#"{"tags":["c"],"tags":"a,b"}"#);
         assert_eq!(meta.tags, ["a", "b"]);
         assert_eq!(meta.extra.get("tags"), None, "{meta:?}");
         for bad in [
@@ -436,8 +482,10 @@ mod tests {
             r#"{"a":[1,]}"#,
             r#"{"_user":{"x":}}"#,
         ] {
-            let error = read(bad).unwrap_err();
-            assert_eq!(error.param(), "x-portkey-metadata", "{bad}");
+            // Not read at all, as Portkey's gateway passes over what it cannot parse.
+            let (meta, unread) = read(bad);
+            assert_eq!(unread, ["x-portkey-metadata"], "{bad}");
+            assert!(meta.is_empty(), "{bad}: {meta:?}");
         }
     }
 }

@@ -38,7 +38,7 @@ mod headers;
 pub(crate) use body::{
     body_fields, conversation_id, fill_from_body, fill_native_user, warn_left_out,
 };
-pub(crate) use headers::{gateway_field, take_headers};
+pub(crate) use headers::{gateway_field, take_headers, warn_unread};
 
 /// Which metadata formats the server layer reads; see [the module docs](self) for the mapping.
 ///

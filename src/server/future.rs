@@ -36,6 +36,8 @@ struct Facts {
     trailers: bool,
     /// Other formats' body fields that were not taken as metadata: they did not fit the limits.
     left_out: Vec<String>,
+    /// Other gateways' JSON metadata headers that were not read: they held no JSON object.
+    unread: Vec<&'static str>,
 }
 
 impl Facts {
@@ -47,6 +49,7 @@ impl Facts {
             parameters: scan.parameters(),
             trailers: false,
             left_out: Vec::new(),
+            unread: Vec::new(),
         }
     }
 }
@@ -114,6 +117,8 @@ pub(crate) struct HeaderMetadata {
     /// The keys of `dialects.extra` that a header's name gave (Helicone's properties), lowercased
     /// as header names arrive.
     pub(crate) named: Vec<String>,
+    /// Other gateways' JSON metadata headers that were not read: they held no JSON object.
+    pub(crate) unread: Vec<&'static str>,
 }
 
 impl HeaderMetadata {
@@ -129,6 +134,7 @@ impl HeaderMetadata {
                 dialects,
                 origins,
                 named: Vec::new(),
+                unread: Vec::new(),
             })
         })
     }
@@ -256,6 +262,11 @@ where
             .as_ref()
             .map(|h| h.origins)
             .unwrap_or_default();
+        let unread = pending
+            .headers
+            .as_mut()
+            .map(|h| std::mem::take(&mut h.unread))
+            .unwrap_or_default();
         let metadata = HeaderMetadata::combined(pending.headers.take());
         let limits = &pending.config.limits;
         let checked = origins
@@ -266,8 +277,12 @@ where
                 state: refuse(pending, metadata, &error, Facts::default()),
             };
         }
+        let facts = Facts {
+            unread,
+            ..Facts::default()
+        };
         Self {
-            state: start(pending, body, non_empty(metadata), Facts::default()),
+            state: start(pending, body, non_empty(metadata), facts),
         }
     }
 
@@ -514,7 +529,9 @@ where
         dialects: mut dialect_headers,
         origins,
         named,
+        unread,
     } = pending.headers.take().map(|h| *h).unwrap_or_default();
+    facts.unread = unread;
     // The member's `extra` was measured as sent; only keys from elsewhere call for measuring again.
     let member_extra = scan.metadata().map_or(0, |m| m.extra.len());
     let mut metadata = match scan.take_metadata() {
@@ -666,6 +683,7 @@ where
         .map(|m| Arc::new(m.clone()));
     let trailers = facts.trailers;
     let left_out = std::mem::take(&mut facts.left_out);
+    let unread = std::mem::take(&mut facts.unread);
     let (span, request) = trace(
         &mut make_span,
         &parts,
@@ -692,6 +710,9 @@ where
         }
         for field in left_out {
             crate::dialects::warn_left_out(&field);
+        }
+        for header in unread {
+            crate::dialects::warn_unread(header);
         }
         inner.call(req)
     };

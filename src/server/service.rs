@@ -137,18 +137,20 @@ fn read_headers(
     } else {
         (RequestMetadata::default(), None)
     };
-    let (others, origins, named) =
-        match dialects::take_headers(headers, sources, &config.limits, strip) {
-            Ok(read) => read,
-            Err(error) => return Err((error, said(requesty))),
-        };
-    let origins = Origins::over(&requesty, long_tag, origins);
-    Ok(
-        HeaderMetadata::boxed(requesty, others, origins).map(|mut said| {
-            said.named = named;
-            said
-        }),
-    )
+    let taken = match dialects::take_headers(headers, sources, &config.limits, strip) {
+        Ok(taken) => taken,
+        Err(error) => return Err((error, said(requesty))),
+    };
+    let origins = Origins::over(&requesty, long_tag, taken.origins);
+    let mut said = HeaderMetadata::boxed(requesty, taken.meta, origins);
+    if let Some(said) = &mut said {
+        said.named = taken.named;
+    }
+    // A header that was not read is warned about in the request's span, also when nothing was.
+    if !taken.unread.is_empty() {
+        said.get_or_insert_with(Box::default).unread = taken.unread;
+    }
+    Ok(said)
 }
 
 impl<S, M, R> std::fmt::Debug for ExtractMetadata<S, M, R>
