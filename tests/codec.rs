@@ -1427,3 +1427,21 @@ fn a_surrogate_pair_in_a_key_reads_as_no_letter_of_requesty() {
         assert_eq!(out, format!(r#"{{"{key}":1}}"#));
     }
 }
+
+/// A top-level string that is empty, or nothing but one escape, ends at its own closing quote, as a
+/// key or as a value: the members after it are read as they stand.
+#[test]
+fn an_empty_or_escape_only_top_level_string_ends_at_its_closing_quote() {
+    for body in [
+        r#"{"":"","requesty":{"tags":["x"]}}"#,
+        r#"{"a":"","b":"c","requesty":{"tags":["x"]}}"#,
+        r#"{"\\":"\\","requesty":{"tags":["x"]}}"#,
+        r#"{"\"":"\"","requesty":{"tags":["x"]}}"#,
+    ] {
+        assert!(serde_json::from_str::<Value>(body).is_ok(), "{body}");
+        let (scan, out) = run(body);
+        assert_eq!(scan.metadata().unwrap().tags, ["x"], "{body}");
+        let (end, _) = body.split_once(r#","requesty""#).unwrap();
+        assert_eq!(out, format!("{end}}}"));
+    }
+}
