@@ -474,6 +474,8 @@ mod tests {
             b"\xf0\x9f",
             b"requestyy",
             b"requ",
+            // A first byte that starts no character is no letter of the name.
+            b"\xffrequesty",
         ] {
             assert_eq!(key_reads_as(no, false, b"requesty"), Ok(false), "{no:?}");
         }
@@ -483,6 +485,12 @@ mod tests {
             Ok(true)
         );
         assert_eq!(key_reads_as(br"\u212Aey", true, b"key"), Ok(true));
+        // Three bytes a letter is as long as a key can be and still read as the name: a key of
+        // Kelvin signs alone reads as the `k`s they fold to.
+        assert_eq!(
+            key_reads_as("\u{212a}\u{212a}".as_bytes(), false, b"kk"),
+            Ok(true)
+        );
         // Escapes past the point of difference are still checked.
         assert_eq!(
             key_reads_as(br"requesty\u0000\q", true, b"requesty"),
