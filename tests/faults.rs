@@ -1006,18 +1006,8 @@ async fn readiness_failing_once_the_body_is_read_is_the_service_error() {
                 .push((done.status.as_u16(), done.completed, done.failed, trace))
         }
     });
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(1);
-    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let request = axum::http::Request::post("/v1/chat/completions")
-        .header(CONTENT_TYPE, "application/json")
-        .body(Body::new(body))
-        .unwrap();
+    let (tx, request) = open_json_request(br#"{"model":"m","requesty":{"trace_id":"late"}}"#).await;
     let call = tokio::spawn(layer.layer(gated).oneshot(request));
-    tx.send(Ok(http_body::Frame::data(Bytes::from_static(
-        br#"{"model":"m","requesty":{"trace_id":"late"}}"#,
-    ))))
-    .await
-    .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     state.lock().unwrap().failure = Some("overloaded");
     drop(tx);
@@ -1037,6 +1027,26 @@ async fn readiness_failing_once_the_body_is_read_is_the_service_error() {
     assert_eq!(spans[0].field("error.type"), Some("service"));
 }
 
+/// A JSON request whose body has `json` as its one frame and stays open until the returned sender
+/// is dropped.
+async fn open_json_request(
+    json: &'static [u8],
+) -> (
+    tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, Infallible>>,
+    axum::http::Request<Body>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let request = axum::http::Request::post("/v1/chat/completions")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::new(body))
+        .unwrap();
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(json))))
+        .await
+        .unwrap();
+    (tx, request)
+}
+
 /// A request whose body is in but whose inner service is not ready again yet, dropped while it
 /// waits: reported once, as a request that got no answer, with the metadata its body gave.
 #[tokio::test]
@@ -1045,18 +1055,9 @@ async fn a_request_dropped_while_waiting_for_readiness_is_reported_as_499() {
     let (gated, state) = Gated::new();
     open(&state);
     let (layer, reports) = reporting(RequestyMetadataLayer::new());
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, Infallible>>(1);
-    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let request = axum::http::Request::post("/v1/chat/completions")
-        .header(CONTENT_TYPE, "application/json")
-        .body(Body::new(body))
-        .unwrap();
+    let (tx, request) =
+        open_json_request(br#"{"model":"m","requesty":{"trace_id":"queued"}}"#).await;
     let call = tokio::spawn(layer.layer(gated).oneshot(request));
-    tx.send(Ok(http_body::Frame::data(Bytes::from_static(
-        br#"{"model":"m","requesty":{"trace_id":"queued"}}"#,
-    ))))
-    .await
-    .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     state.lock().unwrap().open = false;
     drop(tx);

@@ -1172,15 +1172,15 @@ async fn an_inner_server_layer_leaves_the_outer_requests_metadata_current() {
     }
 }
 
-/// A server layer inside another that kept some of the metadata (its headers, here) adds what it
-/// reads to the outer layer's: the handler, the current metadata and the inner span see the whole
-/// request's metadata, not only the part left to read.
-#[tokio::test]
-async fn an_inner_server_layer_adds_to_the_outer_layers_metadata() {
+/// What a handler behind a layer inside another (the outer one keeping the headers) finds in its
+/// request's extensions, checked to be what is current, for a JSON request with `headers`.
+async fn seen_through_nested_layers(
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> Option<RequestMetadata> {
     use http_body_util::BodyExt;
     use tower::{Layer, ServiceExt};
 
-    let (recorder, _guard) = Recorder::install();
     let handler = tower::service_fn(|request: http::Request<Body>| async move {
         let seen = request.extensions().get::<RequestMetadata>().cloned();
         let current = requesty_metadata::current().map(|m| RequestMetadata::clone(&m));
@@ -1191,17 +1191,31 @@ async fn an_inner_server_layer_adds_to_the_outer_layers_metadata() {
     let service = RequestyMetadataLayer::new()
         .keep_headers(true)
         .layer(RequestyMetadataLayer::new().layer(handler));
-    let request = http::Request::post("/v1/chat/completions")
-        .header("content-type", "application/json")
-        .header("x-requesty-trace-id", "t-header")
-        .header("x-requesty-tags", "h")
-        .body(Body::from(
-            r#"{"model":"m","requesty":{"user_id":"u-body","tags":["b"]}}"#,
-        ))
-        .unwrap();
+    let mut request =
+        http::Request::post("/v1/chat/completions").header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Body::from(body)).unwrap();
     let response = service.oneshot(request).await.unwrap();
     let seen = response.into_body().collect().await.unwrap().to_bytes();
-    let seen: Option<RequestMetadata> = serde_json::from_slice(&seen).unwrap();
+    serde_json::from_slice(&seen).unwrap()
+}
+
+/// A server layer inside another that kept some of the metadata (its headers, here) adds what it
+/// reads to the outer layer's: the handler, the current metadata and the inner span see the whole
+/// request's metadata, not only the part left to read.
+#[tokio::test]
+async fn an_inner_server_layer_adds_to_the_outer_layers_metadata() {
+    let (recorder, _guard) = Recorder::install();
+    let seen = seen_through_nested_layers(
+        &[
+            ("x-requesty-trace-id", "t-header"),
+            ("x-requesty-tags", "h"),
+        ],
+        r#"{"model":"m","requesty":{"user_id":"u-body","tags":["b"]}}"#,
+    )
+    .await;
     let want = RequestMetadata::new()
         .tag("b")
         .tag("h")
@@ -1220,29 +1234,15 @@ async fn an_inner_server_layer_adds_to_the_outer_layers_metadata() {
 /// stripped. What the inner one reads fills in what the outer one's metadata lacks.
 #[tokio::test]
 async fn an_inner_server_layer_keeps_the_bodys_rank_over_the_headers() {
-    use http_body_util::BodyExt;
-    use tower::{Layer, ServiceExt};
-
-    let handler = tower::service_fn(|request: http::Request<Body>| async move {
-        let seen = request.extensions().get::<RequestMetadata>().cloned();
-        let seen = serde_json::to_string(&seen).unwrap();
-        Ok::<_, Infallible>(Response::new(Body::from(seen)))
-    });
-    let service = RequestyMetadataLayer::new()
-        .keep_headers(true)
-        .layer(RequestyMetadataLayer::new().layer(handler));
-    let request = http::Request::post("/v1/chat/completions")
-        .header("content-type", "application/json")
-        .header("x-requesty-user-id", "u-header")
-        .header("x-requesty-trace-id", "t-header")
-        .header("x-requesty-team", "team-header")
-        .body(Body::from(
-            r#"{"model":"m","requesty":{"user_id":"u-body","extra":{"team":"team-body"}}}"#,
-        ))
-        .unwrap();
-    let response = service.oneshot(request).await.unwrap();
-    let seen = response.into_body().collect().await.unwrap().to_bytes();
-    let seen: Option<RequestMetadata> = serde_json::from_slice(&seen).unwrap();
+    let seen = seen_through_nested_layers(
+        &[
+            ("x-requesty-user-id", "u-header"),
+            ("x-requesty-trace-id", "t-header"),
+            ("x-requesty-team", "team-header"),
+        ],
+        r#"{"model":"m","requesty":{"user_id":"u-body","extra":{"team":"team-body"}}}"#,
+    )
+    .await;
     let want = RequestMetadata::new()
         .user_id("u-body")
         .trace_id("t-header")
