@@ -254,6 +254,11 @@ fn json_post(
         .body(body)
 }
 
+/// The JSON answer to a request sent without middleware.
+async fn answer<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 async fn echoed(request: RequestBuilder) -> Echo {
     let response = request.send().await.expect("the request is sent");
     assert_eq!(response.status(), 200);
@@ -1541,13 +1546,7 @@ async fn two_hops_carry_the_metadata_on_and_what_the_first_drops_stays_dropped()
             .drop_fields([Field::UserId]),
     )
     .await;
-    let echo: Echo = tagged(agent, "/v1/chat/completions", &inbound(1))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo: Echo = answer(tagged(agent, "/v1/chat/completions", &inbound(1))).await;
     let want = RequestMetadata::new()
         .tag("relay")
         .tag("agent")
@@ -1743,13 +1742,7 @@ async fn hashed_user_ids_stay_out_of_client_spans() {
         .user_id("alice@example.com")
         .extra("tier", "gold")
         .extra("email", "alice@example.com");
-    let echoes: Vec<Echo> = tagged(gateway, "/v1/agent", &meta)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echoes: Vec<Echo> = answer(tagged(gateway, "/v1/agent", &meta)).await;
     for echo in &echoes {
         let sent = echo.metadata.as_ref().expect("metadata travelled onward");
         assert_eq!(sent.user_id.as_deref(), Some("alice@example.com"));
@@ -2014,13 +2007,7 @@ where
             .layer(RequestyMetadataLayer::new()),
     )
     .await;
-    tagged(gateway, "/v1/chat/completions", &inbound(7))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    answer(tagged(gateway, "/v1/chat/completions", &inbound(7))).await
 }
 
 /// A layer made `headers_only()` reads no body, and neither does the middleware made from it: a
@@ -2037,13 +2024,7 @@ async fn a_headers_only_layer_as_middleware_leaves_bodies_alone() {
         .drop_fields([Field::UserId]);
     let client = with_middleware(layer.into());
     let body = r#"{"model":"m","requesty":{"tags":["own"]}}"#;
-    let echo: Echo = json_post(&client, addr, body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo = echoed(json_post(&client, addr, body)).await;
     assert_eq!(echo.body, body);
     let spans = recorder.named("llm_client_request");
     assert_eq!(spans.len(), 1);

@@ -556,14 +556,55 @@ type Frames = http_body_util::StreamBody<
     >,
 >;
 
+/// Sends a gRPC call of `content_type`, one empty message, through a headers-only layer around
+/// `inner` whose completion hook notes the gRPC status it saw in `seen`: the answer's status and
+/// its body's bytes.
+async fn call_noting_status<S>(
+    inner: S,
+    content_type: &'static str,
+    seen: &Arc<Mutex<Vec<Option<i32>>>>,
+) -> (http::StatusCode, bytes::Bytes)
+where
+    S: Service<
+            http::Request<Frames>,
+            Response = http::Response<Frames>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+    let seen = seen.clone();
+    let service = RequestyMetadataLayer::new()
+        .headers_only()
+        .on_complete(move |done| seen.lock().unwrap().push(done.grpc_status))
+        .layer(inner);
+    let request = http::Request::post(CHECK)
+        .header("content-type", content_type)
+        .header("x-requesty-trace-id", "t-1")
+        .body(http_body_util::StreamBody::new(futures_util::stream::iter(
+            vec![Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                b"\0\0\0\0\0",
+            )))],
+        )))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let status = response.status();
+    (
+        status,
+        response.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
 /// A server span is an error when the code says the server failed, whether it came in a
 /// trailers-only head or in trailers after the messages; the completion hook sees the code too.
 #[tokio::test]
 async fn a_server_failure_in_grpc_status_marks_the_span() {
     use bytes::Bytes;
     use http_body::Frame;
-    use http_body_util::{BodyExt, StreamBody};
-    use tower::{Layer, ServiceExt};
+    use http_body_util::StreamBody;
     let (recorder, _guard) = Recorder::install();
     let seen = Arc::new(Mutex::new(Vec::new()));
     // Each case: the head's grpc-status, the trailers' grpc-status, what the span records, whether
@@ -598,21 +639,8 @@ async fn a_server_failure_in_grpc_status_marks_the_span() {
             }
             Ok::<_, std::convert::Infallible>(response)
         });
-        let seen = seen.clone();
-        let service = RequestyMetadataLayer::new()
-            .headers_only()
-            .on_complete(move |done| seen.lock().unwrap().push(done.grpc_status))
-            .layer(inner);
-        let request = http::Request::post(CHECK)
-            .header("content-type", "application/grpc")
-            .header("x-requesty-trace-id", "t-1")
-            .body(StreamBody::new(futures_util::stream::iter(vec![Ok(
-                Frame::data(Bytes::from_static(b"\0\0\0\0\0")),
-            )])))
-            .unwrap();
-        let response = service.oneshot(request).await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.into_body().collect().await.unwrap();
+        let (status, _) = call_noting_status(inner, "application/grpc", &seen).await;
+        assert_eq!(status, 200);
     }
     let spans = recorder.wait_closed(cases.len()).await;
     for ((head, trailers, recorded, error), span) in cases.iter().zip(&spans) {
@@ -732,8 +760,7 @@ async fn grpc_status_in_trailers_after_a_declared_length_is_recorded() {
 async fn a_grpc_web_status_in_the_body_is_recorded() {
     use bytes::Bytes;
     use http_body::Frame;
-    use http_body_util::{BodyExt, StreamBody};
-    use tower::{Layer, ServiceExt};
+    use http_body_util::StreamBody;
     let (recorder, _guard) = Recorder::install();
     let seen = Arc::new(Mutex::new(Vec::new()));
     // A message, and the trailers frame.
@@ -781,20 +808,7 @@ async fn a_grpc_web_status_in_the_body_is_recorded() {
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        let seen = seen.clone();
-        let service = RequestyMetadataLayer::new()
-            .headers_only()
-            .on_complete(move |done| seen.lock().unwrap().push(done.grpc_status))
-            .layer(inner);
-        let request = http::Request::post(CHECK)
-            .header("content-type", content_type)
-            .header("x-requesty-trace-id", "t-1")
-            .body(StreamBody::new(futures_util::stream::iter(vec![Ok(
-                Frame::data(Bytes::from_static(b"\0\0\0\0\0")),
-            )])))
-            .unwrap();
-        let response = service.oneshot(request).await.unwrap();
-        let sent = response.into_body().collect().await.unwrap().to_bytes();
+        let (_, sent) = call_noting_status(inner, content_type, &seen).await;
         assert_eq!(
             sent,
             chunks.concat(),
