@@ -182,12 +182,15 @@ pub(crate) fn add_tags(
 }
 
 /// The headers that carried what limits on single values judge in a request's header metadata: its
-/// ids, and a tag too long. For errors that name them.
+/// ids, a tag too long and the origin fields. For errors that name them.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Origins {
     pub(crate) user: Option<&'static str>,
     pub(crate) trace: Option<&'static str>,
     pub(crate) long_tag: Option<&'static str>,
+    /// Whether `HTTP-Referer` and `X-Title` gave the origin fields.
+    pub(crate) referer: bool,
+    pub(crate) title: bool,
 }
 
 impl Origins {
@@ -206,6 +209,8 @@ impl Origins {
                 .map(|_| TRACE_ID)
                 .or(others.trace),
             long_tag: long_tag.or(others.long_tag),
+            referer: requesty.origin_referer.is_some() || others.referer,
+            title: requesty.origin_title.is_some() || others.title,
         }
     }
 
@@ -231,6 +236,18 @@ impl Origins {
         if let Some(header) = self.long_tag {
             if let Some(tag) = merged.tags.iter().find(|t| t.len() > limits.tag_len()) {
                 return Err(too_long("a tag", header, tag.len(), limits.tag_len()));
+            }
+        }
+        // The body's origin fields, which outrank the headers, were held to the same limit.
+        for (origin, read, header, what) in [
+            (&merged.origin_referer, self.referer, REFERER, "the referer"),
+            (&merged.origin_title, self.title, TITLE, "the title"),
+        ] {
+            match origin {
+                Some(text) if read && text.len() > limits.origin_len() => {
+                    return Err(too_long(what, header, text.len(), limits.origin_len()))
+                }
+                _ => {}
             }
         }
         Ok(())

@@ -11,6 +11,7 @@
 /// | [`max_tags`](Self::max_tags) | 64 | `400`, `param: requesty.tags` (or the tags header that passed it) |
 /// | [`max_tag_len`](Self::max_tag_len) | 256 bytes | `400`, `param: requesty.tags` (or the header that carried the tag) |
 /// | [`max_id_len`](Self::max_id_len) | 256 bytes | `400`, `param: requesty.user_id` / `requesty.trace_id` (or the header that carried the id) |
+/// | [`max_origin_len`](Self::max_origin_len) | 4 KiB | `400`, `param: requesty.origin_referer` / `requesty.origin_title` (or `http-referer` / `x-title` for the header) |
 /// | [`max_extra_entries`](Self::max_extra_entries) | 64 | `400`, `param: requesty.extra` |
 /// | [`max_extra_bytes`](Self::max_extra_bytes) | 16 KiB of JSON | `400`, `param: requesty.extra` |
 /// | [`max_member_bytes`](Self::max_member_bytes) | 64 KiB of JSON | `400`, `param: requesty` |
@@ -28,6 +29,7 @@ pub struct Limits {
     tags: usize,
     tag_len: usize,
     id_len: usize,
+    origin_len: usize,
     extra_entries: usize,
     extra_bytes: usize,
     member_bytes: usize,
@@ -40,6 +42,7 @@ impl Default for Limits {
             tags: 64,
             tag_len: 256,
             id_len: 256,
+            origin_len: 4 * 1024,
             extra_entries: 64,
             extra_bytes: 16 * 1024,
             member_bytes: 64 * 1024,
@@ -76,6 +79,7 @@ impl Limits {
             tags: usize::MAX,
             tag_len: usize::MAX,
             id_len: usize::MAX,
+            origin_len: usize::MAX,
             extra_entries: usize::MAX,
             extra_bytes: usize::MAX,
             member_bytes: usize::MAX,
@@ -95,6 +99,10 @@ limit! {
     tag_len, max_tag_len;
     /// Longest `user_id` or `trace_id`, in bytes.
     id_len, max_id_len;
+    /// Longest `origin_referer` or `origin_title` (the `HTTP-Referer` and `X-Title` headers), in
+    /// bytes. The default leaves room for any URL a browser sends as a referrer (they cap it at
+    /// 4,096 bytes) while keeping a span field from holding everything a header may carry.
+    origin_len, max_origin_len;
     /// Most keys in `extra`.
     extra_entries, max_extra_entries;
     /// Largest `extra` object, in bytes of JSON as sent; for `extra` from headers, or merged from the

@@ -358,6 +358,21 @@ fn every_default_limit_is_enforced_at_its_boundary() {
             ErrorKind::TooLong,
         ),
         (
+            format!(r#"{{"origin_referer":"{}"}}"#, "r".repeat(d.origin_len())),
+            format!(
+                r#"{{"origin_referer":"{}"}}"#,
+                "r".repeat(d.origin_len() + 1)
+            ),
+            "requesty.origin_referer",
+            ErrorKind::TooLong,
+        ),
+        (
+            format!(r#"{{"origin_title":"{}"}}"#, "t".repeat(d.origin_len())),
+            format!(r#"{{"origin_title":"{}"}}"#, "t".repeat(d.origin_len() + 1)),
+            "requesty.origin_title",
+            ErrorKind::TooLong,
+        ),
+        (
             format!(r#"{{"extra":{}}}"#, extra_entries(d.extra_entries())),
             format!(r#"{{"extra":{}}}"#, extra_entries(d.extra_entries() + 1)),
             "requesty.extra",
@@ -391,6 +406,7 @@ fn configured_limits_are_enforced() {
         .max_tags(2)
         .max_tag_len(3)
         .max_id_len(2)
+        .max_origin_len(3)
         .max_extra_entries(1)
         .max_extra_bytes(13)
         .max_member_bytes(57);
@@ -419,6 +435,16 @@ fn configured_limits_are_enforced() {
         (
             r#"{"trace_id":"abc"}"#,
             "requesty.trace_id",
+            ErrorKind::TooLong,
+        ),
+        (
+            r#"{"origin_referer":"abcd"}"#,
+            "requesty.origin_referer",
+            ErrorKind::TooLong,
+        ),
+        (
+            r#"{"origin_title":"abcd"}"#,
+            "requesty.origin_title",
             ErrorKind::TooLong,
         ),
         (

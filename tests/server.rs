@@ -533,6 +533,62 @@ async fn invalid_metadata_is_a_400_naming_the_field_and_the_inner_service_is_not
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// `HTTP-Referer` and `X-Title` are held to `max_origin_len`: at the limit they are carried, one
+/// byte over is a `400` naming the header; the body's origin field, which outranks the header, is
+/// held to the same limit and, when it is within it, the header's value is no one's error.
+#[tokio::test]
+async fn origin_headers_are_held_to_the_origin_limit() {
+    let (_recorder, _guard) = Recorder::install();
+    let (app, calls) =
+        app(RequestyMetadataLayer::new().limits(Limits::default().max_origin_len(8)));
+    let addr = serve(app).await;
+    let client = client();
+    let get = |name: &'static str, value: &'static str| {
+        client
+            .get(format!("http://{addr}/v1/models"))
+            .header(name, value)
+            .send()
+    };
+    let response = get("http-referer", "https://").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        seen_metadata(&response).unwrap(),
+        RequestMetadata::new().origin_referer("https://")
+    );
+    for (name, value) in [("http-referer", "https://a"), ("x-title", "My App 2!")] {
+        let response = get(name, value).await.unwrap();
+        expect_error(response, 400, json!(name), "metadata_too_long").await;
+    }
+    let response = client
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(r#"{"requesty":{"origin_title":"012345678"}}"#)
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        response,
+        400,
+        json!("requesty.origin_title"),
+        "metadata_too_long",
+    )
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let response = client
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("x-title", "a title too long")
+        .body(r#"{"requesty":{"origin_title":"App"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        seen_metadata(&response).unwrap(),
+        RequestMetadata::new().origin_title("App")
+    );
+}
+
 /// `extra` keys from headers count against `max_extra_entries`: as many as the limit are carried,
 /// one more is a `400` naming `requesty.extra`.
 #[tokio::test]

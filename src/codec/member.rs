@@ -55,8 +55,8 @@ pub(crate) fn parse(raw: &[u8], limits: &Limits) -> Result<Option<RequestMetadat
             Field::UserId => meta.user_id = id(lx, "user_id", limits)?,
             Field::TraceId => meta.trace_id = id(lx, "trace_id", limits)?,
             Field::Extra => meta.extra = extra(lx, limits)?,
-            Field::OriginReferer => meta.origin_referer = text(lx, "origin_referer")?,
-            Field::OriginTitle => meta.origin_title = text(lx, "origin_title")?,
+            Field::OriginReferer => meta.origin_referer = origin(lx, "origin_referer", limits)?,
+            Field::OriginTitle => meta.origin_title = origin(lx, "origin_title", limits)?,
             Field::Other => {
                 let name = key.name()?;
                 let value = any(lx, 2)?;
@@ -163,6 +163,14 @@ pub(crate) fn check(
     for (name, value) in [("user_id", &meta.user_id), ("trace_id", &meta.trace_id)] {
         if let Some(v) = value {
             check_id(v, name, limits)?;
+        }
+    }
+    for (name, value) in [
+        ("origin_referer", &meta.origin_referer),
+        ("origin_title", &meta.origin_title),
+    ] {
+        if let Some(v) = value {
+            check_len(v, name, limits.origin_len())?;
         }
     }
     if meta.extra.len() > limits.extra_entries() {
@@ -457,14 +465,31 @@ fn id(lx: &mut Lexer<'_>, name: &str, limits: &Limits) -> Result<Option<String>,
 }
 
 fn check_id(value: &str, name: &str, limits: &Limits) -> Result<(), MetadataError> {
-    if value.len() > limits.id_len() {
+    check_len(value, name, limits.id_len())
+}
+
+fn origin(
+    lx: &mut Lexer<'_>,
+    name: &str,
+    limits: &Limits,
+) -> Result<Option<String>, MetadataError> {
+    let value = text(lx, name)?;
+    if let Some(v) = &value {
+        check_len(v, name, limits.origin_len())?;
+    }
+    Ok(value)
+}
+
+/// Refuses string field `name` when it is longer than `limit` bytes.
+fn check_len(value: &str, name: &str, limit: usize) -> Result<(), MetadataError> {
+    if value.len() > limit {
         return Err(MetadataError::new(
             ErrorKind::TooLong,
             format!("requesty.{name}"),
             format!(
                 "`requesty.{name}` is {}; the limit is {}",
                 Size(value.len()),
-                Size(limits.id_len())
+                Size(limit)
             ),
         ));
     }

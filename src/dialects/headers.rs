@@ -271,6 +271,8 @@ fn from_headers(
         user: user.as_ref().map(|&(_, name)| name),
         trace: trace.as_ref().map(|&(_, name)| name),
         long_tag: None,
+        referer: false,
+        title: false,
     };
     meta.user_id = user.map(|(text, _)| text.into_owned());
     meta.trace_id = trace.map(|(text, _)| text.into_owned());
