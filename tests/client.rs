@@ -1014,6 +1014,31 @@ async fn a_field_a_layer_drops_is_not_taken_back_from_the_inbound_request() {
     assert_eq!(echo.body, want);
 }
 
+/// A service between two inject layers may call further in only once its own future runs (an
+/// async filter, a retry's later attempts): the field the outer layer dropped stays dropped for the
+/// inner one then too, as it does for one called at once.
+#[tokio::test]
+async fn a_dropped_field_stays_dropped_for_a_layer_called_from_the_outer_calls_future() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let current = Some(Arc::new(
+        RequestMetadata::new().user_id("u-current").tag("c"),
+    ));
+    let stack = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()).drop_fields([Field::UserId]))
+        .layer(tower::filter::AsyncFilterLayer::new(
+            |request: http::Request<Full<Bytes>>| async move { Ok::<_, tower::BoxError>(request) },
+        ))
+        .layer(RequestyMetadataLayer::inject(RequestMetadata::new()))
+        .service(hyper_client());
+    let echo = scope(
+        current,
+        hyper_echo(stack, hyper_json(bare, r#"{"model":"m"}"#)),
+    )
+    .await;
+    assert_eq!(echo.body, r#"{"model":"m","requesty":{"tags":["c"]}}"#);
+}
+
 // ---------------------------------------------------------------------------------------------
 // hyper-util's client with the inject layer
 
