@@ -72,6 +72,10 @@ pin_project! {
             start: Instant,
             // A `HEAD` request's answer has no body.
             head: bool,
+            // What is current while the client's future runs, as while it was called: a service
+            // further in may call onward only from its future (an async filter, a retry's later
+            // attempts).
+            serving: Option<Arc<RequestMetadata>>,
         },
     }
 }
@@ -175,9 +179,11 @@ where
                     span,
                     start,
                     head,
+                    serving,
                 } => {
                     let result = {
                         let _entered = span.span().enter();
+                        let _serving = serving.is_some().then(|| crate::current::lend(serving));
                         ready!(future.poll(cx))
                     };
                     let span = span.answered();
@@ -410,6 +416,7 @@ where
     B: Body,
 {
     let head = request.method() == http::Method::HEAD;
+    let mut serving = config.serving(metadata);
     let future = {
         let _entered = span.enter();
         if let Some(error) = unreadable {
@@ -435,10 +442,10 @@ where
             }
         }
         // A dropped field stays dropped for an inject layer further in, which reads what is
-        // current as it is called.
-        let _serving = config
-            .serving(metadata)
-            .map(|m| crate::current::enter(Some(m)));
+        // current as it is called: here, and from the future (see `State::Call`).
+        let _serving = serving
+            .is_some()
+            .then(|| crate::current::lend(&mut serving));
         inner.call(request)
     };
     State::Call {
@@ -446,5 +453,6 @@ where
         span: Awaiting::new(span),
         start: Instant::now(),
         head,
+        serving,
     }
 }
