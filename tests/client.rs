@@ -1625,6 +1625,50 @@ async fn a_streaming_handler_calling_onward_from_its_body_propagates_the_metadat
     assert_eq!(text, "data: trace-2\n\n".repeat(3));
 }
 
+/// The caller's own `X-Requesty-<Name>` header outranks an `extra` key of the layer's defaults or of
+/// the request's extension that names the same header in another spelling (`Team`, `team_name` for
+/// `X-Requesty-Team-Name`): header names have no case, so the header is that field, and the
+/// caller's value is what the gateway reads, in the header form and in the body alike.
+#[tokio::test]
+async fn the_callers_own_extra_header_outranks_a_key_spelled_otherwise() {
+    let (_recorder, _guard) = Recorder::install();
+    let (bare, layered) = (bare_echo().await, layered_echo().await);
+    let defaults = RequestMetadata::new().extra("Team", "platform");
+    let extension = RequestMetadata::new().extra("cost_center", "ops");
+    let client = with_middleware(MetadataMiddleware::new(defaults.clone()));
+    let send = |addr: SocketAddr, body: reqwest::Body| {
+        json_post(&client, addr, body)
+            .header("x-requesty-team", "billing")
+            .header("x-requesty-cost-center", "research")
+            .with_extension(extension.clone())
+    };
+    // A streamed body: the header form.
+    let echo = echoed(send(bare, streamed(CHAT))).await;
+    assert_eq!(echo.header("x-requesty-team"), Some("billing"));
+    assert_eq!(echo.header("x-requesty-cost-center"), Some("research"));
+    assert_eq!(echo.header("x-requesty-cost_center"), None);
+    // A buffered one: the member, which the gateway reads the caller's values from.
+    let echo = echoed(send(layered, CHAT.into())).await;
+    let read = echo.metadata.expect("the gateway read metadata");
+    let want = RequestMetadata::new()
+        .extra("cost-center", "research")
+        .extra("team", "billing");
+    assert_eq!(read.extra, want.extra);
+
+    let hyper = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(defaults).carrier(Carrier::Headers))
+        .service(hyper_client());
+    let mut request = hyper_json(bare, CHAT);
+    request.extensions_mut().insert(extension.clone());
+    let headers = request.headers_mut();
+    headers.insert("x-requesty-team", "billing".parse().unwrap());
+    headers.insert("x-requesty-cost-center", "research".parse().unwrap());
+    let echo = hyper_echo(hyper, request).await;
+    assert_eq!(echo.header("x-requesty-team"), Some("billing"));
+    assert_eq!(echo.header("x-requesty-cost-center"), Some("research"));
+    assert_eq!(echo.header("x-requesty-cost_center"), None);
+}
+
 /// The caller's own headers are kept whatever their count of tags: over the limits they go out with
 /// a warning, like any other metadata, rather than being replaced.
 #[tokio::test]
