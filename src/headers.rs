@@ -36,6 +36,28 @@ pub(crate) fn read_own(
     read_with(headers, &own_limits(limits), true).map(|(meta, _)| meta)
 }
 
+/// Merges `own`, the metadata headers a caller set on an outgoing request ([`read_own`]), over
+/// `metadata`, from the client's other sources. An `X-Requesty-<Name>` header is the `extra` field
+/// it names, however a lower source spells the key (`Team`, or `team_name` for
+/// `X-Requesty-Team-Name`: header names have no case, and CGI-style servers read `_` as `-`), so
+/// such a key goes: the caller's value is the one sent, in the header form (where of two keys
+/// naming one header the first would keep it) and in the body alike.
+pub(crate) fn merge_own(metadata: &mut RequestMetadata, own: RequestMetadata) {
+    if !own.extra.is_empty() {
+        let fields: Vec<String> = own.extra.keys().map(|key| header_field(key)).collect();
+        metadata
+            .extra
+            .retain(|key, _| own.extra.contains_key(key) || !fields.contains(&header_field(key)));
+    }
+    metadata.merge(own);
+}
+
+/// The header an `extra` key names, as CGI-style servers read header names: lowercase, with `_`
+/// as `-`.
+fn header_field(key: &str) -> String {
+    key.to_ascii_lowercase().replace('_', "-")
+}
+
 /// What the metadata headers of a request refused as they were read say, for its span and report:
 /// all but the tags (what got it refused, or beside it). No limit applies: the request goes
 /// nowhere.
@@ -298,7 +320,7 @@ pub(crate) fn write(meta: &RequestMetadata, headers: &mut HeaderMap) {
     for (key, value) in &meta.extra {
         let name = format!("{PREFIX}{}", key.to_ascii_lowercase());
         // Read with dashes, as CGI-style servers read a name spelled with underscores.
-        let field = name[PREFIX.len()..].replace('_', "-");
+        let field = header_field(key);
         match value.as_str() {
             _ if matches!(field.as_str(), "trace-id" | "user-id" | "tags" | "") => {
                 tracing::warn!(key = %key, "extra field left out: its header would read back as a core field")

@@ -8,7 +8,9 @@
 //! 2. the metadata of the request being served, when the call happens inside a server layer's
 //!    request ([`current`](crate::current)), unless [`propagate(false)`](InjectMetadataLayer::propagate);
 //! 3. a [`RequestMetadata`](crate::RequestMetadata) in the outgoing request's extensions;
-//! 4. what the request already carries: `X-Requesty-*` headers, then a `requesty` body member.
+//! 4. what the request already carries: `X-Requesty-*` headers, then a `requesty` body member. An
+//!    `X-Requesty-<Name>` header also replaces an `extra` key of the sources above that names the
+//!    same header in another spelling (`Team`, `team_name` for `X-Requesty-Team-Name`).
 //!
 //! A JSON body whose size is known gets the result as its `requesty` member, spliced in without
 //! re-serializing anything else, with `Content-Length` updated. Other bodies (streams, non-JSON,
