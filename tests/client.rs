@@ -859,6 +859,37 @@ async fn drop_all_removes_even_what_the_request_already_carries() {
     assert_eq!(echo.body, r#"{"model":"m","messages":[]}"#);
 }
 
+/// A boundary that drops the origin removes the origin headers also when their names are spelled
+/// with underscores (`x_title`, `http_referer`), which CGI-style servers (WSGI, Rack, PHP) read as
+/// `X-Title` and `HTTP-Referer`, as it removes such spellings of every other metadata header.
+#[tokio::test]
+async fn dropping_the_origin_removes_its_headers_spelled_with_underscores() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let boundary =
+        || RequestyMetadataLayer::inject(RequestMetadata::new()).drop_fields([Field::Origin]);
+    let client = with_middleware(boundary().into());
+    let echo = echoed(
+        json_post(&client, bare, CHAT)
+            .header("x_title", "internal tool")
+            .header("http_referer", "https://internal.example"),
+    )
+    .await;
+    assert_eq!(echo.header("x_title"), None);
+    assert_eq!(echo.header("http_referer"), None);
+
+    let hyper = ServiceBuilder::new()
+        .layer(boundary())
+        .service(hyper_client());
+    let mut request = hyper_json(bare, CHAT);
+    let headers = request.headers_mut();
+    headers.insert("x_title", "internal tool".parse().unwrap());
+    headers.insert("http_referer", "https://internal.example".parse().unwrap());
+    let echo = hyper_echo(hyper, request).await;
+    assert_eq!(echo.header("x_title"), None);
+    assert_eq!(echo.header("http_referer"), None);
+}
+
 #[tokio::test]
 async fn the_boundary_holds_for_a_buffered_body_sent_with_header_carrier() {
     // `drop_fields` promises that a dropped field never leaves, "including a member already in the
