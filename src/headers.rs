@@ -405,10 +405,21 @@ pub(crate) fn header_tags(tags: &[String]) -> (Vec<&str>, Vec<&str>) {
     })
 }
 
-/// Removes the origin headers (`HTTP-Referer`, `X-Title`).
+/// Removes the origin headers (`HTTP-Referer`, `X-Title`), also spelled with underscores (see
+/// [`dashed`]), as CGI-style servers read `x_title` as `X-Title`.
 pub(crate) fn remove_origin(headers: &mut HeaderMap) {
-    headers.remove(REFERER);
-    headers.remove(TITLE);
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let dashed = dashed(name.as_str());
+            let name = dashed.as_deref().unwrap_or(name.as_str());
+            name == REFERER || name == TITLE
+        })
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
 }
 
 /// Removes every `X-Requesty-*` header, with all its values, also one spelled with underscores
