@@ -478,6 +478,7 @@ fn merge(info: &mut ResponseInfo, tail: ResponseInfo) {
     u.cache_creation_input_tokens = t
         .cache_creation_input_tokens
         .or(u.cache_creation_input_tokens);
+    u.reasoning_output_tokens = t.reasoning_output_tokens.or(u.reasoning_output_tokens);
     // The beginning may already have said so: the first text and the start of a last event too
     // large for the window can come in one frame.
     info.done |= tail.done;
@@ -1661,6 +1662,27 @@ mod tests {
             let info = read("text/event-stream", &frames).0;
             assert_eq!(info.usage.input_tokens, Some(7), "{split}");
             assert_eq!(info.usage, whole.usage, "{split}");
+        }
+    }
+
+    /// A long stream's end is read apart from its beginning: the reasoning tokens its last usage
+    /// gives are kept with the other counts.
+    #[test]
+    fn a_long_stream_keeps_the_reasoning_tokens_its_end_gives() {
+        let mut body = String::from("data: {\"id\":\"c8\",\"model\":\"o4-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n");
+        while body.len() < 3 * KEEP {
+            body.push_str("data: {\"id\":\"c8\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" w\"}}]}\n\n");
+        }
+        body.push_str("data: {\"id\":\"c8\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":900,\"completion_tokens_details\":{\"reasoning_tokens\":640}}}\n\ndata: [DONE]\n\n");
+        for split in [1000, 4096] {
+            let frames: Vec<&[u8]> = body.as_bytes().chunks(split).collect();
+            let usage = read("text/event-stream", &frames).0.usage;
+            assert_eq!(usage.output_tokens, Some(900), "frames of {split}");
+            assert_eq!(
+                usage.reasoning_output_tokens,
+                Some(640),
+                "frames of {split}"
+            );
         }
     }
 }
