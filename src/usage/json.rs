@@ -63,35 +63,59 @@ impl JsonReader {
                 .map(<[u8]>::trim_ascii_end);
             key.is_some_and(|key| key.ends_with(b"\"type\""))
         });
-        let keys: [(&str, Wanted); 3] = [
+        // Gemini names its model and response after its candidates and usage, in each response
+        // (also in each of a stream's, which it may answer with in one array); Bedrock's Converse
+        // API gives its stop reason and usage after its message.
+        let keys: [(&str, Wanted); 7] = [
             ("usage", Value::is_object),
             ("model", Value::is_string),
             ("stop_reason", Value::is_string),
+            ("usageMetadata", Value::is_object),
+            ("modelVersion", Value::is_string),
+            ("responseId", Value::is_string),
+            ("stopReason", Value::is_string),
         ];
+        let (mut gemini, mut bedrock) = (false, false);
         for (key, wanted) in keys {
             if key == "stop_reason" && !anthropic {
                 continue;
             }
             if let Some(value) = last_value(&tail, key, wanted) {
+                gemini |= key == "usageMetadata";
+                bedrock |= key == "stopReason";
                 absorb(&serde_json::json!({ key: value }), &mut info);
+            }
+        }
+        // A Gemini array's first response names them too, when the tail did not.
+        let unnamed = [info.model.is_none(), info.id.is_none()];
+        for (key, missing) in ["modelVersion", "responseId"].into_iter().zip(unnamed) {
+            if gemini && missing {
+                if let Some(value) = all_values(&self.head, key).find(Value::is_string) {
+                    absorb(&serde_json::json!({ key: value }), &mut info);
+                }
             }
         }
         // Azure writes its keys in alphabetical order: `id` right before `model`, after the
         // choices, so at the tail (and before `prompt_filter_results`, whose blocklists have ids of
         // their own), and each `finish_reason` before its message, so at the head for the first.
-        if info.id.is_none() {
-            // Failing both, the first `"id"` at the head, as in a body that names it second.
+        if info.id.is_none() && !gemini && !bedrock {
+            // Failing both, the first `"id"` at the head, as in a body that names it second (not in
+            // Gemini's or Bedrock's, where an `"id"` is a function call's or a tool input's).
             let id = id_before_model(&tail).or_else(|| all_values(&self.head, "id").next());
             if let Some(id) = id {
                 absorb(&serde_json::json!({ "id": id }), &mut info);
             }
         }
-        // OpenAI's choices, one reason each, in order (which choice each came from is not at hand
-        // here). An Anthropic message has its `stop_reason`; a `finish_reason` in it is a tool's
-        // input.
+        // OpenAI's choices and Gemini's candidates, one reason each, in order (which choice each
+        // came from is not at hand here). An Anthropic message has its `stop_reason`; a
+        // `finish_reason` in it is a tool's input.
         if !anthropic {
-            let reasons =
-                all_values(&self.head, "finish_reason").chain(all_values(&tail, "finish_reason"));
+            let key = if gemini {
+                "finishReason"
+            } else {
+                "finish_reason"
+            };
+            let reasons = all_values(&self.head, key).chain(all_values(&tail, key));
             for (choice, reason) in (0..).zip(reasons) {
                 if let Some(reason) = reason.as_str() {
                     info.note_reason(choice, reason);

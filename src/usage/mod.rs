@@ -12,8 +12,12 @@
 //! with `stream_options.include_usage`, and the Responses API's events, which wrap the response)
 //! and the Anthropic messages shape (JSON and its `message_start` / `message_delta` events), as
 //! OpenAI-compatible servers (Azure, vLLM; Groq, whose streams give their usage under `x_groq`)
-//! send them too. Anything else yields an empty [`ResponseInfo`]. An event too large to read whole
-//! (over 64 KiB) is skipped, but the usage at its end is still read.
+//! send them too; Gemini's `GenerateContentResponse` (Google AI and Vertex AI: JSON, the
+//! `alt=sse` stream of whole responses, each with the usage so far, and the JSON array a stream
+//! without `alt=sse` answers with); and the JSON answer of Bedrock's Converse API (its
+//! `converse-stream` is AWS's binary event stream, not read). Anything else yields an empty
+//! [`ResponseInfo`]. An event too large to read whole (over 64 KiB) is skipped, but the usage at its
+//! end is still read.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -41,21 +45,29 @@ use std::collections::VecDeque;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Usage {
-    /// Prompt tokens, cached ones included, as the OpenTelemetry GenAI conventions count them:
-    /// `prompt_tokens`, or `input_tokens` (to which Anthropic's cache reads and writes are added,
-    /// since it counts those apart).
+    /// Prompt tokens, cached ones included, as the OpenTelemetry GenAI conventions count them
+    /// (all types of input tokens): `prompt_tokens`, or `input_tokens` (to which Anthropic's cache
+    /// reads and writes are added, since it counts those apart), or Bedrock's `inputTokens` (to
+    /// which its `cacheReadInputTokens` and `cacheWriteInputTokens` are added, likewise), or
+    /// Gemini's `promptTokenCount` (which already holds its cached content) plus its
+    /// `toolUsePromptTokenCount` (the results of the tools it ran itself, such as a search, which it
+    /// reads as input but counts apart: its `totalTokenCount` is the sum of all four counts).
     pub input_tokens: Option<u64>,
-    /// Generated tokens (`completion_tokens` or `output_tokens`).
+    /// Generated tokens, reasoning ones included, as the conventions count them
+    /// (`completion_tokens`, `output_tokens` or Bedrock's `outputTokens`; Gemini's
+    /// `candidatesTokenCount` plus its `thoughtsTokenCount`, which it counts apart).
     pub output_tokens: Option<u64>,
     /// Prompt tokens served from the provider's cache (`prompt_tokens_details.cached_tokens`,
-    /// `cache_read_input_tokens`, DeepSeek's `prompt_cache_hit_tokens`; where one answer gives
-    /// several, the first that is not `0`).
+    /// `cache_read_input_tokens`, DeepSeek's `prompt_cache_hit_tokens`, Bedrock's
+    /// `cacheReadInputTokens`, Gemini's `cachedContentTokenCount`; where one answer gives several,
+    /// the first that is not `0`).
     pub cache_read_input_tokens: Option<u64>,
-    /// Prompt tokens written to the provider's cache (`cache_creation_input_tokens`).
+    /// Prompt tokens written to the provider's cache (`cache_creation_input_tokens`, Bedrock's
+    /// `cacheWriteInputTokens`).
     pub cache_creation_input_tokens: Option<u64>,
     /// Generated tokens spent on reasoning, within `output_tokens`
     /// (`completion_tokens_details.reasoning_tokens`, the Responses API's
-    /// `output_tokens_details.reasoning_tokens`).
+    /// `output_tokens_details.reasoning_tokens`, Gemini's `thoughtsTokenCount`).
     pub reasoning_output_tokens: Option<u64>,
 }
 
@@ -63,13 +75,16 @@ pub struct Usage {
 #[derive(Clone, Debug, Default, Eq)]
 #[non_exhaustive]
 pub struct ResponseInfo {
-    /// The response id (`chatcmpl-…`, `msg_…`).
+    /// The response id (`chatcmpl-…`, `msg_…`, Gemini's `responseId`; Bedrock's Converse API gives
+    /// none).
     pub id: Option<String>,
-    /// The model that answered (often more specific than the one requested).
+    /// The model that answered (often more specific than the one requested; Gemini's
+    /// `modelVersion`).
     pub model: Option<String>,
     /// Why generation stopped, one entry per choice, in the order choices first gave theirs (`stop`,
-    /// `length`, `end_turn`, `tool_use`, …): two choices that both stopped give `["stop", "stop"]`,
-    /// and a choice that gives its reason twice (a stream's usage chunk may repeat it) gives one.
+    /// `length`, `end_turn`, `tool_use`, Gemini's `STOP` or `MAX_TOKENS`, Bedrock's `stopReason`,
+    /// …): two choices that both stopped give `["stop", "stop"]`, and a choice that gives its reason
+    /// twice (a stream's usage chunk may repeat it) gives one.
     pub finish_reasons: Vec<String>,
     /// Token usage.
     pub usage: Usage,
@@ -83,8 +98,9 @@ pub struct ResponseInfo {
     pub error: Option<String>,
     /// The choice each of `finish_reasons` belongs to (its `index`; `0` for a single message).
     reason_choices: Vec<u64>,
-    /// The input tokens were counted apart from the cache's (Anthropic's shape): the cache's are
-    /// added once the whole body is read, since a later event may give one count without the other.
+    /// The input tokens were counted apart from the cache's (Anthropic's and Bedrock's shapes): the
+    /// cache's are added once the whole body is read, since a later event may give one count without
+    /// the other.
     input_apart: bool,
 }
 
@@ -229,8 +245,9 @@ impl UsageReader {
             Kind::Sse(reader) => {
                 // The window starts mid-stream. The last events are the ones that matter (finish
                 // reasons, usage, the end): read a short tail first, the whole window only if that
-                // was not enough, or if the window gives finish reasons the tail did not read
-                // (another choice's, earlier, or one in the event the tail begins inside).
+                // was not enough (a Gemini stream never says it ended), or if the window gives
+                // finish reasons the tail did not read (another choice's, earlier, or one in the
+                // event the tail begins inside).
                 let (mut tail, reasons) = read_tail(&frames, SHORT_TAIL);
                 if !tail.done || tail.usage == Usage::default() || reasons_in(&frames) > reasons {
                     tail = read_tail(&frames, usize::MAX).0;
@@ -488,11 +505,43 @@ fn merge(info: &mut ResponseInfo, tail: ResponseInfo) {
 /// skip everything else unbuilt (the generated text is never allocated), or, for a shape they do not
 /// fit, through a `serde_json::Value`.
 fn read_document(bytes: &[u8], info: &mut ResponseInfo) {
+    if bytes.trim_ascii_start().starts_with(b"[") {
+        read_array(bytes, info);
+        return;
+    }
     match serde_json::from_slice::<Document<'_>>(bytes) {
         Ok(document) => document.absorb(info),
         Err(_) => {
             if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
                 absorb(&value, info);
+            }
+        }
+    }
+}
+
+/// Reads a JSON array of responses: Gemini's `streamGenerateContent` without `alt=sse` answers with
+/// its chunks in one array, each a whole response whose usage counts all so far, so the last one
+/// read wins. Only elements in Gemini's shape are read (or an error): an array some other API
+/// answers with says nothing about a generation.
+fn read_array(bytes: &[u8], info: &mut ResponseInfo) {
+    match serde_json::from_slice::<Vec<Document<'_>>>(bytes) {
+        Ok(documents) => {
+            for document in documents {
+                if document.is_gemini() || document.error.is_some() {
+                    document.absorb(info);
+                }
+            }
+        }
+        Err(_) => {
+            if let Ok(Value::Array(values)) = serde_json::from_slice::<Value>(bytes) {
+                for value in &values {
+                    let gemini = ["candidates", "usageMetadata", "modelVersion", "responseId"]
+                        .iter()
+                        .any(|key| value.get(key).is_some());
+                    if gemini || value.get("error").is_some_and(Value::is_object) {
+                        absorb(value, info);
+                    }
+                }
             }
         }
     }
@@ -531,6 +580,80 @@ struct Document<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     code: Option<Cow<'a, str>>,
+    /// Gemini's response id.
+    #[serde(borrow, default, rename = "responseId")]
+    response_id: Option<Cow<'a, str>>,
+    /// Gemini's name for the model that answered.
+    #[serde(borrow, default, rename = "modelVersion")]
+    model_version: Option<Cow<'a, str>>,
+    /// Gemini's candidates, one per requested answer.
+    #[serde(borrow, default)]
+    candidates: Option<Vec<Candidate<'a>>>,
+    /// Gemini's token counts.
+    #[serde(default, rename = "usageMetadata")]
+    usage_metadata: Option<GeminiCounts>,
+    /// Bedrock's Converse API: why its one message ended.
+    #[serde(borrow, default, rename = "stopReason")]
+    stop_reason_camel: Option<Cow<'a, str>>,
+}
+
+/// A Gemini candidate: its `finishReason` (`STOP`, `MAX_TOKENS`, `SAFETY`, …), given with its last
+/// chunk.
+#[derive(Deserialize)]
+struct Candidate<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default, rename = "finishReason")]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+/// Gemini's `usageMetadata`. Its counts do not overlap: `totalTokenCount` is the sum of the prompt's,
+/// the tool-use prompt's, the candidates' and the thoughts' (the cached content is within the
+/// prompt's). A count of `0` may be left out.
+#[derive(Deserialize)]
+struct GeminiCounts {
+    #[serde(rename = "promptTokenCount")]
+    prompt: Option<u64>,
+    #[serde(rename = "toolUsePromptTokenCount")]
+    tool_use_prompt: Option<u64>,
+    #[serde(rename = "candidatesTokenCount")]
+    candidates: Option<u64>,
+    #[serde(rename = "thoughtsTokenCount")]
+    thoughts: Option<u64>,
+    #[serde(rename = "cachedContentTokenCount")]
+    cached_content: Option<u64>,
+}
+
+impl GeminiCounts {
+    /// Adds one response's counts to what earlier ones said: each chunk of a stream counts all so
+    /// far, so a later count replaces an earlier one.
+    fn add_to(self, info: &mut ResponseInfo) {
+        let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+        };
+        let u = &mut info.usage;
+        if let Some(input) = sum(self.prompt, self.tool_use_prompt) {
+            // The cached content is within the prompt's count.
+            info.input_apart = false;
+            u.input_tokens = Some(input);
+        }
+        u.output_tokens = sum(self.candidates, self.thoughts).or(u.output_tokens);
+        u.reasoning_output_tokens = self.thoughts.or(u.reasoning_output_tokens);
+        u.cache_read_input_tokens = self.cached_content.or(u.cache_read_input_tokens);
+    }
+
+    /// The counts of a `usageMetadata` object read as a `Value`.
+    fn of(value: &Value) -> Self {
+        let count = |key: &str| value.get(key).and_then(Value::as_u64);
+        Self {
+            prompt: count("promptTokenCount"),
+            tool_use_prompt: count("toolUsePromptTokenCount"),
+            candidates: count("candidatesTokenCount"),
+            thoughts: count("thoughtsTokenCount"),
+            cached_content: count("cachedContentTokenCount"),
+        }
+    }
 }
 
 /// Groq's `x_groq` object.
@@ -540,13 +663,16 @@ struct Groq {
     usage: Option<Counts>,
 }
 
-/// What names an error: its `type` (Anthropic, OpenAI) or its `code` (the Responses API).
+/// What names an error: its `type` (Anthropic, OpenAI), its `code` (the Responses API) or its
+/// `status` (Google's, whose `code` is the HTTP status as a number).
 #[derive(Deserialize)]
 struct ErrorObject<'a> {
     #[serde(borrow, default, rename = "type")]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     code: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    status: Option<Cow<'a, str>>,
 }
 
 impl ResponseInfo {
@@ -590,6 +716,16 @@ struct Counts {
     cache_creation_input_tokens: Option<u64>,
     /// DeepSeek's count of the prompt tokens its cache served (within its `prompt_tokens`).
     prompt_cache_hit_tokens: Option<u64>,
+    /// Bedrock's Converse API: its input count leaves out the cache's reads and writes, as
+    /// Anthropic's does.
+    #[serde(rename = "inputTokens")]
+    input_tokens_camel: Option<u64>,
+    #[serde(rename = "outputTokens")]
+    output_tokens_camel: Option<u64>,
+    #[serde(rename = "cacheReadInputTokens")]
+    cache_read_input_tokens_camel: Option<u64>,
+    #[serde(rename = "cacheWriteInputTokens")]
+    cache_write_input_tokens_camel: Option<u64>,
     prompt_tokens_details: Option<Details>,
     input_tokens_details: Option<Details>,
     completion_tokens_details: Option<Details>,
@@ -608,16 +744,21 @@ impl Counts {
     fn add_to(self, info: &mut ResponseInfo) {
         let cached = |d: &Option<Details>| d.as_ref().and_then(|d| d.cached_tokens);
         let reasoning = |d: &Option<Details>| d.as_ref().and_then(|d| d.reasoning_tokens);
-        // Anthropic's shape: `input_tokens` without the cache reads and writes, which it gives
-        // beside it (OpenAI's counts include theirs, detailed under `…_details`). The input count
-        // that counts is the last one given, so its shape is the one that decides.
-        if self.prompt_tokens.is_some() || self.input_tokens.is_some() {
+        // Anthropic's and Bedrock's shape: `input_tokens` without the cache reads and writes,
+        // which it gives beside it (OpenAI's counts include theirs, detailed under `…_details`).
+        // The input count that counts is the last one given, so its shape is the one that decides.
+        let input = self
+            .prompt_tokens
+            .or(self.input_tokens)
+            .or(self.input_tokens_camel);
+        if input.is_some() {
             info.input_apart = self.prompt_tokens.is_none() && self.input_tokens_details.is_none();
         }
         let u = &mut info.usage;
         u.output_tokens = self
             .completion_tokens
             .or(self.output_tokens)
+            .or(self.output_tokens_camel)
             .or(u.output_tokens);
         // Gateways that translate one shape into another give the cache reads under several
         // names, one of them sometimes a `0` the translation did not fill: a count is what one of
@@ -627,6 +768,7 @@ impl Counts {
             cached(&self.input_tokens_details),
             self.cache_read_input_tokens,
             self.prompt_cache_hit_tokens,
+            self.cache_read_input_tokens_camel,
         ];
         u.cache_read_input_tokens = reads
             .into_iter()
@@ -636,23 +778,40 @@ impl Counts {
             .or(u.cache_read_input_tokens);
         u.cache_creation_input_tokens = self
             .cache_creation_input_tokens
+            .or(self.cache_write_input_tokens_camel)
             .or(u.cache_creation_input_tokens);
         u.reasoning_output_tokens = reasoning(&self.completion_tokens_details)
             .or(reasoning(&self.output_tokens_details))
             .or(u.reasoning_output_tokens);
-        u.input_tokens = self.prompt_tokens.or(self.input_tokens).or(u.input_tokens);
+        u.input_tokens = input.or(u.input_tokens);
     }
 }
 
 impl Document<'_> {
+    /// Whether the document is in Gemini's shape (a `GenerateContentResponse`).
+    fn is_gemini(&self) -> bool {
+        self.candidates.is_some()
+            || self.usage_metadata.is_some()
+            || self.model_version.is_some()
+            || self.response_id.is_some()
+    }
+
     fn absorb(self, info: &mut ResponseInfo) {
         // Some streams open with an empty id and model (Azure's prompt filter results).
         let named = |text: &Cow<'_, str>| !text.is_empty();
         if info.id.is_none() {
-            info.id = self.id.filter(named).map(Cow::into_owned);
+            info.id = self
+                .id
+                .or(self.response_id)
+                .filter(named)
+                .map(Cow::into_owned);
         }
         if info.model.is_none() {
-            info.model = self.model.filter(named).map(Cow::into_owned);
+            info.model = self
+                .model
+                .or(self.model_version)
+                .filter(named)
+                .map(Cow::into_owned);
         }
         let delta = match self.delta {
             Some(Delta::Message { stop_reason }) => stop_reason,
@@ -663,15 +822,27 @@ impl Document<'_> {
                 info.note_reason(choice.index.unwrap_or(at as u64), &reason);
             }
         }
-        // Anthropic's one message.
-        for reason in [self.stop_reason, delta].into_iter().flatten() {
+        for (at, candidate) in self.candidates.into_iter().flatten().enumerate() {
+            if let Some(reason) = candidate.finish_reason {
+                info.note_reason(candidate.index.unwrap_or(at as u64), &reason);
+            }
+        }
+        // Anthropic's one message, Bedrock's.
+        for reason in [self.stop_reason, delta, self.stop_reason_camel]
+            .into_iter()
+            .flatten()
+        {
             info.note_reason(0, &reason);
         }
         if let Some(counts) = self.usage.or(self.x_groq.and_then(|groq| groq.usage)) {
             counts.add_to(info);
         }
+        if let Some(counts) = self.usage_metadata {
+            counts.add_to(info);
+        }
         if let Some(error) = &self.error {
-            info.note_error([error.kind.as_deref(), error.code.as_deref()]);
+            let code = error.code.as_deref().or(error.status.as_deref());
+            info.note_error([error.kind.as_deref(), code]);
         } else if self.kind.as_deref() == Some("error") {
             info.note_error([self.code.as_deref(), None]);
         }
@@ -686,16 +857,25 @@ impl Document<'_> {
 fn absorb(value: &Value, info: &mut ResponseInfo) {
     let text = |v: &Value| v.as_str().filter(|t| !t.is_empty()).map(str::to_owned);
     if info.id.is_none() {
-        info.id = value.get("id").and_then(text);
+        info.id = value
+            .get("id")
+            .and_then(text)
+            .or_else(|| value.get("responseId").and_then(text));
     }
     if info.model.is_none() {
-        info.model = value.get("model").and_then(text);
+        info.model = value
+            .get("model")
+            .and_then(text)
+            .or_else(|| value.get("modelVersion").and_then(text));
     }
-    if let Some(choices) = value.get("choices").and_then(Value::as_array) {
-        for (at, choice) in choices.iter().enumerate() {
-            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                let index = choice.get("index").and_then(Value::as_u64);
-                info.note_reason(index.unwrap_or(at as u64), reason);
+    // OpenAI's choices and Gemini's candidates.
+    for (key, reason_key) in [("choices", "finish_reason"), ("candidates", "finishReason")] {
+        if let Some(choices) = value.get(key).and_then(Value::as_array) {
+            for (at, choice) in choices.iter().enumerate() {
+                if let Some(reason) = choice.get(reason_key).and_then(Value::as_str) {
+                    let index = choice.get("index").and_then(Value::as_u64);
+                    info.note_reason(index.unwrap_or(at as u64), reason);
+                }
             }
         }
     }
@@ -703,7 +883,8 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
         v.get(key).and_then(Value::as_str)
     }
     if let Some(error) = value.get("error").filter(|e| e.is_object()) {
-        info.note_error([name(error, "type"), name(error, "code")]);
+        let code = name(error, "code").or_else(|| name(error, "status"));
+        info.note_error([name(error, "type"), code]);
     } else if value
         .get("error")
         .and_then(Value::as_str)
@@ -717,7 +898,11 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
     let delta = value
         .get("delta")
         .and_then(|delta| delta.get("stop_reason"));
-    for reason in [value.get("stop_reason"), delta].into_iter().flatten() {
+    let bedrock = value.get("stopReason");
+    for reason in [value.get("stop_reason"), delta, bedrock]
+        .into_iter()
+        .flatten()
+    {
         if let Some(reason) = reason.as_str() {
             info.note_reason(0, reason);
         }
@@ -745,12 +930,19 @@ fn absorb(value: &Value, info: &mut ResponseInfo) {
             cache_read_input_tokens: count("cache_read_input_tokens"),
             cache_creation_input_tokens: count("cache_creation_input_tokens"),
             prompt_cache_hit_tokens: count("prompt_cache_hit_tokens"),
+            input_tokens_camel: count("inputTokens"),
+            output_tokens_camel: count("outputTokens"),
+            cache_read_input_tokens_camel: count("cacheReadInputTokens"),
+            cache_write_input_tokens_camel: count("cacheWriteInputTokens"),
             prompt_tokens_details: details("prompt_tokens_details"),
             input_tokens_details: details("input_tokens_details"),
             completion_tokens_details: details("completion_tokens_details"),
             output_tokens_details: details("output_tokens_details"),
         }
         .add_to(info);
+    }
+    if let Some(usage) = value.get("usageMetadata").filter(|u| u.is_object()) {
+        GeminiCounts::of(usage).add_to(info);
     }
     // Anthropic's first event wraps the message; the Responses API's events wrap the response.
     for key in ["message", "response"] {
@@ -1663,6 +1855,289 @@ mod tests {
             assert_eq!(info.usage.input_tokens, Some(7), "{split}");
             assert_eq!(info.usage, whole.usage, "{split}");
         }
+    }
+
+    /// A Gemini `generateContent` answer (Google AI; Vertex AI's adds `createTime` and its
+    /// `trafficType`) from a thinking model: its thoughts are counted apart from the candidates'
+    /// tokens, and the tool-use prompt (a search's results) apart from the prompt's.
+    const GEMINI_JSON: &str = r#"{
+  "candidates": [
+    {
+      "content": {
+        "parts": [
+          {
+            "text": "The capital of France is Paris."
+          }
+        ],
+        "role": "model"
+      },
+      "finishReason": "STOP",
+      "index": 0
+    }
+  ],
+  "usageMetadata": {
+    "promptTokenCount": 812,
+    "candidatesTokenCount": 8,
+    "totalTokenCount": 1140,
+    "cachedContentTokenCount": 768,
+    "promptTokensDetails": [
+      {
+        "modality": "TEXT",
+        "tokenCount": 812
+      }
+    ],
+    "cacheTokensDetails": [
+      {
+        "modality": "TEXT",
+        "tokenCount": 768
+      }
+    ],
+    "toolUsePromptTokenCount": 196,
+    "thoughtsTokenCount": 124
+  },
+  "modelVersion": "gemini-2.5-flash",
+  "responseId": "mWjLaK2cHdWnz7IPrqW24Ac"
+}"#;
+
+    fn gemini() -> ResponseInfo {
+        ResponseInfo {
+            id: Some("mWjLaK2cHdWnz7IPrqW24Ac".into()),
+            model: Some("gemini-2.5-flash".into()),
+            finish_reasons: vec!["STOP".into()],
+            usage: Usage {
+                // The prompt (its cached content within) and the tool-use prompt.
+                input_tokens: Some(812 + 196),
+                // The candidates' and the thoughts'.
+                output_tokens: Some(8 + 124),
+                cache_read_input_tokens: Some(768),
+                cache_creation_input_tokens: None,
+                reasoning_output_tokens: Some(124),
+            },
+            ..ResponseInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_gemini_answer_counts_its_thoughts_and_tool_use_prompt() {
+        let info = read("application/json; charset=UTF-8", &[GEMINI_JSON.as_bytes()]).0;
+        assert_eq!(info, gemini());
+        let u = info.usage;
+        // What its `totalTokenCount` says.
+        assert_eq!(u.input_tokens.unwrap() + u.output_tokens.unwrap(), 1140);
+        // Read through a `Value` (a numeric id does not fit the typed fields) it counts the same.
+        let untyped = GEMINI_JSON.replacen('{', r#"{"id":7,"#, 1);
+        let (got, _) = read("application/json", &[untyped.as_bytes()]);
+        assert_eq!(got.usage, info.usage);
+        assert_eq!(got.finish_reasons, ["STOP"]);
+        assert_eq!(got.model.as_deref(), Some("gemini-2.5-flash"));
+        // Without thinking, tools or a cache, the counts are the prompt's and the candidates'.
+        let plain = r#"{"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"},"finishReason":"MAX_TOKENS","index":0}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":1,"totalTokenCount":5},"modelVersion":"gemini-2.0-flash"}"#;
+        let info = read("application/json", &[plain.as_bytes()]).0;
+        assert_eq!(info.usage.input_tokens, Some(4));
+        assert_eq!(info.usage.output_tokens, Some(1));
+        assert_eq!(info.usage.reasoning_output_tokens, None);
+        assert_eq!(info.usage.cache_read_input_tokens, None);
+        assert_eq!(info.finish_reasons, ["MAX_TOKENS"]);
+        assert_eq!(info.id, None);
+    }
+
+    /// Gemini's `alt=sse` stream: every event is a whole response, whose usage counts all so far
+    /// (the first ones before the candidates' count is known); the last one's is the answer's. The
+    /// first text is the first non-thought text part.
+    const GEMINI_SSE: &str = concat!(
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"**Weighing the question**\\n\\nThe user asks\",\"thought\": true}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 9,\"totalTokenCount\": 57,\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 9}],\"thoughtsTokenCount\": 48},\"modelVersion\": \"gemini-2.5-pro\",\"responseId\": \"Q2bLaNbXDsS0z7IP7Nq_qQ8\"}\r\n\r\n",
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Paris\"}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 9,\"totalTokenCount\": 57,\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 9}],\"thoughtsTokenCount\": 48},\"modelVersion\": \"gemini-2.5-pro\",\"responseId\": \"Q2bLaNbXDsS0z7IP7Nq_qQ8\"}\r\n\r\n",
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \" is the capital of France.\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 9,\"candidatesTokenCount\": 7,\"totalTokenCount\": 64,\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 9}],\"thoughtsTokenCount\": 48},\"modelVersion\": \"gemini-2.5-pro\",\"responseId\": \"Q2bLaNbXDsS0z7IP7Nq_qQ8\"}\r\n\r\n",
+    );
+
+    fn gemini_stream() -> ResponseInfo {
+        ResponseInfo {
+            id: Some("Q2bLaNbXDsS0z7IP7Nq_qQ8".into()),
+            model: Some("gemini-2.5-pro".into()),
+            finish_reasons: vec!["STOP".into()],
+            usage: Usage {
+                input_tokens: Some(9),
+                output_tokens: Some(7 + 48),
+                reasoning_output_tokens: Some(48),
+                ..Usage::default()
+            },
+            // Gemini's streams give no sign of their end.
+            done: false,
+            ..ResponseInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_gemini_stream_reads_its_last_usage_split_anywhere() {
+        let body = GEMINI_SSE.as_bytes();
+        for at in 0..=body.len() {
+            let (info, token) = read("text/event-stream", &[&body[..at], &body[at..]]);
+            assert_eq!(info, gemini_stream(), "split at {at}");
+            assert!(token, "split at {at}");
+        }
+        // The thought summary is not the first text; the text after it is.
+        let first = GEMINI_SSE.split_inclusive("\r\n\r\n").next().unwrap();
+        let (info, token) = read("text/event-stream", &[first.as_bytes()]);
+        assert!(!token);
+        assert_eq!(info.usage.output_tokens, Some(48));
+        let two: String = GEMINI_SSE.split_inclusive("\r\n\r\n").take(2).collect();
+        assert!(read("text/event-stream", &[two.as_bytes()]).1);
+        // A function call's arguments are not text either.
+        let call = "data: {\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": {\"name\": \"translate\",\"args\": {\"text\": \"bonjour\"}}}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 30,\"candidatesTokenCount\": 12,\"totalTokenCount\": 42},\"modelVersion\": \"gemini-2.5-flash\"}\r\n\r\n";
+        let (info, token) = read("text/event-stream", &[call.as_bytes()]);
+        assert!(!token);
+        assert_eq!(info.finish_reasons, ["STOP"]);
+    }
+
+    /// A long Gemini stream is read at its ends: the last usage (read from the window, which a
+    /// Gemini stream, saying no end, always has read whole) and the identity its first event gives.
+    #[test]
+    fn a_long_gemini_stream_keeps_its_last_usage_and_first_identity() {
+        let chunk = |text: &str, usage: &str, end: &str| {
+            format!("data: {{\"candidates\": [{{\"content\": {{\"parts\": [{{\"text\": \"{text}\"}}],\"role\": \"model\"}}{end},\"index\": 0}}],\"usageMetadata\": {{{usage}}},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"r-long\"}}\r\n\r\n")
+        };
+        let mut body = String::new();
+        let mut n = 0;
+        while body.len() < 3 * KEEP {
+            n += 1;
+            body.push_str(&chunk(
+                "w w w ",
+                &format!("\"promptTokenCount\": 11,\"candidatesTokenCount\": {n},\"totalTokenCount\": {}", 11 + n),
+                "",
+            ));
+        }
+        body.push_str(&chunk(
+            "end",
+            "\"promptTokenCount\": 11,\"candidatesTokenCount\": 5000,\"totalTokenCount\": 5311,\"thoughtsTokenCount\": 300",
+            ",\"finishReason\": \"MAX_TOKENS\"",
+        ));
+        for split in [100, 1000, 4096, 70_000] {
+            let frames: Vec<&[u8]> = body.as_bytes().chunks(split).collect();
+            let (info, token) = read("text/event-stream", &frames);
+            assert!(token);
+            assert_eq!(info.id.as_deref(), Some("r-long"), "frames of {split}");
+            assert_eq!(info.model.as_deref(), Some("gemini-2.5-flash"));
+            assert_eq!(info.finish_reasons, ["MAX_TOKENS"], "frames of {split}");
+            assert_eq!(info.usage.input_tokens, Some(11));
+            assert_eq!(info.usage.output_tokens, Some(5300), "frames of {split}");
+            assert_eq!(info.usage.reasoning_output_tokens, Some(300));
+        }
+    }
+
+    /// `streamGenerateContent` without `alt=sse` answers with its responses in one JSON array.
+    #[test]
+    fn a_gemini_stream_as_one_json_array_gives_its_last_usage() {
+        let events: Vec<&str> = GEMINI_SSE
+            .split_terminator("\r\n\r\n")
+            .map(|event| event.strip_prefix("data: ").unwrap())
+            .collect();
+        let array = format!("[{}]", events.join(",\r\n"));
+        let (info, _) = read("application/json; charset=UTF-8", &[array.as_bytes()]);
+        assert_eq!(info, gemini_stream());
+        // Large, it is read at its ends: the last response's usage and reason at the tail, and
+        // the identity each response repeats.
+        let text = "w ".repeat(100 * 1024);
+        let middle = events[1].replace("Paris", &text);
+        let large = format!("[{},\r\n{middle},\r\n{}]", events[0], events[2]);
+        assert!(large.len() > 2 * KEEP);
+        for split in [1000, 64 * 1024, large.len()] {
+            let frames: Vec<&[u8]> = large.as_bytes().chunks(split).collect();
+            let (info, _) = read("application/json", &frames);
+            assert_eq!(info, gemini_stream(), "frames of {split}");
+        }
+        // Another API's array of objects is not read as answers.
+        let list = br#"[{"id":"file-1","model":"m","usage":{"prompt_tokens":3}}]"#;
+        assert_eq!(read("application/json", &[list]).0, ResponseInfo::default());
+    }
+
+    #[test]
+    fn a_large_gemini_answer_is_read_at_its_ends() {
+        let text = "w ".repeat(100 * 1024);
+        let body = GEMINI_JSON.replace("The capital of France is Paris.", &text);
+        assert!(body.len() > 2 * KEEP);
+        for split in [1000, 64 * 1024, body.len()] {
+            let frames: Vec<&[u8]> = body.as_bytes().chunks(split).collect();
+            let (info, _) = read("application/json", &frames);
+            assert_eq!(info, gemini(), "frames of {split}");
+        }
+        // A function call's `id` at the head is not the response's.
+        let call = body.replacen(
+            r#""parts": ["#,
+            r#""parts": [{"functionCall": {"id": "call-1", "name": "f", "args": {}}},"#,
+            1,
+        );
+        let (info, _) = read("application/json", &[call.as_bytes()]);
+        assert_eq!(info.id.as_deref(), Some("mWjLaK2cHdWnz7IPrqW24Ac"));
+        let unnamed = call.replace(r#","responseId": "mWjLaK2cHdWnz7IPrqW24Ac""#, "");
+        let unnamed = unnamed.replace("\n  \"responseId\": \"mWjLaK2cHdWnz7IPrqW24Ac\"", "");
+        let unnamed = unnamed.replace("\"gemini-2.5-flash\",", "\"gemini-2.5-flash\"");
+        assert!(!unnamed.contains("responseId"));
+        assert_eq!(read("application/json", &[unnamed.as_bytes()]).0.id, None);
+    }
+
+    #[test]
+    fn a_gemini_error_is_named_by_its_status() {
+        let body = r#"{
+  "error": {
+    "code": 429,
+    "message": "You exceeded your current quota, please check your plan and billing details.",
+    "status": "RESOURCE_EXHAUSTED"
+  }
+}"#;
+        let (info, _) = read("application/json; charset=UTF-8", &[body.as_bytes()]);
+        assert_eq!(info.error.as_deref(), Some("RESOURCE_EXHAUSTED"));
+        let stream = format!("data: {}\r\n\r\n", body.replace('\n', ""));
+        let (info, _) = read("text/event-stream", &[stream.as_bytes()]);
+        assert_eq!(info.error.as_deref(), Some("RESOURCE_EXHAUSTED"));
+    }
+
+    /// Bedrock's Converse API, with a prompt cache: its `inputTokens` leave out the cache's reads
+    /// and writes (its `totalTokens` adds them), so they are added, as Anthropic's are.
+    const BEDROCK_JSON: &str = r#"{"metrics":{"latencyMs":1149},"output":{"message":{"content":[{"text":"Paris is the capital of France."}],"role":"assistant"}},"stopReason":"end_turn","usage":{"cacheReadInputTokens":1024,"cacheWriteInputTokens":312,"inputTokens":14,"outputTokens":9,"totalTokens":1359}}"#;
+
+    #[test]
+    fn a_bedrock_converse_answer_adds_its_cache_to_its_input() {
+        let want = ResponseInfo {
+            finish_reasons: vec!["end_turn".into()],
+            usage: Usage {
+                input_tokens: Some(14 + 1024 + 312),
+                output_tokens: Some(9),
+                cache_read_input_tokens: Some(1024),
+                cache_creation_input_tokens: Some(312),
+                reasoning_output_tokens: None,
+            },
+            ..ResponseInfo::default()
+        };
+        let (info, _) = read("application/json", &[BEDROCK_JSON.as_bytes()]);
+        assert_eq!(info, want);
+        assert_eq!(info.usage.input_tokens.unwrap() + 9, 1359);
+        // Through a `Value` too.
+        let untyped = BEDROCK_JSON.replacen('{', r#"{"id":7,"#, 1);
+        assert_eq!(read("application/json", &[untyped.as_bytes()]).0, want);
+        // Large, read at its ends: the reason and usage follow the message.
+        let text = "w ".repeat(100 * 1024);
+        let large = BEDROCK_JSON.replace("Paris is the capital of France.", &text);
+        let frames: Vec<&[u8]> = large.as_bytes().chunks(1000).collect();
+        assert_eq!(read("application/json", &frames).0, want);
+        // Its answers have no id: a tool input's is not one.
+        let large = large.replacen(
+            r#""content":["#,
+            r#""content":[{"toolUse":{"toolUseId":"tooluse_kZJMlvQmRJ6eAyJE5GIl7Q","name":"lookup","input":{"id":"order-17"}}},"#,
+            1,
+        );
+        assert!(large.contains("order-17"));
+        assert_eq!(read("application/json", &[large.as_bytes()]).0, want);
+        // Without a cache.
+        let plain = r#"{"output":{"message":{"content":[{"text":"Hi"}],"role":"assistant"}},"stopReason":"max_tokens","usage":{"inputTokens":5,"outputTokens":1,"totalTokens":6},"metrics":{"latencyMs":300}}"#;
+        let info = read("application/json", &[plain.as_bytes()]).0;
+        assert_eq!(info.usage.input_tokens, Some(5));
+        assert_eq!(info.finish_reasons, ["max_tokens"]);
+    }
+
+    /// `converse-stream` answers in AWS's binary event stream, which is not read.
+    #[test]
+    fn a_bedrock_event_stream_is_not_read() {
+        assert!(UsageReader::new("application/vnd.amazon.eventstream").is_none());
     }
 
     /// A long stream's end is read apart from its beginning: the reasoning tokens its last usage

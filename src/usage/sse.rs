@@ -320,7 +320,7 @@ impl SseReader {
             self.info.done = true;
             return;
         }
-        if !self.saw_token && has_text(data) {
+        if !self.saw_token && (has_text(data) || gemini_text(data)) {
             self.saw_token = true;
         }
         if MESSAGE_STOP.find(data).is_some() || ends_response(data) {
@@ -390,8 +390,12 @@ pub(super) fn says_done(start: &[u8]) -> bool {
 /// whole, or one that began before a window on a stream's end.
 fn usage_at_end(bytes: &[u8], info: &mut ResponseInfo) {
     let end = &bytes[bytes.len().saturating_sub(LONG_TAIL)..];
-    if let Some(usage) = super::json::last_value(end, "usage", serde_json::Value::is_object) {
-        super::absorb(&serde_json::json!({ "usage": usage }), info);
+    // Gemini's responses name theirs `usageMetadata`.
+    for key in ["usage", "usageMetadata"] {
+        if let Some(usage) = super::json::last_value(end, key, serde_json::Value::is_object) {
+            super::absorb(&serde_json::json!({ key: usage }), info);
+            return;
+        }
     }
 }
 
@@ -420,6 +424,11 @@ needles! {
     TYPE = b"\"type\"";
     MODEL = b"\"model\"";
     TEXT = b"\"text\"";
+    FINISH_REASON = b"\"finishReason\"";
+    USAGE_METADATA = b"\"usageMetadata\"";
+    CANDIDATES = b"\"candidates\"";
+    THOUGHT = b"\"thought\"";
+    FUNCTION_CALL = b"\"functionCall\"";
 }
 
 /// Whether some `key` (a quoted name) in `data` has a value for which `test` holds; `test` sees the
@@ -452,10 +461,14 @@ pub(super) fn count_reasons(bytes: &[u8]) -> usize {
 /// A finish reason given, as [`count_reasons`] finds it.
 pub(super) const REASON_GIVEN: [&[u8]; 2] = [b"_reason\":\"", b"_reason\": \""];
 
-/// Events that carry usage, a finish reason, the message's identity or an error.
+/// Events that carry usage, a finish reason, the message's identity or an error. Gemini gives its
+/// usage in every response of a stream (each counting all so far), so each of its events is parsed
+/// (the first until the first text, then those in the window on the stream's end).
 fn worth_parsing(data: &[u8]) -> bool {
     any_value(&REASON, data, |v| v.starts_with(b"\""))
         || any_value(&USAGE, data, |v| v.starts_with(b"{"))
+        || any_value(&FINISH_REASON, data, |v| v.starts_with(b"\""))
+        || any_value(&USAGE_METADATA, data, |v| v.starts_with(b"{"))
         || MESSAGE_START.find(data).is_some()
         || (ERROR.find(data).is_some()
             && (any_value(&ERROR, data, |v| {
@@ -507,9 +520,6 @@ fn head_string<'a>(head: &'a [u8], key: &Finder<'_>) -> Option<&'a str> {
 /// completions, Anthropic), a Responses API output text or refusal delta, or a legacy completion's
 /// `text`. Reasoning and tool call deltas are not text.
 fn has_text(data: &[u8]) -> bool {
-    // A string with a first character (in the start of an event, a cut right after the opening
-    // quote tells nothing).
-    let non_empty_string = |v: &[u8]| v.starts_with(b"\"") && v.get(1).is_some_and(|&b| b != b'"');
     if DELTA.find(data).is_some() {
         if OUTPUT_TEXT.find(data).is_some() || REFUSAL_DELTA.find(data).is_some() {
             return any_value(&DELTA, data, non_empty_string);
@@ -523,6 +533,23 @@ fn has_text(data: &[u8]) -> bool {
     } else {
         TEXT_COMPLETION.find(data).is_some() && any_value(&TEXT, data, non_empty_string)
     }
+}
+
+/// A string with a first character (in the start of an event, a cut right after the opening quote
+/// tells nothing).
+fn non_empty_string(value: &[u8]) -> bool {
+    value.starts_with(b"\"") && value.get(1).is_some_and(|&b| b != b'"')
+}
+
+/// Whether a whole event is a Gemini response that carries generated text: a non-empty `text` part
+/// of a candidate that is not a thought summary (`"thought": true`, which follows the text in its
+/// part, so that the start of an event cannot tell) nor beside a function call (whose arguments may
+/// name a `text`).
+fn gemini_text(data: &[u8]) -> bool {
+    CANDIDATES.find(data).is_some()
+        && any_value(&TEXT, data, non_empty_string)
+        && !any_value(&THOUGHT, data, |v| v.starts_with(b"true"))
+        && FUNCTION_CALL.find(data).is_none()
 }
 
 #[cfg(test)]
