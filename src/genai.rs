@@ -3,10 +3,11 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The GenAI operation for an OpenAI- or Anthropic-style path (`chat`, `text_completion`,
-/// `embeddings`).
+/// `embeddings`), or a Gemini or Bedrock Converse one (see [`native_path`]).
 pub(crate) fn operation(path: &str) -> Option<&'static str> {
     let path = path.trim_end_matches('/');
     if path.ends_with("/chat/completions")
@@ -19,8 +20,118 @@ pub(crate) fn operation(path: &str) -> Option<&'static str> {
     } else if path.ends_with("/embeddings") {
         Some("embeddings")
     } else {
-        None
+        native_path(path).map(|native| native.operation)
     }
+}
+
+/// What the path of a provider's own API says of a request, where that API names the model in the
+/// path and not in the body.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct NativePath<'a> {
+    /// The provider, as the GenAI conventions name it.
+    pub(crate) provider: &'static str,
+    /// The GenAI operation.
+    pub(crate) operation: &'static str,
+    /// The model, percent-decoded.
+    pub(crate) model: Cow<'a, str>,
+    /// Whether the answer streams, when the path says.
+    pub(crate) stream: Option<bool>,
+}
+
+/// Reads a Gemini or Bedrock Converse path:
+///
+/// - Gemini's (`/v1beta/models/{model}:generateContent`, `:streamGenerateContent`, `/v1/…`), named
+///   `gcp.gemini`, and Vertex AI's (`/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:
+///   generateContent`, or without the project in express mode), named `gcp.vertex_ai`: the
+///   operation is `generate_content` (the conventions name it for Gemini's API), or `embeddings` for
+///   `:embedContent` and `:batchEmbedContents`; only `:streamGenerateContent` streams.
+/// - Bedrock's Converse API (`/model/{modelId}/converse`, `/converse-stream`), named
+///   `aws.bedrock`, with the operation `chat`. Its model ids hold colons and may be ARNs, which
+///   clients percent-encode.
+///
+/// Under any prefix (a gateway's). Other methods (`:countTokens`, Bedrock's `invoke`) are not read.
+pub(crate) fn native_path(path: &str) -> Option<NativePath<'_>> {
+    let path = path.trim_end_matches('/');
+    gemini_path(path).or_else(|| bedrock_path(path))
+}
+
+fn gemini_path(path: &str) -> Option<NativePath<'_>> {
+    let (collection, last) = path.rsplit_once('/')?;
+    if !collection.ends_with("/models") {
+        return None;
+    }
+    // `{model}:{method}`; a client may percent-encode the colon.
+    let last = percent_decoded(last)?;
+    let colon = last.rfind(':').filter(|&colon| colon > 0)?;
+    let (operation, stream) = match &last[colon + 1..] {
+        "generateContent" => ("generate_content", Some(false)),
+        "streamGenerateContent" => ("generate_content", Some(true)),
+        "embedContent" | "batchEmbedContents" => ("embeddings", None),
+        _ => return None,
+    };
+    let model = match last {
+        Cow::Borrowed(last) => Cow::Borrowed(&last[..colon]),
+        Cow::Owned(mut last) => {
+            last.truncate(colon);
+            Cow::Owned(last)
+        }
+    };
+    // Vertex AI names the model's publisher; Google AI's API does not.
+    let provider = if collection.contains("/publishers/") {
+        "gcp.vertex_ai"
+    } else {
+        "gcp.gemini"
+    };
+    Some(NativePath {
+        provider,
+        operation,
+        model,
+        stream,
+    })
+}
+
+fn bedrock_path(path: &str) -> Option<NativePath<'_>> {
+    let (rest, stream) = if let Some(rest) = path.strip_suffix("/converse") {
+        (rest, false)
+    } else {
+        (path.strip_suffix("/converse-stream")?, true)
+    };
+    // An ARN sent unencoded holds slashes of its own, never a `/model/`.
+    let at = rest.rfind("/model/")?;
+    let model = percent_decoded(&rest[at + "/model/".len()..])?;
+    if model.is_empty() {
+        return None;
+    }
+    Some(NativePath {
+        provider: "aws.bedrock",
+        operation: "chat",
+        model,
+        stream: Some(stream),
+    })
+}
+
+/// A path segment with its percent-encoded bytes decoded; `None` when an escape is malformed or
+/// the bytes are not UTF-8.
+fn percent_decoded(segment: &str) -> Option<Cow<'_, str>> {
+    if !segment.contains('%') {
+        return Some(Cow::Borrowed(segment));
+    }
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        if byte != b'%' {
+            decoded.push(byte);
+            at += 1;
+            continue;
+        }
+        let hex = bytes.get(at + 1..at + 3)?;
+        let digit = |b: u8| char::from(b).to_digit(16);
+        let (high, low) = (digit(hex[0])?, digit(hex[1])?);
+        decoded.push((high * 16 + low) as u8);
+        at += 3;
+    }
+    String::from_utf8(decoded).ok().map(Cow::Owned)
 }
 
 /// Anthropic's Messages API, `/v1/messages` (under any prefix); OpenAI's thread messages
@@ -53,6 +164,10 @@ pub(crate) fn provider(model: Option<&str>, path: &str) -> Option<String> {
     }
     if anthropic_messages(path.trim_end_matches('/')) {
         return Some("anthropic".into());
+    }
+    // Gemini's, Vertex AI's and Bedrock's own APIs, whichever model they serve.
+    if let Some(native) = native_path(path) {
+        return Some(native.provider.into());
     }
     // Azure OpenAI's deployments (`/openai/deployments/{name}/chat/completions`): the model a
     // deployment runs may be any family, and its body usually names none.
@@ -237,6 +352,114 @@ mod tests {
             assert_eq!(provider(None, openai), None, "{openai}");
             assert_eq!(operation(openai), None, "{openai}");
         }
+    }
+
+    #[test]
+    fn gemini_and_bedrock_paths_name_the_model_operation_and_provider() {
+        let native = |path| {
+            native_path(path).map(|n| (n.provider, n.operation, n.model.into_owned(), n.stream))
+        };
+        let some = |provider, operation, model: &str, stream| {
+            Some((provider, operation, model.to_owned(), stream))
+        };
+        for (path, want) in [
+            (
+                "/v1beta/models/gemini-2.5-pro:generateContent",
+                some("gcp.gemini", "generate_content", "gemini-2.5-pro", Some(false)),
+            ),
+            (
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                some("gcp.gemini", "generate_content", "gemini-2.5-flash", Some(true)),
+            ),
+            (
+                "/v1/models/gemini-2.0-flash%3AgenerateContent",
+                some("gcp.gemini", "generate_content", "gemini-2.0-flash", Some(false)),
+            ),
+            (
+                "/v1beta/models/gemini-embedding-001:embedContent",
+                some("gcp.gemini", "embeddings", "gemini-embedding-001", None),
+            ),
+            (
+                "/v1beta/models/text-embedding-004:batchEmbedContents",
+                some("gcp.gemini", "embeddings", "text-embedding-004", None),
+            ),
+            (
+                "/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.5-pro:streamGenerateContent",
+                some("gcp.vertex_ai", "generate_content", "gemini-2.5-pro", Some(true)),
+            ),
+            (
+                "/v1/publishers/google/models/gemini-2.5-flash:generateContent",
+                some("gcp.vertex_ai", "generate_content", "gemini-2.5-flash", Some(false)),
+            ),
+            // Behind a gateway's prefix.
+            (
+                "/google-ai-studio/v1beta/models/gemini-2.5-flash:generateContent",
+                some("gcp.gemini", "generate_content", "gemini-2.5-flash", Some(false)),
+            ),
+            (
+                "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse",
+                some("aws.bedrock", "chat", "anthropic.claude-3-5-sonnet-20240620-v1:0", Some(false)),
+            ),
+            (
+                "/model/us.amazon.nova-pro-v1:0/converse-stream",
+                some("aws.bedrock", "chat", "us.amazon.nova-pro-v1:0", Some(true)),
+            ),
+            (
+                "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.anthropic.claude-sonnet-4-20250514-v1%3A0/converse",
+                some(
+                    "aws.bedrock",
+                    "chat",
+                    "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-20250514-v1:0",
+                    Some(false),
+                ),
+            ),
+            // An ARN sent unencoded.
+            (
+                "/model/arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-text-express-v1/converse",
+                some(
+                    "aws.bedrock",
+                    "chat",
+                    "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-text-express-v1",
+                    Some(false),
+                ),
+            ),
+            ("/v1beta/models/gemini-2.5-pro:countTokens", None),
+            ("/v1beta/models/gemini-2.5-pro", None),
+            ("/v1beta/models/:generateContent", None),
+            ("/v1beta/files/abc:generateContent", None),
+            ("/v1beta/models/gemini%3", None),
+            ("/v1beta/models/gemini%zzgenerateContent", None),
+            ("/v1beta/models/%FF:generateContent", None),
+            ("/model/amazon.titan-text-express-v1/invoke", None),
+            ("/model//converse", None),
+            ("/converse", None),
+        ] {
+            assert_eq!(native(path), want, "{path}");
+            assert_eq!(
+                operation(path),
+                want.as_ref().map(|(_, operation, _, _)| *operation),
+                "{path}"
+            );
+            assert_eq!(
+                provider(None, path).as_deref(),
+                want.as_ref().map(|(provider, _, _, _)| *provider),
+                "{path}"
+            );
+        }
+        // A routing prefix in the body still names the provider first, as on any path.
+        assert_eq!(
+            provider(Some("openai/gpt-4o"), "/model/m/converse").as_deref(),
+            Some("openai")
+        );
+        // The path names the provider of a model no family rule knows.
+        assert_eq!(
+            provider(
+                Some("gemma-3-27b-it"),
+                "/v1beta/models/gemma-3-27b-it:generateContent"
+            )
+            .as_deref(),
+            Some("gcp.gemini")
+        );
     }
 
     #[test]

@@ -115,13 +115,22 @@ impl Middleware for MetadataMiddleware {
         };
         // The span comes first, so that what writing the metadata warns about lands inside.
         let uri: http::Uri = req.url().as_str().parse().unwrap_or_default();
+        // Gemini's and Bedrock's own APIs name the model in the path, and whether the answer
+        // streams.
+        let native = crate::genai::native_path(uri.path());
         let span = config.make_span.clone().make_span(&RequestInfo {
             method: req.method(),
             uri: &uri,
             headers: req.headers(),
             metadata: (!metadata.is_empty()).then_some(&metadata),
-            model: object.as_ref().and_then(codec::Scan::model),
-            stream: object.as_ref().and_then(codec::Scan::stream),
+            model: object
+                .as_ref()
+                .and_then(codec::Scan::model)
+                .or(native.as_ref().map(|native| &*native.model)),
+            stream: object
+                .as_ref()
+                .and_then(codec::Scan::stream)
+                .or(native.as_ref().and_then(|native| native.stream)),
             parameters: object
                 .as_ref()
                 .map(codec::Scan::parameters)

@@ -352,6 +352,88 @@ async fn the_reqwest_middleware_records_a_client_span_with_usage() {
     check_client_span(&spans[0], addr);
 }
 
+/// Gemini's and Bedrock's own APIs name the model in the path: client spans take it from there too,
+/// through the inject layer and the reqwest middleware, with the operation, the provider and whether
+/// the answer streams.
+#[tokio::test]
+async fn client_spans_read_the_model_a_gemini_or_bedrock_path_names() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioExecutor;
+    use requesty_metadata::RequestMetadata;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    const GEMINI_JSON: &str = r#"{"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":1,"totalTokenCount":5},"modelVersion":"gemini-2.5-flash","responseId":"r-1"}"#;
+    let (recorder, _guard) = Recorder::install();
+    let app = Router::new().route(
+        "/{*path}",
+        post(|| async {
+            answer(
+                GEMINI_JSON.as_bytes(),
+                "application/json",
+                100,
+                Duration::ZERO,
+            )
+        }),
+    );
+    let addr = serve(app).await;
+    let hyper_client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let service = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(
+            RequestMetadata::new().trace_id("client-wf"),
+        ))
+        .service(hyper_client);
+    let body = r#"{"contents":[{"role":"user","parts":[{"text":"Hi"}]}]}"#;
+    let request = http::Request::post(format!(
+        "http://{addr}/v1beta/models/gemini-2.5-flash:generateContent"
+    ))
+    .header("content-type", "application/json")
+    .body(http_body_util::Full::new(Bytes::from_static(
+        body.as_bytes(),
+    )))
+    .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let spans = client_spans(&recorder, 1).await;
+    let span = &spans[0];
+    assert_eq!(
+        field(span, "otel.name"),
+        "generate_content gemini-2.5-flash"
+    );
+    assert_eq!(field(span, "gen_ai.operation.name"), "generate_content");
+    assert_eq!(field(span, "gen_ai.provider.name"), "gcp.gemini");
+    assert_eq!(field(span, "gen_ai.request.model"), "gemini-2.5-flash");
+    assert_eq!(field(span, "gen_ai.request.stream"), "false");
+    assert_eq!(field(span, "gen_ai.response.id"), "r-1");
+    assert_eq!(field(span, "gen_ai.usage.input_tokens"), "4");
+
+    #[cfg(feature = "reqwest")]
+    {
+        use requesty_metadata::reqwest::MetadataMiddleware;
+        let client = reqwest_middleware::ClientBuilder::new(client())
+            .with(MetadataMiddleware::new(
+                RequestMetadata::new().trace_id("client-wf"),
+            ))
+            .build();
+        let response = client
+            .post(format!(
+                "http://{addr}/model/amazon.nova-pro-v1%3A0/converse-stream"
+            ))
+            .header("content-type", "application/json")
+            .body(r#"{"messages":[{"role":"user","content":[{"text":"Hi"}]}]}"#)
+            .send()
+            .await
+            .unwrap();
+        response.bytes().await.unwrap();
+        let spans = client_spans(&recorder, 2).await;
+        let span = &spans[1];
+        assert_eq!(field(span, "otel.name"), "chat amazon.nova-pro-v1:0");
+        assert_eq!(field(span, "gen_ai.provider.name"), "aws.bedrock");
+        assert_eq!(field(span, "gen_ai.request.model"), "amazon.nova-pro-v1:0");
+        assert_eq!(field(span, "gen_ai.request.stream"), "true");
+    }
+}
+
 /// A `5xx` answer ended in an error, so the span that says so (`otel.status_code`) also says which:
 /// the GenAI and HTTP conventions require `error.type` then, the provider's error type when the
 /// body gave one, else the status code.

@@ -374,13 +374,19 @@ pub(crate) fn client_span(
     metadata: &RequestMetadata,
     scan: Option<&codec::Scan>,
 ) -> Span {
+    // Gemini's and Bedrock's own APIs name the model in the path, and whether the answer streams.
+    let native = crate::genai::native_path(parts.uri.path());
     config.make_span.clone().make_span(&RequestInfo {
         method: &parts.method,
         uri: &parts.uri,
         headers: &parts.headers,
         metadata: (!metadata.is_empty()).then_some(metadata),
-        model: scan.and_then(codec::Scan::model),
-        stream: scan.and_then(codec::Scan::stream),
+        model: scan
+            .and_then(codec::Scan::model)
+            .or(native.as_ref().map(|native| &*native.model)),
+        stream: scan
+            .and_then(codec::Scan::stream)
+            .or(native.as_ref().and_then(|native| native.stream)),
         parameters: scan.map(codec::Scan::parameters).unwrap_or_default(),
     })
 }

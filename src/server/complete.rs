@@ -26,9 +26,10 @@ pub struct Completion<'a> {
     pub method: &'a Method,
     /// The request path.
     pub path: &'a str,
-    /// The body's `model`, when it had one.
+    /// The body's `model`, when it had one; else the model a Gemini or Bedrock Converse path names.
     pub model: Option<&'a str>,
-    /// The body's `stream` flag, when it had one.
+    /// The body's `stream` flag, when it had one; else whether a Gemini or Bedrock Converse path
+    /// streams.
     pub stream: Option<bool>,
     /// The response status: `400`/`413` for requests this layer rejected (for a gRPC request, `200`
     /// as on the wire, its refusal in [`grpc_status`](Self::grpc_status)), and `499` (nginx's

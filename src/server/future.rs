@@ -808,9 +808,16 @@ fn trace<M: MakeSpan>(
     parts: &Parts,
     metadata: Option<&RequestMetadata>,
     shared: Option<Arc<RequestMetadata>>,
-    facts: Facts,
+    mut facts: Facts,
     config: &Config,
 ) -> (Span, Option<Box<complete::Request>>) {
+    // Gemini's and Bedrock's own APIs name the model in the path, and whether the answer streams.
+    if let Some(native) = crate::genai::native_path(parts.uri.path()) {
+        facts.stream = facts.stream.or(native.stream);
+        if facts.model.is_none() {
+            facts.model = Some(native.model.into_owned());
+        }
+    }
     let span = make_span.make_span(&RequestInfo {
         method: &parts.method,
         uri: &parts.uri,

@@ -25,9 +25,12 @@ pub struct RequestInfo<'a> {
     pub headers: &'a HeaderMap,
     /// The request's metadata, when it carried any.
     pub metadata: Option<&'a RequestMetadata>,
-    /// The body's top-level `model`, when it is a JSON string.
+    /// The body's top-level `model`, when it is a JSON string; else the model a Gemini or Bedrock
+    /// Converse path names (`/v1beta/models/gemini-2.5-pro:generateContent`,
+    /// `/model/{modelId}/converse`, percent-decoded).
     pub model: Option<&'a str>,
-    /// The body's top-level `stream` flag.
+    /// The body's top-level `stream` flag; else whether a Gemini or Bedrock Converse path streams
+    /// (`:streamGenerateContent`, `/converse-stream`).
     pub stream: Option<bool>,
     /// The body's sampling parameters.
     pub parameters: Parameters,
@@ -67,8 +70,8 @@ impl<'a> RequestInfo<'a> {
         }
     }
 
-    /// The GenAI operation the path names (`chat`, `text_completion`, `embeddings`), per the
-    /// OpenTelemetry GenAI conventions.
+    /// The GenAI operation the path names (`chat`, `text_completion`, `embeddings`; Gemini's
+    /// `generate_content`), per the OpenTelemetry GenAI conventions.
     pub fn operation(&self) -> Option<&'static str> {
         genai::operation(self.uri.path())
     }
@@ -118,12 +121,12 @@ where
 /// | `http.response.status_code` | recorded when the response head arrives (none when the inner service's call returned an error) |
 /// | `rpc.system.name`, `rpc.method` | for a gRPC request: `grpc` and the fully-qualified method its path names (`package.Service/Method`), as the RPC conventions name them |
 /// | `rpc.response.status_code` | the name of a gRPC response's `grpc-status` code (`OK`, `UNAVAILABLE`; a code past the known ones as its number), from its trailers (for binary gRPC-Web, the trailers frame that ends its body), or the head of a trailers-only response |
-/// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`) |
-/// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/gemini…` as `gcp.gemini`; not before a model others serve, `google/gemma…` or `openai/gpt-oss…`), the path (`/v1/messages`, Azure's `/openai/deployments/…`) or the family of a bare model name (a fine-tune's, `ft:…`, by its base model; never `gpt-oss…`) |
-/// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body |
-/// | `gen_ai.request.stream` | the body's `stream` flag |
+/// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`; `generate_content` for Gemini's `:generateContent` and `:streamGenerateContent`, `chat` for Bedrock's `/converse`) |
+/// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/gemini…` as `gcp.gemini`; not before a model others serve, `google/gemma…` or `openai/gpt-oss…`), the path (`/v1/messages`, Azure's `/openai/deployments/…`, Gemini's `…/models/{model}:generateContent` as `gcp.gemini`, Vertex AI's `…/publishers/google/models/…` as `gcp.vertex_ai`, Bedrock's `/model/{modelId}/converse` as `aws.bedrock`) or the family of a bare model name (a fine-tune's, `ft:…`, by its base model; never `gpt-oss…`) |
+/// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body (the model, failing that, from a Gemini or Bedrock Converse path) |
+/// | `gen_ai.request.stream` | the body's `stream` flag, or a Gemini or Bedrock Converse path's method |
 /// | `gen_ai.response.model`, `gen_ai.response.id`, `gen_ai.response.finish_reasons` | from the response, when it ends |
-/// | `gen_ai.usage.input_tokens`, `…output_tokens`, `…cache_read.input_tokens`, `…cache_creation.input_tokens`, `…reasoning.output_tokens` | from the response's `usage`; input tokens include cached ones, output tokens reasoning ones (see [`Usage`](crate::usage::Usage)) |
+/// | `gen_ai.usage.input_tokens`, `…output_tokens`, `…cache_read.input_tokens`, `…cache_creation.input_tokens`, `…reasoning.output_tokens` | from the response's `usage` (Gemini's `usageMetadata`); input tokens include cached ones, output tokens reasoning ones (see [`Usage`](crate::usage::Usage)) |
 /// | `gen_ai.response.time_to_first_chunk` | event streams: seconds until the first bytes of the response body |
 /// | `requesty.time_to_first_token_ms` | streams: until the first generated text |
 /// | `otel.name` | `{operation} {model}` (or, when the path names no operation, `{rpc.method}` for gRPC and the HTTP method otherwise) |
