@@ -891,3 +891,267 @@ fn a_json_answer_just_over_the_start_read_is_read_whole_in_any_frames() {
         assert_eq!(info.usage.output_tokens, Some(9), "{frame}");
     }
 }
+
+/// Gemini's and Bedrock's own APIs name the model in the path, not in the body: through the layer
+/// the span takes the model, the operation, the provider and the stream flag from the path, and the
+/// usage from their answers (Gemini's `alt=sse` stream, Vertex AI's JSON, Bedrock's Converse JSON),
+/// which pass through unchanged. Bedrock's `converse-stream` answers in AWS's binary event stream,
+/// which is passed on untouched and not read.
+#[tokio::test]
+async fn gemini_and_bedrock_paths_and_answers_on_the_span() {
+    use axum::routing::post;
+    use support::{client, serve, Recorder};
+
+    const GEMINI_SSE: &str = concat!(
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Paris\"}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 9,\"totalTokenCount\": 57,\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 9}],\"thoughtsTokenCount\": 48},\"modelVersion\": \"gemini-2.5-pro\",\"responseId\": \"Q2bLaNbXDsS0z7IP7Nq_qQ8\"}\r\n\r\n",
+        "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \" is the capital of France.\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 9,\"candidatesTokenCount\": 7,\"totalTokenCount\": 64,\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 9}],\"thoughtsTokenCount\": 48},\"modelVersion\": \"gemini-2.5-pro\",\"responseId\": \"Q2bLaNbXDsS0z7IP7Nq_qQ8\"}\r\n\r\n",
+    );
+    const VERTEX_JSON: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hi"}]},"finishReason":"MAX_TOKENS","avgLogprobs":-0.31}],"usageMetadata":{"promptTokenCount":1200,"candidatesTokenCount":1,"totalTokenCount":1201,"trafficType":"ON_DEMAND","cachedContentTokenCount":1024},"modelVersion":"gemini-2.0-flash-001","createTime":"2025-06-01T10:00:00.000000Z","responseId":"vtx-1"}"#;
+    const BEDROCK_JSON: &str = r#"{"metrics":{"latencyMs":1149},"output":{"message":{"content":[{"text":"Paris."}],"role":"assistant"}},"stopReason":"end_turn","usage":{"cacheReadInputTokens":1024,"cacheWriteInputTokens":0,"inputTokens":14,"outputTokens":3,"totalTokens":1041}}"#;
+
+    /// One message of AWS's event stream: its prelude (lengths and their CRC-32), its headers,
+    /// its payload and the message's CRC-32.
+    fn event_message(event_type: &str, payload: &str) -> Vec<u8> {
+        fn crc32(bytes: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &byte in bytes {
+                crc ^= u32::from(byte);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        let mut headers = Vec::new();
+        for (name, value) in [
+            (":event-type", event_type),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        ] {
+            headers.push(name.len() as u8);
+            headers.extend_from_slice(name.as_bytes());
+            headers.push(7); // a string
+            headers.extend_from_slice(&(value.len() as u16).to_be_bytes());
+            headers.extend_from_slice(value.as_bytes());
+        }
+        let total = 12 + headers.len() + payload.len() + 4;
+        let mut message = Vec::new();
+        message.extend_from_slice(&(total as u32).to_be_bytes());
+        message.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+        let prelude_crc = crc32(&message);
+        message.extend_from_slice(&prelude_crc.to_be_bytes());
+        message.extend_from_slice(&headers);
+        message.extend_from_slice(payload.as_bytes());
+        let crc = crc32(&message);
+        message.extend_from_slice(&crc.to_be_bytes());
+        message
+    }
+    let event_stream: Vec<u8> = [
+        event_message("messageStart", r#"{"p":"abcd","role":"assistant"}"#),
+        event_message(
+            "contentBlockDelta",
+            r#"{"contentBlockIndex":0,"delta":{"text":"Paris."},"p":"abcdefgh"}"#,
+        ),
+        event_message("messageStop", r#"{"p":"ab","stopReason":"end_turn"}"#),
+        event_message(
+            "metadata",
+            r#"{"metrics":{"latencyMs":402},"p":"abc","usage":{"inputTokens":14,"outputTokens":3,"totalTokens":17}}"#,
+        ),
+    ]
+    .concat();
+    let stream_body = Bytes::from(event_stream);
+
+    let (recorder, _guard) = Recorder::install();
+    let answers = stream_body.clone();
+    let app = axum::Router::new()
+        .route(
+            "/{*path}",
+            post(move |uri: axum::http::Uri| {
+                let answers = answers.clone();
+                async move {
+                    let path = uri.path();
+                    let (content_type, body) = if path.ends_with(":streamGenerateContent") {
+                        (
+                            "text/event-stream",
+                            Bytes::from_static(GEMINI_SSE.as_bytes()),
+                        )
+                    } else if path.ends_with(":generateContent") {
+                        (
+                            "application/json; charset=UTF-8",
+                            Bytes::from_static(VERTEX_JSON.as_bytes()),
+                        )
+                    } else if path.ends_with("/converse") {
+                        (
+                            "application/json",
+                            Bytes::from_static(BEDROCK_JSON.as_bytes()),
+                        )
+                    } else {
+                        ("application/vnd.amazon.eventstream", answers)
+                    };
+                    axum::response::Response::builder()
+                        .header("content-type", content_type)
+                        .body(axum::body::Body::from(body))
+                        .unwrap()
+                }
+            }),
+        )
+        .layer(requesty_metadata::RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let calls = [
+        (
+            "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+            Bytes::from_static(GEMINI_SSE.as_bytes()),
+        ),
+        (
+            "/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.0-flash-001:generateContent",
+            Bytes::from_static(VERTEX_JSON.as_bytes()),
+        ),
+        (
+            "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse",
+            Bytes::from_static(BEDROCK_JSON.as_bytes()),
+        ),
+        (
+            "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream",
+            stream_body.clone(),
+        ),
+    ];
+    for (path, answer) in &calls {
+        let response = client()
+            .post(format!("http://{addr}{path}"))
+            .header("content-type", "application/json")
+            .body(r#"{"contents":[{"role":"user","parts":[{"text":"The capital of France?"}]}], "requesty": {"trace_id": "wf-g"}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(&response.bytes().await.unwrap(), answer, "{path}");
+    }
+    let spans = recorder.wait_closed(calls.len()).await;
+    let span = |path: &str| {
+        spans
+            .iter()
+            .find(|span| span.field("url.path").is_some_and(|p| p.ends_with(path)))
+            .unwrap_or_else(|| panic!("no span for {path}: {spans:#?}"))
+    };
+    let fields = |span: &support::SpanRecord, names: &[&str]| -> Vec<Option<String>> {
+        names
+            .iter()
+            .map(|name| span.field(name).map(str::to_owned))
+            .collect()
+    };
+    let some = |values: &[&str]| -> Vec<Option<String>> {
+        values.iter().map(|v| Some((*v).to_owned())).collect()
+    };
+    let request = [
+        "gen_ai.operation.name",
+        "gen_ai.provider.name",
+        "gen_ai.request.model",
+        "gen_ai.request.stream",
+        "otel.name",
+        "requesty.trace_id",
+    ];
+    let response = [
+        "gen_ai.response.model",
+        "gen_ai.response.id",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.reasoning.output_tokens",
+        "gen_ai.usage.cache_read.input_tokens",
+    ];
+
+    let gemini = span(":streamGenerateContent");
+    assert_eq!(
+        fields(gemini, &request),
+        some(&[
+            "generate_content",
+            "gcp.gemini",
+            "gemini-2.5-pro",
+            "true",
+            "generate_content gemini-2.5-pro",
+            "wf-g"
+        ])
+    );
+    assert_eq!(
+        fields(gemini, &response[..6]),
+        some(&[
+            "gemini-2.5-pro",
+            "Q2bLaNbXDsS0z7IP7Nq_qQ8",
+            r#"["STOP"]"#,
+            "9",
+            "55",
+            "48"
+        ])
+    );
+    assert!(gemini.field("requesty.time_to_first_token_ms").is_some());
+
+    let vertex = span(":generateContent");
+    assert_eq!(
+        fields(vertex, &request[..5]),
+        some(&[
+            "generate_content",
+            "gcp.vertex_ai",
+            "gemini-2.0-flash-001",
+            "false",
+            "generate_content gemini-2.0-flash-001"
+        ])
+    );
+    assert_eq!(
+        fields(vertex, &response),
+        [
+            some(&[
+                "gemini-2.0-flash-001",
+                "vtx-1",
+                r#"["MAX_TOKENS"]"#,
+                "1200",
+                "1"
+            ]),
+            vec![None, Some("1024".to_owned())],
+        ]
+        .concat()
+    );
+
+    let bedrock = span("/converse");
+    let bedrock_stream = span("/converse-stream");
+    let model = "anthropic.claude-3-5-sonnet-20240620-v1:0";
+    assert_eq!(
+        fields(bedrock, &request[..5]),
+        some(&[
+            "chat",
+            "aws.bedrock",
+            model,
+            "false",
+            &format!("chat {model}")
+        ])
+    );
+    // The cache's reads are added to the input: 14 + 1024.
+    assert_eq!(
+        fields(bedrock, &response),
+        [
+            vec![None, None],
+            some(&[r#"["end_turn"]"#, "1038", "3"]),
+            vec![None, Some("1024".to_owned())],
+        ]
+        .concat()
+    );
+    assert_eq!(
+        fields(bedrock_stream, &request[..5]),
+        some(&[
+            "chat",
+            "aws.bedrock",
+            model,
+            "true",
+            &format!("chat {model}")
+        ])
+    );
+    assert_eq!(
+        fields(bedrock_stream, &response),
+        vec![None; response.len()]
+    );
+    assert_eq!(bedrock_stream.field("response.completed"), Some("true"));
+    assert_eq!(bedrock_stream.field("error.type"), None);
+}
