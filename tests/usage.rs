@@ -534,6 +534,9 @@ fn random_streams_read_the_same_split_anywhere() {
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\",\"reasoning\":\"PAD\"}}]}",
         "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"PADx\"}}",
         "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"input_tokens\":3,\"cache_read_input_tokens\":4}}",
+        // Gemini's: a thought summary, which is not text, and text.
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"PADt\",\"thought\":true}],\"role\":\"model\"},\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":3,\"thoughtsTokenCount\":9}}",
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"PADx\"}],\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":3,\"candidatesTokenCount\":2},\"modelVersion\":\"g\",\"responseId\":\"r\"}",
         "data",
         ": comment PAD",
         "event: message_stop",

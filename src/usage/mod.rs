@@ -1980,6 +1980,12 @@ mod tests {
         let (info, token) = read("text/event-stream", &[first.as_bytes()]);
         assert!(!token);
         assert_eq!(info.usage.output_tokens, Some(48));
+        // Its thought flag follows the text: a long thought is not taken for text by its start.
+        let long = first.replace("The user asks", &"so ".repeat(400));
+        for split in [1, 100, 700, long.len()] {
+            let frames: Vec<&[u8]> = long.as_bytes().chunks(split).collect();
+            assert!(!read("text/event-stream", &frames).1, "frames of {split}");
+        }
         let two: String = GEMINI_SSE.split_inclusive("\r\n\r\n").take(2).collect();
         assert!(read("text/event-stream", &[two.as_bytes()]).1);
         // A function call's arguments are not text either.
