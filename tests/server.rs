@@ -549,6 +549,12 @@ async fn origin_headers_are_held_to_the_origin_limit() {
             .header(name, value)
             .send()
     };
+    let post = |body: &'static str| {
+        client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body)
+    };
     let response = get("http-referer", "https://").await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -559,10 +565,7 @@ async fn origin_headers_are_held_to_the_origin_limit() {
         let response = get(name, value).await.unwrap();
         expect_error(response, 400, json!(name), "metadata_too_long").await;
     }
-    let response = client
-        .post(format!("http://{addr}/v1/chat/completions"))
-        .header("content-type", "application/json")
-        .body(r#"{"requesty":{"origin_title":"012345678"}}"#)
+    let response = post(r#"{"requesty":{"origin_title":"012345678"}}"#)
         .send()
         .await
         .unwrap();
@@ -574,11 +577,8 @@ async fn origin_headers_are_held_to_the_origin_limit() {
     )
     .await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    let response = client
-        .post(format!("http://{addr}/v1/chat/completions"))
-        .header("content-type", "application/json")
+    let response = post(r#"{"requesty":{"origin_title":"App"}}"#)
         .header("x-title", "a title too long")
-        .body(r#"{"requesty":{"origin_title":"App"}}"#)
         .send()
         .await
         .unwrap();
