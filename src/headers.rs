@@ -36,20 +36,20 @@ pub(crate) fn read_own(
     read_with(headers, &own_limits(limits), true).map(|(meta, _)| meta)
 }
 
-/// Merges `own`, the metadata headers a caller set on an outgoing request ([`read_own`]), over
-/// `metadata`, from the client's other sources. An `X-Requesty-<Name>` header is the `extra` field
-/// it names, however a lower source spells the key (`Team`, or `team_name` for
-/// `X-Requesty-Team-Name`: header names have no case, and CGI-style servers read `_` as `-`), so
-/// such a key goes: the caller's value is the one sent, in the header form (where of two keys
-/// naming one header the first would keep it) and in the body alike.
-pub(crate) fn merge_own(metadata: &mut RequestMetadata, own: RequestMetadata) {
-    if !own.extra.is_empty() {
-        let fields: Vec<String> = own.extra.keys().map(|key| header_field(key)).collect();
+/// Merges `later` over `metadata` as [`RequestMetadata::merge`] does, for the client, whose sources
+/// rank in that order: an `extra` key of `metadata` that names the same `X-Requesty-<Name>` header
+/// as one of `later`'s in another spelling (`Team`, or `team_name` for `X-Requesty-Team-Name`:
+/// header names have no case, and CGI-style servers read `_` as `-`) is the same field, and goes,
+/// so that the later value is the one sent, in the header form (where of two keys naming one
+/// header the first would keep it) and in the body alike.
+pub(crate) fn merge_over(metadata: &mut RequestMetadata, later: RequestMetadata) {
+    if !later.extra.is_empty() {
+        let fields: Vec<String> = later.extra.keys().map(|key| header_field(key)).collect();
         metadata
             .extra
-            .retain(|key, _| own.extra.contains_key(key) || !fields.contains(&header_field(key)));
+            .retain(|key, _| later.extra.contains_key(key) || !fields.contains(&header_field(key)));
     }
-    metadata.merge(own);
+    metadata.merge(later);
 }
 
 /// The header an `extra` key names, as CGI-style servers read header names: lowercase, with `_`

@@ -77,7 +77,7 @@ impl Middleware for MetadataMiddleware {
         let mut metadata = config.starting(extensions);
         // As the tower layer reads them, within looser bounds.
         let unreadable = headers::read_own(req.headers(), &config.limits)
-            .map(|own| headers::merge_own(&mut metadata, own))
+            .map(|own| headers::merge_over(&mut metadata, own))
             .err();
         let json = config.reads_body() && is_json(req.headers()) && !is_encoded(req.headers());
         let buffered = req

@@ -1700,6 +1700,36 @@ async fn the_callers_own_extra_header_outranks_a_key_spelled_otherwise() {
     assert_eq!(echo.header("x-requesty-cost_center"), None);
 }
 
+/// Of the client's own sources, a later one's `extra` key replaces an earlier one's that names the
+/// same header in another spelling: a request's `team` over the defaults' `Team`, the request being
+/// served's `team_name` over the defaults' `Team-Name`; in the header form, where both would be one
+/// header, the later value is the one sent.
+#[tokio::test]
+async fn a_later_sources_extra_key_replaces_an_earlier_ones_spelled_otherwise() {
+    let (_recorder, _guard) = Recorder::install();
+    let bare = bare_echo().await;
+    let defaults = RequestMetadata::new()
+        .extra("Team", "platform")
+        .extra("Team-Name", "core");
+    let served = RequestMetadata::new().extra("team_name", "search");
+    let extension = RequestMetadata::new().extra("team", "billing");
+    let client = with_middleware(MetadataMiddleware::new(defaults.clone()));
+    let send = json_post(&client, bare, streamed(CHAT)).with_extension(extension.clone());
+    let echo = requesty_metadata::scope(Some(Arc::new(served.clone())), echoed(send)).await;
+    assert_eq!(echo.header("x-requesty-team"), Some("billing"));
+    assert_eq!(echo.header("x-requesty-team_name"), Some("search"));
+    assert_eq!(echo.header("x-requesty-team-name"), None);
+
+    let hyper = ServiceBuilder::new()
+        .layer(RequestyMetadataLayer::inject(defaults).carrier(Carrier::Headers))
+        .service(hyper_client());
+    let mut request = hyper_json(bare, CHAT);
+    request.extensions_mut().insert(extension);
+    let echo = requesty_metadata::scope(Some(Arc::new(served)), hyper_echo(hyper, request)).await;
+    assert_eq!(echo.header("x-requesty-team"), Some("billing"));
+    assert_eq!(echo.header("x-requesty-team_name"), Some("search"));
+}
+
 /// The caller's own headers are kept whatever their count of tags: over the limits they go out with
 /// a warning, like any other metadata, rather than being replaced.
 #[tokio::test]

@@ -109,7 +109,7 @@ impl InjectConfig {
         let mut metadata = self.defaults.clone();
         if self.propagate {
             if let Some(current) = crate::current() {
-                metadata.merge(RequestMetadata::clone(&current));
+                crate::headers::merge_over(&mut metadata, RequestMetadata::clone(&current));
             }
         }
         if let Some(own) = extensions.get::<RequestMetadata>() {
@@ -120,7 +120,7 @@ impl InjectConfig {
                     .get::<Inbound>()
                     .is_some_and(|inbound| *inbound.0 == *own);
             if !inbound {
-                metadata.merge(own.clone());
+                crate::headers::merge_over(&mut metadata, own.clone());
             }
         }
         metadata

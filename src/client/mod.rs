@@ -8,9 +8,12 @@
 //! 2. the metadata of the request being served, when the call happens inside a server layer's
 //!    request ([`current`](crate::current)), unless [`propagate(false)`](InjectMetadataLayer::propagate);
 //! 3. a [`RequestMetadata`](crate::RequestMetadata) in the outgoing request's extensions;
-//! 4. what the request already carries: `X-Requesty-*` headers, then a `requesty` body member. An
-//!    `X-Requesty-<Name>` header also replaces an `extra` key of the sources above that names the
-//!    same header in another spelling (`Team`, `team_name` for `X-Requesty-Team-Name`).
+//! 4. what the request already carries: `X-Requesty-*` headers, then a `requesty` body member.
+//!
+//! An `extra` key of a later source among the first three and the headers also replaces a key of
+//! an earlier one that names the same `X-Requesty-<Name>` header in another spelling (`Team`,
+//! `team_name` for `X-Requesty-Team-Name`): header names have no case, so in the header form they
+//! are one field, and the later value is the one sent, in either form.
 //!
 //! A JSON body whose size is known gets the result as its `requesty` member, spliced in without
 //! re-serializing anything else, with `Content-Length` updated. Other bodies (streams, non-JSON,

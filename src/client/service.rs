@@ -67,7 +67,7 @@ where
         // Read with looser bounds than a server's: a request over the limits goes out with a
         // warning, for the gateway to decide; past them (thousands of tags), they are not read.
         let unreadable = headers::read_own(&parts.headers, &config.limits)
-            .map(|own| headers::merge_own(&mut metadata, own))
+            .map(|own| headers::merge_over(&mut metadata, own))
             .err();
         let size = body
             .size_hint()
