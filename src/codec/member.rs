@@ -684,6 +684,30 @@ mod tests {
         assert_eq!(check(&short, &limits, true), Ok(()));
     }
 
+    /// As many `extra` keys as the limit allows pass, measured or not, and one more is refused: at a
+    /// small limit and at the default one, whose full `extra` is many entries to bound.
+    #[test]
+    fn metadata_from_headers_or_code_is_held_to_the_extra_keys_at_the_limit() {
+        for limits in [Limits::default().max_extra_entries(2), Limits::default()] {
+            let n = limits.extra_entries();
+            let full = (0..n).fold(RequestMetadata::new(), |meta, i| {
+                meta.extra(format!("k{i}"), i)
+            });
+            assert_eq!(check(&full, &limits, true), Ok(()), "{n} keys");
+            assert_eq!(check(&full, &limits, false), Ok(()), "{n} keys");
+            let over = full.extra(format!("k{n}"), n);
+            for measure_extra in [true, false] {
+                let err = check(&over, &limits, measure_extra).unwrap_err();
+                assert_eq!(
+                    (err.kind(), err.param()),
+                    (ErrorKind::TooMany, "requesty.extra"),
+                    "{} keys",
+                    n + 1
+                );
+            }
+        }
+    }
+
     /// The quick bound is never under the size: an `extra` one byte over the limit is refused
     /// where the bound is tightest (an empty key, and a value of characters each escaped as six
     /// bytes), and one at the limit is not.
