@@ -671,6 +671,25 @@ fn the_member_is_read_strictly() {
     }
 }
 
+/// A string past the short plain run (longer than 32 bytes, or not ASCII) is still text: a space in
+/// it is a character like any other, and only a raw control character is refused.
+#[test]
+fn a_space_in_a_long_or_non_ascii_string_field_is_text() {
+    let long = "a user id of more than thirty-two bytes";
+    let body = format!(
+        r#"{{"requesty":{{"user_id":"{long}","tags":["café au lait"],"extra":{{"k":"{long}"}}}}}}"#
+    );
+    let (scan, out) = run(&body);
+    let want = RequestMetadata::new()
+        .user_id(long)
+        .tag("café au lait")
+        .extra("k", long);
+    assert_eq!(scan.metadata(), Some(&want));
+    assert_eq!(out, "{}");
+    let control = format!("{{\"requesty\":{{\"user_id\":\"{long}\u{1f}\"}}}}");
+    assert_eq!(error(&control).kind(), ErrorKind::InvalidType);
+}
+
 /// A number no double holds is well-formed JSON that the typed metadata cannot carry: refused with a
 /// message that says so, not as text that is not JSON.
 #[test]
