@@ -287,4 +287,20 @@ mod tests {
             r#"{ "future":2, "user_id":"b", "later": [1] }"#
         );
     }
+
+    /// A field `new` no longer holds goes with what separated it from the field before: the first
+    /// field sent leaves no comma after the `{`, and the fields a dropped one stood between are
+    /// joined by a bare comma.
+    #[test]
+    fn a_dropped_field_leaves_no_separator_behind() {
+        let raw = br#"{ "gone" : 1 , "user_id" : "a" , "also_gone": 2 , "later" : [1] }"#;
+        let old: RequestMetadata = serde_json::from_slice(raw).unwrap();
+        let mut new = old.clone();
+        new.other.remove("gone");
+        new.other.remove("also_gone");
+        let out = String::from_utf8(rewrite(raw, &old, &new)).unwrap();
+        assert_eq!(out, r#"{"user_id" : "a","later" : [1] }"#);
+        let read: RequestMetadata = serde_json::from_str(&out).unwrap();
+        assert_eq!(read, new);
+    }
 }
