@@ -83,6 +83,24 @@ mod tests {
         }
     }
 
+    /// Shrinking in place moves the bytes on the shorter side of the range only: the others keep
+    /// their addresses.
+    #[test]
+    fn shrinking_in_place_moves_only_the_shorter_side() {
+        // The head is shorter: the tail stays put.
+        let mut buf = BytesMut::from(&b"0123456789"[..]);
+        let last = buf[9..].as_ptr();
+        splice_in_place(&mut buf, 1..3, b"a");
+        assert_eq!(&buf[..], b"0a3456789");
+        assert_eq!(buf[8..].as_ptr(), last);
+        // The tail is shorter: the head stays put.
+        let mut buf = BytesMut::from(&b"0123456789"[..]);
+        let first = buf.as_ptr();
+        splice_in_place(&mut buf, 6..8, b"a");
+        assert_eq!(&buf[..], b"012345a89");
+        assert_eq!(buf.as_ptr(), first);
+    }
+
     #[test]
     fn untouched_body_is_the_same_buffer() {
         let body = Bytes::from_static(b"{}");
