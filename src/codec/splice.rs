@@ -101,6 +101,22 @@ mod tests {
         assert_eq!(buf.as_ptr(), first);
     }
 
+    /// Growing in place within the buffer's capacity takes no new allocation, however many bytes
+    /// the range replaced.
+    #[test]
+    fn growing_in_place_within_capacity_keeps_the_buffer() {
+        let mut buf = BytesMut::with_capacity(16);
+        let capacity = buf.capacity();
+        // Four bytes replaced by seven: the result fills the buffer exactly.
+        let body: Vec<u8> = (0..capacity - 3).map(|i| b'a' + (i % 26) as u8).collect();
+        buf.extend_from_slice(&body);
+        let ptr = buf.as_ptr();
+        splice_in_place(&mut buf, 2..6, b"0123456");
+        assert_eq!(&buf[..], [&body[..2], b"0123456", &body[6..]].concat());
+        assert_eq!(buf.len(), capacity);
+        assert_eq!(buf.as_ptr(), ptr);
+    }
+
     #[test]
     fn untouched_body_is_the_same_buffer() {
         let body = Bytes::from_static(b"{}");
