@@ -1,6 +1,7 @@
 //! The `opentelemetry` feature end to end: request spans exported over OTLP/HTTP to a receiver on
 //! loopback, decoded from protobuf and checked for trace grouping, `traceparent` parents, typed
-//! attributes and privacy.
+//! attributes and privacy; and spans exported through the SDK to an exporter that keeps them in
+//! memory, for where a span sits in its trace.
 #![cfg(feature = "opentelemetry")]
 
 mod support;
@@ -615,4 +616,164 @@ async fn a_span_the_opentelemetry_layer_filters_out_keeps_its_lists_as_text() {
         spans[0].field("gen_ai.response.finish_reasons"),
         Some(r#"["stop"]"#)
     );
+}
+
+/// An exporter that keeps what it is given: with the SDK's simple processor, a span is there as soon
+/// as it closes.
+#[derive(Clone, Debug, Default)]
+struct Memory(Arc<Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+impl opentelemetry_sdk::trace::SpanExporter for Memory {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
+
+impl Memory {
+    /// This thread's subscriber: the tracing-opentelemetry layer, exporting each span as it closes.
+    fn install() -> (Self, DefaultGuard) {
+        let memory = Memory::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(memory.clone())
+            .build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        (memory, guard)
+    }
+
+    fn spans(&self) -> Vec<opentelemetry_sdk::trace::SpanData> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// The caller's context, as an outer instrumentation extracts it from `traceparent`.
+fn caller_context(traceparent: &str) -> opentelemetry::Context {
+    use opentelemetry::propagation::TextMapPropagator;
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier)
+}
+
+/// An inner service that answers a chat completion.
+fn chat_service() -> impl tower::Service<
+    http::Request<http_body_util::Full<Bytes>>,
+    Response = http::Response<http_body_util::Full<Bytes>>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    tower::service_fn(|_: http::Request<http_body_util::Full<Bytes>>| async {
+        let response = http::Response::builder()
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from_static(OPENAI_JSON)));
+        Ok::<_, std::convert::Infallible>(response.unwrap())
+    })
+}
+
+/// A span made inside an enclosing span that already belongs to the caller's trace (an outer HTTP
+/// instrumentation that read the same `traceparent`) stays that span's child: taking the caller's
+/// span as its parent again would make it a sibling of the span it runs in. An enclosing span of
+/// another trace (a connection's, say) still gives way to the caller's.
+#[tokio::test]
+async fn a_span_already_in_the_callers_trace_stays_under_the_span_it_is_made_in() {
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, ServiceExt};
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let (memory, _guard) = Memory::install();
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    for (outer, joined) in [("http_server", true), ("connection", false)] {
+        let enclosing = tracing::info_span!("enclosing", otel.name = outer);
+        if joined {
+            enclosing.set_parent(caller_context(&traceparent)).unwrap();
+        }
+        let request = http::Request::post("http://gateway/v1/chat/completions")
+            .header("content-type", "application/json")
+            .header("traceparent", &traceparent)
+            .body(Full::new(Bytes::from_static(br#"{"model": "gpt-4o"}"#)))
+            .unwrap();
+        let service = RequestyMetadataLayer::new().layer(chat_service());
+        let response = service
+            .oneshot(request)
+            .instrument(enclosing.clone())
+            .await
+            .unwrap();
+        response.into_body().collect().await.unwrap();
+        drop(enclosing);
+    }
+    let spans = memory.spans();
+    let named = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {spans:#?}"))
+    };
+    let requests: Vec<_> = spans.iter().filter(|s| s.name == "chat gpt-4o").collect();
+    assert_eq!(requests.len(), 2, "{spans:#?}");
+    let (http_server, connection) = (named("http_server"), named("connection"));
+    let under = |parent: &opentelemetry_sdk::trace::SpanData| {
+        requests
+            .iter()
+            .find(|s| s.parent_span_id == parent.span_context.span_id())
+            .is_some()
+    };
+    assert_eq!(
+        http_server.span_context.trace_id().to_string(),
+        CALLER_TRACE
+    );
+    assert!(
+        under(http_server),
+        "not under the enclosing span: {spans:#?}"
+    );
+    // Outside the caller's trace, the caller's span is the parent.
+    assert!(!under(connection), "{spans:#?}");
+    assert!(
+        requests
+            .iter()
+            .any(|s| s.parent_span_id.to_string() == CALLER_SPAN),
+        "{spans:#?}"
+    );
+    for span in requests {
+        assert_eq!(span.span_context.trace_id().to_string(), CALLER_TRACE);
+    }
+}
+
+/// Two layers that group by `trace_id`, one inside the other (the outer one keeping the headers, so
+/// that both read the `trace_id`): the inner request's span is the outer one's child, in the
+/// workflow's trace, not a second span directly under the workflow's root.
+#[tokio::test]
+async fn a_grouped_span_inside_a_grouped_span_is_its_child() {
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, ServiceExt};
+
+    let (memory, _guard) = Memory::install();
+    let inner = RequestyMetadataLayer::new()
+        .group_by_trace_id(true)
+        .layer(chat_service());
+    let service = RequestyMetadataLayer::new()
+        .group_by_trace_id(true)
+        .keep_headers(true)
+        .layer(inner);
+    let request = http::Request::post("http://gateway/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("x-requesty-trace-id", "wf-1")
+        .body(Full::new(Bytes::from_static(br#"{"model": "gpt-4o"}"#)))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let spans = memory.spans();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    for span in &spans {
+        assert_eq!(span.span_context.trace_id(), group_trace_id("wf-1"));
+    }
+    let ids: Vec<_> = spans.iter().map(|s| s.span_context.span_id()).collect();
+    let children = spans
+        .iter()
+        .filter(|s| ids.contains(&s.parent_span_id))
+        .count();
+    assert_eq!(children, 1, "one span is the other's child: {spans:#?}");
 }
