@@ -69,7 +69,9 @@
 //! Either parent is set when the span is made, before it is first entered (it is made after the
 //! metadata was read, which is what makes this possible). It replaces the parent the span would
 //! have had from an enclosing `tracing` span, so with grouping on, put this layer outside any
-//! other layer that makes spans.
+//! other layer that makes spans; but an enclosing span already in that trace (an outer HTTP
+//! instrumentation that read the same `traceparent`, or a layer further out that grouped the same
+//! `trace_id`) stays the parent, so the request's span is its child rather than its sibling.
 //!
 //! ## Sampling grouped requests
 //!
@@ -167,10 +169,25 @@ pub(crate) fn decorate(span: &Span, info: &RequestInfo<'_>, options: &DefaultMak
             .group_by_trace_id
             .then(|| Context::new().with_remote_span_context(group_parent(trace_id)))
     });
+    // The span it is made in may already be in that trace: an outer instrumentation that read the
+    // same `traceparent`, or a layer further out that grouped the same `trace_id`. It stays that
+    // span's child, rather than becoming its sibling.
+    let parent = parent.filter(|parent| !in_enclosing_trace(parent));
     if let Some(parent) = parent {
         // Fails only without a tracing-opentelemetry layer, where there is no parent to set.
         let _ = span.set_parent(parent);
     }
+}
+
+/// Whether the span a new span is made in (its contextual parent) belongs to `parent`'s trace.
+fn in_enclosing_trace(parent: &Context) -> bool {
+    let trace = parent.span().span_context().trace_id();
+    // Once entered, the current span's OpenTelemetry span has started (unless the layer's context
+    // activation is off; then asking starts it, as entering it would have).
+    let enclosing = Span::current().context();
+    let enclosing = enclosing.span();
+    let enclosing = enclosing.span_context();
+    enclosing.is_valid() && enclosing.trace_id() == trace
 }
 
 /// Sets a list on the span's OpenTelemetry span as a string array, which no `tracing` field can hold

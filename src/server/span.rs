@@ -136,7 +136,7 @@ where
 /// | `otel.status_code` | `ERROR` for those, and for a server span's `5xx` answer (a client span's `4xx` too), as the HTTP conventions set the span status; for gRPC, a code that says the server failed (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`; a client span's every code but `OK`) |
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
 /// | `requesty.tags`, `gen_ai.response.finish_reasons` (feature `opentelemetry`) | on a span with an OpenTelemetry layer, string array attributes (the conventions type the reasons `string[]`) instead of the JSON text: a field can hold no array, and one recorded as well would be exported as a second attribute under the key; so other layers of that subscriber see these two fields empty (`tags` still has the tags) |
-/// | parent (feature `opentelemetry`) | server spans: the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`); client spans: the span they are made in |
+/// | parent (feature `opentelemetry`) | server spans: the caller's span from a W3C `traceparent`; else, with `group_by_trace_id`, one per `trace_id` (module `otel`); either way, the span they are made in when it is already in that trace; client spans: the span they are made in |
 #[derive(Clone, Debug)]
 #[must_use = "a span maker does nothing until given to a layer"]
 pub struct DefaultMakeSpan {
