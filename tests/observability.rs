@@ -511,3 +511,54 @@ fn an_empty_user_hash_key_warns() {
         .collect();
     assert_eq!(warnings, [0, 2]);
 }
+
+/// An HTTP method the conventions do not know (any token a client sends) is recorded as `_OTHER`,
+/// the method as sent in `http.request.method_original`, and names the span `HTTP`: the span name
+/// and the method attribute stay of low cardinality, whatever clients send. A known method is
+/// recorded as it is.
+#[tokio::test]
+async fn an_unknown_http_method_is_recorded_as_other() {
+    let (recorder, _guard) = Recorder::install();
+    let app = Router::new()
+        .route(
+            "/v1/files",
+            axum::routing::any(|| async { Response::new(Body::empty()) }),
+        )
+        .layer(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    for method in ["PROPFIND", "GET", "QUERY"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = client()
+            .request(method, format!("http://{addr}/v1/files"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    let spans = recorder.wait_closed(3).await;
+    let fields = |span: &SpanRecord| {
+        (
+            field(span, "http.request.method").to_owned(),
+            span.field("http.request.method_original")
+                .map(str::to_owned),
+            field(span, "otel.name").to_owned(),
+        )
+    };
+    let seen: Vec<_> = spans.iter().map(fields).collect();
+    let want = |method: &str, original: Option<&str>, name: &str| {
+        (
+            method.to_owned(),
+            original.map(str::to_owned),
+            name.to_owned(),
+        )
+    };
+    assert_eq!(
+        seen,
+        [
+            want("_OTHER", Some("PROPFIND"), "HTTP"),
+            want("GET", None, "GET"),
+            want("QUERY", None, "QUERY"),
+        ]
+    );
+}
