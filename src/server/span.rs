@@ -116,7 +116,7 @@ where
 /// | `extra` | the `extra` object as a JSON string |
 /// | `gen_ai.conversation.id` | the `trace_id` |
 /// | `user.id`, or `user.hash` with [`hash_user_ids`](Self::hash_user_ids) | the `user_id` |
-/// | `http.request.method`, `url.path` | from the request |
+/// | `http.request.method`, `url.path` | from the request; a method the HTTP conventions do not know (RFC 9110's, `PATCH` and `QUERY`) as `_OTHER`, with the method as sent in `http.request.method_original` |
 /// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies); server spans: the host the request was sent to, and its port; for a relative URI (an HTTP/1 request), those its `Host` header names (never `Forwarded` or `X-Forwarded-Host`, which the conventions would take first behind a proxy, but which any client can set) |
 /// | `http.response.status_code` | recorded when the response head arrives (none when the inner service's call returned an error) |
 /// | `rpc.system.name`, `rpc.method` | for a gRPC request: `grpc` and the fully-qualified method its path names (`package.Service/Method`), as the RPC conventions name them |
@@ -129,7 +129,7 @@ where
 /// | `gen_ai.usage.input_tokens`, `…output_tokens`, `…cache_read.input_tokens`, `…cache_creation.input_tokens`, `…reasoning.output_tokens` | from the response's `usage` (Gemini's `usageMetadata`); input tokens include cached ones, output tokens reasoning ones (see [`Usage`](crate::usage::Usage)) |
 /// | `gen_ai.response.time_to_first_chunk` | event streams: seconds until the first bytes of the response body |
 /// | `requesty.time_to_first_token_ms` | streams: until the first generated text |
-/// | `otel.name` | `{operation} {model}` (or, when the path names no operation, `{rpc.method}` for gRPC and the HTTP method otherwise) |
+/// | `otel.name` | `{operation} {model}` (or, when the path names no operation, `{rpc.method}` for gRPC and the HTTP method otherwise, `HTTP` for one recorded as `_OTHER`) |
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
 /// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first, or it ended in an error |
 /// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say) or short of its declared `Content-Length`, `service` when the inner service's call returned one, `request_body` on a client span whose request body failed while the client read it (the call is not made), the provider's error type or code when a successful answer's body reported one (a stream's error event, [`ResponseInfo::error`](crate::usage::ResponseInfo::error)); for an answer `otel.status_code` marks failed (a `5xx`, a client span's `4xx`), the provider's error type its body gave, else the status code (`503`); for a gRPC code that makes the span an error (see `otel.status_code`), its name (`UNAVAILABLE`) |
@@ -266,7 +266,8 @@ macro_rules! llm_span {
             gen_ai.conversation.id = Empty,
             user.id = Empty,
             user.hash = Empty,
-            http.request.method = info.method.as_str(),
+            http.request.method = known_method(info.method).unwrap_or("_OTHER"),
+            http.request.method_original = Empty,
             url.path = info.uri.path(),
             server.address = Empty,
             server.port = Empty,
@@ -340,11 +341,16 @@ impl MakeSpan for DefaultMakeSpan {
                 span.record("rpc.method", format_args!("{service}/{method}"));
             }
         }
+        let method = known_method(info.method);
+        if method.is_none() {
+            span.record("http.request.method_original", info.method.as_str());
+        }
         let name = match (operation, info.model.filter(|model| !model.is_empty()), rpc) {
             (Some(op), Some(model), _) => format!("{op} {model}"),
             (Some(op), None, _) => op.to_owned(),
             (None, _, Some(Some((service, method)))) => format!("{service}/{method}"),
-            (None, _, _) => info.method.as_str().to_owned(),
+            // The HTTP conventions name a span of a method they do not know `HTTP`.
+            (None, _, _) => method.unwrap_or("HTTP").to_owned(),
         };
         span.record("otel.name", name);
         let provider = match &self.provider {
@@ -387,6 +393,16 @@ fn server<'a>(uri: &'a Uri, headers: &HeaderMap) -> Option<(Cow<'a, str>, Option
         _ => None,
     });
     Some((Cow::Borrowed(unbracketed(host)), port))
+}
+
+/// The method as `http.request.method` holds it, when the HTTP conventions know it (RFC 9110's,
+/// `PATCH` and `QUERY`, spelled exactly); `None` for any other token a client may send, recorded as
+/// `_OTHER` so that the attribute and the span name keep a low cardinality.
+fn known_method(method: &Method) -> Option<&'static str> {
+    const KNOWN: [&str; 10] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "QUERY",
+    ];
+    KNOWN.into_iter().find(|known| *known == method.as_str())
 }
 
 /// An IPv6 host without its brackets, as `server.address` holds it.
