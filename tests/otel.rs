@@ -777,3 +777,44 @@ async fn a_grouped_span_inside_a_grouped_span_is_its_child() {
         .count();
     assert_eq!(children, 1, "one span is the other's child: {spans:#?}");
 }
+
+/// A request's span belongs to the span `call` ran in, whatever the body, though a JSON body's span
+/// is made only once the body is read, wherever the future is polled then (a future spawned onto
+/// another task, say), as a client span does.
+#[tokio::test]
+async fn a_request_span_is_a_child_of_the_span_call_ran_in_for_json_bodies_too() {
+    use http_body_util::{BodyExt, Full};
+    use tower::{Layer, Service, ServiceExt};
+
+    let (memory, _guard) = Memory::install();
+    let mut service = RequestyMetadataLayer::new().layer(chat_service());
+    let caller = tracing::info_span!("caller");
+    for content_type in ["text/plain", "application/json"] {
+        let request = http::Request::post("http://gateway/v1/chat/completions")
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from_static(br#"{"model": "gpt-4o"}"#)))
+            .unwrap();
+        let future = {
+            let _entered = caller.enter();
+            service.ready().await.unwrap().call(request)
+        };
+        let response = future.await.unwrap();
+        response.into_body().collect().await.unwrap();
+    }
+    drop(caller);
+    let spans = memory.spans();
+    let caller = spans
+        .iter()
+        .find(|s| s.name == "caller")
+        .unwrap_or_else(|| panic!("no caller span in {spans:#?}"));
+    let parents: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name != "caller")
+        .map(|s| s.parent_span_id)
+        .collect();
+    assert_eq!(
+        parents,
+        [caller.span_context.span_id(), caller.span_context.span_id()],
+        "{spans:#?}"
+    );
+}
