@@ -77,6 +77,9 @@ pub(crate) struct Pending<S, M> {
     pub(crate) config: Arc<Config>,
     pub(crate) make_span: M,
     pub(crate) start: Instant,
+    /// The span `call` ran in: the request span's parent, wherever the future is polled when the
+    /// span is made (after a JSON body was read).
+    pub(crate) parent: Span,
 }
 
 /// A request whose body was read, waiting for a clone of the inner service to be ready: the
@@ -663,6 +666,7 @@ where
         config,
         mut make_span,
         start,
+        parent,
         ..
     } = pending;
     // A server layer further out read this request first; what it kept (its headers, say), this
@@ -691,6 +695,7 @@ where
         current.clone(),
         facts,
         &config,
+        &parent,
     );
     let mut req = Request::from_parts(parts, body);
     if let Some(metadata) = metadata {
@@ -788,6 +793,7 @@ fn unserved<S, M: MakeSpan>(pending: Pending<S, M>, facts: Facts) -> Tracker {
         mut make_span,
         start,
         headers,
+        parent,
         ..
     } = pending;
     let metadata = non_empty(HeaderMetadata::combined(headers)).map(Arc::new);
@@ -798,11 +804,13 @@ fn unserved<S, M: MakeSpan>(pending: Pending<S, M>, facts: Facts) -> Tracker {
         metadata.clone(),
         facts,
         &config,
+        &parent,
     );
     Tracker::new(span, request, None, start)
 }
 
-/// The request's span, and what the completion hook will want at the end (only when there is one).
+/// The request's span, made in `parent` (the span `call` ran in), and what the completion hook will
+/// want at the end (only when there is one).
 fn trace<M: MakeSpan>(
     make_span: &mut M,
     parts: &Parts,
@@ -810,6 +818,7 @@ fn trace<M: MakeSpan>(
     shared: Option<Arc<RequestMetadata>>,
     mut facts: Facts,
     config: &Config,
+    parent: &Span,
 ) -> (Span, Option<Box<complete::Request>>) {
     // Gemini's and Bedrock's own APIs name the model in the path, and whether the answer streams.
     if let Some(native) = crate::genai::native_path(parts.uri.path()) {
@@ -818,7 +827,7 @@ fn trace<M: MakeSpan>(
             facts.model = Some(native.model.into_owned());
         }
     }
-    let span = make_span.make_span(&RequestInfo {
+    let info = RequestInfo {
         method: &parts.method,
         uri: &parts.uri,
         headers: &parts.headers,
@@ -826,7 +835,8 @@ fn trace<M: MakeSpan>(
         model: facts.model.as_deref(),
         stream: facts.stream,
         parameters: facts.parameters,
-    });
+    };
+    let span = parent.in_scope(|| make_span.make_span(&info));
     let request = config.on_complete.as_ref().map(|hook| {
         Box::new(complete::Request {
             metadata: shared,

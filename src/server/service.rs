@@ -85,6 +85,7 @@ where
             config,
             make_span: self.make_span.clone(),
             start: Instant::now(),
+            parent: tracing::Span::current(),
         };
         if let Some(error) = rejection {
             return ResponseFuture::reject(pending, error.status(), error.to_json());

@@ -79,6 +79,10 @@ impl<'a> RequestInfo<'a> {
 
 /// Makes the span a request runs in, in the style of `tower_http::trace::MakeSpan`.
 ///
+/// Called inside the span the service's `call` ran in, so that span is the new one's contextual
+/// parent, also when the span is made later (once a JSON body was read), wherever the future is
+/// polled then.
+///
 /// Implemented for closures, so a custom span is one line:
 ///
 /// ```
