@@ -562,3 +562,21 @@ async fn an_unknown_http_method_is_recorded_as_other() {
         ]
     );
 }
+
+/// A server layer inside another (one on the router and one on a route, say) finds nothing left to
+/// read once the outer one took the metadata out: its span still carries the request's metadata,
+/// the outer layer's, as the handler sees it.
+#[tokio::test]
+async fn an_inner_server_layers_span_carries_the_metadata_the_outer_layer_read() {
+    let (recorder, _guard) = Recorder::install();
+    let app = app(RequestyMetadataLayer::new()).layer(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let body = r#"{"model": "gpt-4o", "messages": [], "requesty": {"trace_id": "wf-1", "user_id": "u-9"}}"#;
+    call(addr, "/v1/chat/completions", body).await;
+    let spans = recorder.wait_closed(2).await;
+    for span in &spans {
+        assert_eq!(field(span, "requesty.trace_id"), "wf-1");
+        assert_eq!(field(span, "gen_ai.conversation.id"), "wf-1");
+        assert_eq!(field(span, "user.id"), "u-9");
+    }
+}
