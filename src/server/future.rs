@@ -688,10 +688,15 @@ where
     let trailers = facts.trailers;
     let left_out = std::mem::take(&mut facts.left_out);
     let unread = std::mem::take(&mut facts.unread);
+    // With nothing left to read (a layer further out took it all out), the span still carries the
+    // request's metadata: the outer layer's, which the handler finds in the extensions.
+    let traced = metadata
+        .as_ref()
+        .or_else(|| parts.extensions.get::<RequestMetadata>());
     let (span, request) = trace(
         &mut make_span,
         &parts,
-        metadata.as_ref(),
+        traced,
         current.clone(),
         facts,
         &config,

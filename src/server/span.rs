@@ -23,7 +23,8 @@ pub struct RequestInfo<'a> {
     /// for a client span, as the caller set them, before the metadata headers are written (the span
     /// is made first, so that what writing them warns about lands inside).
     pub headers: &'a HeaderMap,
-    /// The request's metadata, when it carried any.
+    /// The request's metadata, when it carried any (for a server layer inside another that left it
+    /// nothing to read, the outer layer's, from the request's extensions).
     pub metadata: Option<&'a RequestMetadata>,
     /// The body's top-level `model`, when it is a JSON string; else the model a Gemini or Bedrock
     /// Converse path names (`/v1beta/models/gemini-2.5-pro:generateContent`,
