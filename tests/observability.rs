@@ -580,3 +580,39 @@ async fn an_inner_server_layers_span_carries_the_metadata_the_outer_layer_read()
         assert_eq!(field(span, "user.id"), "u-9");
     }
 }
+
+/// Only a `POST` asks a model for something: `GET /v1/chat/completions` lists stored completions (and
+/// `DELETE` or `HEAD` on a GenAI path makes no call either), so its span names no GenAI operation and
+/// is named by its method, as other HTTP spans are.
+#[tokio::test]
+async fn only_a_post_names_a_genai_operation() {
+    let (recorder, _guard) = Recorder::install();
+    let app = Router::new()
+        .route(
+            "/v1/chat/completions",
+            axum::routing::any(|| async {
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from(r#"{"object":"list","data":[]}"#))
+                    .unwrap()
+            }),
+        )
+        .layer(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        let response = client()
+            .request(method, format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(r#"{"model": "gpt-4o", "messages": []}"#)
+            .send()
+            .await
+            .unwrap();
+        response.bytes().await.unwrap();
+    }
+    let spans = recorder.wait_closed(2).await;
+    let (get, post) = (&spans[0], &spans[1]);
+    assert_eq!(get.field("gen_ai.operation.name"), None, "{get:#?}");
+    assert_eq!(field(get, "otel.name"), "GET");
+    assert_eq!(field(post, "gen_ai.operation.name"), "chat");
+    assert_eq!(field(post, "otel.name"), "chat gpt-4o");
+}
