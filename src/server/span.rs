@@ -71,9 +71,13 @@ impl<'a> RequestInfo<'a> {
         }
     }
 
-    /// The GenAI operation the path names (`chat`, `text_completion`, `embeddings`; Gemini's
-    /// `generate_content`), per the OpenTelemetry GenAI conventions.
+    /// The GenAI operation a `POST` to the path asks for (`chat`, `text_completion`, `embeddings`;
+    /// Gemini's `generate_content`), per the OpenTelemetry GenAI conventions. Other methods ask a
+    /// model for nothing (`GET /v1/chat/completions` lists stored completions): `None`.
     pub fn operation(&self) -> Option<&'static str> {
+        if self.method != Method::POST {
+            return None;
+        }
         genai::operation(self.uri.path())
     }
 }
@@ -126,7 +130,7 @@ where
 /// | `http.response.status_code` | recorded when the response head arrives (none when the inner service's call returned an error) |
 /// | `rpc.system.name`, `rpc.method` | for a gRPC request: `grpc` and the fully-qualified method its path names (`package.Service/Method`), as the RPC conventions name them |
 /// | `rpc.response.status_code` | the name of a gRPC response's `grpc-status` code (`OK`, `UNAVAILABLE`; a code past the known ones as its number), from its trailers (for binary gRPC-Web, the trailers frame that ends its body), or the head of a trailers-only response |
-/// | `gen_ai.operation.name` | from the path (`chat`, `text_completion`, `embeddings`; `generate_content` for Gemini's `:generateContent` and `:streamGenerateContent`, `chat` for Bedrock's `/converse`) |
+/// | `gen_ai.operation.name` | from the path of a `POST` (`chat`, `text_completion`, `embeddings`; `generate_content` for Gemini's `:generateContent` and `:streamGenerateContent`, `chat` for Bedrock's `/converse`); none for other methods (`GET /v1/chat/completions` lists stored completions) |
 /// | `gen_ai.provider.name` | [`provider`](Self::provider), or a known routing prefix of the model (`openai/…`, `google/gemini…` as `gcp.gemini`; not before a model others serve, `google/gemma…` or `openai/gpt-oss…`), the path (`/v1/messages`, Azure's `/openai/deployments/…`, Gemini's `…/models/{model}:generateContent` as `gcp.gemini`, Vertex AI's `…/publishers/google/models/…` as `gcp.vertex_ai`, Bedrock's `/model/{modelId}/converse` as `aws.bedrock`) or the family of a bare model name (a fine-tune's, `ft:…`, by its base model; never `gpt-oss…`) |
 /// | `gen_ai.request.model`, `gen_ai.request.temperature`, `…top_p`, `…max_tokens`, `…seed` | from the body (the model, failing that, from a Gemini or Bedrock Converse path) |
 /// | `gen_ai.request.stream` | the body's `stream` flag, or a Gemini or Bedrock Converse path's method |
