@@ -182,12 +182,16 @@ pub(crate) fn decorate(span: &Span, info: &RequestInfo<'_>, options: &DefaultMak
 /// Whether the span a new span is made in (its contextual parent) belongs to `parent`'s trace.
 fn in_enclosing_trace(parent: &Context) -> bool {
     let trace = parent.span().span_context().trace_id();
-    // Once entered, the current span's OpenTelemetry span has started (unless the layer's context
-    // activation is off; then asking starts it, as entering it would have).
-    let enclosing = Span::current().context();
-    let enclosing = enclosing.span();
-    let enclosing = enclosing.span_context();
-    enclosing.is_valid() && enclosing.trace_id() == trace
+    let in_trace = |context: &Context| {
+        let span = context.span();
+        let span = span.span_context();
+        span.is_valid() && span.trace_id() == trace
+    };
+    // The layer makes the OpenTelemetry context current as a span is entered, and takes it as a new
+    // span's parent: an enclosing span it filters out leaves the one that encloses it. With context
+    // activation off, the current span's own context says (asking starts its OpenTelemetry span, as
+    // entering it does with activation on).
+    in_trace(&Context::current()) || in_trace(&Span::current().context())
 }
 
 /// Sets a list on the span's OpenTelemetry span as a string array, which no `tracing` field can hold
