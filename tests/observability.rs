@@ -616,3 +616,62 @@ async fn only_a_post_names_a_genai_operation() {
     assert_eq!(field(post, "gen_ai.operation.name"), "chat");
     assert_eq!(field(post, "otel.name"), "chat gpt-4o");
 }
+
+/// The HTTP conventions have an instrumentation that records unknown methods as `_OTHER` let its
+/// users name the methods they know instead (a WebDAV server's `PROPFIND`, say): the list replaces
+/// the default one whole, on either side.
+#[tokio::test]
+async fn the_known_http_methods_can_be_named() {
+    use http_body_util::{BodyExt, Full};
+    use requesty_metadata::RequestMetadata;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let (recorder, _guard) = Recorder::install();
+    let app = Router::new()
+        .route(
+            "/dav",
+            axum::routing::any(|| async { Response::new(Body::empty()) }),
+        )
+        .layer(RequestyMetadataLayer::new().known_http_methods(["PROPFIND", "POST"]));
+    let addr = serve(app).await;
+    for method in ["PROPFIND", "GET"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = client()
+            .request(method, format!("http://{addr}/dav"))
+            .send()
+            .await
+            .unwrap();
+        response.bytes().await.unwrap();
+    }
+    let spans = recorder.wait_closed(2).await;
+    let methods: Vec<_> = spans
+        .iter()
+        .map(|s| {
+            (
+                field(s, "http.request.method"),
+                s.field("http.request.method_original"),
+            )
+        })
+        .collect();
+    assert_eq!(methods, [("PROPFIND", None), ("_OTHER", Some("GET"))]);
+
+    let upstream = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
+    });
+    let service = ServiceBuilder::new()
+        .layer(
+            RequestyMetadataLayer::inject(RequestMetadata::new().trace_id("t"))
+                .known_http_methods(["PROPFIND"]),
+        )
+        .service(upstream);
+    let request = http::Request::builder()
+        .method("PROPFIND")
+        .uri("http://upstream/dav")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    let span = &recorder.named("llm_client_request")[0];
+    assert_eq!(field(span, "http.request.method"), "PROPFIND");
+    assert_eq!(field(span, "otel.name"), "PROPFIND");
+}
