@@ -589,6 +589,18 @@ impl<R> InjectMetadataLayer<R> {
         self
     }
 
+    /// The HTTP methods the client span records as they are; any other is recorded as `_OTHER`
+    /// ([`DefaultMakeSpan::known_http_methods`]).
+    pub fn known_http_methods<I, K>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        let config = self.config();
+        config.make_span = config.make_span.clone().known_http_methods(methods);
+        self
+    }
+
     /// Header form only, for any body type: wrap a tonic `Channel` with this.
     ///
     /// Such a layer reads no body, so the options about bodies belong to a layer that reads them:

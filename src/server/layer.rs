@@ -134,6 +134,17 @@ impl<R> RequestyMetadataLayer<DefaultMakeSpan, R> {
         self
     }
 
+    /// The HTTP methods spans record as they are; any other is recorded as `_OTHER`
+    /// ([`DefaultMakeSpan::known_http_methods`]).
+    pub fn known_http_methods<I, K>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        self.make_span = self.make_span.known_http_methods(methods);
+        self
+    }
+
     /// Puts every request with the same `trace_id` in one OpenTelemetry trace
     /// ([`DefaultMakeSpan::group_by_trace_id`]).
     #[cfg(feature = "opentelemetry")]

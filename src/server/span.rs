@@ -125,7 +125,7 @@ where
 /// | `extra` | the `extra` object as a JSON string |
 /// | `gen_ai.conversation.id` | the `trace_id` |
 /// | `user.id`, or `user.hash` with [`hash_user_ids`](Self::hash_user_ids) | the `user_id` |
-/// | `http.request.method`, `url.path` | from the request; a method the HTTP conventions do not know (RFC 9110's, `PATCH` and `QUERY`) as `_OTHER`, with the method as sent in `http.request.method_original` |
+/// | `http.request.method`, `url.path` | from the request; a method the HTTP conventions do not know (RFC 9110's, `PATCH` and `QUERY`, or those of [`known_http_methods`](Self::known_http_methods)) as `_OTHER`, with the method as sent in `http.request.method_original` |
 /// | `server.address`, `server.port` | client spans: the host the call goes to and its port (or the one its scheme implies); server spans: the host the request was sent to, and its port; for a relative URI (an HTTP/1 request), those its `Host` header names (never `Forwarded` or `X-Forwarded-Host`, which the conventions would take first behind a proxy, but which any client can set) |
 /// | `http.response.status_code` | recorded when the response head arrives (none when the inner service's call returned an error) |
 /// | `rpc.system.name`, `rpc.method` | for a gRPC request: `grpc` and the fully-qualified method its path names (`package.Service/Method`), as the RPC conventions name them |
@@ -154,6 +154,7 @@ pub struct DefaultMakeSpan {
     pub(crate) provider: Option<Arc<str>>,
     user_hash_key: Option<HashKey>,
     extra_allowlist: Option<Arc<[String]>>,
+    known_methods: Option<Arc<[String]>>,
     #[cfg(feature = "opentelemetry")]
     pub(crate) group_by_trace_id: bool,
 }
@@ -167,6 +168,7 @@ impl DefaultMakeSpan {
             provider: None,
             user_hash_key: None,
             extra_allowlist: None,
+            known_methods: None,
             #[cfg(feature = "opentelemetry")]
             group_by_trace_id: false,
         }
@@ -218,6 +220,27 @@ impl DefaultMakeSpan {
         self
     }
 
+    /// The HTTP methods recorded as they are in `http.request.method` (default: RFC 9110's, `PATCH`
+    /// and `QUERY`); any other is recorded as `_OTHER`, as the HTTP conventions ask, with the method
+    /// as sent in `http.request.method_original`. The list replaces the default one whole, and
+    /// names methods exactly, case included (a WebDAV server's `PROPFIND`, say).
+    pub fn known_http_methods<I, K>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        self.known_methods = Some(methods.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Whether `method` is recorded as it is (see [`known_http_methods`](Self::known_http_methods)).
+    fn knows(&self, method: &Method) -> bool {
+        match &self.known_methods {
+            Some(known) => known.iter().any(|known| known == method.as_str()),
+            None => KNOWN_METHODS.contains(&method.as_str()),
+        }
+    }
+
     /// Puts every request carrying the same `trace_id` in one OpenTelemetry trace (default: off),
     /// so a multi-request workflow reads as one trace; an empty `trace_id` is not grouped. A
     /// well-formed W3C `traceparent` header still wins; see [`otel`](crate::otel) for how it shows in
@@ -257,9 +280,10 @@ macro_rules! span_at {
 
 /// The span with every field declared: one call site per name and level, as `tracing` needs.
 macro_rules! llm_span {
-    ($level:expr, $target:expr, $name:literal, $kind:literal, $info:expr, $operation:expr) => {{
+    ($level:expr, $target:expr, $name:literal, $kind:literal, $info:expr, $operation:expr, $method:expr) => {{
         let info = $info;
         let operation = $operation;
+        let method = $method;
         span_at!(
             $level,
             target: $target,
@@ -275,7 +299,7 @@ macro_rules! llm_span {
             gen_ai.conversation.id = Empty,
             user.id = Empty,
             user.hash = Empty,
-            http.request.method = known_method(info.method).unwrap_or("_OTHER"),
+            http.request.method = method,
             http.request.method_original = Empty,
             url.path = info.uri.path(),
             server.address = Empty,
@@ -317,6 +341,12 @@ impl MakeSpan for DefaultMakeSpan {
     fn make_span(&mut self, info: &RequestInfo<'_>) -> Span {
         use tracing::field::Empty;
         let operation = info.operation();
+        let known = self.knows(info.method);
+        let method = if known {
+            info.method.as_str()
+        } else {
+            "_OTHER"
+        };
         // Targets name the side, so a filter on `requesty_metadata::client` finds client spans.
         let span = if self.client {
             llm_span!(
@@ -325,7 +355,8 @@ impl MakeSpan for DefaultMakeSpan {
                 "llm_client_request",
                 "client",
                 info,
-                operation
+                operation,
+                method
             )
         } else {
             llm_span!(
@@ -334,7 +365,8 @@ impl MakeSpan for DefaultMakeSpan {
                 "llm_request",
                 "server",
                 info,
-                operation
+                operation,
+                method
             )
         };
         // The formatted fields cost allocations: make them only for a span someone records.
@@ -350,8 +382,7 @@ impl MakeSpan for DefaultMakeSpan {
                 span.record("rpc.method", format_args!("{service}/{method}"));
             }
         }
-        let method = known_method(info.method);
-        if method.is_none() {
+        if !known {
             span.record("http.request.method_original", info.method.as_str());
         }
         let name = match (operation, info.model.filter(|model| !model.is_empty()), rpc) {
@@ -359,7 +390,8 @@ impl MakeSpan for DefaultMakeSpan {
             (Some(op), None, _) => op.to_owned(),
             (None, _, Some(Some((service, method)))) => format!("{service}/{method}"),
             // The HTTP conventions name a span of a method they do not know `HTTP`.
-            (None, _, _) => method.unwrap_or("HTTP").to_owned(),
+            (None, _, _) if known => method.to_owned(),
+            (None, _, _) => "HTTP".to_owned(),
         };
         span.record("otel.name", name);
         let provider = match &self.provider {
@@ -404,15 +436,12 @@ fn server<'a>(uri: &'a Uri, headers: &HeaderMap) -> Option<(Cow<'a, str>, Option
     Some((Cow::Borrowed(unbracketed(host)), port))
 }
 
-/// The method as `http.request.method` holds it, when the HTTP conventions know it (RFC 9110's,
-/// `PATCH` and `QUERY`, spelled exactly); `None` for any other token a client may send, recorded as
-/// `_OTHER` so that the attribute and the span name keep a low cardinality.
-fn known_method(method: &Method) -> Option<&'static str> {
-    const KNOWN: [&str; 10] = [
-        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "QUERY",
-    ];
-    KNOWN.into_iter().find(|known| *known == method.as_str())
-}
+/// The methods the HTTP conventions know (RFC 9110's, `PATCH` and `QUERY`, spelled exactly): any
+/// other token a client may send is recorded as `_OTHER`, so that the attribute and the span name
+/// keep a low cardinality.
+const KNOWN_METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "QUERY",
+];
 
 /// An IPv6 host without its brackets, as `server.address` holds it.
 fn unbracketed(host: &str) -> &str {
