@@ -648,6 +648,19 @@ impl Memory {
     fn spans(&self) -> Vec<opentelemetry_sdk::trace::SpanData> {
         self.0.lock().unwrap().clone()
     }
+
+    /// Waits (bounded) until `count` spans have closed: a server's span closes as its response body
+    /// ends, on the server's task, a moment after the client has read the last byte.
+    async fn exported(&self, count: usize) -> Vec<opentelemetry_sdk::trace::SpanData> {
+        for _ in 0..200 {
+            let spans = self.spans();
+            if spans.len() >= count {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{count} spans were not exported: {:#?}", self.spans());
+    }
 }
 
 /// The caller's context, as an outer instrumentation extracts it from `traceparent`.
@@ -817,4 +830,105 @@ async fn a_request_span_is_a_child_of_the_span_call_ran_in_for_json_bodies_too()
         [caller.span_context.span_id(), caller.span_context.span_id()],
         "{spans:#?}"
     );
+}
+
+/// What the span table promises, exported through the SDK: for a streamed Anthropic answer to a
+/// request with every kind of metadata, each attribute once, with the type the conventions give it
+/// (integers as ints, lists as string arrays, times as doubles), the name `{operation} {model}`,
+/// kind server and an unset status.
+#[tokio::test]
+async fn an_exported_span_has_the_attributes_the_span_table_promises() {
+    use opentelemetry::{Array, StringValue, Value as V};
+
+    const ANTHROPIC_SSE: &[u8] = include_bytes!("data/anthropic-messages-stream.sse");
+    let (memory, _guard) = Memory::install();
+    let app = Router::new()
+        .route(
+            "/v1/messages",
+            post(|| async {
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::from(ANTHROPIC_SSE))
+                    .unwrap()
+            }),
+        )
+        .layer(RequestyMetadataLayer::new());
+    let addr = serve(app).await;
+    let body = r#"{"model": "claude-sonnet-4-5", "stream": true, "max_tokens": 64, "temperature": 0.2,
+        "top_p": 0.9, "seed": 7, "messages": [],
+        "requesty": {"trace_id": "wf-1", "user_id": "u-9", "tags": ["a", "b,c"], "extra": {"step": 2}}}"#;
+    let response = client()
+        .post(format!("http://{addr}/v1/messages"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.bytes().await.unwrap(), ANTHROPIC_SSE);
+    let span = memory.exported(1).await.remove(0);
+    assert_eq!(span.name, "chat claude-sonnet-4-5");
+    assert_eq!(span.span_kind, opentelemetry::trace::SpanKind::Server);
+    assert_eq!(span.status, opentelemetry::trace::Status::Unset);
+    let text = |s: &str| V::from(s.to_owned());
+    let strings = |values: &[&str]| {
+        let values = values.iter().map(|v| StringValue::from(v.to_string()));
+        V::Array(Array::String(values.collect()))
+    };
+    let want = [
+        ("trace_id", text("wf-1")),
+        ("user_id", text("u-9")),
+        ("tags", text(r#"["a","b,c"]"#)),
+        ("extra", text(r#"{"step":2}"#)),
+        ("requesty.trace_id", text("wf-1")),
+        ("requesty.user_id", text("u-9")),
+        ("requesty.tags", strings(&["a", "b,c"])),
+        ("requesty.extra.step", V::I64(2)),
+        ("gen_ai.conversation.id", text("wf-1")),
+        ("user.id", text("u-9")),
+        ("http.request.method", text("POST")),
+        ("url.path", text("/v1/messages")),
+        ("server.address", text("127.0.0.1")),
+        ("server.port", V::I64(addr.port().into())),
+        ("http.response.status_code", V::I64(200)),
+        ("gen_ai.operation.name", text("chat")),
+        ("gen_ai.provider.name", text("anthropic")),
+        ("gen_ai.request.model", text("claude-sonnet-4-5")),
+        ("gen_ai.request.max_tokens", V::I64(64)),
+        ("gen_ai.request.temperature", V::F64(0.2)),
+        ("gen_ai.request.top_p", V::F64(0.9)),
+        ("gen_ai.request.seed", V::I64(7)),
+        ("gen_ai.request.stream", V::Bool(true)),
+        ("gen_ai.response.model", text("claude-sonnet-4-5-20250929")),
+        ("gen_ai.response.id", text("msg_01XyZ")),
+        ("gen_ai.response.finish_reasons", strings(&["end_turn"])),
+        ("gen_ai.usage.input_tokens", V::I64(21)),
+        ("gen_ai.usage.output_tokens", V::I64(7)),
+        ("gen_ai.usage.cache_read.input_tokens", V::I64(0)),
+        ("gen_ai.usage.cache_creation.input_tokens", V::I64(0)),
+        ("response.completed", V::Bool(true)),
+    ];
+    let attribute = |key: &str| {
+        let found: Vec<_> = span
+            .attributes
+            .iter()
+            .filter(|kv| kv.key.as_str() == key)
+            .collect();
+        assert!(found.len() <= 1, "{key} exported twice: {span:#?}");
+        found.first().map(|kv| kv.value.clone())
+    };
+    for (key, value) in want {
+        assert_eq!(attribute(key), Some(value), "{key}");
+    }
+    for timing in [
+        "gen_ai.response.time_to_first_chunk",
+        "requesty.time_to_first_token_ms",
+    ] {
+        assert!(
+            matches!(attribute(timing), Some(V::F64(t)) if t > 0.0),
+            "{timing}: {span:#?}"
+        );
+    }
+    for unset in ["error.type", "user.hash", "rpc.system.name", "otel.name"] {
+        assert_eq!(attribute(unset), None, "{unset}");
+    }
 }
