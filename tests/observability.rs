@@ -675,3 +675,29 @@ async fn the_known_http_methods_can_be_named() {
     assert_eq!(field(span, "http.request.method"), "PROPFIND");
     assert_eq!(field(span, "otel.name"), "PROPFIND");
 }
+
+/// The completion hook runs once the response body has ended, wherever that is (a server's
+/// connection task, outside the request's span): it gets the request's span, so that what it logs
+/// (an access-log line, say) names that span as its parent explicitly.
+#[tokio::test]
+async fn the_completion_hook_can_log_into_the_requests_span() {
+    let (recorder, _guard) = Recorder::install();
+    let layer = RequestyMetadataLayer::new().on_complete(|done: &Completion<'_>| {
+        tracing::info!(parent: &done.span, status = done.status.as_u16(), "access");
+    });
+    let addr = serve(app(layer)).await;
+    call(
+        addr,
+        "/v1/chat/completions",
+        r#"{"model": "gpt-4o", "stream": true, "messages": []}"#,
+    )
+    .await;
+    let spans = recorder.wait_closed(1).await;
+    let logged: Vec<_> = spans[0]
+        .events
+        .iter()
+        .filter(|e| e.get("message").map(String::as_str) == Some("access"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{spans:#?}");
+    assert_eq!(logged[0].get("status").map(String::as_str), Some("200"));
+}
