@@ -61,6 +61,10 @@ pub struct Completion<'a> {
     /// when the body is binary (`application/grpc-web`, not `application/grpc-web-text`) and not
     /// content-encoded.
     pub grpc_status: Option<i32>,
+    /// The request's span, still open. The hook runs wherever the response body ended (a server's
+    /// connection task, say), outside that span: name it as the parent of what the hook logs,
+    /// `tracing::info!(parent: &done.span, ...)`, for the event to belong to the request.
+    pub span: Span,
 }
 
 impl<'a> Completion<'a> {
@@ -98,6 +102,7 @@ impl<'a> Completion<'a> {
             completed: true,
             failed: false,
             grpc_status: None,
+            span: Span::none(),
         }
     }
 }
@@ -365,6 +370,7 @@ impl Tracker {
                 completed,
                 failed,
                 grpc_status: self.grpc_status,
+                span: self.span.clone(),
             });
         }
         // Close the span now rather than whenever the body value is dropped.

@@ -208,6 +208,9 @@ impl<M, R> RequestyMetadataLayer<M, R> {
     /// workers queue for the writer's lock; hand lines to a buffer or channel that a thread of its
     /// own writes out, as the gateway demo does with its access log.
     ///
+    /// `f` runs outside the request's span; an event it emits belongs to that span when it names
+    /// it as its parent, [`Completion::span`](crate::server::Completion::span).
+    ///
     /// ```
     /// use requesty_metadata::{server::Completion, RequestyMetadataLayer};
     ///
