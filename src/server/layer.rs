@@ -230,7 +230,8 @@ impl<M, R> RequestyMetadataLayer<M, R> {
     /// Makes each request's span with `make_span` instead of [`DefaultMakeSpan`].
     ///
     /// The default span's options set on this layer before (`span_level`, `provider`,
-    /// `hash_user_ids`, `extra_allowlist`) belong to the span maker this replaces: set them on
+    /// `hash_user_ids`, `extra_allowlist`, `known_http_methods`, `group_by_trace_id`) belong to the
+    /// span maker this replaces: set them on
     /// `make_span` itself when it is a configured [`DefaultMakeSpan`].
     pub fn make_span_with<N: MakeSpan>(self, make_span: N) -> RequestyMetadataLayer<N, R> {
         RequestyMetadataLayer {
