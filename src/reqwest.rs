@@ -221,7 +221,7 @@ impl Middleware for MetadataMiddleware {
             Ok(response) => Ok(traced(response, span, start, head)),
             Err(error) => {
                 // No response: the call failed, as the server side records it.
-                span.record("response.completed", false);
+                span.record("requesty.response.completed", false);
                 span.record("error.type", "service");
                 span.record("otel.status_code", "ERROR");
                 Err(error)

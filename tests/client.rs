@@ -2233,7 +2233,7 @@ async fn a_failed_client_call_is_marked_in_its_client_span() {
     assert_eq!(spans.len(), 2);
     for span in spans {
         assert_eq!(span.field("error.type"), Some("service"));
-        assert_eq!(span.field("response.completed"), Some("false"));
+        assert_eq!(span.field("requesty.response.completed"), Some("false"));
     }
 }
 
@@ -2279,7 +2279,11 @@ async fn a_call_given_up_before_its_answer_is_marked_in_its_client_span() {
     assert_eq!(spans.len(), 2);
     for span in spans {
         assert!(span.closed);
-        assert_eq!(span.field("response.completed"), Some("false"), "{span:#?}");
+        assert_eq!(
+            span.field("requesty.response.completed"),
+            Some("false"),
+            "{span:#?}"
+        );
     }
 }
 
@@ -2497,7 +2501,11 @@ async fn bodiless_answers_complete_the_client_span() {
     assert_eq!(spans.len(), 3);
     for span in spans {
         assert!(span.closed, "{span:#?}");
-        assert_eq!(span.field("response.completed"), Some("true"), "{span:#?}");
+        assert_eq!(
+            span.field("requesty.response.completed"),
+            Some("true"),
+            "{span:#?}"
+        );
     }
 }
 

@@ -469,7 +469,7 @@ async fn a_client_that_leaves_mid_stream_ends_the_span_and_the_stream() {
     let spans = recorder.requests();
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].field("trace_id"), Some("gone"));
-    assert_eq!(spans[0].field("response.completed"), Some("false"));
+    assert_eq!(spans[0].field("requesty.response.completed"), Some("false"));
     assert_eq!(
         spans[0].field("error.type"),
         None,
@@ -652,7 +652,7 @@ async fn an_upstream_error_reaches_the_client_unchanged() {
         .map(|s| {
             (
                 s.field("http.response.status_code").unwrap().to_owned(),
-                s.field("response.completed").unwrap().to_owned(),
+                s.field("requesty.response.completed").unwrap().to_owned(),
             )
         })
         .collect();
@@ -697,7 +697,7 @@ async fn a_cut_upstream_stream_reaches_the_client_as_a_cut_stream() {
     );
     let spans = within("the span", recorder.wait_closed(1)).await;
     assert_eq!(spans[0].field("trace_id"), Some("up-1"));
-    assert_eq!(spans[0].field("response.completed"), Some("false"));
+    assert_eq!(spans[0].field("requesty.response.completed"), Some("false"));
     // The upstream cut it, not the client: the span and the hook say so.
     assert_eq!(spans[0].field("error.type"), Some("response_body"));
     let ends = ENDS.lock().unwrap();
@@ -1312,7 +1312,7 @@ async fn a_client_that_leaves_before_the_answer_is_reported_once_as_not_complete
     );
     let spans = recorder.requests();
     assert_eq!(spans.len(), 1);
-    assert_eq!(spans[0].field("response.completed"), Some("false"));
+    assert_eq!(spans[0].field("requesty.response.completed"), Some("false"));
     assert_eq!(spans[0].field("http.response.status_code"), None);
 }
 
@@ -1487,7 +1487,7 @@ async fn a_request_dropped_while_its_body_is_read_is_reported_once_from_its_head
     let spans = recorder.requests();
     assert_eq!(spans.len(), 1);
     assert!(spans[0].closed);
-    assert_eq!(spans[0].field("response.completed"), Some("false"));
+    assert_eq!(spans[0].field("requesty.response.completed"), Some("false"));
     assert_eq!(spans[0].field("trace_id"), Some("stalled"));
 }
 
@@ -1509,7 +1509,11 @@ fn noting_ends() -> (RequestyMetadataLayer, Ends) {
 async fn reported_failed(recorder: &Recorder, ends: &Mutex<Vec<(bool, bool)>>) {
     let spans = recorder.wait_closed(1).await;
     let span = &spans[0];
-    assert_eq!(span.field("response.completed"), Some("false"), "{span:#?}");
+    assert_eq!(
+        span.field("requesty.response.completed"),
+        Some("false"),
+        "{span:#?}"
+    );
     assert_eq!(span.field("error.type"), Some("response_body"), "{span:#?}");
     assert_eq!(*ends.lock().unwrap(), [(false, true)]);
 }
@@ -1723,7 +1727,7 @@ async fn a_body_of_exact_size_without_a_length_header_counts_as_completed() {
     let body = within("read", response.bytes()).await.unwrap();
     assert_eq!(body.len(), 61);
     let spans = recorder.wait_closed(1).await;
-    assert_eq!(spans[0].field("response.completed"), Some("true"));
+    assert_eq!(spans[0].field("requesty.response.completed"), Some("true"));
     assert_eq!(spans[0].field("gen_ai.usage.input_tokens"), Some("3"));
     assert_eq!(*ends.lock().unwrap(), [(true, false)]);
 }
@@ -1756,5 +1760,5 @@ async fn a_chunked_response_dropped_before_its_end_did_not_complete() {
     }
     drop(body);
     let spans = recorder.wait_closed(1).await;
-    assert_eq!(spans[0].field("response.completed"), Some("false"));
+    assert_eq!(spans[0].field("requesty.response.completed"), Some("false"));
 }

@@ -450,7 +450,7 @@ async fn a_request_body_that_fails_while_read_leaves_a_failed_client_span() {
     assert!(span.closed);
     assert_eq!(span.field("trace_id"), Some("t-9"));
     assert_eq!(span.field("error.type"), Some("request_body"));
-    assert_eq!(span.field("response.completed"), Some("false"));
+    assert_eq!(span.field("requesty.response.completed"), Some("false"));
     assert_eq!(span.field("otel.status_code"), Some("ERROR"));
 }
 /// A request body that breaks the exact size it declared fails the call, as hyper fails a body
@@ -516,7 +516,7 @@ async fn a_request_body_longer_or_shorter_than_it_declared_fails_the_call() {
     assert_eq!(spans.len(), 2, "{spans:#?}");
     for span in &spans {
         assert_eq!(span.field("error.type"), Some("request_body"));
-        assert_eq!(span.field("response.completed"), Some("false"));
+        assert_eq!(span.field("requesty.response.completed"), Some("false"));
     }
 }
 
@@ -572,7 +572,7 @@ async fn a_call_given_up_while_its_body_is_read_leaves_a_client_span() {
     };
     assert!(span.closed);
     assert_eq!(span.field("trace_id"), Some("t-10"));
-    assert_eq!(span.field("response.completed"), Some("false"));
+    assert_eq!(span.field("requesty.response.completed"), Some("false"));
 }
 
 /// Of two `extra` keys that differ only in case, the first keeps the header in Helicone's form as

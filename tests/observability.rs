@@ -129,7 +129,7 @@ async fn openai_stream_usage_and_attributes() {
         .parse()
         .unwrap();
     assert!(ttft > 0.0);
-    assert_eq!(field(span, "response.completed"), "true");
+    assert_eq!(field(span, "requesty.response.completed"), "true");
 }
 
 #[tokio::test]
@@ -247,7 +247,7 @@ fn check_client_span(span: &SpanRecord, addr: std::net::SocketAddr) {
     assert_eq!(field(span, "gen_ai.response.model"), "gpt-4o-2024-08-06");
     assert_eq!(field(span, "gen_ai.usage.input_tokens"), "19");
     assert_eq!(field(span, "gen_ai.usage.output_tokens"), "6");
-    assert_eq!(field(span, "response.completed"), "true");
+    assert_eq!(field(span, "requesty.response.completed"), "true");
 }
 
 #[tokio::test]
@@ -480,7 +480,7 @@ async fn a_server_error_answer_records_its_error_type() {
     let (openai, anthropic) = (span("/v1/chat/completions"), span("/v1/messages"));
     for span in [openai, anthropic] {
         assert_eq!(field(span, "otel.status_code"), "ERROR");
-        assert_eq!(field(span, "response.completed"), "true");
+        assert_eq!(field(span, "requesty.response.completed"), "true");
     }
     assert_eq!(field(openai, "error.type"), "503");
     assert_eq!(field(anthropic, "error.type"), "overloaded_error");

@@ -264,7 +264,7 @@ async fn workflows_share_a_trace_and_traceparent_wins() {
         assert_eq!(attr(span, "requesty.trace_id"), Some(&string("wf-1")));
         assert_eq!(attr(span, "gen_ai.conversation.id"), Some(&string("wf-1")));
         assert_eq!(
-            attr(span, "response.completed"),
+            attr(span, "requesty.response.completed"),
             Some(&Value::BoolValue(true))
         );
         // The conventions type the reasons `string[]`: an array, not its JSON text.
@@ -905,7 +905,7 @@ async fn an_exported_span_has_the_attributes_the_span_table_promises() {
         ("gen_ai.usage.output_tokens", V::I64(7)),
         ("gen_ai.usage.cache_read.input_tokens", V::I64(0)),
         ("gen_ai.usage.cache_creation.input_tokens", V::I64(0)),
-        ("response.completed", V::Bool(true)),
+        ("requesty.response.completed", V::Bool(true)),
     ];
     let attribute = |key: &str| {
         let found: Vec<_> = span

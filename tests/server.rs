@@ -121,7 +121,7 @@ async fn body_metadata_is_stripped_byte_exactly_and_reaches_the_handler() {
     assert_eq!(span.field("otel.name"), Some("chat openai/gpt-4o"));
     assert_eq!(span.field("rpc.system.name"), None, "not gRPC");
     assert_eq!(span.field("otel.kind"), Some("server"));
-    assert_eq!(span.field("response.completed"), Some("true"));
+    assert_eq!(span.field("requesty.response.completed"), Some("true"));
     assert_eq!(span.events.len(), 1, "the handler ran inside the span");
 }
 
@@ -888,7 +888,7 @@ async fn span_stays_open_until_the_last_chunk_of_a_stream() {
     assert_eq!(rest, b"data: 1\n\ndata: 2\n\n");
     let spans = recorder.wait_closed(1).await;
     assert_eq!(spans[0].field("trace_id"), Some("s-1"));
-    assert_eq!(spans[0].field("response.completed"), Some("true"));
+    assert_eq!(spans[0].field("requesty.response.completed"), Some("true"));
 }
 
 #[tokio::test]
@@ -918,7 +918,7 @@ async fn a_streamed_body_with_a_declared_length_counts_as_completed() {
         &b"data: 0\n\ndata: 1\n\ndata: 2\n\n"[..]
     );
     let spans = recorder.wait_closed(1).await;
-    assert_eq!(spans[0].field("response.completed"), Some("true"));
+    assert_eq!(spans[0].field("requesty.response.completed"), Some("true"));
 }
 
 #[tokio::test]
@@ -949,7 +949,7 @@ async fn client_dropping_mid_stream_is_recorded_as_cut_off() {
     drop(stream);
     let spans = recorder.wait_closed(1).await;
     assert_eq!(spans[0].field("trace_id"), Some("cut"));
-    assert_eq!(spans[0].field("response.completed"), Some("false"));
+    assert_eq!(spans[0].field("requesty.response.completed"), Some("false"));
     assert_eq!(*completions.lock().unwrap(), [(false, StatusCode::OK)]);
 }
 
@@ -1537,7 +1537,7 @@ async fn a_response_that_ends_in_trailers_counts_as_completed() {
     assert_eq!(response.bytes().await.unwrap(), &b"data: 0\n\n"[..]);
     let spans = recorder.wait_closed(1).await;
     assert_eq!(spans[0].field("trace_id"), Some("tr-1"));
-    assert_eq!(spans[0].field("response.completed"), Some("true"));
+    assert_eq!(spans[0].field("requesty.response.completed"), Some("true"));
     assert_eq!(*completions.lock().unwrap(), [(true, false)]);
 }
 

@@ -827,7 +827,11 @@ async fn a_grpc_web_status_in_the_body_is_recorded() {
         assert_eq!(span.field("error.type"), error, "{case}");
         let status = recorded.map(|_| "ERROR");
         assert_eq!(span.field("otel.status_code"), status, "{case}");
-        assert_eq!(span.field("response.completed"), Some("true"), "{case}");
+        assert_eq!(
+            span.field("requesty.response.completed"),
+            Some("true"),
+            "{case}"
+        );
     }
     assert_eq!(*seen.lock().unwrap(), [Some(14), Some(14), None, None]);
 }

@@ -361,7 +361,7 @@ async fn a_stream_that_ends_in_an_error_event_is_a_failed_answer() {
     assert_eq!(response.status(), 200);
     response.bytes().await.unwrap();
     let spans = recorder.wait_closed(1).await;
-    assert_eq!(spans[0].field("response.completed"), Some("true"));
+    assert_eq!(spans[0].field("requesty.response.completed"), Some("true"));
     assert_eq!(spans[0].field("error.type"), Some("overloaded_error"));
     assert_eq!(spans[0].field("otel.status_code"), Some("ERROR"));
     assert_eq!(
@@ -1155,6 +1155,9 @@ async fn gemini_and_bedrock_paths_and_answers_on_the_span() {
         fields(bedrock_stream, &response),
         vec![None; response.len()]
     );
-    assert_eq!(bedrock_stream.field("response.completed"), Some("true"));
+    assert_eq!(
+        bedrock_stream.field("requesty.response.completed"),
+        Some("true")
+    );
     assert_eq!(bedrock_stream.field("error.type"), None);
 }

@@ -189,7 +189,7 @@ where
                     let span = span.answered();
                     if result.is_err() {
                         // No response: the call failed, as the server side records it.
-                        span.record("response.completed", false);
+                        span.record("requesty.response.completed", false);
                         span.record("error.type", "service");
                         span.record("otel.status_code", "ERROR");
                     }
@@ -231,7 +231,7 @@ impl Awaiting {
 
 impl Drop for Awaiting {
     fn drop(&mut self) {
-        self.0.record("response.completed", false);
+        self.0.record("requesty.response.completed", false);
     }
 }
 
@@ -255,7 +255,7 @@ fn unsent<S>(pending: Pending<S>) -> Span {
     let span = pending
         .parent
         .in_scope(|| client_span(&pending.config, &pending.parts, &metadata, None));
-    span.record("response.completed", false);
+    span.record("requesty.response.completed", false);
     span
 }
 

@@ -15,7 +15,7 @@ pin_project! {
     ///
     /// The request's span stays open until this body returns its last frame, reports
     /// [`is_end_stream`](Body::is_end_stream), or is dropped (then the span records
-    /// `response.completed = false`).
+    /// `requesty.response.completed = false`).
     pub struct ResponseBody<B: Body> {
         #[pin]
         kind: Kind<B>,

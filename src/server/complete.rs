@@ -318,7 +318,7 @@ impl Tracker {
             .and_then(|info| info.error.as_deref())
             .filter(|_| completed && self.status.is_some_and(|s| s.is_success()));
         let failed = matches!(end, End::Failed | End::CallFailed) || reported.is_some();
-        self.span.record("response.completed", completed);
+        self.span.record("requesty.response.completed", completed);
         if let Some(code) = self.grpc_status {
             // The RPC conventions' string form: the code's name (`OK`, `UNAVAILABLE`).
             self.span

@@ -98,7 +98,7 @@ impl<'a> RequestInfo<'a> {
 /// });
 /// ```
 ///
-/// The layer records `http.response.status_code`, `response.completed`, `error.type`,
+/// The layer records `http.response.status_code`, `requesty.response.completed`, `error.type`,
 /// `otel.status_code`, `rpc.response.status_code`, and what the response said (`gen_ai.response.*`,
 /// `gen_ai.usage.*`, `requesty.time_to_first_token_ms`) on whatever span this returns; a span that
 /// did not declare those fields ignores them.
@@ -140,7 +140,7 @@ where
 /// | `requesty.time_to_first_token_ms` | streams: until the first generated text |
 /// | `otel.name` | `{operation} {model}` (or, when the path names no operation, `{rpc.method}` for gRPC and the HTTP method otherwise, `HTTP` for one recorded as `_OTHER`) |
 /// | `otel.kind` | `server` (`client` for [`client`](Self::client) spans) |
-/// | `response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first, or it ended in an error |
+/// | `requesty.response.completed` | `true` when the response body ended, `false` when it (or the request, before a response) was dropped first, or it ended in an error |
 /// | `error.type` | `response_body` when the response body ended in an error (an upstream that cut its stream, say) or short of its declared `Content-Length`, `service` when the inner service's call returned one, `request_body` on a client span whose request body failed while the client read it (the call is not made), the provider's error type or code when a successful answer's body reported one (a stream's error event, [`ResponseInfo::error`](crate::usage::ResponseInfo::error)); for an answer `otel.status_code` marks failed (a `5xx`, a client span's `4xx`), the provider's error type its body gave, else the status code (`503`); for a gRPC code that makes the span an error (see `otel.status_code`), its name (`UNAVAILABLE`) |
 /// | `otel.status_code` | `ERROR` for those, and for a server span's `5xx` answer (a client span's `4xx` too), as the HTTP conventions set the span status; for gRPC, a code that says the server failed (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`; a client span's every code but `OK`) |
 /// | `requesty.extra.<key>` (feature `opentelemetry`) | each allowed `extra` key as a typed attribute |
@@ -330,7 +330,7 @@ macro_rules! llm_span {
             gen_ai.response.time_to_first_chunk = Empty,
             otel.name = Empty,
             otel.kind = $kind,
-            response.completed = Empty,
+            requesty.response.completed = Empty,
             error.r#type = Empty,
             otel.status_code = Empty,
         )
