@@ -681,6 +681,16 @@ mod tests {
     }
 
     #[test]
+    fn with_no_bound_on_the_tag_count_every_tags_header_is_read() {
+        let limits = Limits::default().max_tags(usize::MAX);
+        let mut h = HeaderMap::new();
+        h.append("x-requesty-tags", HeaderValue::from_static("a,b"));
+        h.append("x-requesty-tags", HeaderValue::from_static("c"));
+        h.append("x-requesty-tags", HeaderValue::from_static("a,d"));
+        assert_eq!(read(&h, &limits).unwrap().0.tags, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
     fn a_tag_too_long_is_noted_with_its_header_for_the_whole_check() {
         let limits = Limits::default().max_tag_len(4);
         let mut h = HeaderMap::new();
