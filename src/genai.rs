@@ -495,6 +495,38 @@ mod tests {
     }
 
     #[test]
+    fn openai_responses_paths_are_chat() {
+        for path in ["/v1/responses", "/openai/v1/responses/"] {
+            assert_eq!(operation(path), Some("chat"), "{path}");
+        }
+    }
+
+    #[test]
+    fn percent_escapes_anywhere_in_a_segment_are_decoded() {
+        for (segment, want) in [
+            ("plain", Some("plain")),
+            ("%3A", Some(":")),
+            ("a%3Ab", Some("a:b")),
+            (
+                "gemini-2.5-pro%3AgenerateContent",
+                Some("gemini-2.5-pro:generateContent"),
+            ),
+            ("%41%62%2f", Some("Ab/")),
+            ("%E2%9C%93", Some("\u{2713}")),
+            ("a%3", None),
+            ("%", None),
+            ("%g1", None),
+            ("%FF", None),
+        ] {
+            assert_eq!(percent_decoded(segment).as_deref(), want, "{segment}");
+        }
+        assert!(matches!(
+            percent_decoded("plain"),
+            Some(Cow::Borrowed("plain"))
+        ));
+    }
+
+    #[test]
     fn providers_from_models_and_paths() {
         let p = |m: Option<&str>, path| provider(m, path);
         assert_eq!(
