@@ -163,6 +163,9 @@ mod tests {
             "multipart/form-data",
             "+json",
             "application/+jso",
+            "application/+json",
+            "application/octet-stream",
+            "text/json",
             "application/grpc+json",
             "application/connect+json",
             "application/Connect+JSON; charset=utf-8",
@@ -227,6 +230,90 @@ mod tests {
         ] {
             let headers = headers(&[("content-type", content_type)]);
             assert_eq!(grpc_answer_type(&headers), answer, "{content_type}");
+        }
+    }
+
+    #[test]
+    fn a_rebuilt_body_has_its_length_and_no_framing_or_trailers() {
+        let mut map = headers(&[
+            ("transfer-encoding", "chunked"),
+            ("trailer", "x-checksum"),
+            ("content-type", "application/json"),
+        ]);
+        set_whole_length(&mut map, 12);
+        assert_eq!(map.get(CONTENT_LENGTH).unwrap(), "12");
+        assert!(!map.contains_key(TRANSFER_ENCODING));
+        assert!(!map.contains_key(TRAILER));
+        assert_eq!(map.get(CONTENT_TYPE).unwrap(), "application/json");
+
+        // A stated length is replaced by the bytes' own.
+        let mut map = headers(&[("content-length", "40")]);
+        set_whole_length(&mut map, 7);
+        assert_eq!(map.get(CONTENT_LENGTH).unwrap(), "7");
+
+        // A body with bytes and no framing headers gains its length.
+        let mut map = HeaderMap::new();
+        set_whole_length(&mut map, 3);
+        assert_eq!(map.get(CONTENT_LENGTH).unwrap(), "3");
+    }
+
+    #[test]
+    fn an_empty_rebuilt_body_gains_a_length_only_when_it_had_framing() {
+        let mut map = headers(&[("trailer", "grpc-status")]);
+        set_whole_length(&mut map, 0);
+        assert!(map.is_empty(), "{map:?}");
+
+        for framing in [
+            ("content-length", "5"),
+            ("content-length", "0"),
+            ("transfer-encoding", "chunked"),
+        ] {
+            let mut map = headers(&[framing]);
+            set_whole_length(&mut map, 0);
+            assert_eq!(map.get(CONTENT_LENGTH).unwrap(), "0", "{framing:?}");
+            assert!(!map.contains_key(TRANSFER_ENCODING), "{framing:?}");
+        }
+    }
+
+    #[test]
+    fn bodiless_answers_have_no_length_whatever_they_declare() {
+        let stated = headers(&[("content-length", "42")]);
+        for status in [
+            StatusCode::CONTINUE,
+            StatusCode::SWITCHING_PROTOCOLS,
+            StatusCode::NO_CONTENT,
+            StatusCode::NOT_MODIFIED,
+        ] {
+            assert_eq!(response_length(false, status, &stated), Some(0), "{status}");
+        }
+        assert_eq!(response_length(true, StatusCode::OK, &stated), Some(0));
+        for status in [StatusCode::OK, StatusCode::CREATED, StatusCode::NOT_FOUND] {
+            assert_eq!(
+                response_length(false, status, &stated),
+                Some(42),
+                "{status}"
+            );
+        }
+        assert_eq!(
+            response_length(false, StatusCode::OK, &HeaderMap::new()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_declared_length_is_a_decimal_number_of_bytes() {
+        assert_eq!(declared_length(&HeaderMap::new()), None);
+        for (value, want) in [
+            ("0", Some(0)),
+            ("1", Some(1)),
+            ("1048576", Some(1_048_576)),
+            (" 17 ", Some(17)),
+            ("-1", None),
+            ("12abc", None),
+            ("", None),
+        ] {
+            let map = headers(&[("content-length", value)]);
+            assert_eq!(declared_length(&map), want, "{value:?}");
         }
     }
 
