@@ -752,6 +752,17 @@ mod tests {
         assert!(reader.read_enough());
     }
 
+    /// A `response.*` event line tells that the stream is the Responses API's as soon as it ends,
+    /// before its event's data has arrived (which a frame may cut anywhere).
+    #[test]
+    fn a_response_event_line_marks_the_stream_before_its_data_ends() {
+        let mut reader = SseReader::default();
+        reader.feed(b"event: message_start\ndata: {}\n\n");
+        assert!(!reader.wraps_response);
+        reader.feed(b"event: response.created\ndata: {\"ty");
+        assert!(reader.wraps_response);
+    }
+
     /// A `data` line's first [`EVENT_HEAD`] bytes tell whether it carries text before the rest of
     /// it arrives; no other line's do, whether it comes whole or in pieces.
     #[test]
