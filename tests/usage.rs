@@ -609,6 +609,37 @@ fn groq_s_streamed_usage_under_x_groq_is_read() {
     assert_eq!(info.usage.output_tokens, Some(3));
 }
 
+/// Gemini gives its usage so far in its responses, and its finish reason with the last candidate:
+/// a response that gives either is read, whether or not it gives the other, so a stream cut short
+/// keeps the usage of the last response it gave, and a finish reason given without usage is kept.
+#[test]
+fn gemini_responses_giving_usage_or_a_finish_reason_alone_are_read() {
+    let response = |text: &str, reason: &str, usage: &str| {
+        format!("data: {{\"candidates\":[{{\"content\":{{\"parts\":[{{\"text\":\"{text}\"}}],\"role\":\"model\"}}{reason},\"index\":0}}]{usage},\"modelVersion\":\"gemini-2.5-flash\"}}\r\n\r\n")
+    };
+    let usage = |output: u32| {
+        format!(",\"usageMetadata\":{{\"promptTokenCount\":5,\"candidatesTokenCount\":{output},\"totalTokenCount\":{}}}", 5 + output)
+    };
+    let cut_short = [
+        response("Once", "", &usage(1)),
+        response(" upon", "", &usage(2)),
+        response(" a time", "", &usage(4)),
+    ]
+    .concat();
+    let info = read("text/event-stream", &[cut_short.as_bytes()]).0;
+    assert_eq!(info.usage.output_tokens, Some(4));
+    assert!(info.finish_reasons.is_empty());
+
+    let reason_alone = [
+        response("Hi", "", &usage(1)),
+        response(" there", ",\"finishReason\":\"STOP\"", ""),
+    ]
+    .concat();
+    let info = read("text/event-stream", &[reason_alone.as_bytes()]).0;
+    assert_eq!(info.finish_reasons, ["STOP"]);
+    assert_eq!(info.usage.output_tokens, Some(1));
+}
+
 /// DeepSeek counts the prompt tokens its cache served as `prompt_cache_hit_tokens` (its
 /// `prompt_tokens` include them, as OpenAI's do), not under `prompt_tokens_details`.
 #[test]
