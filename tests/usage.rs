@@ -640,6 +640,20 @@ fn gemini_responses_giving_usage_or_a_finish_reason_alone_are_read() {
     assert_eq!(info.usage.output_tokens, Some(1));
 }
 
+/// Only a Gemini response names its model `modelVersion`: in a large Bedrock answer, whose body
+/// names no model, a tool input's `modelVersion` at its head is not taken for the model.
+#[test]
+fn a_large_bedrock_answer_does_not_take_a_tool_input_s_model_version_for_its_model() {
+    let body = format!(
+        r#"{{"output":{{"message":{{"role":"assistant","content":[{{"toolUse":{{"toolUseId":"t1","name":"deploy","input":{{"modelVersion":"v2","responseId":"job-1"}}}}}},{{"text":"{}"}}]}}}},"stopReason":"tool_use","usage":{{"inputTokens":10,"outputTokens":20,"totalTokens":30}}}}"#,
+        "x".repeat(200 * 1024)
+    );
+    let info = read("application/json", &[body.as_bytes()]).0;
+    assert_eq!(info.usage.output_tokens, Some(20));
+    assert_eq!(info.model, None);
+    assert_eq!(info.id, None);
+}
+
 /// DeepSeek counts the prompt tokens its cache served as `prompt_cache_hit_tokens` (its
 /// `prompt_tokens` include them, as OpenAI's do), not under `prompt_tokens_details`.
 #[test]
