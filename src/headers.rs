@@ -44,12 +44,27 @@ pub(crate) fn read_own(
 /// header the first would keep it) and in the body alike.
 pub(crate) fn merge_over(metadata: &mut RequestMetadata, later: RequestMetadata) {
     if !later.extra.is_empty() {
-        let fields: Vec<String> = later.extra.keys().map(|key| header_field(key)).collect();
-        metadata
-            .extra
-            .retain(|key, _| later.extra.contains_key(key) || !fields.contains(&header_field(key)));
+        metadata.extra.retain(|key, _| {
+            later.extra.contains_key(key) || !later.extra.keys().any(|l| same_header(key, l))
+        });
     }
     metadata.merge(later);
+}
+
+/// Whether two `extra` keys name the same header as [`header_field`] reads names, compared without
+/// building either: merging runs on every call.
+fn same_header(a: &str, b: &str) -> bool {
+    let dashed = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| dashed(x) == dashed(y))
 }
 
 /// The header an `extra` key names, as CGI-style servers read header names: lowercase, with `_`

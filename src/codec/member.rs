@@ -52,11 +52,15 @@ pub(crate) fn parse(raw: &[u8], limits: &Limits) -> Result<Option<RequestMetadat
         }
         match field {
             Field::Tags => meta.tags = tags(lx, limits)?,
-            Field::UserId => meta.user_id = id(lx, "user_id", limits)?,
-            Field::TraceId => meta.trace_id = id(lx, "trace_id", limits)?,
+            Field::UserId => meta.user_id = bounded(lx, "user_id", limits.id_len())?,
+            Field::TraceId => meta.trace_id = bounded(lx, "trace_id", limits.id_len())?,
             Field::Extra => meta.extra = extra(lx, limits)?,
-            Field::OriginReferer => meta.origin_referer = origin(lx, "origin_referer", limits)?,
-            Field::OriginTitle => meta.origin_title = origin(lx, "origin_title", limits)?,
+            Field::OriginReferer => {
+                meta.origin_referer = bounded(lx, "origin_referer", limits.origin_len())?
+            }
+            Field::OriginTitle => {
+                meta.origin_title = bounded(lx, "origin_title", limits.origin_len())?
+            }
             Field::Other => {
                 let name = key.name()?;
                 let value = any(lx, 2)?;
@@ -160,17 +164,14 @@ pub(crate) fn check(
         meta.tags.len(),
         limits,
     )?;
-    for (name, value) in [("user_id", &meta.user_id), ("trace_id", &meta.trace_id)] {
-        if let Some(v) = value {
-            check_id(v, name, limits)?;
-        }
-    }
-    for (name, value) in [
-        ("origin_referer", &meta.origin_referer),
-        ("origin_title", &meta.origin_title),
+    for (name, value, limit) in [
+        ("user_id", &meta.user_id, limits.id_len()),
+        ("trace_id", &meta.trace_id, limits.id_len()),
+        ("origin_referer", &meta.origin_referer, limits.origin_len()),
+        ("origin_title", &meta.origin_title, limits.origin_len()),
     ] {
         if let Some(v) = value {
-            check_len(v, name, limits.origin_len())?;
+            check_len(v, name, limit)?;
         }
     }
     if meta.extra.len() > limits.extra_entries() {
@@ -456,26 +457,11 @@ fn check_tags<'a>(
     Ok(())
 }
 
-fn id(lx: &mut Lexer<'_>, name: &str, limits: &Limits) -> Result<Option<String>, MetadataError> {
+/// A string field held to `limit` bytes; `null` counts as absent.
+fn bounded(lx: &mut Lexer<'_>, name: &str, limit: usize) -> Result<Option<String>, MetadataError> {
     let value = text(lx, name)?;
     if let Some(v) = &value {
-        check_id(v, name, limits)?;
-    }
-    Ok(value)
-}
-
-fn check_id(value: &str, name: &str, limits: &Limits) -> Result<(), MetadataError> {
-    check_len(value, name, limits.id_len())
-}
-
-fn origin(
-    lx: &mut Lexer<'_>,
-    name: &str,
-    limits: &Limits,
-) -> Result<Option<String>, MetadataError> {
-    let value = text(lx, name)?;
-    if let Some(v) = &value {
-        check_len(v, name, limits.origin_len())?;
+        check_len(v, name, limit)?;
     }
     Ok(value)
 }
